@@ -1,0 +1,238 @@
+/*
+** petrel.h -- the public C API of petrel: load an exported PyTorch program
+** (a torch.export `.pt2` archive), bind inputs, execute it on a backend and
+** read its outputs.  Runners and the CLI use nothing but this header.
+**
+** Usage:
+**
+**     petrel_program_t *prog = NULL;
+**     if (petrel_program_load(&prog, "model.pt2", NULL) != PETREL_OK) {
+**         fprintf(stderr, "%s\n", petrel_last_error());   // load failed: no handle
+**     }
+**     petrel_tensor_desc in = { .dtype = PETREL_DTYPE_F32, .rank = 2,
+**                               .shape = {1, 8}, .data = x };
+**     petrel_program_set_input(prog, "x", &in);         // copies the data
+**     petrel_program_execute(prog);
+**     petrel_tensor_desc out;
+**     petrel_program_get_output(prog, 0, &out);         // borrows until next execute
+**     petrel_program_free(prog);
+**
+** Conventions: every fallible function returns a petrel_status and writes its
+** result through its first pointer argument.  On failure the message is kept
+** on the handle (petrel_program_error) or, when no handle exists yet, in a
+** thread-local buffer (petrel_last_error).  The library never prints and
+** never exits.
+*/
+#ifndef PETREL_H
+#define PETREL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define PETREL_API __declspec(dllexport)
+#else
+#define PETREL_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- statuses ----------------------------------------------------------- */
+
+typedef enum petrel_status {
+    PETREL_OK = 0,
+    /* argument / state errors */
+    PETREL_ERR_INVALID_ARG = 1,   /* a caller passed something impossible */
+    PETREL_ERR_STATE = 2,         /* call out of order (e.g. missing input) */
+    PETREL_ERR_SHAPE = 3,         /* shapes or dtypes do not fit the program */
+    /* resource errors */
+    PETREL_ERR_NOMEM = 10,
+    PETREL_ERR_IO = 11,
+    PETREL_ERR_NOT_FOUND = 12,
+    /* program / format errors */
+    PETREL_ERR_FORMAT = 20,       /* malformed archive or file */
+    PETREL_ERR_VERSION = 21,      /* well-formed but a version we do not read */
+    PETREL_ERR_UNSUPPORTED = 22,  /* valid but uses a feature petrel lacks */
+    /* backend errors */
+    PETREL_ERR_BACKEND_UNAVAILABLE = 30,
+    PETREL_ERR_UNSUPPORTED_OP = 31,
+    PETREL_ERR_DEVICE = 32,
+    PETREL_ERR_RUNTIME = 33,      /* a kernel rejected its inputs at run time */
+    PETREL_STATUS_COUNT
+} petrel_status;
+
+/** A short constant name for a status ("PETREL_ERR_FORMAT"); never NULL. */
+PETREL_API const char *petrel_status_str(petrel_status s);
+
+/** The message of the last failure on this thread that had no handle to
+ *  carry it (e.g. a failed petrel_program_load).  Never NULL. */
+PETREL_API const char *petrel_last_error(void);
+
+/* ---- dtypes ------------------------------------------------------------- */
+
+/* petrel's own numbering (stable, append-only; not torch's). */
+typedef enum petrel_dtype {
+    PETREL_DTYPE_F32 = 0,
+    PETREL_DTYPE_F16 = 1,
+    PETREL_DTYPE_BF16 = 2,
+    PETREL_DTYPE_F64 = 3,
+    PETREL_DTYPE_I64 = 4,
+    PETREL_DTYPE_I32 = 5,
+    PETREL_DTYPE_I16 = 6,
+    PETREL_DTYPE_I8 = 7,
+    PETREL_DTYPE_U8 = 8,
+    PETREL_DTYPE_BOOL = 9,
+    PETREL_DTYPE_COUNT
+} petrel_dtype;
+
+/** Bytes per element of a dtype (0 for an invalid dtype). */
+PETREL_API size_t petrel_dtype_size(petrel_dtype dt);
+/** Lower-case name ("f32", "bf16", ...); "?" for an invalid dtype. */
+PETREL_API const char *petrel_dtype_name(petrel_dtype dt);
+
+#define PETREL_MAX_RANK 8
+
+/* A dense, row-major (contiguous) tensor described by the caller or by
+ * petrel.  Who owns `data` is stated by each function using it. */
+typedef struct petrel_tensor_desc {
+    petrel_dtype dtype;
+    int32_t rank;
+    int64_t shape[PETREL_MAX_RANK];
+    void *data;
+} petrel_tensor_desc;
+
+/** Number of elements of a descriptor (1 for rank 0). */
+PETREL_API int64_t petrel_tensor_numel(const petrel_tensor_desc *t);
+
+/* ---- logging ------------------------------------------------------------ */
+
+typedef enum petrel_log_level {
+    PETREL_LOG_ERROR = 0,
+    PETREL_LOG_WARN = 1,
+    PETREL_LOG_INFO = 2,
+    PETREL_LOG_DEBUG = 3,
+    PETREL_LOG_LEVEL_COUNT
+} petrel_log_level;
+
+typedef void (*petrel_log_fn)(petrel_log_level level, const char *msg, void *user);
+
+/** Install a process-wide log callback (NULL = silent, the default). */
+PETREL_API void petrel_log_set(petrel_log_fn fn, void *user);
+
+/* ---- programs ----------------------------------------------------------- */
+
+typedef struct petrel_program petrel_program_t;
+
+typedef struct petrel_load_opts {
+    const char *backend;  /* "cpu" (default when NULL) */
+} petrel_load_opts;
+
+/* What a program input or output is. */
+typedef enum petrel_value_kind {
+    PETREL_VALUE_TENSOR = 0,
+    PETREL_VALUE_INT = 1,     /* a symbolic or constant int (e.g. a size) */
+    PETREL_VALUE_FLOAT = 2,
+    PETREL_VALUE_BOOL = 3,
+    PETREL_VALUE_NONE = 4,
+    PETREL_VALUE_KIND_COUNT
+} petrel_value_kind;
+
+typedef struct petrel_io_info {
+    const char *name;        /* user-input name, or "output_<i>" */
+    petrel_value_kind kind;
+    petrel_dtype dtype;      /* tensors only */
+    int32_t rank;            /* tensors only */
+    /* Sizes seen at export; -1 marks a dynamic dimension. */
+    int64_t shape[PETREL_MAX_RANK];
+} petrel_io_info;
+
+/**
+ * Load a program from a `.pt2` archive.  The file is mapped read-only and
+ * weights are used in place; mutable buffers (KV caches) get private copies
+ * that persist across executions.
+ * @param out  receives the program; left NULL on failure
+ * @param path file to load (borrowed)
+ * @param opts NULL for defaults
+ * @return PETREL_OK, or a status with petrel_last_error() describing the
+ *         first problem (which file, which field).
+ */
+PETREL_API petrel_status petrel_program_load(petrel_program_t **out, const char *path,
+                                             const petrel_load_opts *opts);
+/** Free a program; NULL is a no-op. */
+PETREL_API void petrel_program_free(petrel_program_t *p);
+/** The message of the last failure on this program.  Never NULL. */
+PETREL_API const char *petrel_program_error(const petrel_program_t *p);
+
+PETREL_API int petrel_program_num_inputs(const petrel_program_t *p);
+PETREL_API int petrel_program_num_outputs(const petrel_program_t *p);
+/** Describe user input i; the strings are borrowed from the program. */
+PETREL_API petrel_status petrel_program_input_info(petrel_io_info *out, const petrel_program_t *p,
+                                                   int i);
+PETREL_API petrel_status petrel_program_output_info(petrel_io_info *out,
+                                                    const petrel_program_t *p, int i);
+/** Index of the user input named `name`, or -1. */
+PETREL_API int petrel_program_find_input(const petrel_program_t *p, const char *name);
+
+/** Bind a tensor input by index; the data is copied (the caller keeps it). */
+PETREL_API petrel_status petrel_program_set_input(petrel_program_t *p, int i,
+                                                  const petrel_tensor_desc *t);
+/** Bind an int input (a dynamic size passed as a SymInt). */
+PETREL_API petrel_status petrel_program_set_input_int(petrel_program_t *p, int i, int64_t v);
+
+/** Run the program once on the bound inputs. Mutable buffers keep their new
+ *  values for the next call. */
+PETREL_API petrel_status petrel_program_execute(petrel_program_t *p);
+
+/**
+ * Describe output i of the last execute.  Tensor data is borrowed: it stays
+ * valid until the next execute or free.  For int/float/bool outputs,
+ * `t->rank` is 0 and `t->data` points at an int64/double/bool.
+ */
+PETREL_API petrel_status petrel_program_get_output(petrel_tensor_desc *out, petrel_program_t *p,
+                                                   int i, petrel_value_kind *kind);
+
+/** Restore every mutable buffer to its value at load time. */
+PETREL_API petrel_status petrel_program_reset_state(petrel_program_t *p);
+
+/** Counts for `petrel inspect`-style summaries. */
+typedef struct petrel_program_stats {
+    int64_t n_nodes;
+    int64_t n_weights;        /* parameters + constants + buffers */
+    int64_t weight_bytes;
+    int64_t state_bytes;      /* mutable buffers */
+    int32_t schema_major, schema_minor;
+    const char *dialect;      /* "TRAINING", "ATEN", ... (borrowed) */
+} petrel_program_stats;
+
+PETREL_API petrel_status petrel_program_get_stats(petrel_program_stats *out,
+                                                  const petrel_program_t *p);
+
+/* ---- tensor files (safetensors) ----------------------------------------- */
+
+typedef struct petrel_tensor_file petrel_tensor_file_t;
+
+/** Read a safetensors file into memory (validated: header, offsets, sizes). */
+PETREL_API petrel_status petrel_tensor_file_read(petrel_tensor_file_t **out, const char *path);
+/** An empty file object to add tensors to and write. */
+PETREL_API petrel_status petrel_tensor_file_new(petrel_tensor_file_t **out);
+PETREL_API void petrel_tensor_file_free(petrel_tensor_file_t *f);
+PETREL_API int petrel_tensor_file_count(const petrel_tensor_file_t *f);
+/** Name of tensor i (borrowed), or NULL when out of range. */
+PETREL_API const char *petrel_tensor_file_name(const petrel_tensor_file_t *f, int i);
+/** Look a tensor up by name; `out->data` is borrowed from the file object.
+ *  PETREL_ERR_NOT_FOUND when absent. */
+PETREL_API petrel_status petrel_tensor_file_get(petrel_tensor_desc *out,
+                                                const petrel_tensor_file_t *f, const char *name);
+/** Add a tensor (name and data are copied). */
+PETREL_API petrel_status petrel_tensor_file_add(petrel_tensor_file_t *f, const char *name,
+                                                const petrel_tensor_desc *t);
+/** Write atomically (temp file + rename): no partial file on failure. */
+PETREL_API petrel_status petrel_tensor_file_write(const petrel_tensor_file_t *f, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PETREL_H */

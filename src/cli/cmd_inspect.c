@@ -1,0 +1,49 @@
+/*
+** cmd_inspect.c -- `petrel inspect`: summary of a program's interface.
+*/
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void print_io(const petrel_io_info *io) {
+    static const char *kinds[] = {"tensor", "int", "float", "bool", "none"};
+    printf("  %-24s %s", io->name, kinds[io->kind]);
+    if (io->kind == PETREL_VALUE_TENSOR) {
+        printf(" %s [", petrel_dtype_name(io->dtype));
+        for (int d = 0; d < io->rank; d++) {
+            if (io->shape[d] < 0) printf("%s?", d ? ", " : "");
+            else printf("%s%" PRId64, d ? ", " : "", io->shape[d]);
+        }
+        printf("]");
+    }
+    printf("\n");
+}
+
+int cmd_inspect(int argc, char **argv) {
+    if (argc != 1 || argv[0][0] == '-') return cli_error("usage: petrel inspect PROGRAM");
+    petrel_program_t *prog = NULL;
+    if (petrel_program_load(&prog, argv[0], NULL) != PETREL_OK) return cli_error("%s", petrel_last_error());
+    petrel_program_stats st;
+    petrel_program_get_stats(&st, prog);
+    printf("program:  %s\n", argv[0]);
+    printf("format:   torch.export archive, schema %d.%d, dialect %s\n", st.schema_major, st.schema_minor, st.dialect);
+    printf("nodes:    %" PRId64 "\n", st.n_nodes);
+    printf("weights:  %" PRId64 " tensors, %.2f MB; state %.2f MB\n", st.n_weights, (double)st.weight_bytes / 1e6,
+           (double)st.state_bytes / 1e6);
+    printf("inputs:\n");
+    for (int i = 0; i < petrel_program_num_inputs(prog); i++) {
+        petrel_io_info io;
+        petrel_program_input_info(&io, prog, i);
+        print_io(&io);
+    }
+    printf("outputs:\n");
+    for (int i = 0; i < petrel_program_num_outputs(prog); i++) {
+        petrel_io_info io;
+        petrel_program_output_info(&io, prog, i);
+        print_io(&io);
+    }
+    petrel_program_free(prog);
+    return 0;
+}

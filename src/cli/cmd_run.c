@@ -1,0 +1,109 @@
+/*
+** cmd_run.c -- `petrel run`: bind inputs from safetensors files by the
+** program's user-input names, execute, and write outputs as output_<i>.
+** Several --inputs/--outputs pairs run in order on one loaded program.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define MAX_STEPS 256
+
+static int run_step(petrel_program_t *prog, const char *in_path, const char *out_path) {
+    petrel_tensor_file_t *in = NULL, *out = NULL;
+    int rc = 1;
+    if (petrel_tensor_file_read(&in, in_path) != PETREL_OK) return cli_error("%s", petrel_last_error());
+    int nin = petrel_program_num_inputs(prog);
+    /* every tensor in the file must be an input */
+    for (int k = 0; k < petrel_tensor_file_count(in); k++) {
+        const char *nm = petrel_tensor_file_name(in, k);
+        if (petrel_program_find_input(prog, nm) < 0) {
+            cli_error("%s: tensor '%s' is not an input of the program", in_path, nm);
+            goto done;
+        }
+    }
+    for (int i = 0; i < nin; i++) {
+        petrel_io_info info;
+        petrel_program_input_info(&info, prog, i);
+        petrel_tensor_desc t;
+        if (petrel_tensor_file_get(&t, in, info.name) != PETREL_OK) {
+            cli_error("%s: missing input '%s'", in_path, info.name);
+            goto done;
+        }
+        if (petrel_program_set_input(prog, i, &t) != PETREL_OK) {
+            cli_error("%s", petrel_program_error(prog));
+            goto done;
+        }
+    }
+    if (petrel_program_execute(prog) != PETREL_OK) {
+        cli_error("%s", petrel_program_error(prog));
+        goto done;
+    }
+    if (petrel_tensor_file_new(&out) != PETREL_OK) {
+        cli_error("%s", petrel_last_error());
+        goto done;
+    }
+    for (int i = 0; i < petrel_program_num_outputs(prog); i++) {
+        petrel_tensor_desc t;
+        petrel_value_kind kind;
+        if (petrel_program_get_output(&t, prog, i, &kind) != PETREL_OK) {
+            cli_error("%s", petrel_program_error(prog));
+            goto done;
+        }
+        if (kind == PETREL_VALUE_NONE) continue;
+        char name[32];
+        snprintf(name, sizeof name, "output_%d", i);
+        if (petrel_tensor_file_add(out, name, &t) != PETREL_OK) {
+            cli_error("%s", petrel_last_error());
+            goto done;
+        }
+    }
+    if (petrel_tensor_file_write(out, out_path) != PETREL_OK) {
+        cli_error("%s", petrel_last_error());
+        goto done;
+    }
+    rc = 0;
+done:
+    petrel_tensor_file_free(in);
+    petrel_tensor_file_free(out);
+    return rc;
+}
+
+int cmd_run(int argc, char **argv) {
+    const char *program = NULL, *backend = "cpu";
+    const char *ins[MAX_STEPS], *outs[MAX_STEPS];
+    int nin = 0, nout = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--inputs") || !strcmp(a, "--outputs") || !strcmp(a, "--backend")) {
+            if (i + 1 >= argc) return cli_error("%s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--backend")) backend = v;
+            else if (!strcmp(a, "--inputs")) {
+                if (nin == MAX_STEPS) return cli_error("too many --inputs (max %d)", MAX_STEPS);
+                ins[nin++] = v;
+            } else {
+                if (nout == MAX_STEPS) return cli_error("too many --outputs (max %d)", MAX_STEPS);
+                outs[nout++] = v;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            return cli_error("run: unknown option '%s'", a);
+        } else if (!program) {
+            program = a;
+        } else {
+            return cli_error("run: unexpected argument '%s'", a);
+        }
+    }
+    if (!program) return cli_error("usage: petrel run PROGRAM --inputs IN.safetensors --outputs OUT.safetensors [--backend cpu]");
+    if (nin == 0 || nin != nout)
+        return cli_error("run: give one --outputs for each --inputs (got %d --inputs, %d --outputs)", nin, nout);
+    if (strcmp(backend, "cpu") != 0) return cli_error("run: backend '%s' is not available in this build (have: cpu)", backend);
+    petrel_program_t *prog = NULL;
+    petrel_load_opts opts = {.backend = backend};
+    if (petrel_program_load(&prog, program, &opts) != PETREL_OK) return cli_error("%s", petrel_last_error());
+    int rc = 0;
+    for (int s = 0; s < nin && rc == 0; s++) rc = run_step(prog, ins[s], outs[s]);
+    petrel_program_free(prog);
+    return rc;
+}

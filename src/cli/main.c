@@ -1,0 +1,47 @@
+/*
+** main.c -- `petrel` command-line entry point: parse the verb and dispatch.
+*/
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: petrel <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run PROGRAM --inputs IN.safetensors --outputs OUT.safetensors [--backend cpu]\n"
+    "        run a program (.pt2) once per --inputs/--outputs pair, in order,\n"
+    "        keeping its state (KV caches) between the calls\n"
+    "  inspect PROGRAM\n"
+    "        print a program's inputs, outputs, weights and op count\n"
+    "  help  print this text\n"
+    "\n"
+    "example:\n"
+    "  petrel run model.pt2 --inputs in.safetensors --outputs out.safetensors\n";
+
+int cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("petrel: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 1;
+    }
+    const char *verb = argv[1];
+    if (!strcmp(verb, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(verb, "inspect")) return cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    return cli_error("unknown command '%s' (try 'petrel help')", verb);
+}

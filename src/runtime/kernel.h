@@ -1,0 +1,143 @@
+/*
+** kernel.h -- the interface between the runtime's executor and backend
+** kernels: runtime tensors (strided views over refcounted storage), the
+** kernel signature, and the helpers a kernel uses to read its arguments and
+** produce its outputs.  Backends include this; they never see the importer.
+**
+** A kernel is `petrel_status k(pt_exec *ex, const pt_node *n)`.  Arguments
+** arrive normalized against the op's schema in ops.def: n->args[i] is the
+** i-th schema argument, defaults filled in, so a kernel reads them by
+** position.  Outputs are produced with pk_out_alloc (fresh contiguous
+** tensor, dtype taken from the exported meta) or pk_out_view (aliases an
+** input's storage), or pk_out_int/float/bool for symbolic scalars.
+** Shapes are computed by the kernel; the executor then checks them against
+** the shapes recorded at export.
+*/
+#ifndef PETREL_KERNEL_H
+#define PETREL_KERNEL_H
+
+#include "../ir/ir.h"
+
+/* Refcounted backing memory of tensors.  `owned` storages are freed when the
+ * last reference goes; borrowed ones point into the program mapping. */
+typedef struct pt_storage {
+    int32_t refs;
+    bool owned;
+    void *raw;         /* allocation to free (owned only) */
+    uint8_t *data;     /* 64-byte aligned start */
+    int64_t nbytes;
+} pt_storage;
+
+/* A strided view.  `data` points at element (0,...,0); strides are in
+ * elements and may be 0 (broadcast) or negative-free (never negative). */
+typedef struct pt_tensor {
+    petrel_dtype dtype;
+    int32_t rank;
+    int64_t shape[PETREL_MAX_RANK];
+    int64_t stride[PETREL_MAX_RANK];
+    uint8_t *data;
+    pt_storage *storage;
+} pt_tensor;
+
+/* A runtime value. */
+typedef struct pt_rvalue {
+    pt_vkind kind;
+    pt_tensor t;       /* TENSOR */
+    int64_t i;         /* INT (and BOOL as 0/1) */
+    double f;          /* FLOAT */
+} pt_rvalue;
+
+typedef struct pt_exec pt_exec;
+typedef petrel_status (*pt_kernel_fn)(pt_exec *ex, const pt_node *n);
+
+/* ---- tensor helpers ----------------------------------------------------- */
+
+static inline int64_t pt_numel(const pt_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->rank; i++) n *= t->shape[i];
+    return n;
+}
+static inline size_t pt_elsize(const pt_tensor *t) { return petrel_dtype_size(t->dtype); }
+/* True when strides are row-major contiguous (size-1 dims ignored). */
+PT_HIDDEN bool pt_is_contiguous(const pt_tensor *t);
+/* Pointer to the element at multi-index idx (idx has t->rank entries). */
+static inline uint8_t *pt_at(const pt_tensor *t, const int64_t *idx) {
+    int64_t off = 0;
+    for (int i = 0; i < t->rank; i++) off += idx[i] * t->stride[i];
+    return t->data + off * (int64_t)pt_elsize(t);
+}
+/* Advance a row-major multi-index over `shape`; false after the last one. */
+static inline bool pt_next_index(int64_t *idx, const int64_t *shape, int rank) {
+    for (int i = rank - 1; i >= 0; i--) {
+        if (++idx[i] < shape[i]) return true;
+        idx[i] = 0;
+    }
+    return false;
+}
+/* Normalize a possibly negative dim against rank (rank 0 acts as rank 1).
+ * Returns -1 when out of range. */
+static inline int pt_wrap_dim(int64_t d, int rank) {
+    int r = rank > 0 ? rank : 1;
+    if (d < 0) d += r;
+    return (d < 0 || d >= r) ? -1 : (int)d;
+}
+/* View `t` broadcast to (rank, shape): returns false when incompatible.
+ * Missing leading dims and size-1 dims get stride 0. */
+PT_HIDDEN bool pt_broadcast_to(const pt_tensor *t, int rank, const int64_t *shape, pt_tensor *out);
+/* Broadcast shape of two shapes; false when incompatible. */
+PT_HIDDEN bool pt_broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b, int *rout,
+                                  int64_t *out);
+/* Element-by-element copy of src into dst (same shape; dtypes may differ,
+ * converted like torch's copy_).  dst and src may not overlap partially. */
+PT_HIDDEN void pt_copy_into(const pt_tensor *dst, const pt_tensor *src);
+
+/* ---- argument access (positions are schema positions) ------------------ */
+
+PT_HIDDEN bool pk_is_none(pt_exec *ex, const pt_node *n, int a);
+/* Tensor argument; NULL when None. */
+PT_HIDDEN const pt_tensor *pk_tensor(pt_exec *ex, const pt_node *n, int a);
+/* Tensor list argument: count (<= max) stored in *count; NULL entries for
+ * None elements of a Tensor?[] list. */
+PT_HIDDEN const pt_tensor **pk_tensors(pt_exec *ex, const pt_node *n, int a, int *count);
+PT_HIDDEN int64_t pk_int(pt_exec *ex, const pt_node *n, int a);
+/* Int list; returns the count (the schema's fixed length expands a single
+ * value, e.g. stride=1 for int[2] gives {1, 1}).  At most PETREL_MAX_RANK*2. */
+PT_HIDDEN int pk_ints(pt_exec *ex, const pt_node *n, int a, int64_t *out, int max);
+/* Scalar as double (ints and bools convert). */
+PT_HIDDEN double pk_float(pt_exec *ex, const pt_node *n, int a);
+/* True when a Scalar argument is integral (int or bool, literal or symbolic). */
+PT_HIDDEN bool pk_scalar_is_int(pt_exec *ex, const pt_node *n, int a);
+PT_HIDDEN bool pk_bool(pt_exec *ex, const pt_node *n, int a);
+PT_HIDDEN const char *pk_str(pt_exec *ex, const pt_node *n, int a); /* NULL when None */
+/* ScalarType argument; -1 when None. */
+PT_HIDDEN int pk_dtype(pt_exec *ex, const pt_node *n, int a);
+
+/* ---- outputs ------------------------------------------------------------ */
+
+/* dtype recorded at export for output k. */
+PT_HIDDEN petrel_dtype pk_out_dtype(pt_exec *ex, const pt_node *n, int k);
+/* Allocate output k as a fresh contiguous tensor of the given shape with
+ * the exported dtype; *out points at it (valid until the node finishes). */
+PT_HIDDEN petrel_status pk_out_alloc(pt_exec *ex, const pt_node *n, int k, int rank,
+                                     const int64_t *shape, pt_tensor **out);
+/* Same with an explicit dtype (used when the meta is not what the kernel
+ * produces, e.g. indices of max.dim which are always i64). */
+PT_HIDDEN petrel_status pk_out_alloc_dtype(pt_exec *ex, const pt_node *n, int k,
+                                           petrel_dtype dt, int rank, const int64_t *shape,
+                                           pt_tensor **out);
+/* Make output k a view of `base`'s storage with the given geometry;
+ * `data` must point inside base's storage. */
+PT_HIDDEN petrel_status pk_out_view(pt_exec *ex, const pt_node *n, int k, const pt_tensor *base,
+                                    petrel_dtype dt, int rank, const int64_t *shape,
+                                    const int64_t *stride, uint8_t *data);
+PT_HIDDEN void pk_out_int(pt_exec *ex, const pt_node *n, int k, int64_t v);
+PT_HIDDEN void pk_out_float(pt_exec *ex, const pt_node *n, int k, double v);
+PT_HIDDEN void pk_out_bool(pt_exec *ex, const pt_node *n, int k, bool v);
+/* Scratch memory valid until the node finishes (NULL on failure). */
+PT_HIDDEN void *pk_scratch(pt_exec *ex, size_t nbytes);
+
+/* Fail the node with a message; the executor prefixes the node name. */
+PT_HIDDEN petrel_status pk_fail(pt_exec *ex, petrel_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif /* PETREL_KERNEL_H */

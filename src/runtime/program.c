@@ -1,0 +1,203 @@
+/*
+** program.c -- the public petrel_program_* API: open a `.pt2`, import it,
+** prepare the executor, and move inputs/outputs across the boundary.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "../pt2/pt2.h"
+#include "exec.h"
+
+struct petrel_program {
+    pt_err err;
+    pz_archive zip;      /* the mapping weights point into */
+    pt_graph graph;
+    pt_exec exec;
+    char **out_names;    /* "output_<i>" */
+    void *out_buf;       /* contiguous copy of the last strided output read */
+    size_t out_buf_cap;
+    pt_rvalue scalar_out;
+};
+
+petrel_status petrel_program_load(petrel_program_t **out, const char *path, const petrel_load_opts *opts) {
+    if (!out || !path) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_load: NULL argument");
+    *out = NULL;
+    const char *backend = opts && opts->backend ? opts->backend : "cpu";
+    if (strcmp(backend, "cpu") != 0)
+        return pt_fail(NULL, PETREL_ERR_BACKEND_UNAVAILABLE, "backend '%s' is not available in this build (have: cpu)",
+                       backend);
+    petrel_program_t *p = pt_calloc(1, sizeof *p);
+    if (!p) return pt_fail(NULL, PETREL_ERR_NOMEM, "out of memory");
+    petrel_status st = pz_open(&p->zip, path, &p->err);
+    if (st == PETREL_OK) st = pt2_import(&p->graph, &p->zip, &p->err);
+    if (st == PETREL_OK) st = pt_exec_init(&p->exec, &p->graph, &p->err);
+    if (st == PETREL_OK) {
+        p->out_names = pt_calloc((size_t)(p->graph.noutputs ? p->graph.noutputs : 1), sizeof(char *));
+        if (!p->out_names) st = pt_fail(&p->err, PETREL_ERR_NOMEM, "out of memory");
+        for (int i = 0; st == PETREL_OK && i < p->graph.noutputs; i++) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "output_%d", i);
+            p->out_names[i] = pt_strdup(nm);
+            if (!p->out_names[i]) st = pt_fail(&p->err, PETREL_ERR_NOMEM, "out of memory");
+        }
+    }
+    if (st != PETREL_OK) {
+        char msg[sizeof p->err.msg + 600];
+        snprintf(msg, sizeof msg, "%s: %s", path, p->err.msg);
+        pt_set_last_error(msg);
+        petrel_program_free(p);
+        return st;
+    }
+    *out = p;
+    return PETREL_OK;
+}
+
+void petrel_program_free(petrel_program_t *p) {
+    if (!p) return;
+    pt_exec_free(&p->exec);
+    if (p->out_names)
+        for (int i = 0; i < p->graph.noutputs; i++) pt_free(p->out_names[i]);
+    pt_free(p->out_names);
+    pt_graph_free(&p->graph);
+    pz_close(&p->zip);
+    pt_free(p->out_buf);
+    pt_free(p);
+}
+
+const char *petrel_program_error(const petrel_program_t *p) { return p ? p->err.msg : petrel_last_error(); }
+
+int petrel_program_num_inputs(const petrel_program_t *p) { return p ? p->graph.ninputs : 0; }
+int petrel_program_num_outputs(const petrel_program_t *p) { return p ? p->graph.noutputs : 0; }
+
+static petrel_value_kind public_kind(pt_vkind k) {
+    switch (k) {
+    case PT_V_TENSOR: return PETREL_VALUE_TENSOR;
+    case PT_V_INT: return PETREL_VALUE_INT;
+    case PT_V_FLOAT: return PETREL_VALUE_FLOAT;
+    case PT_V_BOOL: return PETREL_VALUE_BOOL;
+    default: return PETREL_VALUE_NONE;
+    }
+}
+
+static void fill_info(petrel_io_info *o, const pt_value *v, const char *name, pt_vkind kind) {
+    memset(o, 0, sizeof *o);
+    o->name = name;
+    o->kind = public_kind(kind);
+    if (!v || v->kind != PT_V_TENSOR) return;
+    o->dtype = v->dtype;
+    o->rank = v->rank;
+    for (int d = 0; d < v->rank; d++) o->shape[d] = v->shape[d].expr ? -1 : v->shape[d].lit;
+}
+
+petrel_status petrel_program_input_info(petrel_io_info *out, const petrel_program_t *p, int i) {
+    if (!out || !p || i < 0 || i >= p->graph.ninputs)
+        return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "input index %d out of range", i);
+    const pt_value *v = &p->graph.values[p->graph.inputs[i]];
+    fill_info(out, v, v->name, v->kind);
+    return PETREL_OK;
+}
+
+petrel_status petrel_program_output_info(petrel_io_info *out, const petrel_program_t *p, int i) {
+    if (!out || !p || i < 0 || i >= p->graph.noutputs)
+        return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "output index %d out of range", i);
+    const pt_user_output *o = &p->graph.outputs[i];
+    fill_info(out, o->item.vid >= 0 ? &p->graph.values[o->item.vid] : NULL, p->out_names[i], o->kind);
+    return PETREL_OK;
+}
+
+int petrel_program_find_input(const petrel_program_t *p, const char *name) {
+    if (!p || !name) return -1;
+    for (int i = 0; i < p->graph.ninputs; i++)
+        if (!strcmp(p->graph.values[p->graph.inputs[i]].name, name)) return i;
+    return -1;
+}
+
+petrel_status petrel_program_set_input(petrel_program_t *p, int i, const petrel_tensor_desc *t) {
+    if (!p || !t || (!t->data && petrel_tensor_numel(t) > 0) || t->rank < 0 || t->rank > PETREL_MAX_RANK)
+        return pt_fail(p ? &p->err : NULL, PETREL_ERR_INVALID_ARG, "petrel_program_set_input: bad argument");
+    return pt_exec_set_input(&p->exec, i, t);
+}
+
+petrel_status petrel_program_set_input_int(petrel_program_t *p, int i, int64_t v) {
+    if (!p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_set_input_int: NULL program");
+    return pt_exec_set_input_scalar(&p->exec, i, v, (double)v);
+}
+
+petrel_status petrel_program_execute(petrel_program_t *p) {
+    if (!p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_execute: NULL program");
+    return pt_exec_run(&p->exec);
+}
+
+petrel_status petrel_program_get_output(petrel_tensor_desc *out, petrel_program_t *p, int i,
+                                        petrel_value_kind *kind) {
+    if (!out || !p || i < 0 || i >= p->graph.noutputs)
+        return pt_fail(p ? &p->err : NULL, PETREL_ERR_INVALID_ARG, "output index %d out of range", i);
+    if (!p->exec.ran) return pt_fail(&p->err, PETREL_ERR_STATE, "no outputs yet: execute the program first");
+    memset(out, 0, sizeof *out);
+    const pt_rvalue *v = pt_exec_output(&p->exec, i, &p->scalar_out);
+    if (kind) *kind = public_kind(v->kind);
+    if (v->kind != PT_V_TENSOR) {
+        p->scalar_out = *v;
+        out->rank = 0;
+        if (v->kind == PT_V_FLOAT) {
+            out->dtype = PETREL_DTYPE_F64;
+            out->data = &p->scalar_out.f;
+        } else {
+            out->dtype = v->kind == PT_V_BOOL ? PETREL_DTYPE_BOOL : PETREL_DTYPE_I64;
+            out->data = &p->scalar_out.i;
+        }
+        return PETREL_OK;
+    }
+    const pt_tensor *t = &v->t;
+    out->dtype = t->dtype;
+    out->rank = t->rank;
+    for (int d = 0; d < t->rank; d++) out->shape[d] = t->shape[d];
+    if (pt_is_contiguous(t)) {
+        out->data = t->data;
+        return PETREL_OK;
+    }
+    /* strided view: hand out a contiguous copy kept on the program */
+    size_t bytes = (size_t)(pt_numel(t) * (int64_t)pt_elsize(t));
+    if (bytes > p->out_buf_cap) {
+        void *nb = pt_realloc(p->out_buf, bytes);
+        if (!nb) return pt_fail(&p->err, PETREL_ERR_NOMEM, "out of memory");
+        p->out_buf = nb;
+        p->out_buf_cap = bytes;
+    }
+    pt_tensor dst = *t;
+    dst.data = p->out_buf;
+    int64_t st = 1;
+    for (int d = t->rank - 1; d >= 0; d--) {
+        dst.stride[d] = st;
+        st *= t->shape[d];
+    }
+    pt_copy_into(&dst, t);
+    out->data = p->out_buf;
+    return PETREL_OK;
+}
+
+petrel_status petrel_program_reset_state(petrel_program_t *p) {
+    if (!p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_reset_state: NULL program");
+    return pt_exec_reset_state(&p->exec);
+}
+
+petrel_status petrel_program_get_stats(petrel_program_stats *out, const petrel_program_t *p) {
+    if (!out || !p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_get_stats: NULL argument");
+    memset(out, 0, sizeof *out);
+    const pt_graph *g = &p->graph;
+    out->n_nodes = g->nnodes;
+    for (int32_t i = 0; i < g->nvalues; i++) {
+        const pt_value *v = &g->values[i];
+        if (v->src != PT_SRC_PARAM && v->src != PT_SRC_CONST && v->src != PT_SRC_BUFFER) continue;
+        int64_t n = 1;
+        for (int d = 0; d < v->rank; d++) n *= v->shape[d].lit;
+        int64_t b = n * (int64_t)petrel_dtype_size(v->dtype);
+        out->n_weights++;
+        if (v->src == PT_SRC_BUFFER) out->state_bytes += b;
+        else out->weight_bytes += b;
+    }
+    out->schema_major = g->schema_major;
+    out->schema_minor = g->schema_minor;
+    out->dialect = g->dialect;
+    return PETREL_OK;
+}

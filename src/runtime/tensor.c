@@ -1,0 +1,75 @@
+/*
+** tensor.c -- strided tensor helpers shared by the executor and kernels:
+** contiguity, broadcasting, and the converting element copy.
+*/
+#include <string.h>
+
+#include "kernel.h"
+
+bool pt_is_contiguous(const pt_tensor *t) {
+    int64_t expect = 1;
+    for (int i = t->rank - 1; i >= 0; i--) {
+        if (t->shape[i] == 1) continue;
+        if (t->stride[i] != expect) return false;
+        expect *= t->shape[i];
+    }
+    return true;
+}
+
+bool pt_broadcast_shape(int ra, const int64_t *a, int rb, const int64_t *b, int *rout, int64_t *out) {
+    int r = ra > rb ? ra : rb;
+    if (r > PETREL_MAX_RANK) return false;
+    for (int i = 0; i < r; i++) {
+        int64_t da = i < r - ra ? 1 : a[i - (r - ra)];
+        int64_t db = i < r - rb ? 1 : b[i - (r - rb)];
+        if (da != db && da != 1 && db != 1) return false;
+        out[i] = da == 1 ? db : da;
+    }
+    *rout = r;
+    return true;
+}
+
+bool pt_broadcast_to(const pt_tensor *t, int rank, const int64_t *shape, pt_tensor *out) {
+    if (rank < t->rank || rank > PETREL_MAX_RANK) return false;
+    pt_tensor o = *t;
+    o.rank = rank;
+    int off = rank - t->rank;
+    for (int i = 0; i < rank; i++) {
+        if (i < off) {
+            o.shape[i] = shape[i];
+            o.stride[i] = 0;
+            continue;
+        }
+        int64_t d = t->shape[i - off];
+        if (d == shape[i]) {
+            o.shape[i] = d;
+            o.stride[i] = t->stride[i - off];
+        } else if (d == 1) {
+            o.shape[i] = shape[i];
+            o.stride[i] = 0;
+        } else {
+            return false;
+        }
+    }
+    *out = o;
+    return true;
+}
+
+void pt_copy_into(const pt_tensor *dst, const pt_tensor *src) {
+    int64_t n = pt_numel(dst);
+    if (n == 0) return;
+    size_t es = pt_elsize(dst);
+    if (dst->dtype == src->dtype && pt_is_contiguous(dst) && pt_is_contiguous(src)) {
+        memmove(dst->data, src->data, (size_t)n * es);
+        return;
+    }
+    int64_t idx[PETREL_MAX_RANK] = {0};
+    bool fl = pt_dtype_is_float(dst->dtype) || pt_dtype_is_float(src->dtype);
+    do {
+        uint8_t *d = pt_at(dst, idx);
+        const uint8_t *s = pt_at(src, idx);
+        if (dst->dtype == src->dtype) memcpy(d, s, es);
+        else if (fl) pt_store_f64(d, dst->dtype, pt_load_f64(s, src->dtype));
+        else pt_store_i64(d, dst->dtype, pt_load_i64(s, src->dtype));
+    } while (pt_next_index(idx, dst->shape, dst->rank));
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# CLI contract on bad input: every case must exit 1 with a one-line
+# "petrel: ..." message on stderr, never a signal, never an output file.
+set -u
+petrel=$1
+fixtures=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+model=$(ls -d "$fixtures"/*/ 2>/dev/null | head -1)
+model=${model%/}
+
+expect_fail() {
+    local what=$1; shift
+    rm -f "$tmp/out.safetensors"
+    "$@" >"$tmp/stdout" 2>"$tmp/stderr"
+    local rc=$?
+    local lines
+    lines=$(wc -l <"$tmp/stderr")
+    if [ $rc -ne 1 ] || [ "$lines" -ne 1 ] || ! grep -q '^petrel: ' "$tmp/stderr" || [ -e "$tmp/out.safetensors" ]; then
+        echo "FAIL $what: rc=$rc, stderr:"; cat "$tmp/stderr"; fail=1
+    else
+        echo "ok   $what: $(cat "$tmp/stderr")"
+    fi
+}
+
+expect_fail "no command" "$petrel" bogus
+expect_fail "run without program" "$petrel" run
+expect_fail "unknown flag" "$petrel" run x.pt2 --frobnicate
+expect_fail "flag without value" "$petrel" run x.pt2 --inputs
+expect_fail "unpaired inputs" "$petrel" run x.pt2 --inputs a.safetensors
+expect_fail "missing program" "$petrel" run "$tmp/nope.pt2" --inputs a --outputs "$tmp/out.safetensors"
+expect_fail "bad backend" "$petrel" run "$model/model.pt2" --backend tpu --inputs a --outputs "$tmp/out.safetensors"
+echo "not a zip" >"$tmp/text.pt2"
+expect_fail "not a zip" "$petrel" run "$tmp/text.pt2" --inputs "$model/step0.in.safetensors" --outputs "$tmp/out.safetensors"
+if [ -n "$model" ]; then
+    size=$(stat -c %s "$model/model.pt2")
+    head -c $((size / 2)) "$model/model.pt2" >"$tmp/trunc.pt2"
+    expect_fail "truncated pt2" "$petrel" run "$tmp/trunc.pt2" --inputs "$model/step0.in.safetensors" --outputs "$tmp/out.safetensors"
+    expect_fail "missing inputs file" "$petrel" run "$model/model.pt2" --inputs "$tmp/none.safetensors" --outputs "$tmp/out.safetensors"
+    expect_fail "inputs not safetensors" "$petrel" run "$model/model.pt2" --inputs "$tmp/text.pt2" --outputs "$tmp/out.safetensors"
+    expect_fail "inspect truncated" "$petrel" inspect "$tmp/trunc.pt2"
+    # flipped bytes at many positions: each must fail cleanly or succeed, never crash
+    for off in 0 10 30 100 $((size - 22)) $((size - 10)) $((size - 60)) $((size / 3)); do
+        cp "$model/model.pt2" "$tmp/flip.pt2"
+        printf '\xff' | dd of="$tmp/flip.pt2" bs=1 seek="$off" conv=notrunc status=none
+        "$petrel" inspect "$tmp/flip.pt2" >/dev/null 2>"$tmp/stderr"
+        rc=$?
+        if [ $rc -ne 0 ] && [ $rc -ne 1 ]; then echo "FAIL flipped byte at $off: rc=$rc"; fail=1; fi
+    done
+fi
+exit $fail

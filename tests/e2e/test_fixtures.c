@@ -1,0 +1,194 @@
+/*
+** test_fixtures.c -- end-to-end suite: every fixture in
+** tests/fixtures/manifest.json runs through the public API, call by call on
+** one loaded program, and each output is compared with torch's (relative L2
+** error within the fixture's tolerance; integer and bool outputs exactly).
+**
+** usage: test_fixtures FIXTURE_DIR [NAME_SUBSTRING]
+*/
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "petrel.h"
+
+/* Load element i of a contiguous tensor as double. */
+static double load(const petrel_tensor_desc *t, int64_t i) {
+    const uint8_t *p = (const uint8_t *)t->data + (size_t)i * petrel_dtype_size(t->dtype);
+    switch (t->dtype) {
+    case PETREL_DTYPE_F32: { float x; memcpy(&x, p, 4); return x; }
+    case PETREL_DTYPE_F64: { double x; memcpy(&x, p, 8); return x; }
+    case PETREL_DTYPE_F16: {
+        uint16_t h; memcpy(&h, p, 2);
+        int e = (h >> 10) & 31, m = h & 1023;
+        double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
+        return (h & 0x8000) ? -v : v;
+    }
+    case PETREL_DTYPE_BF16: { uint16_t h; memcpy(&h, p, 2); uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+    case PETREL_DTYPE_I64: { int64_t x; memcpy(&x, p, 8); return (double)x; }
+    case PETREL_DTYPE_I32: { int32_t x; memcpy(&x, p, 4); return x; }
+    case PETREL_DTYPE_I16: { int16_t x; memcpy(&x, p, 2); return x; }
+    case PETREL_DTYPE_I8: return *(const int8_t *)p;
+    case PETREL_DTYPE_U8: case PETREL_DTYPE_BOOL: return *p;
+    default: return NAN;
+    }
+}
+
+static bool is_float(petrel_dtype d) {
+    return d == PETREL_DTYPE_F32 || d == PETREL_DTYPE_F64 || d == PETREL_DTYPE_F16 || d == PETREL_DTYPE_BF16;
+}
+
+/* Compare one output; on mismatch write a reason into `why`. */
+static bool compare(const petrel_tensor_desc *got, const petrel_tensor_desc *want, double tol, char *why, size_t cap) {
+    if (got->dtype != want->dtype) {
+        snprintf(why, cap, "dtype %s, expected %s", petrel_dtype_name(got->dtype), petrel_dtype_name(want->dtype));
+        return false;
+    }
+    int64_t n = petrel_tensor_numel(want);
+    if (got->rank != want->rank || petrel_tensor_numel(got) != n) {
+        snprintf(why, cap, "rank %d numel %lld, expected rank %d numel %lld", got->rank,
+                 (long long)petrel_tensor_numel(got), want->rank, (long long)n);
+        return false;
+    }
+    for (int d = 0; d < want->rank; d++)
+        if (got->shape[d] != want->shape[d]) {
+            snprintf(why, cap, "size %d is %lld, expected %lld", d, (long long)got->shape[d], (long long)want->shape[d]);
+            return false;
+        }
+    if (!is_float(want->dtype)) {
+        if (n && memcmp(got->data, want->data, (size_t)n * petrel_dtype_size(want->dtype)) != 0) {
+            for (int64_t i = 0; i < n; i++)
+                if (load(got, i) != load(want, i)) {
+                    snprintf(why, cap, "element %lld is %g, expected %g", (long long)i, load(got, i), load(want, i));
+                    break;
+                }
+            return false;
+        }
+        return true;
+    }
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double a = load(got, i), b = load(want, i);
+        if (isnan(b) && isnan(a)) continue; /* torch produced NaN here too */
+        if (isnan(a) || isnan(b)) {
+            snprintf(why, cap, "element %lld is %g, expected %g", (long long)i, a, b);
+            return false;
+        }
+        if (isinf(b) || isinf(a)) {
+            if (a != b) {
+                snprintf(why, cap, "element %lld is %g, expected %g", (long long)i, a, b);
+                return false;
+            }
+            continue;
+        }
+        num += (a - b) * (a - b);
+        den += b * b;
+    }
+    double err = den > 0 ? sqrt(num / den) : sqrt(num);
+    if (!(err <= tol)) {
+        snprintf(why, cap, "relative L2 error %.3g > %.1g", err, tol);
+        return false;
+    }
+    return true;
+}
+
+static bool run_fixture(const char *dir, const char *name, int steps, double tol, char *why, size_t cap) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/model.pt2", dir, name);
+    petrel_program_t *prog = NULL;
+    if (petrel_program_load(&prog, path, NULL) != PETREL_OK) {
+        snprintf(why, cap, "load: %s", petrel_last_error());
+        return false;
+    }
+    bool ok = true;
+    for (int s = 0; ok && s < steps; s++) {
+        petrel_tensor_file_t *in = NULL, *want = NULL;
+        snprintf(path, sizeof path, "%s/%s/step%d.in.safetensors", dir, name, s);
+        if (petrel_tensor_file_read(&in, path) != PETREL_OK) {
+            snprintf(why, cap, "%s", petrel_last_error());
+            ok = false;
+        }
+        snprintf(path, sizeof path, "%s/%s/step%d.out.safetensors", dir, name, s);
+        if (ok && petrel_tensor_file_read(&want, path) != PETREL_OK) {
+            snprintf(why, cap, "%s", petrel_last_error());
+            ok = false;
+        }
+        for (int i = 0; ok && i < petrel_program_num_inputs(prog); i++) {
+            petrel_io_info io;
+            petrel_tensor_desc t;
+            petrel_program_input_info(&io, prog, i);
+            if (petrel_tensor_file_get(&t, in, io.name) != PETREL_OK) {
+                snprintf(why, cap, "step %d: input '%s' missing", s, io.name);
+                ok = false;
+            } else if (petrel_program_set_input(prog, i, &t) != PETREL_OK) {
+                snprintf(why, cap, "step %d: %s", s, petrel_program_error(prog));
+                ok = false;
+            }
+        }
+        if (ok && petrel_program_execute(prog) != PETREL_OK) {
+            snprintf(why, cap, "step %d: %s", s, petrel_program_error(prog));
+            ok = false;
+        }
+        for (int i = 0; ok && i < petrel_program_num_outputs(prog); i++) {
+            char on[32];
+            snprintf(on, sizeof on, "output_%d", i);
+            petrel_tensor_desc w, g;
+            petrel_value_kind kind;
+            if (petrel_tensor_file_get(&w, want, on) != PETREL_OK) continue; /* None outputs */
+            if (petrel_program_get_output(&g, prog, i, &kind) != PETREL_OK) {
+                snprintf(why, cap, "step %d: %s", s, petrel_program_error(prog));
+                ok = false;
+                break;
+            }
+            char r[256];
+            if (!compare(&g, &w, tol, r, sizeof r)) {
+                snprintf(why, cap, "step %d output %d: %s", s, i, r);
+                ok = false;
+            }
+        }
+        petrel_tensor_file_free(in);
+        petrel_tensor_file_free(want);
+    }
+    petrel_program_free(prog);
+    return ok;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_fixtures FIXTURE_DIR [NAME_SUBSTRING]\n");
+        return 2;
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/manifest.json", argv[1]);
+    json_error_t je;
+    json_t *m = json_load_file(path, 0, &je);
+    if (!json_is_array(m)) {
+        fprintf(stderr, "%s: %s\n", path, m ? "not a list" : je.text);
+        return 1;
+    }
+    int pass = 0, fail = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(m, i, e) {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        int steps = (int)json_integer_value(json_object_get(e, "steps"));
+        double tol = json_number_value(json_object_get(e, "tol"));
+        if (!name || steps <= 0 || !(tol > 0)) {
+            fprintf(stderr, "%s: entry %zu is malformed\n", path, i);
+            fail++;
+            continue;
+        }
+        if (argc > 2 && !strstr(name, argv[2])) continue;
+        char why[1024] = "";
+        if (run_fixture(argv[1], name, steps, tol, why, sizeof why)) {
+            pass++;
+        } else {
+            fail++;
+            printf("FAIL %-40s %s\n", name, why);
+        }
+    }
+    json_decref(m);
+    printf("fixtures: %d passed, %d failed\n", pass, fail);
+    return fail ? 1 : 0;
+}
