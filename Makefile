@@ -3,6 +3,7 @@
 #   make            build build/petrel and libpetrel
 #   make test       build and run every test (ctest)
 #   make test-torch export fresh models with torch and compare live
+#   make test-asan  the test suite under AddressSanitizer + UBSan
 #   make demo       run a bundled exported model and print its outputs
 #   make clean
 
@@ -10,7 +11,7 @@ BUILD ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps configure test test-torch demo clean
+.PHONY: all deps configure test test-torch test-asan demo clean
 
 all: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -27,8 +28,13 @@ test: all
 test-torch: all
 	@venv=$$(./scripts/setup_venv.sh) && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/run_live.py
 
+test-asan: deps
+	@test -f $(BUILD)-asan/CMakeCache.txt || cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DPETREL_SANITIZE=ON
+	cmake --build $(BUILD)-asan -j $(JOBS)
+	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS)
+
 demo: all
 	@./scripts/demo.sh $(BUILD)/petrel
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-asan

@@ -16,6 +16,8 @@ static const char usage[] =
     "        keeping its state (KV caches) between the calls\n"
     "  inspect PROGRAM\n"
     "        print a program's inputs, outputs, weights and op count\n"
+    "  show FILE.safetensors\n"
+    "        print the tensors of a safetensors file (e.g. run outputs)\n"
     "  help  print this text\n"
     "\n"
     "example:\n"
@@ -39,6 +41,7 @@ int main(int argc, char **argv) {
     const char *verb = argv[1];
     if (!strcmp(verb, "run")) return cmd_run(argc - 2, argv + 2);
     if (!strcmp(verb, "inspect")) return cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(verb, "show")) return cmd_show(argc - 2, argv + 2);
     if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
         fputs(usage, stdout);
         return 0;

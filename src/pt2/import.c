@@ -29,6 +29,7 @@ static uint32_t hash_str(const char *s) {
 }
 
 static int32_t map_get(const name_map *m, const char *name) {
+    if (m->cap == 0) return -1;
     for (uint32_t i = hash_str(name) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         int32_t v = m->slots[i];
         if (v < 0) return -1;
@@ -36,10 +37,28 @@ static int32_t map_get(const name_map *m, const char *name) {
     }
 }
 
-static void map_put(name_map *m, int32_t vid) {
+static void map_insert(name_map *m, int32_t vid) {
     uint32_t i = hash_str(m->g->values[vid].name) & (m->cap - 1);
     while (m->slots[i] >= 0) i = (i + 1) & (m->cap - 1);
     m->slots[i] = vid;
+}
+
+/* Insert, doubling the table when it gets half full.  False on OOM. */
+static bool map_put(name_map *m, int32_t vid, int32_t nvalues) {
+    if ((uint32_t)nvalues * 2 >= m->cap) {
+        uint32_t cap = m->cap ? m->cap * 2 : 64;
+        while ((uint32_t)nvalues * 2 >= cap) cap *= 2;
+        int32_t *ns = pt_malloc(cap * sizeof *ns);
+        if (!ns) return false;
+        memset(ns, 0xff, cap * sizeof *ns);
+        pt_free(m->slots);
+        m->slots = ns;
+        m->cap = cap;
+        for (int32_t v = 0; v < nvalues; v++)
+            if (v != vid) map_insert(m, v);
+    }
+    map_insert(m, vid);
+    return true;
 }
 
 /* ---- import context ----------------------------------------------------- */
@@ -52,6 +71,14 @@ typedef struct ctx {
     name_map names;
     json_t *wcfg, *ccfg; /* "config" objects of the payload configs (may be NULL) */
     int32_t *defined_at; /* per value: node index that defines it; -1 = graph input; INT32_MAX = undefined */
+    int32_t cap_nodes;
+    /* While inlining a higher-order op's subgraph: names are looked up as
+     * "<prefix>/<name>", except the subgraph's inputs, which alias the
+     * operands of the outer node. */
+    const char *prefix;
+    int32_t nalias;
+    const char **alias_name;
+    const int32_t *alias_vid;
 } ctx;
 
 #define FAIL(c, st, ...) pt_fail((c)->err, (st), __VA_ARGS__)
@@ -117,18 +144,33 @@ static json_t *entry_json(ctx *c, const char *rel, bool required, petrel_status 
 
 static petrel_status add_value(ctx *c, const char *name, pt_vkind kind, int32_t *vid) {
     pt_graph *g = c->g;
+    char scoped[512];
+    if (c->prefix) {
+        snprintf(scoped, sizeof scoped, "%s/%s", c->prefix, name);
+        name = scoped;
+    }
     if (map_get(&c->names, name) >= 0)
         return FAIL(c, PETREL_ERR_FORMAT, "model.json: value '%s' is declared twice", name);
-    if (g->nvalues == g->cap_values)
-        return FAIL(c, PETREL_ERR_FORMAT, "model.json: more values than declared");
+    if (g->nvalues == g->cap_values) {
+        if (g->cap_values > (1 << 24)) return FAIL(c, PETREL_ERR_UNSUPPORTED, "model.json: too many values");
+        int32_t cap = g->cap_values ? g->cap_values * 2 : 256;
+        pt_value *nv = pt_realloc(g->values, (size_t)cap * sizeof *nv);
+        if (!nv) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
+        g->values = nv;
+        int32_t *nd = pt_realloc(c->defined_at, (size_t)cap * sizeof *nd);
+        if (!nd) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
+        c->defined_at = nd;
+        g->cap_values = cap;
+    }
     pt_value *v = &g->values[g->nvalues];
     memset(v, 0, sizeof *v);
     v->name = pt_strdup(name);
     if (!v->name) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
     v->kind = kind;
     v->src = PT_SRC_NODE;
+    c->defined_at[g->nvalues] = INT32_MAX;
     *vid = g->nvalues++;
-    map_put(&c->names, *vid);
+    if (!map_put(&c->names, *vid, g->nvalues)) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
     return PETREL_OK;
 }
 
@@ -199,19 +241,6 @@ static petrel_status declare_values(ctx *c, json_t *graph) {
     json_t *sf = json_object_get(graph, "sym_float_values");
     json_t *sb = json_object_get(graph, "sym_bool_values");
     if (!json_is_object(tv)) return FAIL(c, PETREL_ERR_FORMAT, "model.json: graph.tensor_values missing");
-    size_t total = json_object_size(tv) + (json_is_object(si) ? json_object_size(si) : 0) +
-                   (json_is_object(sf) ? json_object_size(sf) : 0) +
-                   (json_is_object(sb) ? json_object_size(sb) : 0);
-    if (total > (1u << 24)) return FAIL(c, PETREL_ERR_UNSUPPORTED, "model.json: too many values (%zu)", total);
-    c->g->cap_values = (int32_t)total;
-    c->g->values = pt_calloc(total ? total : 1, sizeof *c->g->values);
-    uint32_t cap = 16;
-    while (cap < total * 2 + 16) cap *= 2;
-    c->names.cap = cap;
-    c->names.slots = pt_malloc(cap * sizeof(int32_t));
-    if (!c->g->values || !c->names.slots) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
-    memset(c->names.slots, 0xff, cap * sizeof(int32_t));
-    c->names.g = c->g;
     const char *key;
     json_t *val;
     json_object_foreach(tv, key, val) {
@@ -310,7 +339,14 @@ static petrel_status bind_payload(ctx *c, pt_value *v, const char *fqn, bool con
 /* ---- signature ---------------------------------------------------------- */
 
 static int32_t lookup(ctx *c, json_t *name) {
-    return json_is_string(name) ? map_get(&c->names, json_string_value(name)) : -1;
+    if (!json_is_string(name)) return -1;
+    const char *nm = json_string_value(name);
+    if (!c->prefix) return map_get(&c->names, nm);
+    for (int32_t i = 0; i < c->nalias; i++)
+        if (!strcmp(c->alias_name[i], nm)) return c->alias_vid[i];
+    char scoped[512];
+    snprintf(scoped, sizeof scoped, "%s/%s", c->prefix, nm);
+    return map_get(&c->names, scoped);
 }
 
 static petrel_status parse_inputs(ctx *c, json_t *sig) {
@@ -649,22 +685,176 @@ static petrel_status parse_default(ctx *c, const pt_schema_arg *sa, pt_arg *a, c
     return FAIL(c, PETREL_ERR_FORMAT, "%s: unsupported default '%s'", where, d);
 }
 
-static petrel_status parse_node(ctx *c, json_t *jn, int ni) {
-    pt_node *n = &c->g->nodes[ni];
+/* Append an empty node; *ni is its index (also its execution order). */
+static petrel_status new_node(ctx *c, pt_node **out, int *ni) {
+    pt_graph *g = c->g;
+    if (g->nnodes == c->cap_nodes) {
+        if (c->cap_nodes > (1 << 24)) return FAIL(c, PETREL_ERR_UNSUPPORTED, "model.json: too many nodes");
+        int32_t cap = c->cap_nodes ? c->cap_nodes * 2 : 256;
+        pt_node *nn = pt_realloc(g->nodes, (size_t)cap * sizeof *nn);
+        if (!nn) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
+        g->nodes = nn;
+        c->cap_nodes = cap;
+    }
+    *ni = g->nnodes++;
+    *out = &g->nodes[*ni];
+    memset(*out, 0, sizeof **out);
+    return PETREL_OK;
+}
+
+static petrel_status parse_node(ctx *c, json_t *jn, int jidx);
+
+/*
+** Higher-order ops that only scope their body (grad mode, autocast) are
+** inlined: the subgraph's values are declared under "<hop>/<name>", its
+** inputs alias the operands that follow the graph argument, its nodes are
+** appended in order, and each outer output becomes an alias of the
+** matching subgraph output.  For inference these ops are exactly their body.
+*/
+static petrel_status inline_hop(ctx *c, json_t *jn, int jidx, const char *target) {
+    json_t *ins = json_object_get(jn, "inputs"), *outs = json_object_get(jn, "outputs");
+    if (!json_is_array(ins) || !json_is_array(outs))
+        return FAIL(c, PETREL_ERR_FORMAT, "model.json: graph.nodes[%d] (%s): inputs/outputs missing", jidx, target);
+    json_t *sub = NULL, *subname = NULL;
+    size_t gi = 0;
+    for (; gi < json_array_size(ins); gi++) {
+        json_t *p;
+        const char *tag = union_tag(json_object_get(json_array_get(ins, gi), "arg"), &p);
+        if (tag && !strcmp(tag, "as_graph")) {
+            sub = json_object_get(p, "graph");
+            subname = json_object_get(p, "name");
+            break;
+        }
+    }
+    if (!json_is_object(sub))
+        return FAIL(c, PETREL_ERR_FORMAT, "model.json: graph.nodes[%d] (%s): no subgraph", jidx, target);
+    json_t *sins = json_object_get(sub, "inputs"), *souts = json_object_get(sub, "outputs");
+    json_t *snodes = json_object_get(sub, "nodes");
+    size_t nops = json_array_size(ins) - gi - 1;
+    if (!json_is_array(sins) || !json_is_array(souts) || !json_is_array(snodes) || json_array_size(sins) != nops ||
+        nops > 256)
+        return FAIL(c, PETREL_ERR_FORMAT, "model.json: graph.nodes[%d] (%s): subgraph inputs do not match its operands",
+                    jidx, target);
+    /* operands are resolved in the outer scope */
+    const char *anames[256];
+    int32_t avids[256];
+    for (size_t k = 0; k < nops; k++) {
+        json_t *p, *q;
+        const char *tag = union_tag(json_object_get(json_array_get(ins, gi + 1 + k), "arg"), &p);
+        const char *itag = union_tag(json_array_get(sins, k), &q);
+        if (!tag || !itag || strcmp(tag, "as_tensor") || strcmp(itag, "as_tensor"))
+            return FAIL(c, PETREL_ERR_UNSUPPORTED, "model.json: graph.nodes[%d] (%s): only tensor operands are supported",
+                        jidx, target);
+        char where[160];
+        snprintf(where, sizeof where, "graph.nodes[%d] (%s) operand %zu", jidx, target, k);
+        PT_TRY(use_value(c, json_object_get(p, "name"), c->g->nnodes, PT_V_TENSOR, &avids[k], where));
+        anames[k] = json_string_value(json_object_get(q, "name"));
+        if (!anames[k]) return FAIL(c, PETREL_ERR_FORMAT, "model.json: %s: unnamed subgraph input", where);
+    }
+    /* enter the subgraph scope */
+    char prefix[256];
+    snprintf(prefix, sizeof prefix, "%s%s%s", c->prefix ? c->prefix : "", c->prefix ? "/" : "",
+             json_is_string(subname) ? json_string_value(subname) : "subgraph");
+    ctx saved = *c;
+    c->prefix = prefix;
+    c->nalias = (int32_t)nops;
+    c->alias_name = anames;
+    c->alias_vid = avids;
+    /* declare the subgraph's own values (not its inputs, which alias) */
+    json_t *tabs[4] = {json_object_get(sub, "tensor_values"), json_object_get(sub, "sym_int_values"),
+                       json_object_get(sub, "sym_float_values"), json_object_get(sub, "sym_bool_values")};
+    pt_vkind kinds[4] = {PT_V_TENSOR, PT_V_INT, PT_V_FLOAT, PT_V_BOOL};
+    petrel_status st = PETREL_OK;
+    for (int t = 0; t < 4 && st == PETREL_OK; t++) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(tabs[t], key, val) {
+            bool is_input = false;
+            for (size_t k = 0; k < nops; k++) is_input |= !strcmp(anames[k], key);
+            if (is_input) continue;
+            int32_t vid;
+            if ((st = add_value(c, key, kinds[t], &vid)) != PETREL_OK) break;
+            if (t == 0) {
+                char w[300];
+                snprintf(w, sizeof w, "model.json: %s.tensor_values['%s']", prefix, key);
+                if ((st = parse_tensor_meta(c, val, &c->g->values[vid], w)) != PETREL_OK) break;
+            }
+        }
+    }
+    for (size_t k = 0; st == PETREL_OK && k < json_array_size(snodes); k++)
+        st = parse_node(c, json_array_get(snodes, k), (int)k);
+    int32_t sout[256];
+    size_t nsout = json_array_size(souts);
+    for (size_t k = 0; st == PETREL_OK && k < nsout; k++) {
+        json_t *p;
+        const char *tag = union_tag(json_array_get(souts, k), &p);
+        if (k >= 256 || !tag || strcmp(tag, "as_tensor"))
+            st = FAIL(c, PETREL_ERR_UNSUPPORTED, "model.json: %s: only tensor outputs are supported", prefix);
+        else if ((sout[k] = lookup(c, json_object_get(p, "name"))) < 0)
+            st = FAIL(c, PETREL_ERR_FORMAT, "model.json: %s: output %zu is undefined", prefix, k);
+    }
+    /* leave the scope (keep what grew) */
+    saved.g = c->g;
+    saved.defined_at = c->defined_at;
+    saved.cap_nodes = c->cap_nodes;
+    saved.names = c->names;
+    *c = saved;
+    if (st != PETREL_OK) return st;
+    /* outer outputs alias the subgraph outputs, in order */
+    size_t k = 0;
+    for (size_t i = 0; i < json_array_size(outs); i++) {
+        json_t *p;
+        const char *tag = union_tag(json_array_get(outs, i), &p);
+        json_t *list = tag && !strcmp(tag, "as_tensors") ? p : NULL;
+        size_t m = list ? json_array_size(list) : 1;
+        for (size_t j = 0; j < m; j++, k++) {
+            json_t *nm = list ? json_object_get(json_array_get(list, j), "name")
+                              : (tag && !strcmp(tag, "as_tensor") ? json_object_get(p, "name") : NULL);
+            if (!nm) continue; /* None output */
+            if (k >= nsout) return FAIL(c, PETREL_ERR_FORMAT, "model.json: graph.nodes[%d] (%s): more outputs than the subgraph returns", jidx, target);
+            int32_t vid = lookup(c, nm);
+            if (vid < 0 || c->defined_at[vid] != INT32_MAX)
+                return FAIL(c, PETREL_ERR_FORMAT, "model.json: graph.nodes[%d] (%s): bad output", jidx, target);
+            pt_node *n;
+            int ni;
+            PT_TRY(new_node(c, &n, &ni));
+            n->op = PETREL_OP_ALIAS;
+            n->nargs = 1;
+            n->args = pt_calloc(1, sizeof *n->args);
+            n->outs = pt_calloc(1, sizeof *n->outs);
+            n->name = pt_strdup(c->g->values[vid].name);
+            if (!n->args || !n->outs || !n->name) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
+            PT_TRY(set_items(c, &n->args[0], PT_ARG_TENSOR, 1));
+            n->args[0].items[0].vid = sout[k];
+            n->nout = 1;
+            n->outs[0] = vid;
+            c->defined_at[vid] = ni;
+        }
+    }
+    return PETREL_OK;
+}
+
+static petrel_status parse_node(ctx *c, json_t *jn, int jidx) {
     json_t *target = json_object_get(jn, "target");
-    if (!json_is_string(target)) return FAIL(c, PETREL_ERR_FORMAT, "model.json: graph.nodes[%d].target missing", ni);
+    if (!json_is_string(target)) return FAIL(c, PETREL_ERR_FORMAT, "model.json: graph.nodes[%d].target missing", jidx);
     const char *t = json_string_value(target);
+    if (!strcmp(t, "torch.ops.higher_order.wrap_with_set_grad_enabled") ||
+        !strcmp(t, "torch.ops.higher_order.wrap_with_autocast"))
+        return inline_hop(c, jn, jidx, t + 10);
+    pt_node *n;
+    int ni;
+    PT_TRY(new_node(c, &n, &ni));
     int op = pt_op_find(t);
     if (op < 0) {
         const char *s = !strncmp(t, "torch.ops.", 10) ? t + 10 : t;
-        return FAIL(c, PETREL_ERR_UNSUPPORTED_OP, "model.json: graph.nodes[%d]: operator '%s' is not supported", ni, s);
+        return FAIL(c, PETREL_ERR_UNSUPPORTED_OP, "model.json: graph.nodes[%d]: operator '%s' is not supported", jidx, s);
     }
     n->op = (pt_op)op;
     pt_schema sc;
     if (!pt_schema_parse(pt_op_table[op].schema, &sc))
         return FAIL(c, PETREL_ERR_FORMAT, "internal: bad schema for %s", pt_op_table[op].target);
     char where[200];
-    snprintf(where, sizeof where, "graph.nodes[%d] (%s)", ni, pt_op_table[op].target);
+    snprintf(where, sizeof where, "graph.nodes[%d] (%s)", jidx, pt_op_table[op].target);
     /* outputs first: their names identify the node in messages */
     json_t *outs = json_object_get(jn, "outputs");
     if (!json_is_array(outs)) return FAIL(c, PETREL_ERR_FORMAT, "model.json: %s: outputs missing", where);
@@ -702,7 +892,7 @@ static petrel_status parse_node(ctx *c, json_t *jn, int ni) {
     n->nout = nout;
     n->name = pt_strdup(nout > 0 && n->outs[0] >= 0 ? c->g->values[n->outs[0]].name : pt_op_table[op].target);
     if (!n->name) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
-    snprintf(where, sizeof where, "graph.nodes[%d] '%s' (%s)", ni, n->name, pt_op_table[op].target);
+    snprintf(where, sizeof where, "graph.nodes[%d] '%s' (%s)", jidx, n->name, pt_op_table[op].target);
     /* arguments, matched against the schema by name, else by position */
     n->nargs = sc.nargs;
     n->args = pt_calloc(sc.nargs ? (size_t)sc.nargs : 1, sizeof *n->args);
@@ -771,9 +961,6 @@ static petrel_status import_model(ctx *c, json_t *model) {
     if (!json_is_object(graph) || !json_is_object(sig))
         return FAIL(c, PETREL_ERR_FORMAT, "model.json: graph_module.graph or .signature missing");
     PT_TRY(declare_values(c, graph));
-    c->defined_at = pt_malloc((size_t)(g->nvalues ? g->nvalues : 1) * sizeof(int32_t));
-    if (!c->defined_at) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
-    for (int32_t i = 0; i < g->nvalues; i++) c->defined_at[i] = INT32_MAX;
     /* symbol ranges */
     json_t *rc = json_object_get(model, "range_constraints");
     const char *key;
@@ -790,11 +977,7 @@ static petrel_status import_model(ctx *c, json_t *model) {
     PT_TRY(parse_inputs(c, sig));
     json_t *nodes = json_object_get(graph, "nodes");
     if (!json_is_array(nodes)) return FAIL(c, PETREL_ERR_FORMAT, "model.json: graph.nodes missing");
-    size_t nn = json_array_size(nodes);
-    g->nodes = pt_calloc(nn ? nn : 1, sizeof *g->nodes);
-    if (!g->nodes) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
-    g->nnodes = (int32_t)nn;
-    for (size_t i = 0; i < nn; i++) PT_TRY(parse_node(c, json_array_get(nodes, i), (int)i));
+    for (size_t i = 0; i < json_array_size(nodes); i++) PT_TRY(parse_node(c, json_array_get(nodes, i), (int)i));
     PT_TRY(parse_outputs(c, sig));
     /* every output and mutation must be defined somewhere */
     for (int32_t i = 0; i < g->noutputs; i++) {
@@ -813,6 +996,7 @@ static petrel_status import_model(ctx *c, json_t *model) {
 petrel_status pt2_import(pt_graph *g, const pz_archive *z, pt_err *err) {
     memset(g, 0, sizeof *g);
     ctx c = {.g = g, .z = z, .err = err};
+    c.names.g = g;
     petrel_status st;
     if (z->n == 0) return pt_fail(err, PETREL_ERR_FORMAT, "not a .pt2 archive: the zip is empty");
     const char *first = z->entries[0].name;
