@@ -2,6 +2,7 @@
 ** cmd_run.c -- `petrel run`: bind inputs from safetensors files by the
 ** program's user-input names, execute, and write outputs as output_<i>.
 ** Several --inputs/--outputs pairs run in order on one loaded program.
+** Tensors in an inputs file that the program does not take are ignored.
 */
 #include <stdio.h>
 #include <string.h>
@@ -15,14 +16,10 @@ static int run_step(petrel_program_t *prog, const char *in_path, const char *out
     int rc = 1;
     if (petrel_tensor_file_read(&in, in_path) != PETREL_OK) return cli_error("%s", petrel_last_error());
     int nin = petrel_program_num_inputs(prog);
-    /* every tensor in the file must be an input */
-    for (int k = 0; k < petrel_tensor_file_count(in); k++) {
-        const char *nm = petrel_tensor_file_name(in, k);
-        if (petrel_program_find_input(prog, nm) < 0) {
-            cli_error("%s: tensor '%s' is not an input of the program", in_path, nm);
-            goto done;
-        }
-    }
+    /* Tensors that are not user inputs are ignored: torch bakes Python
+     * scalars passed at export into the program (constant inputs), and a
+     * caller may keep them in the file. A misspelt name still fails below,
+     * as the real input is then missing. */
     for (int i = 0; i < nin; i++) {
         petrel_io_info info;
         petrel_program_input_info(&info, prog, i);

@@ -14,6 +14,7 @@ typedef struct parser {
     const char *s;
     pt_err *err;
     int depth;
+    petrel_status st;  /* why parsing stopped */
 } parser;
 
 static void skip_ws(parser *p) {
@@ -76,7 +77,8 @@ static void skip_kwarg(parser *p) {
 }
 
 static pt_expr *fail(parser *p, const char *what) {
-    pt_fail(p->err, PETREL_ERR_UNSUPPORTED, "symbolic size: %s near '%.20s'", what, p->s);
+    p->st = strcmp(what, "out of memory") ? PETREL_ERR_UNSUPPORTED : PETREL_ERR_NOMEM;
+    pt_fail(p->err, p->st, "symbolic size: %s near '%.20s'", what, p->s);
     return NULL;
 }
 
@@ -92,9 +94,11 @@ static pt_expr *parse(parser *p) {
 #define IS(lit) (nlen == sizeof(lit) - 1 && !strncmp(name, lit, nlen))
     pt_expr *e = NULL;
     if (IS("Integer")) {
-        if (!(e = new_expr(p, PT_EXPR_INT)) || !parse_int(p, &e->v)) return fail(p, "bad Integer");
+        if (!(e = new_expr(p, PT_EXPR_INT))) return fail(p, "out of memory");
+        if (!parse_int(p, &e->v)) return fail(p, "bad Integer");
     } else if (IS("Rational")) {
-        if (!(e = new_expr(p, PT_EXPR_RATIONAL)) || !parse_int(p, &e->v)) return fail(p, "bad Rational");
+        if (!(e = new_expr(p, PT_EXPR_RATIONAL))) return fail(p, "out of memory");
+        if (!parse_int(p, &e->v)) return fail(p, "bad Rational");
         skip_ws(p);
         if (*p->s++ != ',' || !parse_int(p, &e->q) || e->q == 0) return fail(p, "bad Rational");
     } else if (IS("Symbol")) {
@@ -187,7 +191,7 @@ static pt_expr *parse(parser *p) {
 }
 
 pt_expr *pt_expr_parse(pt_graph *g, const char *s, pt_err *err) {
-    parser p = {g, s, err, 0};
+    parser p = {g, s, err, 0, PETREL_OK};
     pt_expr *e = parse(&p);
     if (!e) return NULL;
     skip_ws(&p);

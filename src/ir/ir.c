@@ -15,7 +15,7 @@ void pt_graph_free(pt_graph *g) {
     pt_free(g->values);
     for (int32_t i = 0; i < g->nnodes; i++) {
         pt_node *n = &g->nodes[i];
-        for (int32_t a = 0; a < n->nargs; a++) {
+        for (int32_t a = 0; n->args && a < n->nargs; a++) {
             pt_free(n->args[a].items);
             pt_free(n->args[a].str);
         }

@@ -171,7 +171,8 @@ PT_HIDDEN void pt_graph_free(pt_graph *g);
 
 /* Parse a sympy srepr string into an expression owned by `g`; symbols are
  * added to g->syms as met.  Returns NULL (with a message in `err`) for
- * anything outside the supported forms. */
+ * anything outside the supported forms; the message starts with "symbolic
+ * size: out of memory" when an allocation failed. */
 PT_HIDDEN pt_expr *pt_expr_parse(pt_graph *g, const char *s, pt_err *err);
 /* Evaluate with symbol values `symv` (g->nsyms entries; INT64_MIN =
  * unknown).  Returns false when a symbol is unknown or the arithmetic is

@@ -185,12 +185,13 @@ static petrel_status parse_symint(ctx *c, json_t *j, pt_dim *d, const char *wher
     }
     if (tag && !strcmp(tag, "as_expr") && json_is_object(p)) {
         json_t *s = json_object_get(p, "expr_str");
-        if (!json_is_string(s)) return FAIL(c, PETREL_ERR_FORMAT, "model.json: %s: as_expr without expr_str", where);
+        if (!json_is_string(s)) return FAIL(c, PETREL_ERR_FORMAT, "%s: as_expr without expr_str", where);
         d->expr = pt_expr_parse(c->g, json_string_value(s), c->err);
         if (!d->expr) {
             char m[sizeof c->err->msg];
             snprintf(m, sizeof m, "%s", c->err->msg);
-            return FAIL(c, PETREL_ERR_UNSUPPORTED, "model.json: %s: %s", where, m);
+            petrel_status st = strstr(m, "out of memory") ? PETREL_ERR_NOMEM : PETREL_ERR_UNSUPPORTED;
+            return FAIL(c, st, "%s: %s", where, m);
         }
         d->lit = -1;
         json_t *h = json_object_get(p, "hint"), *hp;
@@ -202,7 +203,7 @@ static petrel_status parse_symint(ctx *c, json_t *j, pt_dim *d, const char *wher
         }
         return PETREL_OK;
     }
-    return FAIL(c, PETREL_ERR_FORMAT, "model.json: %s: expected a SymInt", where);
+    return FAIL(c, PETREL_ERR_FORMAT, "%s: expected a SymInt", where);
 }
 
 /* Fill dtype/rank/shape of a value from a TensorMeta object. */
@@ -969,7 +970,9 @@ static petrel_status import_model(ctx *c, json_t *model) {
         char buf[300];
         snprintf(buf, sizeof buf, "Symbol('%s')", key);
         pt_expr *e = pt_expr_parse(g, buf, c->err);
-        if (!e) return FAIL(c, PETREL_ERR_FORMAT, "model.json: range_constraints: bad symbol '%s'", key);
+        if (!e)
+            return FAIL(c, strstr(c->err->msg, "out of memory") ? PETREL_ERR_NOMEM : PETREL_ERR_FORMAT,
+                        "model.json: range_constraints: bad symbol '%s'", key);
         json_t *lo = json_object_get(val, "min_val"), *hi = json_object_get(val, "max_val");
         g->syms[e->sym].min = json_is_integer(lo) ? json_integer_value(lo) : INT64_MIN;
         g->syms[e->sym].max = json_is_integer(hi) ? json_integer_value(hi) : INT64_MAX;

@@ -348,8 +348,12 @@ static petrel_status run_node(pt_exec *ex, int32_t ni) {
     const pt_graph *g = ex->g;
     const pt_node *n = &g->nodes[ni];
     ex->cur_node = ni;
+    ex->oom = false;
     petrel_status st = ex->kernels[ni](ex, n);
     free_scratch(ex);
+    /* a kernel sees a failed scratch allocation as a missing (or empty)
+     * argument; whatever it returned, report what really happened */
+    if (ex->oom) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
     if (st != PETREL_OK) return st;
     if ((pt_op_table[n->op].flags & PT_OPF_INPLACE) && n->nout > 0 && n->outs[0] >= 0) {
         /* the kernel computed the functional result; write it into self */
@@ -652,12 +656,16 @@ void *pk_scratch(pt_exec *ex, size_t nbytes) {
     if (ex->nscratch == ex->cap_scratch) {
         int32_t cap = ex->cap_scratch ? ex->cap_scratch * 2 : 16;
         void **ns = pt_realloc(ex->scratch, (size_t)cap * sizeof *ns);
-        if (!ns) return NULL;
+        if (!ns) {
+            ex->oom = true;
+            return NULL;
+        }
         ex->scratch = ns;
         ex->cap_scratch = cap;
     }
     void *p = pt_calloc(1, nbytes ? nbytes : 1);
     if (p) ex->scratch[ex->nscratch++] = p;
+    else ex->oom = true;
     return p;
 }
 

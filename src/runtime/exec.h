@@ -23,6 +23,7 @@ struct pt_exec {
     void **scratch;           /* per-node temporary allocations */
     int32_t nscratch, cap_scratch;
     bool ran;                 /* outputs of a previous execute are alive */
+    bool oom;                 /* a helper allocation failed during this node */
 };
 
 /* Prepare an executor for `g` (borrowed; must outlive it): resolve kernels,

@@ -55,7 +55,9 @@ petrel_status cpu_k_copy(pt_exec *ex, const pt_node *n) {
     case PETREL_OP_LIFT_FRESH_COPY:
         return cp_convert(ex, n, x);
     case PETREL_OP_COPY:
-    case PETREL_OP_COPY_: {
+    case PETREL_OP_COPY_:
+    case PETREL_OP_FILL_TENSOR:  /* value is a 0-d tensor: a broadcast copy */
+    case PETREL_OP_FILL__TENSOR: {
         const pt_tensor *src = pk_tensor(ex, n, 1);
         if (!src) return pk_fail(ex, PETREL_ERR_RUNTIME, "copy: src must be a tensor");
         pt_tensor view;

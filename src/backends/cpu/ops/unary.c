@@ -16,6 +16,8 @@
 /* Parameters some activations take, read once per node. */
 typedef struct un_params {
     bool gelu_tanh;
+    int64_t decimals;   /* round.decimals */
+    bool single;        /* round.decimals: torch computes in float for f32/f16/bf16 */
     double p0, p1, p2; /* leaky_relu: slope; elu: alpha, scale, input_scale;
                           softplus: beta, threshold */
 } un_params;
@@ -52,6 +54,17 @@ static double un_f64(pt_op op, double x, const un_params *p) {
     case PETREL_OP_FLOOR: return floor(x);
     case PETREL_OP_CEIL: return ceil(x);
     case PETREL_OP_ROUND: return nearbyint(x); /* half to even, like torch.round */
+    case PETREL_OP_ROUND_DECIMALS: {
+        /* torch: nearbyint(x * 10^d) / 10^d (d < 0: nearbyint(x / 10^-d) * 10^-d),
+         * in the input's precision */
+        int64_t d = p->decimals < 0 ? -p->decimals : p->decimals;
+        double tp = pow(10.0, (double)d);
+        if (p->single) {
+            float xf = (float)x, tf = (float)tp;
+            return p->decimals >= 0 ? nearbyintf(xf * tf) / tf : nearbyintf(xf / tf) * tf;
+        }
+        return p->decimals >= 0 ? nearbyint(x * tp) / tp : nearbyint(x / tp) * tp;
+    }
     case PETREL_OP_TRUNC: return trunc(x);
     case PETREL_OP_RECIPROCAL: return 1.0 / x;
     case PETREL_OP_SIGN: return (double)((0 < x) - (x < 0)); /* NaN -> 0, as torch's CPU kernel */
@@ -131,6 +144,12 @@ petrel_status cpu_k_unary(pt_exec *ex, const pt_node *n) {
     }
     case PETREL_OP_LEAKY_RELU:
     case PETREL_OP_CELU: p.p0 = pk_float(ex, n, 1); break;
+    case PETREL_OP_ROUND_DECIMALS: {
+        const pt_tensor *xin = pk_tensor(ex, n, 0);
+        p.decimals = pk_int(ex, n, 1);
+        p.single = xin && xin->dtype != PETREL_DTYPE_F64;
+        break;
+    }
     case PETREL_OP_ELU:
         p.p0 = pk_float(ex, n, 1);
         p.p1 = pk_float(ex, n, 2);

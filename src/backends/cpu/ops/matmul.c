@@ -1,0 +1,276 @@
+/*
+** matmul.c -- CPU reference kernels for matrix products: mm, bmm, addmm,
+** baddbmm, matmul (torch.matmul's rank rules and batch broadcasting),
+** linear and transformers' grouped_mm_fallback.  Part of the CPU backend.
+**
+** Every product runs through one loop: the left matrix is converted to
+** doubles once per batch, the right one a panel of columns at a time (so a
+** large weight such as an LM head never needs a full double copy), each
+** output element is a dot product accumulated in double, and the result
+** (plus the optional beta * self term) is rounded once into the output.
+*/
+#include "nn_util.h"
+
+/* Columns of the right operand converted per panel: 64 columns of a
+ * 4096-deep matrix are 2 MiB of doubles, small enough to stay in cache. */
+#define MM_PANEL 64
+
+/* A batched product: a (batch..., M, K) @ b (batch..., K, N), both already
+ * broadcast to the same batch shape (stride 0 where repeated). */
+typedef struct mm_plan {
+    int nb;                          /* number of batch dims */
+    int64_t bshape[PETREL_MAX_RANK]; /* (batch...) */
+    pt_tensor a;                     /* (batch..., M, K) */
+    pt_tensor b;                     /* (batch..., K, N) */
+    int64_t M, K, N;
+} mm_plan;
+
+/* Where results go: out[(row0 + b*M + i) * N + j] = alpha * acc + beta * self[b, i, j]. */
+typedef struct mm_sink {
+    pt_tensor *out;  /* dense output */
+    int64_t row0;    /* first output row (grouped products write a row range) */
+    bool has_self;   /* the addend is used (beta != 0) */
+    pt_tensor self;  /* addend broadcast to (batch..., M, N) */
+    double alpha, beta;
+} mm_sink;
+
+/* Pointer to the matrix of `t` (rank nb+2) at batch index `bi`. */
+static const uint8_t *mm_batch_ptr(const pt_tensor *t, const int64_t *bi, int nb) {
+    int64_t off = 0;
+    for (int i = 0; i < nb; i++) off += bi[i] * t->stride[i];
+    return t->data + off * (int64_t)pt_elsize(t);
+}
+
+/* Compute the plan into the sink.  am (M, K) and panel (MM_PANEL, K) are
+ * caller-provided conversion buffers; a left matrix shared by consecutive
+ * batches (a broadcast operand) is converted only once. */
+static void mm_run(const mm_plan *p, const mm_sink *snk, double *am, double *panel) {
+    int64_t M = p->M, K = p->K, N = p->N;
+    int64_t nbatch = nu_prod(p->bshape, p->nb);
+    if (nbatch == 0 || M == 0 || N == 0) return;
+    int ra = p->a.rank, rb = p->b.rank;
+    int64_t ars = p->a.stride[ra - 2], acs = p->a.stride[ra - 1];
+    int64_t brs = p->b.stride[rb - 2], bcs = p->b.stride[rb - 1];
+    int64_t aes = (int64_t)pt_elsize(&p->a), bes = (int64_t)pt_elsize(&p->b);
+    int64_t oes = (int64_t)pt_elsize(snk->out);
+    const uint8_t *last_a = NULL;
+    int64_t bi[PETREL_MAX_RANK + 2] = {0};
+    for (int64_t b = 0; b < nbatch; b++) {
+        const uint8_t *pa = mm_batch_ptr(&p->a, bi, p->nb);
+        const uint8_t *pb = mm_batch_ptr(&p->b, bi, p->nb);
+        if (pa != last_a) {
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t k = 0; k < K; k++)
+                    am[i * K + k] = pt_load_f64(pa + (i * ars + k * acs) * aes, p->a.dtype);
+            last_a = pa;
+        }
+        for (int64_t j0 = 0; j0 < N; j0 += MM_PANEL) {
+            int64_t nj = N - j0 < MM_PANEL ? N - j0 : MM_PANEL;
+            /* panel[jj] = column j0 + jj of b, contiguous along k */
+            for (int64_t jj = 0; jj < nj; jj++)
+                for (int64_t k = 0; k < K; k++)
+                    panel[jj * K + k] =
+                        pt_load_f64(pb + (k * brs + (j0 + jj) * bcs) * bes, p->b.dtype);
+            for (int64_t i = 0; i < M; i++) {
+                const double *arow = am + i * K;
+                uint8_t *orow = snk->out->data + ((snk->row0 + b * M + i) * N + j0) * oes;
+                for (int64_t jj = 0; jj < nj; jj++) {
+                    const double *bcol = panel + jj * K;
+                    double acc = 0.0;
+                    for (int64_t k = 0; k < K; k++) acc += arow[k] * bcol[k];
+                    double v = snk->alpha * acc;
+                    if (snk->has_self) {
+                        bi[p->nb] = i, bi[p->nb + 1] = j0 + jj;
+                        v += snk->beta * pt_load_f64(pt_at(&snk->self, bi), snk->self.dtype);
+                    }
+                    pt_store_f64(orow + jj * oes, snk->out->dtype, v);
+                }
+            }
+        }
+        bi[p->nb] = bi[p->nb + 1] = 0;
+        pt_next_index(bi, p->bshape, p->nb);
+    }
+}
+
+/* Conversion buffers for mm_run from scratch. */
+static petrel_status mm_buffers(pt_exec *ex, int64_t M, int64_t K, double **am, double **panel) {
+    *am = (double *)nu_scratch(ex, M * K, sizeof(double));          /* (M, K) */
+    *panel = (double *)nu_scratch(ex, MM_PANEL * K, sizeof(double)); /* (MM_PANEL, K) */
+    return (*am && *panel) ? PETREL_OK : NU_NOMEM(ex);
+}
+
+/* Build a plan for a (..., M, K) @ b (..., K, N) with broadcast batch dims
+ * (both operands must have rank >= 2). */
+static petrel_status mm_plan_make(pt_exec *ex, const pt_tensor *a, const pt_tensor *b,
+                                  mm_plan *p) {
+    if (a->rank < 2 || b->rank < 2)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "matrix product needs rank >= 2 operands");
+    p->M = a->shape[a->rank - 2];
+    p->K = a->shape[a->rank - 1];
+    p->N = b->shape[b->rank - 1];
+    if (b->shape[b->rank - 2] != p->K)
+        return pk_fail(ex, PETREL_ERR_SHAPE,
+                       "matrix shapes do not match: (%lld x %lld) @ (%lld x %lld)",
+                       (long long)p->M, (long long)p->K, (long long)b->shape[b->rank - 2],
+                       (long long)p->N);
+    if (!pt_broadcast_shape(a->rank - 2, a->shape, b->rank - 2, b->shape, &p->nb, p->bshape))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "matrix product batch dims do not broadcast");
+    if (p->nb + 2 > PETREL_MAX_RANK)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "matrix product rank too large");
+    int64_t sa[PETREL_MAX_RANK], sb[PETREL_MAX_RANK];
+    memcpy(sa, p->bshape, sizeof(int64_t) * (size_t)p->nb);
+    memcpy(sb, p->bshape, sizeof(int64_t) * (size_t)p->nb);
+    sa[p->nb] = p->M, sa[p->nb + 1] = p->K;
+    sb[p->nb] = p->K, sb[p->nb + 1] = p->N;
+    if (!pt_broadcast_to(a, p->nb + 2, sa, &p->a) || !pt_broadcast_to(b, p->nb + 2, sb, &p->b))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "matrix product batch dims do not broadcast");
+    return PETREL_OK;
+}
+
+/* A transposed view of the last two dims (no copy). */
+static pt_tensor mm_transposed(const pt_tensor *t) {
+    pt_tensor r = *t;
+    int a = t->rank - 2, b = t->rank - 1;
+    r.shape[a] = t->shape[b], r.shape[b] = t->shape[a];
+    r.stride[a] = t->stride[b], r.stride[b] = t->stride[a];
+    return r;
+}
+
+/* A view of `t` with a size-1 dim inserted at position `at`. */
+static pt_tensor mm_unsqueezed(const pt_tensor *t, int at) {
+    pt_tensor r = *t;
+    r.rank = t->rank + 1;
+    for (int i = t->rank; i > at; i--) r.shape[i] = t->shape[i - 1], r.stride[i] = t->stride[i - 1];
+    r.shape[at] = 1;
+    r.stride[at] = 1;
+    return r;
+}
+
+/* Output 0 = alpha * (a @ b) + beta * self with torch.matmul's rules: 1-D
+ * operands become (1, K) / (K, 1) matrices whose added dim is dropped from
+ * the result, batch dims broadcast.  self (NULL = none) broadcasts to the
+ * product (batch..., M, N); torch ignores it entirely when beta == 0, so
+ * NaN/inf in it do not leak through. */
+static petrel_status mm_matmul(pt_exec *ex, const pt_node *n, const pt_tensor *a,
+                               const pt_tensor *b, const pt_tensor *self, double beta,
+                               double alpha) {
+    if (a->rank == 0 || b->rank == 0)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "matmul operands must be at least 1-D");
+    pt_tensor a2 = a->rank == 1 ? mm_unsqueezed(a, 0) : *a; /* (1, K) */
+    pt_tensor b2 = b->rank == 1 ? mm_unsqueezed(b, 1) : *b; /* (K, 1) */
+    mm_plan p;
+    PT_TRY(mm_plan_make(ex, &a2, &b2, &p));
+    int64_t shape[PETREL_MAX_RANK];
+    int rank = 0;
+    for (int i = 0; i < p.nb; i++) shape[rank++] = p.bshape[i];
+    if (a->rank > 1) shape[rank++] = p.M;
+    if (b->rank > 1) shape[rank++] = p.N;
+    mm_sink snk = {.row0 = 0, .alpha = alpha, .beta = beta};
+    snk.has_self = self && beta != 0.0;
+    if (snk.has_self) {
+        int64_t pshape[PETREL_MAX_RANK];
+        memcpy(pshape, p.bshape, sizeof(int64_t) * (size_t)p.nb);
+        pshape[p.nb] = p.M, pshape[p.nb + 1] = p.N;
+        if (!pt_broadcast_to(self, p.nb + 2, pshape, &snk.self))
+            return pk_fail(ex, PETREL_ERR_SHAPE, "self/bias does not broadcast to the product");
+    }
+    PT_TRY(pk_out_alloc(ex, n, 0, rank, shape, &snk.out));
+    double *am, *panel;
+    PT_TRY(mm_buffers(ex, p.M, p.K, &am, &panel));
+    mm_run(&p, &snk, am, panel);
+    return PETREL_OK;
+}
+
+/* transformers' grouped_mm_fallback: input (S, K) has its rows sorted by
+ * expert, offs (E) holds each expert's cumulative end row, and
+ * out[start:end] = input[start:end] @ weight[e] (weight (E, K, N)).  Rows
+ * past the last offset are zero, as in the reference implementation. */
+static petrel_status mm_grouped(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1);
+    const pt_tensor *offs = pk_tensor(ex, n, 2);
+    if (!x || !w || !offs || x->rank != 2 || w->rank != 3 || offs->rank != 1 ||
+        offs->shape[0] != w->shape[0] || x->shape[1] != w->shape[1])
+        return pk_fail(ex, PETREL_ERR_SHAPE,
+                       "grouped_mm expects input (S, K), weight (E, K, N), offs (E)");
+    if (pt_dtype_is_float(offs->dtype) || offs->dtype == PETREL_DTYPE_BOOL)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "grouped_mm offs must be integers");
+    int64_t S = x->shape[0], K = x->shape[1], E = w->shape[0], N = w->shape[2];
+    int64_t shape[2] = {S, N};
+    mm_sink snk = {.alpha = 1.0};
+    PT_TRY(pk_out_alloc(ex, n, 0, 2, shape, &snk.out));
+    double *am, *panel;
+    PT_TRY(mm_buffers(ex, S, K, &am, &panel));
+    int64_t es = (int64_t)pt_elsize(snk.out);
+    int64_t start = 0;
+    for (int64_t e = 0; e < E; e++) {
+        int64_t end = pt_load_i64(offs->data + e * offs->stride[0] * (int64_t)pt_elsize(offs),
+                                  offs->dtype);
+        if (end < start || end > S)
+            return pk_fail(ex, PETREL_ERR_RUNTIME,
+                           "grouped_mm offs must be non-decreasing and <= %lld "
+                           "(offs[%lld] = %lld)",
+                           (long long)S, (long long)e, (long long)end);
+        if (end == start) continue;
+        mm_plan p = {.nb = 0, .M = end - start, .K = K, .N = N};
+        p.a = *x; /* rows [start, end) of input */
+        p.a.shape[0] = end - start;
+        p.a.data = x->data + start * x->stride[0] * (int64_t)pt_elsize(x);
+        p.b = *w; /* weight[e], (K, N) */
+        p.b.rank = 2;
+        p.b.shape[0] = K, p.b.shape[1] = N;
+        p.b.stride[0] = w->stride[1], p.b.stride[1] = w->stride[2];
+        p.b.data = w->data + e * w->stride[0] * (int64_t)pt_elsize(w);
+        snk.row0 = start;
+        mm_run(&p, &snk, am, panel);
+        start = end;
+    }
+    for (int64_t i = start * N; i < S * N; i++)
+        pt_store_f64(snk.out->data + i * es, snk.out->dtype, 0.0);
+    return PETREL_OK;
+}
+
+/*
+** Kernel family "matmul": mm, bmm, addmm, baddbmm, matmul, linear and
+** transformers' grouped_mm_fallback.  Operands may be any strided views;
+** integer products are exact while the sums stay below 2^53 (they are
+** accumulated in double like the rest).
+*/
+petrel_status cpu_k_matmul(pt_exec *ex, const pt_node *n) {
+    switch (n->op) {
+    case PETREL_OP_MM:
+    case PETREL_OP_BMM:
+    case PETREL_OP_ADDMM:
+    case PETREL_OP_BADDBMM: {
+        bool add = n->op == PETREL_OP_ADDMM || n->op == PETREL_OP_BADDBMM;
+        int want = (n->op == PETREL_OP_MM || n->op == PETREL_OP_ADDMM) ? 2 : 3;
+        const pt_tensor *a = pk_tensor(ex, n, add ? 1 : 0);
+        const pt_tensor *b = pk_tensor(ex, n, add ? 2 : 1);
+        if (!a || !b || a->rank != want || b->rank != want)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "expected %d-D operands", want);
+        if (want == 3 && a->shape[0] != b->shape[0])
+            return pk_fail(ex, PETREL_ERR_SHAPE, "batch sizes differ: %lld vs %lld",
+                           (long long)a->shape[0], (long long)b->shape[0]);
+        if (!add) return mm_matmul(ex, n, a, b, NULL, 0.0, 1.0);
+        const pt_tensor *self = pk_tensor(ex, n, 0);
+        if (!self) return pk_fail(ex, PETREL_ERR_SHAPE, "self is None");
+        return mm_matmul(ex, n, a, b, self, pk_float(ex, n, 3), pk_float(ex, n, 4));
+    }
+    case PETREL_OP_MATMUL: {
+        const pt_tensor *a = pk_tensor(ex, n, 0), *b = pk_tensor(ex, n, 1);
+        if (!a || !b) return pk_fail(ex, PETREL_ERR_SHAPE, "matmul operand is None");
+        return mm_matmul(ex, n, a, b, NULL, 0.0, 1.0);
+    }
+    case PETREL_OP_LINEAR: {
+        /* input (..., in) @ weight(out, in)^T + bias(out) */
+        const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1);
+        if (!x || !w || w->rank < 1 || w->rank > 2)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "linear weight must be 1-D or 2-D");
+        pt_tensor wt = w->rank == 2 ? mm_transposed(w) : *w; /* (in, out) */
+        return mm_matmul(ex, n, x, &wt, pk_tensor(ex, n, 2), 1.0, 1.0);
+    }
+    case PETREL_OP_GROUPED_MM_FALLBACK:
+        return mm_grouped(ex, n);
+    default:
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a matmul op", (int)n->op);
+    }
+}

@@ -1,0 +1,102 @@
+/*
+** nn_util.h -- small helpers shared by the CPU reference kernels for
+** linear algebra, convolution, pooling, normalization, attention, views,
+** shape ops and indexing (matmul.c, conv.c, pool.c, norm.c, sdpa.c, view.c,
+** shape.c, index.c).  Everything is static inline so each kernel file stays
+** self-contained; nothing here allocates except through pk_scratch.
+*/
+#ifndef PETREL_CPU_NN_UTIL_H
+#define PETREL_CPU_NN_UTIL_H
+
+#include <string.h>
+
+#include "../cpu.h"
+
+/* Product of n sizes (1 for n == 0). */
+static inline int64_t nu_prod(const int64_t *s, int n) {
+    int64_t p = 1;
+    for (int i = 0; i < n; i++) p *= s[i];
+    return p;
+}
+
+/* Row-major strides (in elements) of a dense tensor of `shape`. */
+static inline void nu_contig_strides(int rank, const int64_t *shape, int64_t *stride) {
+    int64_t s = 1;
+    for (int i = rank - 1; i >= 0; i--) {
+        stride[i] = s;
+        s *= shape[i] > 1 ? shape[i] : 1;
+    }
+}
+
+/* Copy one element, converting like torch's copy_ when the dtypes differ.
+ * Same-dtype copies move bytes, so they are exact for every dtype. */
+static inline void nu_copy_elem(void *dst, petrel_dtype dd, const void *src, petrel_dtype sd) {
+    if (dd == sd)
+        memcpy(dst, src, petrel_dtype_size(dd));
+    else if (pt_dtype_is_float(sd))
+        pt_store_f64(dst, dd, pt_load_f64(src, sd));
+    else
+        pt_store_i64(dst, dd, pt_load_i64(src, sd));
+}
+
+/* Scratch that is never a zero-byte request (an empty tensor still gets a
+ * valid pointer, so callers need no special case). */
+static inline void *nu_scratch(pt_exec *ex, int64_t count, size_t elsize) {
+    if (count < 1) count = 1;
+    return pk_scratch(ex, (size_t)count * elsize);
+}
+
+/* Read any strided tensor into a row-major array of doubles in scratch.
+ * Returns NULL when scratch is exhausted. */
+static inline double *nu_load_f64(pt_exec *ex, const pt_tensor *t) {
+    int64_t numel = pt_numel(t);
+    double *buf = (double *)nu_scratch(ex, numel, sizeof(double));
+    if (!buf || numel == 0) return buf;
+    int64_t idx[PETREL_MAX_RANK] = {0};
+    int64_t i = 0;
+    do {
+        buf[i++] = pt_load_f64(pt_at(t, idx), t->dtype);
+    } while (pt_next_index(idx, t->shape, t->rank));
+    return buf;
+}
+
+/* Store row-major doubles into a freshly allocated (contiguous) output,
+ * rounding once to its dtype. */
+static inline void nu_store_f64(const pt_tensor *out, const double *v) {
+    int64_t numel = pt_numel(out);
+    size_t es = pt_elsize(out);
+    for (int64_t i = 0; i < numel; i++) pt_store_f64(out->data + i * (int64_t)es, out->dtype, v[i]);
+}
+
+/* pk_ints for an argument describing `want` spatial dims: a single value is
+ * broadcast to all of them (torch accepts stride=[2] for a 2-d conv).
+ * Returns false when the count fits neither. */
+static inline bool nu_ints_n(pt_exec *ex, const pt_node *n, int a, int want, int64_t *out) {
+    int64_t tmp[PETREL_MAX_RANK * 2];
+    int c = pk_ints(ex, n, a, tmp, PETREL_MAX_RANK * 2);
+    if (c == want) {
+        for (int i = 0; i < want; i++) out[i] = tmp[i];
+        return true;
+    }
+    if (c == 1) {
+        for (int i = 0; i < want; i++) out[i] = tmp[0];
+        return true;
+    }
+    return false;
+}
+
+/* Wrap a dim or fail the node with a message naming it. */
+#define NU_WRAP_DIM(ex, var, dim, rank)                                                   \
+    do {                                                                                  \
+        (var) = pt_wrap_dim((dim), (rank));                                               \
+        if ((var) < 0)                                                                    \
+            return pk_fail((ex), PETREL_ERR_RUNTIME, "dim %lld out of range for rank %d", \
+                           (long long)(dim), (int)(rank));                                \
+    } while (0)
+
+#define NU_NOMEM(ex) pk_fail((ex), PETREL_ERR_NOMEM, "out of scratch memory")
+
+/* True when output k of the node is used (tuple outputs may be None). */
+static inline bool nu_out_used(const pt_node *n, int k) { return k < n->nout && n->outs[k] >= 0; }
+
+#endif /* PETREL_CPU_NN_UTIL_H */

@@ -1,0 +1,192 @@
+/*
+** sdpa.c -- CPU reference kernel for scaled_dot_product_attention:
+** softmax(q @ k^T * scale + mask) @ v in double, with boolean or additive
+** masks, top-left aligned causal masking, grouped-query attention
+** (enable_gqa: query head h reads key/value head h / (Hq / Hkv)) and
+** broadcasting of leading batch dims.  Part of the CPU backend.
+**
+** A row whose scores are all masked out yields zeros, which is what torch's
+** CPU kernel returns (the unfused math formula would give NaN).  A non-zero
+** dropout_p fails the node: torch would drop randomly, which no reference
+** can reproduce (exported inference graphs pass 0).
+*/
+#include <math.h>
+
+#include "nn_util.h"
+
+/* An operand (batch..., rows, cols) and how its batch dims map onto the
+ * output's batch index. */
+typedef struct sdpa_operand {
+    const pt_tensor *t;
+    int nb;           /* its batch dims (rank - 2) */
+    int64_t rows, cols;
+} sdpa_operand;
+
+/* Element offset of the operand's matrix for output batch index bi (rank
+ * nb_out).  Batch dims align from the right; size-1 dims broadcast; with
+ * GQA the head dim (the last batch dim) of a smaller operand is shared by
+ * hq / size consecutive query heads. */
+static const uint8_t *sdpa_matrix(const sdpa_operand *o, const int64_t *bi, int nb_out,
+                                  bool gqa, int64_t hq) {
+    int64_t off = 0;
+    for (int j = 0; j < o->nb; j++) {
+        int64_t sz = o->t->shape[j], i = bi[nb_out - o->nb + j];
+        if (sz == 1)
+            i = 0;
+        else if (gqa && j == o->nb - 1 && sz != hq)
+            i /= hq / sz;
+        off += i * o->t->stride[j];
+    }
+    return o->t->data + off * (int64_t)pt_elsize(o->t);
+}
+
+/* Copy a (rows, cols) matrix at p into row-major doubles. */
+static void sdpa_load(const sdpa_operand *o, const uint8_t *p, double *dst) {
+    int r = o->t->rank;
+    int64_t rs = o->t->stride[r - 2], cs = o->t->stride[r - 1];
+    int64_t es = (int64_t)pt_elsize(o->t);
+    for (int64_t i = 0; i < o->rows; i++)
+        for (int64_t j = 0; j < o->cols; j++)
+            dst[i * o->cols + j] = pt_load_f64(p + (i * rs + j * cs) * es, o->t->dtype);
+}
+
+/* Check an operand's batch dim sizes against the output batch shape. */
+static bool sdpa_fits(const sdpa_operand *o, const int64_t *bshape, int nb, bool gqa, int64_t hq) {
+    for (int j = 0; j < o->nb; j++) {
+        int64_t sz = o->t->shape[j], want = bshape[nb - o->nb + j];
+        if (sz == 1 || sz == want) continue;
+        if (gqa && j == o->nb - 1 && sz > 0 && want % sz == 0 && want == hq) continue;
+        return false;
+    }
+    return true;
+}
+
+/*
+** Kernel family "sdpa": scaled_dot_product_attention with
+**   query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev)
+** attn_mask (broadcastable to (..., L, S)): bool keeps where True, any other
+** dtype is added to the scores.  scale defaults to 1/sqrt(E).
+*/
+petrel_status cpu_k_sdpa(pt_exec *ex, const pt_node *n) {
+    if (n->op != PETREL_OP_SDPA)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not attention", (int)n->op);
+    const pt_tensor *q = pk_tensor(ex, n, 0), *k = pk_tensor(ex, n, 1), *v = pk_tensor(ex, n, 2);
+    const pt_tensor *mask = pk_tensor(ex, n, 3);
+    if (!q || !k || !v || q->rank < 2 || k->rank < 2 || v->rank < 2)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "attention operands must be at least 2-D");
+    if (pk_float(ex, n, 4) != 0.0)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED,
+                       "attention dropout (dropout_p = %g) is not supported; export in eval mode",
+                       pk_float(ex, n, 4));
+    bool causal = pk_bool(ex, n, 5);
+    bool gqa = pk_bool(ex, n, 7);
+    sdpa_operand oq = {q, q->rank - 2, q->shape[q->rank - 2], q->shape[q->rank - 1]};
+    sdpa_operand ok = {k, k->rank - 2, k->shape[k->rank - 2], k->shape[k->rank - 1]};
+    sdpa_operand ov = {v, v->rank - 2, v->shape[v->rank - 2], v->shape[v->rank - 1]};
+    int64_t L = oq.rows, E = oq.cols, S = ok.rows, Ev = ov.cols;
+    if (ok.cols != E || ov.rows != S)
+        return pk_fail(ex, PETREL_ERR_SHAPE,
+                       "attention shapes do not match: q (.., %lld, %lld), k (.., %lld, %lld), "
+                       "v (.., %lld, %lld)",
+                       (long long)L, (long long)E, (long long)S, (long long)ok.cols,
+                       (long long)ov.rows, (long long)Ev);
+    double scale = pk_is_none(ex, n, 6) ? 1.0 / sqrt((double)E) : pk_float(ex, n, 6);
+
+    /* output batch shape: q's batch broadcast with k's and v's, where under
+     * GQA the key/value head dim counts as the query head count */
+    int nb = oq.nb > ok.nb ? oq.nb : ok.nb;
+    if (ov.nb > nb) nb = ov.nb;
+    if (nb + 2 > PETREL_MAX_RANK) return pk_fail(ex, PETREL_ERR_SHAPE, "attention rank too large");
+    int64_t hq = oq.nb >= 1 ? q->shape[oq.nb - 1] : 1;
+    if (gqa && oq.nb < 1)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "enable_gqa needs a head dim (rank >= 3)");
+    int64_t bshape[PETREL_MAX_RANK];
+    for (int d = 0; d < nb; d++) {
+        bshape[d] = 1;
+        const sdpa_operand *ops[3] = {&oq, &ok, &ov};
+        for (int t = 0; t < 3; t++) {
+            int j = d - (nb - ops[t]->nb);
+            if (j < 0) continue;
+            int64_t sz = ops[t]->t->shape[j];
+            if (gqa && t > 0 && j == ops[t]->nb - 1 && d == nb - 1) sz = hq;
+            if (sz != 1) bshape[d] = sz;
+        }
+    }
+    if (!sdpa_fits(&oq, bshape, nb, false, hq) || !sdpa_fits(&ok, bshape, nb, gqa, hq) ||
+        !sdpa_fits(&ov, bshape, nb, gqa, hq))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "attention batch/head dims do not broadcast");
+
+    pt_tensor m;
+    int64_t mshape[PETREL_MAX_RANK];
+    for (int d = 0; d < nb; d++) mshape[d] = bshape[d];
+    mshape[nb] = L, mshape[nb + 1] = S;
+    if (mask && !pt_broadcast_to(mask, nb + 2, mshape, &m))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "attn_mask does not broadcast to (..., L, S)");
+    bool mbool = mask && mask->dtype == PETREL_DTYPE_BOOL;
+
+    int64_t oshape[PETREL_MAX_RANK];
+    for (int d = 0; d < nb; d++) oshape[d] = bshape[d];
+    oshape[nb] = L, oshape[nb + 1] = Ev;
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, nb + 2, oshape, &out));
+    int64_t nbatch = nu_prod(bshape, nb);
+    if (nbatch == 0 || L == 0 || Ev == 0) return PETREL_OK;
+
+    double *qd = (double *)nu_scratch(ex, L * E, sizeof(double));   /* (L, E) */
+    double *kd = (double *)nu_scratch(ex, S * E, sizeof(double));   /* (S, E) */
+    double *vd = (double *)nu_scratch(ex, S * Ev, sizeof(double));  /* (S, Ev) */
+    double *sc = (double *)nu_scratch(ex, S, sizeof(double));       /* (S) scores */
+    double *acc = (double *)nu_scratch(ex, Ev, sizeof(double));     /* (Ev) */
+    if (!qd || !kd || !vd || !sc || !acc) return NU_NOMEM(ex);
+    const uint8_t *lastq = NULL, *lastk = NULL, *lastv = NULL;
+    int64_t bi[PETREL_MAX_RANK] = {0};
+    int64_t es = (int64_t)pt_elsize(out);
+    for (int64_t b = 0; b < nbatch; b++) {
+        const uint8_t *pq = sdpa_matrix(&oq, bi, nb, false, hq);
+        const uint8_t *pk = sdpa_matrix(&ok, bi, nb, gqa, hq);
+        const uint8_t *pv = sdpa_matrix(&ov, bi, nb, gqa, hq);
+        if (pq != lastq) sdpa_load(&oq, pq, qd);
+        if (pk != lastk) sdpa_load(&ok, pk, kd);
+        if (pv != lastv) sdpa_load(&ov, pv, vd);
+        lastq = pq, lastk = pk, lastv = pv;
+        int64_t midx[PETREL_MAX_RANK];
+        for (int d = 0; d < nb; d++) midx[d] = bi[d];
+        for (int64_t i = 0; i < L; i++) {
+            double mx = -INFINITY;
+            for (int64_t j = 0; j < S; j++) {
+                double s = 0.0;
+                for (int64_t e = 0; e < E; e++) s += qd[i * E + e] * kd[j * E + e];
+                s *= scale;
+                if (causal && j > i) s = -INFINITY;
+                if (mask) {
+                    midx[nb] = i, midx[nb + 1] = j;
+                    const uint8_t *mp = pt_at(&m, midx);
+                    if (mbool) {
+                        if (!*mp) s = -INFINITY;
+                    } else {
+                        s += pt_load_f64(mp, m.dtype);
+                    }
+                }
+                sc[j] = s;
+                if (s > mx || isnan(s)) mx = s; /* NaN sticks and propagates */
+            }
+            for (int64_t e = 0; e < Ev; e++) acc[e] = 0.0;
+            if (mx != -INFINITY) {
+                /* the max is subtracted for range; an all -inf row stays 0 */
+                double sum = 0.0;
+                for (int64_t j = 0; j < S; j++) {
+                    sc[j] = exp(sc[j] - mx);
+                    sum += sc[j];
+                }
+                for (int64_t j = 0; j < S; j++) {
+                    double p = sc[j] / sum;
+                    for (int64_t e = 0; e < Ev; e++) acc[e] += p * vd[j * Ev + e];
+                }
+            }
+            uint8_t *orow = out->data + ((b * L + i) * Ev) * es;
+            for (int64_t e = 0; e < Ev; e++) pt_store_f64(orow + e * es, out->dtype, acc[e]);
+        }
+        pt_next_index(bi, bshape, nb);
+    }
+    return PETREL_OK;
+}
