@@ -26,7 +26,8 @@ test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 test-torch: all
-	@venv=$$(./scripts/setup_venv.sh) && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/run_live.py
+	@venv=$$(./scripts/setup_venv.sh) && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/run_live.py \
+	  && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/test_tokenizer_hf.py --count 10
 
 test-asan: deps
 	@test -f $(BUILD)-asan/CMakeCache.txt || cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DPETREL_SANITIZE=ON

@@ -128,6 +128,7 @@ typedef struct petrel_program petrel_program_t;
 
 typedef struct petrel_load_opts {
     const char *backend;  /* "cpu" (default when NULL) */
+    bool verify_weights;  /* program files: also checksum the weights (reads every page) */
 } petrel_load_opts;
 
 /* What a program input or output is. */
@@ -150,7 +151,8 @@ typedef struct petrel_io_info {
 } petrel_io_info;
 
 /**
- * Load a program from a `.pt2` archive.  The file is mapped read-only and
+ * Load a program from a `.pt2` archive or a compiled `.petrel` file (told
+ * apart by their first bytes).  The file is mapped read-only and
  * weights are used in place; mutable buffers (KV caches) get private copies
  * that persist across executions.
  * @param out  receives the program; left NULL on failure
@@ -161,6 +163,10 @@ typedef struct petrel_io_info {
  */
 PETREL_API petrel_status petrel_program_load(petrel_program_t **out, const char *path,
                                              const petrel_load_opts *opts);
+/** Load from memory (either format); `buf` is borrowed and must outlive
+ *  the program. */
+PETREL_API petrel_status petrel_program_load_memory(petrel_program_t **out, const void *buf, size_t size,
+                                                    const petrel_load_opts *opts);
 /** Free a program; NULL is a no-op. */
 PETREL_API void petrel_program_free(petrel_program_t *p);
 /** The message of the last failure on this program.  Never NULL. */
@@ -205,10 +211,37 @@ typedef struct petrel_program_stats {
     int64_t state_bytes;      /* mutable buffers */
     int32_t schema_major, schema_minor;
     const char *dialect;      /* "TRAINING", "ATEN", ... (borrowed) */
+    bool compiled;            /* loaded from a .petrel program file */
+    int64_t file_bytes;
 } petrel_program_stats;
 
 PETREL_API petrel_status petrel_program_get_stats(petrel_program_stats *out,
                                                   const petrel_program_t *p);
+
+/* ---- compiling ---------------------------------------------------------- */
+
+typedef struct petrel_compile_opts {
+    const char *backend;      /* "cpu" (default when NULL) */
+} petrel_compile_opts;
+
+typedef struct petrel_compile_report {
+    int64_t nodes_in;         /* nodes imported from the archive */
+    int64_t noops_removed;    /* aliases, detaches, metadata checks dropped */
+    int64_t dead_removed;     /* nodes whose results nobody reads */
+    int64_t nodes_out;        /* nodes in the program */
+    int64_t weight_bytes;     /* tensor bytes carried (tied weights once) */
+    int64_t file_bytes;       /* size of the written program */
+    int32_t nextras;          /* extra/ files carried along */
+} petrel_compile_report;
+
+/**
+ * Compile a `.pt2` archive into a petrel program file (`.petrel`, see
+ * docs/FORMAT.md), written atomically: no partial file on failure.
+ * @param report receives counts when not NULL
+ * @return PETREL_OK, or a status with petrel_last_error() set
+ */
+PETREL_API petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
+                                        const char *out_path, const petrel_compile_opts *opts);
 
 /* ---- tensor files (safetensors) ----------------------------------------- */
 

@@ -3,7 +3,7 @@
 # otherwise prints the exact command to run.  Called by `make` when a
 # dependency is missing.
 set -euo pipefail
-pkgs="build-essential cmake pkg-config libjansson-dev python3 python3-venv"
+pkgs="build-essential cmake pkg-config libjansson-dev libpcre2-dev libutf8proc-dev zlib1g-dev python3 python3-venv"
 missing=""
 for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

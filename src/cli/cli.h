@@ -8,8 +8,10 @@
 #include "petrel.h"
 
 int cmd_run(int argc, char **argv);
+int cmd_compile(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_show(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* Print "petrel: <msg>" to stderr and return exit code 1. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

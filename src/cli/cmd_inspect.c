@@ -28,7 +28,11 @@ int cmd_inspect(int argc, char **argv) {
     petrel_program_stats st;
     petrel_program_get_stats(&st, prog);
     printf("program:  %s\n", argv[0]);
-    printf("format:   torch.export archive, schema %d.%d, dialect %s\n", st.schema_major, st.schema_minor, st.dialect);
+    if (st.compiled)
+        printf("format:   petrel program (from a torch.export archive, schema %d.%d, dialect %s), %.2f MB\n",
+               st.schema_major, st.schema_minor, st.dialect, (double)st.file_bytes / 1e6);
+    else
+        printf("format:   torch.export archive, schema %d.%d, dialect %s\n", st.schema_major, st.schema_minor, st.dialect);
     printf("nodes:    %" PRId64 "\n", st.n_nodes);
     printf("weights:  %" PRId64 " tensors, %.2f MB; state %.2f MB\n", st.n_weights, (double)st.weight_bytes / 1e6,
            (double)st.state_bytes / 1e6);

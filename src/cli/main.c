@@ -11,13 +11,21 @@ static const char usage[] =
     "usage: petrel <command> [options]\n"
     "\n"
     "commands:\n"
+    "  compile IN.pt2 -o OUT.petrel [--backend cpu]\n"
+    "        lower an exported program into a petrel program file\n"
     "  run PROGRAM --inputs IN.safetensors --outputs OUT.safetensors [--backend cpu]\n"
-    "        run a program (.pt2) once per --inputs/--outputs pair, in order,\n"
+    "        run a program (.pt2 or .petrel) once per --inputs/--outputs pair, in order,\n"
     "        keeping its state (KV caches) between the calls\n"
     "  inspect PROGRAM\n"
     "        print a program's inputs, outputs, weights and op count\n"
     "  show FILE.safetensors\n"
     "        print the tensors of a safetensors file (e.g. run outputs)\n"
+    "  tokenize --tokenizer TOKENIZER.json [--no-special]\n"
+    "        print the token ids of the text on stdin, space-separated, as Hugging\n"
+    "        Face tokenizers would (--no-special: without BOS/template tokens)\n"
+    "  tokenize --tokenizer TOKENIZER.json --decode [--keep-special]\n"
+    "        print the text of the token ids on stdin (special tokens left out\n"
+    "        unless --keep-special); TOKENIZER may be gzip-compressed\n"
     "  help  print this text\n"
     "\n"
     "example:\n"
@@ -40,8 +48,10 @@ int main(int argc, char **argv) {
     }
     const char *verb = argv[1];
     if (!strcmp(verb, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(verb, "compile")) return cmd_compile(argc - 2, argv + 2);
     if (!strcmp(verb, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(verb, "show")) return cmd_show(argc - 2, argv + 2);
+    if (!strcmp(verb, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
         fputs(usage, stdout);
         return 0;

@@ -117,3 +117,25 @@ char *pt_strdup(const char *s) {
     if (d) memcpy(d, s, n);
     return d;
 }
+
+/* ---- checksums ---------------------------------------------------------- */
+
+/* Table-driven CRC-32; the table is built on first use (idempotent, so a
+ * race between threads only computes the same values twice). */
+static uint32_t crc_table[256];
+static bool crc_ready;
+
+uint32_t pt_crc32(uint32_t crc, const void *data, size_t n) {
+    if (!crc_ready) {
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+            crc_table[i] = c;
+        }
+        crc_ready = true;
+    }
+    const uint8_t *p = data;
+    uint32_t c = ~crc;
+    for (size_t i = 0; i < n; i++) c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+    return ~c;
+}

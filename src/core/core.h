@@ -64,6 +64,19 @@ static inline bool pt_add_ok(int64_t a, int64_t b, int64_t *out) {
     return !__builtin_add_overflow(a, b, out);
 }
 
+/* A read-only mapping of a whole file. */
+typedef struct pt_mapping {
+    const uint8_t *data;
+    uint64_t size;
+} pt_mapping;
+
+/* Map `path` read-only; errors name the file. */
+PT_HIDDEN petrel_status pt_map_file(pt_mapping *m, const char *path, pt_err *err);
+PT_HIDDEN void pt_unmap_file(pt_mapping *m);
+
+/* CRC-32 (IEEE 802.3, as zip uses), continued from `crc` (0 to start). */
+PT_HIDDEN uint32_t pt_crc32(uint32_t crc, const void *data, size_t n);
+
 /* ---- dtypes ------------------------------------------------------------- */
 
 typedef struct pt_dtype_traits {

@@ -169,6 +169,11 @@ typedef struct pt_graph {
 
 PT_HIDDEN void pt_graph_free(pt_graph *g);
 
+/* Check the graph's structure: ids in range, argument kinds that fit the
+ * op schemas, each value defined once and before use, static weights.
+ * Everything that executes has passed this; PETREL_ERR_FORMAT otherwise. */
+PT_HIDDEN petrel_status pt_graph_verify(const pt_graph *g, pt_err *err);
+
 /* Parse a sympy srepr string into an expression owned by `g`; symbols are
  * added to g->syms as met.  Returns NULL (with a message in `err`) for
  * anything outside the supported forms; the message starts with "symbolic

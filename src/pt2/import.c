@@ -1024,6 +1024,7 @@ petrel_status pt2_import(pt_graph *g, const pz_archive *z, pt_err *err) {
     }
     if (st == PETREL_OK && !json_is_object(model)) st = pt_fail(err, PETREL_ERR_FORMAT, "model.json: not an object");
     if (st == PETREL_OK) st = import_model(&c, model);
+    if (st == PETREL_OK) st = pt_graph_verify(g, err);
     json_decref(wj);
     json_decref(cj);
     json_decref(model);

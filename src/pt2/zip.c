@@ -171,7 +171,7 @@ void pz_close(pz_archive *z) {
     if (!z) return;
     for (int32_t i = 0; i < z->n; i++) pt_free(z->entries[i].name);
     pt_free(z->entries);
-    if (z->fd >= 0) {
+    if (z->fd > 0 && z->map) { /* a zeroed (never opened) archive has fd 0 and no map */
         munmap((void *)z->map, (size_t)z->map_size);
         close(z->fd);
     }
@@ -185,11 +185,4 @@ const pz_entry *pz_find(const pz_archive *z, const char *name) {
     return NULL;
 }
 
-uint32_t pz_crc32(const uint8_t *p, uint64_t n) {
-    uint32_t c = 0xFFFFFFFFu;
-    for (uint64_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
-    }
-    return ~c;
-}
+uint32_t pz_crc32(const uint8_t *p, uint64_t n) { return pt_crc32(0, p, (size_t)n); }

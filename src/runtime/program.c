@@ -5,12 +5,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../format/format.h"
 #include "../pt2/pt2.h"
 #include "exec.h"
 
 struct petrel_program {
     pt_err err;
-    pz_archive zip;      /* the mapping weights point into */
+    pt_mapping map;      /* owned mapping (loads from a path) */
+    bool compiled;       /* a .petrel program file, else a .pt2 archive */
+    uint64_t file_bytes;
+    pz_archive zip;      /* .pt2 index; weights point into the bytes */
     pt_graph graph;
     pt_exec exec;
     char **out_names;    /* "output_<i>" */
@@ -19,17 +23,17 @@ struct petrel_program {
     pt_rvalue scalar_out;
 };
 
-petrel_status petrel_program_load(petrel_program_t **out, const char *path, const petrel_load_opts *opts) {
-    if (!out || !path) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_load: NULL argument");
-    *out = NULL;
-    const char *backend = opts && opts->backend ? opts->backend : "cpu";
-    if (strcmp(backend, "cpu") != 0)
-        return pt_fail(NULL, PETREL_ERR_BACKEND_UNAVAILABLE, "backend '%s' is not available in this build (have: cpu)",
-                       backend);
-    petrel_program_t *p = pt_calloc(1, sizeof *p);
-    if (!p) return pt_fail(NULL, PETREL_ERR_NOMEM, "out of memory");
-    petrel_status st = pz_open(&p->zip, path, &p->err);
-    if (st == PETREL_OK) st = pt2_import(&p->graph, &p->zip, &p->err);
+/* Import or read `buf` (either format) and prepare the executor. */
+static petrel_status load_common(petrel_program_t *p, const uint8_t *buf, uint64_t size, const petrel_load_opts *opts) {
+    petrel_status st;
+    p->file_bytes = size;
+    if (pf_is_program(buf, size)) {
+        p->compiled = true;
+        st = pf_read(&p->graph, buf, size, opts && opts->verify_weights, &p->err);
+    } else {
+        st = pz_open_memory(&p->zip, buf, size, &p->err);
+        if (st == PETREL_OK) st = pt2_import(&p->graph, &p->zip, &p->err);
+    }
     if (st == PETREL_OK) st = pt_exec_init(&p->exec, &p->graph, &p->err);
     if (st == PETREL_OK) {
         p->out_names = pt_calloc((size_t)(p->graph.noutputs ? p->graph.noutputs : 1), sizeof(char *));
@@ -41,10 +45,46 @@ petrel_status petrel_program_load(petrel_program_t **out, const char *path, cons
             if (!p->out_names[i]) st = pt_fail(&p->err, PETREL_ERR_NOMEM, "out of memory");
         }
     }
+    return st;
+}
+
+static petrel_status check_backend(const petrel_load_opts *opts) {
+    const char *backend = opts && opts->backend ? opts->backend : "cpu";
+    if (strcmp(backend, "cpu") != 0)
+        return pt_fail(NULL, PETREL_ERR_BACKEND_UNAVAILABLE, "backend '%s' is not available in this build (have: cpu)",
+                       backend);
+    return PETREL_OK;
+}
+
+petrel_status petrel_program_load(petrel_program_t **out, const char *path, const petrel_load_opts *opts) {
+    if (!out || !path) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_load: NULL argument");
+    *out = NULL;
+    PT_TRY(check_backend(opts));
+    petrel_program_t *p = pt_calloc(1, sizeof *p);
+    if (!p) return pt_fail(NULL, PETREL_ERR_NOMEM, "out of memory");
+    petrel_status st = pt_map_file(&p->map, path, &p->err);
+    if (st == PETREL_OK) st = load_common(p, p->map.data, p->map.size, opts);
     if (st != PETREL_OK) {
         char msg[sizeof p->err.msg + 600];
         snprintf(msg, sizeof msg, "%s: %s", path, p->err.msg);
         pt_set_last_error(msg);
+        petrel_program_free(p);
+        return st;
+    }
+    *out = p;
+    return PETREL_OK;
+}
+
+petrel_status petrel_program_load_memory(petrel_program_t **out, const void *buf, size_t size,
+                                         const petrel_load_opts *opts) {
+    if (!out || !buf) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_load_memory: NULL argument");
+    *out = NULL;
+    PT_TRY(check_backend(opts));
+    petrel_program_t *p = pt_calloc(1, sizeof *p);
+    if (!p) return pt_fail(NULL, PETREL_ERR_NOMEM, "out of memory");
+    petrel_status st = load_common(p, buf, size, opts);
+    if (st != PETREL_OK) {
+        pt_set_last_error(p->err.msg);
         petrel_program_free(p);
         return st;
     }
@@ -60,6 +100,7 @@ void petrel_program_free(petrel_program_t *p) {
     pt_free(p->out_names);
     pt_graph_free(&p->graph);
     pz_close(&p->zip);
+    pt_unmap_file(&p->map);
     pt_free(p->out_buf);
     pt_free(p);
 }
@@ -199,5 +240,7 @@ petrel_status petrel_program_get_stats(petrel_program_stats *out, const petrel_p
     out->schema_major = g->schema_major;
     out->schema_minor = g->schema_minor;
     out->dialect = g->dialect;
+    out->compiled = p->compiled;
+    out->file_bytes = (int64_t)p->file_bytes;
     return PETREL_OK;
 }

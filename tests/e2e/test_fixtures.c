@@ -4,7 +4,11 @@
 ** one loaded program, and each output is compared with torch's (relative L2
 ** error within the fixture's tolerance; integer and bool outputs exactly).
 **
-** usage: test_fixtures FIXTURE_DIR [NAME_SUBSTRING]
+** With --compile DIR each fixture is first compiled (petrel_compile) into
+** DIR/<name>.petrel and the program file is run instead: results must be
+** the same as torch's, as from the .pt2.
+**
+** usage: test_fixtures FIXTURE_DIR [--compile DIR] [NAME_SUBSTRING]
 */
 #include <jansson.h>
 #include <math.h>
@@ -93,9 +97,19 @@ static bool compare(const petrel_tensor_desc *got, const petrel_tensor_desc *wan
     return true;
 }
 
-static bool run_fixture(const char *dir, const char *name, int steps, double tol, char *why, size_t cap) {
+static bool run_fixture(const char *dir, const char *name, int steps, double tol, const char *compile_dir,
+                        char *why, size_t cap) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s/model.pt2", dir, name);
+    if (compile_dir) {
+        char out[1024];
+        snprintf(out, sizeof out, "%s/%s.petrel", compile_dir, name);
+        if (petrel_compile(NULL, path, out, NULL) != PETREL_OK) {
+            snprintf(why, cap, "compile: %s", petrel_last_error());
+            return false;
+        }
+        snprintf(path, sizeof path, "%s", out);
+    }
     petrel_program_t *prog = NULL;
     if (petrel_program_load(&prog, path, NULL) != PETREL_OK) {
         snprintf(why, cap, "load: %s", petrel_last_error());
@@ -156,8 +170,13 @@ static bool run_fixture(const char *dir, const char *name, int steps, double tol
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_fixtures FIXTURE_DIR [NAME_SUBSTRING]\n");
+        fprintf(stderr, "usage: test_fixtures FIXTURE_DIR [--compile DIR] [NAME_SUBSTRING]\n");
         return 2;
+    }
+    const char *compile_dir = NULL, *only = NULL;
+    for (int a = 2; a < argc; a++) {
+        if (!strcmp(argv[a], "--compile") && a + 1 < argc) compile_dir = argv[++a];
+        else only = argv[a];
     }
     char path[1024];
     snprintf(path, sizeof path, "%s/manifest.json", argv[1]);
@@ -179,9 +198,9 @@ int main(int argc, char **argv) {
             fail++;
             continue;
         }
-        if (argc > 2 && !strstr(name, argv[2])) continue;
+        if (only && !strstr(name, only)) continue;
         char why[1024] = "";
-        if (run_fixture(argv[1], name, steps, tol, why, sizeof why)) {
+        if (run_fixture(argv[1], name, steps, tol, compile_dir, why, sizeof why)) {
             pass++;
         } else {
             fail++;
@@ -189,6 +208,6 @@ int main(int argc, char **argv) {
         }
     }
     json_decref(m);
-    printf("fixtures: %d passed, %d failed\n", pass, fail);
+    printf("fixtures%s: %d passed, %d failed\n", compile_dir ? " (compiled)" : "", pass, fail);
     return fail ? 1 : 0;
 }

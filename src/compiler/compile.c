@@ -1,0 +1,66 @@
+/*
+** compile.c -- `petrel_compile`: import a .pt2, run the passes, carry the
+** archive's extra/ files along, and write the program file.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "../pt2/pt2.h"
+#include "compiler.h"
+
+/* Collect the archive's `<root>/extra/<name>` entries (borrowed). */
+static int collect_extras(const pz_archive *z, pf_extra *out, int max) {
+    int n = 0;
+    for (int32_t i = 0; i < z->n && n < max; i++) {
+        const char *nm = z->entries[i].name, *slash = strchr(nm, '/');
+        if (!slash || strncmp(slash + 1, "extra/", 6) != 0 || !slash[7]) continue;
+        out[n++] = (pf_extra){slash + 7, z->entries[i].data, z->entries[i].size};
+    }
+    return n;
+}
+
+petrel_status petrel_compile(petrel_compile_report *report, const char *in_path, const char *out_path,
+                             const petrel_compile_opts *opts) {
+    pt_err err = {{0}};
+    if (!in_path || !out_path) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_compile: NULL path");
+    const char *backend = opts && opts->backend ? opts->backend : "cpu";
+    if (strcmp(backend, "cpu") != 0)
+        return pt_fail(NULL, PETREL_ERR_BACKEND_UNAVAILABLE, "backend '%s' is not available in this build (have: cpu)", backend);
+    pt_mapping map;
+    pz_archive z;
+    pt_graph g;
+    memset(&g, 0, sizeof g);
+    petrel_status st = pt_map_file(&map, in_path, &err);
+    if (st != PETREL_OK) goto fail;
+    st = pz_open_memory(&z, map.data, map.size, &err);
+    if (st == PETREL_OK) st = pt2_import(&g, &z, &err);
+    if (st == PETREL_OK) {
+        petrel_compile_report r = {0};
+        r.nodes_in = g.nnodes;
+        r.noops_removed = pc_remove_noops(&g);
+        r.dead_removed = pc_dce(&g);
+        r.nodes_out = g.nnodes;
+        st = pt_graph_verify(&g, &err); /* the passes must keep the graph valid */
+        pf_extra extras[64];
+        r.nextras = collect_extras(&z, extras, 64);
+        for (int32_t i = 0; i < g.nvalues; i++)
+            if (g.values[i].data) r.weight_bytes += g.values[i].data_bytes;
+        if (st == PETREL_OK) st = pf_write(&g, extras, r.nextras, out_path, &err);
+        if (st == PETREL_OK) {
+            FILE *f = fopen(out_path, "rb");
+            if (f && fseek(f, 0, SEEK_END) == 0) r.file_bytes = ftell(f);
+            if (f) fclose(f);
+            if (report) *report = r;
+        }
+        pt_graph_free(&g);
+    }
+    pz_close(&z);
+    pt_unmap_file(&map);
+    if (st == PETREL_OK) return PETREL_OK;
+fail: {
+    char msg[sizeof err.msg + 600];
+    snprintf(msg, sizeof msg, "%s: %s", in_path, err.msg);
+    pt_set_last_error(msg);
+    return st;
+}
+}

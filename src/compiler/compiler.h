@@ -1,0 +1,23 @@
+/*
+** compiler.h -- the "lower" step: .pt2 graph -> passes -> program file.
+** Layer: compiler -> format, pt2, ir, core (never the runtime).
+*/
+#ifndef PETREL_COMPILER_H
+#define PETREL_COMPILER_H
+
+#include "../format/format.h"
+
+/* Rewire every use of value `from` to value `to` (nodes, outputs,
+ * mutations). */
+PT_HIDDEN void pc_replace_uses(pt_graph *g, int32_t from, int32_t to);
+
+/* Drop aliasing no-ops (alias, detach, eval-mode dropout) and checks that
+ * compute nothing (_assert_tensor_metadata), rewiring their users.
+ * Returns the number of nodes removed. */
+PT_HIDDEN int pc_remove_noops(pt_graph *g);
+
+/* Remove nodes whose results nobody reads and that write no state.
+ * Returns the number of nodes removed. */
+PT_HIDDEN int pc_dce(pt_graph *g);
+
+#endif /* PETREL_COMPILER_H */

@@ -1,0 +1,113 @@
+/*
+** passes.c -- graph clean-up passes: no-op removal and dead-code
+** elimination.  Each pass keeps the graph valid (pt_graph_verify) and the
+** node order topological.
+*/
+#include <string.h>
+
+#include "compiler.h"
+
+void pc_replace_uses(pt_graph *g, int32_t from, int32_t to) {
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        pt_node *n = &g->nodes[i];
+        for (int a = 0; a < n->nargs; a++)
+            for (int k = 0; k < n->args[a].n; k++)
+                if (n->args[a].items[k].vid == from) n->args[a].items[k].vid = to;
+    }
+    for (int32_t i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].item.vid == from) g->outputs[i].item.vid = to;
+    for (int32_t i = 0; i < g->nmuts; i++)
+        if (g->muts[i].value_vid == from) g->muts[i].value_vid = to;
+}
+
+static void free_node(pt_node *n) {
+    for (int a = 0; n->args && a < n->nargs; a++) {
+        pt_free(n->args[a].items);
+        pt_free(n->args[a].str);
+    }
+    pt_free(n->args);
+    pt_free(n->outs);
+    pt_free(n->name);
+    memset(n, 0, sizeof *n);
+}
+
+/* Compact the node array, dropping nodes marked in `dead`. */
+static int compact(pt_graph *g, const bool *dead) {
+    int32_t w = 0, removed = 0;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        if (dead[i]) {
+            free_node(&g->nodes[i]);
+            removed++;
+            continue;
+        }
+        g->nodes[w++] = g->nodes[i];
+    }
+    g->nnodes = w;
+    return removed;
+}
+
+/* Is `vid` a graph output or the source of a buffer update? */
+static bool is_graph_result(const pt_graph *g, int32_t vid) {
+    for (int32_t i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].item.vid == vid) return true;
+    for (int32_t i = 0; i < g->nmuts; i++)
+        if (g->muts[i].value_vid == vid) return true;
+    return false;
+}
+
+int pc_remove_noops(pt_graph *g) {
+    bool *dead = pt_calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *dead);
+    if (!dead) return 0;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        pt_node *n = &g->nodes[i];
+        if (n->op == PETREL_OP_ASSERT_TENSOR_METADATA) {
+            dead[i] = true;
+            continue;
+        }
+        bool passthrough = n->op == PETREL_OP_ALIAS || n->op == PETREL_OP_DETACH ||
+                           (n->op == PETREL_OP_DROPOUT && n->args[2].n == 1 && n->args[2].items[0].vid < 0 &&
+                            n->args[2].items[0].i == 0);
+        if (!passthrough || n->nout != 1 || n->outs[0] < 0 || n->args[0].kind != PT_ARG_TENSOR) continue;
+        int32_t out = n->outs[0], in = n->args[0].items[0].vid;
+        /* a graph result must stay a distinct value (its name is the output) */
+        if (is_graph_result(g, out) && g->values[in].src != PT_SRC_NODE) continue;
+        /* input and output are the same tensor in these ops, so users can
+         * read the input directly */
+        pc_replace_uses(g, out, in);
+        dead[i] = true;
+    }
+    int removed = compact(g, dead);
+    pt_free(dead);
+    return removed;
+}
+
+int pc_dce(pt_graph *g) {
+    bool *live = pt_calloc((size_t)(g->nvalues ? g->nvalues : 1), sizeof *live);
+    bool *dead = pt_calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *dead);
+    int removed = 0;
+    if (!live || !dead) goto out;
+    for (int32_t i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].item.vid >= 0) live[g->outputs[i].item.vid] = true;
+    for (int32_t i = 0; i < g->nmuts; i++) live[g->muts[i].value_vid] = true;
+    for (int32_t i = g->nnodes - 1; i >= 0; i--) {
+        const pt_node *n = &g->nodes[i];
+        unsigned flags = pt_op_table[n->op].flags;
+        /* in-place ops write state (possibly through a view); checks fail
+         * loudly; both stay even when their result is unused */
+        bool effect = (flags & PT_OPF_INPLACE) || !strcmp(pt_op_table[n->op].kernel, "noop");
+        bool used = effect;
+        for (int k = 0; !used && k < n->nout; k++) used = n->outs[k] >= 0 && live[n->outs[k]];
+        if (!used) {
+            dead[i] = true;
+            continue;
+        }
+        for (int a = 0; a < n->nargs; a++)
+            for (int k = 0; k < n->args[a].n; k++)
+                if (n->args[a].items[k].vid >= 0) live[n->args[a].items[k].vid] = true;
+    }
+    removed = compact(g, dead);
+out:
+    pt_free(live);
+    pt_free(dead);
+    return removed;
+}
