@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -25,7 +26,8 @@ int cmd_compile(int argc, char **argv) {
     }
     if (!in || !out) return cli_error("usage: petrel compile IN.pt2 -o OUT.petrel [--backend cpu]");
     if (strcmp(backend, "cpu") != 0) return cli_error("compile: backend '%s' is not available in this build (have: cpu)", backend);
-    fprintf(stderr, "compiling %s ...\n", in);
+    /* progress only for a person watching: scripts get one line per error */
+    if (isatty(STDERR_FILENO)) fprintf(stderr, "compiling %s ...\n", in);
     petrel_compile_report r;
     petrel_compile_opts opts = {.backend = backend};
     if (petrel_compile(&r, in, out, &opts) != PETREL_OK) return cli_error("%s", petrel_last_error());

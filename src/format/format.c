@@ -348,6 +348,9 @@ static petrel_status read_header(reader *r, bool full) {
         uint64_t off = rd64(e + 8), size = rd64(e + 16);
         if (align == 0 || (align & (align - 1)) || off % align || off < prev_end || off > r->size || size > r->size - off)
             return pt_fail(err, PETREL_ERR_FORMAT, "program section %u (kind %u): bad offset/size/alignment", i, kind);
+        /* alignment padding is zeros, so every byte of the file is checked */
+        for (uint64_t k = prev_end; k < off; k++)
+            if (b[k]) return pt_fail(err, PETREL_ERR_FORMAT, "program file: non-zero padding at byte %llu", (unsigned long long)k);
         prev_end = off + size;
         if (kind >= 1 && kind <= 4) {
             if (r->sec[kind].present) return pt_fail(err, PETREL_ERR_FORMAT, "program section kind %u appears twice", kind);
@@ -356,6 +359,7 @@ static petrel_status read_header(reader *r, bool full) {
                 return pt_fail(err, PETREL_ERR_FORMAT, "program section %u (kind %u): checksum mismatch", i, kind);
         }
     }
+    if (prev_end != r->size) return pt_fail(err, PETREL_ERR_FORMAT, "program file: bytes after the last section");
     for (int k = 1; k <= 3; k++)
         if (!r->sec[k].present) return pt_fail(err, PETREL_ERR_FORMAT, "program file lacks section kind %d", k);
     return PETREL_OK;

@@ -40,6 +40,18 @@ if [ -n "$model" ]; then
     expect_fail "missing inputs file" "$petrel" run "$model/model.pt2" --inputs "$tmp/none.safetensors" --outputs "$tmp/out.safetensors"
     expect_fail "inputs not safetensors" "$petrel" run "$model/model.pt2" --inputs "$tmp/text.pt2" --outputs "$tmp/out.safetensors"
     expect_fail "inspect truncated" "$petrel" inspect "$tmp/trunc.pt2"
+    expect_fail "compile without -o" "$petrel" compile "$model/model.pt2"
+    expect_fail "compile truncated" "$petrel" compile "$tmp/trunc.pt2" -o "$tmp/out.safetensors"
+    expect_fail "compile bad backend" "$petrel" compile "$model/model.pt2" -o "$tmp/out.safetensors" --backend tpu
+    "$petrel" compile "$model/model.pt2" -o "$tmp/m.petrel" >/dev/null 2>&1 || { echo "FAIL compile"; fail=1; }
+    psize=$(stat -c %s "$tmp/m.petrel")
+    head -c $((psize - 100)) "$tmp/m.petrel" >"$tmp/trunc.petrel"
+    expect_fail "truncated program" "$petrel" run "$tmp/trunc.petrel" --inputs "$model/step0.in.safetensors" --outputs "$tmp/out.safetensors"
+    cp "$tmp/m.petrel" "$tmp/flip.petrel"
+    printf '\x55' | dd of="$tmp/flip.petrel" bs=1 seek=200 conv=notrunc status=none
+    expect_fail "corrupted program" "$petrel" run "$tmp/flip.petrel" --inputs "$model/step0.in.safetensors" --outputs "$tmp/out.safetensors"
+    expect_fail "tokenize without tokenizer" "$petrel" tokenize
+    expect_fail "tokenize missing file" "$petrel" tokenize --tokenizer "$tmp/none.json"
     # flipped bytes at many positions: each must fail cleanly or succeed, never crash
     for off in 0 10 30 100 $((size - 22)) $((size - 10)) $((size - 60)) $((size / 3)); do
         cp "$model/model.pt2" "$tmp/flip.pt2"
