@@ -50,11 +50,6 @@ static void put_f64(wbuf *b, double v) {
     memcpy(&u, &v, 8);
     put_u64(b, u);
 }
-static void pad_to(wbuf *b, size_t align) {
-    static const uint8_t zeros[64];
-    while (b->n % align) put(b, zeros, (align - b->n % align) < 64 ? align - b->n % align : 64);
-}
-
 #define NO_STR 0xFFFFFFFFu
 
 /* Append a string to the STRINGS buffer; returns its offset. */
@@ -78,12 +73,23 @@ static int32_t expr_index(const pt_graph *g, const pt_expr *e) {
 static uint64_t weight_span(const pt_value *v) { return v->data ? (uint64_t)v->data_bytes : 0; }
 
 petrel_status pf_write(const pt_graph *g, const pf_extra *extras, int nextras, const char *path, pt_err *err) {
-    wbuf s = {0}, gr = {0}, w = {0}, ex = {0};
+    wbuf s = {0}, gr = {0}, ex = {0};
     petrel_status st = PETREL_OK;
     uint64_t *woff = pt_calloc((size_t)(g->nvalues ? g->nvalues : 1), sizeof *woff);
-    if (!woff) return pt_fail(err, PETREL_ERR_NOMEM, "out of memory writing the program");
+    bool *owner = pt_calloc((size_t)(g->nvalues ? g->nvalues : 1), sizeof *owner);
+    if (!woff || !owner) {
+        pt_free(woff);
+        pt_free(owner);
+        return pt_fail(err, PETREL_ERR_NOMEM, "out of memory writing the program");
+    }
     put_u8(&s, 0); /* offset 0 = empty string */
-    /* weights: one copy per distinct storage (tied weights share bytes) */
+    /* Weights: lay out one copy per distinct storage (tied weights share
+     * bytes).  They are streamed to the file at the end, never gathered in
+     * memory, so compiling a model needs no more memory than its metadata;
+     * their CRC is computed on the way (padding included). */
+    uint64_t wsize = 0;
+    uint32_t wcrc = 0;
+    static const uint8_t zpad[64];
     for (int32_t i = 0; i < g->nvalues; i++) {
         const pt_value *v = &g->values[i];
         woff[i] = UINT64_MAX;
@@ -94,9 +100,12 @@ petrel_status pf_write(const pt_graph *g, const pf_extra *extras, int nextras, c
                 break;
             }
         if (woff[i] != UINT64_MAX) continue;
-        pad_to(&w, 64);
-        woff[i] = w.n;
-        put(&w, v->data, (size_t)weight_span(v));
+        uint64_t aligned = (wsize + 63) / 64 * 64;
+        wcrc = pt_crc32(wcrc, zpad, (size_t)(aligned - wsize));
+        woff[i] = aligned;
+        owner[i] = true;
+        wcrc = pt_crc32(wcrc, v->data, (size_t)weight_span(v));
+        wsize = aligned + weight_span(v);
     }
     /* graph record stream */
     put_u32(&gr, put_str(&s, g->dialect));
@@ -184,14 +193,14 @@ petrel_status pf_write(const pt_graph *g, const pf_extra *extras, int nextras, c
         blob += extras[i].size;
     }
     for (int i = 0; i < nextras; i++) put(&ex, extras[i].data, (size_t)extras[i].size);
-    pt_free(woff);
-    if (s.oom || gr.oom || w.oom || ex.oom || s.n > 0xFFFFFFF0u) {
+    if (s.oom || gr.oom || ex.oom || s.n > 0xFFFFFFF0u) {
         st = pt_fail(err, PETREL_ERR_NOMEM, "out of memory writing the program");
         goto done;
     }
     /* layout */
     {
         enum { NSEC = 4 };
+        wbuf w = {.n = (size_t)wsize}; /* sizes only: the bytes are streamed */
         wbuf *secs[NSEC] = {&s, &gr, &w, &ex};
         const uint32_t kinds[NSEC] = {PF_SEC_STRINGS, PF_SEC_GRAPH, PF_SEC_WEIGHTS, PF_SEC_EXTRA};
         const uint32_t aligns[NSEC] = {64, 64, 4096, 64};
@@ -219,7 +228,7 @@ petrel_status pf_write(const pt_graph *g, const pf_extra *extras, int nextras, c
             put_u32(&h, 0);
             put_u64(&h, off[i]);
             put_u64(&h, secs[i]->n);
-            put_u32(&h, pt_crc32(0, secs[i]->p, secs[i]->n));
+            put_u32(&h, kinds[i] == PF_SEC_WEIGHTS ? wcrc : pt_crc32(0, secs[i]->p, secs[i]->n));
             put_u32(&h, aligns[i]);
         }
         if (h.oom || h.n != sizeof hdr) {
@@ -247,7 +256,18 @@ petrel_status pf_write(const pt_graph *g, const pf_extra *extras, int nextras, c
                 ok = fwrite(zeros, 1, k, f) == k;
                 at += k;
             }
-            ok = ok && (secs[i]->n == 0 || fwrite(secs[i]->p, 1, secs[i]->n, f) == secs[i]->n);
+            if (kinds[i] == PF_SEC_WEIGHTS) {
+                uint64_t wat = 0;
+                for (int32_t v = 0; ok && v < g->nvalues; v++) {
+                    if (!owner[v]) continue;
+                    if (woff[v] > wat) ok = fwrite(zpad, 1, (size_t)(woff[v] - wat), f) == woff[v] - wat;
+                    size_t len = (size_t)weight_span(&g->values[v]);
+                    ok = ok && (len == 0 || fwrite(g->values[v].data, 1, len, f) == len);
+                    wat = woff[v] + len;
+                }
+            } else {
+                ok = ok && (secs[i]->n == 0 || fwrite(secs[i]->p, 1, secs[i]->n, f) == secs[i]->n);
+            }
             at += secs[i]->n;
         }
         if (fclose(f) != 0) ok = false;
@@ -257,9 +277,10 @@ petrel_status pf_write(const pt_graph *g, const pf_extra *extras, int nextras, c
         }
     }
 done:
+    pt_free(woff);
+    pt_free(owner);
     pt_free(s.p);
     pt_free(gr.p);
-    pt_free(w.p);
     pt_free(ex.p);
     return st;
 }
