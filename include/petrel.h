@@ -213,6 +213,9 @@ typedef struct petrel_program_stats {
     const char *dialect;      /* "TRAINING", "ATEN", ... (borrowed) */
     bool compiled;            /* loaded from a .petrel program file */
     int64_t file_bytes;
+    int64_t arena_bytes;      /* planned activation arena */
+    int64_t naive_bytes;      /* activations if nothing shared memory */
+    int32_t unplanned;        /* intermediates without a size bound (heap at run time) */
 } petrel_program_stats;
 
 PETREL_API petrel_status petrel_program_get_stats(petrel_program_stats *out,
@@ -231,6 +234,8 @@ typedef struct petrel_compile_report {
     int64_t nodes_out;        /* nodes in the program */
     int64_t weight_bytes;     /* tensor bytes carried (tied weights once) */
     int64_t file_bytes;       /* size of the written program */
+    int64_t arena_bytes;      /* planned activation arena (largest inputs) */
+    int64_t naive_bytes;      /* activations if nothing shared memory */
     int32_t nextras;          /* extra/ files carried along */
 } petrel_compile_report;
 

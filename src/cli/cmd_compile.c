@@ -36,5 +36,7 @@ int cmd_compile(int argc, char **argv) {
            out, r.nodes_out, r.nodes_in, r.noops_removed, r.dead_removed);
     printf("  weights %.2f MB, file %.2f MB, %d extra file%s\n", (double)r.weight_bytes / 1e6,
            (double)r.file_bytes / 1e6, r.nextras, r.nextras == 1 ? "" : "s");
+    printf("  activation arena %.3f MB (%.3f MB if nothing shared memory)\n", (double)r.arena_bytes / 1e6,
+           (double)r.naive_bytes / 1e6);
     return 0;
 }

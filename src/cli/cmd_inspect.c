@@ -36,6 +36,8 @@ int cmd_inspect(int argc, char **argv) {
     printf("nodes:    %" PRId64 "\n", st.n_nodes);
     printf("weights:  %" PRId64 " tensors, %.2f MB; state %.2f MB\n", st.n_weights, (double)st.weight_bytes / 1e6,
            (double)st.state_bytes / 1e6);
+    printf("arena:    %.3f MB for activations (%.3f MB without sharing)%s\n", (double)st.arena_bytes / 1e6,
+           (double)st.naive_bytes / 1e6, st.unplanned ? "; some sizes unbounded, allocated per call" : "");
     printf("inputs:\n");
     for (int i = 0; i < petrel_program_num_inputs(prog); i++) {
         petrel_io_info io;

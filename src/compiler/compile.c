@@ -45,6 +45,12 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
         r.nextras = collect_extras(&z, extras, 64);
         for (int32_t i = 0; i < g.nvalues; i++)
             if (g.values[i].data) r.weight_bytes += g.values[i].data_bytes;
+        pt_plan plan;
+        if (st == PETREL_OK && (st = pt_plan_memory(&g, &plan, &err)) == PETREL_OK) {
+            r.arena_bytes = plan.arena_bytes;
+            r.naive_bytes = plan.naive_bytes;
+            pt_plan_free(&plan);
+        }
         if (st == PETREL_OK) st = pf_write(&g, extras, r.nextras, out_path, &err);
         if (st == PETREL_OK) {
             FILE *f = fopen(out_path, "rb");

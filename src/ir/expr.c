@@ -190,6 +190,11 @@ static pt_expr *parse(parser *p) {
     return e;
 }
 
+pt_expr *pt_expr_unknown(pt_graph *g) {
+    parser p = {g, "", NULL, 0, PETREL_OK};
+    return new_expr(&p, PT_EXPR_UNKNOWN);
+}
+
 pt_expr *pt_expr_parse(pt_graph *g, const char *s, pt_err *err) {
     parser p = {g, s, err, 0, PETREL_OK};
     pt_expr *e = parse(&p);
@@ -309,6 +314,7 @@ static bool eval(const pt_expr *e, const int64_t *symv, rat *o) {
         if (!r_mul(b, (rat){fl, 1}, &t) || !r_add(a, (rat){-t.n, t.d}, o)) return false;
         return true;
     }
+    case PT_EXPR_UNKNOWN:
     case PT_EXPR_KIND_COUNT: break;
     }
     return false;

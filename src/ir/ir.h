@@ -26,6 +26,8 @@ typedef enum pt_expr_kind {
     PT_EXPR_MIN,
     PT_EXPR_CEILDIV,   /* CeilToInt(IntTrueDiv(a, b)) */
     PT_EXPR_RATIONAL,  /* p/q literal, only inside Mul/Pow */
+    PT_EXPR_UNKNOWN,   /* a form petrel cannot evaluate (e.g. Piecewise): the
+                          size is taken from the kernel, never checked */
     PT_EXPR_KIND_COUNT
 } pt_expr_kind;
 
@@ -174,6 +176,8 @@ PT_HIDDEN void pt_graph_free(pt_graph *g);
  * Everything that executes has passed this; PETREL_ERR_FORMAT otherwise. */
 PT_HIDDEN petrel_status pt_graph_verify(const pt_graph *g, pt_err *err);
 
+/* An expression standing for a size petrel cannot evaluate. */
+PT_HIDDEN pt_expr *pt_expr_unknown(pt_graph *g);
 /* Parse a sympy srepr string into an expression owned by `g`; symbols are
  * added to g->syms as met.  Returns NULL (with a message in `err`) for
  * anything outside the supported forms; the message starts with "symbolic
@@ -183,6 +187,22 @@ PT_HIDDEN pt_expr *pt_expr_parse(pt_graph *g, const char *s, pt_err *err);
  * unknown).  Returns false when a symbol is unknown or the arithmetic is
  * undefined (division by zero, overflow). */
 PT_HIDDEN bool pt_expr_eval(const pt_expr *e, const int64_t *symv, int64_t *out);
+
+/* ---- memory plan -------------------------------------------------------- */
+
+/* Where each node-produced tensor lives in the activation arena. */
+typedef struct pt_plan {
+    int64_t *offset;      /* (nvalues) byte offset in the arena; -1 = not planned */
+    int64_t *size;        /* (nvalues) planned bytes (upper bound) */
+    int64_t arena_bytes;  /* arena size */
+    int64_t naive_bytes;  /* sum of all planned slots (no sharing) */
+    int32_t unplanned;    /* tensors without a finite size bound (heap at run time) */
+} pt_plan;
+
+/* Plan the activations of `g` for its largest accepted input shapes.
+ * Values whose size has no bound are left unplanned. */
+PT_HIDDEN petrel_status pt_plan_memory(const pt_graph *g, pt_plan *plan, pt_err *err);
+PT_HIDDEN void pt_plan_free(pt_plan *plan);
 
 /* ---- schemas ------------------------------------------------------------ */
 

@@ -190,8 +190,11 @@ static petrel_status parse_symint(ctx *c, json_t *j, pt_dim *d, const char *wher
         if (!d->expr) {
             char m[sizeof c->err->msg];
             snprintf(m, sizeof m, "%s", c->err->msg);
-            petrel_status st = strstr(m, "out of memory") ? PETREL_ERR_NOMEM : PETREL_ERR_UNSUPPORTED;
-            return FAIL(c, st, "%s: %s", where, m);
+            if (strstr(m, "out of memory")) return FAIL(c, PETREL_ERR_NOMEM, "%s: %s", where, m);
+            /* A size form we cannot evaluate only costs the shape check:
+             * kernels compute sizes from their inputs anyway. */
+            d->expr = pt_expr_unknown(c->g);
+            if (!d->expr) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
         }
         d->lit = -1;
         json_t *h = json_object_get(p, "hint"), *hp;

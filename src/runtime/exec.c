@@ -33,7 +33,7 @@ pt_storage *pt_storage_new(int64_t nbytes) {
 }
 
 void pt_storage_release(pt_storage *s) {
-    if (!s) return;
+    if (!s || s->is_static) return;
     if (--s->refs > 0) return;
     if (s->owned) pt_free(s->raw);
     pt_free(s);
@@ -111,6 +111,21 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
         ex->last_use[i] = -1;
         ex->vals[i].kind = PT_V_NONE;
     }
+    /* activation arena: one allocation for every planned intermediate */
+    petrel_status pst = pt_plan_memory(g, &ex->plan, err);
+    if (pst != PETREL_OK) {
+        pt_exec_free(ex);
+        return pst;
+    }
+    ex->astor = pt_calloc(nv, sizeof *ex->astor);
+    ex->arena_raw = pt_malloc((size_t)ex->plan.arena_bytes + 64);
+    if (!ex->astor || !ex->arena_raw) goto nomem;
+    ex->arena = (uint8_t *)(((uintptr_t)ex->arena_raw + 63) & ~(uintptr_t)63);
+    for (int32_t i = 0; i < g->nvalues; i++) {
+        if (ex->plan.offset[i] < 0) continue;
+        ex->astor[i] = (pt_storage){.refs = 1, .is_static = true, .data = ex->arena + ex->plan.offset[i],
+                                    .nbytes = ex->plan.size[i]};
+    }
     /* values that must survive the whole run */
     for (int32_t i = 0; i < g->nvalues; i++)
         if (g->values[i].src != PT_SRC_NODE) ex->last_use[i] = INT32_MAX;
@@ -185,8 +200,12 @@ void pt_exec_free(pt_exec *ex) {
         for (int32_t i = 0; i < g->nvalues; i++) pt_storage_release(ex->state[i].storage);
     if (ex->state_init)
         for (int32_t i = 0; i < g->nvalues; i++) pt_storage_release(ex->state_init[i]);
-    for (int32_t i = 0; i < ex->nscratch; i++) pt_free(ex->scratch[i]);
-    pt_free(ex->scratch);
+    for (int32_t i = 0; i < ex->nspill; i++) pt_free(ex->spill[i]);
+    pt_free(ex->spill);
+    pt_free(ex->scr);
+    pt_free(ex->arena_raw);
+    pt_free(ex->astor);
+    pt_plan_free(&ex->plan);
     pt_free(ex->vals);
     pt_free(ex->last_use);
     pt_free(ex->kernels);
@@ -339,9 +358,21 @@ static petrel_status check_output(pt_exec *ex, const pt_node *n, int32_t vid) {
                    petrel_dtype_name(t->dtype), got, petrel_dtype_name(v->dtype), exp);
 }
 
+/* End of a node: drop overflow blocks, and grow the bump region once if
+ * this node needed more, so the next call fits without allocating. */
 static void free_scratch(pt_exec *ex) {
-    for (int32_t i = 0; i < ex->nscratch; i++) pt_free(ex->scratch[i]);
-    ex->nscratch = 0;
+    for (int32_t i = 0; i < ex->nspill; i++) pt_free(ex->spill[i]);
+    ex->nspill = 0;
+    if (ex->scr_need > ex->scr_cap) {
+        uint8_t *n = pt_malloc(ex->scr_need);
+        if (n) { /* on failure keep the old region: the next call spills again */
+            pt_free(ex->scr);
+            ex->scr = n;
+            ex->scr_cap = ex->scr_need;
+        }
+    }
+    ex->scr_used = 0;
+    ex->scr_need = 0;
 }
 
 static petrel_status run_node(pt_exec *ex, int32_t ni) {
@@ -477,7 +508,8 @@ static const pt_tensor *wrapped_scalar(pt_exec *ex, const pt_arg *g) {
         w->t.dtype = PETREL_DTYPE_I64;
         w->v.i = rv ? rv->i : it->i;
     }
-    w->s.refs = 1 << 30; /* never freed through refcounting: scratch owns it */
+    w->s.refs = 1;
+    w->s.is_static = true; /* never freed through refcounting: scratch owns it */
     w->s.data = (uint8_t *)&w->v;
     w->s.nbytes = 8;
     w->t.rank = 0;
@@ -594,7 +626,29 @@ petrel_status pk_out_alloc_dtype(pt_exec *ex, const pt_node *n, int k, petrel_dt
     PT_TRY(out_slot(ex, n, k, &slot));
     if (rank < 0 || rank > PETREL_MAX_RANK)
         return pt_fail(ex->err, PETREL_ERR_SHAPE, "rank %d is not supported", rank);
-    PT_TRY(new_tensor(&slot->t, dt, rank, shape, ex->err));
+    int32_t vid = n->outs[k];
+    int64_t numel = 1, bytes = -1;
+    bool ok = true;
+    for (int i = 0; i < rank; i++) ok = ok && shape[i] >= 0 && pt_mul_ok(numel, shape[i], &numel);
+    if (ok && !pt_mul_ok(numel, (int64_t)petrel_dtype_size(dt), &bytes)) bytes = -1;
+    if (bytes >= 0 && ex->plan.offset[vid] >= 0 && bytes <= ex->plan.size[vid]) {
+        /* the planned arena slot: no allocation */
+        pt_tensor *t = &slot->t;
+        memset(t, 0, sizeof *t);
+        t->dtype = dt;
+        t->rank = rank;
+        int64_t st = 1;
+        for (int i = rank - 1; i >= 0; i--) {
+            t->shape[i] = shape[i];
+            t->stride[i] = st;
+            st *= shape[i] > 0 ? shape[i] : 1;
+        }
+        t->storage = &ex->astor[vid];
+        t->data = ex->astor[vid].data;
+    } else {
+        ex->heap_allocs++;
+        PT_TRY(new_tensor(&slot->t, dt, rank, shape, ex->err));
+    }
     slot->kind = PT_V_TENSOR;
     *out = &slot->t;
     return PETREL_OK;
@@ -653,18 +707,28 @@ void pk_out_bool(pt_exec *ex, const pt_node *n, int k, bool v) {
 }
 
 void *pk_scratch(pt_exec *ex, size_t nbytes) {
-    if (ex->nscratch == ex->cap_scratch) {
-        int32_t cap = ex->cap_scratch ? ex->cap_scratch * 2 : 16;
-        void **ns = pt_realloc(ex->scratch, (size_t)cap * sizeof *ns);
+    size_t n = (nbytes + 63) & ~(size_t)63;
+    if (n == 0) n = 64;
+    ex->scr_need += n;
+    if (ex->scr_used + n <= ex->scr_cap) {
+        void *p = ex->scr + ex->scr_used;
+        ex->scr_used += n;
+        memset(p, 0, nbytes); /* kernels get zeroed scratch, as from calloc */
+        return p;
+    }
+    /* overflow: a temporary block until the node ends */
+    if (ex->nspill == ex->cap_spill) {
+        int32_t cap = ex->cap_spill ? ex->cap_spill * 2 : 16;
+        void **ns = pt_realloc(ex->spill, (size_t)cap * sizeof *ns);
         if (!ns) {
             ex->oom = true;
             return NULL;
         }
-        ex->scratch = ns;
-        ex->cap_scratch = cap;
+        ex->spill = ns;
+        ex->cap_spill = cap;
     }
-    void *p = pt_calloc(1, nbytes ? nbytes : 1);
-    if (p) ex->scratch[ex->nscratch++] = p;
+    void *p = pt_calloc(1, n);
+    if (p) ex->spill[ex->nspill++] = p;
     else ex->oom = true;
     return p;
 }

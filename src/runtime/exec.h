@@ -20,8 +20,18 @@ struct pt_exec {
     pt_storage **state_init;  /* (nvalues) load-time copies for reset */
     bool *input_set;          /* (ninputs) */
     int32_t cur_node;
-    void **scratch;           /* per-node temporary allocations */
-    int32_t nscratch, cap_scratch;
+    /* activation arena (planned at init; see ir/plan.c) */
+    pt_plan plan;
+    void *arena_raw;
+    uint8_t *arena;
+    pt_storage *astor;        /* (nvalues) static storages over arena slots */
+    int64_t heap_allocs;      /* outputs that did not fit their slot (unbounded sizes) */
+    /* per-node scratch: a bump region kept across calls, grown between
+     * nodes when a node needed more (so steady-state calls allocate nothing) */
+    uint8_t *scr;
+    size_t scr_cap, scr_used, scr_need;
+    void **spill;             /* overflow blocks of the current node */
+    int32_t nspill, cap_spill;
     bool ran;                 /* outputs of a previous execute are alive */
     bool oom;                 /* a helper allocation failed during this node */
 };

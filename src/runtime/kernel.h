@@ -23,6 +23,7 @@
 typedef struct pt_storage {
     int32_t refs;
     bool owned;
+    bool is_static;    /* arena slot or scratch: never freed by refcounting */
     void *raw;         /* allocation to free (owned only) */
     uint8_t *data;     /* 64-byte aligned start */
     int64_t nbytes;

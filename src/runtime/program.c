@@ -241,6 +241,9 @@ petrel_status petrel_program_get_stats(petrel_program_stats *out, const petrel_p
     out->schema_minor = g->schema_minor;
     out->dialect = g->dialect;
     out->compiled = p->compiled;
+    out->arena_bytes = p->exec.plan.arena_bytes;
+    out->naive_bytes = p->exec.plan.naive_bytes;
+    out->unplanned = p->exec.plan.unplanned;
     out->file_bytes = (int64_t)p->file_bytes;
     return PETREL_OK;
 }
