@@ -148,6 +148,9 @@ typedef struct petrel_io_info {
     int32_t rank;            /* tensors only */
     /* Sizes seen at export; -1 marks a dynamic dimension. */
     int64_t shape[PETREL_MAX_RANK];
+    /* Largest accepted size per dimension (== shape for static ones; -1
+     * when unbounded). */
+    int64_t max_shape[PETREL_MAX_RANK];
 } petrel_io_info;
 
 /**
@@ -199,6 +202,15 @@ PETREL_API petrel_status petrel_program_execute(petrel_program_t *p);
  */
 PETREL_API petrel_status petrel_program_get_output(petrel_tensor_desc *out, petrel_program_t *p,
                                                    int i, petrel_value_kind *kind);
+
+/**
+ * A file the exporter attached to the program (the `.pt2` archive's
+ * `extra/<name>`, carried into `.petrel` files by the compiler), such as
+ * "tokenizer.json" or "petrel_meta.json".  The bytes are borrowed from the
+ * program's mapping.  PETREL_ERR_NOT_FOUND when absent.
+ */
+PETREL_API petrel_status petrel_program_extra(const void **data, size_t *size, const petrel_program_t *p,
+                                              const char *name);
 
 /** Restore every mutable buffer to its value at load time. */
 PETREL_API petrel_status petrel_program_reset_state(petrel_program_t *p);

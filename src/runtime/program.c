@@ -13,6 +13,7 @@ struct petrel_program {
     pt_err err;
     pt_mapping map;      /* owned mapping (loads from a path) */
     bool compiled;       /* a .petrel program file, else a .pt2 archive */
+    const uint8_t *bytes; /* the whole file (mapped or the caller's buffer) */
     uint64_t file_bytes;
     pz_archive zip;      /* .pt2 index; weights point into the bytes */
     pt_graph graph;
@@ -26,6 +27,7 @@ struct petrel_program {
 /* Import or read `buf` (either format) and prepare the executor. */
 static petrel_status load_common(petrel_program_t *p, const uint8_t *buf, uint64_t size, const petrel_load_opts *opts) {
     petrel_status st;
+    p->bytes = buf;
     p->file_bytes = size;
     if (pf_is_program(buf, size)) {
         p->compiled = true;
@@ -120,21 +122,26 @@ static petrel_value_kind public_kind(pt_vkind k) {
     }
 }
 
-static void fill_info(petrel_io_info *o, const pt_value *v, const char *name, pt_vkind kind) {
+static void fill_info(petrel_io_info *o, const pt_graph *g, const pt_value *v, const char *name, pt_vkind kind) {
     memset(o, 0, sizeof *o);
     o->name = name;
     o->kind = public_kind(kind);
     if (!v || v->kind != PT_V_TENSOR) return;
     o->dtype = v->dtype;
     o->rank = v->rank;
-    for (int d = 0; d < v->rank; d++) o->shape[d] = v->shape[d].expr ? -1 : v->shape[d].lit;
+    for (int d = 0; d < v->rank; d++) {
+        const pt_expr *e = v->shape[d].expr;
+        o->shape[d] = e ? -1 : v->shape[d].lit;
+        o->max_shape[d] = o->shape[d];
+        if (e && e->kind == PT_EXPR_SYM && g->syms[e->sym].max != INT64_MAX) o->max_shape[d] = g->syms[e->sym].max;
+    }
 }
 
 petrel_status petrel_program_input_info(petrel_io_info *out, const petrel_program_t *p, int i) {
     if (!out || !p || i < 0 || i >= p->graph.ninputs)
         return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "input index %d out of range", i);
     const pt_value *v = &p->graph.values[p->graph.inputs[i]];
-    fill_info(out, v, v->name, v->kind);
+    fill_info(out, &p->graph, v, v->name, v->kind);
     return PETREL_OK;
 }
 
@@ -142,7 +149,7 @@ petrel_status petrel_program_output_info(petrel_io_info *out, const petrel_progr
     if (!out || !p || i < 0 || i >= p->graph.noutputs)
         return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "output index %d out of range", i);
     const pt_user_output *o = &p->graph.outputs[i];
-    fill_info(out, o->item.vid >= 0 ? &p->graph.values[o->item.vid] : NULL, p->out_names[i], o->kind);
+    fill_info(out, &p->graph, o->item.vid >= 0 ? &p->graph.values[o->item.vid] : NULL, p->out_names[i], o->kind);
     return PETREL_OK;
 }
 
@@ -215,6 +222,31 @@ petrel_status petrel_program_get_output(petrel_tensor_desc *out, petrel_program_
     pt_copy_into(&dst, t);
     out->data = p->out_buf;
     return PETREL_OK;
+}
+
+petrel_status petrel_program_extra(const void **data, size_t *size, const petrel_program_t *p, const char *name) {
+    if (!data || !size || !p || !name) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_extra: NULL argument");
+    *data = NULL;
+    *size = 0;
+    if (p->compiled) {
+        uint64_t len = 0;
+        const uint8_t *b = pf_find_extra(p->bytes, p->file_bytes, name, &len);
+        if (b) {
+            *data = b;
+            *size = (size_t)len;
+            return PETREL_OK;
+        }
+    } else {
+        for (int32_t i = 0; i < p->zip.n; i++) {
+            const char *nm = p->zip.entries[i].name, *slash = strchr(nm, '/');
+            if (slash && !strncmp(slash + 1, "extra/", 6) && !strcmp(slash + 7, name)) {
+                *data = p->zip.entries[i].data;
+                *size = (size_t)p->zip.entries[i].size;
+                return PETREL_OK;
+            }
+        }
+    }
+    return pt_fail(NULL, PETREL_ERR_NOT_FOUND, "the program carries no '%s'", name);
 }
 
 petrel_status petrel_program_reset_state(petrel_program_t *p) {
