@@ -233,6 +233,23 @@ typedef struct petrel_program_stats {
 PETREL_API petrel_status petrel_program_get_stats(petrel_program_stats *out,
                                                   const petrel_program_t *p);
 
+/** Which operators the program runs and how often: fills up to `max`
+ *  (target, count) pairs, most frequent first; returns the number of
+ *  distinct operators.  Targets are borrowed ("aten.mm.default"). */
+PETREL_API int petrel_program_op_counts(const petrel_program_t *p, const char **targets, int64_t *counts,
+                                        int max);
+
+/* A section of a compiled program file. */
+typedef struct petrel_section_info {
+    const char *kind;         /* "strings", "graph", "weights", "extra" */
+    uint64_t offset, size;
+    uint32_t align;
+} petrel_section_info;
+
+/** Section i of a `.petrel` program (PETREL_ERR_NOT_FOUND past the last one
+ *  or for a `.pt2`). */
+PETREL_API petrel_status petrel_program_section(petrel_section_info *out, const petrel_program_t *p, int i);
+
 /* ---- compiling ---------------------------------------------------------- */
 
 typedef struct petrel_compile_opts {

@@ -50,6 +50,17 @@ int cmd_inspect(int argc, char **argv) {
         petrel_program_output_info(&io, prog, i);
         print_io(&io);
     }
+    if (st.compiled) {
+        printf("sections:\n");
+        petrel_section_info si;
+        for (int i = 0; petrel_program_section(&si, prog, i) == PETREL_OK; i++)
+            printf("  %-8s offset %10" PRIu64 "  size %10" PRIu64 "  align %u\n", si.kind, si.offset, si.size, si.align);
+    }
+    const char *targets[512];
+    int64_t counts[512];
+    int distinct = petrel_program_op_counts(prog, targets, counts, 512);
+    printf("ops (%d distinct, all on cpu):\n", distinct);
+    for (int i = 0; i < distinct && i < 512; i++) printf("  %6" PRId64 "  %s\n", counts[i], targets[i]);
     petrel_program_free(prog);
     return 0;
 }

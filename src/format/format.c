@@ -598,3 +598,15 @@ const uint8_t *pf_find_extra(const uint8_t *buf, uint64_t size, const char *name
     }
     return NULL;
 }
+
+bool pf_section(const uint8_t *buf, uint64_t size, int i, uint32_t *kind, uint64_t *off, uint64_t *len,
+                uint32_t *align) {
+    if (size < PF_HEADER_FIXED || i < 0 || (uint32_t)i >= rd32(buf + 32)) return false;
+    uint64_t e = PF_HEADER_FIXED + (uint64_t)i * PF_SECTION_ENTRY;
+    if (e + PF_SECTION_ENTRY > size) return false;
+    *kind = rd32(buf + e);
+    *off = rd64(buf + e + 8);
+    *len = rd64(buf + e + 16);
+    *align = rd32(buf + e + 28);
+    return true;
+}

@@ -80,6 +80,11 @@ PT_HIDDEN petrel_status pf_write(const pt_graph *g, const pf_extra *extras, int 
 PT_HIDDEN petrel_status pf_read(pt_graph *g, const uint8_t *buf, uint64_t size, bool full,
                                 pt_err *err);
 
+/* Section i of a verified file (kind, offset, size, alignment); false past
+ * the end. */
+PT_HIDDEN bool pf_section(const uint8_t *buf, uint64_t size, int i, uint32_t *kind, uint64_t *off,
+                          uint64_t *len, uint32_t *align);
+
 /* The EXTRA entry `name` of a verified file, or NULL. */
 PT_HIDDEN const uint8_t *pf_find_extra(const uint8_t *buf, uint64_t size, const char *name,
                                        uint64_t *len);

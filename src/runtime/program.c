@@ -279,3 +279,35 @@ petrel_status petrel_program_get_stats(petrel_program_stats *out, const petrel_p
     out->file_bytes = (int64_t)p->file_bytes;
     return PETREL_OK;
 }
+
+int petrel_program_op_counts(const petrel_program_t *p, const char **targets, int64_t *counts, int max) {
+    if (!p) return 0;
+    int64_t per_op[PETREL_OP_COUNT] = {0};
+    for (int32_t i = 0; i < p->graph.nnodes; i++) per_op[p->graph.nodes[i].op]++;
+    int distinct = 0;
+    for (int op = 0; op < PETREL_OP_COUNT; op++) distinct += per_op[op] > 0;
+    /* selection of the most frequent, `max` times */
+    for (int k = 0; k < max && k < distinct; k++) {
+        int best = -1;
+        for (int op = 0; op < PETREL_OP_COUNT; op++)
+            if (per_op[op] > 0 && (best < 0 || per_op[op] > per_op[best])) best = op;
+        targets[k] = pt_op_table[best].target;
+        counts[k] = per_op[best];
+        per_op[best] = -per_op[best]; /* taken */
+    }
+    return distinct;
+}
+
+petrel_status petrel_program_section(petrel_section_info *out, const petrel_program_t *p, int i) {
+    if (!out || !p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_section: NULL argument");
+    uint32_t kind, align;
+    uint64_t off, len;
+    if (!p->compiled || !pf_section(p->bytes, p->file_bytes, i, &kind, &off, &len, &align))
+        return PETREL_ERR_NOT_FOUND;
+    static const char *names[] = {"?", "strings", "graph", "weights", "extra"};
+    out->kind = kind < 5 ? names[kind] : "unknown";
+    out->offset = off;
+    out->size = len;
+    out->align = align;
+    return PETREL_OK;
+}
