@@ -8,7 +8,11 @@
 ** large weight such as an LM head never needs a full double copy), each
 ** output element is a dot product accumulated in double, and the result
 ** (plus the optional beta * self term) is rounded once into the output.
+** f32 products whose operands are both contiguous along k (every `linear`)
+** go to the fast variant in ../fast/ instead, which accumulates in float
+** like torch; the fixtures check both against torch.
 */
+#include "../fast/fast.h"
 #include "nn_util.h"
 
 /* Columns of the right operand converted per panel: 64 columns of a
@@ -55,9 +59,25 @@ static void mm_run(const mm_plan *p, const mm_sink *snk, double *am, double *pan
     int64_t oes = (int64_t)pt_elsize(snk->out);
     const uint8_t *last_a = NULL;
     int64_t bi[PETREL_MAX_RANK + 2] = {0};
+    /* f32 operands both contiguous along k (x @ W^T): the fast variant,
+     * accumulating in float as torch does */
+    bool fast = p->a.dtype == PETREL_DTYPE_F32 && p->b.dtype == PETREL_DTYPE_F32 &&
+                snk->out->dtype == PETREL_DTYPE_F32 && acs == 1 && brs == 1 && K > 0;
     for (int64_t b = 0; b < nbatch; b++) {
         const uint8_t *pa = mm_batch_ptr(&p->a, bi, p->nb);
         const uint8_t *pb = mm_batch_ptr(&p->b, bi, p->nb);
+        if (fast) {
+            float *o = (float *)snk->out->data + (snk->row0 + b * M) * N;
+            cpu_fast_gemm_nt_f32(M, N, K, (const float *)pa, ars, (const float *)pb, bcs, o, N, (float)snk->alpha);
+            for (int64_t i = 0; snk->has_self && i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    bi[p->nb] = i, bi[p->nb + 1] = j;
+                    o[i * N + j] += (float)(snk->beta * pt_load_f64(pt_at(&snk->self, bi), snk->self.dtype));
+                }
+            bi[p->nb] = bi[p->nb + 1] = 0;
+            pt_next_index(bi, p->bshape, p->nb);
+            continue;
+        }
         if (pa != last_a) {
             for (int64_t i = 0; i < M; i++)
                 for (int64_t k = 0; k < K; k++)
