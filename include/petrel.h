@@ -260,6 +260,7 @@ typedef struct petrel_compile_report {
     int64_t nodes_in;         /* nodes imported from the archive */
     int64_t noops_removed;    /* aliases, detaches, metadata checks dropped */
     int64_t dead_removed;     /* nodes whose results nobody reads */
+    int64_t fused;            /* fused ops made (RMSNorm, RoPE, cached attention) */
     int64_t nodes_out;        /* nodes in the program */
     int64_t weight_bytes;     /* tensor bytes carried (tied weights once) */
     int64_t file_bytes;       /* size of the written program */

@@ -32,8 +32,8 @@ int cmd_compile(int argc, char **argv) {
     petrel_compile_opts opts = {.backend = backend};
     if (petrel_compile(&r, in, out, &opts) != PETREL_OK) return cli_error("%s", petrel_last_error());
     printf("%s: %" PRId64 " nodes (%" PRId64 " imported, %" PRId64 " no-ops and %" PRId64
-           " dead nodes removed), all on cpu\n",
-           out, r.nodes_out, r.nodes_in, r.noops_removed, r.dead_removed);
+           " dead nodes removed, %" PRId64 " fused ops made), all on cpu\n",
+           out, r.nodes_out, r.nodes_in, r.noops_removed, r.dead_removed, r.fused);
     printf("  weights %.2f MB, file %.2f MB, %d extra file%s\n", (double)r.weight_bytes / 1e6,
            (double)r.file_bytes / 1e6, r.nextras, r.nextras == 1 ? "" : "s");
     printf("  activation arena %.3f MB (%.3f MB if nothing shared memory)\n", (double)r.arena_bytes / 1e6,

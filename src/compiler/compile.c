@@ -38,6 +38,7 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
         petrel_compile_report r = {0};
         r.nodes_in = g.nnodes;
         r.noops_removed = pc_remove_noops(&g);
+        r.fused = pc_fuse(&g);
         r.dead_removed = pc_dce(&g);
         r.nodes_out = g.nnodes;
         st = pt_graph_verify(&g, &err); /* the passes must keep the graph valid */

@@ -20,4 +20,18 @@ PT_HIDDEN int pc_remove_noops(pt_graph *g);
  * Returns the number of nodes removed. */
 PT_HIDDEN int pc_dce(pt_graph *g);
 
+/* Remove the nodes marked in `dead` (g->nnodes flags), keeping the order
+ * of the rest; the caller guarantees nothing left reads their results.
+ * Returns the number removed. */
+PT_HIDDEN int pc_remove_nodes(pt_graph *g, const bool *dead);
+
+/* Fuse the decomposed LLM subgraphs into the fused ops of ops.def
+ * (RMSNorm, rotate-half RoPE, attention over a static KV cache; see
+ * fuse.c).  Conservative: a match whose intermediates are read elsewhere
+ * is left alone.  Keeps the graph valid; aten-form cache mutations become
+ * in-place writes of the fused attention.  Returns the number of fused
+ * ops made (0 also when memory ran out: the graph is then unchanged or
+ * partly fused, valid either way). */
+PT_HIDDEN int pc_fuse(pt_graph *g);
+
 #endif /* PETREL_COMPILER_H */

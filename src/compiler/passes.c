@@ -46,6 +46,8 @@ static int compact(pt_graph *g, const bool *dead) {
     return removed;
 }
 
+int pc_remove_nodes(pt_graph *g, const bool *dead) { return compact(g, dead); }
+
 /* Is `vid` a graph output or the source of a buffer update? */
 static bool is_graph_result(const pt_graph *g, int32_t vid) {
     for (int32_t i = 0; i < g->noutputs; i++)
@@ -94,7 +96,7 @@ int pc_dce(pt_graph *g) {
         unsigned flags = pt_op_table[n->op].flags;
         /* in-place ops write state (possibly through a view); checks fail
          * loudly; both stay even when their result is unused */
-        bool effect = (flags & PT_OPF_INPLACE) || !strcmp(pt_op_table[n->op].kernel, "noop");
+        bool effect = (flags & (PT_OPF_INPLACE | PT_OPF_STATE)) || !strcmp(pt_op_table[n->op].kernel, "noop");
         bool used = effect;
         for (int k = 0; !used && k < n->nout; k++) used = n->outs[k] >= 0 && live[n->outs[k]];
         if (!used) {

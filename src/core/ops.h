@@ -9,6 +9,7 @@
 enum {
     PT_OPF_INPLACE = 1 << 0, /* mutates argument 0 and returns it */
     PT_OPF_VIEW = 1 << 1,    /* result may alias argument 0 */
+    PT_OPF_STATE = 1 << 2,   /* writes its Tensor(a!) arguments (state buffers) in place */
 };
 
 typedef enum pt_op {

@@ -217,6 +217,7 @@ typedef struct pt_schema_arg {
     char name[40];
     pt_stype type;
     bool optional;         /* "T?" */
+    bool writes;           /* "Tensor(a!)": written in place (PT_OPF_STATE ops) */
     int32_t list_len;      /* "int[2]" -> 2, else 0 */
     bool has_default;
     char defval[40];       /* default as written in the schema */

@@ -43,7 +43,7 @@ static bool parse_item(char *item, pt_schema_arg *a) {
     size_t t = 0;
     for (char *p = item; *p && t + 1 < sizeof type; p++) {
         if (*p == '(') {
-            while (*p && *p != ')') p++;
+            while (*p && *p != ')') a->writes |= *p++ == '!';
             if (!*p) return false;
             continue;
         }

@@ -112,6 +112,12 @@ petrel_status pt_graph_verify(const pt_graph *g, pt_err *err) {
                     break;
                 }
             }
+            /* ops that write state in place may only write buffers (never
+             * the read-only mapped weights, never another node's result) */
+            if (st == PETREL_OK && (pt_op_table[n->op].flags & PT_OPF_STATE) && sc.args[a].writes &&
+                (arg->kind != PT_ARG_TENSOR || arg->n != 1 || arg->items[0].vid < 0 ||
+                 g->values[arg->items[0].vid].src != PT_SRC_BUFFER))
+                st = BAD("node %d (%s): argument '%s' must be a state buffer", ni, pt_op_table[n->op].target, sc.args[a].name);
         }
         if (st != PETREL_OK) break;
         if (n->nout < 0 || (n->nout && !n->outs)) { st = BAD("node %d: bad outputs", ni); break; }

@@ -1,0 +1,247 @@
+/*
+** fused.c -- CPU reference kernels for the fused ops the compiler makes
+** (src/compiler/fuse.c): petrel.rms_norm, petrel.rope and
+** petrel.sdpa_cache.  Their meaning is written down next to their ops.def
+** entries; these loops are its executable form and the oracle for other
+** backends.  Computed in double, rounded at the points ops.def names.
+** Part of the CPU backend.
+*/
+#include <math.h>
+
+#include "nn_util.h"
+
+/* v rounded to dtype dt (the value a tensor of that dtype would hold). */
+static double round_to(double v, petrel_dtype dt) {
+    uint64_t tmp;
+    pt_store_f64(&tmp, dt, v);
+    return pt_load_f64(&tmp, dt);
+}
+
+/* ---- petrel.rms_norm ----------------------------------------------------- */
+
+static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1);
+    if (!x || x->rank < 1) return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm needs an input of rank >= 1");
+    if (!pt_dtype_is_float(x->dtype)) return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm needs a float input");
+    double eps = pk_float(ex, n, 2);
+    bool add_one = pk_bool(ex, n, 3);
+    int norm_dt = pk_dtype(ex, n, 4); /* -1: n stays in float */
+    if (norm_dt >= 0 && !pt_dtype_is_float((petrel_dtype)norm_dt))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm norm_dtype must be a float dtype");
+    int64_t D = x->shape[x->rank - 1], M = D > 0 ? pt_numel(x) / D : 0;
+    double *wd = NULL; /* (D) */
+    if (w) {
+        if (w->rank != 1 || w->shape[0] != D)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm weight must have shape (%lld)", (long long)D);
+        if (!(wd = nu_load_f64(ex, w))) return NU_NOMEM(ex);
+        for (int64_t d = 0; d < D && add_one; d++) wd[d] += 1.0;
+    }
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
+    double *xd = nu_load_f64(ex, x); /* (M, D) row-major */
+    if (!xd) return NU_NOMEM(ex);
+    int64_t es = (int64_t)pt_elsize(out);
+    for (int64_t m = 0; m < M; m++) {
+        const double *row = xd + m * D;
+        double ss = 0.0;
+        for (int64_t d = 0; d < D; d++) ss += row[d] * row[d];
+        double r = 1.0 / sqrt(ss / (double)D + eps);
+        for (int64_t d = 0; d < D; d++) {
+            double v = row[d] * r;
+            if (norm_dt >= 0) v = round_to(v, (petrel_dtype)norm_dt);
+            if (wd) v *= wd[d];
+            pt_store_f64(out->data + (m * D + d) * es, out->dtype, v);
+        }
+    }
+    return PETREL_OK;
+}
+
+/* ---- petrel.rope ---------------------------------------------------------- */
+
+static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *x = pk_tensor(ex, n, 0), *c = pk_tensor(ex, n, 1), *s = pk_tensor(ex, n, 2);
+    if (!x || !c || !s || x->rank < 1 || c->rank < 1 || s->rank < 1 || c->rank > x->rank ||
+        s->rank > x->rank)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope needs x (..., D) and cos, sin (..., R) of no higher rank");
+    int r = x->rank;
+    int64_t D = x->shape[r - 1], R = c->shape[c->rank - 1];
+    if (R % 2 != 0 || R > D || s->shape[s->rank - 1] != R)
+        return pk_fail(ex, PETREL_ERR_SHAPE,
+                       "rope: cos and sin must share an even last dim R <= D (R = %lld, D = %lld)",
+                       (long long)R, (long long)D);
+    /* cos and sin viewed at the shape of x[..., :R] */
+    int64_t rshape[PETREL_MAX_RANK];
+    for (int i = 0; i < r; i++) rshape[i] = i == r - 1 ? R : x->shape[i];
+    pt_tensor cb, sb;
+    if (!pt_broadcast_to(c, r, rshape, &cb) || !pt_broadcast_to(s, r, rshape, &sb))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope: cos/sin do not broadcast against x");
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, r, x->shape, &out));
+    if (pt_numel(x) == 0) return PETREL_OK;
+    petrel_dtype odt = out->dtype;
+    int64_t es = (int64_t)pt_elsize(out), half = R / 2, o = 0;
+    int64_t idx[PETREL_MAX_RANK] = {0};
+    /* one row (the last dim) at a time: idx[r-1] stays 0 */
+    int64_t rows_shape[PETREL_MAX_RANK];
+    for (int i = 0; i < r; i++) rows_shape[i] = i == r - 1 ? 1 : x->shape[i];
+    do {
+        const uint8_t *xr = pt_at(x, idx), *cr = pt_at(&cb, idx), *sr = pt_at(&sb, idx);
+        int64_t xs = x->stride[r - 1] * (int64_t)pt_elsize(x);
+        int64_t cs = cb.stride[r - 1] * (int64_t)pt_elsize(&cb), ss = sb.stride[r - 1] * (int64_t)pt_elsize(&sb);
+        for (int64_t d = 0; d < D; d++, o++) {
+            double xv = pt_load_f64(xr + d * xs, x->dtype), y;
+            if (d < R) {
+                double rh = d < half ? -pt_load_f64(xr + (d + half) * xs, x->dtype)
+                                     : pt_load_f64(xr + (d - half) * xs, x->dtype);
+                double t1 = round_to(xv * pt_load_f64(cr + d * cs, cb.dtype), odt);
+                double t2 = round_to(rh * pt_load_f64(sr + d * ss, sb.dtype), odt);
+                y = t1 + t2;
+            } else {
+                y = xv;
+            }
+            pt_store_f64(out->data + o * es, odt, y);
+        }
+    } while (pt_next_index(idx, rows_shape, r));
+    return PETREL_OK;
+}
+
+/* ---- petrel.sdpa_cache ----------------------------------------------------- */
+
+/* Do new entries src (B, H, L, E) fit cache (B, H, S, E)? */
+static bool cache_fits(const pt_tensor *cache, const pt_tensor *src) {
+    return src->shape[0] == cache->shape[0] && src->shape[1] == cache->shape[1] && src->shape[3] == cache->shape[3];
+}
+
+/* Write src (B, H, L, E) into cache (B, H, S, E) at positions pos (L),
+ * already checked to lie in [0, S). */
+static void cache_write(const pt_tensor *cache, const pt_tensor *src, const int64_t *pos) {
+    int64_t B = src->shape[0], H = src->shape[1], L = src->shape[2], E = src->shape[3];
+    size_t des = pt_elsize(cache);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < L; i++)
+                for (int64_t e = 0; e < E; e++) {
+                    int64_t di[4] = {b, h, pos[i], e}, si[4] = {b, h, i, e};
+                    uint8_t *dp = pt_at(cache, di);
+                    const uint8_t *sp = pt_at(src, si);
+                    if (cache->dtype == src->dtype) memcpy(dp, sp, des);
+                    else pt_store_f64(dp, cache->dtype, pt_load_f64(sp, src->dtype));
+                }
+}
+
+/* Load the (rows, cols) matrix t[b, h] into row-major doubles. */
+static void load_mat(const pt_tensor *t, int64_t b, int64_t h, double *dst) {
+    int64_t rows = t->shape[2], cols = t->shape[3];
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            int64_t idx[4] = {b, h, i, j};
+            dst[i * cols + j] = pt_load_f64(pt_at(t, idx), t->dtype);
+        }
+}
+
+static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *q = pk_tensor(ex, n, 0), *k = pk_tensor(ex, n, 1), *v = pk_tensor(ex, n, 2);
+    const pt_tensor *kc = pk_tensor(ex, n, 3), *vc = pk_tensor(ex, n, 4), *pos_t = pk_tensor(ex, n, 5);
+    const pt_tensor *mask = pk_tensor(ex, n, 6);
+    if (!q || !k || !v || !kc || !vc || !pos_t || q->rank != 4 || k->rank != 4 || v->rank != 4 ||
+        kc->rank != 4 || vc->rank != 4 || pos_t->rank != 1)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache needs 4-D q, k, v, caches and 1-D positions");
+    int64_t B = q->shape[0], Hq = q->shape[1], L = q->shape[2], E = q->shape[3];
+    int64_t Hkv = kc->shape[1], S = kc->shape[2], Ev = vc->shape[3];
+    if (kc->shape[0] != B || vc->shape[0] != B || vc->shape[1] != Hkv || vc->shape[2] != S ||
+        kc->shape[3] != E || Hkv <= 0 || Hq % Hkv != 0 || k->shape[2] != L || v->shape[2] != L ||
+        pos_t->shape[0] != L)
+        return pk_fail(ex, PETREL_ERR_SHAPE,
+                       "sdpa_cache shapes do not fit: q (%lld, %lld, %lld, %lld), cache (%lld, %lld, %lld, %lld), "
+                       "%lld positions",
+                       (long long)B, (long long)Hq, (long long)L, (long long)E, (long long)kc->shape[0],
+                       (long long)Hkv, (long long)S, (long long)kc->shape[3], (long long)pos_t->shape[0]);
+    if (!cache_fits(kc, k) || !cache_fits(vc, v))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: new keys or values do not match their cache's (B, H, ., E)");
+    if (pt_dtype_is_float(pos_t->dtype) || pos_t->dtype == PETREL_DTYPE_BOOL)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache positions must be integers");
+    int64_t mshape[4] = {B, Hq, L, S};
+    pt_tensor m;
+    if (mask && !pt_broadcast_to(mask, 4, mshape, &m))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: attn_mask does not broadcast to (B, Hq, L, S)");
+    int64_t *pos = (int64_t *)nu_scratch(ex, L, sizeof(int64_t)); /* (L) */
+    if (!pos) return NU_NOMEM(ex);
+    for (int64_t i = 0; i < L; i++) {
+        int64_t idx = i;
+        pos[i] = pt_load_i64(pt_at(pos_t, &idx), pos_t->dtype);
+        if (pos[i] < 0 || pos[i] >= S)
+            return pk_fail(ex, PETREL_ERR_RUNTIME, "sdpa_cache: position %lld is outside the cache (size %lld)",
+                           (long long)pos[i], (long long)S);
+    }
+    int64_t oshape[4] = {B, Hq, L, Ev};
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, 4, oshape, &out));
+    double *qd = (double *)nu_scratch(ex, L * E, sizeof(double));  /* (L, E) */
+    double *kd = (double *)nu_scratch(ex, S * E, sizeof(double));  /* (S, E) */
+    double *vd = (double *)nu_scratch(ex, S * Ev, sizeof(double)); /* (S, Ev) */
+    double *sc = (double *)nu_scratch(ex, S, sizeof(double));      /* (S) scores */
+    double *acc = (double *)nu_scratch(ex, Ev, sizeof(double));    /* (Ev) */
+    if (!qd || !kd || !vd || !sc || !acc) return NU_NOMEM(ex);
+    /* every check and allocation done: only now touch the state, so a
+     * failing call leaves the caches as they were */
+    cache_write(kc, k, pos);
+    cache_write(vc, v, pos);
+    if (B * Hq * L * Ev == 0) return PETREL_OK;
+
+    double scale = pk_is_none(ex, n, 7) ? 1.0 / sqrt((double)E) : pk_float(ex, n, 7);
+    bool causal = pk_bool(ex, n, 8);
+    bool mbool = mask && mask->dtype == PETREL_DTYPE_BOOL;
+    int64_t group = Hq / Hkv, es = (int64_t)pt_elsize(out);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < Hq; h++) {
+            load_mat(q, b, h, qd);
+            if (h % group == 0) { /* the next cache head */
+                load_mat(kc, b, h / group, kd);
+                load_mat(vc, b, h / group, vd);
+            }
+            for (int64_t i = 0; i < L; i++) {
+                double mx = -INFINITY;
+                for (int64_t j = 0; j < S; j++) {
+                    double s = 0.0;
+                    for (int64_t e = 0; e < E; e++) s += qd[i * E + e] * kd[j * E + e];
+                    s *= scale;
+                    if (causal && j > i) s = -INFINITY;
+                    if (mask) {
+                        int64_t mi[4] = {b, h, i, j};
+                        const uint8_t *mp = pt_at(&m, mi);
+                        if (mbool) {
+                            if (!*mp) s = -INFINITY;
+                        } else {
+                            s += pt_load_f64(mp, m.dtype);
+                        }
+                    }
+                    sc[j] = s;
+                    if (s > mx || isnan(s)) mx = s; /* NaN sticks and propagates */
+                }
+                for (int64_t e = 0; e < Ev; e++) acc[e] = 0.0;
+                if (mx != -INFINITY) { /* a fully masked row stays 0 */
+                    double sum = 0.0;
+                    for (int64_t j = 0; j < S; j++) sum += (sc[j] = exp(sc[j] - mx));
+                    for (int64_t j = 0; j < S; j++) {
+                        double p = sc[j] / sum;
+                        for (int64_t e = 0; e < Ev; e++) acc[e] += p * vd[j * Ev + e];
+                    }
+                }
+                uint8_t *orow = out->data + (((b * Hq + h) * L + i) * Ev) * es;
+                for (int64_t e = 0; e < Ev; e++) pt_store_f64(orow + e * es, out->dtype, acc[e]);
+            }
+        }
+    return PETREL_OK;
+}
+
+/*
+** Kernel family "fused": the ops of the "fused ops" section of ops.def.
+*/
+petrel_status cpu_k_fused(pt_exec *ex, const pt_node *n) {
+    switch (n->op) {
+    case PETREL_OP_PETREL_RMS_NORM: return fused_rms_norm(ex, n);
+    case PETREL_OP_PETREL_ROPE: return fused_rope(ex, n);
+    case PETREL_OP_PETREL_SDPA_CACHE: return fused_sdpa_cache(ex, n);
+    default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a fused op", (int)n->op);
+    }
+}

@@ -1,0 +1,911 @@
+/*
+** fuse.c -- pattern fusion: the decomposed subgraphs of LLMs become the
+** fused ops of ops.def ("fused ops" section):
+**
+**   RMSNorm   pow(x, 2) -> mean(-1) -> + eps -> rsqrt -> x * r [-> cast]
+**             [-> * weight or * (weight + 1)] [-> cast]     => petrel.rms_norm
+**   RoPE      x * cos + cat(-x[.., h:], x[.., :h]) * sin, optionally on the
+**             first R channels with the rest concatenated   => petrel.rope
+**   attention over a static KV cache                        => petrel.sdpa_cache
+**     export form: index_copy_(cache, 2, pos, k) [-> repeat_kv] ->
+**                  scaled_dot_product_attention
+**     aten form:   index_put(cache, [None, None, pos], k) as a buffer
+**                  mutation [-> repeat_kv] -> the decomposed attention
+**                  (q, k scaled by sqrt(scale), bmm, _softmax with the
+**                  all-masked-row guard, bmm)
+**
+** aten.rms_norm over the last dim becomes petrel.rms_norm as well.
+**
+** Matching walks def-use chains from an anchor node.  Conservative: every
+** intermediate must be read only inside the match (never a graph result),
+** no node between the first and the last matched node may write memory,
+** and every literal and shape the fused op's meaning relies on is checked;
+** anything else leaves the graph unchanged.  The fused node replaces the
+** match's last node, keeping its output value, so readers are untouched;
+** the other matched nodes are removed.  The graph stays valid
+** (pt_graph_verify) and topologically ordered.  Layer: compiler.
+*/
+#include <math.h>
+#include <string.h>
+
+#include "compiler.h"
+
+#define FZ_MAX_NODES 64
+#define FZ_MAX_ARGS 9
+
+/* ---- def-use index -------------------------------------------------------- */
+
+typedef struct fz {
+    pt_graph *g;
+    int32_t *def;    /* (nvalues) node defining each value, -1 when none */
+    int32_t *ustart; /* (nvalues + 1) offsets of each value's readers in `users` */
+    int32_t *users;  /* node index per read (a node reading twice is listed twice) */
+    bool *result;    /* (nvalues) a user output */
+    int32_t *nmut;   /* (nvalues) buffer mutations storing it */
+} fz;
+
+static void fz_free(fz *f) {
+    pt_free(f->def);
+    pt_free(f->ustart);
+    pt_free(f->users);
+    pt_free(f->result);
+    pt_free(f->nmut);
+    memset(f, 0, sizeof *f);
+}
+
+static bool fz_build(fz *f, pt_graph *g) {
+    memset(f, 0, sizeof *f);
+    f->g = g;
+    size_t nv = (size_t)(g->nvalues ? g->nvalues : 1);
+    f->def = pt_malloc(nv * sizeof *f->def);
+    f->ustart = pt_calloc(nv + 1, sizeof *f->ustart);
+    f->result = pt_calloc(nv, sizeof *f->result);
+    f->nmut = pt_calloc(nv, sizeof *f->nmut);
+    if (!f->def || !f->ustart || !f->result || !f->nmut) goto fail;
+    for (int32_t v = 0; v < g->nvalues; v++) f->def[v] = -1;
+    int32_t total = 0;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        const pt_node *n = &g->nodes[i];
+        for (int k = 0; k < n->nout; k++)
+            if (n->outs[k] >= 0) f->def[n->outs[k]] = i;
+        for (int a = 0; a < n->nargs; a++)
+            for (int k = 0; k < n->args[a].n; k++)
+                if (n->args[a].items[k].vid >= 0) f->ustart[n->args[a].items[k].vid + 1]++, total++;
+    }
+    for (int32_t v = 0; v < g->nvalues; v++) f->ustart[v + 1] += f->ustart[v];
+    f->users = pt_malloc((size_t)(total ? total : 1) * sizeof *f->users);
+    int32_t *fill = pt_malloc(nv * sizeof *fill);
+    if (!f->users || !fill) {
+        pt_free(fill);
+        goto fail;
+    }
+    memcpy(fill, f->ustart, (size_t)g->nvalues * sizeof *fill);
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        const pt_node *n = &g->nodes[i];
+        for (int a = 0; a < n->nargs; a++)
+            for (int k = 0; k < n->args[a].n; k++)
+                if (n->args[a].items[k].vid >= 0) f->users[fill[n->args[a].items[k].vid]++] = i;
+    }
+    pt_free(fill);
+    for (int32_t i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].item.vid >= 0) f->result[g->outputs[i].item.vid] = true;
+    for (int32_t i = 0; i < g->nmuts; i++) f->nmut[g->muts[i].value_vid]++;
+    return true;
+fail:
+    fz_free(f);
+    return false;
+}
+
+static int32_t nuse(const fz *f, int32_t v) { return v >= 0 ? f->ustart[v + 1] - f->ustart[v] : 0; }
+
+/* The one node reading v, when v has exactly one read and is no graph
+ * result; else -1. */
+static int32_t only_user(const fz *f, int32_t v) {
+    if (v < 0 || nuse(f, v) != 1 || f->result[v] || f->nmut[v]) return -1;
+    return f->users[f->ustart[v]];
+}
+
+/* ---- node and value helpers ----------------------------------------------- */
+
+/* Value v; a missing value (v < 0) reads as a rank-0 None, which fails
+ * every check a matcher makes. */
+static const pt_value *val(const fz *f, int32_t v) {
+    static const pt_value none = {.kind = PT_V_NONE};
+    return v >= 0 ? &f->g->values[v] : &none;
+}
+static const pt_node *node(const fz *f, int32_t i) { return i >= 0 ? &f->g->nodes[i] : NULL; }
+
+static int32_t out0(const pt_node *n) { return n && n->nout >= 1 ? n->outs[0] : -1; }
+
+/* The node defining v, or NULL (an input, a weight, or v < 0). */
+static const pt_node *defn(const fz *f, int32_t v) {
+    return v >= 0 && f->def[v] >= 0 ? &f->g->nodes[f->def[v]] : NULL;
+}
+
+/* The node defining v when it has op `op`, else NULL. */
+static const pt_node *def_op(const fz *f, int32_t v, pt_op op) {
+    const pt_node *n = defn(f, v);
+    return n && n->op == op ? n : NULL;
+}
+
+static int32_t node_index(const fz *f, const pt_node *n) { return (int32_t)(n - f->g->nodes); }
+
+/* Tensor argument a (its value id), or -1. */
+static int32_t tin(const pt_node *n, int a) {
+    if (!n || a >= n->nargs || n->args[a].kind != PT_ARG_TENSOR || n->args[a].n != 1) return -1;
+    return n->args[a].items[0].vid;
+}
+
+static bool none_arg(const pt_node *n, int a) { return a < n->nargs && n->args[a].kind == PT_ARG_NONE; }
+
+/* A literal number argument (int, float or bool written into the graph). */
+static bool lit_num(const pt_node *n, int a, double *out) {
+    if (!n || a >= n->nargs) return false;
+    const pt_arg *g = &n->args[a];
+    if ((g->kind != PT_ARG_INT && g->kind != PT_ARG_FLOAT && g->kind != PT_ARG_BOOL) || g->n != 1 ||
+        g->items[0].vid >= 0)
+        return false;
+    *out = g->kind == PT_ARG_FLOAT ? g->items[0].f : (double)g->items[0].i;
+    return true;
+}
+
+static bool lit_is(const pt_node *n, int a, double want) {
+    double v;
+    return lit_num(n, a, &v) && v == want;
+}
+
+/* d normalized against rank (negative counts from the end), or -1. */
+static int wrap_dim(int64_t d, int rank) {
+    if (d < 0) d += rank;
+    return d >= 0 && d < rank ? (int)d : -1;
+}
+
+/* A literal dim argument normalized against `rank`, or -1. */
+static int lit_dim_arg(const pt_node *n, int a, int rank) {
+    double d;
+    if (!lit_num(n, a, &d) || d != floor(d)) return -1;
+    return wrap_dim((int64_t)d, rank);
+}
+
+/* A literal int list argument; returns its length, -1 when not literal. */
+static int lit_ints(const pt_node *n, int a, int64_t *out, int max) {
+    if (!n || a >= n->nargs) return -1;
+    const pt_arg *g = &n->args[a];
+    if ((g->kind != PT_ARG_INTS && g->kind != PT_ARG_INT) || g->n > max) return -1;
+    for (int k = 0; k < g->n; k++) {
+        if (g->items[k].vid >= 0) return -1;
+        out[k] = g->items[k].i;
+    }
+    return g->n;
+}
+
+static bool expr_eq(const pt_expr *a, const pt_expr *b) {
+    if (a->kind != b->kind || a->v != b->v || a->q != b->q || a->nkids != b->nkids) return false;
+    if (a->kind == PT_EXPR_SYM && a->sym != b->sym) return false;
+    for (int i = 0; i < a->nkids; i++)
+        if (!expr_eq(a->kids[i], b->kids[i])) return false;
+    return true;
+}
+
+static bool dim_eq(const pt_dim *a, const pt_dim *b) {
+    if (!a->expr && !b->expr) return a->lit == b->lit;
+    return a->expr && b->expr && expr_eq(a->expr, b->expr);
+}
+
+static bool same_shape(const pt_value *a, const pt_value *b) {
+    if (a->rank != b->rank) return false;
+    for (int d = 0; d < a->rank; d++)
+        if (!dim_eq(&a->shape[d], &b->shape[d])) return false;
+    return true;
+}
+
+/* Static size of dim d (negative counts from the end), or -1. */
+static int64_t lit_size(const pt_value *v, int d) {
+    if (d < 0) d += v->rank;
+    if (d < 0 || d >= v->rank || v->shape[d].expr) return -1;
+    return v->shape[d].lit;
+}
+
+static bool is_float_tensor(const pt_value *v) { return v->kind == PT_V_TENSOR && pt_dtype_is_float(v->dtype); }
+
+/* Exact conversion to float32 (and float32 arithmetic stays exact in the
+ * double the fused kernels compute in). */
+static bool widens_to_f32(petrel_dtype dt) {
+    return dt == PETREL_DTYPE_F16 || dt == PETREL_DTYPE_BF16 || dt == PETREL_DTYPE_F32;
+}
+
+/* If node n is a pure float-to-float dtype conversion, its source value. */
+static int32_t cast_source(const fz *f, const pt_node *n) {
+    if (!n || n->nout != 1 || n->outs[0] < 0) return -1;
+    switch (n->op) {
+    case PETREL_OP_TO_DTYPE:
+    case PETREL_OP_TO_COPY:
+    case PETREL_OP_TO_DTYPE_LAYOUT:
+    case PETREL_OP_TO_DEVICE:
+    case PETREL_OP_TYPE_AS: break;
+    default: return -1;
+    }
+    int32_t src = tin(n, 0);
+    if (src < 0 || !is_float_tensor(val(f, src)) || !is_float_tensor(val(f, n->outs[0]))) return -1;
+    return same_shape(val(f, src), val(f, n->outs[0])) ? src : -1;
+}
+
+/* The cast reading v, when v is read once and only by a cast. */
+static const pt_node *cast_user(const fz *f, int32_t v) {
+    const pt_node *u = node(f, only_user(f, v));
+    return u && cast_source(f, u) == v ? u : NULL;
+}
+
+static bool is_view_op(pt_op op) {
+    return op == PETREL_OP_VIEW || op == PETREL_OP_RESHAPE || op == PETREL_OP_UNSAFE_VIEW;
+}
+
+/* ---- a match: its nodes and the fused node's arguments --------------------- */
+
+typedef struct fz_match {
+    int32_t nodes[FZ_MAX_NODES];
+    int n;
+    bool overflow;
+    int32_t final;                /* node replaced by the fused one */
+    pt_op op;
+    pt_arg args[FZ_MAX_ARGS];
+    int nargs;
+    bool oom;
+    int32_t drop_muts[2];         /* buffer mutations the fused op takes over */
+    int ndrop;
+} fz_match;
+
+static void take(fz_match *m, const fz *f, const pt_node *n) {
+    int32_t i = node_index(f, n);
+    for (int k = 0; k < m->n; k++)
+        if (m->nodes[k] == i) return;
+    if (m->n == FZ_MAX_NODES) {
+        m->overflow = true;
+        return;
+    }
+    m->nodes[m->n++] = i;
+}
+
+static bool taken(const fz_match *m, int32_t i) {
+    for (int k = 0; k < m->n; k++)
+        if (m->nodes[k] == i) return true;
+    return false;
+}
+
+static pt_arg *next_arg(fz_match *m, pt_arg_kind kind, bool item) {
+    pt_arg *a = &m->args[m->nargs++];
+    memset(a, 0, sizeof *a);
+    a->kind = kind;
+    if (item) {
+        a->items = pt_calloc(1, sizeof *a->items);
+        if (!a->items) m->oom = true;
+        else a->n = 1;
+    }
+    return a;
+}
+
+static void put_tensor(fz_match *m, int32_t vid) {
+    pt_arg *a = next_arg(m, vid >= 0 ? PT_ARG_TENSOR : PT_ARG_NONE, vid >= 0);
+    if (a->items) a->items[0].vid = vid;
+}
+
+static void put_float(fz_match *m, double v) {
+    pt_arg *a = next_arg(m, PT_ARG_FLOAT, true);
+    if (a->items) a->items[0] = (pt_item){-1, 0, v};
+}
+
+static void put_bool(fz_match *m, bool v) {
+    pt_arg *a = next_arg(m, PT_ARG_BOOL, true);
+    if (a->items) a->items[0] = (pt_item){-1, v, 0};
+}
+
+static void put_dtype(fz_match *m, int dt) {
+    pt_arg *a = next_arg(m, dt >= 0 ? PT_ARG_DTYPE : PT_ARG_NONE, dt >= 0);
+    if (a->items) a->items[0] = (pt_item){-1, dt, 0};
+}
+
+static void put_none(fz_match *m) { next_arg(m, PT_ARG_NONE, false); }
+
+static void match_free(fz_match *m) {
+    for (int a = 0; a < m->nargs; a++) pt_free(m->args[a].items);
+    m->nargs = 0;
+}
+
+/* Every value a matched node (other than the final one) produces is read
+ * only by matched nodes and is no graph result (except the mutations the
+ * fused op takes over), and no unmatched node between the first and the
+ * final one writes memory (the fused node reads its inputs later than the
+ * matched nodes did). */
+static bool match_closed(const fz *f, const fz_match *m) {
+    if (m->overflow || m->final < 0) return false;
+    const pt_node *fin = node(f, m->final);
+    if (fin->nout != 1 || fin->outs[0] < 0) return false;
+    int32_t first = m->final;
+    for (int k = 0; k < m->n; k++) {
+        int32_t i = m->nodes[k];
+        if (i < first) first = i;
+        if (i == m->final) continue;
+        const pt_node *n = &f->g->nodes[i];
+        for (int o = 0; o < n->nout; o++) {
+            int32_t v = n->outs[o];
+            if (v < 0) continue;
+            if (f->result[v]) return false;
+            if (f->nmut[v]) {
+                bool dropped = false;
+                for (int d = 0; d < m->ndrop; d++) dropped |= m->drop_muts[d] == v;
+                if (!dropped || f->nmut[v] != 1) return false;
+            }
+            for (int32_t u = f->ustart[v]; u < f->ustart[v + 1]; u++)
+                if (!taken(m, f->users[u])) return false;
+        }
+    }
+    for (int32_t i = first + 1; i < m->final; i++) {
+        if (taken(m, i)) continue;
+        if (pt_op_table[f->g->nodes[i].op].flags & (PT_OPF_INPLACE | PT_OPF_STATE)) return false;
+    }
+    return true;
+}
+
+/* ---- RMSNorm ---------------------------------------------------------------- */
+
+/* Anchor: pow(x, 2).  See the file comment for the chain. */
+static bool match_rms_norm(const fz *f, int32_t pi, fz_match *m) {
+    const pt_node *pw = node(f, pi);
+    if (pw->op != PETREL_OP_POW_TENSOR_SCALAR || !lit_is(pw, 1, 2.0)) return false;
+    int32_t x = tin(pw, 0);
+    if (x < 0) return false;
+    const pt_value *xv = val(f, x);
+    if (xv->kind != PT_V_TENSOR || xv->rank < 1 ||
+        (xv->dtype != PETREL_DTYPE_F32 && xv->dtype != PETREL_DTYPE_F64))
+        return false;
+    take(m, f, pw);
+    const pt_node *mean = node(f, only_user(f, out0(pw)));
+    int64_t dims[2];
+    if (!mean || mean->op != PETREL_OP_MEAN_DIM || lit_ints(mean, 1, dims, 2) != 1 ||
+        wrap_dim(dims[0], xv->rank) != xv->rank - 1 || !lit_is(mean, 2, 1) || !none_arg(mean, 3))
+        return false;
+    take(m, f, mean);
+    const pt_node *add = node(f, only_user(f, out0(mean)));
+    double eps;
+    if (!add || (add->op != PETREL_OP_ADD_TENSOR && add->op != PETREL_OP_ADD_SCALAR) ||
+        tin(add, 0) != out0(mean) || !lit_num(add, 1, &eps) || !lit_is(add, 2, 1))
+        return false;
+    take(m, f, add);
+    const pt_node *rs = node(f, only_user(f, out0(add)));
+    if (!rs || rs->op != PETREL_OP_RSQRT) return false;
+    take(m, f, rs);
+    const pt_node *nm = node(f, only_user(f, out0(rs)));
+    if (!nm || nm->op != PETREL_OP_MUL_TENSOR ||
+        !((tin(nm, 0) == x && tin(nm, 1) == out0(rs)) || (tin(nm, 1) == x && tin(nm, 0) == out0(rs))))
+        return false;
+    take(m, f, nm);
+    const pt_node *chain[4] = {pw, mean, add, rs};
+    for (int i = 0; i < 4; i++)
+        if (val(f, out0(chain[i]))->dtype != xv->dtype) return false;
+    if (val(f, out0(nm))->dtype != xv->dtype || !same_shape(val(f, out0(nm)), xv)) return false;
+
+    const pt_node *last = nm;
+    int norm_dt = -1, w = -1;
+    bool add_one = false;
+    const pt_node *c = cast_user(f, out0(last));
+    if (c) { /* n.to(input_dtype), before the weight (HF Llama) */
+        norm_dt = (int)val(f, out0(c))->dtype;
+        take(m, f, c);
+        last = c;
+    }
+    const pt_node *wm = node(f, only_user(f, out0(last)));
+    int64_t D = lit_size(xv, -1);
+    if (wm && wm->op == PETREL_OP_MUL_TENSOR && D > 0) {
+        int32_t cand = tin(wm, 0) == out0(last) ? tin(wm, 1) : tin(wm, 1) == out0(last) ? tin(wm, 0) : -1;
+        const pt_node *wa = NULL, *wc = NULL;
+        if (cand >= 0 && (wa = def_op(f, cand, PETREL_OP_ADD_TENSOR)) != NULL) {
+            /* Gemma: (1 + weight), weight maybe cast to float32 first */
+            if (only_user(f, cand) != node_index(f, wm) || !lit_is(wa, 1, 1.0) || !lit_is(wa, 2, 1)) cand = -1;
+            else cand = tin(wa, 0), add_one = true;
+        }
+        if (cand >= 0 && cast_source(f, defn(f, cand)) >= 0) {
+            wc = defn(f, cand);
+            int32_t src = cast_source(f, wc);
+            if (only_user(f, cand) != node_index(f, wa ? wa : wm) || !widens_to_f32(val(f, src)->dtype) ||
+                val(f, cand)->dtype != PETREL_DTYPE_F32)
+                cand = -1;
+            else cand = src;
+        }
+        if (cand >= 0 && is_float_tensor(val(f, cand)) && val(f, cand)->rank == 1 && lit_size(val(f, cand), 0) == D &&
+            same_shape(val(f, out0(wm)), xv)) {
+            w = cand;
+            if (wa) take(m, f, wa);
+            if (wc) take(m, f, wc);
+            take(m, f, wm);
+            last = wm;
+            const pt_node *oc = norm_dt < 0 ? cast_user(f, out0(last)) : NULL;
+            if (oc) { /* (n * w).type_as(x) (HF Gemma) */
+                take(m, f, oc);
+                last = oc;
+            }
+        } else {
+            add_one = false;
+        }
+    }
+    /* x.to(float32) inside the norm (half-precision models): read x itself */
+    int32_t xin = x;
+    const pt_node *xc = defn(f, x);
+    if (xc && cast_source(f, xc) >= 0 && widens_to_f32(val(f, cast_source(f, xc))->dtype) &&
+        xv->dtype == PETREL_DTYPE_F32 && !f->result[x] && !f->nmut[x]) {
+        bool inside = true;
+        for (int32_t u = f->ustart[x]; u < f->ustart[x + 1]; u++) inside &= taken(m, f->users[u]);
+        if (inside) {
+            xin = cast_source(f, xc);
+            take(m, f, xc);
+        }
+    }
+    m->final = node_index(f, last);
+    m->op = PETREL_OP_PETREL_RMS_NORM;
+    put_tensor(m, xin);
+    put_tensor(m, w);
+    put_float(m, eps);
+    put_bool(m, add_one);
+    put_dtype(m, norm_dt);
+    return true;
+}
+
+/* aten.rms_norm over the last dim is the same op with its own defaults:
+ * all in float, weight applied before the one rounding, eps None = the
+ * float32 epsilon (float64's for float64 inputs).  Rewritten so that
+ * backends meet one RMSNorm. */
+static bool match_aten_rms_norm(const fz *f, int32_t ni, fz_match *m) {
+    const pt_node *n = node(f, ni);
+    if (n->op != PETREL_OP_RMS_NORM) return false;
+    int32_t x = tin(n, 0), w = none_arg(n, 2) ? -1 : tin(n, 2);
+    const pt_value *xv = val(f, x);
+    int64_t ns[2], D = lit_size(xv, -1);
+    double eps = xv->dtype == PETREL_DTYPE_F64 ? 2.220446049250313e-16 : 1.1920928955078125e-07;
+    if (!is_float_tensor(xv) || D < 1 || lit_ints(n, 1, ns, 2) != 1 || ns[0] != D ||
+        (!none_arg(n, 2) && (w < 0 || val(f, w)->rank != 1 || lit_size(val(f, w), 0) != D)) ||
+        (!none_arg(n, 3) && !lit_num(n, 3, &eps)))
+        return false;
+    take(m, f, n);
+    m->final = ni;
+    m->op = PETREL_OP_PETREL_RMS_NORM;
+    put_tensor(m, x);
+    put_tensor(m, w);
+    put_float(m, eps);
+    put_bool(m, false);
+    put_dtype(m, -1);
+    return true;
+}
+
+/* ---- RoPE --------------------------------------------------------------------- */
+
+/* cat(-x[..., h:], x[..., :h], dim=-1) with x's last dim 2h: x, else -1. */
+static int32_t match_rotate_half(const fz *f, int32_t rh, fz_match *m) {
+    const pt_node *cat = def_op(f, rh, PETREL_OP_CAT);
+    if (!cat || cat->args[0].kind != PT_ARG_TENSORS || cat->args[0].n != 2) return -1;
+    int r = val(f, rh)->rank;
+    if (r < 1 || lit_dim_arg(cat, 1, r) != r - 1) return -1;
+    const pt_node *neg = def_op(f, cat->args[0].items[0].vid, PETREL_OP_NEG);
+    const pt_node *hi = neg ? def_op(f, tin(neg, 0), PETREL_OP_SLICE) : NULL;
+    const pt_node *lo = def_op(f, cat->args[0].items[1].vid, PETREL_OP_SLICE);
+    if (!hi || !lo || tin(hi, 0) != tin(lo, 0) || tin(hi, 0) < 0) return -1;
+    int32_t x = tin(lo, 0);
+    int64_t D = lit_size(val(f, x), -1);
+    if (val(f, x)->rank != r || D <= 0 || D % 2 != 0) return -1;
+    int64_t h = D / 2;
+    double end;
+    bool lo_ok = lit_dim_arg(lo, 1, r) == r - 1 && (none_arg(lo, 2) || lit_is(lo, 2, 0)) && lit_is(lo, 3, (double)h) &&
+                 lit_is(lo, 4, 1);
+    bool hi_ok = lit_dim_arg(hi, 1, r) == r - 1 && lit_is(hi, 2, (double)h) &&
+                 (none_arg(hi, 3) || (lit_num(hi, 3, &end) && end >= (double)D)) && lit_is(hi, 4, 1);
+    if (!lo_ok || !hi_ok) return -1;
+    take(m, f, cat);
+    take(m, f, neg);
+    take(m, f, hi);
+    take(m, f, lo);
+    return x;
+}
+
+/* The other operand of a two-tensor mul when one of them is `v`, else -1. */
+static int32_t mul_other(const pt_node *n, int32_t v) {
+    if (!n || n->op != PETREL_OP_MUL_TENSOR) return -1;
+    if (tin(n, 0) == v) return tin(n, 1);
+    if (tin(n, 1) == v) return tin(n, 0);
+    return -1;
+}
+
+/* Anchor: the add of x*cos + rotate_half(x)*sin. */
+static bool match_rope(const fz *f, int32_t ai, fz_match *m) {
+    const pt_node *add = node(f, ai);
+    if (add->op != PETREL_OP_ADD_TENSOR || !lit_is(add, 2, 1) || tin(add, 0) < 0 || tin(add, 1) < 0) return false;
+    for (int sw = 0; sw < 2; sw++) {
+        m->n = 0;
+        const pt_node *mc = def_op(f, tin(add, sw), PETREL_OP_MUL_TENSOR);
+        const pt_node *ms = def_op(f, tin(add, 1 - sw), PETREL_OP_MUL_TENSOR);
+        if (!mc || !ms) continue;
+        for (int k = 0; k < 2; k++) {
+            m->n = 0;
+            int32_t rh = tin(ms, k), sin = tin(ms, 1 - k);
+            int32_t x = rh >= 0 ? match_rotate_half(f, rh, m) : -1;
+            int32_t cos = mul_other(mc, x);
+            if (x < 0 || cos < 0 || sin < 0) continue;
+            const pt_value *xv = val(f, x), *cv = val(f, cos), *sv = val(f, sin), *ov = val(f, out0(add));
+            int64_t R = lit_size(xv, -1);
+            if (!is_float_tensor(xv) || !is_float_tensor(cv) || !is_float_tensor(sv) || cv->rank > xv->rank ||
+                sv->rank > xv->rank || lit_size(cv, -1) != R || lit_size(sv, -1) != R || !same_shape(ov, xv) ||
+                val(f, out0(mc))->dtype != ov->dtype || val(f, out0(ms))->dtype != ov->dtype)
+                continue;
+            take(m, f, mc);
+            take(m, f, ms);
+            take(m, f, add);
+            m->final = ai;
+            /* partial rotary: cat([rope(x[..., :R]), x0[..., R:]], -1) */
+            int32_t xin = x;
+            const pt_node *cat = node(f, only_user(f, out0(add)));
+            int r = xv->rank;
+            if (cat && cat->op == PETREL_OP_CAT && cat->args[0].kind == PT_ARG_TENSORS && cat->args[0].n == 2 &&
+                cat->args[0].items[0].vid == out0(add) && lit_dim_arg(cat, 1, r) == r - 1) {
+                const pt_node *pass = def_op(f, cat->args[0].items[1].vid, PETREL_OP_SLICE);
+                int32_t x0 = pass ? tin(pass, 0) : -1;
+                const pt_node *xs = def_op(f, x, PETREL_OP_SLICE);
+                bool rot_ok = x0 == x || (xs && tin(xs, 0) == x0 && lit_dim_arg(xs, 1, r) == r - 1 &&
+                                          (none_arg(xs, 2) || lit_is(xs, 2, 0)) && lit_is(xs, 3, (double)R) &&
+                                          lit_is(xs, 4, 1));
+                int64_t D0 = x0 >= 0 ? lit_size(val(f, x0), -1) : -1;
+                double end;
+                if (x0 >= 0 && rot_ok && D0 >= R && lit_dim_arg(pass, 1, r) == r - 1 && lit_is(pass, 2, (double)R) &&
+                    (none_arg(pass, 3) || (lit_num(pass, 3, &end) && end >= (double)D0)) && lit_is(pass, 4, 1) &&
+                    same_shape(val(f, out0(cat)), val(f, x0)) && val(f, x0)->dtype == ov->dtype &&
+                    val(f, out0(cat))->dtype == ov->dtype) {
+                    take(m, f, pass);
+                    take(m, f, cat);
+                    if (x0 != x) take(m, f, xs);
+                    xin = x0;
+                    m->final = node_index(f, cat);
+                }
+            }
+            m->op = PETREL_OP_PETREL_ROPE;
+            put_tensor(m, xin);
+            put_tensor(m, cos);
+            put_tensor(m, sin);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- attention over a static KV cache --------------------------------------- */
+
+/* HF repeat_kv: reshape(expand(unsqueeze(c, 2), (B, H, rep, S, D)),
+ * (B, H * rep, S, D)).  Returns c and sets *rep; a value not made that way
+ * is returned as is with *rep = 1. */
+static int32_t match_repeat_kv(const fz *f, int32_t v, int64_t *rep, fz_match *m) {
+    *rep = 1;
+    const pt_node *rs = defn(f, v);
+    if (!rs || !is_view_op(rs->op)) return v;
+    const pt_node *ex = def_op(f, tin(rs, 0), PETREL_OP_EXPAND);
+    const pt_node *un = ex ? def_op(f, tin(ex, 0), PETREL_OP_UNSQUEEZE) : NULL;
+    if (!un || lit_dim_arg(un, 1, 5) != 2) return v;
+    int32_t c = tin(un, 0);
+    const pt_value *cv = val(f, c), *uv = val(f, out0(un)), *ev = val(f, out0(ex)), *rv = val(f, v);
+    if (cv->rank != 4 || uv->rank != 5 || ev->rank != 5 || rv->rank != 4) return v;
+    int64_t B = lit_size(cv, 0), H = lit_size(cv, 1), S = lit_size(cv, 2), D = lit_size(cv, 3);
+    int64_t n = lit_size(ev, 2);
+    int64_t want_u[5] = {B, H, 1, S, D}, want_e[5] = {B, H, n, S, D}, want_r[4] = {B, H * n, S, D};
+    if (B < 0 || H < 0 || S < 0 || D < 0 || n < 1) return v;
+    for (int d = 0; d < 5; d++)
+        if (lit_size(uv, d) != want_u[d] || lit_size(ev, d) != want_e[d]) return v;
+    for (int d = 0; d < 4; d++)
+        if (lit_size(rv, d) != want_r[d]) return v;
+    take(m, f, rs);
+    take(m, f, ex);
+    take(m, f, un);
+    *rep = n;
+    return c;
+}
+
+/* The cache write of one side: buffer, positions, new values. */
+typedef struct fz_cache {
+    int32_t buf, pos, src;
+} fz_cache;
+
+/* A state buffer that only this node reads and nothing else updates
+ * (the aten form's own buffer mutation is checked by the caller). */
+static bool private_buffer(const fz *f, int32_t b) {
+    if (b < 0 || val(f, b)->src != PT_SRC_BUFFER || val(f, b)->rank != 4 || nuse(f, b) != 1 || f->result[b])
+        return false;
+    return true;
+}
+
+/* index_copy_(buf, 2, pos, src) producing v (export form). */
+static bool match_index_copy(const fz *f, int32_t v, fz_cache *c, fz_match *m) {
+    const pt_node *ic = def_op(f, v, PETREL_OP_INDEX_COPY_);
+    if (!ic || lit_dim_arg(ic, 1, 4) != 2) return false;
+    c->buf = tin(ic, 0), c->pos = tin(ic, 2), c->src = tin(ic, 3);
+    if (!private_buffer(f, c->buf) || c->pos < 0 || c->src < 0) return false;
+    for (int32_t i = 0; i < f->g->nmuts; i++)
+        if (f->g->muts[i].buffer_vid == c->buf) return false;
+    take(m, f, ic);
+    return true;
+}
+
+/* index_put(buf, [None, None, pos], src) producing v, v being the buffer's
+ * one mutation (aten form). */
+static bool match_index_put(const fz *f, int32_t v, fz_cache *c, fz_match *m) {
+    const pt_node *ip = def_op(f, v, PETREL_OP_INDEX_PUT);
+    if (!ip) return false;
+    const pt_arg *ix = &ip->args[1];
+    if (ix->kind != PT_ARG_TENSORS || ix->n != 3 || ix->items[0].vid >= 0 || ix->items[1].vid >= 0 ||
+        ix->items[2].vid < 0 || !lit_is(ip, 3, 0))
+        return false;
+    c->buf = tin(ip, 0), c->pos = ix->items[2].vid, c->src = tin(ip, 2);
+    if (!private_buffer(f, c->buf) || c->src < 0 || val(f, c->src)->rank != 4) return false;
+    int nm = 0;
+    for (int32_t i = 0; i < f->g->nmuts; i++) {
+        const pt_mutation *mu = &f->g->muts[i];
+        if (mu->buffer_vid == c->buf && mu->value_vid != v) return false;
+        if (mu->value_vid == v && mu->buffer_vid != c->buf) return false;
+        nm += mu->value_vid == v;
+    }
+    if (nm != 1 || f->result[v] || m->ndrop == 2) return false;
+    m->drop_muts[m->ndrop++] = v;
+    take(m, f, ip);
+    return true;
+}
+
+/* Shared checks of the cache geometry: q (B, Hq, L, E), new k/v (B, Hkv,
+ * L, .), caches (B, Hkv, S, .), one position vector, Hq = Hkv * rep. */
+static bool cache_geometry(const fz *f, int32_t q, const fz_cache *k, const fz_cache *v, int64_t rep) {
+    if (k->pos != v->pos || k->buf == v->buf || q < 0) return false;
+    const pt_value *qv = val(f, q), *kb = val(f, k->buf), *vb = val(f, v->buf), *pv = val(f, k->pos);
+    const pt_value *ks = val(f, k->src), *vs = val(f, v->src);
+    if (qv->rank != 4 || ks->rank != 4 || vs->rank != 4 || pv->rank != 1 || pv->kind != PT_V_TENSOR ||
+        pt_dtype_is_float(pv->dtype) || pv->dtype == PETREL_DTYPE_BOOL)
+        return false;
+    int64_t b = lit_size(qv, 0), hq = lit_size(qv, 1), hkv = lit_size(kb, 1);
+    if (b < 1 || lit_size(kb, 0) != b || lit_size(vb, 0) != b || lit_size(ks, 0) != b || lit_size(vs, 0) != b)
+        return false;
+    if (hq < 1 || hkv < 1 || hq != hkv * rep || lit_size(vb, 1) != hkv || lit_size(ks, 1) != hkv ||
+        lit_size(vs, 1) != hkv || lit_size(kb, 3) != lit_size(qv, 3) || lit_size(kb, 2) != lit_size(vb, 2))
+        return false;
+    return is_float_tensor(qv) && is_float_tensor(kb) && is_float_tensor(vb);
+}
+
+static void sdpa_cache_args(fz_match *m, int32_t q, const fz_cache *k, const fz_cache *v, int32_t mask,
+                            bool has_scale, double scale, bool causal) {
+    m->op = PETREL_OP_PETREL_SDPA_CACHE;
+    put_tensor(m, q);
+    put_tensor(m, k->src);
+    put_tensor(m, v->src);
+    put_tensor(m, k->buf);
+    put_tensor(m, v->buf);
+    put_tensor(m, k->pos);
+    put_tensor(m, mask);
+    if (has_scale) put_float(m, scale);
+    else put_none(m);
+    put_bool(m, causal);
+}
+
+/* Export form, anchor: scaled_dot_product_attention. */
+static bool match_sdpa_export(const fz *f, int32_t si, fz_match *m) {
+    const pt_node *s = node(f, si);
+    if (s->op != PETREL_OP_SDPA || !lit_is(s, 4, 0)) return false;
+    double scale = 0, causal, gqa;
+    bool has_scale = !none_arg(s, 6);
+    if ((has_scale && !lit_num(s, 6, &scale)) || !lit_num(s, 5, &causal) || !lit_num(s, 7, &gqa)) return false;
+    int32_t mask = none_arg(s, 3) ? -1 : tin(s, 3);
+    if (!none_arg(s, 3) && mask < 0) return false;
+    int64_t rk, rv;
+    int32_t kc = match_repeat_kv(f, tin(s, 1), &rk, m), vc = match_repeat_kv(f, tin(s, 2), &rv, m);
+    fz_cache k, v;
+    if (rk != rv || !match_index_copy(f, kc, &k, m) || !match_index_copy(f, vc, &v, m)) return false;
+    int32_t q = tin(s, 0);
+    int64_t rep = rk;
+    if (rep == 1 && gqa != 0 && q >= 0 && lit_size(val(f, k.buf), 1) > 0)
+        rep = lit_size(val(f, q), 1) / lit_size(val(f, k.buf), 1); /* enable_gqa on the caches */
+    if (!cache_geometry(f, q, &k, &v, rep)) return false;
+    take(m, f, s);
+    m->final = si;
+    sdpa_cache_args(m, q, &k, &v, mask, has_scale, scale, causal != 0);
+    return true;
+}
+
+/* bmm operand: view(expand(x), (B*H, a, b)) of x (B, H, a, b), the expand
+ * changing nothing (it may be absent).  Returns x, or -1. */
+static int32_t match_bmm_operand(const fz *f, int32_t v, fz_match *m) {
+    const pt_node *vw = defn(f, v);
+    if (!vw || !is_view_op(vw->op)) return -1;
+    int32_t x = tin(vw, 0);
+    const pt_node *ex = def_op(f, x, PETREL_OP_EXPAND);
+    if (ex && tin(ex, 0) >= 0 && same_shape(val(f, tin(ex, 0)), val(f, x))) x = tin(ex, 0);
+    else ex = NULL;
+    const pt_value *xv = val(f, x), *ov = val(f, v);
+    int64_t b = lit_size(xv, 0), h = lit_size(xv, 1);
+    if (xv->rank != 4 || ov->rank != 3 || b < 1 || h < 1 || lit_size(ov, 0) != b * h ||
+        !dim_eq(&ov->shape[1], &xv->shape[2]) || !dim_eq(&ov->shape[2], &xv->shape[3]))
+        return -1;
+    take(m, f, vw);
+    if (ex) take(m, f, ex);
+    return x;
+}
+
+/* view(bmm_out (B*H, a, b), (B, H, a, b)) read by node r: true when r is
+ * that view. */
+static bool bmm_result_view(const fz *f, const pt_node *r, const pt_node *bmm) {
+    if (!r || !is_view_op(r->op) || tin(r, 0) != out0(bmm)) return false;
+    const pt_value *bv = val(f, out0(bmm)), *rv = val(f, out0(r));
+    int64_t b = lit_size(rv, 0), h = lit_size(rv, 1);
+    return bv->rank == 3 && rv->rank == 4 && b >= 1 && h >= 1 && lit_size(bv, 0) == b * h &&
+           dim_eq(&bv->shape[1], &rv->shape[2]) && dim_eq(&bv->shape[2], &rv->shape[3]);
+}
+
+/* x * a with a literal a (mul.Scalar, or mul.Tensor of a wrapped number). */
+static int32_t match_scaled(const fz *f, int32_t v, double *a, fz_match *m) {
+    const pt_node *n = defn(f, v);
+    if (!n || (n->op != PETREL_OP_MUL_SCALAR && n->op != PETREL_OP_MUL_TENSOR) || !lit_num(n, 1, a)) return -1;
+    take(m, f, n);
+    return tin(n, 0);
+}
+
+/* An optional float cast in front of v (the decomposition upcasts
+ * half-precision attention to float32). */
+static int32_t skip_cast(const fz *f, int32_t v, fz_match *m) {
+    const pt_node *c = defn(f, v);
+    int32_t src = cast_source(f, c);
+    if (src < 0) return v;
+    take(m, f, c);
+    return src;
+}
+
+/* Aten form, anchor: _softmax of the decomposed attention. */
+static bool match_sdpa_aten(const fz *f, int32_t si, fz_match *m) {
+    const pt_node *sm = node(f, si);
+    int32_t s2 = tin(sm, 0), p = out0(sm);
+    if (sm->op != PETREL_OP_SOFTMAX_ || s2 < 0 || p < 0 || val(f, s2)->rank != 4 ||
+        lit_dim_arg(sm, 1, 4) != 3 || !lit_is(sm, 2, 0))
+        return false;
+    take(m, f, sm);
+    /* the guard: where(!any(!(s2 == -inf), -1, keepdim), full_like(p, 0), p) */
+    if (nuse(f, p) != 2 || f->result[p] || f->nmut[p] || nuse(f, s2) != 2) return false;
+    const pt_node *fl = NULL, *wh = NULL;
+    for (int32_t u = f->ustart[p]; u < f->ustart[p + 1]; u++) {
+        const pt_node *n = node(f, f->users[u]);
+        if (n->op == PETREL_OP_FULL_LIKE) fl = n;
+        else if (n->op == PETREL_OP_WHERE_SELF) wh = n;
+    }
+    if (!fl || !wh || tin(fl, 0) != p || !lit_is(fl, 1, 0) || !none_arg(fl, 2) || tin(wh, 1) != out0(fl) ||
+        tin(wh, 2) != p)
+        return false;
+    const pt_node *n2 = def_op(f, tin(wh, 0), PETREL_OP_LOGICAL_NOT);
+    const pt_node *an = n2 ? def_op(f, tin(n2, 0), PETREL_OP_ANY_DIM) : NULL;
+    const pt_node *n1 = an ? def_op(f, tin(an, 0), PETREL_OP_LOGICAL_NOT) : NULL;
+    const pt_node *eq = n1 ? def_op(f, tin(n1, 0), PETREL_OP_EQ_SCALAR) : NULL;
+    if (!eq || tin(eq, 0) != s2 || !lit_is(eq, 1, -INFINITY) || lit_dim_arg(an, 1, 4) != 3 || !lit_is(an, 2, 1))
+        return false;
+    take(m, f, fl);
+    take(m, f, wh);
+    take(m, f, n2);
+    take(m, f, an);
+    take(m, f, n1);
+    take(m, f, eq);
+    /* scores: view(bmm(q', k')) [+ mask] */
+    int32_t s1 = s2, mask = -1;
+    const pt_node *ad = def_op(f, s2, PETREL_OP_ADD_TENSOR);
+    if (ad) {
+        if (!lit_is(ad, 2, 1)) return false;
+        for (int k = 0; k < 2; k++) {
+            const pt_node *d = defn(f, tin(ad, k));
+            if (d && is_view_op(d->op) && def_op(f, tin(d, 0), PETREL_OP_BMM)) s1 = tin(ad, k), mask = tin(ad, 1 - k);
+        }
+        /* an additive float mask (a bool one would add as 0/1) */
+        if (s1 == s2 || mask < 0 || !is_float_tensor(val(f, mask)) || !same_shape(val(f, s1), val(f, s2)))
+            return false;
+        take(m, f, ad);
+    }
+    const pt_node *sv = defn(f, s1);
+    const pt_node *b1 = sv ? def_op(f, tin(sv, 0), PETREL_OP_BMM) : NULL;
+    if (!b1 || !bmm_result_view(f, sv, b1)) return false;
+    take(m, f, sv);
+    take(m, f, b1);
+    double aq, ak;
+    int32_t qs = match_bmm_operand(f, tin(b1, 0), m), ks = match_bmm_operand(f, tin(b1, 1), m);
+    int32_t qc = qs >= 0 ? match_scaled(f, qs, &aq, m) : -1, kt = ks >= 0 ? match_scaled(f, ks, &ak, m) : -1;
+    const pt_node *pm = kt >= 0 ? def_op(f, kt, PETREL_OP_PERMUTE) : NULL;
+    int64_t perm[4];
+    if (qc < 0 || !pm || aq != ak || !(aq > 0) || lit_ints(pm, 1, perm, 4) != 4 || perm[0] != 0 || perm[1] != 1 ||
+        perm[2] != 3 || perm[3] != 2)
+        return false;
+    take(m, f, pm);
+    int32_t q = skip_cast(f, qc, m), k1 = skip_cast(f, tin(pm, 0), m);
+    /* output: view(bmm(p', v')) [-> cast back] */
+    const pt_node *pe = node(f, only_user(f, out0(wh)));
+    if (pe && pe->op == PETREL_OP_EXPAND) pe = node(f, only_user(f, out0(pe)));
+    const pt_node *b2 = pe ? node(f, only_user(f, out0(pe))) : NULL;
+    if (!b2 || b2->op != PETREL_OP_BMM || match_bmm_operand(f, tin(b2, 0), m) != out0(wh)) return false;
+    int32_t vs = match_bmm_operand(f, tin(b2, 1), m);
+    const pt_node *ov = node(f, only_user(f, out0(b2)));
+    if (vs < 0 || !bmm_result_view(f, ov, b2)) return false;
+    take(m, f, b2);
+    take(m, f, ov);
+    const pt_node *last = ov, *oc = cast_user(f, out0(ov));
+    if (oc) take(m, f, oc), last = oc;
+    int32_t v1 = skip_cast(f, vs, m);
+    /* the caches */
+    int64_t rk, rv;
+    int32_t kc = match_repeat_kv(f, k1, &rk, m), vc = match_repeat_kv(f, v1, &rv, m);
+    fz_cache k, v;
+    if (rk != rv || !match_index_put(f, kc, &k, m) || !match_index_put(f, vc, &v, m) ||
+        !cache_geometry(f, q, &k, &v, rk))
+        return false;
+    /* scores and output keep q's (batch, head) split */
+    const pt_value *qv = val(f, q);
+    for (int d = 0; d < 2; d++)
+        if (lit_size(val(f, s1), d) != lit_size(qv, d) || lit_size(val(f, out0(ov)), d) != lit_size(qv, d))
+            return false;
+    m->final = node_index(f, last);
+    sdpa_cache_args(m, q, &k, &v, mask, true, aq * aq, false);
+    return true;
+}
+
+/* ---- driver ------------------------------------------------------------------ */
+
+/* Replace the final node by the fused op, drop the other matched nodes and
+ * the buffer mutations the fused op performs itself.  False (graph
+ * unchanged) when memory runs out. */
+static bool apply(pt_graph *g, fz_match *m) {
+    bool *dead = pt_calloc((size_t)g->nnodes, sizeof *dead);
+    pt_arg *args = pt_calloc((size_t)m->nargs, sizeof *args);
+    if (!dead || !args || m->oom) {
+        pt_free(dead);
+        pt_free(args);
+        return false;
+    }
+    pt_node *fin = &g->nodes[m->final];
+    for (int a = 0; a < fin->nargs; a++) {
+        pt_free(fin->args[a].items);
+        pt_free(fin->args[a].str);
+    }
+    pt_free(fin->args);
+    memcpy(args, m->args, (size_t)m->nargs * sizeof *args);
+    fin->op = m->op;
+    fin->args = args;
+    fin->nargs = m->nargs;
+    m->nargs = 0; /* the node owns the items now */
+    int32_t w = 0;
+    for (int32_t i = 0; i < g->nmuts; i++) {
+        bool drop = false;
+        for (int d = 0; d < m->ndrop; d++) drop |= g->muts[i].value_vid == m->drop_muts[d];
+        if (!drop) g->muts[w++] = g->muts[i];
+    }
+    g->nmuts = w;
+    for (int k = 0; k < m->n; k++)
+        if (m->nodes[k] != m->final) dead[m->nodes[k]] = true;
+    pc_remove_nodes(g, dead);
+    pt_free(dead);
+    return true;
+}
+
+typedef bool (*fz_matcher)(const fz *f, int32_t anchor, fz_match *m);
+
+int pc_fuse(pt_graph *g) {
+    static const fz_matcher matchers[] = {match_rms_norm, match_aten_rms_norm, match_rope, match_sdpa_export,
+                                          match_sdpa_aten};
+    int fused = 0;
+    for (size_t k = 0; k < sizeof matchers / sizeof matchers[0]; k++) {
+        fz f;
+        if (!fz_build(&f, g)) return fused;
+        for (int32_t i = 0; i < g->nnodes; i++) {
+            fz_match m;
+            memset(&m, 0, sizeof m);
+            m.final = -1;
+            bool ok = matchers[k](&f, i, &m) && match_closed(&f, &m) && apply(g, &m);
+            match_free(&m);
+            if (!ok) continue;
+            fused++;
+            /* nodes moved: index again and rescan */
+            fz_free(&f);
+            if (!fz_build(&f, g)) return fused;
+            i = -1;
+        }
+        fz_free(&f);
+    }
+    return fused;
+}
