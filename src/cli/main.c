@@ -26,10 +26,20 @@ static const char usage[] =
     "  tokenize --tokenizer TOKENIZER.json --decode [--keep-special]\n"
     "        print the text of the token ids on stdin (special tokens left out\n"
     "        unless --keep-special); TOKENIZER may be gzip-compressed\n"
+    "  generate -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
+    "           [--repeat-penalty R] [--presence-penalty P] [--repeat-last-n N] [--seed S]\n"
+    "           [--stop STR]... [--ignore-eos] [--raw | --chat [--system TEXT]] [--backend cpu|cuda]\n"
+    "        continue PROMPT with an exported LM (python/petrel_export.py) and print the text;\n"
+    "        stats on stderr.  -n -1 (default): until the end of text or the KV cache is full;\n"
+    "        --temp 0: greedy; defaults --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, a fresh\n"
+    "        seed per run; --raw: no BOS/special tokens added; --chat: use the chat template\n"
+    "  chat -m MODEL [--system TEXT] [--stats] [sampling flags as for generate]\n"
+    "        talk with a chat model: one message per line; /reset starts over, /exit quits\n"
     "  help  print this text\n"
     "\n"
     "example:\n"
-    "  petrel run model.pt2 --inputs in.safetensors --outputs out.safetensors\n";
+    "  petrel run model.pt2 --inputs in.safetensors --outputs out.safetensors\n"
+    "  petrel generate -m model.pt2 -p \"Once upon a time\" -n 64\n";
 
 int cli_error(const char *fmt, ...) {
     va_list ap;
@@ -52,6 +62,8 @@ int main(int argc, char **argv) {
     if (!strcmp(verb, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(verb, "show")) return cmd_show(argc - 2, argv + 2);
     if (!strcmp(verb, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(verb, "generate")) return cmd_generate(argc - 2, argv + 2);
+    if (!strcmp(verb, "chat")) return cmd_chat(argc - 2, argv + 2);
     if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
         fputs(usage, stdout);
         return 0;
