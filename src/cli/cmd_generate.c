@@ -19,7 +19,37 @@
 typedef struct out_state {
     size_t bytes;     /* written to stdout */
     char last;        /* the last byte written */
+    int32_t *ids;     /* generated ids, kept for --ids-out */
+    size_t n, cap;
+    bool oom;
 } out_state;
+
+static void collect_id(int32_t token, void *user) {
+    out_state *o = user;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 256;
+        int32_t *v = realloc(o->ids, cap * sizeof *v);
+        if (!v) {
+            o->oom = true;
+            return;
+        }
+        o->ids = v;
+        o->cap = cap;
+    }
+    o->ids[o->n++] = token;
+}
+
+/* Write the generated ids, space-separated, one line. */
+static int write_ids(const char *path, const out_state *o) {
+    FILE *f = fopen(path, "w");
+    if (!f || o->oom) {
+        if (f) fclose(f);
+        return -1;
+    }
+    for (size_t i = 0; i < o->n; i++) fprintf(f, "%s%d", i ? " " : "", o->ids[i]);
+    fputc('\n', f);
+    return fclose(f) == 0 ? 0 : -1;
+}
 
 static bool print_text(const char *text, size_t len, void *user) {
     out_state *o = user;
@@ -38,6 +68,7 @@ int cmd_generate(int argc, char **argv) {
     const char *prompt = NULL, *system = NULL, *stops[MAX_STOP];
     int n_stop = 0;
     bool raw = false, chat = false, ignore_eos = false;
+    const char *ids_out = NULL;
     for (int i = 0; i < argc; i++) {
         int r = cli_llm_flag(&f, "generate", argc, argv, &i);
         if (r < 0) return 1;
@@ -58,6 +89,9 @@ int cmd_generate(int argc, char **argv) {
             chat = true;
         } else if (!strcmp(a, "--ignore-eos")) {
             ignore_eos = true;
+        } else if (!strcmp(a, "--ids-out")) {
+            if (i + 1 >= argc) return cli_error("generate: --ids-out needs a file name");
+            ids_out = argv[++i];
         } else if (a[0] == '-' && a[1]) {
             return cli_error("generate: unknown option '%s' (see 'petrel help')", a);
         } else {
@@ -100,6 +134,7 @@ int cmd_generate(int argc, char **argv) {
 
     out_state o = {0};
     petrel_llm_gen_params gp = petrel_llm_gen_default_params();
+    if (ids_out) gp.on_token = collect_id;
     gp.max_new_tokens = f.max_new;
     gp.stop_strings = stops;
     gp.n_stop_strings = n_stop;
@@ -113,12 +148,14 @@ int cmd_generate(int argc, char **argv) {
     if (o.bytes && o.last != '\n') fputc('\n', stdout);
     if (fflush(stdout) != 0 || ferror(stdout)) rc = cli_error("generate: write error on stdout");
     else if (st != PETREL_OK) rc = cli_error("%s", petrel_llm_error(llm));
+    else if (ids_out && write_ids(ids_out, &o) != 0) rc = cli_error("generate: cannot write '%s'", ids_out);
     else
         fprintf(stderr,
                 "prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | first token %.0f ms | "
                 "stop: %s | seed %" PRIu64 "\n",
                 s.prompt_tokens, s.prefill_tok_s, s.generated_tokens, s.decode_tok_s, s.ttft_s * 1e3,
                 petrel_llm_stop_str(s.stop), f.sampling.seed);
+    free(o.ids);
     petrel_llm_free(llm);
     return rc;
 }

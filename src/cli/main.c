@@ -28,7 +28,7 @@ static const char usage[] =
     "        unless --keep-special); TOKENIZER may be gzip-compressed\n"
     "  generate -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
     "           [--repeat-penalty R] [--presence-penalty P] [--repeat-last-n N] [--seed S]\n"
-    "           [--stop STR]... [--ignore-eos] [--raw | --chat [--system TEXT]] [--backend cpu|cuda]\n"
+    "           [--stop STR]... [--ignore-eos] [--ids-out FILE] [--raw | --chat [--system TEXT]] [--backend cpu|cuda]\n"
     "        continue PROMPT with an exported LM (python/petrel_export.py) and print the text;\n"
     "        stats on stderr.  -n -1 (default): until the end of text or the KV cache is full;\n"
     "        --temp 0: greedy; defaults --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, a fresh\n"

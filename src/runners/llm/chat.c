@@ -136,7 +136,30 @@ static void add_msg(sbuf *b, const char *s, bool trim) {
     add(b, s, n);
 }
 
+/* The default system message a ChatML template writes when the
+ * conversation has none (SmolLM2: "You are a helpful AI assistant named
+ * SmolLM, ..."), copied into buf; false when the template has no literal
+ * default (Qwen3 writes the caller's system message only). */
+static bool chatml_default_system(const char *tmpl, char *buf, size_t cap) {
+    const char *key = "<|im_start|>system\n";
+    const char *p = tmpl ? strstr(tmpl, key) : NULL;
+    if (!p) return false;
+    p += strlen(key);
+    const char *end = strstr(p, "<|im_end|>");
+    if (!end || (size_t)(end - p) >= cap || end == p) return false;
+    for (const char *q = p; q < end; q++)
+        if (*q == '\'' || *q == '{' || *q == '}' || *q == '+') return false; /* an expression, not text */
+    memcpy(buf, p, (size_t)(end - p));
+    buf[end - p] = 0;
+    return true;
+}
+
 static const chat_template *pick(const petrel_llm_info *info) {
+    /* The model's own template decides the markup: a Llama-architecture
+     * model may well be a ChatML chat model (SmolLM2). */
+    if (info->chat_template && strstr(info->chat_template, "<|im_start|>")) return &qwen3;
+    if (info->chat_template && strstr(info->chat_template, "<|start_header_id|>")) return &llama3;
+    if (info->chat_template && strstr(info->chat_template, "<start_of_turn>")) return &gemma3;
     switch (info->family) {
     case PETREL_LLM_FAMILY_LLAMA: return &llama3;
     case PETREL_LLM_FAMILY_QWEN3:
@@ -161,6 +184,9 @@ petrel_status petrel_llm_chat_prompt(petrel_llm_t *llm, const char *system, cons
     PT_TRY(petrel_llm_get_info(&info, llm));
     const chat_template *t = pick(&info);
     bool first = info.position == 0 && info.pending_token < 0;
+    char default_system[512];
+    if (!system && t == &qwen3 && chatml_default_system(info.chat_template, default_system, sizeof default_system))
+        system = default_system;
     sbuf b = {0};
     if (first) {
         const char *bos = info.bos_id >= 0 ? petrel_tokenizer_id_to_token(petrel_llm_tokenizer(llm), info.bos_id) : NULL;
