@@ -4,7 +4,7 @@
 #   make test       build and run every test (ctest)
 #   make test-torch export fresh models with torch and compare live
 #   make test-asan  the test suite under AddressSanitizer + UBSan
-#   make demo       run a bundled exported model and print its outputs
+#   make demo       generate text with a real small LLM (SmolLM2-135M) on the CPU
 #   make clean
 
 BUILD ?= build
@@ -27,7 +27,8 @@ test: all
 
 test-torch: all
 	@venv=$$(./scripts/setup_venv.sh) && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/run_live.py \
-	  && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/test_tokenizer_hf.py --count 10
+	  && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/test_tokenizer_hf.py --count 10 \
+	  && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/test_real_model.py
 
 test-asan: deps
 	@test -f $(BUILD)-asan/CMakeCache.txt || cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DPETREL_SANITIZE=ON
