@@ -129,14 +129,33 @@ static void cache_write(const pt_tensor *cache, const pt_tensor *src, const int6
                 }
 }
 
-/* Load the (rows, cols) matrix t[b, h] into row-major doubles. */
-static void load_mat(const pt_tensor *t, int64_t b, int64_t h, double *dst) {
-    int64_t rows = t->shape[2], cols = t->shape[3];
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++) {
-            int64_t idx[4] = {b, h, i, j};
-            dst[i * cols + j] = pt_load_f64(pt_at(t, idx), t->dtype);
+/* Load the first `rows` rows of the matrix t[b, h] (rows, cols) into
+ * row-major doubles; f32 rows contiguous along cols take a direct path. */
+static void load_mat(const pt_tensor *t, int64_t b, int64_t h, int64_t rows, double *dst) {
+    int64_t cols = t->shape[3];
+    for (int64_t i = 0; i < rows; i++) {
+        int64_t idx[4] = {b, h, i, 0};
+        const uint8_t *row = pt_at(t, idx);
+        if (t->dtype == PETREL_DTYPE_F32 && t->stride[3] == 1) {
+            const float *f = (const float *)row;
+            for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = f[j];
+            continue;
         }
+        for (int64_t j = 0; j < cols; j++)
+            dst[i * cols + j] = pt_load_f64(row + j * t->stride[3] * (int64_t)pt_elsize(t), t->dtype);
+    }
+}
+
+/* Is cache column j excluded for query row (b, h, i)?  Only exact
+ * exclusions count (causal, a false bool mask, a -inf float mask): such a
+ * column adds exp(-inf) = 0 to the softmax, so skipping it is exact. */
+static bool col_excluded(const pt_tensor *m, bool has_mask, bool mbool, bool causal, int64_t b, int64_t h,
+                         int64_t i, int64_t j) {
+    if (causal && j > i) return true;
+    if (!has_mask) return false;
+    int64_t mi[4] = {b, h, i, j};
+    const uint8_t *mp = pt_at(m, mi);
+    return mbool ? !*mp : pt_load_f64(mp, m->dtype) == -INFINITY;
 }
 
 static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
@@ -192,16 +211,28 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     bool causal = pk_bool(ex, n, 8);
     bool mbool = mask && mask->dtype == PETREL_DTYPE_BOOL;
     int64_t group = Hq / Hkv, es = (int64_t)pt_elsize(out);
+    /* Columns past the last one any row can see add exactly nothing: a
+     * static cache is mostly empty while a conversation is short, so only
+     * the used prefix is loaded and attended (the results are identical). */
+    int64_t used = (mask || causal) ? 0 : S;
+    for (int64_t b = 0; b < B && used < S; b++)
+        for (int64_t h = 0; h < Hq && used < S; h++)
+            for (int64_t i = 0; i < L && used < S; i++)
+                for (int64_t j = S - 1; j >= used; j--)
+                    if (!col_excluded(&m, mask != NULL, mbool, causal, b, h, i, j)) {
+                        used = j + 1;
+                        break;
+                    }
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < Hq; h++) {
-            load_mat(q, b, h, qd);
+            load_mat(q, b, h, L, qd);
             if (h % group == 0) { /* the next cache head */
-                load_mat(kc, b, h / group, kd);
-                load_mat(vc, b, h / group, vd);
+                load_mat(kc, b, h / group, used, kd);
+                load_mat(vc, b, h / group, used, vd);
             }
             for (int64_t i = 0; i < L; i++) {
                 double mx = -INFINITY;
-                for (int64_t j = 0; j < S; j++) {
+                for (int64_t j = 0; j < used; j++) {
                     double s = 0.0;
                     for (int64_t e = 0; e < E; e++) s += qd[i * E + e] * kd[j * E + e];
                     s *= scale;
@@ -221,8 +252,8 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
                 for (int64_t e = 0; e < Ev; e++) acc[e] = 0.0;
                 if (mx != -INFINITY) { /* a fully masked row stays 0 */
                     double sum = 0.0;
-                    for (int64_t j = 0; j < S; j++) sum += (sc[j] = exp(sc[j] - mx));
-                    for (int64_t j = 0; j < S; j++) {
+                    for (int64_t j = 0; j < used; j++) sum += (sc[j] = exp(sc[j] - mx));
+                    for (int64_t j = 0; j < used; j++) {
                         double p = sc[j] / sum;
                         for (int64_t e = 0; e < Ev; e++) acc[e] += p * vd[j * Ev + e];
                     }
