@@ -106,6 +106,9 @@ typedef struct petrel_tensor_desc {
 
 /** Number of elements of a descriptor (1 for rank 0). */
 PETREL_API int64_t petrel_tensor_numel(const petrel_tensor_desc *t);
+/** Element i (row-major) of a tensor as a double (half floats widened,
+ *  bools 0/1). */
+PETREL_API double petrel_tensor_get_f64(const petrel_tensor_desc *t, int64_t i);
 
 /* ---- logging ------------------------------------------------------------ */
 

@@ -35,6 +35,11 @@ int64_t petrel_tensor_numel(const petrel_tensor_desc *t) {
     return n;
 }
 
+double petrel_tensor_get_f64(const petrel_tensor_desc *t, int64_t i) {
+    if (!t || !t->data || !pt_dtype_valid((int)t->dtype)) return 0.0;
+    return pt_load_f64((const uint8_t *)t->data + (size_t)i * pt_dtype_traits_table[t->dtype].size, t->dtype);
+}
+
 /* ---- half precision ----------------------------------------------------- */
 
 float pt_f16_to_f32(uint16_t h) {

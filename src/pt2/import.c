@@ -374,6 +374,8 @@ static petrel_status parse_inputs(ctx *c, json_t *sig) {
             if (vid < 0 || !json_is_string(fqn) || c->g->values[vid].kind != PT_V_TENSOR)
                 return FAIL(c, PETREL_ERR_FORMAT, "model.json: signature.input_specs[%zu] (%s) names no tensor value", i, tag);
             pt_value *v = &c->g->values[vid];
+            if (c->defined_at[vid] != INT32_MAX)
+                return FAIL(c, PETREL_ERR_FORMAT, "model.json: signature.input_specs[%zu]: '%s' is bound twice", i, v->name);
             bool constants = !strcmp(tag, "tensor_constant");
             if (!strcmp(tag, "buffer")) {
                 json_t *pers = json_object_get(p, "persistent");
@@ -394,6 +396,9 @@ static petrel_status parse_inputs(ctx *c, json_t *sig) {
             if (vid < 0)
                 return FAIL(c, PETREL_ERR_UNSUPPORTED, "model.json: signature.input_specs[%zu]: user input of kind '%s' is not supported",
                             i, at ? at : "?");
+            if (c->defined_at[vid] != INT32_MAX)
+                return FAIL(c, PETREL_ERR_FORMAT, "model.json: signature.input_specs[%zu]: '%s' is bound twice", i,
+                            c->g->values[vid].name);
             c->g->values[vid].src = PT_SRC_USER_INPUT;
             c->defined_at[vid] = -1;
             c->g->inputs[c->g->ninputs++] = vid;

@@ -4,11 +4,7 @@
 ** payload's offset in the mapped file (weights are used in place, never
 ** copied), which those libraries do not expose for stored entries.
 */
-#include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "zip.h"
 
@@ -90,7 +86,6 @@ static petrel_status apply_zip64_extra(const uint8_t *x, uint64_t xlen, uint64_t
 
 petrel_status pz_open_memory(pz_archive *z, const uint8_t *m, uint64_t size, pt_err *err) {
     memset(z, 0, sizeof *z);
-    z->fd = -1;
     z->map = m;
     z->map_size = size;
     uint64_t cd_off = 0, cd_size = 0, count = 0;
@@ -143,26 +138,11 @@ petrel_status pz_open_memory(pz_archive *z, const uint8_t *m, uint64_t size, pt_
 }
 
 petrel_status pz_open(pz_archive *z, const char *path, pt_err *err) {
+    pt_mapping m;
     memset(z, 0, sizeof *z);
-    z->fd = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pt_fail(err, PETREL_ERR_IO, "cannot open '%s': %m", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return pt_fail(err, PETREL_ERR_IO, "'%s' is not a regular file", path);
-    }
-    if (st.st_size == 0) {
-        close(fd);
-        return pt_fail(err, PETREL_ERR_FORMAT, "'%s' is empty", path);
-    }
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-        close(fd);
-        return pt_fail(err, PETREL_ERR_IO, "cannot map '%s': %m", path);
-    }
-    petrel_status s = pz_open_memory(z, m, (uint64_t)st.st_size, err);
-    z->fd = fd;
+    PT_TRY(pt_map_file(&m, path, err));
+    petrel_status s = pz_open_memory(z, m.data, m.size, err);
+    z->owns_map = true; /* pz_close unmaps it, also after a failure */
     if (s != PETREL_OK) pz_close(z);
     return s;
 }
@@ -171,12 +151,11 @@ void pz_close(pz_archive *z) {
     if (!z) return;
     for (int32_t i = 0; i < z->n; i++) pt_free(z->entries[i].name);
     pt_free(z->entries);
-    if (z->fd > 0 && z->map) { /* a zeroed (never opened) archive has fd 0 and no map */
-        munmap((void *)z->map, (size_t)z->map_size);
-        close(z->fd);
+    if (z->owns_map) {
+        pt_mapping m = {z->map, z->map_size};
+        pt_unmap_file(&m);
     }
     memset(z, 0, sizeof *z);
-    z->fd = -1;
 }
 
 const pz_entry *pz_find(const pz_archive *z, const char *name) {

@@ -19,7 +19,7 @@ typedef struct pz_entry {
 typedef struct pz_archive {
     const uint8_t *map;    /* whole file */
     uint64_t map_size;
-    int fd;
+    bool owns_map;         /* pz_open mapped it; pz_close unmaps it */
     int32_t n;
     pz_entry *entries;
 } pz_archive;

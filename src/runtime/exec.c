@@ -45,6 +45,21 @@ static void release_value(pt_rvalue *v) {
     v->kind = PT_V_NONE;
 }
 
+/* Describe a row-major tensor over storage `s` (from its start). */
+static void set_contiguous(pt_tensor *t, petrel_dtype dt, int rank, const int64_t *shape, pt_storage *s) {
+    memset(t, 0, sizeof *t);
+    t->dtype = dt;
+    t->rank = rank;
+    int64_t st = 1;
+    for (int i = rank - 1; i >= 0; i--) {
+        t->shape[i] = shape[i];
+        t->stride[i] = st;
+        st *= shape[i] > 0 ? shape[i] : 1;
+    }
+    t->storage = s;
+    t->data = s->data;
+}
+
 /* A contiguous tensor over fresh storage. */
 static petrel_status new_tensor(pt_tensor *t, petrel_dtype dt, int rank, const int64_t *shape, pt_err *err) {
     int64_t n = 1;
@@ -57,17 +72,7 @@ static petrel_status new_tensor(pt_tensor *t, petrel_dtype dt, int rank, const i
         return pt_fail(err, PETREL_ERR_NOMEM, "tensor of %" PRId64 " elements is too large", n);
     pt_storage *s = pt_storage_new(bytes);
     if (!s) return pt_fail(err, PETREL_ERR_NOMEM, "out of memory allocating %" PRId64 " bytes", bytes);
-    memset(t, 0, sizeof *t);
-    t->dtype = dt;
-    t->rank = rank;
-    int64_t st = 1;
-    for (int i = rank - 1; i >= 0; i--) {
-        t->shape[i] = shape[i];
-        t->stride[i] = st;
-        st *= shape[i] > 0 ? shape[i] : 1;
-    }
-    t->storage = s;
-    t->data = s->data;
+    set_contiguous(t, dt, rank, shape, s);
     return PETREL_OK;
 }
 
@@ -171,7 +176,7 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
         /* buffer: contiguous private copy + a pristine copy for reset */
         int64_t shape[PETREL_MAX_RANK];
         for (int d = 0; d < v->rank; d++) shape[d] = v->shape[d].lit;
-        pt_tensor st, init;
+        pt_tensor st = {0}, init = {0};
         petrel_status e1 = new_tensor(&st, v->dtype, v->rank, shape, err);
         if (e1 != PETREL_OK) { pt_storage_release(s); pt_exec_free(ex); return e1; }
         e1 = new_tensor(&init, v->dtype, v->rank, shape, err);
@@ -258,7 +263,7 @@ petrel_status pt_exec_set_input(pt_exec *ex, int i, const petrel_tensor_desc *t)
                                v->name, d, got, s->min, s->max == INT64_MAX ? INT64_MAX : s->max);
         }
     }
-    pt_tensor nt;
+    pt_tensor nt = {0};
     PT_TRY(new_tensor(&nt, t->dtype, t->rank, t->shape, ex->err));
     memcpy(nt.data, t->data, (size_t)(pt_numel(&nt) * (int64_t)petrel_dtype_size(t->dtype)));
     release_value(&ex->vals[vid]);
@@ -633,18 +638,7 @@ petrel_status pk_out_alloc_dtype(pt_exec *ex, const pt_node *n, int k, petrel_dt
     if (ok && !pt_mul_ok(numel, (int64_t)petrel_dtype_size(dt), &bytes)) bytes = -1;
     if (bytes >= 0 && ex->plan.offset[vid] >= 0 && bytes <= ex->plan.size[vid]) {
         /* the planned arena slot: no allocation */
-        pt_tensor *t = &slot->t;
-        memset(t, 0, sizeof *t);
-        t->dtype = dt;
-        t->rank = rank;
-        int64_t st = 1;
-        for (int i = rank - 1; i >= 0; i--) {
-            t->shape[i] = shape[i];
-            t->stride[i] = st;
-            st *= shape[i] > 0 ? shape[i] : 1;
-        }
-        t->storage = &ex->astor[vid];
-        t->data = ex->astor[vid].data;
+        set_contiguous(&slot->t, dt, rank, shape, &ex->astor[vid]);
     } else {
         ex->heap_allocs++;
         PT_TRY(new_tensor(&slot->t, dt, rank, shape, ex->err));

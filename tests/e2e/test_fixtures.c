@@ -17,27 +17,8 @@
 
 #include "petrel.h"
 
-/* Load element i of a contiguous tensor as double. */
-static double load(const petrel_tensor_desc *t, int64_t i) {
-    const uint8_t *p = (const uint8_t *)t->data + (size_t)i * petrel_dtype_size(t->dtype);
-    switch (t->dtype) {
-    case PETREL_DTYPE_F32: { float x; memcpy(&x, p, 4); return x; }
-    case PETREL_DTYPE_F64: { double x; memcpy(&x, p, 8); return x; }
-    case PETREL_DTYPE_F16: {
-        uint16_t h; memcpy(&h, p, 2);
-        int e = (h >> 10) & 31, m = h & 1023;
-        double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
-        return (h & 0x8000) ? -v : v;
-    }
-    case PETREL_DTYPE_BF16: { uint16_t h; memcpy(&h, p, 2); uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
-    case PETREL_DTYPE_I64: { int64_t x; memcpy(&x, p, 8); return (double)x; }
-    case PETREL_DTYPE_I32: { int32_t x; memcpy(&x, p, 4); return x; }
-    case PETREL_DTYPE_I16: { int16_t x; memcpy(&x, p, 2); return x; }
-    case PETREL_DTYPE_I8: return *(const int8_t *)p;
-    case PETREL_DTYPE_U8: case PETREL_DTYPE_BOOL: return *p;
-    default: return NAN;
-    }
-}
+/* Element i of a contiguous tensor as double. */
+static double load(const petrel_tensor_desc *t, int64_t i) { return petrel_tensor_get_f64(t, i); }
 
 static bool is_float(petrel_dtype d) {
     return d == PETREL_DTYPE_F32 || d == PETREL_DTYPE_F64 || d == PETREL_DTYPE_F16 || d == PETREL_DTYPE_BF16;

@@ -2,7 +2,9 @@
 ** fuzz_safetensors.c -- fuzz target: parse arbitrary bytes as a
 ** safetensors file (header JSON, dtypes, shapes, offsets).
 */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create */
+#endif
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
