@@ -435,10 +435,15 @@ petrel_status tk_bpe_encode(tk_bpe *b, const char *s, size_t n, tk_ids *out, pt_
     if (cacheable) {
         h = tk_hash(s, n) | 1; /* 0 marks an empty slot */
         tk_cache_slot *e = cache_find(b, h, s, n);
-        if (e->hash) return tk_ids_append(out, b->cache_vals.p + e->val_off, e->val_n) ? PETREL_OK : OOM(err);
+        if (e->hash) {
+            /* a word may encode to no ids at all (every byte unknown and
+             * dropped): then there is nothing to append, and no array */
+            if (e->val_n == 0) return PETREL_OK;
+            return tk_ids_append(out, b->cache_vals.p + e->val_off, e->val_n) ? PETREL_OK : OOM(err);
+        }
     }
     size_t start = out->n;
     PT_TRY(merge_word(b, s, n, out, err));
-    if (cacheable) cache_put(b, h, s, n, out->p + start, out->n - start);
+    if (cacheable) cache_put(b, h, s, n, out->n > start ? out->p + start : NULL, out->n - start);
     return PETREL_OK;
 }
