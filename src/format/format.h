@@ -65,6 +65,11 @@ typedef struct pf_extra {
     uint64_t size;
 } pf_extra;
 
+/* Test hook for fuzzing: when set, pf_read skips checksum comparisons so
+ * mutated files reach the deeper checks (every bound and id is still
+ * verified).  Never set outside fuzz targets. */
+PT_HIDDEN extern bool pf_fuzz_skip_checksums;
+
 /* True when `buf` starts like a program file (magic only). */
 PT_HIDDEN bool pf_is_program(const uint8_t *buf, uint64_t size);
 
