@@ -13,6 +13,11 @@
 #include "ir.h"
 
 #define ALIGN 64
+/* A slot larger than this, or past the arena cap, is left to the heap: a
+ * dynamic dimension exported with a huge upper bound must not make every
+ * load reserve memory for the largest possible call. */
+#define MAX_SLOT ((int64_t)512 << 20)
+#define MAX_ARENA ((int64_t)2 << 30)
 
 static int32_t find(int32_t *parent, int32_t x) {
     while (parent[x] != x) {
@@ -115,7 +120,7 @@ petrel_status pt_plan_memory(const pt_graph *g, pt_plan *plan, pt_err *err) {
         const pt_value *v = &g->values[i];
         if (v->src != PT_SRC_NODE || v->kind != PT_V_TENSOR || def[i] < 0) continue;
         int64_t b = max_bytes(g, v, symmax);
-        if (b < 0) {
+        if (b < 0 || b > MAX_SLOT) {
             plan->unplanned++;
             continue;
         }
@@ -143,6 +148,11 @@ petrel_status pt_plan_memory(const pt_graph *g, pt_plan *plan, pt_err *err) {
         for (int32_t k = 0; k < nb; k++) {
             if (busy[k].off >= off + c->size) break; /* the gap before it fits */
             if (busy[k].off + busy[k].size > off) off = busy[k].off + busy[k].size;
+        }
+        if (off + c->size > MAX_ARENA) { /* over the cap: this one goes to the heap */
+            plan->size[c->vid] = 0;
+            plan->unplanned++;
+            continue;
         }
         plan->offset[c->vid] = off;
         if (off + c->size > plan->arena_bytes) plan->arena_bytes = off + c->size;

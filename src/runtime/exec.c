@@ -15,6 +15,9 @@
 
 /* ---- storage ------------------------------------------------------------ */
 
+/* Largest weight made of zeros when the archive stored no bytes for it. */
+#define PT_MAX_ZERO_FILL ((int64_t)1 << 30)
+
 pt_storage *pt_storage_new(int64_t nbytes) {
     pt_storage *s = pt_calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -105,9 +108,8 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
     ex->kernels = pt_calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *ex->kernels);
     ex->symv = pt_calloc((size_t)(g->nsyms ? g->nsyms : 1), sizeof *ex->symv);
     ex->state = pt_calloc(nv, sizeof *ex->state);
-    ex->state_init = pt_calloc(nv, sizeof *ex->state_init);
     ex->input_set = pt_calloc((size_t)(g->ninputs ? g->ninputs : 1), sizeof *ex->input_set);
-    if (!ex->vals || !ex->last_use || !ex->kernels || !ex->symv || !ex->state || !ex->state_init ||
+    if (!ex->vals || !ex->last_use || !ex->kernels || !ex->symv || !ex->state ||
         !ex->input_set) {
         pt_exec_free(ex);
         return pt_fail(err, PETREL_ERR_NOMEM, "out of memory preparing the program");
@@ -159,9 +161,18 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
             s->data = (uint8_t *)v->data; /* never written: weights are read-only views */
             s->nbytes = v->data_bytes;
         } else {
-            int64_t n = 1, b;
-            for (int d = 0; d < v->rank; d++) n *= v->shape[d].lit;
-            if (!pt_mul_ok(n + v->storage_offset, (int64_t)petrel_dtype_size(v->dtype), &b)) goto nomem;
+            /* torch stores fake/empty storages as 0-byte files and loads
+             * zeros; the size then comes from the metadata alone, so it is
+             * bounded here rather than trusted */
+            int64_t n = 1, b = 0;
+            bool ok = true;
+            for (int d = 0; ok && d < v->rank; d++) ok = pt_mul_ok(n, v->shape[d].lit, &n);
+            ok = ok && pt_add_ok(n, v->storage_offset, &n) && pt_mul_ok(n, (int64_t)petrel_dtype_size(v->dtype), &b);
+            if (!ok || b > PT_MAX_ZERO_FILL) {
+                pt_exec_free(ex);
+                return pt_fail(err, PETREL_ERR_FORMAT, "'%s' has no stored bytes and a size too large to fill with zeros",
+                               v->fqn ? v->fqn : v->name);
+            }
             s = pt_storage_new(b);
             if (!s) goto nomem;
             memset(s->data, 0, (size_t)b);
@@ -173,19 +184,16 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
             ex->vals[i].t = w;
             continue;
         }
-        /* buffer: contiguous private copy + a pristine copy for reset */
+        /* buffer: a contiguous private copy (the load-time values stay in
+         * the mapping, where a reset reads them again) */
         int64_t shape[PETREL_MAX_RANK];
         for (int d = 0; d < v->rank; d++) shape[d] = v->shape[d].lit;
-        pt_tensor st = {0}, init = {0};
+        pt_tensor st = {0};
         petrel_status e1 = new_tensor(&st, v->dtype, v->rank, shape, err);
         if (e1 != PETREL_OK) { pt_storage_release(s); pt_exec_free(ex); return e1; }
-        e1 = new_tensor(&init, v->dtype, v->rank, shape, err);
-        if (e1 != PETREL_OK) { pt_storage_release(st.storage); pt_storage_release(s); pt_exec_free(ex); return e1; }
         pt_copy_into(&st, &w);
-        pt_copy_into(&init, &w);
         pt_storage_release(s);
         ex->state[i] = st;
-        ex->state_init[i] = init.storage;
         ex->vals[i].kind = PT_V_TENSOR;
         ex->vals[i].t = st;
         st.storage->refs++; /* the state slot's own reference */
@@ -203,8 +211,6 @@ void pt_exec_free(pt_exec *ex) {
         for (int32_t i = 0; i < g->nvalues; i++) release_value(&ex->vals[i]);
     if (ex->state)
         for (int32_t i = 0; i < g->nvalues; i++) pt_storage_release(ex->state[i].storage);
-    if (ex->state_init)
-        for (int32_t i = 0; i < g->nvalues; i++) pt_storage_release(ex->state_init[i]);
     for (int32_t i = 0; i < ex->nspill; i++) pt_free(ex->spill[i]);
     pt_free(ex->spill);
     pt_free(ex->scr);
@@ -216,7 +222,6 @@ void pt_exec_free(pt_exec *ex) {
     pt_free(ex->kernels);
     pt_free(ex->symv);
     pt_free(ex->state);
-    pt_free(ex->state_init);
     pt_free(ex->input_set);
     memset(ex, 0, sizeof *ex);
 }
@@ -462,9 +467,16 @@ petrel_status pt_exec_run(pt_exec *ex) {
 petrel_status pt_exec_reset_state(pt_exec *ex) {
     const pt_graph *g = ex->g;
     for (int32_t i = 0; i < g->nvalues; i++) {
-        if (g->values[i].src != PT_SRC_BUFFER) continue;
-        memcpy(ex->state[i].data, ex->state_init[i]->data,
-               (size_t)(pt_numel(&ex->state[i]) * (int64_t)pt_elsize(&ex->state[i])));
+        const pt_value *v = &g->values[i];
+        if (v->src != PT_SRC_BUFFER) continue;
+        if (!v->data) { /* stored as an empty file: zeros */
+            memset(ex->state[i].data, 0, (size_t)(pt_numel(&ex->state[i]) * (int64_t)pt_elsize(&ex->state[i])));
+            continue;
+        }
+        pt_storage src = {.refs = 1, .is_static = true, .data = (uint8_t *)v->data, .nbytes = v->data_bytes};
+        pt_tensor w;
+        weight_view(v, &w, &src);
+        pt_copy_into(&ex->state[i], &w);
     }
     return PETREL_OK;
 }

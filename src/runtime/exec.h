@@ -17,7 +17,6 @@ struct pt_exec {
     pt_kernel_fn *kernels;    /* (nnodes) resolved at load */
     int64_t *symv;            /* (nsyms) bound symbol values; INT64_MIN = unknown */
     pt_tensor *state;         /* (nvalues) persistent tensors of BUFFER values */
-    pt_storage **state_init;  /* (nvalues) load-time copies for reset */
     bool *input_set;          /* (ninputs) */
     int32_t cur_node;
     /* activation arena (planned at init; see ir/plan.c) */
