@@ -45,6 +45,15 @@ static petrel_status verify_expr(const pt_graph *g, const pt_expr *e, int depth,
         return BAD("symbolic size: symbol %d out of range", e->sym);
     if (e->kind == PT_EXPR_RATIONAL && e->q == 0) return BAD("symbolic size: zero denominator");
     if (e->nkids < 0 || (e->nkids > 0 && !e->kids)) return BAD("symbolic size: bad argument list");
+    /* arity per kind: the evaluator indexes kids without checking */
+    int want_min = 0, want_max = 0;
+    switch (e->kind) {
+    case PT_EXPR_ADD: case PT_EXPR_MUL: case PT_EXPR_MAX: case PT_EXPR_MIN: want_min = 1, want_max = 16; break;
+    case PT_EXPR_POW: case PT_EXPR_FLOORDIV: case PT_EXPR_MOD: case PT_EXPR_CEILDIV: want_min = want_max = 2; break;
+    default: break; /* literals, symbols, unknown: no arguments */
+    }
+    if (e->nkids < want_min || e->nkids > want_max)
+        return BAD("symbolic size: %d arguments for expression kind %d", e->nkids, (int)e->kind);
     for (int i = 0; i < e->nkids; i++) PT_TRY(verify_expr(g, e->kids[i], depth + 1, err));
     return PETREL_OK;
 }
