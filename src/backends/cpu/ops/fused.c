@@ -231,33 +231,8 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
                 load_mat(vc, b, h / group, used, vd);
             }
             for (int64_t i = 0; i < L; i++) {
-                double mx = -INFINITY;
-                for (int64_t j = 0; j < used; j++) {
-                    double s = 0.0;
-                    for (int64_t e = 0; e < E; e++) s += qd[i * E + e] * kd[j * E + e];
-                    s *= scale;
-                    if (causal && j > i) s = -INFINITY;
-                    if (mask) {
-                        int64_t mi[4] = {b, h, i, j};
-                        const uint8_t *mp = pt_at(&m, mi);
-                        if (mbool) {
-                            if (!*mp) s = -INFINITY;
-                        } else {
-                            s += pt_load_f64(mp, m.dtype);
-                        }
-                    }
-                    sc[j] = s;
-                    if (s > mx || isnan(s)) mx = s; /* NaN sticks and propagates */
-                }
-                for (int64_t e = 0; e < Ev; e++) acc[e] = 0.0;
-                if (mx != -INFINITY) { /* a fully masked row stays 0 */
-                    double sum = 0.0;
-                    for (int64_t j = 0; j < used; j++) sum += (sc[j] = exp(sc[j] - mx));
-                    for (int64_t j = 0; j < used; j++) {
-                        double p = sc[j] / sum;
-                        for (int64_t e = 0; e < Ev; e++) acc[e] += p * vd[j * Ev + e];
-                    }
-                }
+                int64_t mi[4] = {b, h, 0, 0};
+                nu_attend_row(qd + i * E, kd, vd, used, E, Ev, scale, causal, i, mask ? &m : NULL, mi, sc, acc);
                 uint8_t *orow = out->data + (((b * Hq + h) * L + i) * Ev) * es;
                 for (int64_t e = 0; e < Ev; e++) pt_store_f64(orow + e * es, out->dtype, acc[e]);
             }

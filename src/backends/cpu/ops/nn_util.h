@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include <math.h>
+
 #include "../cpu.h"
 
 /* Product of n sizes (1 for n == 0). */
@@ -98,5 +100,45 @@ static inline bool nu_ints_n(pt_exec *ex, const pt_node *n, int a, int want, int
 
 /* True when output k of the node is used (tuple outputs may be None). */
 static inline bool nu_out_used(const pt_node *n, int k) { return k < n->nout && n->outs[k] >= 0; }
+
+/* One attention row, as torch's math path computes it, in double:
+ * scores s[j] = scale * q . k[j] (j < S), minus infinity where causal
+ * (j > i) or a bool mask is false, plus a float mask; softmax with the max
+ * subtracted; acc = sum_j p[j] * v[j].  A fully masked row gives zeros and
+ * a NaN score propagates.  q (E), k (S, E), v (S, Ev), sc (S) scratch, acc
+ * (Ev) result.  `m` is the mask broadcast to the full index space (NULL:
+ * none); midx is its index with the row's leading positions filled in,
+ * the last two (i, j) set here. */
+static inline void nu_attend_row(const double *q, const double *k, const double *v, int64_t S, int64_t E,
+                                 int64_t Ev, double scale, bool causal, int64_t i, const pt_tensor *m,
+                                 int64_t *midx, double *sc, double *acc) {
+    bool mbool = m && m->dtype == PETREL_DTYPE_BOOL;
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < S; j++) {
+        double s = 0.0;
+        for (int64_t e = 0; e < E; e++) s += q[e] * k[j * E + e];
+        s *= scale;
+        if (causal && j > i) s = -INFINITY;
+        if (m) {
+            midx[m->rank - 2] = i, midx[m->rank - 1] = j;
+            const uint8_t *mp = pt_at(m, midx);
+            if (mbool) {
+                if (!*mp) s = -INFINITY;
+            } else {
+                s += pt_load_f64(mp, m->dtype);
+            }
+        }
+        sc[j] = s;
+        if (s > mx || isnan(s)) mx = s; /* NaN sticks and propagates */
+    }
+    for (int64_t e = 0; e < Ev; e++) acc[e] = 0.0;
+    if (mx == -INFINITY) return; /* a fully masked row stays 0 */
+    double sum = 0.0;
+    for (int64_t j = 0; j < S; j++) sum += (sc[j] = exp(sc[j] - mx));
+    for (int64_t j = 0; j < S; j++) {
+        double p = sc[j] / sum;
+        for (int64_t e = 0; e < Ev; e++) acc[e] += p * v[j * Ev + e];
+    }
+}
 
 #endif /* PETREL_CPU_NN_UTIL_H */

@@ -122,7 +122,6 @@ petrel_status cpu_k_sdpa(pt_exec *ex, const pt_node *n) {
     mshape[nb] = L, mshape[nb + 1] = S;
     if (mask && !pt_broadcast_to(mask, nb + 2, mshape, &m))
         return pk_fail(ex, PETREL_ERR_SHAPE, "attn_mask does not broadcast to (..., L, S)");
-    bool mbool = mask && mask->dtype == PETREL_DTYPE_BOOL;
 
     int64_t oshape[PETREL_MAX_RANK];
     for (int d = 0; d < nb; d++) oshape[d] = bshape[d];
@@ -152,37 +151,7 @@ petrel_status cpu_k_sdpa(pt_exec *ex, const pt_node *n) {
         int64_t midx[PETREL_MAX_RANK];
         for (int d = 0; d < nb; d++) midx[d] = bi[d];
         for (int64_t i = 0; i < L; i++) {
-            double mx = -INFINITY;
-            for (int64_t j = 0; j < S; j++) {
-                double s = 0.0;
-                for (int64_t e = 0; e < E; e++) s += qd[i * E + e] * kd[j * E + e];
-                s *= scale;
-                if (causal && j > i) s = -INFINITY;
-                if (mask) {
-                    midx[nb] = i, midx[nb + 1] = j;
-                    const uint8_t *mp = pt_at(&m, midx);
-                    if (mbool) {
-                        if (!*mp) s = -INFINITY;
-                    } else {
-                        s += pt_load_f64(mp, m.dtype);
-                    }
-                }
-                sc[j] = s;
-                if (s > mx || isnan(s)) mx = s; /* NaN sticks and propagates */
-            }
-            for (int64_t e = 0; e < Ev; e++) acc[e] = 0.0;
-            if (mx != -INFINITY) {
-                /* the max is subtracted for range; an all -inf row stays 0 */
-                double sum = 0.0;
-                for (int64_t j = 0; j < S; j++) {
-                    sc[j] = exp(sc[j] - mx);
-                    sum += sc[j];
-                }
-                for (int64_t j = 0; j < S; j++) {
-                    double p = sc[j] / sum;
-                    for (int64_t e = 0; e < Ev; e++) acc[e] += p * vd[j * Ev + e];
-                }
-            }
+            nu_attend_row(qd + i * E, kd, vd, S, E, Ev, scale, causal, i, mask ? &m : NULL, midx, sc, acc);
             uint8_t *orow = out->data + ((b * L + i) * Ev) * es;
             for (int64_t e = 0; e < Ev; e++) pt_store_f64(orow + e * es, out->dtype, acc[e]);
         }
