@@ -12,17 +12,7 @@
 #include "ir/ir.h"
 #include "pt2/zip.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            failures++;                                                               \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                               \
-            printf(__VA_ARGS__);                                                      \
-            printf("\n");                                                             \
-        }                                                                             \
-    } while (0)
+#include "check.h"
 
 static void test_op_table(void) {
     for (int i = 0; i < PETREL_OP_COUNT; i++) {

@@ -25,17 +25,7 @@
 #include "pt2/pt2.h"
 
 static const char *out_path = "build-test-fusion.petrel";
-static int failures = 0;
-
-#define CHECK(cond, ...)                  \
-    do {                                  \
-        if (!(cond)) {                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-            printf(__VA_ARGS__);          \
-            printf("\n");                 \
-            failures++;                   \
-        }                                 \
-    } while (0)
+#include "check.h"
 
 typedef struct fusion_case {
     const char *fixture;

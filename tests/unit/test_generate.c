@@ -21,17 +21,7 @@
 #define DIR "tests/fixtures/llm/"
 #define MAXN 128
 
-static int failures;
-
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            failures++;                                                               \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                               \
-            printf(__VA_ARGS__);                                                      \
-            printf("\n");                                                             \
-        }                                                                             \
-    } while (0)
+#include "check.h"
 
 /* ---- collecting what generate streams ------------------------------------------- */
 
