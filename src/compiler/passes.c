@@ -20,23 +20,12 @@ void pc_replace_uses(pt_graph *g, int32_t from, int32_t to) {
         if (g->muts[i].value_vid == from) g->muts[i].value_vid = to;
 }
 
-static void free_node(pt_node *n) {
-    for (int a = 0; n->args && a < n->nargs; a++) {
-        pt_free(n->args[a].items);
-        pt_free(n->args[a].str);
-    }
-    pt_free(n->args);
-    pt_free(n->outs);
-    pt_free(n->name);
-    memset(n, 0, sizeof *n);
-}
-
 /* Compact the node array, dropping nodes marked in `dead`. */
-static int compact(pt_graph *g, const bool *dead) {
+int pc_remove_nodes(pt_graph *g, const bool *dead) {
     int32_t w = 0, removed = 0;
     for (int32_t i = 0; i < g->nnodes; i++) {
         if (dead[i]) {
-            free_node(&g->nodes[i]);
+            pt_node_free(&g->nodes[i]);
             removed++;
             continue;
         }
@@ -45,8 +34,6 @@ static int compact(pt_graph *g, const bool *dead) {
     g->nnodes = w;
     return removed;
 }
-
-int pc_remove_nodes(pt_graph *g, const bool *dead) { return compact(g, dead); }
 
 /* Is `vid` a graph output or the source of a buffer update? */
 static bool is_graph_result(const pt_graph *g, int32_t vid) {
@@ -78,7 +65,7 @@ int pc_remove_noops(pt_graph *g) {
         pc_replace_uses(g, out, in);
         dead[i] = true;
     }
-    int removed = compact(g, dead);
+    int removed = pc_remove_nodes(g, dead);
     pt_free(dead);
     return removed;
 }
@@ -107,7 +94,7 @@ int pc_dce(pt_graph *g) {
             for (int k = 0; k < n->args[a].n; k++)
                 if (n->args[a].items[k].vid >= 0) live[n->args[a].items[k].vid] = true;
     }
-    removed = compact(g, dead);
+    removed = pc_remove_nodes(g, dead);
 out:
     pt_free(live);
     pt_free(dead);

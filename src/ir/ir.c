@@ -6,6 +6,17 @@
 
 #include "ir.h"
 
+void pt_node_free(pt_node *n) {
+    for (int32_t a = 0; n->args && a < n->nargs; a++) {
+        pt_free(n->args[a].items);
+        pt_free(n->args[a].str);
+    }
+    pt_free(n->args);
+    pt_free(n->outs);
+    pt_free(n->name);
+    memset(n, 0, sizeof *n);
+}
+
 void pt_graph_free(pt_graph *g) {
     if (!g) return;
     for (int32_t i = 0; i < g->nvalues; i++) {
@@ -13,16 +24,7 @@ void pt_graph_free(pt_graph *g) {
         pt_free(g->values[i].fqn);
     }
     pt_free(g->values);
-    for (int32_t i = 0; i < g->nnodes; i++) {
-        pt_node *n = &g->nodes[i];
-        for (int32_t a = 0; n->args && a < n->nargs; a++) {
-            pt_free(n->args[a].items);
-            pt_free(n->args[a].str);
-        }
-        pt_free(n->args);
-        pt_free(n->outs);
-        pt_free(n->name);
-    }
+    for (int32_t i = 0; i < g->nnodes; i++) pt_node_free(&g->nodes[i]);
     pt_free(g->nodes);
     pt_free(g->inputs);
     pt_free(g->outputs);

@@ -170,6 +170,8 @@ typedef struct pt_graph {
 } pt_graph;
 
 PT_HIDDEN void pt_graph_free(pt_graph *g);
+/* Free what a node owns (arguments, outputs, name) and zero it. */
+PT_HIDDEN void pt_node_free(pt_node *n);
 
 /* Check the graph's structure: ids in range, argument kinds that fit the
  * op schemas, each value defined once and before use, static weights.
