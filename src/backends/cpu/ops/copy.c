@@ -24,15 +24,7 @@ static petrel_status cp_convert(pt_exec *ex, const pt_node *n, const pt_tensor *
 static petrel_status cp_fill(pt_exec *ex, const pt_node *n, const pt_tensor *self, int a) {
     pt_tensor *out;
     PT_TRY(pk_out_alloc(ex, n, 0, self->rank, self->shape, &out));
-    bool fl = ew_is_float(out->dtype);
-    double fv = a >= 0 ? pk_float(ex, n, a) : 0;
-    int64_t iv = a >= 0 ? ew_scalar_i64(ex, n, a) : 0;
-    int64_t total = pt_numel(out);
-    for (int64_t i = 0; i < total; i++) {
-        if (fl) pt_store_f64(ew_elem(out, i), out->dtype, fv);
-        else if (out->dtype == PETREL_DTYPE_BOOL) pt_store_i64(ew_elem(out, i), out->dtype, fv != 0);
-        else pt_store_i64(ew_elem(out, i), out->dtype, iv);
-    }
+    ew_fill(out, a >= 0 ? pk_float(ex, n, a) : 0, a >= 0 ? ew_scalar_i64(ex, n, a) : 0);
     return PETREL_OK;
 }
 

@@ -17,15 +17,7 @@ static petrel_status cr_full(pt_exec *ex, const pt_node *n, int rank, const int6
                              int64_t konst) {
     pt_tensor *out;
     PT_TRY(pk_out_alloc(ex, n, 0, rank, shape, &out));
-    double fv = a >= 0 ? pk_float(ex, n, a) : (double)konst;
-    int64_t iv = a >= 0 ? ew_scalar_i64(ex, n, a) : konst;
-    bool fl = ew_is_float(out->dtype);
-    int64_t total = pt_numel(out);
-    for (int64_t i = 0; i < total; i++) {
-        if (fl) pt_store_f64(ew_elem(out, i), out->dtype, fv);
-        else if (out->dtype == PETREL_DTYPE_BOOL) pt_store_i64(ew_elem(out, i), out->dtype, fv != 0);
-        else pt_store_i64(ew_elem(out, i), out->dtype, iv);
-    }
+    ew_fill(out, a >= 0 ? pk_float(ex, n, a) : (double)konst, a >= 0 ? ew_scalar_i64(ex, n, a) : konst);
     return PETREL_OK;
 }
 

@@ -131,4 +131,16 @@ static inline uint8_t *ew_elem(const pt_tensor *t, int64_t i) {
 
 #define EW_NOMEM(ex) pk_fail((ex), PETREL_ERR_NOMEM, "out of scratch memory")
 
+/* Fill a dense output with one value: fv for float outputs, fv != 0 for
+ * bool (so 0.5 is true), iv for integers. */
+static inline void ew_fill(pt_tensor *out, double fv, int64_t iv) {
+    bool fl = ew_is_float(out->dtype);
+    int64_t total = pt_numel(out);
+    for (int64_t i = 0; i < total; i++) {
+        if (fl) pt_store_f64(ew_elem(out, i), out->dtype, fv);
+        else if (out->dtype == PETREL_DTYPE_BOOL) pt_store_i64(ew_elem(out, i), out->dtype, fv != 0);
+        else pt_store_i64(ew_elem(out, i), out->dtype, iv);
+    }
+}
+
 #endif /* PETREL_CPU_EW_UTIL_H */
