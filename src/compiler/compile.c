@@ -12,9 +12,8 @@
 static int collect_extras(const pz_archive *z, pf_extra *out, int max) {
     int n = 0;
     for (int32_t i = 0; i < z->n && n < max; i++) {
-        const char *nm = z->entries[i].name, *slash = strchr(nm, '/');
-        if (!slash || strncmp(slash + 1, "extra/", 6) != 0 || !slash[7]) continue;
-        out[n++] = (pf_extra){slash + 7, z->entries[i].data, z->entries[i].size};
+        const char *name = pt2_extra_name(&z->entries[i]);
+        if (name) out[n++] = (pf_extra){name, z->entries[i].data, z->entries[i].size};
     }
     return n;
 }

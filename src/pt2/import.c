@@ -83,6 +83,12 @@ typedef struct ctx {
 
 #define FAIL(c, st, ...) pt_fail((c)->err, (st), __VA_ARGS__)
 
+const char *pt2_extra_name(const pz_entry *e) {
+    const char *slash = strchr(e->name, '/');
+    if (!slash || strncmp(slash + 1, "extra/", 6) != 0 || !slash[7]) return NULL;
+    return slash + 7;
+}
+
 int pt2_dtype_from_schema(int64_t v) {
     switch (v) {
     case 1: return PETREL_DTYPE_U8;

@@ -16,6 +16,10 @@
  * `g` is freed and `err` names the file and field at fault. */
 PT_HIDDEN petrel_status pt2_import(pt_graph *g, const pz_archive *z, pt_err *err);
 
+/* The name of an archive entry inside `<root>/extra/` (the files given to
+ * torch.export.save's extra_files), or NULL for any other entry. */
+PT_HIDDEN const char *pt2_extra_name(const pz_entry *e);
+
 /* Map a dtype number of the export schema (FLOAT = 7, ...) to petrel's;
  * -1 when petrel has no such dtype. */
 PT_HIDDEN int pt2_dtype_from_schema(int64_t v);

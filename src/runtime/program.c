@@ -238,8 +238,8 @@ petrel_status petrel_program_extra(const void **data, size_t *size, const petrel
         }
     } else {
         for (int32_t i = 0; i < p->zip.n; i++) {
-            const char *nm = p->zip.entries[i].name, *slash = strchr(nm, '/');
-            if (slash && !strncmp(slash + 1, "extra/", 6) && !strcmp(slash + 7, name)) {
+            const char *extra = pt2_extra_name(&p->zip.entries[i]);
+            if (extra && !strcmp(extra, name)) {
                 *data = p->zip.entries[i].data;
                 *size = (size_t)p->zip.entries[i].size;
                 return PETREL_OK;
