@@ -388,7 +388,6 @@ static void free_scratch(pt_exec *ex) {
 static petrel_status run_node(pt_exec *ex, int32_t ni) {
     const pt_graph *g = ex->g;
     const pt_node *n = &g->nodes[ni];
-    ex->cur_node = ni;
     ex->oom = false;
     petrel_status st = ex->kernels[ni](ex, n);
     free_scratch(ex);
@@ -652,7 +651,6 @@ petrel_status pk_out_alloc_dtype(pt_exec *ex, const pt_node *n, int k, petrel_dt
         /* the planned arena slot: no allocation */
         set_contiguous(&slot->t, dt, rank, shape, &ex->astor[vid]);
     } else {
-        ex->heap_allocs++;
         PT_TRY(new_tensor(&slot->t, dt, rank, shape, ex->err));
     }
     slot->kind = PT_V_TENSOR;

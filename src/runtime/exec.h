@@ -18,13 +18,11 @@ struct pt_exec {
     int64_t *symv;            /* (nsyms) bound symbol values; INT64_MIN = unknown */
     pt_tensor *state;         /* (nvalues) persistent tensors of BUFFER values */
     bool *input_set;          /* (ninputs) */
-    int32_t cur_node;
     /* activation arena (planned at init; see ir/plan.c) */
     pt_plan plan;
     void *arena_raw;
     uint8_t *arena;
     pt_storage *astor;        /* (nvalues) static storages over arena slots */
-    int64_t heap_allocs;      /* outputs that did not fit their slot (unbounded sizes) */
     /* per-node scratch: a bump region kept across calls, grown between
      * nodes when a node needed more (so steady-state calls allocate nothing) */
     uint8_t *scr;
