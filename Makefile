@@ -31,7 +31,7 @@ test-torch: all
 	  && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/test_real_model.py
 
 test-asan: deps
-	@test -f $(BUILD)-asan/CMakeCache.txt || cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DPETREL_SANITIZE=ON
+	@test -f $(BUILD)-asan/CMakeCache.txt || cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DPETREL_SANITIZE=ON -DPETREL_CUDA=OFF
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS)
 

@@ -270,6 +270,12 @@ typedef struct petrel_compile_report {
     int64_t arena_bytes;      /* planned activation arena (largest inputs) */
     int64_t naive_bytes;      /* activations if nothing shared memory */
     int32_t nextras;          /* extra/ files carried along */
+    /* partition (--backend): data nodes per side, metadata-only nodes
+     * (views, shape arithmetic: they follow their input), intermediate
+     * values crossing between the sides, and which ops fell back to the
+     * CPU and why ("aten.nonzero.default x1: no CUDA kernel; ...") */
+    int64_t on_device, on_cpu, meta_nodes, transfers;
+    char fallback[512];
 } petrel_compile_report;
 
 /**

@@ -68,7 +68,7 @@ done:
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *program = NULL, *backend = "cpu";
+    const char *program = NULL, *backend = NULL;
     const char *ins[MAX_STEPS], *outs[MAX_STEPS];
     int nin = 0, nout = 0;
     for (int i = 0; i < argc; i++) {
@@ -92,10 +92,11 @@ int cmd_run(int argc, char **argv) {
             return cli_error("run: unexpected argument '%s'", a);
         }
     }
-    if (!program) return cli_error("usage: petrel run PROGRAM --inputs IN.safetensors --outputs OUT.safetensors [--backend cpu]");
+    if (!program) return cli_error("usage: petrel run PROGRAM --inputs IN.safetensors --outputs OUT.safetensors [--backend cpu|cuda]");
     if (nin == 0 || nin != nout)
         return cli_error("run: give one --outputs for each --inputs (got %d --inputs, %d --outputs)", nin, nout);
-    if (strcmp(backend, "cpu") != 0) return cli_error("run: backend '%s' is not available in this build (have: cpu)", backend);
+    if (backend && strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
+        return cli_error("run: --backend must be cpu or cuda, not '%s'", backend);
     petrel_program_t *prog = NULL;
     petrel_load_opts opts = {.backend = backend};
     if (petrel_program_load(&prog, program, &opts) != PETREL_OK) return cli_error("%s", petrel_last_error());

@@ -15,7 +15,7 @@
 
 void cli_llm_flags_init(cli_llm_flags *f) {
     memset(f, 0, sizeof *f);
-    f->backend = "cpu";
+    f->backend = NULL; /* the program's own placement */
     f->sampling = petrel_sampler_default_params();
     f->max_new = -1;
 }

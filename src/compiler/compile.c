@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../backends/cuda/caps.h"
 #include "../pt2/pt2.h"
 #include "compiler.h"
 
@@ -23,8 +24,9 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
     pt_err err = {{0}};
     if (!in_path || !out_path) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_compile: NULL path");
     const char *backend = opts && opts->backend ? opts->backend : "cpu";
-    if (strcmp(backend, "cpu") != 0)
-        return pt_fail(NULL, PETREL_ERR_BACKEND_UNAVAILABLE, "backend '%s' is not available in this build (have: cpu)", backend);
+    int dev = !strcmp(backend, "cpu") ? PT_DEV_CPU : !strcmp(backend, "cuda") ? PT_DEV_CUDA : -1;
+    if (dev < 0)
+        return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "unknown backend '%s' (petrel knows: cpu, cuda)", backend);
     pt_mapping map;
     pz_archive z;
     pt_graph g;
@@ -40,6 +42,16 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
         r.fused = pc_fuse(&g);
         r.dead_removed = pc_dce(&g);
         r.nodes_out = g.nnodes;
+        pt_partition_report pr;
+        pt_partition(&g, dev, pt_cuda_supports, &pr);
+        r.on_device = pr.on_device;
+        r.on_cpu = pr.on_cpu;
+        r.meta_nodes = pr.meta;
+        r.transfers = pr.transfers;
+        size_t o = 0;
+        for (int32_t i = 0; i < pr.nreasons && o < sizeof r.fallback; i++)
+            o += (size_t)snprintf(r.fallback + o, sizeof r.fallback - o, "%s%s x%d: %s", i ? "; " : "",
+                                  pt_op_table[pr.reasons[i].op].target, pr.reasons[i].count, pr.reasons[i].why);
         st = pt_graph_verify(&g, &err); /* the passes must keep the graph valid */
         pf_extra extras[64];
         r.nextras = collect_extras(&z, extras, 64);

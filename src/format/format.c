@@ -183,6 +183,9 @@ petrel_status pf_write(const pt_graph *g, const pf_extra *extras, int nextras, c
         put_i32(&gr, g->muts[i].buffer_vid);
         put_i32(&gr, g->muts[i].value_vid);
     }
+    /* 1.1: placement, one device byte per node */
+    put_u32(&gr, (uint32_t)g->nnodes);
+    for (int32_t i = 0; i < g->nnodes; i++) put_u8(&gr, g->nodes[i].device);
     /* extras: records first, then the blobs */
     put_u32(&ex, (uint32_t)nextras);
     uint64_t blob = 4 + (uint64_t)nextras * 20;
@@ -562,6 +565,15 @@ static petrel_status read_graph(reader *r, pt_graph *g) {
     for (uint32_t i = 0; i < nmuts; i++) {
         g->muts[i].buffer_vid = get_i32(&c);
         g->muts[i].value_vid = get_i32(&c);
+    }
+    if (c.at < c.n) { /* 1.1: placement (absent in 1.0 files: all on the CPU) */
+        uint32_t np = get_u32(&c);
+        CHK(!c.bad && np == nnodes, "program GRAPH: placement of %u nodes for %u nodes", np, nnodes);
+        for (uint32_t i = 0; i < np; i++) {
+            uint8_t d = get_u8(&c);
+            CHK(!c.bad && d < PT_DEV_COUNT, "program GRAPH: node %u: unknown device %u", i, d);
+            g->nodes[i].device = d;
+        }
     }
     CHK(!c.bad, "program GRAPH: truncated");
     CHK(c.at == c.n, "program GRAPH: %llu trailing bytes", (unsigned long long)(c.n - c.at));

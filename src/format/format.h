@@ -47,7 +47,7 @@
 #define PF_MAGIC "PETRELPG"
 #define PF_SENTINEL "\x19\x93\r\n\x1a\n\0\0"
 #define PF_MAJOR 1
-#define PF_MINOR 0
+#define PF_MINOR 1
 #define PF_HEADER_FIXED 64
 #define PF_SECTION_ENTRY 32
 

@@ -128,6 +128,9 @@ typedef struct pt_arg {
 
 /* ---- nodes -------------------------------------------------------------- */
 
+/* Devices a node can run on / a value can live on. */
+enum { PT_DEV_CPU = 0, PT_DEV_CUDA = 1, PT_DEV_COUNT };
+
 typedef struct pt_node {
     pt_op op;
     int32_t nargs;   /* == number of schema arguments; absent ones defaulted */
@@ -135,6 +138,7 @@ typedef struct pt_node {
     int32_t nout;
     int32_t *outs;   /* value ids; -1 for a None output */
     char *name;      /* first output's name, for messages */
+    uint8_t device;  /* where it runs (PT_DEV_*, runtime/kernel.h): set by pt_partition */
 } pt_node;
 
 /* ---- graph and signature ------------------------------------------------ */
@@ -204,6 +208,47 @@ typedef struct pt_plan {
 /* Plan the activations of `g` for its largest accepted input shapes.
  * Values whose size has no bound are left unplanned. */
 PT_HIDDEN petrel_status pt_plan_memory(const pt_graph *g, pt_plan *plan, pt_err *err);
+/* The same for the values whose home is device `dev` (value_dev: one
+ * PT_DEV_* per value, see pt_value_devices); value_dev NULL plans all. */
+PT_HIDDEN petrel_status pt_plan_memory_on(const pt_graph *g, const uint8_t *value_dev, int dev, pt_plan *plan,
+                                          pt_err *err);
+
+/* ---- partitioning (partition.c) ----------------------------------------- */
+
+/* Metadata-only ops (views, shape arithmetic, no-op asserts) touch no
+ * tensor data: they run on the CPU whatever device their input lives on
+ * and their results live where their input does. */
+PT_HIDDEN bool pt_op_is_meta(pt_op op);
+
+/* Does a backend run this node?  *why explains a "no". */
+typedef bool (*pt_supports_fn)(const pt_graph *g, const pt_node *n, const char **why);
+
+#define PT_PARTITION_MAX_REASONS 32
+typedef struct pt_partition_reason {
+    pt_op op;
+    const char *why;
+    int32_t count;
+} pt_partition_reason;
+
+typedef struct pt_partition_report {
+    int32_t on_device;      /* data nodes placed on the device */
+    int32_t on_cpu;         /* data nodes left on the CPU */
+    int32_t meta;           /* metadata-only nodes (placed with their input) */
+    int32_t transfers;      /* intermediate values a node reads from the other side */
+    int32_t nreasons;
+    pt_partition_reason reasons[PT_PARTITION_MAX_REASONS];
+} pt_partition_report;
+
+/* Place every node: a data node goes to `dev` when `supports` says so,
+ * else to the CPU; a metadata node goes where its input lives.  Sets
+ * node->device; the report (optional) counts the placement and why nodes
+ * fell back. */
+PT_HIDDEN void pt_partition(pt_graph *g, int dev, pt_supports_fn supports, pt_partition_report *rep);
+/* The home of every value under the graph's placement (out: nvalues
+ * entries): where a node's result is produced; buffers live with the
+ * device nodes that use them; inputs, parameters and constants on the
+ * CPU (a device keeps a copy of what its nodes read). */
+PT_HIDDEN void pt_value_devices(const pt_graph *g, uint8_t *out);
 PT_HIDDEN void pt_plan_free(pt_plan *plan);
 
 /* ---- schemas ------------------------------------------------------------ */

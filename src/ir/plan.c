@@ -63,6 +63,10 @@ static int by_size_desc(const void *a, const void *b) {
 }
 
 petrel_status pt_plan_memory(const pt_graph *g, pt_plan *plan, pt_err *err) {
+    return pt_plan_memory_on(g, NULL, 0, plan, err);
+}
+
+petrel_status pt_plan_memory_on(const pt_graph *g, const uint8_t *value_dev, int dev, pt_plan *plan, pt_err *err) {
     memset(plan, 0, sizeof *plan);
     int32_t nv = g->nvalues ? g->nvalues : 1;
     plan->offset = pt_malloc((size_t)nv * sizeof *plan->offset);
@@ -119,6 +123,7 @@ petrel_status pt_plan_memory(const pt_graph *g, pt_plan *plan, pt_err *err) {
     for (int32_t i = 0; i < g->nvalues; i++) {
         const pt_value *v = &g->values[i];
         if (v->src != PT_SRC_NODE || v->kind != PT_V_TENSOR || def[i] < 0) continue;
+        if (value_dev && value_dev[i] != dev) continue;
         int64_t b = max_bytes(g, v, symmax);
         if (b < 0 || b > MAX_SLOT) {
             plan->unplanned++;

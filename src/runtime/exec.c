@@ -35,10 +35,46 @@ pt_storage *pt_storage_new(int64_t nbytes) {
     return s;
 }
 
+/* Fresh device storage of `nbytes` (owned, refcount 1). */
+static petrel_status dev_storage_new(pt_exec *ex, int64_t nbytes, pt_storage **out) {
+    *out = NULL;
+    pt_storage *s = pt_calloc(1, sizeof *s);
+    if (!s) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
+    petrel_status st = ex->dev->alloc(ex->dctx, (size_t)(nbytes > 0 ? nbytes : 1), &s->raw, ex->err);
+    if (st != PETREL_OK) {
+        pt_free(s);
+        return st;
+    }
+    s->data = s->raw;
+    s->refs = 1;
+    s->owned = true;
+    s->device = PT_DEV_CUDA;
+    s->nbytes = nbytes;
+    *out = s;
+    return PETREL_OK;
+}
+
+static void storage_free_bytes(pt_storage *s) {
+    if (!s->owned) return;
+    if (s->device == PT_DEV_CPU) pt_free(s->raw);
+    else pt_device_get(s->device)->free(s->raw);
+    s->raw = NULL;
+}
+
+/* Drop the copy of s kept on the other side. */
+static void twin_drop(pt_storage *s) {
+    if (!s->twin || s->is_twin) return;
+    storage_free_bytes(s->twin);
+    pt_free(s->twin);
+    s->twin = NULL;
+    s->twin_fresh = false;
+}
+
 void pt_storage_release(pt_storage *s) {
     if (!s || s->is_static) return;
     if (--s->refs > 0) return;
-    if (s->owned) pt_free(s->raw);
+    twin_drop(s);
+    storage_free_bytes(s);
     pt_free(s);
 }
 
@@ -46,6 +82,11 @@ static void release_value(pt_rvalue *v) {
     if (v->kind == PT_V_TENSOR) pt_storage_release(v->t.storage);
     memset(v, 0, sizeof *v);
     v->kind = PT_V_NONE;
+}
+
+/* The bytes of s changed: its copy on the other side is out of date. */
+static inline void storage_written(pt_storage *s) {
+    if (s && !s->is_twin) s->twin_fresh = false;
 }
 
 /* Describe a row-major tensor over storage `s` (from its start). */
@@ -63,20 +104,103 @@ static void set_contiguous(pt_tensor *t, petrel_dtype dt, int rank, const int64_
     t->data = s->data;
 }
 
-/* A contiguous tensor over fresh storage. */
-static petrel_status new_tensor(pt_tensor *t, petrel_dtype dt, int rank, const int64_t *shape, pt_err *err) {
+/* Bytes of a contiguous tensor of this shape, checked. */
+static petrel_status tensor_bytes(petrel_dtype dt, int rank, const int64_t *shape, int64_t *bytes, pt_err *err) {
+    *bytes = 0;
     int64_t n = 1;
     for (int i = 0; i < rank; i++) {
         if (shape[i] < 0 || !pt_mul_ok(n, shape[i], &n))
             return pt_fail(err, PETREL_ERR_SHAPE, "tensor size overflows or is negative");
     }
-    int64_t bytes;
-    if (!pt_mul_ok(n, (int64_t)petrel_dtype_size(dt), &bytes) || bytes > ((int64_t)1 << 46))
+    if (!pt_mul_ok(n, (int64_t)petrel_dtype_size(dt), bytes) || *bytes > ((int64_t)1 << 46))
         return pt_fail(err, PETREL_ERR_NOMEM, "tensor of %" PRId64 " elements is too large", n);
+    return PETREL_OK;
+}
+
+/* A contiguous tensor over fresh storage on the host or the device. */
+static petrel_status new_tensor_on(pt_exec *ex, int dev, pt_tensor *t, petrel_dtype dt, int rank, const int64_t *shape) {
+    int64_t bytes = 0;
+    PT_TRY(tensor_bytes(dt, rank, shape, &bytes, ex->err));
+    pt_storage *s;
+    if (dev != PT_DEV_CPU) {
+        PT_TRY(dev_storage_new(ex, bytes, &s));
+    } else if (!(s = pt_storage_new(bytes))) {
+        return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory allocating %" PRId64 " bytes", bytes);
+    }
+    set_contiguous(t, dt, rank, shape, s);
+    return PETREL_OK;
+}
+
+static petrel_status new_tensor(pt_tensor *t, petrel_dtype dt, int rank, const int64_t *shape, pt_err *err) {
+    int64_t bytes = 0;
+    PT_TRY(tensor_bytes(dt, rank, shape, &bytes, err));
     pt_storage *s = pt_storage_new(bytes);
     if (!s) return pt_fail(err, PETREL_ERR_NOMEM, "out of memory allocating %" PRId64 " bytes", bytes);
     set_contiguous(t, dt, rank, shape, s);
     return PETREL_OK;
+}
+
+/* ---- crossing the host/device boundary ------------------------------------ */
+
+/* Make s's copy on the other side current, creating it the first time
+ * (kept with s, so steady-state calls allocate nothing). */
+static petrel_status twin_sync(pt_exec *ex, pt_storage *s) {
+    if (!s->twin) {
+        pt_storage *t;
+        if (s->device == PT_DEV_CPU) {
+            PT_TRY(dev_storage_new(ex, s->nbytes, &t));
+        } else if (!(t = pt_storage_new(s->nbytes))) {
+            return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory copying a result to the host");
+        }
+        t->is_twin = true;
+        t->twin = s;
+        s->twin = t;
+        s->twin_fresh = false;
+    }
+    if (s->twin_fresh) return PETREL_OK;
+    size_t n = (size_t)(s->nbytes > 0 ? s->nbytes : 0);
+    if (s->device == PT_DEV_CPU) PT_TRY(ex->dev->upload(ex->dctx, s->twin->data, s->data, n, ex->err));
+    else PT_TRY(ex->dev->download(ex->dctx, s->twin->data, s->data, n, ex->err));
+    s->twin_fresh = true;
+    return PETREL_OK;
+}
+
+/* t re-based onto the twin of its storage. */
+static pt_tensor twin_view(const pt_tensor *t) {
+    pt_tensor r = *t;
+    r.storage = t->storage->twin;
+    r.data = r.storage->data + (t->data - t->storage->data);
+    return r;
+}
+
+/* Write a twin's bytes back into the storage it copies. */
+static petrel_status twin_writeback(pt_exec *ex, pt_storage *twin) {
+    pt_storage *s = twin->twin;
+    size_t n = (size_t)(s->nbytes > 0 ? s->nbytes : 0);
+    if (s->device == PT_DEV_CPU) PT_TRY(ex->dev->download(ex->dctx, s->data, twin->data, n, ex->err));
+    else PT_TRY(ex->dev->upload(ex->dctx, s->data, twin->data, n, ex->err));
+    s->twin_fresh = true;
+    return PETREL_OK;
+}
+
+petrel_status pk_copy_into(pt_exec *ex, const pt_tensor *dst, const pt_tensor *src) {
+    int dd = dst->storage ? dst->storage->device : PT_DEV_CPU;
+    int sd = src->storage ? src->storage->device : PT_DEV_CPU;
+    if (dd != sd)
+        return pt_fail(ex->err, PETREL_ERR_RUNTIME, "copy between host and device tensors inside a node");
+    if (dd == PT_DEV_CPU) pt_copy_into(dst, src);
+    else PT_TRY(ex->dev->copy_into(ex, dst, src));
+    storage_written(dst->storage);
+    return PETREL_OK;
+}
+
+/* Copy src into dst wherever each lives (src brought to dst's side). */
+static petrel_status copy_across(pt_exec *ex, const pt_tensor *dst, const pt_tensor *src) {
+    int dd = dst->storage->device, sd = src->storage ? src->storage->device : PT_DEV_CPU;
+    if (dd == sd) return pk_copy_into(ex, dst, src);
+    PT_TRY(twin_sync(ex, src->storage));
+    pt_tensor v = twin_view(src);
+    return pk_copy_into(ex, dst, &v);
 }
 
 /* ---- init --------------------------------------------------------------- */
@@ -98,6 +222,93 @@ static void weight_view(const pt_value *v, pt_tensor *t, pt_storage *s) {
     t->data = s->data + v->storage_offset * (int64_t)petrel_dtype_size(v->dtype);
 }
 
+/* Contiguous private copy of a buffer's load-time values into st (host or
+ * device), from the mapping (or zeros when the archive stored none). */
+static petrel_status load_state(pt_exec *ex, const pt_value *v, const pt_tensor *st) {
+    int64_t bytes = pt_numel(st) * (int64_t)pt_elsize(st);
+    pt_tensor host = *st;
+    pt_storage *tmp = NULL;
+    if (st->storage->device != PT_DEV_CPU) {
+        /* stage on the host, then upload */
+        if (!(tmp = pt_storage_new(bytes))) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
+        host.storage = tmp;
+        host.data = tmp->data;
+    }
+    if (!v->data) {
+        memset(host.data, 0, (size_t)bytes);
+    } else {
+        pt_storage src = {.refs = 1, .is_static = true, .data = (uint8_t *)v->data, .nbytes = v->data_bytes};
+        pt_tensor w;
+        weight_view(v, &w, &src);
+        pt_copy_into(&host, &w);
+    }
+    petrel_status rc = PETREL_OK;
+    if (tmp) {
+        rc = ex->dev->upload(ex->dctx, st->data, tmp->data, (size_t)bytes, ex->err);
+        if (rc == PETREL_OK) rc = ex->dev->sync(ex->dctx, ex->err); /* tmp dies now */
+        pt_storage_release(tmp);
+    }
+    storage_written(st->storage);
+    return rc;
+}
+
+/* Arena storages for the planned values of one side. */
+static petrel_status make_arena(pt_exec *ex, int dev, const pt_plan *plan, void **raw) {
+    uint8_t *base;
+    if (dev == PT_DEV_CPU) {
+        *raw = pt_malloc((size_t)plan->arena_bytes + 64);
+        if (!*raw) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory for the activation arena");
+        base = (uint8_t *)(((uintptr_t)*raw + 63) & ~(uintptr_t)63);
+    } else {
+        PT_TRY(ex->dev->alloc(ex->dctx, (size_t)(plan->arena_bytes > 0 ? plan->arena_bytes : 1), raw, ex->err));
+        base = *raw;
+    }
+    for (int32_t i = 0; i < ex->g->nvalues; i++) {
+        if (plan->offset[i] < 0) continue;
+        ex->astor[i] = (pt_storage){.refs = 1, .is_static = true, .device = (uint8_t)dev,
+                                    .data = base + plan->offset[i], .nbytes = plan->size[i]};
+    }
+    return PETREL_OK;
+}
+
+/* Placement: resolve each node's kernel on its device; start the device
+ * backend when any node uses it. */
+static petrel_status init_devices(pt_exec *ex) {
+    const pt_graph *g = ex->g;
+    bool any = false;
+    for (int32_t ni = 0; ni < g->nnodes; ni++) any |= g->nodes[ni].device != PT_DEV_CPU;
+    if (any) {
+        ex->dev = pt_device_get(PT_DEV_CUDA);
+        if (!ex->dev)
+            return pt_fail(ex->err, PETREL_ERR_BACKEND_UNAVAILABLE,
+                           "the program is placed on 'cuda', which this build does not have (have: cpu)");
+        PT_TRY(ex->dev->create(&ex->dctx, ex->err));
+        ex->graph_ok = true;
+    }
+    pt_value_devices(g, ex->vdev);
+    for (int32_t ni = 0; ni < g->nnodes; ni++) {
+        const pt_node *n = &g->nodes[ni];
+        if (n->device == PT_DEV_CPU || pt_op_is_meta(n->op)) {
+            ex->kernels[ni] = cpu_kernel(n->op);
+            if (!pt_op_is_meta(n->op)) ex->graph_ok = false;
+            continue;
+        }
+        ex->kernels[ni] = ex->dev->kernel(n->op);
+        if (!ex->kernels[ni])
+            return pt_fail(ex->err, PETREL_ERR_UNSUPPORTED_OP, "node '%s' (%s) is placed on %s, which has no kernel for it",
+                           n->name, pt_op_table[n->op].target, ex->dev->name);
+    }
+    /* the key of a run: every input's shape (or scalar value) */
+    ex->nkey = 0;
+    for (int32_t i = 0; i < g->ninputs; i++) ex->nkey += 1 + g->values[g->inputs[i]].rank;
+    size_t nk = (size_t)(ex->nkey ? ex->nkey : 1);
+    ex->gkey = pt_calloc(nk, sizeof *ex->gkey);
+    ex->lkey = pt_calloc(nk, sizeof *ex->lkey);
+    ex->key = pt_calloc(nk, sizeof *ex->key);
+    if (!ex->gkey || !ex->lkey || !ex->key) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
+    return PETREL_OK;
+}
+
 petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
     memset(ex, 0, sizeof *ex);
     ex->g = g;
@@ -109,8 +320,10 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
     ex->symv = pt_calloc((size_t)(g->nsyms ? g->nsyms : 1), sizeof *ex->symv);
     ex->state = pt_calloc(nv, sizeof *ex->state);
     ex->input_set = pt_calloc((size_t)(g->ninputs ? g->ninputs : 1), sizeof *ex->input_set);
-    if (!ex->vals || !ex->last_use || !ex->kernels || !ex->symv || !ex->state ||
-        !ex->input_set) {
+    ex->vdev = pt_calloc(nv, 1);
+    ex->astor = pt_calloc(nv, sizeof *ex->astor);
+    if (!ex->vals || !ex->last_use || !ex->kernels || !ex->symv || !ex->state || !ex->input_set || !ex->vdev ||
+        !ex->astor) {
         pt_exec_free(ex);
         return pt_fail(err, PETREL_ERR_NOMEM, "out of memory preparing the program");
     }
@@ -118,20 +331,15 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
         ex->last_use[i] = -1;
         ex->vals[i].kind = PT_V_NONE;
     }
-    /* activation arena: one allocation for every planned intermediate */
-    petrel_status pst = pt_plan_memory(g, &ex->plan, err);
+    petrel_status pst = init_devices(ex);
+    /* activation arenas: one allocation per side for every planned intermediate */
+    if (pst == PETREL_OK) pst = pt_plan_memory_on(g, ex->vdev, PT_DEV_CPU, &ex->plan, err);
+    if (pst == PETREL_OK) pst = make_arena(ex, PT_DEV_CPU, &ex->plan, &ex->arena_raw);
+    if (pst == PETREL_OK && ex->dev) pst = pt_plan_memory_on(g, ex->vdev, PT_DEV_CUDA, &ex->dplan, err);
+    if (pst == PETREL_OK && ex->dev) pst = make_arena(ex, PT_DEV_CUDA, &ex->dplan, &ex->darena);
     if (pst != PETREL_OK) {
         pt_exec_free(ex);
         return pst;
-    }
-    ex->astor = pt_calloc(nv, sizeof *ex->astor);
-    ex->arena_raw = pt_malloc((size_t)ex->plan.arena_bytes + 64);
-    if (!ex->astor || !ex->arena_raw) goto nomem;
-    ex->arena = (uint8_t *)(((uintptr_t)ex->arena_raw + 63) & ~(uintptr_t)63);
-    for (int32_t i = 0; i < g->nvalues; i++) {
-        if (ex->plan.offset[i] < 0) continue;
-        ex->astor[i] = (pt_storage){.refs = 1, .is_static = true, .data = ex->arena + ex->plan.offset[i],
-                                    .nbytes = ex->plan.size[i]};
     }
     /* values that must survive the whole run */
     for (int32_t i = 0; i < g->nvalues; i++)
@@ -141,17 +349,36 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
     for (int32_t i = 0; i < g->nmuts; i++) ex->last_use[g->muts[i].value_vid] = INT32_MAX;
     for (int32_t ni = 0; ni < g->nnodes; ni++) {
         const pt_node *n = &g->nodes[ni];
-        ex->kernels[ni] = cpu_kernel(n->op);
         for (int a = 0; a < n->nargs; a++)
             for (int k = 0; k < n->args[a].n; k++) mark_use(ex, n->args[a].items[k].vid, ni);
         for (int k = 0; k < n->nout; k++)
             if (n->outs[k] >= 0) mark_use(ex, n->outs[k], ni);
     }
     /* Weights: views over the mapping (a zero-filled storage when the
-     * archive held an empty file).  Buffers: private, persistent copies. */
+     * archive held an empty file); a device reading them keeps a copy.
+     * Buffers: private, persistent copies where they live. */
     for (int32_t i = 0; i < g->nvalues; i++) {
         const pt_value *v = &g->values[i];
         if (v->src != PT_SRC_PARAM && v->src != PT_SRC_CONST && v->src != PT_SRC_BUFFER) continue;
+        if (v->src == PT_SRC_BUFFER) {
+            int64_t shape[PETREL_MAX_RANK];
+            for (int d = 0; d < v->rank; d++) shape[d] = v->shape[d].lit;
+            pt_tensor st = {0};
+            ex->err = err;
+            petrel_status e1 = new_tensor_on(ex, ex->vdev[i], &st, v->dtype, v->rank, shape);
+            if (e1 == PETREL_OK) {
+                ex->state[i] = st;
+                e1 = load_state(ex, v, &st);
+            }
+            if (e1 != PETREL_OK) {
+                pt_exec_free(ex);
+                return e1;
+            }
+            ex->vals[i].kind = PT_V_TENSOR;
+            ex->vals[i].t = st;
+            st.storage->refs++; /* the state slot's own reference */
+            continue;
+        }
         pt_storage *s;
         if (v->data) {
             s = pt_calloc(1, sizeof *s);
@@ -179,24 +406,8 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
         }
         pt_tensor w;
         weight_view(v, &w, s);
-        if (v->src != PT_SRC_BUFFER) {
-            ex->vals[i].kind = PT_V_TENSOR;
-            ex->vals[i].t = w;
-            continue;
-        }
-        /* buffer: a contiguous private copy (the load-time values stay in
-         * the mapping, where a reset reads them again) */
-        int64_t shape[PETREL_MAX_RANK];
-        for (int d = 0; d < v->rank; d++) shape[d] = v->shape[d].lit;
-        pt_tensor st = {0};
-        petrel_status e1 = new_tensor(&st, v->dtype, v->rank, shape, err);
-        if (e1 != PETREL_OK) { pt_storage_release(s); pt_exec_free(ex); return e1; }
-        pt_copy_into(&st, &w);
-        pt_storage_release(s);
-        ex->state[i] = st;
         ex->vals[i].kind = PT_V_TENSOR;
-        ex->vals[i].t = st;
-        st.storage->refs++; /* the state slot's own reference */
+        ex->vals[i].t = w;
     }
     return PETREL_OK;
 nomem:
@@ -207,26 +418,45 @@ nomem:
 void pt_exec_free(pt_exec *ex) {
     if (!ex || !ex->g) return;
     const pt_graph *g = ex->g;
+    if (ex->dev && ex->dctx) ex->dev->sync(ex->dctx, ex->err); /* nothing in flight uses what is freed */
     if (ex->vals)
         for (int32_t i = 0; i < g->nvalues; i++) release_value(&ex->vals[i]);
     if (ex->state)
         for (int32_t i = 0; i < g->nvalues; i++) pt_storage_release(ex->state[i].storage);
+    if (ex->astor)
+        for (int32_t i = 0; i < g->nvalues; i++) twin_drop(&ex->astor[i]);
     for (int32_t i = 0; i < ex->nspill; i++) pt_free(ex->spill[i]);
     pt_free(ex->spill);
     pt_free(ex->scr);
     pt_free(ex->arena_raw);
+    if (ex->dev && ex->darena) ex->dev->free(ex->darena);
+    if (ex->dev && ex->graph) ex->dev->graph_free(ex->graph);
+    if (ex->dev && ex->dctx) ex->dev->destroy(ex->dctx);
     pt_free(ex->astor);
     pt_plan_free(&ex->plan);
+    pt_plan_free(&ex->dplan);
     pt_free(ex->vals);
     pt_free(ex->last_use);
     pt_free(ex->kernels);
     pt_free(ex->symv);
     pt_free(ex->state);
     pt_free(ex->input_set);
+    pt_free(ex->vdev);
+    pt_free(ex->subst);
+    pt_free(ex->gkey);
+    pt_free(ex->lkey);
+    pt_free(ex->key);
     memset(ex, 0, sizeof *ex);
 }
 
 /* ---- inputs ------------------------------------------------------------- */
+
+/* Forget the captured run (its pointers are about to change). */
+static void drop_graph(pt_exec *ex) {
+    if (ex->graph) ex->dev->graph_free(ex->graph);
+    ex->graph = NULL;
+    ex->gkey_set = false;
+}
 
 static void format_shape(char *buf, size_t cap, int rank, const int64_t *shape) {
     size_t o = (size_t)snprintf(buf, cap, "[");
@@ -268,12 +498,24 @@ petrel_status pt_exec_set_input(pt_exec *ex, int i, const petrel_tensor_desc *t)
                                v->name, d, got, s->min, s->max == INT64_MAX ? INT64_MAX : s->max);
         }
     }
-    pt_tensor nt = {0};
-    PT_TRY(new_tensor(&nt, t->dtype, t->rank, t->shape, ex->err));
-    memcpy(nt.data, t->data, (size_t)(pt_numel(&nt) * (int64_t)petrel_dtype_size(t->dtype)));
-    release_value(&ex->vals[vid]);
-    ex->vals[vid].kind = PT_V_TENSOR;
-    ex->vals[vid].t = nt;
+    int64_t bytes = 0;
+    PT_TRY(tensor_bytes(t->dtype, t->rank, t->shape, &bytes, ex->err));
+    pt_rvalue *cur = &ex->vals[vid];
+    pt_storage *s = cur->kind == PT_V_TENSOR ? cur->t.storage : NULL;
+    if (s && s->owned && s->device == PT_DEV_CPU && s->nbytes >= bytes) {
+        /* the same storage again: its device copy (and a captured graph
+         * reading it) stays valid */
+        set_contiguous(&cur->t, t->dtype, t->rank, t->shape, s);
+    } else {
+        pt_tensor nt = {0};
+        PT_TRY(new_tensor(&nt, t->dtype, t->rank, t->shape, ex->err));
+        release_value(cur);
+        cur->kind = PT_V_TENSOR;
+        cur->t = nt;
+        drop_graph(ex);
+    }
+    memcpy(cur->t.data, t->data, (size_t)bytes);
+    storage_written(cur->t.storage);
     ex->input_set[i] = true;
     return PETREL_OK;
 }
@@ -385,11 +627,88 @@ static void free_scratch(pt_exec *ex) {
     ex->scr_need = 0;
 }
 
+/* Before a node: every tensor it reads from the other side of the
+ * host/device boundary is read through that storage's current twin. */
+static petrel_status bring_args(pt_exec *ex, const pt_node *n, int dev) {
+    ex->nsubst = 0;
+    for (int a = 0; a < n->nargs; a++) {
+        const pt_arg *g = &n->args[a];
+        if (g->kind != PT_ARG_TENSOR && g->kind != PT_ARG_TENSORS) continue;
+        for (int k = 0; k < g->n; k++) {
+            int32_t vid = g->items[k].vid;
+            if (vid < 0 || ex->vals[vid].kind != PT_V_TENSOR) continue;
+            pt_tensor *t = &ex->vals[vid].t;
+            if (t->storage->device == dev) continue; /* also: already brought */
+            if (ex->nsubst == ex->cap_subst) {
+                int32_t cap = ex->cap_subst ? 2 * ex->cap_subst : 16;
+                struct pt_subst *ns = pt_realloc(ex->subst, (size_t)cap * sizeof *ns);
+                if (!ns) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
+                ex->subst = ns;
+                ex->cap_subst = cap;
+            }
+            PT_TRY(twin_sync(ex, t->storage));
+            ex->subst[ex->nsubst++] = (struct pt_subst){vid, *t};
+            *t = twin_view(t);
+        }
+    }
+    return PETREL_OK;
+}
+
+/* After a node: what it wrote through a twin goes back to the original,
+ * results that alias a twin are re-based onto the original, and the
+ * arguments read their own storage again. */
+static petrel_status return_args(pt_exec *ex, const pt_node *n, bool ran) {
+    petrel_status st = PETREL_OK;
+    bool writes = pt_op_table[n->op].flags & PT_OPF_STATE; /* in-place results are copied by run_node */
+    for (int32_t i = 0; i < ex->nsubst; i++) {
+        pt_tensor *t = &ex->vals[ex->subst[i].vid].t;
+        pt_storage *twin = t->storage;
+        if (ran && writes && st == PETREL_OK && twin->is_twin) st = twin_writeback(ex, twin);
+        for (int k = 0; k < n->nout; k++) {
+            pt_rvalue *o = n->outs[k] >= 0 ? &ex->vals[n->outs[k]] : NULL;
+            if (!o || o->kind != PT_V_TENSOR || o->t.storage != twin) continue;
+            o->t.data = twin->twin->data + (o->t.data - twin->data);
+            o->t.storage = twin->twin;
+            twin->twin->refs++;
+            twin->refs--;
+        }
+        *t = ex->subst[i].t;
+    }
+    ex->nsubst = 0;
+    return st;
+}
+
+/* Run node ni's kernel on its device, with the arguments brought there.
+ * A device node that ran out of device scratch is repeated once (the
+ * scratch has grown by then). */
+static petrel_status run_kernel(pt_exec *ex, int32_t ni) {
+    const pt_node *n = &ex->g->nodes[ni];
+    int dev = pt_op_is_meta(n->op) ? -1 : n->device;
+    if (dev < 0) return ex->kernels[ni](ex, n); /* metadata only: runs wherever its input lives */
+    PT_TRY(bring_args(ex, n, dev));
+    petrel_status st;
+    for (int attempt = 0;; attempt++) {
+        if (dev != PT_DEV_CPU) ex->dev->node_begin(ex->dctx);
+        st = ex->kernels[ni](ex, n);
+        if (dev == PT_DEV_CPU) break;
+        bool retry = false;
+        petrel_status e = ex->dev->node_end(ex->dctx, &retry, ex->err);
+        if (retry && attempt == 0) {
+            drop_graph(ex); /* the scratch moved */
+            continue;
+        }
+        if (st == PETREL_OK) st = e;
+        break;
+    }
+    petrel_status st2 = return_args(ex, n, st == PETREL_OK);
+    return st != PETREL_OK ? st : st2;
+}
+
 static petrel_status run_node(pt_exec *ex, int32_t ni) {
     const pt_graph *g = ex->g;
     const pt_node *n = &g->nodes[ni];
     ex->oom = false;
-    petrel_status st = ex->kernels[ni](ex, n);
+    petrel_status st = run_kernel(ex, ni);
     free_scratch(ex);
     /* a kernel sees a failed scratch allocation as a missing (or empty)
      * argument; whatever it returned, report what really happened */
@@ -404,11 +723,16 @@ static petrel_status run_node(pt_exec *ex, int32_t ni) {
         pt_tensor src;
         if (!pt_broadcast_to(&o->t, self->rank, self->shape, &src))
             return pt_fail(ex->err, PETREL_ERR_SHAPE, "in-place result does not fit its target");
-        pt_copy_into(self, &src);
+        PT_TRY(copy_across(ex, self, &src));
         pt_storage_release(o->t.storage);
         o->t = *self;
         o->t.storage->refs++;
     }
+    if (pt_op_table[n->op].flags & PT_OPF_STATE)
+        for (int a = 0; a < n->nargs; a++) {
+            const pt_tensor *t = n->args[a].kind == PT_ARG_TENSOR ? pk_tensor(ex, n, a) : NULL;
+            if (t) storage_written(t->storage);
+        }
     for (int k = 0; k < n->nout; k++)
         if (n->outs[k] >= 0) PT_TRY(check_output(ex, n, n->outs[k]));
     /* release what this node was the last to read (and unused outputs) */
@@ -424,12 +748,26 @@ static petrel_status run_node(pt_exec *ex, int32_t ni) {
     return PETREL_OK;
 }
 
-petrel_status pt_exec_run(pt_exec *ex) {
+/* This run's key: the shapes of the tensor inputs, the scalar inputs' values. */
+static void make_key(pt_exec *ex) {
+    int32_t k = 0;
+    for (int32_t i = 0; i < ex->g->ninputs; i++) {
+        const pt_rvalue *v = &ex->vals[ex->g->inputs[i]];
+        if (v->kind != PT_V_TENSOR) {
+            ex->key[k++] = v->i;
+            continue;
+        }
+        ex->key[k++] = v->t.rank;
+        for (int d = 0; d < v->t.rank && k < ex->nkey; d++) ex->key[k++] = v->t.shape[d];
+    }
+}
+
+static bool key_eq(const pt_exec *ex, const int64_t *a) { return !memcmp(a, ex->key, (size_t)ex->nkey * sizeof *a); }
+
+/* Node by node. */
+static petrel_status run_nodes(pt_exec *ex) {
     const pt_graph *g = ex->g;
-    for (int32_t i = 0; i < g->ninputs; i++)
-        if (!ex->input_set[i])
-            return pt_fail(ex->err, PETREL_ERR_STATE, "input '%s' was not set", g->values[g->inputs[i]].name);
-    /* drop the previous run's outputs; re-bind state */
+    /* drop the previous run's values; re-bind state */
     for (int32_t i = 0; i < g->nvalues; i++) {
         if (g->values[i].src == PT_SRC_NODE) release_value(&ex->vals[i]);
         if (g->values[i].src == PT_SRC_BUFFER && ex->vals[i].t.data != ex->state[i].data) {
@@ -439,7 +777,6 @@ petrel_status pt_exec_run(pt_exec *ex) {
             ex->state[i].storage->refs++;
         }
     }
-    PT_TRY(bind_symbols(ex));
     for (int32_t ni = 0; ni < g->nnodes; ni++) {
         petrel_status st = run_node(ex, ni);
         if (st != PETREL_OK) {
@@ -457,37 +794,111 @@ petrel_status pt_exec_run(pt_exec *ex) {
         if (src->kind != PT_V_TENSOR || !pt_broadcast_to(&src->t, dst->rank, dst->shape, &b))
             return pt_fail(ex->err, PETREL_ERR_RUNTIME, "buffer update of '%s' has the wrong shape",
                            g->values[g->muts[i].buffer_vid].fqn);
-        if (b.data != dst->data) pt_copy_into(dst, &b);
+        if (b.data != dst->data) PT_TRY(copy_across(ex, dst, &b));
     }
+    return PETREL_OK;
+}
+
+/* The device copies of the inputs, made current before a graph runs. */
+static petrel_status upload_inputs(pt_exec *ex) {
+    for (int32_t i = 0; i < ex->g->ninputs; i++) {
+        pt_rvalue *v = &ex->vals[ex->g->inputs[i]];
+        if (v->kind == PT_V_TENSOR && v->t.storage->device == PT_DEV_CPU) PT_TRY(twin_sync(ex, v->t.storage));
+    }
+    return PETREL_OK;
+}
+
+/* A replayed graph wrote the device side of every intermediate and buffer. */
+static void graph_wrote(pt_exec *ex) {
+    for (int32_t i = 0; i < ex->g->nvalues; i++) {
+        storage_written(&ex->astor[i]);
+        if (ex->vals[i].kind == PT_V_TENSOR) storage_written(ex->vals[i].t.storage);
+        if (ex->state[i].storage) storage_written(ex->state[i].storage);
+    }
+}
+
+/* Capture this run into a device graph and launch it.  Returns true when
+ * the run happened (captured or not); false when it must run eagerly. */
+static petrel_status run_captured(pt_exec *ex, bool *done) {
+    *done = false;
+    PT_TRY(upload_inputs(ex));
+    PT_TRY(ex->dev->capture_begin(ex->dctx, ex->err));
+    petrel_status st = run_nodes(ex);
+    void *graph = NULL;
+    petrel_status st2 = ex->dev->capture_end(ex->dctx, &graph, ex->err);
+    if (st != PETREL_OK || st2 != PETREL_OK || !graph) {
+        /* not capturable (or failed while capturing): eager from now on */
+        if (graph) ex->dev->graph_free(graph);
+        ex->graph_off = true;
+        return PETREL_OK;
+    }
+    drop_graph(ex);
+    ex->graph = graph;
+    memcpy(ex->gkey, ex->key, (size_t)ex->nkey * sizeof *ex->key);
+    ex->gkey_set = true;
+    PT_TRY(ex->dev->replay(ex->dctx, ex->graph, ex->err));
+    graph_wrote(ex);
+    *done = true;
+    return PETREL_OK;
+}
+
+petrel_status pt_exec_run(pt_exec *ex) {
+    const pt_graph *g = ex->g;
+    for (int32_t i = 0; i < g->ninputs; i++)
+        if (!ex->input_set[i])
+            return pt_fail(ex->err, PETREL_ERR_STATE, "input '%s' was not set", g->values[g->inputs[i]].name);
+    PT_TRY(bind_symbols(ex));
+    ex->ran = false;
+    bool done = false;
+    if (ex->graph_ok && !ex->graph_off) {
+        make_key(ex);
+        if (ex->gkey_set && key_eq(ex, ex->gkey)) {
+            /* same shapes as the captured run: replay it */
+            PT_TRY(upload_inputs(ex));
+            PT_TRY(ex->dev->replay(ex->dctx, ex->graph, ex->err));
+            graph_wrote(ex);
+            ex->replays++;
+            done = true;
+        } else if (ex->lkey_set && key_eq(ex, ex->lkey)) {
+            /* the second run with these shapes: capture it */
+            PT_TRY(run_captured(ex, &done));
+        }
+        memcpy(ex->lkey, ex->key, (size_t)ex->nkey * sizeof *ex->key);
+        ex->lkey_set = true;
+    }
+    if (!done) PT_TRY(run_nodes(ex));
+    if (ex->dev) PT_TRY(ex->dev->sync(ex->dctx, ex->err));
     ex->ran = true;
     return PETREL_OK;
 }
 
 petrel_status pt_exec_reset_state(pt_exec *ex) {
     const pt_graph *g = ex->g;
-    for (int32_t i = 0; i < g->nvalues; i++) {
-        const pt_value *v = &g->values[i];
-        if (v->src != PT_SRC_BUFFER) continue;
-        if (!v->data) { /* stored as an empty file: zeros */
-            memset(ex->state[i].data, 0, (size_t)(pt_numel(&ex->state[i]) * (int64_t)pt_elsize(&ex->state[i])));
-            continue;
-        }
-        pt_storage src = {.refs = 1, .is_static = true, .data = (uint8_t *)v->data, .nbytes = v->data_bytes};
-        pt_tensor w;
-        weight_view(v, &w, &src);
-        pt_copy_into(&ex->state[i], &w);
-    }
+    for (int32_t i = 0; i < g->nvalues; i++)
+        if (g->values[i].src == PT_SRC_BUFFER) PT_TRY(load_state(ex, &g->values[i], &ex->state[i]));
     return PETREL_OK;
 }
 
-const pt_rvalue *pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp) {
+petrel_status pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp, const pt_rvalue **out) {
     const pt_user_output *o = &ex->g->outputs[i];
-    if (o->item.vid >= 0) return &ex->vals[o->item.vid];
-    memset(tmp, 0, sizeof *tmp);
-    tmp->kind = o->kind;
-    tmp->i = o->item.i;
-    tmp->f = o->kind == PT_V_FLOAT ? o->item.f : (double)o->item.i;
-    return tmp;
+    *out = tmp;
+    if (o->item.vid < 0) {
+        memset(tmp, 0, sizeof *tmp);
+        tmp->kind = o->kind;
+        tmp->i = o->item.i;
+        tmp->f = o->kind == PT_V_FLOAT ? o->item.f : (double)o->item.i;
+        return PETREL_OK;
+    }
+    const pt_rvalue *v = &ex->vals[o->item.vid];
+    if (v->kind != PT_V_TENSOR || v->t.storage->device == PT_DEV_CPU) {
+        *out = v;
+        return PETREL_OK;
+    }
+    /* a device result: read through its host copy */
+    PT_TRY(twin_sync(ex, v->t.storage));
+    *tmp = *v;
+    tmp->t = twin_view(&v->t);
+    return PETREL_OK;
 }
 
 /* ---- the pk_* kernel interface ------------------------------------------ */
@@ -647,11 +1058,14 @@ petrel_status pk_out_alloc_dtype(pt_exec *ex, const pt_node *n, int k, petrel_dt
     bool ok = true;
     for (int i = 0; i < rank; i++) ok = ok && shape[i] >= 0 && pt_mul_ok(numel, shape[i], &numel);
     if (ok && !pt_mul_ok(numel, (int64_t)petrel_dtype_size(dt), &bytes)) bytes = -1;
-    if (bytes >= 0 && ex->plan.offset[vid] >= 0 && bytes <= ex->plan.size[vid]) {
+    int dev = ex->vdev[vid];
+    const pt_plan *plan = dev == PT_DEV_CPU ? &ex->plan : &ex->dplan;
+    if (bytes >= 0 && plan->offset[vid] >= 0 && bytes <= plan->size[vid]) {
         /* the planned arena slot: no allocation */
         set_contiguous(&slot->t, dt, rank, shape, &ex->astor[vid]);
+        storage_written(&ex->astor[vid]);
     } else {
-        PT_TRY(new_tensor(&slot->t, dt, rank, shape, ex->err));
+        PT_TRY(new_tensor_on(ex, dev, &slot->t, dt, rank, shape));
     }
     slot->kind = PT_V_TENSOR;
     *out = &slot->t;

@@ -1,13 +1,19 @@
 /*
-** exec.h -- the graph executor: runs a pt_graph node by node on CPU kernels,
-** keeps mutable buffers as persistent state, frees each intermediate after
-** its last use, and checks every produced shape against the export's
-** record.  Used by program.c (the public API).
+** exec.h -- the graph executor: runs a pt_graph node by node, each node on
+** the backend the partitioner placed it on (CPU kernels, or a device
+** backend's: runtime/device.h), keeps mutable buffers as persistent state,
+** frees each intermediate after its last use, and checks every produced
+** shape against the export's record.  A value read on the other side of
+** the host/device boundary is copied there (its storage's twin) and kept
+** while it is current.  When every data node runs on the device, a run
+** whose inputs have the shapes of the previous run is captured as a
+** device graph and later runs with those shapes replay it.  Used by
+** program.c (the public API).
 */
 #ifndef PETREL_EXEC_H
 #define PETREL_EXEC_H
 
-#include "kernel.h"
+#include "device.h"
 
 struct pt_exec {
     const pt_graph *g;
@@ -31,6 +37,22 @@ struct pt_exec {
     int32_t nspill, cap_spill;
     bool ran;                 /* outputs of a previous execute are alive */
     bool oom;                 /* a helper allocation failed during this node */
+    /* device (NULL when every node runs on the CPU) */
+    const pt_device_ops *dev;
+    void *dctx;               /* the device backend's context */
+    uint8_t *vdev;            /* (nvalues) PT_DEV_* where each value lives */
+    pt_plan dplan;            /* device activation arena */
+    void *darena;
+    struct pt_subst { int32_t vid; pt_tensor t; } *subst; /* args of this node read through twins */
+    int32_t nsubst, cap_subst;
+    /* whole-run device graph */
+    bool graph_ok;            /* every data node runs on the device */
+    bool graph_off;           /* a capture failed: run eagerly from now on */
+    void *graph;              /* captured run for inputs shaped as gkey */
+    int64_t *gkey, *lkey, *key; /* (nkey) shapes of the graph's / last run's / this run's inputs */
+    int32_t nkey;
+    bool gkey_set, lkey_set;
+    int64_t replays;          /* runs served by the graph (stats) */
 };
 
 /* Prepare an executor for `g` (borrowed; must outlive it): resolve kernels,
@@ -43,8 +65,9 @@ PT_HIDDEN petrel_status pt_exec_set_input(pt_exec *ex, int i, const petrel_tenso
 PT_HIDDEN petrel_status pt_exec_set_input_scalar(pt_exec *ex, int i, int64_t iv, double fv);
 PT_HIDDEN petrel_status pt_exec_run(pt_exec *ex);
 PT_HIDDEN petrel_status pt_exec_reset_state(pt_exec *ex);
-/* Output i of the last run as a runtime value (tensor views may be strided). */
-PT_HIDDEN const pt_rvalue *pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp);
+/* Output i of the last run as a runtime value on the host (tensor views may
+ * be strided); device results are copied to the host first. */
+PT_HIDDEN petrel_status pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp, const pt_rvalue **out);
 
 PT_HIDDEN pt_storage *pt_storage_new(int64_t nbytes);
 PT_HIDDEN void pt_storage_release(pt_storage *s);

@@ -24,6 +24,10 @@ typedef struct pt_storage {
     int32_t refs;
     bool owned;
     bool is_static;    /* arena slot or scratch: never freed by refcounting */
+    uint8_t device;    /* PT_DEV_*: host memory or device memory */
+    bool is_twin;      /* the copy of another storage on the other device */
+    bool twin_fresh;   /* `twin` holds the current bytes */
+    struct pt_storage *twin; /* the copy on the other device (owned), or the original */
     void *raw;         /* allocation to free (owned only) */
     uint8_t *data;     /* 64-byte aligned start */
     int64_t nbytes;
@@ -134,6 +138,9 @@ PT_HIDDEN petrel_status pk_out_view(pt_exec *ex, const pt_node *n, int k, const 
 PT_HIDDEN void pk_out_int(pt_exec *ex, const pt_node *n, int k, int64_t v);
 PT_HIDDEN void pk_out_float(pt_exec *ex, const pt_node *n, int k, double v);
 PT_HIDDEN void pk_out_bool(pt_exec *ex, const pt_node *n, int k, bool v);
+/* pt_copy_into for tensors that may live on a device: dst and src on the
+ * same side (the node's); fails with a status instead of crashing. */
+PT_HIDDEN petrel_status pk_copy_into(pt_exec *ex, const pt_tensor *dst, const pt_tensor *src);
 /* Scratch memory valid until the node finishes (NULL on failure). */
 PT_HIDDEN void *pk_scratch(pt_exec *ex, size_t nbytes);
 

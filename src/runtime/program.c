@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../backends/cuda/caps.h"
 #include "../format/format.h"
 #include "../pt2/pt2.h"
 #include "exec.h"
@@ -24,6 +25,21 @@ struct petrel_program {
     pt_rvalue scalar_out;
 };
 
+/* Where the nodes run: a compiled program keeps its placement unless a
+ * backend is asked for; "cpu" puts everything on the CPU; "cuda" keeps a
+ * program compiled for it and partitions any other. */
+static void place(pt_graph *g, const petrel_load_opts *opts) {
+    const char *backend = opts ? opts->backend : NULL;
+    if (!backend) return;
+    if (!strcmp(backend, "cpu")) {
+        pt_partition(g, PT_DEV_CPU, NULL, NULL);
+        return;
+    }
+    for (int32_t i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].device == PT_DEV_CUDA) return;
+    pt_partition(g, PT_DEV_CUDA, pt_cuda_supports, NULL);
+}
+
 /* Import or read `buf` (either format) and prepare the executor. */
 static petrel_status load_common(petrel_program_t *p, const uint8_t *buf, uint64_t size, const petrel_load_opts *opts) {
     petrel_status st;
@@ -36,6 +52,7 @@ static petrel_status load_common(petrel_program_t *p, const uint8_t *buf, uint64
         st = pz_open_memory(&p->zip, buf, size, &p->err);
         if (st == PETREL_OK) st = pt2_import(&p->graph, &p->zip, &p->err);
     }
+    if (st == PETREL_OK) place(&p->graph, opts);
     if (st == PETREL_OK) st = pt_exec_init(&p->exec, &p->graph, &p->err);
     if (st == PETREL_OK) {
         p->out_names = pt_calloc((size_t)(p->graph.noutputs ? p->graph.noutputs : 1), sizeof(char *));
@@ -52,9 +69,11 @@ static petrel_status load_common(petrel_program_t *p, const uint8_t *buf, uint64
 
 static petrel_status check_backend(const petrel_load_opts *opts) {
     const char *backend = opts && opts->backend ? opts->backend : "cpu";
-    if (strcmp(backend, "cpu") != 0)
-        return pt_fail(NULL, PETREL_ERR_BACKEND_UNAVAILABLE, "backend '%s' is not available in this build (have: cpu)",
-                       backend);
+    if (!strcmp(backend, "cpu")) return PETREL_OK;
+    if (strcmp(backend, "cuda") != 0)
+        return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "unknown backend '%s' (petrel knows: cpu, cuda)", backend);
+    if (!pt_device_get(PT_DEV_CUDA))
+        return pt_fail(NULL, PETREL_ERR_BACKEND_UNAVAILABLE, "backend 'cuda' is not available in this build (have: cpu)");
     return PETREL_OK;
 }
 
@@ -182,7 +201,8 @@ petrel_status petrel_program_get_output(petrel_tensor_desc *out, petrel_program_
         return pt_fail(p ? &p->err : NULL, PETREL_ERR_INVALID_ARG, "output index %d out of range", i);
     if (!p->exec.ran) return pt_fail(&p->err, PETREL_ERR_STATE, "no outputs yet: execute the program first");
     memset(out, 0, sizeof *out);
-    const pt_rvalue *v = pt_exec_output(&p->exec, i, &p->scalar_out);
+    const pt_rvalue *v;
+    PT_TRY(pt_exec_output(&p->exec, i, &p->scalar_out, &v));
     if (kind) *kind = public_kind(v->kind);
     if (v->kind != PT_V_TENSOR) {
         p->scalar_out = *v;

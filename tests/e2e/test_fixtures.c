@@ -8,7 +8,9 @@
 ** DIR/<name>.petrel and the program file is run instead: results must be
 ** the same as torch's, as from the .pt2.
 **
-** usage: test_fixtures FIXTURE_DIR [--compile DIR] [NAME_SUBSTRING]
+** With --backend B every fixture is placed on backend B (compiled for it
+** with --compile); tests/gpu/run.sh runs the suite with --backend cuda.
+** usage: test_fixtures FIXTURE_DIR [--compile DIR] [--backend cpu|cuda] [NAME_SUBSTRING]
 */
 #include <jansson.h>
 #include <math.h>
@@ -78,6 +80,8 @@ static bool compare(const petrel_tensor_desc *got, const petrel_tensor_desc *wan
     return true;
 }
 
+static const char *backend; /* --backend: NULL = the default placement */
+
 static bool run_fixture(const char *dir, const char *name, int steps, double tol, const char *compile_dir,
                         char *why, size_t cap) {
     char path[1024];
@@ -85,14 +89,16 @@ static bool run_fixture(const char *dir, const char *name, int steps, double tol
     if (compile_dir) {
         char out[1024];
         snprintf(out, sizeof out, "%s/%s.petrel", compile_dir, name);
-        if (petrel_compile(NULL, path, out, NULL) != PETREL_OK) {
+        petrel_compile_opts co = {.backend = backend};
+        if (petrel_compile(NULL, path, out, &co) != PETREL_OK) {
             snprintf(why, cap, "compile: %s", petrel_last_error());
             return false;
         }
         snprintf(path, sizeof path, "%s", out);
     }
     petrel_program_t *prog = NULL;
-    if (petrel_program_load(&prog, path, NULL) != PETREL_OK) {
+    petrel_load_opts lo = {.backend = backend};
+    if (petrel_program_load(&prog, path, &lo) != PETREL_OK) {
         snprintf(why, cap, "load: %s", petrel_last_error());
         return false;
     }
@@ -151,12 +157,13 @@ static bool run_fixture(const char *dir, const char *name, int steps, double tol
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_fixtures FIXTURE_DIR [--compile DIR] [NAME_SUBSTRING]\n");
+        fprintf(stderr, "usage: test_fixtures FIXTURE_DIR [--compile DIR] [--backend cpu|cuda] [NAME_SUBSTRING]\n");
         return 2;
     }
     const char *compile_dir = NULL, *only = NULL;
     for (int a = 2; a < argc; a++) {
         if (!strcmp(argv[a], "--compile") && a + 1 < argc) compile_dir = argv[++a];
+        else if (!strcmp(argv[a], "--backend") && a + 1 < argc) backend = argv[++a];
         else only = argv[a];
     }
     char path[1024];
@@ -189,6 +196,7 @@ int main(int argc, char **argv) {
         }
     }
     json_decref(m);
-    printf("fixtures%s: %d passed, %d failed\n", compile_dir ? " (compiled)" : "", pass, fail);
+    printf("fixtures%s%s%s: %d passed, %d failed\n", compile_dir ? " (compiled)" : "", backend ? " on " : "",
+           backend ? backend : "", pass, fail);
     return fail ? 1 : 0;
 }

@@ -106,8 +106,7 @@ static petrel_status view_reshape(pt_exec *ex, const pt_node *n, const pt_tensor
     dst.rank = x->rank;
     for (int i = 0; i < x->rank; i++) dst.shape[i] = x->shape[i];
     nu_contig_strides(x->rank, x->shape, dst.stride);
-    pt_copy_into(&dst, x);
-    return PETREL_OK;
+    return pk_copy_into(ex, &dst, x);
 }
 
 /* Geometry of x narrowed along dim d to elements start, start+step, ...
@@ -416,8 +415,7 @@ petrel_status cpu_k_view(pt_exec *ex, const pt_node *n) {
         if (pt_is_contiguous(x)) return view_alias(ex, n, x);
         pt_tensor *out;
         PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
-        pt_copy_into(out, x);
-        return PETREL_OK;
+        return pk_copy_into(ex, out, x);
     }
     case PETREL_OP_VIEW_AS_DTYPE: {
         int dt = pk_dtype(ex, n, 1);

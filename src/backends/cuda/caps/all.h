@@ -1,0 +1,4 @@
+/* caps/all.h -- every CUDA family's capability lines (X-macro PCU_CAP). */
+#include "elementwise.h"
+#include "data.h"
+#include "dense.h"

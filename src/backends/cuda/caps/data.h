@@ -1,0 +1,1 @@
+/* caps/data.h -- PCU_CAP(OP_ID, dtype mask, kernel family) lines; see ../caps.h. */

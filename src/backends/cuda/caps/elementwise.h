@@ -1,0 +1,1 @@
+/* caps/elementwise.h -- PCU_CAP(OP_ID, dtype mask, kernel family) lines; see ../caps.h. */

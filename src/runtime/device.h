@@ -1,0 +1,46 @@
+/*
+** device.h -- what the executor needs from an accelerator backend, as a
+** table of functions.  The executor runs every node on the CPU backend
+** unless the graph placed it on a device (pt_node.device); a device backend
+** provides its kernels, memory, copies across the host boundary and graph
+** capture.  The CUDA backend implements it (backends/cuda/rt/device.c); a
+** build without CUDA has none (pt_device_get returns NULL).
+*/
+#ifndef PETREL_DEVICE_H
+#define PETREL_DEVICE_H
+
+#include "kernel.h"
+
+typedef struct pt_device_ops {
+    const char *name;
+    /* Per-executor context (stream, library handles, scratch). */
+    petrel_status (*create)(void **ctx, pt_err *err);
+    void (*destroy)(void *ctx);
+    /* Kernel for an op; NULL when the backend has none. */
+    pt_kernel_fn (*kernel)(pt_op op);
+    /* Device memory (64-byte aligned). free takes what alloc returned. */
+    petrel_status (*alloc)(void *ctx, size_t n, void **p, pt_err *err);
+    void (*free)(void *p);
+    /* Stream-ordered host->device copy (the host bytes must stay valid
+     * until the next sync) and synchronous device->host copy. */
+    petrel_status (*upload)(void *ctx, void *dst, const void *src, size_t n, pt_err *err);
+    petrel_status (*download)(void *ctx, void *dst, const void *src, size_t n, pt_err *err);
+    /* Strided, converting copy between device tensors. */
+    petrel_status (*copy_into)(pt_exec *ex, const pt_tensor *dst, const pt_tensor *src);
+    /* Around each node: reset scratch; afterwards check for launch errors.
+     * node_end returns PETREL_ERR_NOMEM with *retry set when the node ran
+     * out of device scratch (grown now, so a retry will fit). */
+    void (*node_begin)(void *ctx);
+    petrel_status (*node_end)(void *ctx, bool *retry, pt_err *err);
+    petrel_status (*sync)(void *ctx, pt_err *err);
+    /* Whole-run graphs: capture the launches of one run, replay them. */
+    petrel_status (*capture_begin)(void *ctx, pt_err *err);
+    petrel_status (*capture_end)(void *ctx, void **graph, pt_err *err); /* *graph NULL: not capturable */
+    petrel_status (*replay)(void *ctx, void *graph, pt_err *err);
+    void (*graph_free)(void *graph);
+} pt_device_ops;
+
+/* The backend of device `dev` (PT_DEV_CUDA), or NULL when not built in. */
+PT_HIDDEN const pt_device_ops *pt_device_get(int dev);
+
+#endif /* PETREL_DEVICE_H */
