@@ -13,6 +13,8 @@
 
 typedef struct pt_device_ops {
     const char *name;
+    /* Does the device run this node (the partitioner's question)? */
+    bool (*supports)(const pt_graph *g, const pt_node *n, const char **why);
     /* Per-executor context (stream, library handles, scratch). */
     petrel_status (*create)(void **ctx, pt_err *err);
     void (*destroy)(void *ctx);
@@ -33,7 +35,8 @@ typedef struct pt_device_ops {
     void (*node_begin)(void *ctx);
     petrel_status (*node_end)(void *ctx, bool *retry, pt_err *err);
     petrel_status (*sync)(void *ctx, pt_err *err);
-    /* Whole-run graphs: capture the launches of one run, replay them. */
+    /* Whole-run graphs: capture the launches of one run, replay them
+     * (NULL when the device has none). */
     petrel_status (*capture_begin)(void *ctx, pt_err *err);
     petrel_status (*capture_end)(void *ctx, void **graph, pt_err *err); /* *graph NULL: not capturable */
     petrel_status (*replay)(void *ctx, void *graph, pt_err *err);
@@ -42,5 +45,9 @@ typedef struct pt_device_ops {
 
 /* The backend of device `dev` (PT_DEV_CUDA), or NULL when not built in. */
 PT_HIDDEN const pt_device_ops *pt_device_get(int dev);
+
+/* Tests: stand a host-memory "loopback" device in for CUDA (loopback.c),
+ * so placement, transfers and device state are exercised without a GPU. */
+PT_HIDDEN void pt_device_use_loopback(void);
 
 #endif /* PETREL_DEVICE_H */

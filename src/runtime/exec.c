@@ -283,7 +283,7 @@ static petrel_status init_devices(pt_exec *ex) {
             return pt_fail(ex->err, PETREL_ERR_BACKEND_UNAVAILABLE,
                            "the program is placed on 'cuda', which this build does not have (have: cpu)");
         PT_TRY(ex->dev->create(&ex->dctx, ex->err));
-        ex->graph_ok = true;
+        ex->graph_ok = ex->dev->capture_begin != NULL;
     }
     pt_value_devices(g, ex->vdev);
     for (int32_t ni = 0; ni < g->nnodes; ni++) {

@@ -37,7 +37,8 @@ static void place(pt_graph *g, const petrel_load_opts *opts) {
     }
     for (int32_t i = 0; i < g->nnodes; i++)
         if (g->nodes[i].device == PT_DEV_CUDA) return;
-    pt_partition(g, PT_DEV_CUDA, pt_cuda_supports, NULL);
+    const pt_device_ops *dev = pt_device_get(PT_DEV_CUDA);
+    pt_partition(g, PT_DEV_CUDA, dev && dev->supports ? dev->supports : pt_cuda_supports, NULL);
 }
 
 /* Import or read `buf` (either format) and prepare the executor. */

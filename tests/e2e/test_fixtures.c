@@ -10,7 +10,8 @@
 **
 ** With --backend B every fixture is placed on backend B (compiled for it
 ** with --compile); tests/gpu/run.sh runs the suite with --backend cuda.
-** usage: test_fixtures FIXTURE_DIR [--compile DIR] [--backend cpu|cuda] [NAME_SUBSTRING]
+** --loopback replaces the CUDA device by a test stand-in (runtime/loopback.c).
+** usage: test_fixtures FIXTURE_DIR [--compile DIR] [--backend cpu|cuda] [--loopback] [NAME_SUBSTRING]
 */
 #include <jansson.h>
 #include <math.h>
@@ -81,6 +82,10 @@ static bool compare(const petrel_tensor_desc *got, const petrel_tensor_desc *wan
 }
 
 static const char *backend; /* --backend: NULL = the default placement */
+
+/* White-box hook (runtime/device.h): --loopback stands a host-memory test
+ * device in for CUDA, so `--backend cuda` mixes both sides on any machine. */
+void pt_device_use_loopback(void);
 
 static bool run_fixture(const char *dir, const char *name, int steps, double tol, const char *compile_dir,
                         char *why, size_t cap) {
@@ -164,6 +169,7 @@ int main(int argc, char **argv) {
     for (int a = 2; a < argc; a++) {
         if (!strcmp(argv[a], "--compile") && a + 1 < argc) compile_dir = argv[++a];
         else if (!strcmp(argv[a], "--backend") && a + 1 < argc) backend = argv[++a];
+        else if (!strcmp(argv[a], "--loopback")) pt_device_use_loopback();
         else only = argv[a];
     }
     char path[1024];
