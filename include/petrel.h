@@ -130,8 +130,11 @@ PETREL_API void petrel_log_set(petrel_log_fn fn, void *user);
 typedef struct petrel_program petrel_program_t;
 
 typedef struct petrel_load_opts {
-    const char *backend;  /* "cpu" (default when NULL) */
+    const char *backend;  /* "cpu" or "cuda"; NULL: a program file's own placement
+                           * (compiled with --backend), a .pt2 on the cpu */
     bool verify_weights;  /* program files: also checksum the weights (reads every page) */
+    bool inspect_only;    /* read and verify, but prepare no backend (cannot execute):
+                           * for looking at a program on a machine without its device */
 } petrel_load_opts;
 
 /* What a program input or output is. */
@@ -231,6 +234,9 @@ typedef struct petrel_program_stats {
     int64_t arena_bytes;      /* planned activation arena */
     int64_t naive_bytes;      /* activations if nothing shared memory */
     int32_t unplanned;        /* intermediates without a size bound (heap at run time) */
+    int64_t nodes_on_device;  /* nodes placed on the device backend (views included) */
+    const char *device;       /* that backend ("cuda"), or NULL when all run on the cpu */
+    int64_t device_arena_bytes; /* planned activation arena on the device */
 } petrel_program_stats;
 
 PETREL_API petrel_status petrel_program_get_stats(petrel_program_stats *out,
@@ -241,6 +247,9 @@ PETREL_API petrel_status petrel_program_get_stats(petrel_program_stats *out,
  *  distinct operators.  Targets are borrowed ("aten.mm.default"). */
 PETREL_API int petrel_program_op_counts(const petrel_program_t *p, const char **targets, int64_t *counts,
                                         int max);
+/** The same for the nodes placed on one backend ("cpu" or "cuda"). */
+PETREL_API int petrel_program_op_counts_on(const petrel_program_t *p, const char *backend, const char **targets,
+                                           int64_t *counts, int max);
 
 /* A section of a compiled program file. */
 typedef struct petrel_section_info {

@@ -24,7 +24,8 @@ static void print_io(const petrel_io_info *io) {
 int cmd_inspect(int argc, char **argv) {
     if (argc != 1 || argv[0][0] == '-') return cli_error("usage: petrel inspect PROGRAM");
     petrel_program_t *prog = NULL;
-    if (petrel_program_load(&prog, argv[0], NULL) != PETREL_OK) return cli_error("%s", petrel_last_error());
+    petrel_load_opts lo = {.inspect_only = true}; /* no GPU needed to look at a CUDA program */
+    if (petrel_program_load(&prog, argv[0], &lo) != PETREL_OK) return cli_error("%s", petrel_last_error());
     petrel_program_stats st;
     petrel_program_get_stats(&st, prog);
     printf("program:  %s\n", argv[0]);
@@ -36,8 +37,12 @@ int cmd_inspect(int argc, char **argv) {
     printf("nodes:    %" PRId64 "\n", st.n_nodes);
     printf("weights:  %" PRId64 " tensors, %.2f MB; state %.2f MB\n", st.n_weights, (double)st.weight_bytes / 1e6,
            (double)st.state_bytes / 1e6);
-    printf("arena:    %.3f MB for activations (%.3f MB without sharing)%s\n", (double)st.arena_bytes / 1e6,
-           (double)st.naive_bytes / 1e6, st.unplanned ? "; some sizes unbounded, allocated per call" : "");
+    printf("arena:    %.3f MB for activations (%.3f MB without sharing)%s\n",
+           (double)(st.arena_bytes + st.device_arena_bytes) / 1e6, (double)st.naive_bytes / 1e6,
+           st.unplanned ? "; some sizes unbounded, allocated per call" : "");
+    if (st.device)
+        printf("          of which %.3f MB on %s, %.3f MB on cpu\n", (double)st.device_arena_bytes / 1e6, st.device,
+               (double)st.arena_bytes / 1e6);
     printf("inputs:\n");
     for (int i = 0; i < petrel_program_num_inputs(prog); i++) {
         petrel_io_info io;
@@ -58,9 +63,16 @@ int cmd_inspect(int argc, char **argv) {
     }
     const char *targets[512];
     int64_t counts[512];
-    int distinct = petrel_program_op_counts(prog, targets, counts, 512);
-    printf("ops (%d distinct, all on cpu):\n", distinct);
-    for (int i = 0; i < distinct && i < 512; i++) printf("  %6" PRId64 "  %s\n", counts[i], targets[i]);
+    static const char *sides[] = {"cuda", "cpu"};
+    for (int k = 0; k < 2; k++) {
+        int distinct = petrel_program_op_counts_on(prog, sides[k], targets, counts, 512);
+        if (!distinct) continue;
+        int64_t total = 0;
+        for (int i = 0; i < distinct && i < 512; i++) total += counts[i];
+        printf("ops on %s (%" PRId64 " nodes, %d distinct%s):\n", sides[k], total, distinct,
+               st.device ? "" : ", all on cpu");
+        for (int i = 0; i < distinct && i < 512; i++) printf("  %6" PRId64 "  %s\n", counts[i], targets[i]);
+    }
     petrel_program_free(prog);
     return 0;
 }

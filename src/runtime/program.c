@@ -23,6 +23,7 @@ struct petrel_program {
     void *out_buf;       /* contiguous copy of the last strided output read */
     size_t out_buf_cap;
     pt_rvalue scalar_out;
+    bool inspect_only;   /* loaded without a backend: no executor */
 };
 
 /* Where the nodes run: a compiled program keeps its placement unless a
@@ -54,7 +55,20 @@ static petrel_status load_common(petrel_program_t *p, const uint8_t *buf, uint64
         if (st == PETREL_OK) st = pt2_import(&p->graph, &p->zip, &p->err);
     }
     if (st == PETREL_OK) place(&p->graph, opts);
-    if (st == PETREL_OK) st = pt_exec_init(&p->exec, &p->graph, &p->err);
+    if (st == PETREL_OK && opts && opts->inspect_only) {
+        /* no backend: plan the arenas only for the stats */
+        p->inspect_only = true;
+        uint8_t *vdev = pt_malloc((size_t)(p->graph.nvalues ? p->graph.nvalues : 1));
+        if (!vdev) st = pt_fail(&p->err, PETREL_ERR_NOMEM, "out of memory");
+        if (st == PETREL_OK) {
+            pt_value_devices(&p->graph, vdev);
+            st = pt_plan_memory_on(&p->graph, vdev, PT_DEV_CPU, &p->exec.plan, &p->err);
+            if (st == PETREL_OK) st = pt_plan_memory_on(&p->graph, vdev, PT_DEV_CUDA, &p->exec.dplan, &p->err);
+        }
+        pt_free(vdev);
+    } else if (st == PETREL_OK) {
+        st = pt_exec_init(&p->exec, &p->graph, &p->err);
+    }
     if (st == PETREL_OK) {
         p->out_names = pt_calloc((size_t)(p->graph.noutputs ? p->graph.noutputs : 1), sizeof(char *));
         if (!p->out_names) st = pt_fail(&p->err, PETREL_ERR_NOMEM, "out of memory");
@@ -116,6 +130,10 @@ petrel_status petrel_program_load_memory(petrel_program_t **out, const void *buf
 
 void petrel_program_free(petrel_program_t *p) {
     if (!p) return;
+    if (p->inspect_only) {
+        pt_plan_free(&p->exec.plan);
+        pt_plan_free(&p->exec.dplan);
+    }
     pt_exec_free(&p->exec);
     if (p->out_names)
         for (int i = 0; i < p->graph.noutputs; i++) pt_free(p->out_names[i]);
@@ -193,6 +211,7 @@ petrel_status petrel_program_set_input_int(petrel_program_t *p, int i, int64_t v
 
 petrel_status petrel_program_execute(petrel_program_t *p) {
     if (!p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_execute: NULL program");
+    if (p->inspect_only) return pt_fail(&p->err, PETREL_ERR_STATE, "the program was loaded for inspection only");
     return pt_exec_run(&p->exec);
 }
 
@@ -296,15 +315,20 @@ petrel_status petrel_program_get_stats(petrel_program_stats *out, const petrel_p
     out->compiled = p->compiled;
     out->arena_bytes = p->exec.plan.arena_bytes;
     out->naive_bytes = p->exec.plan.naive_bytes;
-    out->unplanned = p->exec.plan.unplanned;
+    out->unplanned = p->exec.plan.unplanned + p->exec.dplan.unplanned;
+    out->device_arena_bytes = p->exec.dplan.arena_bytes;
+    for (int32_t i = 0; i < g->nnodes; i++) out->nodes_on_device += g->nodes[i].device != PT_DEV_CPU;
+    if (out->nodes_on_device) out->device = "cuda";
     out->file_bytes = (int64_t)p->file_bytes;
     return PETREL_OK;
 }
 
-int petrel_program_op_counts(const petrel_program_t *p, const char **targets, int64_t *counts, int max) {
+/* Op histogram of the nodes on device dev (-1: all). */
+static int op_counts(const petrel_program_t *p, int dev, const char **targets, int64_t *counts, int max) {
     if (!p) return 0;
     int64_t per_op[PETREL_OP_COUNT] = {0};
-    for (int32_t i = 0; i < p->graph.nnodes; i++) per_op[p->graph.nodes[i].op]++;
+    for (int32_t i = 0; i < p->graph.nnodes; i++)
+        if (dev < 0 || p->graph.nodes[i].device == dev) per_op[p->graph.nodes[i].op]++;
     int distinct = 0;
     for (int op = 0; op < PETREL_OP_COUNT; op++) distinct += per_op[op] > 0;
     /* selection of the most frequent, `max` times */
@@ -317,6 +341,16 @@ int petrel_program_op_counts(const petrel_program_t *p, const char **targets, in
         per_op[best] = -per_op[best]; /* taken */
     }
     return distinct;
+}
+
+int petrel_program_op_counts(const petrel_program_t *p, const char **targets, int64_t *counts, int max) {
+    return op_counts(p, -1, targets, counts, max);
+}
+
+int petrel_program_op_counts_on(const petrel_program_t *p, const char *backend, const char **targets, int64_t *counts,
+                                int max) {
+    int dev = !backend ? -2 : !strcmp(backend, "cpu") ? PT_DEV_CPU : !strcmp(backend, "cuda") ? PT_DEV_CUDA : -2;
+    return dev == -2 ? 0 : op_counts(p, dev, targets, counts, max);
 }
 
 petrel_status petrel_program_section(petrel_section_info *out, const petrel_program_t *p, int i) {
