@@ -15,6 +15,7 @@ int cmd_show(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Flags shared by `generate` and `chat` (llm_flags.c). */
 typedef struct cli_llm_flags {

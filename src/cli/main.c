@@ -11,9 +11,9 @@ static const char usage[] =
     "usage: petrel <command> [options]\n"
     "\n"
     "commands:\n"
-    "  compile IN.pt2 -o OUT.petrel [--backend cpu]\n"
+    "  compile IN.pt2 -o OUT.petrel [--backend cpu|cuda]\n"
     "        lower an exported program into a petrel program file\n"
-    "  run PROGRAM --inputs IN.safetensors --outputs OUT.safetensors [--backend cpu]\n"
+    "  run PROGRAM --inputs IN.safetensors --outputs OUT.safetensors [--backend cpu|cuda]\n"
     "        run a program (.pt2 or .petrel) once per --inputs/--outputs pair, in order,\n"
     "        keeping its state (KV caches) between the calls\n"
     "  inspect PROGRAM\n"
@@ -35,11 +35,19 @@ static const char usage[] =
     "        seed per run; --raw: no BOS/special tokens added; --chat: use the chat template\n"
     "  chat -m MODEL [--system TEXT] [--stats] [sampling flags as for generate]\n"
     "        talk with a chat model: one message per line; /reset starts over, /exit quits\n"
+    "  bench -m MODEL [--backend cpu|cuda] [--prompt N] [--gen N] [--prefill N[,N...]] [--reps R]\n"
+    "        [--warmup W] [--seed S] [--json]\n"
+    "        measure an exported LM at batch 1 with random prompt ids (seed S, default 0): prefill\n"
+    "        tok/s for one chunk of each --prefill length (default 512,2048), time to first token and\n"
+    "        greedy decode tok/s for --gen tokens (256) after a --prompt-token prompt (128); medians\n"
+    "        of R runs (3) after W warm-up runs (1); --json: one JSON object (see bench/README.md);\n"
+    "        without --backend, the program's own placement\n"
     "  help  print this text\n"
     "\n"
     "example:\n"
     "  petrel run model.pt2 --inputs in.safetensors --outputs out.safetensors\n"
-    "  petrel generate -m model.pt2 -p \"Once upon a time\" -n 64\n";
+    "  petrel generate -m model.pt2 -p \"Once upon a time\" -n 64\n"
+    "  petrel bench -m model.petrel --prefill 512 --gen 64\n";
 
 int cli_error(const char *fmt, ...) {
     va_list ap;
@@ -64,6 +72,7 @@ int main(int argc, char **argv) {
     if (!strcmp(verb, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(verb, "generate")) return cmd_generate(argc - 2, argv + 2);
     if (!strcmp(verb, "chat")) return cmd_chat(argc - 2, argv + 2);
+    if (!strcmp(verb, "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
         fputs(usage, stdout);
         return 0;
