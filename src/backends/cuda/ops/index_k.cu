@@ -1,0 +1,204 @@
+/*
+** index_k.cu -- device kernels of the "index" family (take along a dim,
+** gather/scatter walks, advanced indexing, one_hot) behind the launchers
+** of index_k.h.  Out-of-range indices: see index_k.h.
+*/
+#include "data_k.cuh"
+#include "index_k.h"
+
+namespace {
+
+/* ---- take (index_select, embedding) -------------------------------------- */
+
+/* Wrapped index value t of a take, or -1 when out of range. */
+__device__ __forceinline__ int64_t take_index(const pcu_take &a, int64_t t) {
+    int64_t off = dk_offset(t, a.index.rank, a.index.shape, a.index.stride);
+    int64_t v = dk_load_i64(dk_at(a.index.data, a.index.dtype, off), a.index.dtype);
+    return dk_wrap(v, a.self.shape[a.dim]);
+}
+
+/* Element offset in self of the first element of row r (outer * nidx rows
+ * of `inner` elements), given its wrapped index w. */
+__device__ __forceinline__ int64_t take_row_offset(const pcu_take &a, int64_t r, int64_t w) {
+    int64_t pre = r / a.nidx;
+    return dk_offset(pre, a.dim, a.self.shape, a.self.stride) + w * a.self.stride[a.dim];
+}
+
+/* One output element per thread, any strides and dtypes. */
+__global__ void take_k(pcu_take a) {
+    int post_rank = a.self.rank - a.dim - 1;
+    for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < a.numel;
+         o += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = o / a.inner, post = o - r * a.inner;
+        int64_t w = take_index(a, r % a.nidx);
+        char *dst = dk_at(a.out, a.odt, o);
+        if (w < 0) {
+            dk_store_i64(dst, a.odt, 0);
+            continue;
+        }
+        int64_t off = take_row_offset(a, r, w) +
+                      dk_offset(post, post_rank, a.self.shape + a.dim + 1, a.self.stride + a.dim + 1);
+        dk_copy_elem(dst, a.odt, dk_at(a.self.data, a.self.dtype, off), a.self.dtype);
+    }
+}
+
+/* One row per block, copied in units U (embedding's fast path: one token's
+ * weight row, 16 bytes per thread when aligned). */
+template <typename U>
+__global__ void take_rows_k(pcu_take a, int64_t rows, int64_t row_units) {
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        int64_t w = take_index(a, r % a.nidx);
+        U *dst = (U *)a.out + r * row_units;
+        if (w < 0) {
+            U zero{};
+            for (int64_t u = threadIdx.x; u < row_units; u += blockDim.x) dst[u] = zero;
+            continue;
+        }
+        const U *src = (const U *)dk_at(a.self.data, a.self.dtype, take_row_offset(a, r, w));
+        for (int64_t u = threadIdx.x; u < row_units; u += blockDim.x) dst[u] = src[u];
+    }
+}
+
+template <typename U>
+void take_rows_launch(const pcu_take *a, int64_t rows, int64_t row_bytes, cudaStream_t s) {
+    int64_t units = row_bytes / (int64_t)sizeof(U);
+    int threads = 32;
+    while (threads < 256 && threads < units) threads *= 2;
+    unsigned int blocks = (unsigned int)(rows < 65536 ? rows : 65536);
+    take_rows_k<U><<<blocks, threads, 0, s>>>(*a, rows, units);
+}
+
+/* ---- gather / scatter walks ---------------------------------------------- */
+
+__global__ void walk_k(pcu_walk a) {
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < a.numel;
+         e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t c[PCU_MAX_RANK];
+        dk_unravel(e, a.rank, a.wshape, c);
+        int64_t ioff = 0;
+        for (int k = 0; k < a.rank; k++) ioff += c[k] * a.index.stride[k];
+        int64_t w = dk_wrap(dk_load_i64(dk_at(a.index.data, a.index.dtype, ioff), a.index.dtype),
+                            a.tgt.shape[a.dim]);
+        int64_t toff = 0;
+        for (int k = 0; k < a.rank; k++) toff += (k == a.dim ? w : c[k]) * a.tgt.stride[k];
+        if (a.kind == PCU_WALK_GATHER) {
+            char *dst = dk_at(a.out, a.odt, e);
+            if (w < 0) dk_store_i64(dst, a.odt, 0);
+            else dk_copy_elem(dst, a.odt, dk_at(a.tgt.data, a.tgt.dtype, toff), a.tgt.dtype);
+            continue;
+        }
+        if (w < 0) continue;
+        char *dst = dk_at(a.tgt.data, a.tgt.dtype, toff);
+        if (a.kind == PCU_WALK_FILL) {
+            dk_store_fill(dst, a.tgt.dtype, a.fill_is_int, a.fill_i, a.fill_f);
+            continue;
+        }
+        int64_t soff = 0;
+        for (int k = 0; k < a.rank; k++) soff += c[k] * a.src.stride[k];
+        const char *sp = dk_at(a.src.data, a.src.dtype, soff);
+        if (a.kind == PCU_WALK_SCATTER)
+            dk_copy_elem(dst, a.tgt.dtype, sp, a.src.dtype);
+        else if (dk_is_float(a.tgt.dtype))
+            dk_atomic_add(dst, a.tgt.dtype, a.fill_f * dk_load_f64(sp, a.src.dtype), 0);
+        else
+            dk_atomic_add(dst, a.tgt.dtype, 0,
+                          (int64_t)((uint64_t)a.fill_i * (uint64_t)dk_load_i64(sp, a.src.dtype)));
+    }
+}
+
+/* ---- advanced indexing --------------------------------------------------- */
+
+__global__ void adv_k(pcu_adv a) {
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < a.numel;
+         e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t ridx[PCU_MAX_RANK];
+        dk_unravel(e, a.rrank, a.rshape, ridx);
+        int64_t off = 0;
+        bool ok = true;
+        int r = 0; /* next result dim that belongs to a None (sliced) self dim */
+        for (int d = 0; d < a.self.rank; d++) {
+            int64_t j;
+            if (a.has[d]) {
+                int64_t ioff = 0;
+                for (int k = 0; k < a.br; k++) ioff += ridx[a.first + k] * a.istride[d][k];
+                j = dk_wrap(dk_load_i64(dk_at(a.idata[d], a.idt[d], ioff), a.idt[d]), a.self.shape[d]);
+                ok = ok && j >= 0;
+            } else {
+                if (r == a.first) r += a.br; /* skip over the broadcast block */
+                j = ridx[r++];
+            }
+            off += j * a.self.stride[d];
+        }
+        if (!a.put) {
+            char *dst = dk_at(a.out, a.odt, e);
+            if (ok) dk_copy_elem(dst, a.odt, dk_at(a.self.data, a.self.dtype, off), a.self.dtype);
+            else dk_store_i64(dst, a.odt, 0);
+            continue;
+        }
+        if (!ok) continue;
+        char *dst = dk_at(a.self.data, a.self.dtype, off);
+        int dt = a.self.dtype;
+        if (a.fill) {
+            if (!a.accumulate) dk_store_fill(dst, dt, a.fill_is_int, a.fill_i, a.fill_f);
+            else if (a.fill_is_int) dk_atomic_add(dst, dt, (double)a.fill_i, a.fill_i);
+            else dk_atomic_add(dst, dt, a.fill_f, dk_f64_to_i64(a.fill_f));
+            continue;
+        }
+        int64_t voff = 0;
+        for (int k = 0; k < a.rrank; k++) voff += ridx[k] * a.values.stride[k];
+        const char *vp = dk_at(a.values.data, a.values.dtype, voff);
+        if (!a.accumulate) dk_copy_elem(dst, dt, vp, a.values.dtype);
+        else dk_atomic_add(dst, dt, dk_load_f64(vp, a.values.dtype), dk_load_i64(vp, a.values.dtype));
+    }
+}
+
+/* ---- one_hot ------------------------------------------------------------- */
+
+__global__ void one_hot_k(pcu_one_hot a) {
+    for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < a.numel;
+         o += (int64_t)gridDim.x * blockDim.x) {
+        int64_t t = o / a.classes, c = o - t * a.classes;
+        int64_t off = dk_offset(t, a.self.rank, a.self.shape, a.self.stride);
+        int64_t v = dk_load_i64(dk_at(a.self.data, a.self.dtype, off), a.self.dtype);
+        dk_store_i64(dk_at(a.out, a.odt, o), a.odt, v == c); /* out of range: a zero row */
+    }
+}
+
+} // namespace
+
+/* ---- launchers ----------------------------------------------------------- */
+
+extern "C" cudaError_t pcu_take_launch(const pcu_take *a, cudaStream_t s) {
+    if (!a->rows) {
+        take_k<<<dk_blocks(a->numel, DK_THREADS), DK_THREADS, 0, s>>>(*a);
+        return cudaGetLastError();
+    }
+    int64_t es = (int64_t)petrel_dtype_size((petrel_dtype)a->odt);
+    int64_t row_bytes = a->inner * es, rows = a->numel / a->inner;
+    /* the largest unit dividing every row start and length */
+    uint64_t g = (uint64_t)(uintptr_t)a->self.data | (uint64_t)(uintptr_t)a->out |
+                 (uint64_t)row_bytes | (uint64_t)(a->self.stride[a->dim] * es);
+    for (int d = 0; d < a->dim; d++)
+        if (a->self.shape[d] > 1) g |= (uint64_t)(a->self.stride[d] * es);
+    if ((g & 15) == 0) take_rows_launch<uint4>(a, rows, row_bytes, s);
+    else if ((g & 7) == 0) take_rows_launch<uint2>(a, rows, row_bytes, s);
+    else if ((g & 3) == 0) take_rows_launch<uint32_t>(a, rows, row_bytes, s);
+    else if ((g & 1) == 0) take_rows_launch<uint16_t>(a, rows, row_bytes, s);
+    else take_rows_launch<uint8_t>(a, rows, row_bytes, s);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t pcu_walk_launch(const pcu_walk *a, cudaStream_t s) {
+    walk_k<<<dk_blocks(a->numel, DK_THREADS), DK_THREADS, 0, s>>>(*a);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t pcu_adv_launch(const pcu_adv *a, cudaStream_t s) {
+    adv_k<<<dk_blocks(a->numel, DK_THREADS), DK_THREADS, 0, s>>>(*a);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t pcu_one_hot_launch(const pcu_one_hot *a, cudaStream_t s) {
+    one_hot_k<<<dk_blocks(a->numel, DK_THREADS), DK_THREADS, 0, s>>>(*a);
+    return cudaGetLastError();
+}

@@ -1,0 +1,257 @@
+/*
+** device.c -- the CUDA backend behind the executor's device interface
+** (runtime/device.h): one stream per executor, cuBLAS bound to it with a
+** fixed workspace, a device scratch region for kernels, memory and copies,
+** and whole-run CUDA graphs.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "../../../runtime/device.h"
+#include "../../../runtime/exec.h"
+#include "../caps.h"
+#include "../cuda.h"
+
+#define BLAS_WS_BYTES ((size_t)32 << 20)
+#define SCRATCH_BYTES ((size_t)64 << 20)
+
+/* ---- kernels: the caps tables name each op's family --------------------- */
+
+static const pt_kernel_fn pcu_kernels[PETREL_OP_COUNT] = {
+#define PCU_CAP(id, mask, family) [PETREL_OP_##id] = cuda_k_##family,
+#include "../caps/all.h"
+#undef PCU_CAP
+};
+
+static pt_kernel_fn pcu_kernel(pt_op op) { return op < PETREL_OP_COUNT ? pcu_kernels[op] : NULL; }
+
+/* ---- errors ------------------------------------------------------------- */
+
+static petrel_status cuda_err(pt_err *err, cudaError_t e, const char *call) {
+    petrel_status st = e == cudaErrorMemoryAllocation ? PETREL_ERR_NOMEM : PETREL_ERR_DEVICE;
+    return pt_fail(err, st, "%s failed: %s (%s)", call, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+#define TRY(err, call)                                                                             \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) return cuda_err((err), e_, #call);                                  \
+    } while (0)
+
+petrel_status pcu_fail_cuda(pt_exec *ex, cudaError_t e, const char *call) { return cuda_err(ex->err, e, call); }
+
+petrel_status pcu_fail_blas(pt_exec *ex, cublasStatus_t s, const char *call) {
+    return pk_fail(ex, s == CUBLAS_STATUS_ALLOC_FAILED ? PETREL_ERR_NOMEM : PETREL_ERR_DEVICE, "%s failed: cuBLAS status %d",
+                   call, (int)s);
+}
+
+/* ---- context ------------------------------------------------------------ */
+
+pcu_ctx *pk_cuda(pt_exec *ex) { return (pcu_ctx *)ex->dctx; }
+
+static void pcu_destroy(void *p) {
+    pcu_ctx *c = p;
+    if (!c) return;
+    if (c->lt) cublasLtDestroy(c->lt);
+    if (c->blas) cublasDestroy(c->blas);
+    if (c->blas_ws) cudaFree(c->blas_ws);
+    if (c->scr) cudaFree(c->scr);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    pt_free(c);
+}
+
+static petrel_status pcu_create(void **out, pt_err *err) {
+    *out = NULL;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        cudaGetLastError(); /* clear the sticky "no device" error */
+        return pt_fail(err, PETREL_ERR_BACKEND_UNAVAILABLE, "backend 'cuda': no CUDA device (%s)",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+    }
+    pcu_ctx *c = pt_calloc(1, sizeof *c);
+    if (!c) return pt_fail(err, PETREL_ERR_NOMEM, "out of memory");
+    petrel_status st = PETREL_OK;
+#define CTRY(call)                                                                                 \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) { st = cuda_err(err, e_, #call); goto fail; }                       \
+    } while (0)
+#define BTRY(call)                                                                                 \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                         \
+            st = pt_fail(err, PETREL_ERR_DEVICE, "%s failed: cuBLAS status %d", #call, (int)s_);  \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+    CTRY(cudaGetDevice(&c->device));
+    CTRY(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, c->device));
+    CTRY(cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, c->device));
+    CTRY(cudaDeviceGetAttribute(&c->cc_minor, cudaDevAttrComputeCapabilityMinor, c->device));
+    CTRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    CTRY(cudaMalloc(&c->blas_ws, BLAS_WS_BYTES));
+    c->blas_ws_bytes = BLAS_WS_BYTES;
+    CTRY(cudaMalloc((void **)&c->scr, SCRATCH_BYTES));
+    c->scr_cap = SCRATCH_BYTES;
+    BTRY(cublasCreate(&c->blas));
+    BTRY(cublasSetStream(c->blas, c->stream));
+    BTRY(cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_bytes));
+    BTRY(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH)); /* no TF32: fp32 stays fp32 */
+    BTRY(cublasLtCreate(&c->lt));
+#undef CTRY
+#undef BTRY
+    *out = c;
+    return PETREL_OK;
+fail:
+    pcu_destroy(c);
+    return st;
+}
+
+void *pk_dev_scratch(pt_exec *ex, size_t nbytes) {
+    pcu_ctx *c = pk_cuda(ex);
+    size_t n = (nbytes + 255) & ~(size_t)255;
+    if (n == 0) n = 256;
+    c->scr_need += n;
+    if (c->scr_used + n > c->scr_cap) return NULL;
+    void *p = c->scr + c->scr_used;
+    c->scr_used += n;
+    return p;
+}
+
+static void pcu_node_begin(void *p) {
+    pcu_ctx *c = p;
+    c->scr_used = 0;
+    c->scr_need = 0;
+}
+
+static petrel_status pcu_node_end(void *p, bool *retry, pt_err *err) {
+    pcu_ctx *c = p;
+    *retry = false;
+    if (c->scr_need > c->scr_cap) {
+        /* grow between nodes (never inside a captured run: that run fails
+         * and the executor repeats it eagerly) */
+        TRY(err, cudaStreamSynchronize(c->stream));
+        TRY(err, cudaFree(c->scr));
+        c->scr = NULL;
+        c->scr_cap = 0;
+        size_t cap = c->scr_need * 2;
+        TRY(err, cudaMalloc((void **)&c->scr, cap));
+        c->scr_cap = cap;
+        *retry = true;
+        return PETREL_ERR_NOMEM;
+    }
+    TRY(err, cudaGetLastError());
+    return PETREL_OK;
+}
+
+/* ---- memory and copies -------------------------------------------------- */
+
+static petrel_status pcu_alloc(void *ctx, size_t n, void **p, pt_err *err) {
+    (void)ctx;
+    *p = NULL;
+    cudaError_t e = cudaMalloc(p, n ? n : 1);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        return pt_fail(err, PETREL_ERR_NOMEM, "out of GPU memory allocating %zu bytes (%s)", n, cudaGetErrorString(e));
+    }
+    return PETREL_OK;
+}
+
+static void pcu_free(void *p) {
+    if (p) cudaFree(p);
+}
+
+static petrel_status pcu_upload(void *ctx, void *dst, const void *src, size_t n, pt_err *err) {
+    pcu_ctx *c = ctx;
+    if (n) TRY(err, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream));
+    return PETREL_OK;
+}
+
+static petrel_status pcu_download(void *ctx, void *dst, const void *src, size_t n, pt_err *err) {
+    pcu_ctx *c = ctx;
+    if (n) TRY(err, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream));
+    TRY(err, cudaStreamSynchronize(c->stream));
+    return PETREL_OK;
+}
+
+static petrel_status pcu_sync(void *ctx, pt_err *err) {
+    pcu_ctx *c = ctx;
+    TRY(err, cudaStreamSynchronize(c->stream));
+    return PETREL_OK;
+}
+
+/* ---- graphs ------------------------------------------------------------- */
+
+typedef struct pcu_graph {
+    cudaGraph_t g;
+    cudaGraphExec_t x;
+} pcu_graph;
+
+static petrel_status pcu_capture_begin(void *ctx, pt_err *err) {
+    pcu_ctx *c = ctx;
+    TRY(err, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    return PETREL_OK;
+}
+
+static petrel_status pcu_capture_end(void *ctx, void **out, pt_err *err) {
+    pcu_ctx *c = ctx;
+    *out = NULL;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    if (e != cudaSuccess || !g) {
+        cudaGetLastError(); /* an invalidated capture: not capturable, not fatal */
+        if (g) cudaGraphDestroy(g);
+        return PETREL_OK;
+    }
+    pcu_graph *pg = pt_calloc(1, sizeof *pg);
+    if (!pg) {
+        cudaGraphDestroy(g);
+        return pt_fail(err, PETREL_ERR_NOMEM, "out of memory");
+    }
+    pg->g = g;
+    e = cudaGraphInstantiate(&pg->x, g, 0);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        cudaGraphDestroy(g);
+        pt_free(pg);
+        return PETREL_OK;
+    }
+    *out = pg;
+    return PETREL_OK;
+}
+
+static petrel_status pcu_replay(void *ctx, void *graph, pt_err *err) {
+    pcu_ctx *c = ctx;
+    pcu_graph *pg = graph;
+    TRY(err, cudaGraphLaunch(pg->x, c->stream));
+    return PETREL_OK;
+}
+
+static void pcu_graph_free(void *graph) {
+    pcu_graph *pg = graph;
+    if (!pg) return;
+    cudaGraphExecDestroy(pg->x);
+    cudaGraphDestroy(pg->g);
+    pt_free(pg);
+}
+
+const pt_device_ops pcu_device_ops = {
+    .name = "cuda",
+    .supports = pt_cuda_supports,
+    .create = pcu_create,
+    .destroy = pcu_destroy,
+    .kernel = pcu_kernel,
+    .alloc = pcu_alloc,
+    .free = pcu_free,
+    .upload = pcu_upload,
+    .download = pcu_download,
+    .copy_into = pcu_copy_into,
+    .node_begin = pcu_node_begin,
+    .node_end = pcu_node_end,
+    .sync = pcu_sync,
+    .capture_begin = pcu_capture_begin,
+    .capture_end = pcu_capture_end,
+    .replay = pcu_replay,
+    .graph_free = pcu_graph_free,
+};

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# GPU test suite, for a machine with an NVIDIA GPU (sm_90 build; newer GPUs
+# run the PTX).  Builds petrel with the CUDA backend and checks, against the
+# torch references of the fixture suite (relative L2 within each fixture's
+# dtype tolerance: fp32 1e-5, fp16 1e-3, bf16 1e-2; integers exactly):
+#   1. every fixture placed with --backend cuda, from the .pt2;
+#   2. every fixture compiled with --backend cuda, from the .petrel;
+#   3. the tiny LLM fixtures: greedy ids equal Hugging Face's, on CUDA;
+#   4. the partition of the LLM fixtures (no CPU fallback expected).
+# usage: tests/gpu/run.sh [BUILD_DIR]   (default build-cuda, shared with
+# bench/gpu.sh); exit 1 on any failure.  LOG_DIR=dir keeps the full logs.
+set -u
+cd "$(dirname "$0")/../.."
+build=${1:-build-cuda}
+fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+log=${LOG_DIR:-$tmp}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPETREL_CUDA=ON >/dev/null || exit 1
+cmake --build "$build" -j "$(nproc)" -- --no-print-directory >"$log/build.txt" 2>&1 || { tail -40 "$log/build.txt"; exit 1; }
+petrel=$build/petrel
+
+echo "== fixtures on cuda (from .pt2)"
+"$build/tests/test_fixtures" tests/fixtures --backend cuda >"$log/fixtures_cuda.txt" 2>&1 || fail=1
+tail -60 "$log/fixtures_cuda.txt"
+
+echo "== fixtures on cuda (compiled)"
+mkdir -p "$tmp/compiled"
+"$build/tests/test_fixtures" tests/fixtures --backend cuda --compile "$tmp/compiled" >"$log/fixtures_cuda_compiled.txt" 2>&1 || fail=1
+tail -60 "$log/fixtures_cuda_compiled.txt"
+
+echo "== LLM fixtures: greedy ids on cuda vs Hugging Face"
+python3 tests/gpu/check_llm.py "$petrel" tests/fixtures/llm || fail=1
+
+echo "== partition of the LLM fixtures"
+for m in llama qwen3; do
+    "$petrel" compile tests/fixtures/llm/$m.pt2 -o "$tmp/$m.petrel" --backend cuda | sed -n '1,3p'
+done
+exit $fail
