@@ -34,7 +34,14 @@ int cli_llm_flag(cli_llm_flags *f, const char *verb, int argc, char **argv, int 
  * none was given).  Returns 0, or 1 with the message printed. */
 int cli_llm_load(petrel_llm_t **llm, cli_llm_flags *f, const char *verb);
 
-/* Print "petrel: <msg>" to stderr and return exit code 1. */
+/* Print "petrel: <msg>" to stderr, on one line (control characters become
+ * '?'), and return exit code 1. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Check an output path before any work: it must not be one of the `nins`
+ * input files, nor a directory, nor -- when `renamed` (the library writes a
+ * temporary file and renames it into place) -- any other non-regular file,
+ * which the rename would replace (a device, a FIFO).  Returns 0, or 1 with
+ * the message printed. */
+int cli_check_output(const char *verb, const char *out, const char *const *ins, int nins, bool renamed);
 
 #endif /* PETREL_CLI_H */

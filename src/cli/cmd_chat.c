@@ -109,7 +109,7 @@ static int turn(petrel_llm_t *llm, const char *system, const char *line, const c
     fflush(stdout);
     if (st != PETREL_OK) {
         /* the cache may be half-written: start over rather than go on from it */
-        fprintf(stderr, "petrel: %s\n", petrel_llm_error(llm));
+        cli_error("%s", petrel_llm_error(llm));
         fprintf(stderr, "[the conversation starts over]\n");
         return petrel_llm_reset(llm) == PETREL_OK ? 0 : cli_error("%s", petrel_llm_error(llm));
     }

@@ -28,6 +28,7 @@ int cmd_compile(int argc, char **argv) {
     if (!in || !out) return cli_error("usage: petrel compile IN.pt2 -o OUT.petrel [--backend cpu|cuda]");
     if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
         return cli_error("compile: --backend must be cpu or cuda, not '%s'", backend);
+    if (cli_check_output("compile", out, &in, 1, true)) return 1;
     /* progress only for a person watching: scripts get one line per error */
     if (isatty(STDERR_FILENO)) fprintf(stderr, "compiling %s ...\n", in);
     petrel_compile_report r;

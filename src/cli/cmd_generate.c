@@ -7,6 +7,7 @@
 ** prompt in the model family's chat template.
 */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,15 +41,10 @@ static void collect_id(int32_t token, void *user) {
 }
 
 /* Write the generated ids, space-separated, one line. */
-static int write_ids(const char *path, const out_state *o) {
-    FILE *f = fopen(path, "w");
-    if (!f || o->oom) {
-        if (f) fclose(f);
-        return -1;
-    }
+static int write_ids(FILE *f, const out_state *o) {
     for (size_t i = 0; i < o->n; i++) fprintf(f, "%s%d", i ? " " : "", o->ids[i]);
     fputc('\n', f);
-    return fclose(f) == 0 ? 0 : -1;
+    return fflush(f) == 0 && !ferror(f) && !o->oom ? 0 : -1;
 }
 
 static bool print_text(const char *text, size_t len, void *user) {
@@ -103,19 +99,28 @@ int cmd_generate(int argc, char **argv) {
     if (system && !chat) return cli_error("generate: --system goes with --chat");
     if (!f.model) return cli_error("generate: -m MODEL is required (see 'petrel help')");
 
+    /* --ids-out is opened before any work: a bad path fails at once, and
+     * after a failure below the file is removed, never left half-written */
+    if (ids_out && cli_check_output("generate", ids_out, &f.model, 1, false)) return 1;
+    FILE *ids_file = NULL;
+    if (ids_out && !(ids_file = fopen(ids_out, "w")))
+        return cli_error("generate: cannot write '%s': %s", ids_out, strerror(errno));
+
     petrel_llm_t *llm = NULL;
-    if (cli_llm_load(&llm, &f, "generate")) return 1;
-    petrel_tokenizer_t *tok = petrel_llm_tokenizer(llm);
     int32_t *ids = NULL;
     size_t n_ids = 0;
+    out_state o = {0};
     petrel_status st;
+    int rc = cli_llm_load(&llm, &f, "generate");
+    if (rc) goto done;
+    petrel_tokenizer_t *tok = petrel_llm_tokenizer(llm);
     if (chat) {
         char *text = NULL;
         size_t len = 0;
         st = petrel_llm_chat_prompt(llm, system, prompt, &text, &len);
         if (st != PETREL_OK) {
-            petrel_llm_free(llm);
-            return cli_error("%s", petrel_last_error());
+            rc = cli_error("%s", petrel_last_error());
+            goto done;
         }
         st = petrel_tokenizer_encode(tok, text, len, false, &ids, &n_ids);
         free(text);
@@ -123,16 +128,14 @@ int cmd_generate(int argc, char **argv) {
         st = petrel_tokenizer_encode(tok, prompt, strlen(prompt), !raw, &ids, &n_ids);
     }
     if (st != PETREL_OK) {
-        int rc = cli_error("generate: %s", petrel_tokenizer_error(tok));
-        petrel_llm_free(llm);
-        return rc;
+        rc = cli_error("generate: %s", petrel_tokenizer_error(tok));
+        goto done;
     }
     if (n_ids == 0) {
-        petrel_llm_free(llm);
-        return cli_error("generate: the prompt is empty");
+        rc = cli_error("generate: the prompt is empty");
+        goto done;
     }
 
-    out_state o = {0};
     petrel_llm_gen_params gp = petrel_llm_gen_default_params();
     if (ids_out) gp.on_token = collect_id;
     gp.max_new_tokens = f.max_new;
@@ -143,18 +146,20 @@ int cmd_generate(int argc, char **argv) {
     gp.user = &o;
     petrel_llm_stats s;
     st = petrel_llm_generate(llm, ids, n_ids, &gp, &s);
-    free(ids);
-    int rc = 0;
     if (o.bytes && o.last != '\n') fputc('\n', stdout);
     if (fflush(stdout) != 0 || ferror(stdout)) rc = cli_error("generate: write error on stdout");
     else if (st != PETREL_OK) rc = cli_error("%s", petrel_llm_error(llm));
-    else if (ids_out && write_ids(ids_out, &o) != 0) rc = cli_error("generate: cannot write '%s'", ids_out);
+    else if (ids_file && write_ids(ids_file, &o) != 0) rc = cli_error("generate: cannot write '%s'", ids_out);
     else
         fprintf(stderr,
                 "prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | first token %.0f ms | "
                 "stop: %s | seed %" PRIu64 "\n",
                 s.prompt_tokens, s.prefill_tok_s, s.generated_tokens, s.decode_tok_s, s.ttft_s * 1e3,
                 petrel_llm_stop_str(s.stop), f.sampling.seed);
+done:
+    if (ids_file) fclose(ids_file);
+    if (rc && ids_out) remove(ids_out);
+    free(ids);
     free(o.ids);
     petrel_llm_free(llm);
     return rc;

@@ -97,6 +97,10 @@ int cmd_run(int argc, char **argv) {
         return cli_error("run: give one --outputs for each --inputs (got %d --inputs, %d --outputs)", nin, nout);
     if (backend && strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
         return cli_error("run: --backend must be cpu or cuda, not '%s'", backend);
+    const char *reads[MAX_STEPS + 1] = {program};
+    memcpy(reads + 1, ins, (size_t)nin * sizeof *ins);
+    for (int s = 0; s < nout; s++)
+        if (cli_check_output("run", outs[s], reads, nin + 1, true)) return 1;
     petrel_program_t *prog = NULL;
     petrel_load_opts opts = {.backend = backend};
     if (petrel_program_load(&prog, program, &opts) != PETREL_OK) return cli_error("%s", petrel_last_error());

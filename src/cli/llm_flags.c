@@ -5,6 +5,7 @@
 */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,8 @@ static bool parse_f(const char *s, float *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v)) return false;
+    /* finite as a float too: 1e39 would become inf */
+    if (end == s || *end || errno || !(fabs(v) <= FLT_MAX)) return false;
     *out = (float)v;
     return true;
 }

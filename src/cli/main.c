@@ -1,9 +1,11 @@
 /*
 ** main.c -- `petrel` command-line entry point: parse the verb and dispatch.
 */
+#define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -50,13 +52,28 @@ static const char usage[] =
     "  petrel bench -m model.petrel --prefill 512 --gen 64\n";
 
 int cli_error(const char *fmt, ...) {
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    fputs("petrel: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* names from the command line or a damaged file may hold newlines:
+     * scripts get exactly one line */
+    for (char *c = msg; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    fprintf(stderr, "petrel: %s\n", msg);
     return 1;
+}
+
+int cli_check_output(const char *verb, const char *out, const char *const *ins, int nins, bool renamed) {
+    struct stat so, si;
+    if (stat(out, &so) != 0) return 0; /* a new file */
+    if (S_ISDIR(so.st_mode) || (renamed && !S_ISREG(so.st_mode)))
+        return cli_error("%s: cannot write '%s': not a regular file", verb, out);
+    for (int i = 0; i < nins; i++)
+        if (stat(ins[i], &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+            return cli_error("%s: the output '%s' would overwrite the input '%s'", verb, out, ins[i]);
+    return 0;
 }
 
 int main(int argc, char **argv) {

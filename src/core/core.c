@@ -62,6 +62,10 @@ petrel_status pt_vfail(pt_err *e, petrel_status st, const char *fmt, va_list ap)
     char *dst = e ? e->msg : last_error;
     size_t cap = e ? sizeof e->msg : sizeof last_error;
     vsnprintf(dst, cap, fmt, ap);
+    /* names quoted from a damaged file may hold control characters: keep
+     * every message on one line */
+    for (char *c = dst; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     if (log_fn) log_fn(PETREL_LOG_ERROR, dst, log_user);
     return st;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/core.h"
@@ -140,6 +141,11 @@ petrel_status petrel_tensor_file_read(petrel_tensor_file_t **out, const char *pa
     *out = NULL;
     FILE *fp = fopen(path, "rb");
     if (!fp) return pt_fail(NULL, PETREL_ERR_IO, "cannot open '%s': %m", path);
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(fp);
+        return pt_fail(NULL, PETREL_ERR_IO, "'%s' is not a regular file", path);
+    }
     petrel_tensor_file_t *f;
     petrel_status st = petrel_tensor_file_new(&f);
     if (st != PETREL_OK) { fclose(fp); return st; }
