@@ -13,6 +13,8 @@
 #include "../backends/cpu/cpu.h"
 #include "exec.h"
 
+static void drop_graph(pt_exec *ex);
+
 /* ---- storage ------------------------------------------------------------ */
 
 /* Largest weight made of zeros when the archive stored no bytes for it. */
@@ -123,6 +125,7 @@ static petrel_status new_tensor_on(pt_exec *ex, int dev, pt_tensor *t, petrel_dt
     PT_TRY(tensor_bytes(dt, rank, shape, &bytes, ex->err));
     pt_storage *s;
     if (dev != PT_DEV_CPU) {
+        ex->capture_spoiled |= ex->capturing; /* a graph must not keep a pointer the next run frees */
         PT_TRY(dev_storage_new(ex, bytes, &s));
     } else if (!(s = pt_storage_new(bytes))) {
         return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory allocating %" PRId64 " bytes", bytes);
@@ -142,26 +145,46 @@ static petrel_status new_tensor(pt_tensor *t, petrel_dtype dt, int rank, const i
 
 /* ---- crossing the host/device boundary ------------------------------------ */
 
-/* Make s's copy on the other side current, creating it the first time
- * (kept with s, so steady-state calls allocate nothing). */
-static petrel_status twin_sync(pt_exec *ex, pt_storage *s) {
+/* The bytes of t's storage that t can touch: [*off, *off + *len). */
+static void tensor_extent(const pt_tensor *t, int64_t *off, int64_t *len) {
+    int64_t n = pt_numel(t), last = 0;
+    *off = t->data - t->storage->data;
+    for (int i = 0; i < t->rank; i++) last += (t->shape[i] - 1) * t->stride[i];
+    *len = n > 0 ? (last + 1) * (int64_t)pt_elsize(t) : 0;
+    if (*off < 0 || *off + *len > t->storage->nbytes) { /* not expected: fall back to everything */
+        *off = 0;
+        *len = t->storage->nbytes;
+    }
+}
+
+/* Make the bytes of t on the other side of the boundary current, in its
+ * storage's twin (created the first time and kept, so steady-state calls
+ * allocate nothing).  Only t's extent is copied (an arena slot is sized
+ * for the largest shapes); a copy of the whole storage marks the twin
+ * fresh, so read-only data such as weights crosses once. */
+static petrel_status twin_sync(pt_exec *ex, const pt_tensor *t) {
+    pt_storage *s = t->storage;
     if (!s->twin) {
-        pt_storage *t;
+        pt_storage *tw;
         if (s->device == PT_DEV_CPU) {
-            PT_TRY(dev_storage_new(ex, s->nbytes, &t));
-        } else if (!(t = pt_storage_new(s->nbytes))) {
+            PT_TRY(dev_storage_new(ex, s->nbytes, &tw));
+        } else if (!(tw = pt_storage_new(s->nbytes))) {
             return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory copying a result to the host");
         }
-        t->is_twin = true;
-        t->twin = s;
-        s->twin = t;
+        tw->is_twin = true;
+        tw->twin = s;
+        s->twin = tw;
         s->twin_fresh = false;
     }
     if (s->twin_fresh) return PETREL_OK;
-    size_t n = (size_t)(s->nbytes > 0 ? s->nbytes : 0);
-    if (s->device == PT_DEV_CPU) PT_TRY(ex->dev->upload(ex->dctx, s->twin->data, s->data, n, ex->err));
-    else PT_TRY(ex->dev->download(ex->dctx, s->twin->data, s->data, n, ex->err));
-    s->twin_fresh = true;
+    int64_t off, len;
+    tensor_extent(t, &off, &len);
+    if (off == 0 && len >= s->nbytes) len = s->nbytes;
+    if (len > 0) {
+        if (s->device == PT_DEV_CPU) PT_TRY(ex->dev->upload(ex->dctx, s->twin->data + off, s->data + off, (size_t)len, ex->err));
+        else PT_TRY(ex->dev->download(ex->dctx, s->twin->data + off, s->data + off, (size_t)len, ex->err));
+    }
+    if (off == 0 && len == s->nbytes) s->twin_fresh = true;
     return PETREL_OK;
 }
 
@@ -173,13 +196,16 @@ static pt_tensor twin_view(const pt_tensor *t) {
     return r;
 }
 
-/* Write a twin's bytes back into the storage it copies. */
-static petrel_status twin_writeback(pt_exec *ex, pt_storage *twin) {
-    pt_storage *s = twin->twin;
-    size_t n = (size_t)(s->nbytes > 0 ? s->nbytes : 0);
-    if (s->device == PT_DEV_CPU) PT_TRY(ex->dev->download(ex->dctx, s->data, twin->data, n, ex->err));
-    else PT_TRY(ex->dev->upload(ex->dctx, s->data, twin->data, n, ex->err));
-    s->twin_fresh = true;
+/* Write what a node wrote through a twin (t, a view of the twin) back
+ * into the storage the twin copies. */
+static petrel_status twin_writeback(pt_exec *ex, const pt_tensor *t) {
+    pt_storage *twin = t->storage, *s = twin->twin;
+    int64_t off, len;
+    tensor_extent(t, &off, &len);
+    if (len > 0) {
+        if (s->device == PT_DEV_CPU) PT_TRY(ex->dev->download(ex->dctx, s->data + off, twin->data + off, (size_t)len, ex->err));
+        else PT_TRY(ex->dev->upload(ex->dctx, s->data + off, twin->data + off, (size_t)len, ex->err));
+    }
     return PETREL_OK;
 }
 
@@ -198,7 +224,7 @@ petrel_status pk_copy_into(pt_exec *ex, const pt_tensor *dst, const pt_tensor *s
 static petrel_status copy_across(pt_exec *ex, const pt_tensor *dst, const pt_tensor *src) {
     int dd = dst->storage->device, sd = src->storage ? src->storage->device : PT_DEV_CPU;
     if (dd == sd) return pk_copy_into(ex, dst, src);
-    PT_TRY(twin_sync(ex, src->storage));
+    PT_TRY(twin_sync(ex, src));
     pt_tensor v = twin_view(src);
     return pk_copy_into(ex, dst, &v);
 }
@@ -305,7 +331,8 @@ static petrel_status init_devices(pt_exec *ex) {
     ex->gkey = pt_calloc(nk, sizeof *ex->gkey);
     ex->lkey = pt_calloc(nk, sizeof *ex->lkey);
     ex->key = pt_calloc(nk, sizeof *ex->key);
-    if (!ex->gkey || !ex->lkey || !ex->key) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
+    ex->gout = pt_calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *ex->gout);
+    if (!ex->gkey || !ex->lkey || !ex->key || !ex->gout) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
     return PETREL_OK;
 }
 
@@ -430,7 +457,7 @@ void pt_exec_free(pt_exec *ex) {
     pt_free(ex->scr);
     pt_free(ex->arena_raw);
     if (ex->dev && ex->darena) ex->dev->free(ex->darena);
-    if (ex->dev && ex->graph) ex->dev->graph_free(ex->graph);
+    if (ex->dev) drop_graph(ex);
     if (ex->dev && ex->dctx) ex->dev->destroy(ex->dctx);
     pt_free(ex->astor);
     pt_plan_free(&ex->plan);
@@ -446,6 +473,7 @@ void pt_exec_free(pt_exec *ex) {
     pt_free(ex->gkey);
     pt_free(ex->lkey);
     pt_free(ex->key);
+    pt_free(ex->gout);
     memset(ex, 0, sizeof *ex);
 }
 
@@ -456,6 +484,8 @@ static void drop_graph(pt_exec *ex) {
     if (ex->graph) ex->dev->graph_free(ex->graph);
     ex->graph = NULL;
     ex->gkey_set = false;
+    if (ex->gout)
+        for (int32_t i = 0; i < ex->g->noutputs; i++) release_value(&ex->gout[i]);
 }
 
 static void format_shape(char *buf, size_t cap, int rank, const int64_t *shape) {
@@ -646,7 +676,7 @@ static petrel_status bring_args(pt_exec *ex, const pt_node *n, int dev) {
                 ex->subst = ns;
                 ex->cap_subst = cap;
             }
-            PT_TRY(twin_sync(ex, t->storage));
+            PT_TRY(twin_sync(ex, t));
             ex->subst[ex->nsubst++] = (struct pt_subst){vid, *t};
             *t = twin_view(t);
         }
@@ -663,7 +693,7 @@ static petrel_status return_args(pt_exec *ex, const pt_node *n, bool ran) {
     for (int32_t i = 0; i < ex->nsubst; i++) {
         pt_tensor *t = &ex->vals[ex->subst[i].vid].t;
         pt_storage *twin = t->storage;
-        if (ran && writes && st == PETREL_OK && twin->is_twin) st = twin_writeback(ex, twin);
+        if (ran && writes && st == PETREL_OK && twin->is_twin) st = twin_writeback(ex, t);
         for (int k = 0; k < n->nout; k++) {
             pt_rvalue *o = n->outs[k] >= 0 ? &ex->vals[n->outs[k]] : NULL;
             if (!o || o->kind != PT_V_TENSOR || o->t.storage != twin) continue;
@@ -803,7 +833,7 @@ static petrel_status run_nodes(pt_exec *ex) {
 static petrel_status upload_inputs(pt_exec *ex) {
     for (int32_t i = 0; i < ex->g->ninputs; i++) {
         pt_rvalue *v = &ex->vals[ex->g->inputs[i]];
-        if (v->kind == PT_V_TENSOR && v->t.storage->device == PT_DEV_CPU) PT_TRY(twin_sync(ex, v->t.storage));
+        if (v->kind == PT_V_TENSOR && v->t.storage->device == PT_DEV_CPU) PT_TRY(twin_sync(ex, &v->t));
     }
     return PETREL_OK;
 }
@@ -823,10 +853,13 @@ static petrel_status run_captured(pt_exec *ex, bool *done) {
     *done = false;
     PT_TRY(upload_inputs(ex));
     PT_TRY(ex->dev->capture_begin(ex->dctx, ex->err));
+    ex->capturing = true;
+    ex->capture_spoiled = false;
     petrel_status st = run_nodes(ex);
+    ex->capturing = false;
     void *graph = NULL;
     petrel_status st2 = ex->dev->capture_end(ex->dctx, &graph, ex->err);
-    if (st != PETREL_OK || st2 != PETREL_OK || !graph) {
+    if (st != PETREL_OK || st2 != PETREL_OK || !graph || ex->capture_spoiled) {
         /* not capturable (or failed while capturing): eager from now on */
         if (graph) ex->dev->graph_free(graph);
         ex->graph_off = true;
@@ -836,6 +869,14 @@ static petrel_status run_captured(pt_exec *ex, bool *done) {
     ex->graph = graph;
     memcpy(ex->gkey, ex->key, (size_t)ex->nkey * sizeof *ex->key);
     ex->gkey_set = true;
+    /* the outputs as this run left them: an eager run with other shapes
+     * may replace them before the graph is replayed */
+    for (int32_t i = 0; i < ex->g->noutputs; i++) {
+        int32_t vid = ex->g->outputs[i].item.vid;
+        if (vid < 0) continue;
+        ex->gout[i] = ex->vals[vid];
+        if (ex->gout[i].kind == PT_V_TENSOR) ex->gout[i].t.storage->refs++;
+    }
     PT_TRY(ex->dev->replay(ex->dctx, ex->graph, ex->err));
     graph_wrote(ex);
     *done = true;
@@ -855,6 +896,14 @@ petrel_status pt_exec_run(pt_exec *ex) {
         if (ex->gkey_set && key_eq(ex, ex->gkey)) {
             /* same shapes as the captured run: replay it */
             PT_TRY(upload_inputs(ex));
+            if (!(ex->lkey_set && key_eq(ex, ex->lkey)))
+                for (int32_t i = 0; i < g->noutputs; i++) { /* another run came between */
+                    int32_t vid = g->outputs[i].item.vid;
+                    if (vid < 0) continue;
+                    release_value(&ex->vals[vid]);
+                    ex->vals[vid] = ex->gout[i];
+                    if (ex->vals[vid].kind == PT_V_TENSOR) ex->vals[vid].t.storage->refs++;
+                }
             PT_TRY(ex->dev->replay(ex->dctx, ex->graph, ex->err));
             graph_wrote(ex);
             ex->replays++;
@@ -895,7 +944,7 @@ petrel_status pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp, const pt_rvalue
         return PETREL_OK;
     }
     /* a device result: read through its host copy */
-    PT_TRY(twin_sync(ex, v->t.storage));
+    PT_TRY(twin_sync(ex, &v->t));
     *tmp = *v;
     tmp->t = twin_view(&v->t);
     return PETREL_OK;

@@ -52,6 +52,9 @@ struct pt_exec {
     int64_t *gkey, *lkey, *key; /* (nkey) shapes of the graph's / last run's / this run's inputs */
     int32_t nkey;
     bool gkey_set, lkey_set;
+    pt_rvalue *gout;          /* (noutputs) the captured run's outputs, restored on replay */
+    bool capturing;           /* inside a capture: a heap allocation on the device spoils it */
+    bool capture_spoiled;
     int64_t replays;          /* runs served by the graph (stats) */
 };
 
