@@ -19,7 +19,8 @@ cc=${CC_FUZZ:-clang}
 flags="-std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc"
 libs="$(pkg-config --cflags --libs jansson libpcre2-8 libutf8proc zlib) -lm"
 srcs=$(ls src/core/*.c src/ir/*.c src/pt2/*.c src/format/*.c src/runtime/*.c src/io/*.c src/compiler/*.c \
-          src/backends/cpu/*.c src/backends/cpu/ops/*.c src/backends/cpu/fast/*.c src/runners/llm/*.c)
+          src/backends/cpu/*.c src/backends/cpu/ops/*.c src/backends/cpu/fast/*.c src/backends/cuda/caps.c \
+          src/runners/llm/*.c)
 
 seed() {
     local t=$1 dir=$out/corpus/$t

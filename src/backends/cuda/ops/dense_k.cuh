@@ -1,0 +1,126 @@
+/*
+** dense_k.cuh -- device helpers shared by the dense kernel families
+** (matmul_k.cu, norm_k.cu, sdpa_k.cu, fused_k.cu): float loads and stores
+** of the three float storage types, 16-byte vector loads, a runtime-dtype
+** load for operands whose dtype varies (masks, biases, norm parameters),
+** and warp / block reductions.  Device code only; included by .cu files.
+**
+** Everything computes in float ("opmath") and rounds once when storing,
+** with round-to-nearest-even as torch does.
+*/
+#ifndef PETREL_CUDA_DENSE_K_CUH
+#define PETREL_CUDA_DENSE_K_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "petrel.h"
+
+/* ---- typed float load / store ------------------------------------------- */
+
+__device__ __forceinline__ float dn_f32(float v) { return v; }
+__device__ __forceinline__ float dn_f32(__half v) { return __half2float(v); }
+__device__ __forceinline__ float dn_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T dn_from(float v);
+template <> __device__ __forceinline__ float dn_from<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half dn_from<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 dn_from<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+
+/* v rounded to the precision of T (what a tensor of that dtype would hold). */
+template <typename T> __device__ __forceinline__ float dn_round(float v) { return dn_f32(dn_from<T>(v)); }
+
+/* ---- runtime-dtype access (f32 / f16 / bf16 / f64 / bool) ---------------- */
+
+/* Element i of a float or bool tensor as float (bool -> 0 / 1). */
+__device__ __forceinline__ float dn_load(const void *p, int dt, int64_t i) {
+    switch (dt) {
+    case PETREL_DTYPE_F32: return ((const float *)p)[i];
+    case PETREL_DTYPE_F16: return __half2float(((const __half *)p)[i]);
+    case PETREL_DTYPE_BF16: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    case PETREL_DTYPE_F64: return (float)((const double *)p)[i];
+    default: return ((const uint8_t *)p)[i] ? 1.0f : 0.0f;
+    }
+}
+
+/* Store v (rounded once) into element i of a float tensor. */
+__device__ __forceinline__ void dn_store(void *p, int dt, int64_t i, float v) {
+    switch (dt) {
+    case PETREL_DTYPE_F32: ((float *)p)[i] = v; break;
+    case PETREL_DTYPE_F16: ((__half *)p)[i] = __float2half_rn(v); break;
+    case PETREL_DTYPE_BF16: ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v); break;
+    default: ((double *)p)[i] = v; break;
+    }
+}
+
+/* v rounded to the precision of dtype dt (f32 / f64: already exact). */
+__device__ __forceinline__ float dn_round_to(float v, int dt) {
+    switch (dt) {
+    case PETREL_DTYPE_F16: return __half2float(__float2half_rn(v));
+    case PETREL_DTYPE_BF16: return __bfloat162float(__float2bfloat16_rn(v));
+    default: return v;
+    }
+}
+
+/* ---- 16-byte vectors ----------------------------------------------------- */
+
+/* Elements of T in one 16-byte vector. */
+template <typename T> struct dn_vec { static constexpr int n = 16 / (int)sizeof(T); };
+
+/* Unpack a 16-byte vector of T into floats. */
+__device__ __forceinline__ void dn_unpack(const uint4 &u, float *f, float) {
+    f[0] = __uint_as_float(u.x), f[1] = __uint_as_float(u.y);
+    f[2] = __uint_as_float(u.z), f[3] = __uint_as_float(u.w);
+}
+__device__ __forceinline__ void dn_unpack(const uint4 &u, float *f, __half) {
+    const __half2 *h = (const __half2 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 t = __half22float2(h[i]);
+        f[2 * i] = t.x, f[2 * i + 1] = t.y;
+    }
+}
+__device__ __forceinline__ void dn_unpack(const uint4 &u, float *f, __nv_bfloat16) {
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 t = __bfloat1622float2(h[i]);
+        f[2 * i] = t.x, f[2 * i + 1] = t.y;
+    }
+}
+
+/* ---- reductions ------------------------------------------------------------ */
+
+__device__ __forceinline__ float dn_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* max that lets a NaN win (and stick), as the CPU oracle's softmax does */
+__device__ __forceinline__ float dn_nanmax(float a, float b) { return (b > a || isnan(b)) ? b : a; }
+
+__device__ __forceinline__ float dn_warp_nanmax(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = dn_nanmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+ * thread gets the result.  `red` is 32 floats of shared memory; the call
+ * ends with a barrier so `red` can be reused right away. */
+__device__ __forceinline__ float dn_block_sum(float v, float *red) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = dn_warp_sum(v);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float t = lane < nw ? red[lane] : 0.0f;
+    t = dn_warp_sum(t);
+    __syncthreads();
+    return t;
+}
+
+#endif /* PETREL_CUDA_DENSE_K_CUH */

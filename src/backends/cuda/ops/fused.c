@@ -1,0 +1,191 @@
+/*
+** fused.c -- CUDA kernels for the fused ops the compiler makes
+** (src/compiler/fuse.c): petrel.rms_norm, petrel.rope and
+** petrel.sdpa_cache, for f32 / f16 / bf16.  Their meaning, rounding points
+** included, is written next to their ops.def entries; the CPU reference
+** (cpu/ops/fused.c) is the oracle.  Part of the CUDA backend.
+**
+** petrel.rms_norm runs on the norm family's row kernel (norm_k.h), the
+** attention of petrel.sdpa_cache on the shared attention kernel (sdpa_k.h:
+** split over the cache length for decode, GQA heads sharing each K/V read,
+** fully masked tiles skipped); rope and the cache write are fused_k.cu.
+*/
+#include <math.h>
+
+#include "../cuda.h"
+#include "fused_k.h"
+#include "norm_k.h"
+#include "sdpa_k.h"
+
+static bool fused_float(petrel_dtype dt) {
+    return dt == PETREL_DTYPE_F32 || dt == PETREL_DTYPE_F16 || dt == PETREL_DTYPE_BF16;
+}
+
+/* t itself when dense, else a dense copy of it in device scratch (*out). */
+static petrel_status fused_dense(pt_exec *ex, const pt_tensor *t, pt_tensor *out) {
+    *out = *t;
+    if (pt_is_contiguous(t)) return PETREL_OK;
+    int64_t s = 1;
+    for (int i = t->rank - 1; i >= 0; i--) {
+        out->stride[i] = s;
+        s *= t->shape[i] > 1 ? t->shape[i] : 1;
+    }
+    out->data = pk_dev_scratch(ex, (size_t)s * pt_elsize(t));
+    if (!out->data) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a fused-op operand");
+    return pcu_copy_into(ex, out, t);
+}
+
+/* ---- petrel.rms_norm ----------------------------------------------------- */
+
+static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1);
+    if (!x || x->rank < 1) return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm needs an input of rank >= 1");
+    if (!pt_dtype_is_float(x->dtype)) return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm needs a float input");
+    int norm_dt = pk_dtype(ex, n, 4); /* -1: n stays in float */
+    if (norm_dt >= 0 && !pt_dtype_is_float((petrel_dtype)norm_dt))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm norm_dtype must be a float dtype");
+    int64_t D = x->shape[x->rank - 1], M = D > 0 ? pt_numel(x) / D : 0;
+    if (w && (w->rank != 1 || w->shape[0] != D))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm weight must have shape (%lld)", (long long)D);
+    if (!fused_float(x->dtype) || (w && (!fused_float(w->dtype) || pcu_is_host_scalar(w))))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA rms_norm needs f32/f16/bf16 tensors");
+    if (M > INT32_MAX) return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "more than 2^31 rows to normalize");
+    pt_tensor xd, wd;
+    PT_TRY(fused_dense(ex, x, &xd));
+    if (w) PT_TRY(fused_dense(ex, w, &wd));
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
+    if (pt_numel(out) == 0) return PETREL_OK;
+    pcu_rownorm a = {.x = xd.data, .xdt = xd.dtype, .out = out->data, .odt = out->dtype, .M = M, .D = D,
+                     .w = w ? wd.data : NULL, .wdt = w ? wd.dtype : PETREL_DTYPE_F32, .eps = (float)pk_float(ex, n, 2),
+                     .rms = true, .add_one = pk_bool(ex, n, 3), .norm_dtype = norm_dt};
+    PCU_LAUNCHED(ex, pcu_rownorm_launch(pcu_stream(ex), &a), "rms_norm");
+    return PETREL_OK;
+}
+
+/* ---- petrel.rope ---------------------------------------------------------- */
+
+static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *x = pk_tensor(ex, n, 0), *c = pk_tensor(ex, n, 1), *s = pk_tensor(ex, n, 2);
+    if (!x || !c || !s || x->rank < 1 || c->rank < 1 || s->rank < 1 || c->rank > x->rank || s->rank > x->rank)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope needs x (..., D) and cos, sin (..., R) of no higher rank");
+    int r = x->rank;
+    int64_t D = x->shape[r - 1], R = c->shape[c->rank - 1];
+    if (R % 2 != 0 || R > D || s->shape[s->rank - 1] != R)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope: cos and sin must share an even last dim R <= D (R = %lld, D = %lld)",
+                       (long long)R, (long long)D);
+    /* cos and sin viewed at the shape of x[..., :R] */
+    int64_t rshape[PETREL_MAX_RANK];
+    for (int i = 0; i < r; i++) rshape[i] = i == r - 1 ? R : x->shape[i];
+    pt_tensor cb, sb;
+    if (!pt_broadcast_to(c, r, rshape, &cb) || !pt_broadcast_to(s, r, rshape, &sb))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope: cos/sin do not broadcast against x");
+    if (!fused_float(x->dtype) || !fused_float(c->dtype) || !fused_float(s->dtype) || pcu_is_host_scalar(c) ||
+        pcu_is_host_scalar(s))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA rope needs f32/f16/bf16 tensors");
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, r, x->shape, &out));
+    if (pt_numel(out) == 0) return PETREL_OK;
+    pcu_rope a = {.x = x->data, .cos = cb.data, .sin = sb.data, .xdt = x->dtype, .cdt = cb.dtype, .sdt = sb.dtype,
+                  .odt = out->dtype, .out = out->data, .rank = r, .R = R};
+    for (int i = 0; i < r; i++) {
+        a.shape[i] = x->shape[i];
+        a.xs[i] = x->stride[i], a.cs[i] = cb.stride[i], a.ss[i] = sb.stride[i];
+    }
+    PCU_LAUNCHED(ex, pcu_rope_launch(pcu_stream(ex), &a), "rope");
+    return PETREL_OK;
+}
+
+/* ---- petrel.sdpa_cache ----------------------------------------------------- */
+
+/* Do new entries src (B, H, L, E) fit cache (B, H, S, E)? */
+static bool cache_fits(const pt_tensor *cache, const pt_tensor *src) {
+    return src->shape[0] == cache->shape[0] && src->shape[1] == cache->shape[1] && src->shape[3] == cache->shape[3];
+}
+
+/*
+** First the cache write (fused_k.cu), then attention of q over the whole
+** caches, with GQA and the mask mapped onto the shared attention kernel.
+** Positions are read on the device only (the step may be replayed from a
+** CUDA graph), so a position outside the cache cannot fail the call as on
+** the CPU: its row is not written and the attention still runs.
+*/
+static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *q = pk_tensor(ex, n, 0), *k = pk_tensor(ex, n, 1), *v = pk_tensor(ex, n, 2);
+    const pt_tensor *kc = pk_tensor(ex, n, 3), *vc = pk_tensor(ex, n, 4), *pos = pk_tensor(ex, n, 5);
+    const pt_tensor *mask = pk_tensor(ex, n, 6);
+    if (!q || !k || !v || !kc || !vc || !pos || q->rank != 4 || k->rank != 4 || v->rank != 4 || kc->rank != 4 ||
+        vc->rank != 4 || pos->rank != 1)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache needs 4-D q, k, v, caches and 1-D positions");
+    int64_t B = q->shape[0], Hq = q->shape[1], L = q->shape[2], E = q->shape[3];
+    int64_t Hkv = kc->shape[1], S = kc->shape[2], Ev = vc->shape[3];
+    if (kc->shape[0] != B || vc->shape[0] != B || vc->shape[1] != Hkv || vc->shape[2] != S || kc->shape[3] != E ||
+        Hkv <= 0 || Hq % Hkv != 0 || k->shape[2] != L || v->shape[2] != L || pos->shape[0] != L)
+        return pk_fail(ex, PETREL_ERR_SHAPE,
+                       "sdpa_cache shapes do not fit: q (%lld, %lld, %lld, %lld), cache (%lld, %lld, %lld, %lld), "
+                       "%lld positions",
+                       (long long)B, (long long)Hq, (long long)L, (long long)E, (long long)kc->shape[0],
+                       (long long)Hkv, (long long)S, (long long)kc->shape[3], (long long)pos->shape[0]);
+    if (!cache_fits(kc, k) || !cache_fits(vc, v))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: new keys or values do not match their cache's (B, H, ., E)");
+    if (pt_dtype_is_float(pos->dtype) || pos->dtype == PETREL_DTYPE_BOOL)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache positions must be integers");
+    int64_t mshape[4] = {B, Hq, L, S};
+    pt_tensor m;
+    if (mask && !pt_broadcast_to(mask, 4, mshape, &m))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: attn_mask does not broadcast to (B, Hq, L, S)");
+    petrel_dtype dt = pk_out_dtype(ex, n, 0);
+    if (!fused_float(dt) || q->dtype != dt || kc->dtype != dt || vc->dtype != dt || !fused_float(k->dtype) ||
+        !fused_float(v->dtype) || pcu_is_host_scalar(pos) ||
+        (mask && (pcu_is_host_scalar(mask) || (!fused_float(mask->dtype) && mask->dtype != PETREL_DTYPE_BOOL))))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA sdpa_cache needs f32/f16/bf16 q and caches of one dtype");
+    int64_t oshape[4] = {B, Hq, L, Ev};
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, 4, oshape, &out));
+
+    pcu_attn a = {.dtype = dt, .q = q->data, .k = kc->data, .v = vc->data, .out = out->data, .nb = 2,
+                  .bshape = {B, Hq}, .qb = {q->stride[0], q->stride[1]}, .kb = {kc->stride[0], kc->stride[1]},
+                  .vb = {vc->stride[0], vc->stride[1]}, .kdiv = Hq / Hkv, .vdiv = Hq / Hkv, .group = Hq / Hkv,
+                  .L = L, .S = S, .E = E, .Ev = Ev, .q_sl = q->stride[2], .q_se = q->stride[3],
+                  .k_ss = kc->stride[2], .k_se = kc->stride[3], .v_ss = vc->stride[2], .v_se = vc->stride[3],
+                  .causal = pk_bool(ex, n, 8)};
+    a.scale = (float)(pk_is_none(ex, n, 7) ? 1.0 / sqrt((double)E) : pk_float(ex, n, 7));
+    if (mask) {
+        a.mask = m.data, a.mask_dtype = m.dtype;
+        a.mb[0] = m.stride[0], a.mb[1] = m.stride[1], a.m_sl = m.stride[2], a.m_ss = m.stride[3];
+    }
+    pcu_ctx *c = pk_cuda(ex);
+    if (!pcu_attn_fits(&a, c->sm_count))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED,
+                       "CUDA attention supports value head dims up to %d and head dims up to about 1000 "
+                       "(E = %lld, Ev = %lld)", PCU_ATTN_MAX_EV, (long long)E, (long long)Ev);
+    size_t need = pcu_attn_scratch(&a, c->sm_count);
+    void *scratch = need ? pk_dev_scratch(ex, need) : NULL;
+    if (need && !scratch) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for attention");
+
+    /* every check and allocation done: only now touch the state, so a
+     * failing call leaves the caches as they were */
+    pcu_cache_write w = {.kc = kc->data, .vc = vc->data, .kcdt = kc->dtype, .vcdt = vc->dtype, .k = k->data,
+                         .v = v->data, .kdt = k->dtype, .vdt = v->dtype, .pos = pos->data, .pos_dt = pos->dtype,
+                         .pos_s = pos->stride[0], .B = B, .H = Hkv, .L = L, .S = S, .E = E, .Ev = Ev};
+    for (int i = 0; i < 4; i++) {
+        w.kcs[i] = kc->stride[i], w.vcs[i] = vc->stride[i];
+        w.ks[i] = k->stride[i], w.vs[i] = v->stride[i];
+    }
+    PCU_LAUNCHED(ex, pcu_cache_write_launch(c->stream, &w), "sdpa_cache write");
+    if (pt_numel(out) == 0) return PETREL_OK;
+    PCU_LAUNCHED(ex, pcu_attn_launch(c->stream, &a, c->sm_count, scratch), "sdpa_cache attention");
+    return PETREL_OK;
+}
+
+/*
+** Kernel family "fused": the ops of the "fused ops" section of ops.def.
+*/
+petrel_status cuda_k_fused(pt_exec *ex, const pt_node *n) {
+    switch (n->op) {
+    case PETREL_OP_PETREL_RMS_NORM: return fused_rms_norm(ex, n);
+    case PETREL_OP_PETREL_ROPE: return fused_rope(ex, n);
+    case PETREL_OP_PETREL_SDPA_CACHE: return fused_sdpa_cache(ex, n);
+    default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a fused op", (int)n->op);
+    }
+}

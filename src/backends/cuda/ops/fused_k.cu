@@ -1,0 +1,100 @@
+/*
+** fused_k.cu -- device kernels of the "fused" family: petrel.rope and the
+** KV-cache write of petrel.sdpa_cache (their meaning: ops.def).
+*/
+#include "dense_k.cuh"
+#include "fused_k.h"
+
+/* ---- petrel.rope ---------------------------------------------------------- */
+
+/* One block per row of x (all dims but the last); threads over channels.
+ *   y[d] = round(x[d] * cos[d]) + round(rotate_half(x)[d] * sin[d])  (d < R)
+ *   y[d] = x[d]                                                       (d >= R)
+ * with rotate_half(x)[d] = -x[d + R/2] for d < R/2, x[d - R/2] after, and
+ * each product rounded to the output dtype before the sum (the unfused
+ * graph's rounding points). */
+__global__ void rope_kernel(pcu_rope a) {
+    const int last = a.rank - 1;
+    const int64_t D = a.shape[last], half = a.R / 2;
+    int64_t rem = blockIdx.x, xo = 0, co = 0, so = 0;
+    for (int d = last - 1; d >= 0; d--) {
+        int64_t i = rem % a.shape[d];
+        rem /= a.shape[d];
+        xo += i * a.xs[d], co += i * a.cs[d], so += i * a.ss[d];
+    }
+    const int64_t xsd = a.xs[last], csd = a.cs[last], ssd = a.ss[last];
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float xv = dn_load(a.x, a.xdt, xo + d * xsd), y;
+        if (d < a.R) {
+            float rh = d < half ? -dn_load(a.x, a.xdt, xo + (d + half) * xsd) : dn_load(a.x, a.xdt, xo + (d - half) * xsd);
+            float t1 = dn_round_to(xv * dn_load(a.cos, a.cdt, co + d * csd), a.odt);
+            float t2 = dn_round_to(rh * dn_load(a.sin, a.sdt, so + d * ssd), a.odt);
+            y = t1 + t2;
+        } else {
+            y = xv;
+        }
+        dn_store(a.out, a.odt, (int64_t)blockIdx.x * D + d, y);
+    }
+}
+
+extern "C" cudaError_t pcu_rope_launch(cudaStream_t s, const pcu_rope *a) {
+    int64_t D = a->shape[a->rank - 1], rows = 1;
+    for (int d = 0; d + 1 < a->rank; d++) rows *= a->shape[d];
+    if (rows == 0 || D == 0) return cudaSuccess;
+    if (rows > 0x7fffffff) return cudaErrorInvalidValue;
+    int threads = D >= 256 ? 256 : (int)((D + 31) / 32 * 32);
+    rope_kernel<<<(unsigned)rows, threads, 0, s>>>(*a);
+    return cudaGetLastError();
+}
+
+/* ---- petrel.sdpa_cache: cache write ----------------------------------------- */
+
+__device__ __forceinline__ int64_t fk_load_int(const void *p, int dt, int64_t i) {
+    switch (dt) {
+    case PETREL_DTYPE_I64: return ((const int64_t *)p)[i];
+    case PETREL_DTYPE_I32: return ((const int32_t *)p)[i];
+    case PETREL_DTYPE_I16: return ((const int16_t *)p)[i];
+    case PETREL_DTYPE_I8: return ((const int8_t *)p)[i];
+    default: return ((const uint8_t *)p)[i];
+    }
+}
+
+/* One block per (b, h, i), copying row i of the new keys and values into
+ * cache row pos[i].  The block first checks that no later row has the same
+ * position (it would overwrite this one: the last one wins, and skipping
+ * keeps the result deterministic).  The new row is loaded before the
+ * position arrives -- its address does not depend on it -- so a decode step
+ * waits for memory once. */
+#define CW_THREADS 128
+__global__ void __launch_bounds__(CW_THREADS) cache_write_kernel(pcu_cache_write a) {
+    const int64_t i = blockIdx.x % a.L, bh = blockIdx.x / a.L, b = bh / a.H, h = bh % a.H;
+    const int64_t ksrc = b * a.ks[0] + h * a.ks[1] + i * a.ks[2], vsrc = b * a.vs[0] + h * a.vs[1] + i * a.vs[2];
+    const int64_t e0 = threadIdx.x, e1 = threadIdx.x + CW_THREADS;
+    float k0 = e0 < a.E ? dn_load(a.k, a.kdt, ksrc + e0 * a.ks[3]) : 0.0f;
+    float k1 = e1 < a.E ? dn_load(a.k, a.kdt, ksrc + e1 * a.ks[3]) : 0.0f;
+    float v0 = e0 < a.Ev ? dn_load(a.v, a.vdt, vsrc + e0 * a.vs[3]) : 0.0f;
+    float v1 = e1 < a.Ev ? dn_load(a.v, a.vdt, vsrc + e1 * a.vs[3]) : 0.0f;
+    const int64_t p = fk_load_int(a.pos, a.pos_dt, i * a.pos_s);
+    if (p < 0 || p >= a.S) return; /* out of range: cannot be reported from here */
+    bool dup = false;
+    for (int64_t i2 = i + 1 + threadIdx.x; i2 < a.L; i2 += CW_THREADS)
+        dup |= fk_load_int(a.pos, a.pos_dt, i2 * a.pos_s) == p;
+    if (__syncthreads_or(dup)) return;
+    const int64_t kd = b * a.kcs[0] + h * a.kcs[1] + p * a.kcs[2], vd = b * a.vcs[0] + h * a.vcs[1] + p * a.vcs[2];
+    if (e0 < a.E) dn_store(a.kc, a.kcdt, kd + e0 * a.kcs[3], k0);
+    if (e1 < a.E) dn_store(a.kc, a.kcdt, kd + e1 * a.kcs[3], k1);
+    if (e0 < a.Ev) dn_store(a.vc, a.vcdt, vd + e0 * a.vcs[3], v0);
+    if (e1 < a.Ev) dn_store(a.vc, a.vcdt, vd + e1 * a.vcs[3], v1);
+    for (int64_t e = threadIdx.x + 2 * CW_THREADS; e < a.E; e += CW_THREADS) /* head dims above 256 */
+        dn_store(a.kc, a.kcdt, kd + e * a.kcs[3], dn_load(a.k, a.kdt, ksrc + e * a.ks[3]));
+    for (int64_t e = threadIdx.x + 2 * CW_THREADS; e < a.Ev; e += CW_THREADS)
+        dn_store(a.vc, a.vcdt, vd + e * a.vcs[3], dn_load(a.v, a.vdt, vsrc + e * a.vs[3]));
+}
+
+extern "C" cudaError_t pcu_cache_write_launch(cudaStream_t s, const pcu_cache_write *a) {
+    int64_t blocks = a->B * a->H * a->L;
+    if (blocks == 0) return cudaSuccess;
+    if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
+    cache_write_kernel<<<(unsigned)blocks, CW_THREADS, 0, s>>>(*a);
+    return cudaGetLastError();
+}

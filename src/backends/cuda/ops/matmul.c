@@ -1,0 +1,341 @@
+/*
+** matmul.c -- CUDA kernels for matrix products: mm, bmm, addmm, baddbmm,
+** matmul (torch.matmul's rank rules and batch broadcasting) and linear,
+** for f32 / f16 / bf16.  Same argument handling and shapes as the CPU
+** reference (cpu/ops/matmul.c).  Part of the CUDA backend.
+**
+** Products run on cuBLAS with fp32 accumulation (CUBLAS_COMPUTE_32F: no
+** TF32 for f32) and one rounding into the output.  cuBLAS reads a matrix
+** that is row-major or column-major with any leading dimension; other
+** strides are first copied to dense device scratch.  Batch dims that
+** collapse to one stride per operand become one strided-batched call; when
+** the right operand is shared by every batch (x @ W^T of a linear layer)
+** the batch folds into the rows instead.  Decode-sized products (at most
+** PCU_GEMV_MAX_M rows against a row-major weight) use our own GEMV
+** (matmul_k.cu), which streams the weight at close to memory bandwidth.
+**
+** The addend of addmm / baddbmm / linear (beta * self) is copied into the
+** output first and cuBLAS accumulates onto it (its beta), so the output is
+** still rounded once; with beta == 0 self is never read, as in torch.
+*/
+#include <limits.h>
+#include <string.h>
+
+#include "../cuda.h"
+#include "matmul_k.h"
+
+/* A batched product: a (batch..., M, K) @ b (batch..., K, N), both already
+ * broadcast to the same batch shape (stride 0 where repeated). */
+typedef struct mm_plan {
+    int nb;                          /* number of batch dims */
+    int64_t bshape[PETREL_MAX_RANK]; /* (batch...) */
+    pt_tensor a;                     /* (batch..., M, K) */
+    pt_tensor b;                     /* (batch..., K, N) */
+    int64_t M, K, N;
+} mm_plan;
+
+/* How cuBLAS reads one operand: its matrices are row-major (trans false)
+ * or column-major (trans true) with leading dimension ld; matrix i of the
+ * batch starts at data + sum_d bi[d] * bstride[d] elements. */
+typedef struct mm_operand {
+    const uint8_t *data;
+    bool trans;
+    int64_t ld;
+    int64_t bstride[PETREL_MAX_RANK];
+} mm_operand;
+
+/* Build a plan for a (..., M, K) @ b (..., K, N) with broadcast batch dims
+ * (both operands must have rank >= 2). */
+static petrel_status mm_plan_make(pt_exec *ex, const pt_tensor *a, const pt_tensor *b, mm_plan *p) {
+    if (a->rank < 2 || b->rank < 2) return pk_fail(ex, PETREL_ERR_SHAPE, "matrix product needs rank >= 2 operands");
+    p->M = a->shape[a->rank - 2];
+    p->K = a->shape[a->rank - 1];
+    p->N = b->shape[b->rank - 1];
+    if (b->shape[b->rank - 2] != p->K)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "matrix shapes do not match: (%lld x %lld) @ (%lld x %lld)",
+                       (long long)p->M, (long long)p->K, (long long)b->shape[b->rank - 2], (long long)p->N);
+    if (!pt_broadcast_shape(a->rank - 2, a->shape, b->rank - 2, b->shape, &p->nb, p->bshape))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "matrix product batch dims do not broadcast");
+    if (p->nb + 2 > PETREL_MAX_RANK) return pk_fail(ex, PETREL_ERR_SHAPE, "matrix product rank too large");
+    int64_t sa[PETREL_MAX_RANK], sb[PETREL_MAX_RANK];
+    memcpy(sa, p->bshape, sizeof(int64_t) * (size_t)p->nb);
+    memcpy(sb, p->bshape, sizeof(int64_t) * (size_t)p->nb);
+    sa[p->nb] = p->M, sa[p->nb + 1] = p->K;
+    sb[p->nb] = p->K, sb[p->nb + 1] = p->N;
+    if (!pt_broadcast_to(a, p->nb + 2, sa, &p->a) || !pt_broadcast_to(b, p->nb + 2, sb, &p->b))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "matrix product batch dims do not broadcast");
+    return PETREL_OK;
+}
+
+/* A transposed view of the last two dims (no copy). */
+static pt_tensor mm_transposed(const pt_tensor *t) {
+    pt_tensor r = *t;
+    int a = t->rank - 2, b = t->rank - 1;
+    r.shape[a] = t->shape[b], r.shape[b] = t->shape[a];
+    r.stride[a] = t->stride[b], r.stride[b] = t->stride[a];
+    return r;
+}
+
+/* A view of `t` with a size-1 dim inserted at position `at`. */
+static pt_tensor mm_unsqueezed(const pt_tensor *t, int at) {
+    pt_tensor r = *t;
+    r.rank = t->rank + 1;
+    for (int i = t->rank; i > at; i--) r.shape[i] = t->shape[i - 1], r.stride[i] = t->stride[i - 1];
+    r.shape[at] = 1;
+    r.stride[at] = 1;
+    return r;
+}
+
+/* Can cuBLAS read the (rows, cols) matrices of t (last two dims) as they
+ * are?  Row-major needs unit column stride and rows at least `cols` apart,
+ * column-major the mirror image; a size-1 dim's stride does not matter. */
+static bool mm_layout(const pt_tensor *t, bool *trans, int64_t *ld) {
+    int64_t rows = t->shape[t->rank - 2], cols = t->shape[t->rank - 1];
+    int64_t rs = t->stride[t->rank - 2], cs = t->stride[t->rank - 1];
+    if ((cols == 1 || cs == 1) && (rows == 1 || rs >= cols)) {
+        *trans = false;
+        *ld = rows == 1 ? cols : rs;
+    } else if ((rows == 1 || rs == 1) && (cols == 1 || cs >= rows)) {
+        *trans = true;
+        *ld = cols == 1 ? rows : cs;
+    } else {
+        return false;
+    }
+    return *ld >= 1 && *ld <= INT_MAX;
+}
+
+/* Describe operand t (rank nb+2, broadcast) for cuBLAS.  `orig` is the
+ * operand before broadcasting: when its matrices have a layout cuBLAS
+ * cannot read, it is copied to dense device scratch and broadcast again to
+ * t's shape. */
+static petrel_status mm_operand_make(pt_exec *ex, const pt_tensor *orig, const pt_tensor *t, int nb,
+                                     mm_operand *o) {
+    pt_tensor v = *t;
+    if (!mm_layout(&v, &o->trans, &o->ld)) {
+        pt_tensor dense = *orig;
+        int64_t s = 1;
+        for (int i = orig->rank - 1; i >= 0; i--) {
+            dense.stride[i] = s;
+            s *= orig->shape[i] > 1 ? orig->shape[i] : 1;
+        }
+        dense.data = pk_dev_scratch(ex, (size_t)s * pt_elsize(orig));
+        if (!dense.data) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a matrix operand");
+        PT_TRY(pcu_copy_into(ex, &dense, orig));
+        if (!pt_broadcast_to(&dense, t->rank, t->shape, &v) || !mm_layout(&v, &o->trans, &o->ld))
+            return pk_fail(ex, PETREL_ERR_RUNTIME, "matrix operand layout");
+    }
+    o->data = v.data;
+    for (int d = 0; d < nb; d++) o->bstride[d] = v.stride[d];
+    return PETREL_OK;
+}
+
+/* cuBLAS's data type for a float dtype. */
+static cudaDataType mm_blas_type(petrel_dtype dt) {
+    return dt == PETREL_DTYPE_F16 ? CUDA_R_16F : dt == PETREL_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+/* The decode GEMV applies: one matrix of few rows, x row-major, W (b
+ * transposed) row-major, both with 16-byte aligned rows. */
+static bool mm_gemv_ok(const mm_plan *p, const mm_operand *a, const mm_operand *b, petrel_dtype dt) {
+    int64_t es = (int64_t)petrel_dtype_size(dt);
+    return p->nb == 0 && p->M <= PCU_GEMV_MAX_M && !a->trans && b->trans && b->ld == p->K &&
+           (p->K * es) % 16 == 0 && (a->ld * es) % 16 == 0 && ((uintptr_t)a->data % 16) == 0 &&
+           ((uintptr_t)b->data % 16) == 0;
+}
+
+/* Drop size-1 batch dims and merge neighbours that both operands step
+ * through evenly, so most batches become one strided-batched call. */
+static void mm_merge_batch(mm_plan *p, mm_operand *a, mm_operand *b) {
+    int nb = 0;
+    for (int d = 0; d < p->nb; d++) {
+        if (p->bshape[d] == 1) continue;
+        if (nb > 0 && a->bstride[nb - 1] == a->bstride[d] * p->bshape[d] &&
+            b->bstride[nb - 1] == b->bstride[d] * p->bshape[d]) {
+            p->bshape[nb - 1] *= p->bshape[d];
+            a->bstride[nb - 1] = a->bstride[d], b->bstride[nb - 1] = b->bstride[d];
+            continue;
+        }
+        p->bshape[nb] = p->bshape[d];
+        a->bstride[nb] = a->bstride[d], b->bstride[nb] = b->bstride[d];
+        nb++;
+    }
+    p->nb = nb;
+}
+
+/* One batch dim over a shared right operand (x @ W^T with x (B, M, K)):
+ * the batch becomes rows, (B * M, K) @ (K, N), when a's rows are evenly
+ * spaced across it.  The output is dense, so its rows line up too. */
+static void mm_fold_batch(mm_plan *p, mm_operand *a, const mm_operand *b) {
+    if (p->nb != 1 || b->bstride[0] != 0 || a->trans) return;
+    int64_t rs = p->M == 1 ? a->bstride[0] : a->ld;
+    if (a->bstride[0] != p->M * rs || rs < p->K || rs > INT_MAX) return;
+    p->M *= p->bshape[0];
+    a->ld = rs;
+    p->nb = 0;
+}
+
+/* The stride between consecutive rows of t viewed as (rows, last dim),
+ * all leading dims flattened; false when they do not flatten to one
+ * stride (the GEMV reads its addend that way after a batch fold). */
+static bool mm_row_stride(const pt_tensor *t, int64_t *rs) {
+    int64_t expect = -1; /* stride the next outer dim must have; -1 = none yet */
+    *rs = 0;
+    for (int i = t->rank - 2; i >= 0; i--) {
+        if (t->shape[i] == 1) continue;
+        if (expect < 0) *rs = t->stride[i];
+        else if (t->stride[i] != expect) return false;
+        expect = t->stride[i] * t->shape[i];
+    }
+    return true;
+}
+
+/* Run the product into dense out (batch..., M, N) with cuBLAS: beta_blas
+ * scales what `out` already holds (the copied addend). */
+static petrel_status mm_blas(pt_exec *ex, const mm_plan *p, const mm_operand *a, const mm_operand *b,
+                             pt_tensor *out, float alpha, float beta_blas) {
+    int64_t M = p->M, N = p->N, K = p->K;
+    if (M > INT_MAX || N > INT_MAX || K > INT_MAX)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "matrix dims beyond 2^31 are not supported on CUDA");
+    cudaDataType ty = mm_blas_type(out->dtype);
+    size_t es = pt_elsize(out);
+    /* row-major C = A B is column-major C^T = B^T A^T: cuBLAS's first
+     * operand is b, its second a */
+    cublasOperation_t opb = b->trans ? CUBLAS_OP_T : CUBLAS_OP_N, opa = a->trans ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int64_t inner = p->nb > 0 ? p->bshape[p->nb - 1] : 1;
+    int64_t outer = 1;
+    for (int d = 0; d + 1 < p->nb; d++) outer *= p->bshape[d];
+    if (inner > INT_MAX) return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "batch beyond 2^31 is not supported on CUDA");
+    long long sa = p->nb > 0 ? a->bstride[p->nb - 1] : 0, sb = p->nb > 0 ? b->bstride[p->nb - 1] : 0;
+    int64_t bi[PETREL_MAX_RANK] = {0};
+    cublasHandle_t h = pk_cuda(ex)->blas;
+    /* one strided-batched call per index of the outer batch dims */
+    for (int64_t o = 0; o < outer; o++) {
+        int64_t offa = 0, offb = 0;
+        for (int d = 0; d + 1 < p->nb; d++) offa += bi[d] * a->bstride[d], offb += bi[d] * b->bstride[d];
+        const uint8_t *pa = a->data + offa * (int64_t)es, *pb = b->data + offb * (int64_t)es;
+        uint8_t *pc = out->data + o * inner * M * N * (int64_t)es;
+        PCU_BLAS(ex, cublasGemmStridedBatchedEx(h, opb, opa, (int)N, (int)M, (int)K, &alpha, pb, ty, (int)b->ld, sb,
+                                                pa, ty, (int)a->ld, sa, &beta_blas, pc, ty, (int)N,
+                                                (long long)(M * N), (int)inner, CUBLAS_COMPUTE_32F,
+                                                CUBLAS_GEMM_DEFAULT));
+        pt_next_index(bi, p->bshape, p->nb - 1);
+    }
+    return PETREL_OK;
+}
+
+/* Output 0 = alpha * (a @ b) + beta * self with torch.matmul's rules: 1-D
+ * operands become (1, K) / (K, 1) matrices whose added dim is dropped from
+ * the result, batch dims broadcast.  self (NULL = none) broadcasts to the
+ * product (batch..., M, N) and is ignored entirely when beta == 0. */
+static petrel_status mm_matmul(pt_exec *ex, const pt_node *n, const pt_tensor *a, const pt_tensor *b,
+                               const pt_tensor *self, double beta, double alpha) {
+    if (a->rank == 0 || b->rank == 0) return pk_fail(ex, PETREL_ERR_SHAPE, "matmul operands must be at least 1-D");
+    pt_tensor a2 = a->rank == 1 ? mm_unsqueezed(a, 0) : *a; /* (1, K) */
+    pt_tensor b2 = b->rank == 1 ? mm_unsqueezed(b, 1) : *b; /* (K, 1) */
+    mm_plan p;
+    PT_TRY(mm_plan_make(ex, &a2, &b2, &p));
+    int64_t shape[PETREL_MAX_RANK];
+    int rank = 0;
+    for (int i = 0; i < p.nb; i++) shape[rank++] = p.bshape[i];
+    if (a->rank > 1) shape[rank++] = p.M;
+    if (b->rank > 1) shape[rank++] = p.N;
+    petrel_dtype dt = pk_out_dtype(ex, n, 0);
+    if (a->dtype != dt || b->dtype != dt ||
+        (dt != PETREL_DTYPE_F32 && dt != PETREL_DTYPE_F16 && dt != PETREL_DTYPE_BF16))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA matrix products need f32/f16/bf16 operands of the output's dtype");
+    bool has_self = self && beta != 0.0;
+    pt_tensor self_b; /* self broadcast to (batch..., M, N) */
+    if (has_self) {
+        int64_t pshape[PETREL_MAX_RANK];
+        memcpy(pshape, p.bshape, sizeof(int64_t) * (size_t)p.nb);
+        pshape[p.nb] = p.M, pshape[p.nb + 1] = p.N;
+        if (!pt_broadcast_to(self, p.nb + 2, pshape, &self_b))
+            return pk_fail(ex, PETREL_ERR_SHAPE, "self/bias does not broadcast to the product");
+        if (pcu_is_host_scalar(self))
+            return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "a Python-number addend is not supported on CUDA");
+    }
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, rank, shape, &out));
+    if (pt_numel(out) == 0) return PETREL_OK;
+    /* the output seen as the dense product (batch..., M, N) */
+    pt_tensor prod = *out;
+    prod.rank = p.nb + 2;
+    for (int i = 0; i < p.nb; i++) prod.shape[i] = p.bshape[i];
+    prod.shape[p.nb] = p.M, prod.shape[p.nb + 1] = p.N;
+    int64_t s = 1;
+    for (int i = prod.rank - 1; i >= 0; i--) prod.stride[i] = s, s *= prod.shape[i];
+
+    if (p.K == 0) { /* empty sums: beta * self, or zeros */
+        if (!has_self) {
+            PCU_TRY(ex, cudaMemsetAsync(out->data, 0, (size_t)pt_numel(out) * pt_elsize(out), pcu_stream(ex)));
+            return PETREL_OK;
+        }
+        PT_TRY(pcu_copy_into(ex, &prod, &self_b));
+        if (beta != 1.0)
+            PCU_LAUNCHED(ex, pcu_scale_launch(pcu_stream(ex), dt, out->data, pt_numel(out), (float)beta), "scale");
+        return PETREL_OK;
+    }
+
+    mm_operand oa, ob;
+    PT_TRY(mm_operand_make(ex, &a2, &p.a, p.nb, &oa));
+    PT_TRY(mm_operand_make(ex, &b2, &p.b, p.nb, &ob));
+    mm_merge_batch(&p, &oa, &ob);
+    mm_fold_batch(&p, &oa, &ob);
+
+    int64_t self_rs = 0;
+    if (mm_gemv_ok(&p, &oa, &ob, dt) && (!has_self || mm_row_stride(&self_b, &self_rs))) {
+        pcu_gemv g = {.dtype = dt, .w = ob.data, .x = oa.data, .ldx = oa.ld, .out = out->data, .M = (int32_t)p.M,
+                      .N = p.N, .K = p.K, .alpha = (float)alpha, .beta = (float)beta};
+        if (has_self) {
+            g.self = self_b.data, g.self_dtype = self_b.dtype;
+            g.self_sm = self_rs, g.self_sn = self_b.stride[self_b.rank - 1];
+        }
+        PCU_LAUNCHED(ex, pcu_gemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "gemv");
+        return PETREL_OK;
+    }
+
+    if (has_self) PT_TRY(pcu_copy_into(ex, &prod, &self_b));
+    return mm_blas(ex, &p, &oa, &ob, out, (float)alpha, has_self ? (float)beta : 0.0f);
+}
+
+/*
+** Kernel family "matmul": mm, bmm, addmm, baddbmm, matmul and linear.
+** Operands may be any strided views of one float dtype.
+*/
+petrel_status cuda_k_matmul(pt_exec *ex, const pt_node *n) {
+    switch (n->op) {
+    case PETREL_OP_MM:
+    case PETREL_OP_BMM:
+    case PETREL_OP_ADDMM:
+    case PETREL_OP_BADDBMM: {
+        bool add = n->op == PETREL_OP_ADDMM || n->op == PETREL_OP_BADDBMM;
+        int want = (n->op == PETREL_OP_MM || n->op == PETREL_OP_ADDMM) ? 2 : 3;
+        const pt_tensor *a = pk_tensor(ex, n, add ? 1 : 0);
+        const pt_tensor *b = pk_tensor(ex, n, add ? 2 : 1);
+        if (!a || !b || a->rank != want || b->rank != want)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "expected %d-D operands", want);
+        if (want == 3 && a->shape[0] != b->shape[0])
+            return pk_fail(ex, PETREL_ERR_SHAPE, "batch sizes differ: %lld vs %lld", (long long)a->shape[0],
+                           (long long)b->shape[0]);
+        if (!add) return mm_matmul(ex, n, a, b, NULL, 0.0, 1.0);
+        const pt_tensor *self = pk_tensor(ex, n, 0);
+        if (!self) return pk_fail(ex, PETREL_ERR_SHAPE, "self is None");
+        return mm_matmul(ex, n, a, b, self, pk_float(ex, n, 3), pk_float(ex, n, 4));
+    }
+    case PETREL_OP_MATMUL: {
+        const pt_tensor *a = pk_tensor(ex, n, 0), *b = pk_tensor(ex, n, 1);
+        if (!a || !b) return pk_fail(ex, PETREL_ERR_SHAPE, "matmul operand is None");
+        return mm_matmul(ex, n, a, b, NULL, 0.0, 1.0);
+    }
+    case PETREL_OP_LINEAR: {
+        /* input (..., in) @ weight(out, in)^T + bias(out) */
+        const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1);
+        if (!x || !w || w->rank < 1 || w->rank > 2)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "linear weight must be 1-D or 2-D");
+        pt_tensor wt = w->rank == 2 ? mm_transposed(w) : *w; /* (in, out) */
+        return mm_matmul(ex, n, x, &wt, pk_tensor(ex, n, 2), 1.0, 1.0);
+    }
+    default:
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a CUDA matmul op", (int)n->op);
+    }
+}

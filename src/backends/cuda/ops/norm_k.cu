@@ -1,0 +1,131 @@
+/*
+** norm_k.cu -- device kernels of the "norm" family: last-dim layer / RMS
+** norm (also petrel.rms_norm) and segment norms (group norm, batch norm).
+**
+** One block per row (resp. segment).  Statistics take two passes in fp32
+** (the mean, then the squared deviations from it, which loses no accuracy
+** to cancellation the way E[x^2] - E[x]^2 would).  The row kernel loads
+** the first NORM_NPT elements per thread into registers all at once (and
+** a shared-memory copy for the output pass), so a row of an LLM (D <=
+** 4096) is read from memory once with every load in flight together;
+** longer rows re-read the rest in each pass.
+*/
+#include "dense_k.cuh"
+#include "norm_k.h"
+
+#define NORM_THREADS 256
+#define NORM_NPT 16 /* row elements per thread held in registers */
+
+/* ---- last-dim norms --------------------------------------------------------- */
+
+template <typename T> __global__ void __launch_bounds__(NORM_THREADS) rownorm_kernel(pcu_rownorm a) {
+    __shared__ float red[32];
+    extern __shared__ float xs[]; /* x[0 : nt * NORM_NPT] as float, for the output pass */
+    const int nt = blockDim.x;
+    const int64_t row = blockIdx.x, D = a.D, tail = (int64_t)nt * NORM_NPT;
+    const T *x = (const T *)a.x + row * D;
+    float xv[NORM_NPT]; /* x[threadIdx.x + k * nt] */
+#pragma unroll
+    for (int k = 0; k < NORM_NPT; k++) {
+        int64_t d = threadIdx.x + (int64_t)k * nt;
+        xv[k] = d < D ? dn_f32(x[d]) : 0.0f;
+        if (d < D) xs[d] = xv[k]; /* read back below by this same thread */
+    }
+    float mean = 0.0f;
+    if (!a.rms) {
+        float s = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NORM_NPT; k++) s += xv[k];
+        for (int64_t d = tail + threadIdx.x; d < D; d += nt) s += dn_f32(x[d]);
+        mean = D > 0 ? dn_block_sum(s, red) / (float)D : 0.0f;
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < NORM_NPT; k++) {
+        float v = xv[k] - mean;
+        if (threadIdx.x + (int64_t)k * nt < D) ss += v * v;
+    }
+    for (int64_t d = tail + threadIdx.x; d < D; d += nt) {
+        float v = dn_f32(x[d]) - mean;
+        ss += v * v;
+    }
+    float var = D > 0 ? dn_block_sum(ss, red) / (float)D : 0.0f;
+    float rstd = 1.0f / sqrtf(var + a.eps);
+    /* output pass, not unrolled: its dtype switches stay one copy */
+    for (int64_t d = threadIdx.x; d < D; d += nt) {
+        float v = ((d < tail ? xs[d] : dn_f32(x[d])) - mean) * rstd;
+        if (a.norm_dtype >= 0) v = dn_round_to(v, a.norm_dtype); /* petrel.rms_norm's rounding point */
+        if (a.w) v *= a.add_one ? 1.0f + dn_load(a.w, a.wdt, d) : dn_load(a.w, a.wdt, d);
+        if (a.b) v += dn_load(a.b, a.bdt, d);
+        dn_store(a.out, a.odt, row * D + d, v);
+    }
+    if (threadIdx.x == 0) {
+        if (a.mean) dn_store(a.mean, a.mean_dt, row, mean);
+        if (a.rstd) dn_store(a.rstd, a.rstd_dt, row, rstd);
+    }
+}
+
+extern "C" cudaError_t pcu_rownorm_launch(cudaStream_t s, const pcu_rownorm *a) {
+    if (a->M == 0) return cudaSuccess;
+    int threads = a->D >= 2048 ? NORM_THREADS : a->D >= 512 ? 128 : a->D >= 128 ? 64 : 32;
+    int64_t cached = (int64_t)threads * NORM_NPT < a->D ? (int64_t)threads * NORM_NPT : a->D;
+    size_t smem = sizeof(float) * (size_t)cached; /* at most 16 KiB */
+    switch (a->xdt) {
+    case PETREL_DTYPE_F32: rownorm_kernel<float><<<(unsigned)a->M, threads, smem, s>>>(*a); break;
+    case PETREL_DTYPE_F16: rownorm_kernel<__half><<<(unsigned)a->M, threads, smem, s>>>(*a); break;
+    case PETREL_DTYPE_BF16: rownorm_kernel<__nv_bfloat16><<<(unsigned)a->M, threads, smem, s>>>(*a); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+/* ---- segment norms ------------------------------------------------------------ */
+
+template <typename T> __global__ void __launch_bounds__(NORM_THREADS) segnorm_kernel(pcu_segnorm a) {
+    __shared__ float red[32];
+    const int64_t seg = blockIdx.x, n = a.pieces * a.inner;
+    const T *x = (const T *)a.x + seg * a.seg_stride;
+    const int64_t chan0 = (seg % a.chan_mod) * a.chan_mul;
+    /* element i of the segment: run i / inner, position i % inner */
+#define SEG_AT(i) (((i) / a.inner) * a.piece_stride + (i) % a.inner)
+    float mean = 0.0f, rstd;
+    if (!a.run_mean) {
+        float s = 0.0f;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += dn_f32(x[SEG_AT(i)]);
+        mean = n > 0 ? dn_block_sum(s, red) / (float)n : 0.0f;
+        float ss = 0.0f;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            float v = dn_f32(x[SEG_AT(i)]) - mean;
+            ss += v * v;
+        }
+        float var = n > 0 ? dn_block_sum(ss, red) / (float)n : 0.0f;
+        rstd = 1.0f / sqrtf(var + a.eps);
+    } else { /* inference batch norm: one channel per segment */
+        mean = dn_load(a.run_mean, a.rmdt, chan0);
+        rstd = 1.0f / sqrtf(dn_load(a.run_var, a.rvdt, chan0) + a.eps);
+    }
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+        int64_t at = SEG_AT(i), c = chan0 + (i / a.inner) * a.chan_piece;
+        float v = (dn_f32(x[at]) - mean) * rstd;
+        if (a.w) v *= dn_load(a.w, a.wdt, c);
+        if (a.b) v += dn_load(a.b, a.bdt, c);
+        dn_store(a.out, a.odt, seg * a.seg_stride + at, v);
+    }
+#undef SEG_AT
+    if (threadIdx.x == 0) {
+        if (a.mean) dn_store(a.mean, a.mean_dt, seg, mean);
+        if (a.rstd) dn_store(a.rstd, a.rstd_dt, seg, rstd);
+    }
+}
+
+extern "C" cudaError_t pcu_segnorm_launch(cudaStream_t s, const pcu_segnorm *a) {
+    if (a->nseg == 0) return cudaSuccess;
+    int threads = a->pieces * a->inner >= 2048 ? NORM_THREADS : 64;
+    switch (a->xdt) {
+    case PETREL_DTYPE_F32: segnorm_kernel<float><<<(unsigned)a->nseg, threads, 0, s>>>(*a); break;
+    case PETREL_DTYPE_F16: segnorm_kernel<__half><<<(unsigned)a->nseg, threads, 0, s>>>(*a); break;
+    case PETREL_DTYPE_BF16: segnorm_kernel<__nv_bfloat16><<<(unsigned)a->nseg, threads, 0, s>>>(*a); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}

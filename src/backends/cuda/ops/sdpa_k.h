@@ -1,0 +1,66 @@
+/*
+** sdpa_k.h -- launcher of the attention kernel (sdpa_k.cu) shared by
+** aten.scaled_dot_product_attention (sdpa.c) and petrel.sdpa_cache
+** (fused.c).  Plain C: the argument block is passed by value; the
+** launcher enqueues on `s` and returns cudaGetLastError().
+**
+**   out (batch..., L, Ev) = softmax(q @ k^T * scale + mask) @ v
+** q (batch..., L, E), k (batch..., S, E), v (batch..., S, Ev), every
+** operand strided (0 where broadcast over a batch dim); attn_mask indexed
+** at (batch..., i, j): a bool mask keeps where true, a float mask is
+** added; causal masks j > i.  A row with every score masked out gives
+** zeros; a NaN score makes its row NaN (the CPU oracle's behaviour).
+*/
+#ifndef PETREL_CUDA_SDPA_K_H
+#define PETREL_CUDA_SDPA_K_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cuda_runtime.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PCU_ATTN_MAX_BATCH 6 /* PETREL_MAX_RANK - 2 */
+#define PCU_ATTN_MAX_EV 256  /* value head dim (registers per lane) */
+
+typedef struct pcu_attn {
+    int32_t dtype;                        /* of q, k, v and out */
+    const void *q, *k, *v;
+    void *out;                            /* (batch..., L, Ev) dense */
+    int32_t nb;                           /* output batch dims; the last is the head dim */
+    int64_t bshape[PCU_ATTN_MAX_BATCH];   /* output batch shape */
+    /* each operand's element stride per output batch dim (0 = broadcast) */
+    int64_t qb[PCU_ATTN_MAX_BATCH], kb[PCU_ATTN_MAX_BATCH], vb[PCU_ATTN_MAX_BATCH],
+        mb[PCU_ATTN_MAX_BATCH];
+    /* GQA: output head h reads k head h / kdiv and v head h / vdiv; the
+     * `group` (= kdiv = vdiv, or 1) query heads sharing one k/v matrix are
+     * processed together so that matrix is read once */
+    int64_t kdiv, vdiv, group;
+    int64_t L, S, E, Ev;
+    int64_t q_sl, q_se, k_ss, k_se, v_ss, v_se; /* row / column strides */
+    const void *mask;                     /* NULL = none */
+    int32_t mask_dtype;
+    int64_t m_sl, m_ss;
+    bool causal;
+    float scale;
+} pcu_attn;
+
+/* False when the kernel cannot run this problem (shared memory, grid
+ * limits); the launch would then fail with cudaErrorInvalidValue. */
+bool pcu_attn_fits(const pcu_attn *a, int sm_count);
+
+/* Device scratch (bytes) the launch needs for split partial results; 0
+ * when the problem runs unsplit.  Depends on shapes only. */
+size_t pcu_attn_scratch(const pcu_attn *a, int sm_count);
+
+/* Enqueue the attention; `scratch` has pcu_attn_scratch() bytes. */
+cudaError_t pcu_attn_launch(cudaStream_t s, const pcu_attn *a, int sm_count, void *scratch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PETREL_CUDA_SDPA_K_H */
