@@ -134,15 +134,6 @@ static petrel_status new_tensor_on(pt_exec *ex, int dev, pt_tensor *t, petrel_dt
     return PETREL_OK;
 }
 
-static petrel_status new_tensor(pt_tensor *t, petrel_dtype dt, int rank, const int64_t *shape, pt_err *err) {
-    int64_t bytes = 0;
-    PT_TRY(tensor_bytes(dt, rank, shape, &bytes, err));
-    pt_storage *s = pt_storage_new(bytes);
-    if (!s) return pt_fail(err, PETREL_ERR_NOMEM, "out of memory allocating %" PRId64 " bytes", bytes);
-    set_contiguous(t, dt, rank, shape, s);
-    return PETREL_OK;
-}
-
 /* ---- crossing the host/device boundary ------------------------------------ */
 
 /* The bytes of t's storage that t can touch: [*off, *off + *len). */
@@ -538,7 +529,7 @@ petrel_status pt_exec_set_input(pt_exec *ex, int i, const petrel_tensor_desc *t)
         set_contiguous(&cur->t, t->dtype, t->rank, t->shape, s);
     } else {
         pt_tensor nt = {0};
-        PT_TRY(new_tensor(&nt, t->dtype, t->rank, t->shape, ex->err));
+        PT_TRY(new_tensor_on(ex, PT_DEV_CPU, &nt, t->dtype, t->rank, t->shape));
         release_value(cur);
         cur->kind = PT_V_TENSOR;
         cur->t = nt;
