@@ -221,6 +221,28 @@ PETREL_API petrel_status petrel_program_extra(const void **data, size_t *size, c
 /** Restore every mutable buffer to its value at load time. */
 PETREL_API petrel_status petrel_program_reset_state(petrel_program_t *p);
 
+/**
+ * Profiling.  While it is on, every execute runs node by node (no device
+ * graphs, so a little slower than usual) and each node's time is added up:
+ * a device node's from the device's own timestamps (the span since the
+ * device finished the previous node), a host node's from the host clock.
+ * Turning it on clears the totals; turning it on allocates, executing
+ * does not.
+ */
+PETREL_API petrel_status petrel_program_set_profiling(petrel_program_t *p, bool on);
+
+typedef struct petrel_profile_entry {
+    const char *node;         /* node name (borrowed) */
+    const char *op;           /* operator target, e.g. "aten.mm.default" (borrowed) */
+    const char *backend;      /* where it ran: "cpu" or "cuda" (views and shapes: "cpu") */
+    int64_t calls;            /* executes since profiling was turned on */
+    double ms;                /* total milliseconds over those calls */
+} petrel_profile_entry;
+
+/** Fills up to `max` entries, one per node in execution order; returns the
+ *  number of nodes (0 when profiling was never turned on). */
+PETREL_API int petrel_program_profile(const petrel_program_t *p, petrel_profile_entry *out, int max);
+
 /** Counts for `petrel inspect`-style summaries. */
 typedef struct petrel_program_stats {
     int64_t n_nodes;

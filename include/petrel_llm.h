@@ -178,6 +178,10 @@ typedef struct petrel_llm_info {
 PETREL_API petrel_status petrel_llm_get_info(petrel_llm_info *out, const petrel_llm_t *llm);
 /** The session's tokenizer (borrowed; valid until petrel_llm_free). */
 PETREL_API petrel_tokenizer_t *petrel_llm_tokenizer(petrel_llm_t *llm);
+/** The session's program (borrowed; valid until petrel_llm_free), e.g. to
+ *  profile it.  Do not execute it or change its inputs between generate
+ *  calls: the session keeps its position in the KV cache. */
+PETREL_API petrel_program_t *petrel_llm_program(petrel_llm_t *llm);
 /** The session's sampler (borrowed; valid until petrel_llm_set_sampling or
  *  petrel_llm_free), e.g. to read its parameters. */
 PETREL_API petrel_sampler_t *petrel_llm_sampler(petrel_llm_t *llm);

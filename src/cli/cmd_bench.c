@@ -17,6 +17,10 @@
 ** once their results are on the host (the runtime synchronizes the device
 ** when it hands out the logits).  One human line per measurement, or one
 ** JSON object with --json (see bench/README.md for its fields).
+**
+** --profile adds one more decode run with the program's profiling on from
+** the first sampled token: node-by-node (no device graphs), each node's
+** time from the device's timestamps, summed per operator and per step.
 */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -38,7 +42,7 @@ typedef struct bench_opts {
     int32_t prefill[MAX_PREFILL];
     int n_prefill;
     uint64_t seed;
-    bool json;
+    bool json, profile;
 } bench_opts;
 
 /* One prefill row: tokens per second, or why it was skipped. */
@@ -112,8 +116,8 @@ static int parse_flags(bench_opts *o, int argc, char **argv) {
                       .prefill = {512, 2048}, .n_prefill = 2};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--json")) {
-            o->json = true;
+        if (!strcmp(a, "--json") || !strcmp(a, "--profile")) {
+            *(a[2] == 'j' ? &o->json : &o->profile) = true;
             continue;
         }
         bool takes_value = !strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--backend") ||
@@ -154,6 +158,7 @@ static int parse_flags(bench_opts *o, int argc, char **argv) {
         }
     }
     if (!o->model) return cli_error("bench: -m MODEL is required (see 'petrel help')");
+    if (o->json && o->profile) return cli_error("bench: --profile prints a table; use it without --json");
     return 0;
 }
 
@@ -234,6 +239,82 @@ static int bench_decode(petrel_llm_t *llm, const bench_opts *o, const int32_t *i
     free(ttft);
     free(tps);
     free(sink.ids);
+    return rc;
+}
+
+/* ---- profile --------------------------------------------------------------------- */
+
+typedef struct prof_sink {
+    petrel_program_t *prog;
+    int32_t n;
+    petrel_status st;
+} prof_sink;
+
+/* The first sampled token: prefill is over, the decode steps follow. */
+static void prof_token(int32_t token, void *user) {
+    (void)token;
+    prof_sink *s = user;
+    if (s->n++ == 0) s->st = petrel_program_set_profiling(s->prog, true);
+}
+
+/* Per operator and backend: calls and milliseconds summed over nodes. */
+typedef struct prof_row {
+    const char *op, *backend;
+    int64_t calls;
+    double ms;
+} prof_row;
+
+static int cmp_row(const void *a, const void *b) {
+    double x = ((const prof_row *)a)->ms, y = ((const prof_row *)b)->ms;
+    return (x < y) - (x > y);
+}
+
+/* One profiled decode run; prints the per-step time of each operator. */
+static int bench_profile(petrel_llm_t *llm, const bench_opts *o, const int32_t *ids) {
+    petrel_program_t *p = petrel_llm_program(llm);
+    if (petrel_llm_reset(llm) != PETREL_OK) return cli_error("bench: %s", petrel_llm_error(llm));
+    prof_sink sink = {.prog = p, .st = PETREL_OK};
+    petrel_llm_gen_params gp = petrel_llm_gen_default_params();
+    gp.max_new_tokens = o->gen;
+    gp.ignore_eos = true;
+    gp.on_token = prof_token;
+    gp.user = &sink;
+    petrel_llm_stats st;
+    petrel_status s = petrel_llm_generate(llm, ids, (size_t)o->prompt, &gp, &st);
+    if (s == PETREL_OK) s = sink.st;
+    int nn = petrel_program_profile(p, NULL, 0);
+    petrel_profile_entry *e = malloc((size_t)(nn ? nn : 1) * sizeof *e);
+    prof_row *rows = malloc((size_t)(nn ? nn : 1) * sizeof *rows);
+    int rc = 0, nr = 0;
+    if (s != PETREL_OK) rc = cli_error("bench: %s", s == sink.st ? petrel_program_error(p) : petrel_llm_error(llm));
+    else if (!e || !rows) rc = cli_error("bench: out of memory");
+    if (!rc) {
+        petrel_program_profile(p, e, nn);
+        for (int i = 0; i < nn; i++) {
+            int r = 0;
+            while (r < nr && (strcmp(rows[r].op, e[i].op) || strcmp(rows[r].backend, e[i].backend))) r++;
+            if (r == nr) rows[nr++] = (prof_row){.op = e[i].op, .backend = e[i].backend};
+            rows[r].calls += e[i].calls;
+            rows[r].ms += e[i].ms;
+        }
+        qsort(rows, (size_t)nr, sizeof *rows, cmp_row);
+        int64_t steps = nn ? e[0].calls : 0;
+        double total = 0;
+        for (int r = 0; r < nr; r++) total += rows[r].ms;
+        if (steps > 0) {
+            printf("profile of %" PRId64 " decode steps (node by node, no graphs): %.1f us/step\n", steps,
+                   total * 1e3 / (double)steps);
+            printf("  %8s %8s %6s  %s\n", "us/step", "calls", "%", "operator");
+            for (int r = 0; r < nr && rows[r].ms > 0; r++)
+                printf("  %8.1f %8.1f %6.1f  %s (%s)\n", rows[r].ms * 1e3 / (double)steps,
+                       (double)rows[r].calls / (double)steps, total > 0 ? 100.0 * rows[r].ms / total : 0.0, rows[r].op,
+                       rows[r].backend);
+        }
+    }
+    petrel_status off = petrel_program_set_profiling(p, false);
+    if (!rc && off != PETREL_OK) rc = cli_error("bench: %s", petrel_program_error(p));
+    free(e);
+    free(rows);
     return rc;
 }
 
@@ -388,7 +469,8 @@ int cmd_bench(int argc, char **argv) {
     if (!rc) {
         if (o.json) print_json(&o, &info, &ps, load_s, rows, &d);
         else print_decode(&o, &d);
-        if (fflush(stdout) != 0 || ferror(stdout)) rc = cli_error("bench: write error on stdout");
+        if (o.profile && !o.json) rc = bench_profile(llm, &o, ids);
+        if (!rc && (fflush(stdout) != 0 || ferror(stdout))) rc = cli_error("bench: write error on stdout");
     }
     free(d.tokens);
     free(ids);

@@ -41,6 +41,12 @@ typedef struct pt_device_ops {
     petrel_status (*capture_end)(void *ctx, void **graph, pt_err *err); /* *graph NULL: not capturable */
     petrel_status (*replay)(void *ctx, void *graph, pt_err *err);
     void (*graph_free)(void *graph);
+    /* Profiling marks: marks_init makes n marks (n = 0 frees them); mark i
+     * records when the device reaches this point of its work; elapsed
+     * gives the milliseconds from mark a to mark b once synchronized. */
+    petrel_status (*marks_init)(void *ctx, int32_t n, pt_err *err);
+    petrel_status (*mark)(void *ctx, int32_t i, pt_err *err);
+    petrel_status (*elapsed)(void *ctx, int32_t a, int32_t b, double *ms, pt_err *err);
 } pt_device_ops;
 
 /* The backend of device `dev` (PT_DEV_CUDA), or NULL when not built in. */

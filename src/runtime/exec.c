@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "../backends/cpu/cpu.h"
 #include "exec.h"
@@ -449,6 +450,7 @@ void pt_exec_free(pt_exec *ex) {
     pt_free(ex->arena_raw);
     if (ex->dev && ex->darena) ex->dev->free(ex->darena);
     if (ex->dev) drop_graph(ex);
+    if (ex->dev && ex->dctx && ex->profiling) ex->dev->marks_init(ex->dctx, 0, ex->err);
     if (ex->dev && ex->dctx) ex->dev->destroy(ex->dctx);
     pt_free(ex->astor);
     pt_plan_free(&ex->plan);
@@ -465,6 +467,8 @@ void pt_exec_free(pt_exec *ex) {
     pt_free(ex->lkey);
     pt_free(ex->key);
     pt_free(ex->gout);
+    pt_free(ex->prof_ms);
+    pt_free(ex->prof_calls);
     memset(ex, 0, sizeof *ex);
 }
 
@@ -785,6 +789,50 @@ static void make_key(pt_exec *ex) {
 
 static bool key_eq(const pt_exec *ex, const int64_t *a) { return !memcmp(a, ex->key, (size_t)ex->nkey * sizeof *a); }
 
+/* ---- profiling ----------------------------------------------------------- */
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* Does node ni run its kernel on the device (a profiling mark follows it)? */
+static bool on_device(const pt_exec *ex, int32_t ni) {
+    const pt_node *n = &ex->g->nodes[ni];
+    return ex->dev && n->device != PT_DEV_CPU && !pt_op_is_meta(n->op);
+}
+
+petrel_status pt_exec_set_profiling(pt_exec *ex, bool on) {
+    int32_t nn = ex->g->nnodes;
+    if (on && !ex->prof_ms) {
+        ex->prof_ms = pt_calloc((size_t)(nn ? nn : 1), sizeof *ex->prof_ms);
+        ex->prof_calls = pt_calloc((size_t)(nn ? nn : 1), sizeof *ex->prof_calls);
+        if (!ex->prof_ms || !ex->prof_calls) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
+    }
+    if (on) {
+        memset(ex->prof_ms, 0, (size_t)nn * sizeof *ex->prof_ms);
+        memset(ex->prof_calls, 0, (size_t)nn * sizeof *ex->prof_calls);
+    }
+    if (ex->dev && on != ex->profiling) PT_TRY(ex->dev->marks_init(ex->dctx, on ? nn + 1 : 0, ex->err));
+    ex->profiling = on;
+    return PETREL_OK;
+}
+
+/* After a profiled run has synchronized: each device node's time is the
+ * span from the previous device mark to its own. */
+static petrel_status prof_collect(pt_exec *ex) {
+    int32_t prev = 0;
+    for (int32_t ni = 0; ni < ex->g->nnodes; ni++) {
+        if (!on_device(ex, ni)) continue;
+        double ms;
+        PT_TRY(ex->dev->elapsed(ex->dctx, prev, ni + 1, &ms, ex->err));
+        ex->prof_ms[ni] += ms;
+        prev = ni + 1;
+    }
+    return PETREL_OK;
+}
+
 /* Node by node. */
 static petrel_status run_nodes(pt_exec *ex) {
     const pt_graph *g = ex->g;
@@ -798,8 +846,15 @@ static petrel_status run_nodes(pt_exec *ex) {
             ex->state[i].storage->refs++;
         }
     }
+    if (ex->profiling && ex->dev) PT_TRY(ex->dev->mark(ex->dctx, 0, ex->err));
     for (int32_t ni = 0; ni < g->nnodes; ni++) {
+        double t0 = ex->profiling ? now_ms() : 0;
         petrel_status st = run_node(ex, ni);
+        if (st == PETREL_OK && ex->profiling) {
+            if (on_device(ex, ni)) st = ex->dev->mark(ex->dctx, ni + 1, ex->err);
+            else ex->prof_ms[ni] += now_ms() - t0;
+            ex->prof_calls[ni]++;
+        }
         if (st != PETREL_OK) {
             char m[sizeof ex->err->msg];
             snprintf(m, sizeof m, "%s", ex->err->msg);
@@ -882,7 +937,7 @@ petrel_status pt_exec_run(pt_exec *ex) {
     PT_TRY(bind_symbols(ex));
     ex->ran = false;
     bool done = false;
-    if (ex->graph_ok && !ex->graph_off) {
+    if (ex->graph_ok && !ex->graph_off && !ex->profiling) {
         make_key(ex);
         if (ex->gkey_set && key_eq(ex, ex->gkey)) {
             /* same shapes as the captured run: replay it */
@@ -906,8 +961,10 @@ petrel_status pt_exec_run(pt_exec *ex) {
         memcpy(ex->lkey, ex->key, (size_t)ex->nkey * sizeof *ex->key);
         ex->lkey_set = true;
     }
+    if (ex->profiling) ex->lkey_set = false; /* a replay after this run restores the graph's outputs */
     if (!done) PT_TRY(run_nodes(ex));
     if (ex->dev) PT_TRY(ex->dev->sync(ex->dctx, ex->err));
+    if (ex->profiling && ex->dev) PT_TRY(prof_collect(ex));
     ex->ran = true;
     return PETREL_OK;
 }

@@ -56,6 +56,10 @@ struct pt_exec {
     bool capturing;           /* inside a capture: a heap allocation on the device spoils it */
     bool capture_spoiled;
     int64_t replays;          /* runs served by the graph (stats) */
+    /* profiling (pt_exec_set_profiling): runs go node by node, no graph */
+    bool profiling;
+    double *prof_ms;          /* (nnodes) accumulated milliseconds */
+    int64_t *prof_calls;      /* (nnodes) */
 };
 
 /* Prepare an executor for `g` (borrowed; must outlive it): resolve kernels,
@@ -68,6 +72,10 @@ PT_HIDDEN petrel_status pt_exec_set_input(pt_exec *ex, int i, const petrel_tenso
 PT_HIDDEN petrel_status pt_exec_set_input_scalar(pt_exec *ex, int i, int64_t iv, double fv);
 PT_HIDDEN petrel_status pt_exec_run(pt_exec *ex);
 PT_HIDDEN petrel_status pt_exec_reset_state(pt_exec *ex);
+/* Profiling on (counts cleared) or off.  While on, every run goes node by
+ * node and adds each node's time to prof_ms: a device node's from the
+ * device's marks, a host node's from the host clock. */
+PT_HIDDEN petrel_status pt_exec_set_profiling(pt_exec *ex, bool on);
 /* Output i of the last run as a runtime value on the host (tensor views may
  * be strided); device results are copied to the host first. */
 PT_HIDDEN petrel_status pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp, const pt_rvalue **out);

@@ -8,6 +8,7 @@
 ** every run is eager.
 */
 #include <string.h>
+#include <time.h>
 
 #include "../backends/cpu/cpu.h"
 #include "device.h"
@@ -21,12 +22,22 @@ static bool lb_supports(const pt_graph *g, const pt_node *n, const char **why) {
     return false;
 }
 
+/* The context holds only the profiling marks: this device's work is done
+ * when the call returns, so a mark is the host clock. */
+typedef struct lb_ctx {
+    double *marks;
+    int32_t nmarks;
+} lb_ctx;
+
 static petrel_status lb_create(void **ctx, pt_err *err) {
-    (void)err;
-    *ctx = NULL;
-    return PETREL_OK;
+    *ctx = pt_calloc(1, sizeof(lb_ctx));
+    return *ctx ? PETREL_OK : pt_fail(err, PETREL_ERR_NOMEM, "out of memory");
 }
-static void lb_destroy(void *ctx) { (void)ctx; }
+static void lb_destroy(void *ctx) {
+    lb_ctx *c = ctx;
+    if (c) pt_free(c->marks);
+    pt_free(c);
+}
 static pt_kernel_fn lb_kernel(pt_op op) { return cpu_kernel(op); }
 
 static petrel_status lb_alloc(void *ctx, size_t n, void **p, pt_err *err) {
@@ -61,6 +72,32 @@ static petrel_status lb_sync(void *ctx, pt_err *err) {
     (void)err;
     return PETREL_OK;
 }
+static petrel_status lb_marks_init(void *ctx, int32_t n, pt_err *err) {
+    lb_ctx *c = ctx;
+    pt_free(c->marks);
+    c->marks = NULL;
+    c->nmarks = 0;
+    if (n <= 0) return PETREL_OK;
+    if (!(c->marks = pt_calloc((size_t)n, sizeof *c->marks))) return pt_fail(err, PETREL_ERR_NOMEM, "out of memory");
+    c->nmarks = n;
+    return PETREL_OK;
+}
+static petrel_status lb_mark(void *ctx, int32_t i, pt_err *err) {
+    lb_ctx *c = ctx;
+    if (i < 0 || i >= c->nmarks) return pt_fail(err, PETREL_ERR_INVALID_ARG, "profiling mark %d out of range", i);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    c->marks[i] = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    return PETREL_OK;
+}
+static petrel_status lb_elapsed(void *ctx, int32_t a, int32_t b, double *ms, pt_err *err) {
+    lb_ctx *c = ctx;
+    if (a < 0 || b < 0 || a >= c->nmarks || b >= c->nmarks)
+        return pt_fail(err, PETREL_ERR_INVALID_ARG, "profiling mark out of range");
+    *ms = c->marks[b] - c->marks[a];
+    return PETREL_OK;
+}
+
 const pt_device_ops pt_loopback_ops = {
     .name = "loopback",
     .supports = lb_supports,
@@ -75,4 +112,7 @@ const pt_device_ops pt_loopback_ops = {
     .node_begin = lb_node_begin,
     .node_end = lb_node_end,
     .sync = lb_sync,
+    .marks_init = lb_marks_init,
+    .mark = lb_mark,
+    .elapsed = lb_elapsed,
 };

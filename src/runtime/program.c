@@ -294,6 +294,27 @@ petrel_status petrel_program_reset_state(petrel_program_t *p) {
     return pt_exec_reset_state(&p->exec);
 }
 
+petrel_status petrel_program_set_profiling(petrel_program_t *p, bool on) {
+    if (!p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_set_profiling: NULL program");
+    if (p->inspect_only) return pt_fail(&p->err, PETREL_ERR_STATE, "the program was loaded for inspection only");
+    return pt_exec_set_profiling(&p->exec, on);
+}
+
+int petrel_program_profile(const petrel_program_t *p, petrel_profile_entry *out, int max) {
+    if (!p || !p->exec.prof_ms) return 0;
+    const pt_graph *g = &p->graph;
+    for (int32_t i = 0; i < g->nnodes && i < max && out; i++) {
+        const pt_node *n = &g->nodes[i];
+        bool dev = n->device != PT_DEV_CPU && !pt_op_is_meta(n->op);
+        out[i] = (petrel_profile_entry){.node = n->name,
+                                        .op = pt_op_table[n->op].target,
+                                        .backend = dev ? p->exec.dev->name : "cpu",
+                                        .calls = p->exec.prof_calls[i],
+                                        .ms = p->exec.prof_ms[i]};
+    }
+    return g->nnodes;
+}
+
 petrel_status petrel_program_get_stats(petrel_program_stats *out, const petrel_program_t *p) {
     if (!out || !p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_get_stats: NULL argument");
     memset(out, 0, sizeof *out);

@@ -105,7 +105,18 @@ else
     bad "human output: rc=$rc"; cat "$tmp/out" "$tmp/err"
 fi
 
+# --profile: the measurements, then one row per operator, times adding up
+run "$petrel" bench -m "$model" "${small[@]}" --profile
+if [ $rc -eq 0 ] && grep -q '^profile of [0-9]* decode steps (node by node, no graphs): [0-9.]* us/step' "$tmp/out" \
+    && grep -Eq '^ +[0-9.]+ +[0-9.]+ +[0-9.]+  aten\.linear\.default \(cpu\)$' "$tmp/out" \
+    && awk '/^profile/ {on = 1; next} on && NF >= 4 && $1 ~ /^[0-9.]+$/ {p += $3} END {exit !(p > 99 && p < 101)}' "$tmp/out"; then
+    ok "profile"
+else
+    bad "profile: rc=$rc"; cat "$tmp/out" "$tmp/err"
+fi
+
 # bad input
+expect_fail "--json with --profile" "$petrel" bench -m "$model" --json --profile
 expect_fail "without -m" "$petrel" bench
 expect_fail "unknown flag" "$petrel" bench -m "$model" --frobnicate
 expect_fail "stray argument" "$petrel" bench -m "$model" extra

@@ -6,7 +6,8 @@
 #   1. every fixture placed with --backend cuda, from the .pt2;
 #   2. every fixture compiled with --backend cuda, from the .petrel;
 #   3. the tiny LLM fixtures: greedy ids equal Hugging Face's, on CUDA;
-#   4. the partition of the LLM fixtures (no CPU fallback expected).
+#   4. the partition of the LLM fixtures (no CPU fallback expected);
+#   5. `petrel bench --profile` on the tiny Llama (profiling on the device).
 # usage: tests/gpu/run.sh [BUILD_DIR]   (default build-cuda, shared with
 # bench/gpu.sh); exit 1 on any failure.  LOG_DIR=dir keeps the full logs.
 set -u
@@ -37,4 +38,9 @@ echo "== partition of the LLM fixtures"
 for m in llama qwen3; do
     "$petrel" compile tests/fixtures/llm/$m.pt2 -o "$tmp/$m.petrel" --backend cuda | sed -n '1,3p'
 done
+
+echo "== profile on cuda"
+"$petrel" bench -m tests/fixtures/llm/llama.pt2 --backend cuda --prompt 8 --gen 16 --prefill 8 --profile \
+    >"$log/profile.txt" 2>&1 || { fail=1; cat "$log/profile.txt"; }
+sed -n '/^profile/,$p' "$log/profile.txt" | head -8
 exit $fail

@@ -55,6 +55,8 @@ typedef struct pcu_ctx {
     size_t scr_cap, scr_used, scr_need;
     int sm_count;               /* multiprocessors */
     int cc_major, cc_minor;     /* compute capability */
+    cudaEvent_t *marks;         /* profiling marks (petrel_program_set_profiling) */
+    int32_t nmarks;
 } pcu_ctx;
 
 /* The CUDA context of the executor running this node. */

@@ -274,6 +274,7 @@ petrel_status petrel_llm_get_info(petrel_llm_info *out, const petrel_llm_t *llm)
 
 petrel_tokenizer_t *petrel_llm_tokenizer(petrel_llm_t *llm) { return llm ? llm->tok : NULL; }
 petrel_sampler_t *petrel_llm_sampler(petrel_llm_t *llm) { return llm ? llm->sampler : NULL; }
+petrel_program_t *petrel_llm_program(petrel_llm_t *llm) { return llm ? llm->prog : NULL; }
 
 petrel_status petrel_llm_set_sampling(petrel_llm_t *llm, const petrel_sampler_params *params) {
     if (!llm) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_llm_set_sampling: NULL session");

@@ -49,9 +49,18 @@ petrel_status pcu_fail_blas(pt_exec *ex, cublasStatus_t s, const char *call) {
 
 pcu_ctx *pk_cuda(pt_exec *ex) { return (pcu_ctx *)ex->dctx; }
 
+static void marks_free(pcu_ctx *c) {
+    for (int32_t i = 0; i < c->nmarks; i++)
+        if (c->marks[i]) cudaEventDestroy(c->marks[i]);
+    pt_free(c->marks);
+    c->marks = NULL;
+    c->nmarks = 0;
+}
+
 static void pcu_destroy(void *p) {
     pcu_ctx *c = p;
     if (!c) return;
+    marks_free(c);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->blas) cublasDestroy(c->blas);
     if (c->blas_ws) cudaFree(c->blas_ws);
@@ -236,6 +245,36 @@ static void pcu_graph_free(void *graph) {
     pt_free(pg);
 }
 
+/* ---- profiling marks ---------------------------------------------------- */
+
+static petrel_status pcu_marks_init(void *ctx, int32_t n, pt_err *err) {
+    pcu_ctx *c = ctx;
+    marks_free(c);
+    if (n <= 0) return PETREL_OK;
+    c->marks = pt_calloc((size_t)n, sizeof *c->marks);
+    if (!c->marks) return pt_fail(err, PETREL_ERR_NOMEM, "out of memory");
+    c->nmarks = n;
+    for (int32_t i = 0; i < n; i++) TRY(err, cudaEventCreate(&c->marks[i]));
+    return PETREL_OK;
+}
+
+static petrel_status pcu_mark(void *ctx, int32_t i, pt_err *err) {
+    pcu_ctx *c = ctx;
+    if (i < 0 || i >= c->nmarks) return pt_fail(err, PETREL_ERR_INVALID_ARG, "profiling mark %d out of range", i);
+    TRY(err, cudaEventRecord(c->marks[i], c->stream));
+    return PETREL_OK;
+}
+
+static petrel_status pcu_elapsed(void *ctx, int32_t a, int32_t b, double *ms, pt_err *err) {
+    pcu_ctx *c = ctx;
+    if (a < 0 || b < 0 || a >= c->nmarks || b >= c->nmarks)
+        return pt_fail(err, PETREL_ERR_INVALID_ARG, "profiling mark out of range");
+    float f = 0;
+    TRY(err, cudaEventElapsedTime(&f, c->marks[a], c->marks[b]));
+    *ms = f;
+    return PETREL_OK;
+}
+
 const pt_device_ops pcu_device_ops = {
     .name = "cuda",
     .supports = pt_cuda_supports,
@@ -254,4 +293,7 @@ const pt_device_ops pcu_device_ops = {
     .capture_end = pcu_capture_end,
     .replay = pcu_replay,
     .graph_free = pcu_graph_free,
+    .marks_init = pcu_marks_init,
+    .mark = pcu_mark,
+    .elapsed = pcu_elapsed,
 };
