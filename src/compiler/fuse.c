@@ -14,7 +14,12 @@
 **                  (q, k scaled by sqrt(scale), bmm, _softmax with the
 **                  all-masked-row guard, bmm)
 **
-** aten.rms_norm over the last dim becomes petrel.rms_norm as well.
+** aten.rms_norm over the last dim becomes petrel.rms_norm as well.  Then
+** the linears of decode-bound models:
+**
+**   gated MLP input   mul(act(linear(x, Wg)), linear(x, Wu)) => petrel.gated_linear
+**   residual          add(r, linear(x, W))                   => petrel.linear_add
+**   shared input      several linear(x, W_i) (q/k/v)         => petrel.linear_n
 **
 ** Matching walks def-use chains from an anchor node.  Conservative: every
 ** intermediate must be read only inside the match (never a graph result),
@@ -847,6 +852,83 @@ static bool match_sdpa_aten(const fz *f, int32_t si, fz_match *m) {
 
 /* ---- driver ------------------------------------------------------------------ */
 
+/* ---- linears ---------------------------------------------------------------- */
+
+/* Is n a bias-free linear of a float input (rank >= 2) with a 2-D weight
+ * of the same dtype (the fused linears' operands)? */
+static bool plain_linear(const fz *f, const pt_node *n) {
+    if (!n || n->op != PETREL_OP_LINEAR || (n->nargs > 2 && !none_arg(n, 2)) || n->nout != 1) return false;
+    const pt_value *x = val(f, tin(n, 0)), *w = val(f, tin(n, 1)), *y = val(f, out0(n));
+    return is_float_tensor(x) && x->rank >= 2 && w->kind == PT_V_TENSOR && w->rank == 2 && w->dtype == x->dtype &&
+           y->kind == PT_V_TENSOR && y->dtype == x->dtype;
+}
+
+static void put_str(fz_match *m, const char *s) {
+    pt_arg *a = next_arg(m, PT_ARG_STRING, false);
+    if (!(a->str = pt_strdup(s))) m->oom = true;
+}
+
+/* Anchor: mul(act(linear(x, w_gate)), linear(x, w_up)) (either order) with
+ * act silu or gelu (exact or tanh), all of one dtype  => petrel.gated_linear */
+static bool match_gated(const fz *f, int32_t mi, fz_match *m) {
+    const pt_node *mul = node(f, mi);
+    if (mul->op != PETREL_OP_MUL_TENSOR || mul->nout != 1) return false;
+    for (int side = 0; side < 2; side++) {
+        const pt_node *act = defn(f, tin(mul, side)), *up = defn(f, tin(mul, 1 - side));
+        if (!act || (act->op != PETREL_OP_SILU && act->op != PETREL_OP_GELU) || !plain_linear(f, up)) continue;
+        const char *name = "silu";
+        if (act->op == PETREL_OP_GELU) {
+            const char *ap = act->nargs > 1 && act->args[1].kind == PT_ARG_STRING ? act->args[1].str : NULL;
+            if (act->nargs > 1 && act->args[1].kind != PT_ARG_STRING && !none_arg(act, 1)) continue;
+            name = !ap || !strcmp(ap, "none") ? "gelu" : !strcmp(ap, "tanh") ? "gelu_tanh" : NULL;
+            if (!name) continue;
+        }
+        const pt_node *gate = defn(f, tin(act, 0));
+        if (!plain_linear(f, gate) || tin(gate, 0) != tin(up, 0) || gate == up) continue;
+        const pt_value *y = val(f, out0(mul)), *g = val(f, out0(gate)), *u = val(f, out0(up));
+        if (val(f, out0(act))->dtype != g->dtype || y->dtype != g->dtype || !same_shape(g, u) || !same_shape(g, y))
+            continue;
+        take(m, f, gate);
+        take(m, f, up);
+        take(m, f, act);
+        take(m, f, mul);
+        m->final = mi;
+        m->op = PETREL_OP_PETREL_GATED_LINEAR;
+        put_tensor(m, tin(gate, 0));
+        put_tensor(m, tin(gate, 1));
+        put_tensor(m, tin(up, 1));
+        put_str(m, name);
+        return true;
+    }
+    return false;
+}
+
+/* Anchor: add(r, linear(x, w)) (either order, alpha 1), r of the result's
+ * shape and dtype  => petrel.linear_add */
+static bool match_linear_add(const fz *f, int32_t ai, fz_match *m) {
+    const pt_node *add = node(f, ai);
+    if (add->op != PETREL_OP_ADD_TENSOR || add->nout != 1 || (add->nargs > 2 && !lit_is(add, 2, 1.0))) return false;
+    const pt_value *y = val(f, out0(add));
+    for (int side = 0; side < 2; side++) {
+        const pt_node *lin = defn(f, tin(add, side));
+        int32_t r = tin(add, 1 - side);
+        if (!plain_linear(f, lin) || r < 0 || r == out0(lin)) continue;
+        const pt_value *rv = val(f, r), *p = val(f, out0(lin));
+        if (rv->kind != PT_V_TENSOR || rv->dtype != y->dtype || p->dtype != y->dtype || !same_shape(rv, y) ||
+            !same_shape(p, y))
+            continue;
+        take(m, f, lin);
+        take(m, f, add);
+        m->final = ai;
+        m->op = PETREL_OP_PETREL_LINEAR_ADD;
+        put_tensor(m, tin(lin, 0));
+        put_tensor(m, tin(lin, 1));
+        put_tensor(m, r);
+        return true;
+    }
+    return false;
+}
+
 /* Replace the final node by the fused op, drop the other matched nodes and
  * the buffer mutations the fused op performs itself.  False (graph
  * unchanged) when memory runs out. */
@@ -883,11 +965,65 @@ static bool apply(pt_graph *g, fz_match *m) {
     return true;
 }
 
+/* Bias-free linears of one input with constant weights of one K, up to
+ * FZ_MAX_ARGS of them, with no node writing memory from the first to the
+ * last (a layer's q/k/v projections)  => one petrel.linear_n in the first
+ * one's place, whose outputs are the linears' results. */
+static bool fuse_linear_group(pt_graph *g, const fz *f, int32_t first) {
+    const pt_node *a = node(f, first);
+    if (!plain_linear(f, a)) return false;
+    int32_t x = tin(a, 0), w0 = tin(a, 1);
+    int32_t members[FZ_MAX_ARGS], nm = 0;
+    for (int32_t i = first; i < g->nnodes && nm < FZ_MAX_ARGS; i++) {
+        const pt_node *n = &g->nodes[i];
+        if (pt_op_table[n->op].flags & (PT_OPF_INPLACE | PT_OPF_STATE)) break;
+        int32_t w = tin(n, 1);
+        if (!plain_linear(f, n) || tin(n, 0) != x || lit_size(val(f, w), 1) != lit_size(val(f, w0), 1) ||
+            lit_size(val(f, w), 1) < 0 || lit_size(val(f, w), 0) < 0 ||
+            (val(f, w)->src != PT_SRC_PARAM && val(f, w)->src != PT_SRC_CONST))
+            continue;
+        members[nm++] = i;
+    }
+    if (nm < 2) return false;
+    pt_item *ws = pt_calloc((size_t)nm, sizeof *ws), *xs = pt_calloc(1, sizeof *xs);
+    int32_t *outs = pt_calloc((size_t)nm, sizeof *outs);
+    pt_arg *args = pt_calloc(2, sizeof *args);
+    bool *dead = pt_calloc((size_t)g->nnodes, sizeof *dead);
+    if (!ws || !xs || !outs || !args || !dead) {
+        pt_free(ws), pt_free(xs), pt_free(outs), pt_free(args), pt_free(dead);
+        return false;
+    }
+    for (int k = 0; k < nm; k++) {
+        const pt_node *n = &g->nodes[members[k]];
+        ws[k] = (pt_item){.vid = tin(n, 1)};
+        outs[k] = n->outs[0];
+        dead[members[k]] = k > 0;
+    }
+    xs[0] = (pt_item){.vid = x};
+    args[0] = (pt_arg){.kind = PT_ARG_TENSOR, .n = 1, .items = xs};
+    args[1] = (pt_arg){.kind = PT_ARG_TENSORS, .n = nm, .items = ws};
+    pt_node *fin = &g->nodes[first];
+    for (int k = 0; k < fin->nargs; k++) {
+        pt_free(fin->args[k].items);
+        pt_free(fin->args[k].str);
+    }
+    pt_free(fin->args);
+    pt_free(fin->outs);
+    fin->op = PETREL_OP_PETREL_LINEAR_N;
+    fin->args = args;
+    fin->nargs = 2;
+    fin->outs = outs;
+    fin->nout = nm;
+    pc_remove_nodes(g, dead);
+    pt_free(dead);
+    return true;
+}
+
 typedef bool (*fz_matcher)(const fz *f, int32_t anchor, fz_match *m);
 
 int pc_fuse(pt_graph *g) {
-    static const fz_matcher matchers[] = {match_rms_norm, match_aten_rms_norm, match_rope, match_sdpa_export,
-                                          match_sdpa_aten};
+    static const fz_matcher matchers[] = {match_rms_norm,    match_aten_rms_norm, match_rope,      match_sdpa_export,
+                                          match_sdpa_aten,   match_gated,         match_linear_add};
     int fused = 0;
     for (size_t k = 0; k < sizeof matchers / sizeof matchers[0]; k++) {
         fz f;
@@ -907,5 +1043,15 @@ int pc_fuse(pt_graph *g) {
         }
         fz_free(&f);
     }
+    /* what is left of the linears sharing an input */
+    fz f;
+    if (!fz_build(&f, g)) return fused;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        if (!fuse_linear_group(g, &f, i)) continue;
+        fused++;
+        fz_free(&f);
+        if (!fz_build(&f, g)) return fused;
+    }
+    fz_free(&f);
     return fused;
 }

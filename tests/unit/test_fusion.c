@@ -34,13 +34,20 @@ typedef struct fusion_case {
     int other_bmm;       /* bmm outside attention: rotary frequencies (aten
                             form), MoE experts */
     int other_softmax;   /* _softmax outside attention: MoE routing (aten form) */
+    /* fused linears per layer (export form only: core-ATen linears are
+     * permute + mm): q/k/v read as one, the gated MLP input, residual adds
+     * (Gemma 3 normalizes before each add; Phi-3 has q/k/v and gate/up
+     * pre-merged; Qwen3-MoE's experts are not a plain gated MLP) */
+    int linear_n, gated, linear_add;
 } fusion_case;
 
 static const fusion_case cases[] = {
-    {"llama_export", 2, 2, 0, 0},     {"llama_aten", 2, 2, 1, 0},     {"llama_bf16_aten", 2, 2, 1, 0},
-    {"llama_fp16_aten", 2, 2, 1, 0},  {"qwen3_export", 2, 4, 0, 0},   {"qwen3_aten", 2, 4, 1, 0},
-    {"qwen3_moe_export", 2, 4, 4, 0}, {"qwen3_moe_aten", 2, 4, 5, 2}, {"gemma3_export", 2, 6, 0, 0},
-    {"gemma3_aten", 2, 6, 2, 0},      {"phi3_export", 2, 2, 0, 0},    {"phi3_aten", 2, 2, 1, 0},
+    {"llama_export", 2, 2, 0, 0, 1, 1, 2},     {"llama_aten", 2, 2, 1, 0, 0, 0, 0},     {"llama_bf16_aten", 2, 2, 1, 0, 0, 0, 0},
+    {"llama_fp16_aten", 2, 2, 1, 0, 0, 0, 0},           {"qwen3_export", 2, 4, 0, 0, 1, 1, 2},
+    {"qwen3_aten", 2, 4, 1, 0, 0, 0, 0},                {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1},
+    {"qwen3_moe_aten", 2, 4, 5, 2, 0, 0, 0},            {"gemma3_export", 2, 6, 0, 0, 1, 1, 0},
+    {"gemma3_aten", 2, 6, 2, 0, 0, 0, 0},               {"phi3_export", 2, 2, 0, 0, 0, 0, 2},
+    {"phi3_aten", 2, 2, 1, 0, 0, 0, 0},
 };
 
 static int count_op(const pt_graph *g, pt_op op) {
@@ -99,8 +106,9 @@ static void test_compiled(const fusion_case *c) {
         return;
     }
     int rms = c->norms_per_layer * c->layers + 1, rope = 2 * c->layers, sdpa = c->layers;
-    CHECK(r.fused == rms + rope + sdpa, "%s: report says %lld fused ops, want %d", c->fixture, (long long)r.fused,
-          rms + rope + sdpa);
+    int lin = c->layers * (c->linear_n + c->gated + c->linear_add);
+    CHECK(r.fused == rms + rope + sdpa + lin, "%s: report says %lld fused ops, want %d", c->fixture,
+          (long long)r.fused, rms + rope + sdpa + lin);
     pt_mapping map;
     pt_err err = {{0}};
     pt_graph g;
@@ -113,6 +121,12 @@ static void test_compiled(const fusion_case *c) {
         CHECK(0, "%s: reading the program: %s", c->fixture, err.msg);
     } else {
         check_fused(c->fixture, &g, rms, rope, sdpa, c->other_bmm, c->other_softmax);
+        static const pt_op lops[3] = {PETREL_OP_PETREL_LINEAR_N, PETREL_OP_PETREL_GATED_LINEAR,
+                                      PETREL_OP_PETREL_LINEAR_ADD};
+        const int want[3] = {c->linear_n, c->gated, c->linear_add};
+        for (int k = 0; k < 3; k++)
+            CHECK(count_op(&g, lops[k]) == c->layers * want[k], "%s: %d %s, want %d", c->fixture,
+                  count_op(&g, lops[k]), pt_op_table[lops[k]].target, c->layers * want[k]);
         pt_graph_free(&g);
     }
     pt_unmap_file(&map);
@@ -194,9 +208,24 @@ static void test_conservative(void) {
         CHECK(expose_first(&g, PETREL_OP_RSQRT), "llama_export: no rsqrt");
         int fused = pc_fuse(&g);
         pc_dce(&g);
-        CHECK(fused == 4 + 4 + 2, "llama_export with a norm's rsqrt exposed: %d fused", fused);
+        CHECK(fused == 4 + 4 + 2 + 8, "llama_export with a norm's rsqrt exposed: %d fused", fused);
         CHECK(count_op(&g, PETREL_OP_PETREL_RMS_NORM) == 4 && count_op(&g, PETREL_OP_RSQRT) == 1,
               "llama_export: the exposed norm must stay unfused");
+        CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "llama_export: %s", err.msg);
+        pt_graph_free(&g);
+        pz_close(&z);
+        pt_unmap_file(&map);
+    }
+    /* a gated MLP's activation is also a result: that layer's gate and up
+     * projections are read as one petrel.linear_n instead */
+    if (import("llama_export", &map, &z, &g)) {
+        CHECK(expose_first(&g, PETREL_OP_SILU), "llama_export: no silu");
+        int fused = pc_fuse(&g);
+        pc_dce(&g);
+        CHECK(fused == 5 + 4 + 2 + 8, "llama_export with an activation exposed: %d fused", fused);
+        CHECK(count_op(&g, PETREL_OP_PETREL_GATED_LINEAR) == 1 && count_op(&g, PETREL_OP_PETREL_LINEAR_N) == 3 &&
+                  count_op(&g, PETREL_OP_SILU) == 1,
+              "llama_export: the exposed activation's MLP must stay unfused");
         CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "llama_export: %s", err.msg);
         pt_graph_free(&g);
         pz_close(&z);
@@ -221,7 +250,7 @@ static void test_conservative(void) {
     }
     /* the verifier lets the fused attention write state buffers only */
     if (import("qwen3_export", &map, &z, &g)) {
-        CHECK(pc_fuse(&g) == 9 + 4 + 2, "qwen3_export: fused count");
+        CHECK(pc_fuse(&g) == 9 + 4 + 2 + 8, "qwen3_export: fused count");
         pc_dce(&g);
         CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "qwen3_export: %s", err.msg);
         int32_t weight = -1;

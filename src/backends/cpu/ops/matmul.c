@@ -1,7 +1,9 @@
 /*
 ** matmul.c -- CPU reference kernels for matrix products: mm, bmm, addmm,
 ** baddbmm, matmul (torch.matmul's rank rules and batch broadcasting),
-** linear and transformers' grouped_mm_fallback.  Part of the CPU backend.
+** linear, transformers' grouped_mm_fallback and the fused linears the
+** compiler makes (petrel.linear_n, gated_linear, linear_add).  Part of
+** the CPU backend.
 **
 ** Every product runs through one loop: the left matrix is converted to
 ** doubles once per batch, the right one a panel of columns at a time (so a
@@ -193,6 +195,106 @@ static petrel_status mm_grouped(pt_exec *ex, const pt_node *n) {
     return PETREL_OK;
 }
 
+/* ---- fused linears (ops.def: petrel.linear_n, gated_linear, linear_add) ---- */
+
+/* x (..., K) @ w (N, K)^T, rounded once: into output k of the node, or
+ * (k < 0) into a dense scratch tensor of output 0's dtype.  *out
+ * describes the result. */
+static petrel_status mm_linear(pt_exec *ex, const pt_node *n, int k, const pt_tensor *x, const pt_tensor *w,
+                               pt_tensor *out) {
+    if (!x || !w || x->rank < 2 || w->rank != 2 || x->shape[x->rank - 1] != w->shape[1])
+        return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear: x (..., K) and weight (N, K) do not fit");
+    pt_tensor wt = mm_transposed(w); /* (K, N) */
+    mm_plan p;
+    PT_TRY(mm_plan_make(ex, x, &wt, &p));
+    int64_t shape[PETREL_MAX_RANK];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->rank);
+    shape[x->rank - 1] = w->shape[0];
+    mm_sink snk = {.alpha = 1.0};
+    if (k >= 0) {
+        PT_TRY(pk_out_alloc(ex, n, k, x->rank, shape, &snk.out));
+    } else {
+        *out = (pt_tensor){.dtype = pk_out_dtype(ex, n, 0), .rank = x->rank};
+        memcpy(out->shape, shape, sizeof shape);
+        nu_contig_strides(out->rank, out->shape, out->stride);
+        out->data = nu_scratch(ex, nu_prod(shape, x->rank), pt_elsize(out));
+        if (!out->data) return NU_NOMEM(ex);
+        snk.out = out;
+    }
+    double *am, *panel;
+    PT_TRY(mm_buffers(ex, p.M, p.K, &am, &panel));
+    mm_run(&p, &snk, am, panel);
+    if (k >= 0) *out = *snk.out;
+    return PETREL_OK;
+}
+
+/* The activation of petrel.gated_linear (torch's silu and gelu). */
+static double mm_act(double v, int act) {
+    switch (act) {
+    case 0: return v / (1.0 + exp(-v));
+    case 1: return 0.5 * v * (1.0 + erf(v * M_SQRT1_2));
+    default: return 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+    }
+}
+
+/* "silu" -> 0, "gelu" -> 1, "gelu_tanh" -> 2; -1 for anything else. */
+static int mm_act_id(const char *a) {
+    return !a ? -1 : !strcmp(a, "silu") ? 0 : !strcmp(a, "gelu") ? 1 : !strcmp(a, "gelu_tanh") ? 2 : -1;
+}
+
+/* out[i] = f(a[i], b[i]) over dense a and out and b broadcast to out's
+ * shape, rounded once into out: f = act(a) rounded * b (gated, act >= 0)
+ * or a + b (act < 0). */
+static void mm_combine(const pt_tensor *out, const pt_tensor *a, const pt_tensor *b, int act) {
+    int64_t idx[PETREL_MAX_RANK] = {0}, count = pt_numel(out);
+    size_t es = pt_elsize(out), as = pt_elsize(a);
+    for (int64_t i = 0; i < count; i++) {
+        double av = pt_load_f64(a->data + i * (int64_t)as, a->dtype), bv = pt_load_f64(pt_at(b, idx), b->dtype), v;
+        if (act >= 0) {
+            uint64_t tmp;
+            pt_store_f64(&tmp, out->dtype, mm_act(av, act)); /* act(g) rounded, as silu(g) is */
+            v = pt_load_f64(&tmp, out->dtype) * bv;
+        } else {
+            v = av + bv;
+        }
+        pt_store_f64(out->data + i * (int64_t)es, out->dtype, v);
+        pt_next_index(idx, out->shape, out->rank);
+    }
+}
+
+static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *x = pk_tensor(ex, n, 0);
+    if (!x || !pt_dtype_is_float(x->dtype)) return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear needs a float input");
+    pt_tensor a, b, *out;
+    if (n->op == PETREL_OP_PETREL_LINEAR_N) {
+        int count = 0;
+        const pt_tensor **ws = pk_tensors(ex, n, 1, &count);
+        if (!ws || count != n->nout) return pk_fail(ex, PETREL_ERR_SHAPE, "linear_n needs one weight per output");
+        for (int i = 0; i < count; i++)
+            if (n->outs[i] >= 0) PT_TRY(mm_linear(ex, n, i, x, ws[i], &a));
+        return PETREL_OK;
+    }
+    if (n->op == PETREL_OP_PETREL_GATED_LINEAR) {
+        int act = mm_act_id(pk_str(ex, n, 3));
+        if (act < 0) return pk_fail(ex, PETREL_ERR_RUNTIME, "gated_linear: unknown activation");
+        PT_TRY(mm_linear(ex, n, -1, x, pk_tensor(ex, n, 1), &a));
+        PT_TRY(mm_linear(ex, n, -1, x, pk_tensor(ex, n, 2), &b));
+        if (memcmp(a.shape, b.shape, sizeof(int64_t) * (size_t)a.rank))
+            return pk_fail(ex, PETREL_ERR_SHAPE, "gated_linear: gate and up weights differ in size");
+        PT_TRY(pk_out_alloc(ex, n, 0, a.rank, a.shape, &out));
+        mm_combine(out, &a, &b, act);
+        return PETREL_OK;
+    }
+    /* linear_add */
+    const pt_tensor *r = pk_tensor(ex, n, 2);
+    PT_TRY(mm_linear(ex, n, -1, x, pk_tensor(ex, n, 1), &a));
+    if (!r || !pt_broadcast_to(r, a.rank, a.shape, &b))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "linear_add: the residual does not fit the product");
+    PT_TRY(pk_out_alloc(ex, n, 0, a.rank, a.shape, &out));
+    mm_combine(out, &a, &b, -1);
+    return PETREL_OK;
+}
+
 /*
 ** Kernel family "matmul": mm, bmm, addmm, baddbmm, matmul, linear and
 ** transformers' grouped_mm_fallback.  Operands may be any strided views;
@@ -234,6 +336,10 @@ petrel_status cpu_k_matmul(pt_exec *ex, const pt_node *n) {
     }
     case PETREL_OP_GROUPED_MM_FALLBACK:
         return mm_grouped(ex, n);
+    case PETREL_OP_PETREL_LINEAR_N:
+    case PETREL_OP_PETREL_GATED_LINEAR:
+    case PETREL_OP_PETREL_LINEAR_ADD:
+        return mm_fused(ex, n);
     default:
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a matmul op", (int)n->op);
     }

@@ -19,6 +19,9 @@ PCU_CAP(ADDMM, PCU_DT_FLOAT, matmul)
 PCU_CAP(BADDBMM, PCU_DT_FLOAT, matmul)
 PCU_CAP(MATMUL, PCU_DT_FLOAT, matmul)
 PCU_CAP(LINEAR, PCU_DT_FLOAT, matmul)
+PCU_CAP(PETREL_LINEAR_N, PCU_DT_FLOAT, matmul)
+PCU_CAP(PETREL_GATED_LINEAR, PCU_DT_FLOAT, matmul)
+PCU_CAP(PETREL_LINEAR_ADD, PCU_DT_FLOAT, matmul)
 
 /* ---- norm ------------------------------------------------------------------ */
 PCU_CAP(LAYER_NORM, PCU_DT_FLOAT, norm)

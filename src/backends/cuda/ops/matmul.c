@@ -247,9 +247,164 @@ static petrel_status mm_matmul(pt_exec *ex, const pt_node *n, const pt_tensor *a
     return mm_blas(ex, &p, &oa, &ob, out, (float)alpha, has_self ? (float)beta : 0.0f);
 }
 
+/* ---- fused linears (ops.def: petrel.linear_n, gated_linear, linear_add) ---- */
+
+/* x (..., K) as rows (M, K): in place when its last dim is contiguous and
+ * its rows are evenly spaced and 16-byte aligned, else a dense copy in
+ * device scratch. */
+static petrel_status fl_rows(pt_exec *ex, const pt_tensor *x, const void **data, int64_t *ld, int64_t *M) {
+    int64_t K = x->shape[x->rank - 1], es = (int64_t)pt_elsize(x), rs;
+    *M = K > 0 ? pt_numel(x) / K : 0;
+    if ((x->stride[x->rank - 1] == 1 || K == 1) && mm_row_stride(x, &rs) && (rs >= K || *M == 1) &&
+        (uintptr_t)x->data % 16 == 0 && (rs * es) % 16 == 0) {
+        *data = x->data, *ld = *M == 1 ? K : rs;
+        return PETREL_OK;
+    }
+    pt_tensor d = *x;
+    int64_t s = 1;
+    for (int i = d.rank - 1; i >= 0; i--) d.stride[i] = s, s *= d.shape[i];
+    if (!(d.data = pk_dev_scratch(ex, (size_t)(pt_numel(x) * es) + 16)))
+        return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a linear's input");
+    PT_TRY(pcu_copy_into(ex, &d, x));
+    *data = d.data, *ld = K;
+    return PETREL_OK;
+}
+
+/* Can the GEMV read these rows of x and weight w? */
+static bool fl_gemv_ok(const void *x, int64_t ldx, int64_t M, const pt_tensor *w) {
+    int64_t es = (int64_t)pt_elsize(w), K = w->shape[1];
+    return M >= 1 && M <= PCU_GEMV_MAX_M && w->stride[1] == 1 && w->stride[0] == K && (K * es) % 16 == 0 &&
+           (ldx * es) % 16 == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)w->data % 16 == 0;
+}
+
+/* out (M, N) dense = x (M, K; row stride ldx) @ w^T with cuBLAS. */
+static petrel_status fl_gemm(pt_exec *ex, const void *x, int64_t ldx, int64_t M, const pt_tensor *w, void *out) {
+    int64_t N = w->shape[0], K = w->shape[1];
+    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || ldx > INT_MAX)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "matrix dims beyond 2^31 are not supported on CUDA");
+    if (w->stride[1] != 1 || w->stride[0] < K)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA fused linears need weights with contiguous rows");
+    cudaDataType ty = mm_blas_type(w->dtype);
+    float one = 1.0f, zero = 0.0f;
+    PCU_BLAS(ex, cublasGemmEx(pk_cuda(ex)->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, w->data, ty,
+                              (int)w->stride[0], x, ty, (int)ldx, &zero, out, ty, (int)N, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+    return PETREL_OK;
+}
+
+/* Output k: x's shape with the last dim N. */
+static petrel_status fl_out(pt_exec *ex, const pt_node *n, int k, const pt_tensor *x, int64_t N, pt_tensor **out) {
+    int64_t shape[PETREL_MAX_RANK];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->rank);
+    shape[x->rank - 1] = N;
+    return pk_out_alloc(ex, n, k, x->rank, shape, out);
+}
+
+static bool fl_weight_ok(const pt_tensor *w, const pt_tensor *x) {
+    return w && w->rank == 2 && w->dtype == x->dtype && w->shape[1] == x->shape[x->rank - 1];
+}
+
+static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *x, const void *xd, int64_t ldx,
+                                 int64_t M) {
+    int count = 0;
+    const pt_tensor **ws = pk_tensors(ex, n, 1, &count);
+    pt_tensor *outs[PCU_GEMV_MAX_SEG * 2];
+    if (!ws || count != n->nout || count < 1 || count > PCU_GEMV_MAX_SEG * 2)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "linear_n needs one weight per output (at most %d)", PCU_GEMV_MAX_SEG * 2);
+    bool gemv = count <= PCU_GEMV_MAX_SEG;
+    for (int i = 0; i < count; i++) {
+        if (!fl_weight_ok(ws[i], x)) return pk_fail(ex, PETREL_ERR_SHAPE, "linear_n: weight %d does not fit x", i);
+        PT_TRY(fl_out(ex, n, i, x, ws[i]->shape[0], &outs[i]));
+        gemv = gemv && fl_gemv_ok(xd, ldx, M, ws[i]);
+    }
+    if (M == 0) return PETREL_OK;
+    if (!gemv) { /* prefill, or a weight the GEMV cannot read: one cuBLAS product each */
+        for (int i = 0; i < count; i++)
+            if (ws[i]->shape[0] > 0) PT_TRY(fl_gemm(ex, xd, ldx, M, ws[i], outs[i]->data));
+        return PETREL_OK;
+    }
+    pcu_gemv g = {.dtype = x->dtype, .x = xd, .ldx = ldx, .M = (int32_t)M, .K = x->shape[x->rank - 1],
+                  .alpha = 1.0f, .mode = PCU_GEMV_PLAIN, .nseg = count};
+    for (int i = 0; i < count; i++) {
+        g.seg_w[i] = ws[i]->data, g.seg_out[i] = outs[i]->data;
+        g.seg_start[i + 1] = g.seg_start[i] + ws[i]->shape[0];
+    }
+    g.N = g.seg_start[count];
+    if (g.N > 0) PCU_LAUNCHED(ex, pcu_gemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "linear_n gemv");
+    return PETREL_OK;
+}
+
+/* petrel.gated_linear (GATED) and petrel.linear_add (RESID). */
+static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor *x, const void *xd, int64_t ldx,
+                                 int64_t M) {
+    bool gated = n->op == PETREL_OP_PETREL_GATED_LINEAR;
+    const pt_tensor *w = pk_tensor(ex, n, 1), *w2 = gated ? pk_tensor(ex, n, 2) : NULL;
+    if (!fl_weight_ok(w, x) || (gated && (!fl_weight_ok(w2, x) || w2->shape[0] != w->shape[0])))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear: the weights do not fit x");
+    int act = 0;
+    if (gated) {
+        const char *a = pk_str(ex, n, 3);
+        act = !a ? -1 : !strcmp(a, "silu") ? PCU_ACT_SILU : !strcmp(a, "gelu") ? PCU_ACT_GELU
+                      : !strcmp(a, "gelu_tanh") ? PCU_ACT_GELU_TANH : -1;
+        if (act < 0) return pk_fail(ex, PETREL_ERR_RUNTIME, "gated_linear: unknown activation");
+    }
+    int64_t N = w->shape[0];
+    pt_tensor *out;
+    PT_TRY(fl_out(ex, n, 0, x, N, &out));
+    pt_tensor rb; /* the residual as (rows, N) */
+    int64_t rs = 0;
+    if (!gated) {
+        const pt_tensor *r = pk_tensor(ex, n, 2);
+        if (!r || !pt_broadcast_to(r, out->rank, out->shape, &rb) || r->dtype != out->dtype || pcu_is_host_scalar(r))
+            return pk_fail(ex, PETREL_ERR_SHAPE, "linear_add: the residual does not fit the product");
+        if (!mm_row_stride(&rb, &rs)) {
+            pt_tensor d = *out;
+            if (!(d.data = pk_dev_scratch(ex, (size_t)(pt_numel(out) * (int64_t)pt_elsize(out)))))
+                return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a residual");
+            PT_TRY(pcu_copy_into(ex, &d, &rb));
+            rb = d;
+            rs = N;
+        }
+    }
+    if (pt_numel(out) == 0) return PETREL_OK;
+    int64_t rn = rb.rank > 0 && !gated ? rb.stride[rb.rank - 1] : 0;
+    if (fl_gemv_ok(xd, ldx, M, w) && (!gated || fl_gemv_ok(xd, ldx, M, w2))) {
+        pcu_gemv g = {.dtype = x->dtype, .w = w->data, .x = xd, .ldx = ldx, .out = out->data, .M = (int32_t)M,
+                      .N = N, .K = w->shape[1], .alpha = 1.0f, .mode = gated ? PCU_GEMV_GATED : PCU_GEMV_RESID,
+                      .act = act, .w2 = gated ? w2->data : NULL};
+        if (!gated) g.self = rb.data, g.self_dtype = rb.dtype, g.self_sm = rs, g.self_sn = rn;
+        PCU_LAUNCHED(ex, pcu_gemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "fused linear gemv");
+        return PETREL_OK;
+    }
+    size_t bytes = (size_t)(M * N * (int64_t)pt_elsize(out));
+    void *a = pk_dev_scratch(ex, bytes), *b = gated ? pk_dev_scratch(ex, bytes) : NULL;
+    if (!a || (gated && !b)) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a fused linear");
+    PT_TRY(fl_gemm(ex, xd, ldx, M, w, a));
+    if (gated) PT_TRY(fl_gemm(ex, xd, ldx, M, w2, b));
+    PCU_LAUNCHED(ex,
+                 pcu_linear_epilogue_launch(pcu_stream(ex), out->dtype, gated ? PCU_GEMV_GATED : PCU_GEMV_RESID, act,
+                                            a, gated ? b : rb.data, gated ? out->dtype : rb.dtype, rs, rn, N,
+                                            out->data, M * N),
+                 "fused linear epilogue");
+    return PETREL_OK;
+}
+
+static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *x = pk_tensor(ex, n, 0);
+    petrel_dtype dt = pk_out_dtype(ex, n, 0);
+    if (!x || x->rank < 2 || x->dtype != dt ||
+        (dt != PETREL_DTYPE_F32 && dt != PETREL_DTYPE_F16 && dt != PETREL_DTYPE_BF16))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA fused linears need an f32/f16/bf16 input (..., K) of the output's dtype");
+    const void *xd = NULL;
+    int64_t ldx = 0, M = 0;
+    PT_TRY(fl_rows(ex, x, &xd, &ldx, &M));
+    if (n->op == PETREL_OP_PETREL_LINEAR_N) return fl_linear_n(ex, n, x, xd, ldx, M);
+    return fl_epilogue(ex, n, x, xd, ldx, M);
+}
+
 /*
-** Kernel family "matmul": mm, bmm, addmm, baddbmm, matmul and linear.
-** Operands may be any strided views of one float dtype.
+** Kernel family "matmul": mm, bmm, addmm, baddbmm, matmul, linear and the
+** fused linears.  Operands may be any strided views of one float dtype.
 */
 petrel_status cuda_k_matmul(pt_exec *ex, const pt_node *n) {
     switch (n->op) {
@@ -284,6 +439,10 @@ petrel_status cuda_k_matmul(pt_exec *ex, const pt_node *n) {
         pt_tensor wt = w->rank == 2 ? mm_transposed(w) : *w; /* (in, out) */
         return mm_matmul(ex, n, x, &wt, pk_tensor(ex, n, 2), 1.0, 1.0);
     }
+    case PETREL_OP_PETREL_LINEAR_N:
+    case PETREL_OP_PETREL_GATED_LINEAR:
+    case PETREL_OP_PETREL_LINEAR_ADD:
+        return mm_fused(ex, n);
     default:
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a CUDA matmul op", (int)n->op);
     }

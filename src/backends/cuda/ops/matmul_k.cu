@@ -4,6 +4,12 @@
 ** must stream W at close to memory bandwidth, and a scaling helper.
 ** Larger products go to cuBLAS (matmul.c).
 **
+** The fused linears of ops.def use the same kernel: petrel.linear_n as
+** one virtual weight made of segments (one launch for q/k/v),
+** petrel.gated_linear with the block streaming the same rows of the gate
+** and up weights and applying act(g) * u, petrel.linear_add with the
+** residual added after the product's rounding.
+**
 ** GEMV layout: a block owns RB consecutive rows of W and all M rows of x.
 ** Its threads split the reduction dim K into 16-byte chunks (thread t
 ** takes chunks t, t + threads, ...).  Each thread first issues the loads
@@ -23,44 +29,73 @@
 #define GEMV_MAX_THREADS 256
 #define GEMV_CPT 2 /* chunks per row per thread loaded before use */
 
-template <typename T, int MR, int RB, int CPT>
+/* The activation of a gated linear, in float as torch computes it. */
+__device__ __forceinline__ float gemv_act(float v, int act) {
+    switch (act) {
+    case PCU_ACT_SILU: return v / (1.0f + __expf(-v));
+    case PCU_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    default: return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    }
+}
+
+/* Row n of the virtual weight: its segment (0 without segments). */
+__device__ __forceinline__ int gemv_seg(const pcu_gemv &g, int64_t n) {
+    int s = 0;
+    while (s + 1 < g.nseg && n >= g.seg_start[s + 1]) s++;
+    return s;
+}
+
+/* G = 2: gated, the block also streams the same rows of w2. */
+template <typename T, int MR, int RB, int CPT, int G>
 __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
     constexpr int V = dn_vec<T>::n; /* elements per 16-byte chunk */
-    const T *w = (const T *)g.w, *x = (const T *)g.x;
+    constexpr int R = RB * G;       /* weight rows per block */
+    const T *x = (const T *)g.x;
     const int64_t nch = g.K / V, n0 = (int64_t)blockIdx.x * RB;
     const int nt = blockDim.x;
-    float acc[MR][RB];
+    const T *wrow[R]; /* row r of the block (gated: then the same rows of w2) */
+#pragma unroll
+    for (int r = 0; r < RB; r++) {
+        int64_t n = n0 + r < g.N ? n0 + r : g.N - 1; /* past the end: a valid row, never stored */
+        if (g.nseg) {
+            int sg = gemv_seg(g, n);
+            wrow[r] = (const T *)g.seg_w[sg] + (n - g.seg_start[sg]) * g.K;
+        } else {
+            wrow[r] = (const T *)g.w + n * g.K;
+        }
+        if (G == 2) wrow[RB + r] = (const T *)g.w2 + n * g.K;
+    }
+    float acc[MR][R];
 #pragma unroll
     for (int m = 0; m < MR; m++)
 #pragma unroll
-        for (int r = 0; r < RB; r++) acc[m][r] = 0.0f;
+        for (int r = 0; r < R; r++) acc[m][r] = 0.0f;
 
     for (int64_t c0 = threadIdx.x; c0 < nch; c0 += (int64_t)nt * CPT) {
         /* all loads of W first: they are what the kernel waits for */
-        uint4 wv[RB][CPT];
+        uint4 wv[R][CPT];
 #pragma unroll
-        for (int r = 0; r < RB; r++)
+        for (int r = 0; r < R; r++)
 #pragma unroll
             for (int q = 0; q < CPT; q++) {
                 int64_t c = c0 + (int64_t)q * nt;
-                wv[r][q] = (c < nch && n0 + r < g.N)
-                               ? __ldcs((const uint4 *)(w + (n0 + r) * g.K + c * V)) /* read once: don't keep */
-                               : make_uint4(0, 0, 0, 0);
+                wv[r][q] = c < nch ? __ldcs((const uint4 *)(wrow[r] + c * V)) /* read once: don't keep */
+                                   : make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
         for (int q = 0; q < CPT; q++) {
             int64_t c = c0 + (int64_t)q * nt;
             if (c < nch) {
-                float wf[RB][V];
+                float wf[R][V];
 #pragma unroll
-                for (int r = 0; r < RB; r++) dn_unpack(wv[r][q], wf[r], T());
+                for (int r = 0; r < R; r++) dn_unpack(wv[r][q], wf[r], T());
 #pragma unroll
                 for (int m = 0; m < MR; m++) {
                     if (m < g.M) {
                         float xf[V];
                         dn_unpack(__ldg((const uint4 *)(x + m * g.ldx + c * V)), xf, T());
 #pragma unroll
-                        for (int r = 0; r < RB; r++)
+                        for (int r = 0; r < R; r++)
 #pragma unroll
                             for (int v = 0; v < V; v++) acc[m][r] = fmaf(wf[r][v], xf[v], acc[m][r]);
                     }
@@ -69,62 +104,116 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
         }
     }
 
-    __shared__ float red[GEMV_MAX_THREADS / 32][MR * RB];
+    __shared__ float red[GEMV_MAX_THREADS / 32][MR * R];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = nt >> 5;
 #pragma unroll
     for (int m = 0; m < MR; m++)
 #pragma unroll
-        for (int r = 0; r < RB; r++) {
+        for (int r = 0; r < R; r++) {
             float t = dn_warp_sum(acc[m][r]);
-            if (lane == 0) red[warp][m * RB + r] = t;
+            if (lane == 0) red[warp][m * R + r] = t;
         }
     __syncthreads();
     for (int t = threadIdx.x; t < MR * RB; t += nt) {
         int m = t / RB, r = t % RB;
         int64_t n = n0 + r;
-        if (m < g.M && n < g.N) {
-            float s = 0.0f;
-            for (int k = 0; k < nw; k++) s += red[k][t];
-            float v = g.alpha * s;
+        if (m >= g.M || n >= g.N) continue;
+        float s = 0.0f, s2 = 0.0f;
+        for (int k = 0; k < nw; k++) {
+            s += red[k][m * R + r];
+            if (G == 2) s2 += red[k][m * R + RB + r];
+        }
+        float v;
+        if (G == 2) {
+            v = dn_round<T>(gemv_act(dn_round<T>(s), g.act)) * dn_round<T>(s2);
+        } else if (g.mode == PCU_GEMV_RESID) {
+            v = dn_round<T>(s) + dn_load(g.self, g.self_dtype, m * g.self_sm + n * g.self_sn);
+        } else {
+            v = g.alpha * s;
             if (g.self) v += g.beta * dn_load(g.self, g.self_dtype, m * g.self_sm + n * g.self_sn);
+        }
+        if (g.nseg) {
+            int sg = gemv_seg(g, n);
+            int64_t w = g.seg_start[sg + 1] - g.seg_start[sg];
+            ((T *)g.seg_out[sg])[m * w + n - g.seg_start[sg]] = dn_from<T>(v);
+        } else {
             ((T *)g.out)[m * g.N + n] = dn_from<T>(v);
         }
     }
 }
 
-template <typename T, int MR, int RB>
+template <typename T, int MR, int RB, int G>
 static cudaError_t gemv_go(cudaStream_t s, const pcu_gemv *g, int threads) {
     unsigned blocks = (unsigned)((g->N + RB - 1) / RB);
-    gemv_kernel<T, MR, RB, GEMV_CPT><<<blocks, threads, 0, s>>>(*g);
+    gemv_kernel<T, MR, RB, GEMV_CPT, G><<<blocks, threads, 0, s>>>(*g);
     return cudaGetLastError();
 }
 
 /* Rows per block: 4 when that still gives two blocks per multiprocessor,
  * fewer for small N.  Threads: one per 16-byte chunk of a row, at most
  * 256. */
-template <typename T, int MR> static cudaError_t gemv_rows(cudaStream_t s, const pcu_gemv *g, int sm_count) {
+template <typename T, int MR, int G> static cudaError_t gemv_rows(cudaStream_t s, const pcu_gemv *g, int sm_count) {
     int64_t nch = g->K / dn_vec<T>::n;
     int threads = nch >= GEMV_MAX_THREADS ? GEMV_MAX_THREADS : (int)((nch + 31) / 32 * 32);
-    if (g->N >= 4LL * 2 * sm_count) return gemv_go<T, MR, 4>(s, g, threads);
-    if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2>(s, g, threads);
-    return gemv_go<T, MR, 1>(s, g, threads);
+    if (g->N >= 4LL * 2 * sm_count) return gemv_go<T, MR, 4, G>(s, g, threads);
+    if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, G>(s, g, threads);
+    return gemv_go<T, MR, 1, G>(s, g, threads);
 }
 
-template <typename T> static cudaError_t gemv_dispatch(cudaStream_t s, const pcu_gemv *g, int sm_count) {
-    if (g->M <= 1) return gemv_rows<T, 1>(s, g, sm_count);
-    if (g->M <= 2) return gemv_rows<T, 2>(s, g, sm_count);
-    if (g->M <= 4) return gemv_rows<T, 4>(s, g, sm_count);
-    return gemv_rows<T, 8>(s, g, sm_count);
+template <typename T, int G> static cudaError_t gemv_dispatch(cudaStream_t s, const pcu_gemv *g, int sm_count) {
+    if (g->M <= 1) return gemv_rows<T, 1, G>(s, g, sm_count);
+    if (g->M <= 2) return gemv_rows<T, 2, G>(s, g, sm_count);
+    if (g->M <= 4) return gemv_rows<T, 4, G>(s, g, sm_count);
+    return gemv_rows<T, 8, G>(s, g, sm_count);
+}
+
+template <typename T> static cudaError_t gemv_type(cudaStream_t s, const pcu_gemv *g, int sm_count) {
+    return g->mode == PCU_GEMV_GATED ? gemv_dispatch<T, 2>(s, g, sm_count) : gemv_dispatch<T, 1>(s, g, sm_count);
 }
 
 extern "C" cudaError_t pcu_gemv_launch(cudaStream_t s, const pcu_gemv *g, int sm_count) {
-    if (g->M < 1 || g->M > PCU_GEMV_MAX_M || g->K < 1) return cudaErrorInvalidValue;
+    if (g->M < 1 || g->M > PCU_GEMV_MAX_M || g->K < 1 || g->nseg < 0 || g->nseg > PCU_GEMV_MAX_SEG ||
+        (g->nseg && g->mode != PCU_GEMV_PLAIN) || (g->mode == PCU_GEMV_RESID && !g->self) ||
+        (g->mode == PCU_GEMV_GATED && !g->w2))
+        return cudaErrorInvalidValue;
     switch (g->dtype) {
-    case PETREL_DTYPE_F32: return gemv_dispatch<float>(s, g, sm_count);
-    case PETREL_DTYPE_F16: return gemv_dispatch<__half>(s, g, sm_count);
-    case PETREL_DTYPE_BF16: return gemv_dispatch<__nv_bfloat16>(s, g, sm_count);
+    case PETREL_DTYPE_F32: return gemv_type<float>(s, g, sm_count);
+    case PETREL_DTYPE_F16: return gemv_type<__half>(s, g, sm_count);
+    case PETREL_DTYPE_BF16: return gemv_type<__nv_bfloat16>(s, g, sm_count);
     default: return cudaErrorInvalidValue;
     }
+}
+
+/* ---- fused-linear epilogue (prefill) ------------------------------------------ */
+
+template <typename T>
+__global__ void linear_epilogue_kernel(int32_t mode, int32_t act, const T *a, const void *b, int32_t b_dtype,
+                                       int64_t b_sm, int64_t b_sn, int64_t cols, T *out, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float av = dn_f32(a[i]), v;
+        if (mode == PCU_GEMV_GATED) v = dn_round<T>(gemv_act(av, act)) * dn_f32(((const T *)b)[i]);
+        else v = av + dn_load(b, b_dtype, (i / cols) * b_sm + (i % cols) * b_sn);
+        out[i] = dn_from<T>(v);
+    }
+}
+
+extern "C" cudaError_t pcu_linear_epilogue_launch(cudaStream_t s, int32_t dtype, int32_t mode, int32_t act,
+                                                  const void *a, const void *b, int32_t b_dtype, int64_t b_sm,
+                                                  int64_t b_sn, int64_t cols, void *out, int64_t n) {
+    if (n <= 0) return cudaSuccess;
+    if (cols < 1) return cudaErrorInvalidValue;
+    int64_t blocks = (n + 255) / 256;
+    unsigned grid = (unsigned)(blocks < 8192 ? blocks : 8192);
+#define LE_GO(T)                                                                                                   \
+    linear_epilogue_kernel<T><<<grid, 256, 0, s>>>(mode, act, (const T *)a, b, b_dtype, b_sm, b_sn, cols, (T *)out, n)
+    switch (dtype) {
+    case PETREL_DTYPE_F32: LE_GO(float); break;
+    case PETREL_DTYPE_F16: LE_GO(__half); break;
+    case PETREL_DTYPE_BF16: LE_GO(__nv_bfloat16); break;
+    default: return cudaErrorInvalidValue;
+    }
+#undef LE_GO
+    return cudaGetLastError();
 }
 
 /* ---- scale ------------------------------------------------------------------ */

@@ -22,6 +22,13 @@ extern "C" {
  * rows of w are contiguous, K a multiple of 16 bytes' worth of elements,
  * w, x and their row strides 16-byte aligned; out is dense (M, N). */
 #define PCU_GEMV_MAX_M 8
+#define PCU_GEMV_MAX_SEG 8
+/* What the GEMV writes (the fused linears of ops.def):
+ *   PLAIN   out = alpha * p + beta * self, rounded once (p = x @ w^T);
+ *   GATED   out = act(p) * (x @ w2^T), each product, act(p) and out rounded;
+ *   RESID   out = round(p) + self, rounded again. */
+enum { PCU_GEMV_PLAIN, PCU_GEMV_GATED, PCU_GEMV_RESID };
+enum { PCU_ACT_SILU, PCU_ACT_GELU, PCU_ACT_GELU_TANH };
 typedef struct pcu_gemv {
     int32_t dtype;           /* petrel_dtype of x, w, out */
     const void *w;           /* (N, K), row stride K */
@@ -34,9 +41,28 @@ typedef struct pcu_gemv {
     const void *self;        /* NULL: no addend; else read at m*self_sm + n*self_sn */
     int32_t self_dtype;
     int64_t self_sm, self_sn;
+    int32_t mode, act;       /* PCU_GEMV_*, PCU_ACT_* (GATED) */
+    const void *w2;          /* GATED: the second weight, (N, K) like w */
+    /* nseg > 0 (PLAIN only): rows [seg_start[i], seg_start[i + 1]) of a
+     * virtual (N, K) weight are the rows of seg_w[i], and their results go
+     * to seg_out[i], dense (M, seg_start[i + 1] - seg_start[i]); w and out
+     * are then unused (petrel.linear_n: several weights, one launch) */
+    int32_t nseg;
+    const void *seg_w[PCU_GEMV_MAX_SEG];
+    void *seg_out[PCU_GEMV_MAX_SEG];
+    int64_t seg_start[PCU_GEMV_MAX_SEG + 1];
 } pcu_gemv;
 
 cudaError_t pcu_gemv_launch(cudaStream_t s, const pcu_gemv *g, int sm_count);
+
+/* The prefill side of the fused linears, elementwise over n dense
+ * elements of dtype, with the GEMV's rounding points: a is the rounded
+ * product (dense); GATED: out = act(a) * b, b the rounded up product
+ * (dense, dtype); RESID: out = a + b, b the residual of dtype b_dtype read
+ * at row * b_sm + col * b_sn for rows of `cols` elements. */
+cudaError_t pcu_linear_epilogue_launch(cudaStream_t s, int32_t dtype, int32_t mode, int32_t act, const void *a,
+                                       const void *b, int32_t b_dtype, int64_t b_sm, int64_t b_sn, int64_t cols,
+                                       void *out, int64_t n);
 
 /* data[i] *= beta for a dense float tensor of n elements (addmm with an
  * empty reduction: the result is beta * self). */
