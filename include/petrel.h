@@ -210,6 +210,16 @@ PETREL_API petrel_status petrel_program_get_output(petrel_tensor_desc *out, petr
                                                    int i, petrel_value_kind *kind);
 
 /**
+ * Index of the largest element in row `row` of output i of the last execute
+ * (a float tensor; rows run over the last dim, leading dims flattened; a
+ * negative row counts from the end):
+ * lowest index on ties, NaN ignored, -1 when every element is NaN.  It is
+ * computed where the output lives, so for a device result only the index
+ * crosses to the host (greedy decoding without reading the logits).
+ */
+PETREL_API petrel_status petrel_program_output_argmax(petrel_program_t *p, int i, int64_t row, int64_t *index);
+
+/**
  * A file the exporter attached to the program (the `.pt2` archive's
  * `extra/<name>`, carried into `.petrel` files by the compiler), such as
  * "tokenizer.json" or "petrel_meta.json".  The bytes are borrowed from the

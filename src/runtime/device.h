@@ -47,6 +47,10 @@ typedef struct pt_device_ops {
     petrel_status (*marks_init)(void *ctx, int32_t n, pt_err *err);
     petrel_status (*mark)(void *ctx, int32_t i, pt_err *err);
     petrel_status (*elapsed)(void *ctx, int32_t a, int32_t b, double *ms, pt_err *err);
+    /* Index of the largest element of a 1-D float device tensor (lowest
+     * index on ties, NaN ignored, -1 when all are NaN), synchronously;
+     * PETREL_ERR_UNSUPPORTED for a dtype it does not read. */
+    petrel_status (*argmax)(void *ctx, const pt_tensor *row, int64_t *index, pt_err *err);
 } pt_device_ops;
 
 /* The backend of device `dev` (PT_DEV_CUDA), or NULL when not built in. */

@@ -7,6 +7,7 @@
 ** exactly as torch's module buffers do.
 */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -998,11 +999,58 @@ petrel_status pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp, const pt_rvalue
     return PETREL_OK;
 }
 
+petrel_status pt_exec_output_argmax(pt_exec *ex, int i, int64_t row, int64_t *index) {
+    int32_t vid = ex->g->outputs[i].item.vid;
+    const pt_rvalue *v = vid >= 0 ? &ex->vals[vid] : NULL;
+    if (!v || v->kind != PT_V_TENSOR || v->t.rank < 1 || !pt_dtype_is_float(v->t.dtype))
+        return pt_fail(ex->err, PETREL_ERR_INVALID_ARG, "argmax: output %d is not a float tensor of rank >= 1", i);
+    const pt_tensor *t = &v->t;
+    int64_t last = t->shape[t->rank - 1], rows = last > 0 ? pt_numel(t) / last : 0;
+    if (row < 0) row += rows;
+    if (row < 0 || row >= rows || last == 0)
+        return pt_fail(ex->err, PETREL_ERR_INVALID_ARG, "argmax: row %lld out of range (output %d has %lld rows)",
+                       (long long)row, i, (long long)rows);
+    /* the row as a 1-D view: unravel `row` over the leading dims */
+    pt_tensor r = *t;
+    int64_t off = 0, rem = row;
+    for (int d = t->rank - 2; d >= 0; d--) {
+        off += (rem % t->shape[d]) * t->stride[d];
+        rem /= t->shape[d];
+    }
+    r.rank = 1;
+    r.shape[0] = last;
+    r.stride[0] = t->stride[t->rank - 1];
+    r.data = t->data + off * (int64_t)pt_elsize(t);
+    if (t->storage->device != PT_DEV_CPU && ex->dev->argmax) {
+        petrel_status st = ex->dev->argmax(ex->dctx, &r, index, ex->err);
+        if (st != PETREL_ERR_UNSUPPORTED) return st;
+    }
+    if (t->storage->device != PT_DEV_CPU) { /* read through the host copy */
+        PT_TRY(twin_sync(ex, t));
+        pt_tensor h = twin_view(t);
+        r.data = h.data + off * (int64_t)pt_elsize(t);
+    }
+    int64_t best = -1;
+    double bv = 0;
+    for (int64_t k = 0; k < last; k++) {
+        double x = pt_load_f64(r.data + k * r.stride[0] * (int64_t)pt_elsize(&r), r.dtype);
+        if (!isnan(x) && (best < 0 || x > bv)) best = k, bv = x;
+    }
+    *index = best;
+    return PETREL_OK;
+}
+
 /* ---- the pk_* kernel interface ------------------------------------------ */
 
 static const pt_arg *arg_at(const pt_node *n, int a) { return &n->args[a]; }
 
 static const pt_rvalue *item_val(pt_exec *ex, const pt_item *it) { return &ex->vals[it->vid]; }
+
+bool pk_is_const(pt_exec *ex, const pt_node *n, int a, int k) {
+    if (a >= n->nargs || k < 0 || k >= n->args[a].n) return false;
+    int32_t vid = n->args[a].items[k].vid;
+    return vid >= 0 && (ex->g->values[vid].src == PT_SRC_PARAM || ex->g->values[vid].src == PT_SRC_CONST);
+}
 
 bool pk_is_none(pt_exec *ex, const pt_node *n, int a) {
     (void)ex;

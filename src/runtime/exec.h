@@ -79,6 +79,10 @@ PT_HIDDEN petrel_status pt_exec_set_profiling(pt_exec *ex, bool on);
 /* Output i of the last run as a runtime value on the host (tensor views may
  * be strided); device results are copied to the host first. */
 PT_HIDDEN petrel_status pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp, const pt_rvalue **out);
+/* argmax over the last dim of row `row` of output i (leading dims
+ * flattened), computed where the output lives: lowest index on ties, NaN
+ * ignored, -1 when all are NaN. */
+PT_HIDDEN petrel_status pt_exec_output_argmax(pt_exec *ex, int i, int64_t row, int64_t *index);
 
 PT_HIDDEN pt_storage *pt_storage_new(int64_t nbytes);
 PT_HIDDEN void pt_storage_release(pt_storage *s);

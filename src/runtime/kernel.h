@@ -116,6 +116,9 @@ PT_HIDDEN bool pk_bool(pt_exec *ex, const pt_node *n, int a);
 PT_HIDDEN const char *pk_str(pt_exec *ex, const pt_node *n, int a); /* NULL when None */
 /* ScalarType argument; -1 when None. */
 PT_HIDDEN int pk_dtype(pt_exec *ex, const pt_node *n, int a);
+/* Is tensor argument a (item k of a list) a program constant (a parameter
+ * or constant of the export), so no node of this run writes it? */
+PT_HIDDEN bool pk_is_const(pt_exec *ex, const pt_node *n, int a, int k);
 
 /* ---- outputs ------------------------------------------------------------ */
 

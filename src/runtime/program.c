@@ -264,6 +264,13 @@ petrel_status petrel_program_get_output(petrel_tensor_desc *out, petrel_program_
     return PETREL_OK;
 }
 
+petrel_status petrel_program_output_argmax(petrel_program_t *p, int i, int64_t row, int64_t *index) {
+    if (!p || !index || i < 0 || i >= p->graph.noutputs)
+        return pt_fail(p ? &p->err : NULL, PETREL_ERR_INVALID_ARG, "petrel_program_output_argmax: bad argument");
+    if (!p->exec.ran) return pt_fail(&p->err, PETREL_ERR_STATE, "no outputs yet: execute the program first");
+    return pt_exec_output_argmax(&p->exec, i, row, index);
+}
+
 petrel_status petrel_program_extra(const void **data, size_t *size, const petrel_program_t *p, const char *name) {
     if (!data || !size || !p || !name) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_extra: NULL argument");
     *data = NULL;

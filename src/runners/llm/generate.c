@@ -41,6 +41,8 @@ struct petrel_llm {
     int64_t *chunk_ids;       /* (max_chunk) */
     int64_t *chunk_pos;       /* (max_chunk) */
     float *logits;            /* (vocab_size) the last position's logits */
+    bool greedy;              /* this generate call samples by plain argmax: */
+    int32_t argmax;           /* ... then forward leaves only the argmax here */
 
     /* streamed text not emitted yet, and the buffer it is emitted from */
     char *held;
@@ -301,7 +303,8 @@ petrel_status petrel_llm_reset(petrel_llm_t *llm) {
 /* ---- running the program --------------------------------------------------------- */
 
 /* Run the program on n tokens at the current position and keep the last
- * position's logits in llm->logits (as float). */
+ * position's logits in llm->logits (as float), or only their argmax in
+ * llm->argmax when this call samples greedily. */
 static petrel_status forward(petrel_llm_t *llm, const int64_t *ids, int32_t n) {
     for (int32_t i = 0; i < n; i++) llm->chunk_pos[i] = llm->pos + i;
     petrel_tensor_desc in_ids = {.dtype = PETREL_DTYPE_I64, .rank = 2, .shape = {1, n}, .data = (void *)ids};
@@ -311,6 +314,17 @@ static petrel_status forward(petrel_llm_t *llm, const int64_t *ids, int32_t n) {
         (st = petrel_program_set_input(llm->prog, llm->in_pos, &in_pos)) != PETREL_OK ||
         (st = petrel_program_execute(llm->prog)) != PETREL_OK)
         return pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
+    if (llm->greedy) {
+        /* the last row's argmax, computed where the logits are: a device
+         * result never crosses (the output's shape was checked at load) */
+        int64_t t;
+        if ((st = petrel_program_output_argmax(llm->prog, 0, -1, &t)) != PETREL_OK)
+            return pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
+        if (t < 0) return pt_fail(&llm->err, PETREL_ERR_INVALID_ARG, "sampler: every logit is NaN");
+        llm->argmax = (int32_t)t;
+        llm->pos += n;
+        return PETREL_OK;
+    }
     petrel_tensor_desc out;
     petrel_value_kind kind;
     if ((st = petrel_program_get_output(&out, llm->prog, 0, &kind)) != PETREL_OK)
@@ -515,6 +529,11 @@ petrel_status petrel_llm_generate(petrel_llm_t *llm, const int32_t *ids, size_t 
                        (long long)feed, gp.max_new_tokens < 0 ? "at least " : "", (long long)want,
                        (int)llm->max_cache_len, (int)llm->pos);
 
+    /* Plain argmax (no penalty reads the logits): forward keeps only the
+     * index, computed where the logits are. */
+    petrel_sampler_params sp = petrel_sampler_get_params(llm->sampler);
+    llm->greedy = sp.temperature <= 0.0f && sp.repeat_penalty == 1.0f && sp.presence_penalty == 0.0f;
+
     /* Prefill: the prompt in chunks; the logits of its last position
      * give the first token. */
     llm->n_held = 0;
@@ -533,7 +552,8 @@ petrel_status petrel_llm_generate(petrel_llm_t *llm, const int32_t *ids, size_t 
     int32_t steps = 0;
     while (!stopped) {
         int32_t next;
-        if ((st = petrel_sampler_sample(llm->sampler, llm->logits, &next)) != PETREL_OK) {
+        if (llm->greedy) next = llm->argmax;
+        else if ((st = petrel_sampler_sample(llm->sampler, llm->logits, &next)) != PETREL_OK) {
             pt_fail(&llm->err, st, "%s", petrel_last_error());
             break;
         }

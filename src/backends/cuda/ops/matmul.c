@@ -234,7 +234,8 @@ static petrel_status mm_matmul(pt_exec *ex, const pt_node *n, const pt_tensor *a
     int64_t self_rs = 0;
     if (mm_gemv_ok(&p, &oa, &ob, dt) && (!has_self || mm_row_stride(&self_b, &self_rs))) {
         pcu_gemv g = {.dtype = dt, .w = ob.data, .x = oa.data, .ldx = oa.ld, .out = out->data, .M = (int32_t)p.M,
-                      .N = p.N, .K = p.K, .alpha = (float)alpha, .beta = (float)beta};
+                      .N = p.N, .K = p.K, .alpha = (float)alpha, .beta = (float)beta,
+                      .w_const = n->op == PETREL_OP_LINEAR && pk_is_const(ex, n, 1, 0)};
         if (has_self) {
             g.self = self_b.data, g.self_dtype = self_b.dtype;
             g.self_sm = self_rs, g.self_sn = self_b.stride[self_b.rank - 1];
@@ -324,8 +325,9 @@ static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor 
         return PETREL_OK;
     }
     pcu_gemv g = {.dtype = x->dtype, .x = xd, .ldx = ldx, .M = (int32_t)M, .K = x->shape[x->rank - 1],
-                  .alpha = 1.0f, .mode = PCU_GEMV_PLAIN, .nseg = count};
+                  .alpha = 1.0f, .mode = PCU_GEMV_PLAIN, .nseg = count, .w_const = 1};
     for (int i = 0; i < count; i++) {
+        g.w_const = g.w_const && pk_is_const(ex, n, 1, i);
         g.seg_w[i] = ws[i]->data, g.seg_out[i] = outs[i]->data;
         g.seg_start[i + 1] = g.seg_start[i] + ws[i]->shape[0];
     }
@@ -371,7 +373,8 @@ static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor 
     if (fl_gemv_ok(xd, ldx, M, w) && (!gated || fl_gemv_ok(xd, ldx, M, w2))) {
         pcu_gemv g = {.dtype = x->dtype, .w = w->data, .x = xd, .ldx = ldx, .out = out->data, .M = (int32_t)M,
                       .N = N, .K = w->shape[1], .alpha = 1.0f, .mode = gated ? PCU_GEMV_GATED : PCU_GEMV_RESID,
-                      .act = act, .w2 = gated ? w2->data : NULL};
+                      .act = act, .w2 = gated ? w2->data : NULL,
+                      .w_const = pk_is_const(ex, n, 1, 0) && (!gated || pk_is_const(ex, n, 2, 0))};
         if (!gated) g.self = rb.data, g.self_dtype = rb.dtype, g.self_sm = rs, g.self_sn = rn;
         PCU_LAUNCHED(ex, pcu_gemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "fused linear gemv");
         return PETREL_OK;

@@ -45,6 +45,15 @@ __device__ __forceinline__ int gemv_seg(const pcu_gemv &g, int64_t n) {
     return s;
 }
 
+/* Programmatic dependent launch (sm_90): the GEMV is launched while the
+ * kernel before it finishes, streams its first weights (when they are
+ * program constants), and waits for that kernel's results (x, the addend)
+ * only then; everything it writes comes after the wait.  Once its own loads are issued it lets the next kernel
+ * start the same way.  Both are no-ops when the launch had no such
+ * dependency. */
+__device__ __forceinline__ void gemv_wait_prior(void) { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void gemv_release_next(void) { asm volatile("griddepcontrol.launch_dependents;" :::); }
+
 /* G = 2: gated, the block also streams the same rows of w2. */
 template <typename T, int MR, int RB, int CPT, int G>
 __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
@@ -71,6 +80,8 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
 #pragma unroll
         for (int r = 0; r < R; r++) acc[m][r] = 0.0f;
 
+    bool waited = !g.w_const;
+    if (waited) gemv_wait_prior(); /* a computed weight: it may not be written yet */
     for (int64_t c0 = threadIdx.x; c0 < nch; c0 += (int64_t)nt * CPT) {
         /* all loads of W first: they are what the kernel waits for */
         uint4 wv[R][CPT];
@@ -82,6 +93,10 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
                 wv[r][q] = c < nch ? __ldcs((const uint4 *)(wrow[r] + c * V)) /* read once: don't keep */
                                    : make_uint4(0, 0, 0, 0);
             }
+        if (!waited) { /* the weights are constant: only x comes from the kernel before */
+            gemv_wait_prior();
+            waited = true;
+        }
 #pragma unroll
         for (int q = 0; q < CPT; q++) {
             int64_t c = c0 + (int64_t)q * nt;
@@ -103,6 +118,9 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
             }
         }
     }
+
+    if (!waited) gemv_wait_prior();
+    gemv_release_next(); /* what is left is the reduction and the stores */
 
     __shared__ float red[GEMV_MAX_THREADS / 32][MR * R];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = nt >> 5;
@@ -144,9 +162,16 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
 
 template <typename T, int MR, int RB, int G>
 static cudaError_t gemv_go(cudaStream_t s, const pcu_gemv *g, int threads) {
-    unsigned blocks = (unsigned)((g->N + RB - 1) / RB);
-    gemv_kernel<T, MR, RB, GEMV_CPT, G><<<blocks, threads, 0, s>>>(*g);
-    return cudaGetLastError();
+    cudaLaunchAttribute pdl;
+    pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    pdl.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)((g->N + RB - 1) / RB));
+    cfg.blockDim = dim3((unsigned)threads);
+    cfg.stream = s;
+    cfg.attrs = &pdl;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, gemv_kernel<T, MR, RB, GEMV_CPT, G>, *g);
 }
 
 /* Rows per block: 4 when that still gives two blocks per multiprocessor,

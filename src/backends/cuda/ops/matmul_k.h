@@ -42,6 +42,8 @@ typedef struct pcu_gemv {
     int32_t self_dtype;
     int64_t self_sm, self_sn;
     int32_t mode, act;       /* PCU_GEMV_*, PCU_ACT_* (GATED) */
+    int32_t w_const;         /* the weights are program constants: streamed
+                                before the kernel before has finished */
     const void *w2;          /* GATED: the second weight, (N, K) like w */
     /* nseg > 0 (PLAIN only): rows [seg_start[i], seg_start[i + 1]) of a
      * virtual (N, K) weight are the rows of seg_w[i], and their results go

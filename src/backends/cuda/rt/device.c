@@ -11,6 +11,7 @@
 #include "../../../runtime/exec.h"
 #include "../caps.h"
 #include "../cuda.h"
+#include "../ops/argmax_k.h"
 
 #define BLAS_WS_BYTES ((size_t)32 << 20)
 #define SCRATCH_BYTES ((size_t)64 << 20)
@@ -61,6 +62,8 @@ static void pcu_destroy(void *p) {
     pcu_ctx *c = p;
     if (!c) return;
     marks_free(c);
+    if (c->arg_dev) cudaFree(c->arg_dev);
+    if (c->arg_host) cudaFreeHost(c->arg_host);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->blas) cublasDestroy(c->blas);
     if (c->blas_ws) cudaFree(c->blas_ws);
@@ -103,6 +106,8 @@ static petrel_status pcu_create(void **out, pt_err *err) {
     c->blas_ws_bytes = BLAS_WS_BYTES;
     CTRY(cudaMalloc((void **)&c->scr, SCRATCH_BYTES));
     c->scr_cap = SCRATCH_BYTES;
+    CTRY(cudaMalloc((void **)&c->arg_dev, sizeof *c->arg_dev));
+    CTRY(cudaMallocHost((void **)&c->arg_host, sizeof *c->arg_host));
     BTRY(cublasCreate(&c->blas));
     BTRY(cublasSetStream(c->blas, c->stream));
     BTRY(cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_bytes));
@@ -275,6 +280,19 @@ static petrel_status pcu_elapsed(void *ctx, int32_t a, int32_t b, double *ms, pt
     return PETREL_OK;
 }
 
+/* ---- output argmax ------------------------------------------------------- */
+
+static petrel_status pcu_argmax(void *ctx, const pt_tensor *row, int64_t *index, pt_err *err) {
+    pcu_ctx *c = ctx;
+    if (row->dtype != PETREL_DTYPE_F32 && row->dtype != PETREL_DTYPE_F16 && row->dtype != PETREL_DTYPE_BF16)
+        return PETREL_ERR_UNSUPPORTED;
+    TRY(err, pcu_argmax_launch(c->stream, row->dtype, row->data, row->stride[0], row->shape[0], c->arg_dev));
+    TRY(err, cudaMemcpyAsync(c->arg_host, c->arg_dev, sizeof *c->arg_host, cudaMemcpyDeviceToHost, c->stream));
+    TRY(err, cudaStreamSynchronize(c->stream));
+    *index = *c->arg_host;
+    return PETREL_OK;
+}
+
 const pt_device_ops pcu_device_ops = {
     .name = "cuda",
     .supports = pt_cuda_supports,
@@ -296,4 +314,5 @@ const pt_device_ops pcu_device_ops = {
     .marks_init = pcu_marks_init,
     .mark = pcu_mark,
     .elapsed = pcu_elapsed,
+    .argmax = pcu_argmax,
 };
