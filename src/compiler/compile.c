@@ -40,7 +40,11 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
         r.nodes_in = g.nnodes;
         r.noops_removed = pc_remove_noops(&g);
         r.fused = pc_fuse(&g);
-        r.dead_removed = pc_dce(&g);
+        /* after fusion, whose patterns count readers; merged twins are
+         * nodes nobody reads any more, too */
+        r.dead_removed = pc_forward_state(&g);
+        r.dead_removed += pc_cse(&g);
+        r.dead_removed += pc_dce(&g);
         r.nodes_out = g.nnodes;
         pt_partition_report pr;
         pt_partition(&g, dev, pt_cuda_supports, &pr);

@@ -20,6 +20,11 @@ PT_HIDDEN int pc_remove_noops(pt_graph *g);
  * Returns the number of nodes removed. */
 PT_HIDDEN int pc_dce(pt_graph *g);
 
+/* Mark the nodes that must run (live: g->nnodes flags): those with an
+ * effect (in-place and state writes, checks) and those whose results a
+ * graph result or a live node reads.  False when memory ran out. */
+PT_HIDDEN bool pc_mark_live(const pt_graph *g, bool *live);
+
 /* Remove the nodes marked in `dead` (g->nnodes flags), keeping the order
  * of the rest; the caller guarantees nothing left reads their results.
  * Returns the number removed. */
@@ -33,5 +38,23 @@ PT_HIDDEN int pc_remove_nodes(pt_graph *g, const bool *dead);
  * ops made (0 also when memory ran out: the graph is then unchanged or
  * partly fused, valid either way). */
 PT_HIDDEN int pc_fuse(pt_graph *g);
+
+/* Overwritten state (see state.c): reads of a tensor that was just
+ * overwritten by copy_ / copy read the copy's source instead; in-place
+ * writes whose memory nobody reads afterwards in the run, and that no
+ * later run can observe (a temporary, or a buffer whose first access in
+ * every run is a full overwrite), are removed; so are the buffer
+ * mutations of the core-ATen form into a buffer read only for its shape,
+ * and the dead code all this leaves (as pc_dce).  Exact for every
+ * program.  Returns the number of nodes removed (0 also when memory ran
+ * out: the graph is then valid, possibly partly rewritten). */
+PT_HIDDEN int pc_forward_state(pt_graph *g);
+
+/* Common-subexpression elimination: a pure, deterministic node with the
+ * same op and the same arguments as an earlier one, with no write to
+ * their inputs in between, is removed and its readers read the earlier
+ * node's results.  Returns the number of nodes removed (0 when memory ran
+ * out; the graph stays valid). */
+PT_HIDDEN int pc_cse(pt_graph *g);
 
 #endif /* PETREL_COMPILER_H */

@@ -184,23 +184,10 @@ static int lit_ints(const pt_node *n, int a, int64_t *out, int max) {
     return g->n;
 }
 
-static bool expr_eq(const pt_expr *a, const pt_expr *b) {
-    if (a->kind != b->kind || a->v != b->v || a->q != b->q || a->nkids != b->nkids) return false;
-    if (a->kind == PT_EXPR_SYM && a->sym != b->sym) return false;
-    for (int i = 0; i < a->nkids; i++)
-        if (!expr_eq(a->kids[i], b->kids[i])) return false;
-    return true;
-}
-
-static bool dim_eq(const pt_dim *a, const pt_dim *b) {
-    if (!a->expr && !b->expr) return a->lit == b->lit;
-    return a->expr && b->expr && expr_eq(a->expr, b->expr);
-}
-
 static bool same_shape(const pt_value *a, const pt_value *b) {
     if (a->rank != b->rank) return false;
     for (int d = 0; d < a->rank; d++)
-        if (!dim_eq(&a->shape[d], &b->shape[d])) return false;
+        if (!pt_dim_eq(&a->shape[d], &b->shape[d])) return false;
     return true;
 }
 
@@ -312,7 +299,10 @@ static void put_dtype(fz_match *m, int dt) {
 static void put_none(fz_match *m) { next_arg(m, PT_ARG_NONE, false); }
 
 static void match_free(fz_match *m) {
-    for (int a = 0; a < m->nargs; a++) pt_free(m->args[a].items);
+    for (int a = 0; a < m->nargs; a++) {
+        pt_free(m->args[a].items);
+        pt_free(m->args[a].str);
+    }
     m->nargs = 0;
 }
 
@@ -725,7 +715,7 @@ static int32_t match_bmm_operand(const fz *f, int32_t v, fz_match *m) {
     const pt_value *xv = val(f, x), *ov = val(f, v);
     int64_t b = lit_size(xv, 0), h = lit_size(xv, 1);
     if (xv->rank != 4 || ov->rank != 3 || b < 1 || h < 1 || lit_size(ov, 0) != b * h ||
-        !dim_eq(&ov->shape[1], &xv->shape[2]) || !dim_eq(&ov->shape[2], &xv->shape[3]))
+        !pt_dim_eq(&ov->shape[1], &xv->shape[2]) || !pt_dim_eq(&ov->shape[2], &xv->shape[3]))
         return -1;
     take(m, f, vw);
     if (ex) take(m, f, ex);
@@ -739,7 +729,7 @@ static bool bmm_result_view(const fz *f, const pt_node *r, const pt_node *bmm) {
     const pt_value *bv = val(f, out0(bmm)), *rv = val(f, out0(r));
     int64_t b = lit_size(rv, 0), h = lit_size(rv, 1);
     return bv->rank == 3 && rv->rank == 4 && b >= 1 && h >= 1 && lit_size(bv, 0) == b * h &&
-           dim_eq(&bv->shape[1], &rv->shape[2]) && dim_eq(&bv->shape[2], &rv->shape[3]);
+           pt_dim_eq(&bv->shape[1], &rv->shape[2]) && pt_dim_eq(&bv->shape[2], &rv->shape[3]);
 }
 
 /* x * a with a literal a (mul.Scalar, or mul.Tensor of a wrapped number). */

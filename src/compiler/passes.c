@@ -70,33 +70,35 @@ int pc_remove_noops(pt_graph *g) {
     return removed;
 }
 
-int pc_dce(pt_graph *g) {
-    bool *live = pt_calloc((size_t)(g->nvalues ? g->nvalues : 1), sizeof *live);
-    bool *dead = pt_calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *dead);
-    int removed = 0;
-    if (!live || !dead) goto out;
+bool pc_mark_live(const pt_graph *g, bool *live) {
+    bool *used = pt_calloc((size_t)(g->nvalues ? g->nvalues : 1), sizeof *used);
+    if (!used) return false;
     for (int32_t i = 0; i < g->noutputs; i++)
-        if (g->outputs[i].item.vid >= 0) live[g->outputs[i].item.vid] = true;
-    for (int32_t i = 0; i < g->nmuts; i++) live[g->muts[i].value_vid] = true;
+        if (g->outputs[i].item.vid >= 0) used[g->outputs[i].item.vid] = true;
+    for (int32_t i = 0; i < g->nmuts; i++) used[g->muts[i].value_vid] = true;
     for (int32_t i = g->nnodes - 1; i >= 0; i--) {
         const pt_node *n = &g->nodes[i];
         unsigned flags = pt_op_table[n->op].flags;
         /* in-place ops write state (possibly through a view); checks fail
          * loudly; both stay even when their result is unused */
-        bool effect = (flags & (PT_OPF_INPLACE | PT_OPF_STATE)) || !strcmp(pt_op_table[n->op].kernel, "noop");
-        bool used = effect;
-        for (int k = 0; !used && k < n->nout; k++) used = n->outs[k] >= 0 && live[n->outs[k]];
-        if (!used) {
-            dead[i] = true;
-            continue;
-        }
+        live[i] = (flags & (PT_OPF_INPLACE | PT_OPF_STATE)) || !strcmp(pt_op_table[n->op].kernel, "noop");
+        for (int k = 0; !live[i] && k < n->nout; k++) live[i] = n->outs[k] >= 0 && used[n->outs[k]];
+        if (!live[i]) continue;
         for (int a = 0; a < n->nargs; a++)
             for (int k = 0; k < n->args[a].n; k++)
-                if (n->args[a].items[k].vid >= 0) live[n->args[a].items[k].vid] = true;
+                if (n->args[a].items[k].vid >= 0) used[n->args[a].items[k].vid] = true;
     }
-    removed = pc_remove_nodes(g, dead);
-out:
+    pt_free(used);
+    return true;
+}
+
+int pc_dce(pt_graph *g) {
+    bool *live = pt_calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *live);
+    int removed = 0;
+    if (live && pc_mark_live(g, live)) {
+        for (int32_t i = 0; i < g->nnodes; i++) live[i] = !live[i]; /* now: dead */
+        removed = pc_remove_nodes(g, live);
+    }
     pt_free(live);
-    pt_free(dead);
     return removed;
 }

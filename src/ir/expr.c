@@ -1,7 +1,8 @@
 /*
-** expr.c -- parse and evaluate the symbolic sizes torch.export records as
-** sympy srepr strings ("Mul(Integer(2), Symbol('s27', integer=True))").
-** Evaluation is exact rational arithmetic over int64 with overflow checks.
+** expr.c -- parse, evaluate and compare the symbolic sizes torch.export
+** records as sympy srepr strings ("Mul(Integer(2), Symbol('s27',
+** integer=True))").  Evaluation is exact rational arithmetic over int64
+** with overflow checks; comparison is structural.
 */
 #include <ctype.h>
 #include <stdlib.h>
@@ -325,4 +326,20 @@ bool pt_expr_eval(const pt_expr *e, const int64_t *symv, int64_t *out) {
     if (!eval(e, symv, &r) || r.d != 1) return false;
     *out = r.n;
     return true;
+}
+
+/* ---- comparison ---------------------------------------------------------- */
+
+static bool expr_eq(const pt_expr *a, const pt_expr *b) {
+    if (a->kind == PT_EXPR_UNKNOWN || a->kind != b->kind || a->v != b->v || a->q != b->q || a->nkids != b->nkids)
+        return false;
+    if (a->kind == PT_EXPR_SYM && a->sym != b->sym) return false;
+    for (int i = 0; i < a->nkids; i++)
+        if (!expr_eq(a->kids[i], b->kids[i])) return false;
+    return true;
+}
+
+bool pt_dim_eq(const pt_dim *a, const pt_dim *b) {
+    if (!a->expr && !b->expr) return a->lit == b->lit;
+    return a->expr && b->expr && expr_eq(a->expr, b->expr);
 }

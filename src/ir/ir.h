@@ -193,6 +193,10 @@ PT_HIDDEN pt_expr *pt_expr_parse(pt_graph *g, const char *s, pt_err *err);
  * unknown).  Returns false when a symbol is unknown or the arithmetic is
  * undefined (division by zero, overflow). */
 PT_HIDDEN bool pt_expr_eval(const pt_expr *e, const int64_t *symv, int64_t *out);
+/* Are two dimensions the same size for every binding of the symbols?
+ * True for equal literals and structurally equal expressions; false
+ * whenever either holds a form petrel cannot evaluate (PT_EXPR_UNKNOWN). */
+PT_HIDDEN bool pt_dim_eq(const pt_dim *a, const pt_dim *b);
 
 /* ---- memory plan -------------------------------------------------------- */
 
