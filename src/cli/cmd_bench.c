@@ -18,9 +18,10 @@
 ** when it hands out the logits).  One human line per measurement, or one
 ** JSON object with --json (see bench/README.md for its fields).
 **
-** --profile adds one more decode run with the program's profiling on from
-** the first sampled token: node-by-node (no device graphs), each node's
-** time from the device's timestamps, summed per operator and per step.
+** --profile adds two profiled runs, a --prompt prefill alone and a decode
+** run profiled from the first sampled token: node by node (no device
+** graphs), each node's time from the device's timestamps, summed per
+** operator and per step.
 */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -269,52 +270,72 @@ static int cmp_row(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-/* One profiled decode run; prints the per-step time of each operator. */
-static int bench_profile(petrel_llm_t *llm, const bench_opts *o, const int32_t *ids) {
-    petrel_program_t *p = petrel_llm_program(llm);
-    if (petrel_llm_reset(llm) != PETREL_OK) return cli_error("bench: %s", petrel_llm_error(llm));
-    prof_sink sink = {.prog = p, .st = PETREL_OK};
-    petrel_llm_gen_params gp = petrel_llm_gen_default_params();
-    gp.max_new_tokens = o->gen;
-    gp.ignore_eos = true;
-    gp.on_token = prof_token;
-    gp.user = &sink;
-    petrel_llm_stats st;
-    petrel_status s = petrel_llm_generate(llm, ids, (size_t)o->prompt, &gp, &st);
-    if (s == PETREL_OK) s = sink.st;
+/* Print the program's profile per operator, per execute (node 0's calls). */
+static int print_profile(petrel_program_t *p, const char *what) {
     int nn = petrel_program_profile(p, NULL, 0);
     petrel_profile_entry *e = malloc((size_t)(nn ? nn : 1) * sizeof *e);
     prof_row *rows = malloc((size_t)(nn ? nn : 1) * sizeof *rows);
-    int rc = 0, nr = 0;
-    if (s != PETREL_OK) rc = cli_error("bench: %s", s == sink.st ? petrel_program_error(p) : petrel_llm_error(llm));
-    else if (!e || !rows) rc = cli_error("bench: out of memory");
-    if (!rc) {
-        petrel_program_profile(p, e, nn);
-        for (int i = 0; i < nn; i++) {
-            int r = 0;
-            while (r < nr && (strcmp(rows[r].op, e[i].op) || strcmp(rows[r].backend, e[i].backend))) r++;
-            if (r == nr) rows[nr++] = (prof_row){.op = e[i].op, .backend = e[i].backend};
-            rows[r].calls += e[i].calls;
-            rows[r].ms += e[i].ms;
-        }
-        qsort(rows, (size_t)nr, sizeof *rows, cmp_row);
-        int64_t steps = nn ? e[0].calls : 0;
-        double total = 0;
-        for (int r = 0; r < nr; r++) total += rows[r].ms;
-        if (steps > 0) {
-            printf("profile of %" PRId64 " decode steps (node by node, no graphs): %.1f us/step\n", steps,
-                   total * 1e3 / (double)steps);
-            printf("  %8s %8s %6s  %s\n", "us/step", "calls", "%", "operator");
-            for (int r = 0; r < nr && rows[r].ms > 0; r++)
-                printf("  %8.1f %8.1f %6.1f  %s (%s)\n", rows[r].ms * 1e3 / (double)steps,
-                       (double)rows[r].calls / (double)steps, total > 0 ? 100.0 * rows[r].ms / total : 0.0, rows[r].op,
-                       rows[r].backend);
-        }
+    if (!e || !rows) {
+        free(e);
+        free(rows);
+        return cli_error("bench: out of memory");
     }
-    petrel_status off = petrel_program_set_profiling(p, false);
-    if (!rc && off != PETREL_OK) rc = cli_error("bench: %s", petrel_program_error(p));
+    petrel_program_profile(p, e, nn);
+    int nr = 0;
+    for (int i = 0; i < nn; i++) {
+        int r = 0;
+        while (r < nr && (strcmp(rows[r].op, e[i].op) || strcmp(rows[r].backend, e[i].backend))) r++;
+        if (r == nr) rows[nr++] = (prof_row){.op = e[i].op, .backend = e[i].backend};
+        rows[r].calls += e[i].calls;
+        rows[r].ms += e[i].ms;
+    }
+    qsort(rows, (size_t)nr, sizeof *rows, cmp_row);
+    int64_t steps = nn ? e[0].calls : 0;
+    double total = 0;
+    for (int r = 0; r < nr; r++) total += rows[r].ms;
+    if (steps > 0) {
+        printf("profile of %s (%" PRId64 " calls, node by node, no graphs): %.1f us per call\n", what, steps,
+               total * 1e3 / (double)steps);
+        printf("  %8s %8s %6s  %s\n", "us/call", "nodes", "%", "operator");
+        for (int r = 0; r < nr && rows[r].ms > 0; r++)
+            printf("  %8.1f %8.1f %6.1f  %s (%s)\n", rows[r].ms * 1e3 / (double)steps,
+                   (double)rows[r].calls / (double)steps, total > 0 ? 100.0 * rows[r].ms / total : 0.0, rows[r].op,
+                   rows[r].backend);
+    }
     free(e);
     free(rows);
+    return 0;
+}
+
+/* Two profiled runs: the --prompt prefill alone, then a decode run
+ * profiled from the first sampled token on. */
+static int bench_profile(petrel_llm_t *llm, const bench_opts *o, const int32_t *ids) {
+    petrel_program_t *p = petrel_llm_program(llm);
+    petrel_llm_stats st;
+    petrel_llm_gen_params gp = petrel_llm_gen_default_params();
+    gp.ignore_eos = true;
+    gp.max_new_tokens = 0;
+    petrel_status s = petrel_llm_reset(llm);
+    if (s == PETREL_OK && (s = petrel_program_set_profiling(p, true)) != PETREL_OK)
+        return cli_error("bench: %s", petrel_program_error(p));
+    if (s == PETREL_OK) s = petrel_llm_generate(llm, ids, (size_t)o->prompt, &gp, &st);
+    if (s != PETREL_OK) return cli_error("bench: %s", petrel_llm_error(llm));
+    char what[64];
+    snprintf(what, sizeof what, "the %d-token prefill", o->prompt);
+    if (print_profile(p, what)) return 1;
+    if (petrel_program_set_profiling(p, false) != PETREL_OK) return cli_error("bench: %s", petrel_program_error(p));
+
+    prof_sink sink = {.prog = p, .st = PETREL_OK};
+    gp.max_new_tokens = o->gen;
+    gp.on_token = prof_token;
+    gp.user = &sink;
+    if ((s = petrel_llm_reset(llm)) == PETREL_OK) s = petrel_llm_generate(llm, ids, (size_t)o->prompt, &gp, &st);
+    int rc = 0;
+    if (s != PETREL_OK) rc = cli_error("bench: %s", petrel_llm_error(llm));
+    else if (sink.st != PETREL_OK) rc = cli_error("bench: %s", petrel_program_error(p));
+    if (!rc) rc = print_profile(p, "the decode steps");
+    petrel_status off = petrel_program_set_profiling(p, false);
+    if (!rc && off != PETREL_OK) rc = cli_error("bench: %s", petrel_program_error(p));
     return rc;
 }
 

@@ -43,7 +43,7 @@ static const char usage[] =
     "        tok/s for one chunk of each --prefill length (default 512,2048), time to first token and\n"
     "        greedy decode tok/s for --gen tokens (256) after a --prompt-token prompt (128); medians\n"
     "        of R runs (3) after W warm-up runs (1); --json: one JSON object (see bench/README.md);\n"
-    "        --profile: then time each operator over one more decode run; without --backend,\n"
+    "        --profile: then time each operator over a prefill and a decode run; without --backend,\n"
     "        the program's own placement\n"
     "  help  print this text\n"
     "\n"

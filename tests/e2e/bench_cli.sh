@@ -107,9 +107,11 @@ fi
 
 # --profile: the measurements, then one row per operator, times adding up
 run "$petrel" bench -m "$model" "${small[@]}" --profile
-if [ $rc -eq 0 ] && grep -q '^profile of [0-9]* decode steps (node by node, no graphs): [0-9.]* us/step' "$tmp/out" \
+if [ $rc -eq 0 ] && grep -q '^profile of the 16-token prefill (2 calls, node by node, no graphs): [0-9.]* us per call' "$tmp/out" \
+    && grep -q '^profile of the decode steps ([0-9]* calls, node by node, no graphs): [0-9.]* us per call' "$tmp/out" \
     && grep -Eq '^ +[0-9.]+ +[0-9.]+ +[0-9.]+  aten\.linear\.default \(cpu\)$' "$tmp/out" \
-    && awk '/^profile/ {on = 1; next} on && NF >= 4 && $1 ~ /^[0-9.]+$/ {p += $3} END {exit !(p > 99 && p < 101)}' "$tmp/out"; then
+    && awk '/^profile/ {t++; next} t && NF >= 4 && $1 ~ /^[0-9.]+$/ {p[t] += $3}
+            END {exit !(t == 2 && p[1] > 99 && p[1] < 101 && p[2] > 99 && p[2] < 101)}' "$tmp/out"; then
     ok "profile"
 else
     bad "profile: rc=$rc"; cat "$tmp/out" "$tmp/err"
