@@ -90,7 +90,7 @@ static void release_value(pt_rvalue *v) {
 
 /* The bytes of s changed: its copy on the other side is out of date. */
 static inline void storage_written(pt_storage *s) {
-    if (s && !s->is_twin) s->twin_fresh = false;
+    if (s && !s->is_twin && !s->read_only) s->twin_fresh = false;
 }
 
 /* Describe a row-major tensor over storage `s` (from its start). */
@@ -424,6 +424,7 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
             if (!s) goto nomem;
             memset(s->data, 0, (size_t)b);
         }
+        s->read_only = true; /* a graph replay, which marks what it may write, leaves its device copy alone */
         pt_tensor w;
         weight_view(v, &w, s);
         ex->vals[i].kind = PT_V_TENSOR;

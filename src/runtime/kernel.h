@@ -27,6 +27,7 @@ typedef struct pt_storage {
     uint8_t device;    /* PT_DEV_*: host memory or device memory */
     bool is_twin;      /* the copy of another storage on the other device */
     bool twin_fresh;   /* `twin` holds the current bytes */
+    bool read_only;    /* a program weight: never written, so its twin stays current */
     struct pt_storage *twin; /* the copy on the other device (owned), or the original */
     void *raw;         /* allocation to free (owned only) */
     uint8_t *data;     /* 64-byte aligned start */
