@@ -55,7 +55,7 @@ typedef struct pcu_ctx {
     size_t scr_cap, scr_used, scr_need;
     int sm_count;               /* multiprocessors */
     int cc_major, cc_minor;     /* compute capability */
-    int64_t *arg_dev, *arg_host; /* the output argmax's result: device word, pinned host word */
+    int64_t *arg_dev, *arg_host; /* the output argmax: device words (result, work), pinned host word */
     cudaEvent_t *marks;         /* profiling marks (petrel_program_set_profiling) */
     int32_t nmarks;
 } pcu_ctx;

@@ -106,7 +106,7 @@ static petrel_status pcu_create(void **out, pt_err *err) {
     c->blas_ws_bytes = BLAS_WS_BYTES;
     CTRY(cudaMalloc((void **)&c->scr, SCRATCH_BYTES));
     c->scr_cap = SCRATCH_BYTES;
-    CTRY(cudaMalloc((void **)&c->arg_dev, sizeof *c->arg_dev));
+    CTRY(cudaMalloc((void **)&c->arg_dev, 2 * sizeof *c->arg_dev));
     CTRY(cudaMallocHost((void **)&c->arg_host, sizeof *c->arg_host));
     BTRY(cublasCreate(&c->blas));
     BTRY(cublasSetStream(c->blas, c->stream));
@@ -286,7 +286,9 @@ static petrel_status pcu_argmax(void *ctx, const pt_tensor *row, int64_t *index,
     pcu_ctx *c = ctx;
     if (row->dtype != PETREL_DTYPE_F32 && row->dtype != PETREL_DTYPE_F16 && row->dtype != PETREL_DTYPE_BF16)
         return PETREL_ERR_UNSUPPORTED;
-    TRY(err, pcu_argmax_launch(c->stream, row->dtype, row->data, row->stride[0], row->shape[0], c->arg_dev));
+    if (row->shape[0] > 0xffffffffLL) return PETREL_ERR_UNSUPPORTED;
+    TRY(err, pcu_argmax_launch(c->stream, row->dtype, row->data, row->stride[0], row->shape[0], c->arg_dev,
+                               c->arg_dev + 1));
     TRY(err, cudaMemcpyAsync(c->arg_host, c->arg_dev, sizeof *c->arg_host, cudaMemcpyDeviceToHost, c->stream));
     TRY(err, cudaStreamSynchronize(c->stream));
     *index = *c->arg_host;
