@@ -20,7 +20,6 @@
 **   gated MLP input   mul(act(linear(x, Wg)), linear(x, Wu)) => petrel.gated_linear
 **   residual          add(r, linear(x, W))                   => petrel.linear_add
 **   shared input      several linear(x, W_i) (q/k/v)         => petrel.linear_n
-**   norm prologue     rms_norm feeding linear_n / gated_linear  => their norm arguments
 **
 ** Matching walks def-use chains from an anchor node.  Conservative: every
 ** intermediate must be read only inside the match (never a graph result),
@@ -859,16 +858,6 @@ static void put_str(fz_match *m, const char *s) {
     if (!(a->str = pt_strdup(s))) m->oom = true;
 }
 
-/* The fused linears' norm arguments, off (a later pass may fold the
- * RMSNorm that feeds them in). */
-static void put_no_norm(fz_match *m) {
-    put_bool(m, false);
-    put_none(m);
-    put_float(m, 1e-6);
-    put_bool(m, false);
-    put_none(m);
-}
-
 /* Anchor: mul(act(linear(x, w_gate)), linear(x, w_up)) (either order) with
  * act silu or gelu (exact or tanh), all of one dtype  => petrel.gated_linear */
 static bool match_gated(const fz *f, int32_t mi, fz_match *m) {
@@ -899,7 +888,6 @@ static bool match_gated(const fz *f, int32_t mi, fz_match *m) {
         put_tensor(m, tin(gate, 1));
         put_tensor(m, tin(up, 1));
         put_str(m, name);
-        put_no_norm(m);
         return true;
     }
     return false;
@@ -987,28 +975,23 @@ static bool fuse_linear_group(pt_graph *g, const fz *f, int32_t first) {
         members[nm++] = i;
     }
     if (nm < 2) return false;
-    fz_match m;
-    memset(&m, 0, sizeof m);
-    put_tensor(&m, x);
-    pt_arg *wl = next_arg(&m, PT_ARG_TENSORS, false);
-    if (!(wl->items = pt_calloc((size_t)nm, sizeof *wl->items))) m.oom = true;
-    else wl->n = nm;
-    put_no_norm(&m);
+    pt_item *ws = pt_calloc((size_t)nm, sizeof *ws), *xs = pt_calloc(1, sizeof *xs);
     int32_t *outs = pt_calloc((size_t)nm, sizeof *outs);
-    pt_arg *args = pt_calloc((size_t)m.nargs, sizeof *args);
+    pt_arg *args = pt_calloc(2, sizeof *args);
     bool *dead = pt_calloc((size_t)g->nnodes, sizeof *dead);
-    if (m.oom || !outs || !args || !dead) {
-        match_free(&m);
-        pt_free(outs), pt_free(args), pt_free(dead);
+    if (!ws || !xs || !outs || !args || !dead) {
+        pt_free(ws), pt_free(xs), pt_free(outs), pt_free(args), pt_free(dead);
         return false;
     }
     for (int k = 0; k < nm; k++) {
         const pt_node *n = &g->nodes[members[k]];
-        wl->items[k] = (pt_item){.vid = tin(n, 1)};
+        ws[k] = (pt_item){.vid = tin(n, 1)};
         outs[k] = n->outs[0];
         dead[members[k]] = k > 0;
     }
-    memcpy(args, m.args, (size_t)m.nargs * sizeof *args); /* the node owns the items now */
+    xs[0] = (pt_item){.vid = x};
+    args[0] = (pt_arg){.kind = PT_ARG_TENSOR, .n = 1, .items = xs};
+    args[1] = (pt_arg){.kind = PT_ARG_TENSORS, .n = nm, .items = ws};
     pt_node *fin = &g->nodes[first];
     for (int k = 0; k < fin->nargs; k++) {
         pt_free(fin->args[k].items);
@@ -1018,59 +1001,9 @@ static bool fuse_linear_group(pt_graph *g, const fz *f, int32_t first) {
     pt_free(fin->outs);
     fin->op = PETREL_OP_PETREL_LINEAR_N;
     fin->args = args;
-    fin->nargs = m.nargs;
+    fin->nargs = 2;
     fin->outs = outs;
     fin->nout = nm;
-    pc_remove_nodes(g, dead);
-    pt_free(dead);
-    return true;
-}
-
-/* A fused linear (linear_n or gated_linear) whose input is an RMSNorm of
- * a tensor of the same dtype (weight too), read by it alone, with no node
- * writing memory in between  => the norm becomes the linear's prologue. */
-static bool fuse_norm_prologue(pt_graph *g, const fz *f, int32_t li) {
-    pt_node *lin = &g->nodes[li];
-    int base = lin->op == PETREL_OP_PETREL_LINEAR_N ? 2 : lin->op == PETREL_OP_PETREL_GATED_LINEAR ? 4 : -1;
-    if (base < 0 || lin->nargs != base + 5 || lin->args[base].kind != PT_ARG_BOOL || lin->args[base].items[0].i)
-        return false;
-    int32_t y = tin(lin, 0);
-    const pt_node *nrm = def_op(f, y, PETREL_OP_PETREL_RMS_NORM);
-    if (!nrm || only_user(f, y) != li || nrm->nargs != 5) return false;
-    int32_t x = tin(nrm, 0), w = tin(nrm, 1);
-    const pt_value *xv = val(f, x), *yv = val(f, y);
-    double eps;
-    if (!is_float_tensor(xv) || xv->dtype != yv->dtype || !same_shape(xv, yv) || !lit_num(nrm, 2, &eps) ||
-        (w >= 0 && (val(f, w)->dtype != xv->dtype || val(f, w)->rank != 1)) || (w < 0 && !none_arg(nrm, 1)) ||
-        nrm->args[3].kind != PT_ARG_BOOL || nrm->args[3].items[0].vid >= 0 ||
-        (nrm->args[4].kind != PT_ARG_DTYPE && !none_arg(nrm, 4)))
-        return false;
-    int32_t ni = node_index(f, nrm);
-    for (int32_t i = ni + 1; i < li; i++)
-        if (pt_op_table[g->nodes[i].op].flags & (PT_OPF_INPLACE | PT_OPF_STATE)) return false;
-    fz_match m;
-    memset(&m, 0, sizeof m);
-    put_tensor(&m, x);
-    put_bool(&m, true);
-    put_tensor(&m, w);
-    put_float(&m, eps);
-    put_bool(&m, nrm->args[3].items[0].i != 0);
-    put_dtype(&m, nrm->args[4].kind == PT_ARG_DTYPE ? (int)nrm->args[4].items[0].i : -1);
-    bool *dead = pt_calloc((size_t)g->nnodes, sizeof *dead);
-    if (m.oom || !dead) {
-        match_free(&m);
-        pt_free(dead);
-        return false;
-    }
-    /* x replaces the norm's output; the norm arguments replace the defaults */
-    int slots[6] = {0, base, base + 1, base + 2, base + 3, base + 4};
-    for (int k = 0; k < 6; k++) {
-        pt_arg *a = &lin->args[slots[k]];
-        pt_free(a->items);
-        pt_free(a->str);
-        *a = m.args[k];
-    }
-    dead[ni] = true;
     pc_remove_nodes(g, dead);
     pt_free(dead);
     return true;
@@ -1108,14 +1041,6 @@ int pc_fuse(pt_graph *g) {
         fused++;
         fz_free(&f);
         if (!fz_build(&f, g)) return fused;
-    }
-    /* the norms that feed them */
-    for (int32_t i = 0; i < g->nnodes; i++) {
-        if (!fuse_norm_prologue(g, &f, i)) continue;
-        fused++;
-        fz_free(&f);
-        if (!fz_build(&f, g)) return fused;
-        i = -1;
     }
     fz_free(&f);
     return fused;

@@ -10,6 +10,13 @@
 
 #include "nn_util.h"
 
+/* v rounded to dtype dt (the value a tensor of that dtype would hold). */
+static double round_to(double v, petrel_dtype dt) {
+    uint64_t tmp;
+    pt_store_f64(&tmp, dt, v);
+    return pt_load_f64(&tmp, dt);
+}
+
 /* ---- petrel.rms_norm ----------------------------------------------------- */
 
 static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
@@ -33,7 +40,19 @@ static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
     PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
     double *xd = nu_load_f64(ex, x); /* (M, D) row-major */
     if (!xd) return NU_NOMEM(ex);
-    nu_rms_rows(xd, M, D, wd, eps, norm_dt, out);
+    int64_t es = (int64_t)pt_elsize(out);
+    for (int64_t m = 0; m < M; m++) {
+        const double *row = xd + m * D;
+        double ss = 0.0;
+        for (int64_t d = 0; d < D; d++) ss += row[d] * row[d];
+        double r = 1.0 / sqrt(ss / (double)D + eps);
+        for (int64_t d = 0; d < D; d++) {
+            double v = row[d] * r;
+            if (norm_dt >= 0) v = round_to(v, (petrel_dtype)norm_dt);
+            if (wd) v *= wd[d];
+            pt_store_f64(out->data + (m * D + d) * es, out->dtype, v);
+        }
+    }
     return PETREL_OK;
 }
 
@@ -74,8 +93,8 @@ static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
             if (d < R) {
                 double rh = d < half ? -pt_load_f64(xr + (d + half) * xs, x->dtype)
                                      : pt_load_f64(xr + (d - half) * xs, x->dtype);
-                double t1 = nu_round_to(xv * pt_load_f64(cr + d * cs, cb.dtype), odt);
-                double t2 = nu_round_to(rh * pt_load_f64(sr + d * ss, sb.dtype), odt);
+                double t1 = round_to(xv * pt_load_f64(cr + d * cs, cb.dtype), odt);
+                double t2 = round_to(rh * pt_load_f64(sr + d * ss, sb.dtype), odt);
                 y = t1 + t2;
             } else {
                 y = xv;

@@ -262,41 +262,10 @@ static void mm_combine(const pt_tensor *out, const pt_tensor *a, const pt_tensor
     }
 }
 
-/* The norm prologue of linear_n / gated_linear (arguments from `base`):
- * x normalized as petrel.rms_norm does, into dense scratch of x's dtype. */
-static petrel_status mm_norm(pt_exec *ex, const pt_node *n, int base, const pt_tensor *x, pt_tensor *y) {
-    const pt_tensor *w = pk_tensor(ex, n, base + 1);
-    int64_t D = x->shape[x->rank - 1], M = D > 0 ? pt_numel(x) / D : 0;
-    int norm_dt = pk_dtype(ex, n, base + 4);
-    if (w && (w->rank != 1 || w->shape[0] != D))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear: norm weight must have shape (%lld)", (long long)D);
-    if (norm_dt >= 0 && !pt_dtype_is_float((petrel_dtype)norm_dt))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear: norm_dtype must be a float dtype");
-    double *wd = NULL;
-    if (w) {
-        if (!(wd = nu_load_f64(ex, w))) return NU_NOMEM(ex);
-        for (int64_t d = 0; d < D && pk_bool(ex, n, base + 3); d++) wd[d] += 1.0;
-    }
-    double *xd = nu_load_f64(ex, x);
-    *y = (pt_tensor){.dtype = x->dtype, .rank = x->rank};
-    memcpy(y->shape, x->shape, sizeof(int64_t) * (size_t)x->rank);
-    nu_contig_strides(y->rank, y->shape, y->stride);
-    y->data = nu_scratch(ex, pt_numel(x), pt_elsize(x));
-    if (!xd || !y->data) return NU_NOMEM(ex);
-    nu_rms_rows(xd, M, D, wd, pk_float(ex, n, base + 2), norm_dt, y);
-    return PETREL_OK;
-}
-
 static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
     const pt_tensor *x = pk_tensor(ex, n, 0);
     if (!x || !pt_dtype_is_float(x->dtype)) return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear needs a float input");
-    pt_tensor a, b, *out, y;
-    int base = n->op == PETREL_OP_PETREL_LINEAR_N ? 2 : 4;
-    if (n->op != PETREL_OP_PETREL_LINEAR_ADD && pk_bool(ex, n, base)) {
-        if (x->rank < 1) return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear: norm needs an input of rank >= 1");
-        PT_TRY(mm_norm(ex, n, base, x, &y));
-        x = &y;
-    }
+    pt_tensor a, b, *out;
     if (n->op == PETREL_OP_PETREL_LINEAR_N) {
         int count = 0;
         const pt_tensor **ws = pk_tensors(ex, n, 1, &count);

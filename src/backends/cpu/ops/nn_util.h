@@ -98,33 +98,6 @@ static inline bool nu_ints_n(pt_exec *ex, const pt_node *n, int a, int want, int
 
 #define NU_NOMEM(ex) pk_fail((ex), PETREL_ERR_NOMEM, "out of scratch memory")
 
-/* v rounded to dtype dt (the value a tensor of that dtype would hold). */
-static inline double nu_round_to(double v, petrel_dtype dt) {
-    uint64_t tmp;
-    pt_store_f64(&tmp, dt, v);
-    return pt_load_f64(&tmp, dt);
-}
-
-/* petrel.rms_norm over rows (M, D) of xd into dense out: n = x * rsqrt(mean(x^2)
- * + eps), rounded to norm_dt when >= 0, times wd (NULL: none; already
- * 1 + w for add_one), stored rounded once. */
-static inline void nu_rms_rows(const double *xd, int64_t M, int64_t D, const double *wd, double eps, int norm_dt,
-                               const pt_tensor *out) {
-    int64_t es = (int64_t)pt_elsize(out);
-    for (int64_t m = 0; m < M; m++) {
-        const double *row = xd + m * D;
-        double ss = 0.0;
-        for (int64_t d = 0; d < D; d++) ss += row[d] * row[d];
-        double r = 1.0 / sqrt(ss / (double)D + eps);
-        for (int64_t d = 0; d < D; d++) {
-            double v = row[d] * r;
-            if (norm_dt >= 0) v = nu_round_to(v, (petrel_dtype)norm_dt);
-            if (wd) v *= wd[d];
-            pt_store_f64(out->data + (m * D + d) * es, out->dtype, v);
-        }
-    }
-}
-
 /* True when output k of the node is used (tuple outputs may be None). */
 static inline bool nu_out_used(const pt_node *n, int k) { return k < n->nout && n->outs[k] >= 0; }
 

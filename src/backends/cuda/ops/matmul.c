@@ -24,7 +24,6 @@
 #include "../../cpu/ops/matmul_plan.h"
 #include "../cuda.h"
 #include "matmul_k.h"
-#include "norm_k.h"
 
 /* How cuBLAS reads one operand: its matrices are row-major (trans false)
  * or column-major (trans true) with leading dimension ld; matrix i of the
@@ -306,23 +305,8 @@ static bool fl_weight_ok(const pt_tensor *w, const pt_tensor *x) {
     return w && w->rank == 2 && w->dtype == x->dtype && w->shape[1] == x->shape[x->rank - 1];
 }
 
-/* The norm prologue of linear_n / gated_linear, when the GEMV applies it. */
-typedef struct fl_norm {
-    bool on;
-    const pt_tensor *w; /* NULL: no weight */
-    float eps;
-    bool add_one;
-    int dtype; /* -1: none */
-} fl_norm;
-
-static void fl_norm_to(const fl_norm *nm, pcu_gemv *g) {
-    if (!nm->on) return;
-    g->norm = 1, g->nw = nm->w ? nm->w->data : NULL, g->norm_eps = nm->eps;
-    g->norm_add_one = nm->add_one, g->norm_dtype = nm->dtype;
-}
-
 static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *x, const void *xd, int64_t ldx,
-                                 int64_t M, const fl_norm *nm) {
+                                 int64_t M) {
     int count = 0;
     const pt_tensor **ws = pk_tensors(ex, n, 1, &count);
     pt_tensor *outs[PCU_GEMV_MAX_SEG * 2];
@@ -348,14 +332,13 @@ static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor 
         g.seg_start[i + 1] = g.seg_start[i] + ws[i]->shape[0];
     }
     g.N = g.seg_start[count];
-    fl_norm_to(nm, &g);
     if (g.N > 0) PCU_LAUNCHED(ex, pcu_gemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "linear_n gemv");
     return PETREL_OK;
 }
 
 /* petrel.gated_linear (GATED) and petrel.linear_add (RESID). */
 static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor *x, const void *xd, int64_t ldx,
-                                 int64_t M, const fl_norm *nm) {
+                                 int64_t M) {
     bool gated = n->op == PETREL_OP_PETREL_GATED_LINEAR;
     const pt_tensor *w = pk_tensor(ex, n, 1), *w2 = gated ? pk_tensor(ex, n, 2) : NULL;
     if (!fl_weight_ok(w, x) || (gated && (!fl_weight_ok(w2, x) || w2->shape[0] != w->shape[0])))
@@ -393,7 +376,6 @@ static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor 
                       .act = act, .w2 = gated ? w2->data : NULL,
                       .w_const = pk_is_const(ex, n, 1, 0) && (!gated || pk_is_const(ex, n, 2, 0))};
         if (!gated) g.self = rb.data, g.self_dtype = rb.dtype, g.self_sm = rs, g.self_sn = rn;
-        fl_norm_to(nm, &g);
         PCU_LAUNCHED(ex, pcu_gemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "fused linear gemv");
         return PETREL_OK;
     }
@@ -410,59 +392,6 @@ static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor 
     return PETREL_OK;
 }
 
-/* The weights of a fused linear node, for the GEMV check. */
-static bool fl_all_gemv_ok(pt_exec *ex, const pt_node *n, const void *xd, int64_t ldx, int64_t M) {
-    if (n->op == PETREL_OP_PETREL_LINEAR_N) {
-        int count = 0;
-        const pt_tensor **ws = pk_tensors(ex, n, 1, &count);
-        bool ok = ws && count >= 1 && count <= PCU_GEMV_MAX_SEG;
-        for (int i = 0; ok && i < count; i++) ok = ws[i] && ws[i]->rank == 2 && fl_gemv_ok(xd, ldx, M, ws[i]);
-        return ok;
-    }
-    const pt_tensor *w = pk_tensor(ex, n, 1), *w2 = pk_tensor(ex, n, 2);
-    return w && w2 && w->rank == 2 && w2->rank == 2 && fl_gemv_ok(xd, ldx, M, w) && fl_gemv_ok(xd, ldx, M, w2);
-}
-
-/* Where the GEMV cannot normalize x itself (prefill, an unusual norm
- * weight), normalize it first into dense scratch y with the norm kernel
- * and turn the prologue off. */
-static petrel_status fl_norm_prepare(pt_exec *ex, const pt_node *n, fl_norm *nm, const pt_tensor *x, const void **xd,
-                                     int64_t *ldx, int64_t M, pt_tensor *y) {
-    int64_t K = x->shape[x->rank - 1], es = (int64_t)pt_elsize(x);
-    const pt_tensor *w = nm->w;
-    if (w && (w->rank != 1 || w->shape[0] != K || pcu_is_host_scalar(w)))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear: norm weight must have shape (%lld)", (long long)K);
-    if (nm->dtype >= 0 && !pt_dtype_is_float((petrel_dtype)nm->dtype))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear: norm_dtype must be a float dtype");
-    bool w_plain = !w || (w->dtype == x->dtype && w->stride[0] == 1 && (uintptr_t)w->data % 16 == 0);
-    if (w_plain && fl_all_gemv_ok(ex, n, *xd, *ldx, M)) return PETREL_OK; /* the GEMV's prologue */
-    if (w && w->stride[0] != 1 && K > 1)
-        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA fused linears need a contiguous norm weight");
-    *y = *x;
-    int64_t st = 1;
-    for (int i = y->rank - 1; i >= 0; i--) y->stride[i] = st, st *= y->shape[i];
-    const void *src = *xd;
-    if (*ldx != K && M > 1) { /* rows apart: make them dense for the norm kernel */
-        pt_tensor d = *y;
-        if (!(d.data = pk_dev_scratch(ex, (size_t)(M * K * es))))
-            return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a norm's input");
-        PT_TRY(pcu_copy_into(ex, &d, x));
-        src = d.data;
-    }
-    if (!(y->data = pk_dev_scratch(ex, (size_t)(M * K * es))))
-        return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a norm's output");
-    if (M > 0 && K > 0) {
-        pcu_rownorm a = {.x = src, .xdt = x->dtype, .out = y->data, .odt = x->dtype, .M = M, .D = K,
-                         .w = w ? w->data : NULL, .wdt = w ? w->dtype : PETREL_DTYPE_F32, .eps = nm->eps,
-                         .rms = true, .add_one = nm->add_one, .norm_dtype = nm->dtype};
-        PCU_LAUNCHED(ex, pcu_rownorm_launch(pcu_stream(ex), &a), "fused linear norm");
-    }
-    *xd = y->data;
-    *ldx = K;
-    nm->on = false;
-    return PETREL_OK;
-}
-
 static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
     const pt_tensor *x = pk_tensor(ex, n, 0);
     petrel_dtype dt = pk_out_dtype(ex, n, 0);
@@ -472,20 +401,8 @@ static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
     const void *xd = NULL;
     int64_t ldx = 0, M = 0;
     PT_TRY(fl_rows(ex, x, &xd, &ldx, &M));
-    fl_norm nm = {0};
-    pt_tensor y;
-    if (n->op != PETREL_OP_PETREL_LINEAR_ADD) {
-        int base = n->op == PETREL_OP_PETREL_LINEAR_N ? 2 : 4;
-        nm = (fl_norm){.on = pk_bool(ex, n, base), .w = pk_tensor(ex, n, base + 1),
-                       .eps = (float)pk_float(ex, n, base + 2), .add_one = pk_bool(ex, n, base + 3),
-                       .dtype = pk_dtype(ex, n, base + 4)};
-        if (nm.on) {
-            PT_TRY(fl_norm_prepare(ex, n, &nm, x, &xd, &ldx, M, &y));
-            if (!nm.on) x = &y; /* normalized already */
-        }
-    }
-    if (n->op == PETREL_OP_PETREL_LINEAR_N) return fl_linear_n(ex, n, x, xd, ldx, M, &nm);
-    return fl_epilogue(ex, n, x, xd, ldx, M, &nm);
+    if (n->op == PETREL_OP_PETREL_LINEAR_N) return fl_linear_n(ex, n, x, xd, ldx, M);
+    return fl_epilogue(ex, n, x, xd, ldx, M);
 }
 
 /*

@@ -8,9 +8,7 @@
 ** one virtual weight made of segments (one launch for q/k/v),
 ** petrel.gated_linear with the block streaming the same rows of the gate
 ** and up weights and applying act(g) * u, petrel.linear_add with the
-** residual added after the product's rounding; linear_n and gated_linear
-** may also normalize x first (RMSNorm prologue: every block computes the
-** rows' statistics itself, x being small and in L2).
+** residual added after the product's rounding.
 **
 ** GEMV layout: a block owns RB consecutive rows of W and all M rows of x.
 ** Its threads split the reduction dim K into 16-byte chunks (thread t
@@ -56,39 +54,6 @@ __device__ __forceinline__ int gemv_seg(const pcu_gemv &g, int64_t n) {
 __device__ __forceinline__ void gemv_wait_prior(void) { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void gemv_release_next(void) { asm volatile("griddepcontrol.launch_dependents;" :::); }
 
-/* rstd[m] = 1 / sqrt(mean(x[m]^2) + eps) for the norm prologue, every
- * thread of the block taking part (x rows of K = nch * V elements). */
-template <typename T, int MR>
-__device__ __forceinline__ void gemv_row_rstd(const pcu_gemv &g, const T *x, int64_t nch, float *rstd) {
-    constexpr int V = dn_vec<T>::n;
-    __shared__ float part[GEMV_MAX_THREADS / 32][MR];
-    float ss[MR];
-#pragma unroll
-    for (int m = 0; m < MR; m++) ss[m] = 0.0f;
-    for (int64_t c = threadIdx.x; c < nch; c += blockDim.x)
-#pragma unroll
-        for (int m = 0; m < MR; m++)
-            if (m < g.M) {
-                float xf[V];
-                dn_unpack(__ldg((const uint4 *)(x + m * g.ldx + c * V)), xf, T());
-#pragma unroll
-                for (int v = 0; v < V; v++) ss[m] = fmaf(xf[v], xf[v], ss[m]);
-            }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-#pragma unroll
-    for (int m = 0; m < MR; m++) {
-        float t = dn_warp_sum(ss[m]);
-        if (lane == 0) part[warp][m] = t;
-    }
-    __syncthreads();
-    if (threadIdx.x < MR) {
-        float t = 0.0f;
-        for (int k = 0; k < nw; k++) t += part[k][threadIdx.x];
-        rstd[threadIdx.x] = 1.0f / sqrtf(t / (float)g.K + g.norm_eps);
-    }
-    __syncthreads();
-}
-
 /* G = 2: gated, the block also streams the same rows of w2. */
 template <typename T, int MR, int RB, int CPT, int G>
 __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
@@ -115,9 +80,11 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
 #pragma unroll
         for (int r = 0; r < R; r++) acc[m][r] = 0.0f;
 
-    /* all loads of W first: they are what the kernel waits for */
-    uint4 wv[R][CPT];
-    auto load_w = [&](int64_t c0) {
+    bool waited = !g.w_const;
+    if (waited) gemv_wait_prior(); /* a computed weight: it may not be written yet */
+    for (int64_t c0 = threadIdx.x; c0 < nch; c0 += (int64_t)nt * CPT) {
+        /* all loads of W first: they are what the kernel waits for */
+        uint4 wv[R][CPT];
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
@@ -126,39 +93,22 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
                 wv[r][q] = c < nch ? __ldcs((const uint4 *)(wrow[r] + c * V)) /* read once: don't keep */
                                    : make_uint4(0, 0, 0, 0);
             }
-    };
-    /* the first weights stream while the kernel before finishes, when they
-     * are constants; x (and the addend) come from that kernel */
-    if (!g.w_const) gemv_wait_prior();
-    load_w(threadIdx.x);
-    if (g.w_const) gemv_wait_prior();
-    __shared__ float rstd[MR]; /* norm prologue: 1 / rms of each row of x */
-    if (g.norm) gemv_row_rstd<T, MR>(g, x, nch, rstd);
-
-    for (int64_t c0 = threadIdx.x; c0 < nch; c0 += (int64_t)nt * CPT) {
-        if (c0 != threadIdx.x) load_w(c0);
+        if (!waited) { /* the weights are constant: only x comes from the kernel before */
+            gemv_wait_prior();
+            waited = true;
+        }
 #pragma unroll
         for (int q = 0; q < CPT; q++) {
             int64_t c = c0 + (int64_t)q * nt;
             if (c < nch) {
-                float wf[R][V], nwf[V];
+                float wf[R][V];
 #pragma unroll
                 for (int r = 0; r < R; r++) dn_unpack(wv[r][q], wf[r], T());
-                if (g.norm && g.nw) dn_unpack(__ldg((const uint4 *)((const T *)g.nw + c * V)), nwf, T());
 #pragma unroll
                 for (int m = 0; m < MR; m++) {
                     if (m < g.M) {
                         float xf[V];
                         dn_unpack(__ldg((const uint4 *)(x + m * g.ldx + c * V)), xf, T());
-                        if (g.norm) {
-#pragma unroll
-                            for (int v = 0; v < V; v++) {
-                                float y = xf[v] * rstd[m];
-                                if (g.norm_dtype >= 0) y = dn_round_to(y, g.norm_dtype);
-                                if (g.nw) y *= g.norm_add_one ? 1.0f + nwf[v] : nwf[v];
-                                xf[v] = dn_round<T>(y); /* the norm's output, as petrel.rms_norm stores it */
-                            }
-                        }
 #pragma unroll
                         for (int r = 0; r < R; r++)
 #pragma unroll
@@ -169,6 +119,7 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
         }
     }
 
+    if (!waited) gemv_wait_prior();
     gemv_release_next(); /* what is left is the reduction and the stores */
 
     __shared__ float red[GEMV_MAX_THREADS / 32][MR * R];

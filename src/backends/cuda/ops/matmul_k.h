@@ -44,12 +44,6 @@ typedef struct pcu_gemv {
     int32_t mode, act;       /* PCU_GEMV_*, PCU_ACT_* (GATED) */
     int32_t w_const;         /* the weights are program constants: streamed
                                 before the kernel before has finished */
-    /* norm prologue (norm != 0): each row of x is first replaced by
-     * petrel.rms_norm(x, nw, norm_eps, norm_add_one, norm_dtype) rounded to
-     * dtype; nw NULL or (K) of dtype, dense, 16-byte aligned */
-    int32_t norm, norm_add_one, norm_dtype;
-    const void *nw;
-    float norm_eps;
     const void *w2;          /* GATED: the second weight, (N, K) like w */
     /* nseg > 0 (PLAIN only): rows [seg_start[i], seg_start[i + 1]) of a
      * virtual (N, K) weight are the rows of seg_w[i], and their results go
