@@ -7,7 +7,9 @@
 #   2. every fixture compiled with --backend cuda, from the .petrel;
 #   3. the tiny LLM fixtures: greedy ids equal Hugging Face's, on CUDA;
 #   4. the partition of the LLM fixtures (no CPU fallback expected);
-#   5. `petrel bench --profile` on the tiny Llama (profiling on the device).
+#   5. `petrel bench --profile` on the tiny Llama (profiling on the device);
+#   6. tests/gpu/bench_kernels.cu: the decode kernels (norm, rope, cached
+#      attention) against an fp64 host reference, with their timings.
 # usage: tests/gpu/run.sh [BUILD_DIR]   (default build-cuda, shared with
 # bench/gpu.sh); exit 1 on any failure.  LOG_DIR=dir keeps the full logs.
 set -u
@@ -43,4 +45,10 @@ echo "== profile on cuda"
 "$petrel" bench -m tests/fixtures/llm/llama.pt2 --backend cuda --prompt 8 --gen 16 --prefill 8 --profile \
     >"$log/profile.txt" 2>&1 || { fail=1; cat "$log/profile.txt"; }
 sed -n '/^profile/,$p' "$log/profile.txt" | head -8
+
+echo "== decode kernels"
+k=src/backends/cuda/ops
+nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_kernels.cu $k/norm_k.cu $k/fused_k.cu $k/sdpa_k.cu \
+    -o "$tmp/bench_kernels" && "$tmp/bench_kernels" >"$log/kernels.txt" 2>&1 || fail=1
+grep -E "FAIL|time|CHECKS" "$log/kernels.txt"
 exit $fail

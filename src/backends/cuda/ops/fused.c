@@ -6,9 +6,10 @@
 ** (cpu/ops/fused.c) is the oracle.  Part of the CUDA backend.
 **
 ** petrel.rms_norm runs on the norm family's row kernel (norm_k.h), the
-** attention of petrel.sdpa_cache on the shared attention kernel (sdpa_k.h:
-** split over the cache length for decode, GQA heads sharing each K/V read,
-** fully masked tiles skipped); rope and the cache write are fused_k.cu.
+** attention of petrel.sdpa_cache on the shared attention kernels (sdpa_k.h:
+** for decode, split over the cache length within a thread block cluster,
+** GQA heads sharing each K/V read, masked keys skipped, the cache write
+** folded in); rope and the general cache write are fused_k.cu.
 */
 #include <math.h>
 
@@ -104,11 +105,14 @@ static bool cache_fits(const pt_tensor *cache, const pt_tensor *src) {
 }
 
 /*
-** First the cache write (fused_k.cu), then attention of q over the whole
-** caches, with GQA and the mask mapped onto the shared attention kernel.
-** Positions are read on the device only (the step may be replayed from a
-** CUDA graph), so a position outside the cache cannot fail the call as on
-** the CPU: its row is not written and the attention still runs.
+** The cache write, then attention of q over the whole caches, with GQA and
+** the mask mapped onto the shared attention kernels.  A decode step (one
+** position) has the attention launch do the write too when it can
+** (pcu_attn_writes_cache); otherwise the cache-write kernel (fused_k.cu)
+** runs first.  Positions are read on the device only (the step may be
+** replayed from a CUDA graph), so a position outside the cache cannot fail
+** the call as on the CPU: its row is not written and the attention still
+** runs.
 */
 static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     const pt_tensor *q = pk_tensor(ex, n, 0), *k = pk_tensor(ex, n, 1), *v = pk_tensor(ex, n, 2);
@@ -164,7 +168,16 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     if (need && !scratch) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for attention");
 
     /* every check and allocation done: only now touch the state, so a
-     * failing call leaves the caches as they were */
+     * failing call leaves the caches as they were.  A decode step's
+     * attention writes the new rows itself when it can (one launch). */
+    a.pos = pos->data, a.pos_dt = pos->dtype, a.kn = k->data, a.vn = v->data, a.kn_dt = k->dtype,
+    a.vn_dt = v->dtype, a.kn_se = k->stride[3], a.vn_se = v->stride[3];
+    for (int i = 0; i < 2; i++) a.knb[i] = k->stride[i], a.vnb[i] = v->stride[i];
+    if (pt_numel(out) > 0 && pcu_attn_writes_cache(&a, c->sm_count)) {
+        PCU_LAUNCHED(ex, pcu_attn_launch(c->stream, &a, c->sm_count, scratch), "sdpa_cache attention");
+        return PETREL_OK;
+    }
+    a.pos = NULL;
     pcu_cache_write w = {.kc = kc->data, .vc = vc->data, .kcdt = kc->dtype, .vcdt = vc->dtype, .k = k->data,
                          .v = v->data, .kdt = k->dtype, .vdt = v->dtype, .pos = pos->data, .pos_dt = pos->dtype,
                          .pos_s = pos->stride[0], .B = B, .H = Hkv, .L = L, .S = S, .E = E, .Ev = Ev};

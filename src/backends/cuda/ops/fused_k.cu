@@ -7,21 +7,52 @@
 
 /* ---- petrel.rope ---------------------------------------------------------- */
 
+/* Offsets of row `row` of x (all dims but the last) in x, cos and sin.
+ * Rows number fewer than 2^31, so 32-bit division does (much cheaper
+ * than 64-bit, and it is most of this tiny kernel's arithmetic). */
+__device__ __forceinline__ void rope_row(const pcu_rope &a, unsigned row, int64_t *xo, int64_t *co, int64_t *so) {
+    *xo = *co = *so = 0;
+    for (int d = a.rank - 2; d >= 0; d--) {
+        unsigned sz = (unsigned)a.shape[d], i = row % sz;
+        row /= sz;
+        *xo += i * a.xs[d], *co += i * a.cs[d], *so += i * a.ss[d];
+    }
+}
+
 /* One block per row of x (all dims but the last); threads over channels.
  *   y[d] = round(x[d] * cos[d]) + round(rotate_half(x)[d] * sin[d])  (d < R)
  *   y[d] = x[d]                                                       (d >= R)
  * with rotate_half(x)[d] = -x[d + R/2] for d < R/2, x[d - R/2] after, and
  * each product rounded to the output dtype before the sum (the unfused
- * graph's rounding points). */
-__global__ void rope_kernel(pcu_rope a) {
+ * graph's rounding points).  T is the dtype of x and the output, C that
+ * of cos and sin: with the types fixed, a thread's four loads are all in
+ * flight together. */
+template <typename T, typename C> __global__ void rope_kernel(pcu_rope a) {
+    const int last = a.rank - 1;
+    const int64_t D = a.shape[last], R = a.R, half = R / 2;
+    int64_t xo, co, so;
+    rope_row(a, blockIdx.x, &xo, &co, &so);
+    const T *x = (const T *)a.x + xo;
+    const C *cs = (const C *)a.cos + co, *sn = (const C *)a.sin + so;
+    const int64_t xsd = a.xs[last], csd = a.cs[last], ssd = a.ss[last];
+    T *out = (T *)a.out + (int64_t)blockIdx.x * D;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float xv = dn_f32(x[d * xsd]), y = xv;
+        if (d < R) {
+            float xp = dn_f32(x[(d < half ? d + half : d - half) * xsd]);
+            float c = dn_f32(cs[d * csd]), s = dn_f32(sn[d * ssd]);
+            y = dn_round<T>(xv * c) + dn_round<T>((d < half ? -xp : xp) * s);
+        }
+        out[d] = dn_from<T>(y);
+    }
+}
+
+/* The same for any mix of dtypes (each element converted at run time). */
+__global__ void rope_any_kernel(pcu_rope a) {
     const int last = a.rank - 1;
     const int64_t D = a.shape[last], half = a.R / 2;
-    int64_t rem = blockIdx.x, xo = 0, co = 0, so = 0;
-    for (int d = last - 1; d >= 0; d--) {
-        int64_t i = rem % a.shape[d];
-        rem /= a.shape[d];
-        xo += i * a.xs[d], co += i * a.cs[d], so += i * a.ss[d];
-    }
+    int64_t xo, co, so;
+    rope_row(a, blockIdx.x, &xo, &co, &so);
     const int64_t xsd = a.xs[last], csd = a.cs[last], ssd = a.ss[last];
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
         float xv = dn_load(a.x, a.xdt, xo + d * xsd), y;
@@ -37,13 +68,27 @@ __global__ void rope_kernel(pcu_rope a) {
     }
 }
 
+template <typename T> static void rope_go(cudaStream_t s, const pcu_rope *a, unsigned rows, int threads) {
+    switch (a->cdt) {
+    case PETREL_DTYPE_F32: rope_kernel<T, float><<<rows, threads, 0, s>>>(*a); break;
+    case PETREL_DTYPE_F16: rope_kernel<T, __half><<<rows, threads, 0, s>>>(*a); break;
+    default: rope_kernel<T, __nv_bfloat16><<<rows, threads, 0, s>>>(*a); break;
+    }
+}
+
 extern "C" cudaError_t pcu_rope_launch(cudaStream_t s, const pcu_rope *a) {
     int64_t D = a->shape[a->rank - 1], rows = 1;
     for (int d = 0; d + 1 < a->rank; d++) rows *= a->shape[d];
     if (rows == 0 || D == 0) return cudaSuccess;
     if (rows > 0x7fffffff) return cudaErrorInvalidValue;
     int threads = D >= 256 ? 256 : (int)((D + 31) / 32 * 32);
-    rope_kernel<<<(unsigned)rows, threads, 0, s>>>(*a);
+    bool typed = a->odt == a->xdt && a->sdt == a->cdt &&
+                 (a->cdt == PETREL_DTYPE_F32 || a->cdt == PETREL_DTYPE_F16 || a->cdt == PETREL_DTYPE_BF16);
+    if (!typed) rope_any_kernel<<<(unsigned)rows, threads, 0, s>>>(*a);
+    else if (a->xdt == PETREL_DTYPE_F32) rope_go<float>(s, a, (unsigned)rows, threads);
+    else if (a->xdt == PETREL_DTYPE_F16) rope_go<__half>(s, a, (unsigned)rows, threads);
+    else if (a->xdt == PETREL_DTYPE_BF16) rope_go<__nv_bfloat16>(s, a, (unsigned)rows, threads);
+    else return cudaErrorInvalidValue;
     return cudaGetLastError();
 }
 

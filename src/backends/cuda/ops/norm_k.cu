@@ -4,11 +4,12 @@
 **
 ** One block per row (resp. segment).  Statistics take two passes in fp32
 ** (the mean, then the squared deviations from it, which loses no accuracy
-** to cancellation the way E[x^2] - E[x]^2 would).  The row kernel loads
-** the first NORM_NPT elements per thread into registers all at once (and
-** a shared-memory copy for the output pass), so a row of an LLM (D <=
-** 4096) is read from memory once with every load in flight together;
-** longer rows re-read the rest in each pass.
+** to cancellation the way E[x^2] - E[x]^2 would).  The row kernel is
+** latency-bound in decode (one row of an LLM's hidden size): it loads the
+** first NORM_NPT elements per thread of x, the weight and the bias into
+** registers in one batch, every load in flight together, so a row with
+** D <= threads * NORM_NPT waits for memory once; longer rows re-read the
+** rest in each pass.
 */
 #include "dense_k.cuh"
 #include "norm_k.h"
@@ -18,19 +19,53 @@
 
 /* ---- last-dim norms --------------------------------------------------------- */
 
-template <typename T> __global__ void __launch_bounds__(NORM_THREADS) rownorm_kernel(pcu_rownorm a) {
-    __shared__ float red[32];
-    extern __shared__ float xs[]; /* x[0 : nt * NORM_NPT] as float, for the output pass */
-    const int nt = blockDim.x;
-    const int64_t row = blockIdx.x, D = a.D, tail = (int64_t)nt * NORM_NPT;
-    const T *x = (const T *)a.x + row * D;
-    float xv[NORM_NPT]; /* x[threadIdx.x + k * nt] */
+/* v[k] = p[threadIdx.x + k * nt] as float for k < NORM_NPT, `fill` past D.
+ * Unrolled with one element type, so all the loads are issued before the
+ * first conversion waits for one. */
+template <typename T>
+__device__ __forceinline__ void rn_load(const T *p, int64_t D, int nt, float fill, float *v) {
 #pragma unroll
     for (int k = 0; k < NORM_NPT; k++) {
         int64_t d = threadIdx.x + (int64_t)k * nt;
-        xv[k] = d < D ? dn_f32(x[d]) : 0.0f;
-        if (d < D) xs[d] = xv[k]; /* read back below by this same thread */
+        v[k] = d < D ? dn_f32(p[d]) : fill;
     }
+}
+
+/* The same for a parameter vector of runtime dtype: one switch around the
+ * batch (a switch per element would wait for each load in turn). */
+__device__ __forceinline__ void rn_load_param(const void *p, int dt, int64_t D, int nt, float fill, float *v) {
+    switch (dt) {
+    case PETREL_DTYPE_F32: rn_load((const float *)p, D, nt, fill, v); break;
+    case PETREL_DTYPE_F16: rn_load((const __half *)p, D, nt, fill, v); break;
+    case PETREL_DTYPE_BF16: rn_load((const __nv_bfloat16 *)p, D, nt, fill, v); break;
+    default:
+#pragma unroll
+        for (int k = 0; k < NORM_NPT; k++) {
+            int64_t d = threadIdx.x + (int64_t)k * nt;
+            v[k] = d < D ? dn_load(p, dt, d) : fill;
+        }
+    }
+}
+
+/* Normalized value v of element d, then petrel.rms_norm's rounding point,
+ * the weight (wv: w[d] already loaded, or 1 + w[d] with add_one) and the
+ * bias; stored rounded once. */
+__device__ __forceinline__ void rn_store(const pcu_rownorm &a, int64_t at, float v, float wv, float bv) {
+    if (a.norm_dtype >= 0) v = dn_round_to(v, a.norm_dtype);
+    if (a.w) v *= a.add_one ? 1.0f + wv : wv;
+    if (a.b) v += bv;
+    dn_store(a.out, a.odt, at, v);
+}
+
+template <typename T> __global__ void __launch_bounds__(NORM_THREADS) rownorm_kernel(pcu_rownorm a) {
+    __shared__ float red[32];
+    const int nt = blockDim.x;
+    const int64_t row = blockIdx.x, D = a.D, tail = (int64_t)nt * NORM_NPT;
+    const T *x = (const T *)a.x + row * D;
+    float xv[NORM_NPT], wv[NORM_NPT], bv[NORM_NPT]; /* element threadIdx.x + k * nt */
+    rn_load(x, D, nt, 0.0f, xv);
+    if (a.w) rn_load_param(a.w, a.wdt, D, nt, 0.0f, wv);
+    if (a.b) rn_load_param(a.b, a.bdt, D, nt, 0.0f, bv);
     float mean = 0.0f;
     if (!a.rms) {
         float s = 0.0f;
@@ -51,14 +86,14 @@ template <typename T> __global__ void __launch_bounds__(NORM_THREADS) rownorm_ke
     }
     float var = D > 0 ? dn_block_sum(ss, red) / (float)D : 0.0f;
     float rstd = 1.0f / sqrtf(var + a.eps);
-    /* output pass, not unrolled: its dtype switches stay one copy */
-    for (int64_t d = threadIdx.x; d < D; d += nt) {
-        float v = ((d < tail ? xs[d] : dn_f32(x[d])) - mean) * rstd;
-        if (a.norm_dtype >= 0) v = dn_round_to(v, a.norm_dtype); /* petrel.rms_norm's rounding point */
-        if (a.w) v *= a.add_one ? 1.0f + dn_load(a.w, a.wdt, d) : dn_load(a.w, a.wdt, d);
-        if (a.b) v += dn_load(a.b, a.bdt, d);
-        dn_store(a.out, a.odt, row * D + d, v);
+#pragma unroll
+    for (int k = 0; k < NORM_NPT; k++) {
+        int64_t d = threadIdx.x + (int64_t)k * nt;
+        if (d < D) rn_store(a, row * D + d, (xv[k] - mean) * rstd, a.w ? wv[k] : 1.0f, a.b ? bv[k] : 0.0f);
     }
+    for (int64_t d = tail + threadIdx.x; d < D; d += nt) /* long rows: the rest, re-read */
+        rn_store(a, row * D + d, (dn_f32(x[d]) - mean) * rstd, a.w ? dn_load(a.w, a.wdt, d) : 1.0f,
+                 a.b ? dn_load(a.b, a.bdt, d) : 0.0f);
     if (threadIdx.x == 0) {
         if (a.mean) dn_store(a.mean, a.mean_dt, row, mean);
         if (a.rstd) dn_store(a.rstd, a.rstd_dt, row, rstd);
@@ -68,12 +103,10 @@ template <typename T> __global__ void __launch_bounds__(NORM_THREADS) rownorm_ke
 extern "C" cudaError_t pcu_rownorm_launch(cudaStream_t s, const pcu_rownorm *a) {
     if (a->M == 0) return cudaSuccess;
     int threads = a->D >= 2048 ? NORM_THREADS : a->D >= 512 ? 128 : a->D >= 128 ? 64 : 32;
-    int64_t cached = (int64_t)threads * NORM_NPT < a->D ? (int64_t)threads * NORM_NPT : a->D;
-    size_t smem = sizeof(float) * (size_t)cached; /* at most 16 KiB */
     switch (a->xdt) {
-    case PETREL_DTYPE_F32: rownorm_kernel<float><<<(unsigned)a->M, threads, smem, s>>>(*a); break;
-    case PETREL_DTYPE_F16: rownorm_kernel<__half><<<(unsigned)a->M, threads, smem, s>>>(*a); break;
-    case PETREL_DTYPE_BF16: rownorm_kernel<__nv_bfloat16><<<(unsigned)a->M, threads, smem, s>>>(*a); break;
+    case PETREL_DTYPE_F32: rownorm_kernel<float><<<(unsigned)a->M, threads, 0, s>>>(*a); break;
+    case PETREL_DTYPE_F16: rownorm_kernel<__half><<<(unsigned)a->M, threads, 0, s>>>(*a); break;
+    case PETREL_DTYPE_BF16: rownorm_kernel<__nv_bfloat16><<<(unsigned)a->M, threads, 0, s>>>(*a); break;
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();

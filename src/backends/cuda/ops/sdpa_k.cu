@@ -32,11 +32,31 @@
 ** each split writes its (m, l, acc) to scratch and a combine kernel merges
 ** them: out = sum_z e^(m_z - M) acc_z / sum_z e^(m_z - M) l_z.  The grid
 ** depends on shapes only, so the launch can be captured in a CUDA graph.
+**
+** Decode (attn_decode_kernel).  A few query rows (R <= 8: a decode step's
+** GQA group) against a k/v of up to 8192 keys, mostly masked (a static KV
+** cache), take a kernel of their own.  A warp owns 32 consecutive keys,
+** lane j key j: the lane reads its key's mask terms, and only when some
+** row sees the key, its K row (scores need no shuffles) while the warp
+** reads the V rows of its visible keys as 16-byte chunks; one round trip
+** for the mask, one for K and V, every load of each in flight together.
+** A masked key costs its mask read only, so the time follows the number
+** of valid positions, not the cache's size.  The warps of a block and the
+** blocks of a thread block cluster (gridDim.y, at most 8) take
+** interleaved 32-key chunks; their partial softmaxes merge in shared
+** memory, then across the cluster through distributed shared memory in
+** block 0: no scratch, no second kernel.  For petrel.sdpa_cache's decode
+** step it also writes the new key and value into the caches: the lane
+** that owns key pos reads the new row instead of the cache row and stores
+** it to the cache, so the step needs no cache-write kernel either.
 */
+#include <cooperative_groups.h>
 #include <math.h>
 
 #include "dense_k.cuh"
 #include "sdpa_k.h"
+
+namespace cg = cooperative_groups;
 
 #define ATTN_THREADS 128          /* 4 warps: up to 4 query rows per block */
 #define ATTN_ROWS (ATTN_THREADS / 32)
@@ -44,6 +64,11 @@
 #define ATTN_MC 128               /* keys whose mask is read in one batch */
 #define ATTN_COMBINE_THREADS 256
 #define ATTN_SMEM_MAX (48 * 1024) /* without opting in to more */
+#define DEC_WARPS 8               /* decode: warps per block, 32 keys each */
+#define DEC_CLUSTER 8             /* decode: blocks per cluster, the portable maximum */
+#define DEC_MAXC 16               /* decode: 16-byte chunks per k or v row, at most */
+#define DEC_MAX_ROWS (2 * ATTN_ROWS) /* decode: query rows per k/v matrix, at most */
+#define DEC_MAX_KEYS (4 * DEC_CLUSTER * DEC_WARPS * 32) /* decode: 4 passes; longer k/v split wider */
 
 /* The launch geometry, from shapes alone. */
 typedef struct attn_grid {
@@ -56,6 +81,10 @@ typedef struct attn_grid {
     int64_t nsplit;  /* key splits (gridDim.y) */
     int64_t kps;     /* keys per split, a multiple of tk */
     size_t smem;     /* dynamic shared memory bytes */
+    bool dec;        /* run the decode kernel (its fields below) */
+    int dw;          /* warps per block */
+    int dcl;         /* blocks per cluster = gridDim.y */
+    int dmc;         /* register chunks per k / v row: 4, 8 or 16 */
 } attn_grid;
 
 /* Shared memory: ks (tk, E + 1), vs (tk, Ev + 1), qs (qb, E), madd (qb,
@@ -77,8 +106,38 @@ static bool attn_vec_ok(const pcu_attn *a) {
     return ok;
 }
 
+/* Can the decode kernel take the problem?  Few rows, rows that are whole
+ * 16-byte vectors (at most DEC_MAXC of them, a power of two for V so that
+ * a warp's loads cover whole keys), a mask dtype it reads, and at most
+ * DEC_MAX_KEYS keys: its one cluster per k/v matrix walks them in passes,
+ * where the split kernel spreads a long k/v over the whole GPU. */
+static bool attn_dec_ok(const pcu_attn *a, const attn_grid *g) {
+    int64_t nck = a->E / g->V, ncv = a->Ev / g->V;
+    bool mask_ok = !a->mask || a->mask_dtype == PETREL_DTYPE_BOOL || a->mask_dtype == PETREL_DTYPE_F32 ||
+                   a->mask_dtype == PETREL_DTYPE_F16 || a->mask_dtype == PETREL_DTYPE_BF16;
+    /* only with the cache write folded in (a->pos): the only form checked on
+     * a GPU so far; a plain call takes the split kernel */
+    return a->pos && g->V > 1 && g->R <= DEC_MAX_ROWS && a->S > 0 && a->S <= DEC_MAX_KEYS && mask_ok && nck >= 1 &&
+           nck <= DEC_MAXC && ncv >= 1 && ncv <= DEC_MAXC && (ncv & (ncv - 1)) == 0;
+}
+
+/* The decode kernel's geometry: enough warps and blocks (up to a cluster)
+ * that a cache of 2048 keys takes one pass; shared memory: qs (ATTN_ROWS,
+ * E), then (m, l, acc) of every warp's rows and of the block's. */
+static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
+    int64_t nch = (a->S + 31) / 32, mc = a->E > a->Ev ? a->E / g->V : a->Ev / g->V;
+    g->dw = nch < DEC_WARPS ? (int)nch : DEC_WARPS;
+    int64_t ncl = (nch + g->dw - 1) / g->dw;
+    g->dcl = ncl < DEC_CLUSTER ? (int)ncl : DEC_CLUSTER;
+    g->dmc = mc <= 4 ? 4 : mc <= 8 ? 8 : 16;
+    g->smem = sizeof(float) * (size_t)(ATTN_ROWS * a->E + (g->dw + 1) * g->qb * (a->Ev + 2));
+    g->nsplit = 1, g->kps = a->S;
+    g->dec = true;
+}
+
 static attn_grid attn_plan(const pcu_attn *a, int sm_count) {
     attn_grid g;
+    g.dec = false, g.dw = g.dcl = g.dmc = 0;
     int64_t nbatch = 1;
     for (int d = 0; d < a->nb; d++) nbatch *= a->bshape[d];
     g.R = a->group * a->L;
@@ -106,7 +165,36 @@ static attn_grid attn_plan(const pcu_attn *a, int sm_count) {
     int64_t per = g.nsplit > 0 ? (a->S + g.nsplit - 1) / g.nsplit : 0;
     g.kps = (per + g.tk - 1) / g.tk * g.tk;
     g.nsplit = g.kps > 0 ? (a->S + g.kps - 1) / g.kps : 1;
+    if (attn_dec_ok(a, &g)) attn_dec_plan(a, &g);
     return g;
+}
+
+/* Offsets of the operands at the output batch index of the first query
+ * head of k/v matrix kvb (the head is the last, innermost batch dim);
+ * o is the flat output batch index.  Every index here is below the
+ * output batch count, < 2^31 (pcu_attn_fits), so 32-bit division does --
+ * 64-bit division would be most of a decode block's arithmetic. */
+typedef struct attn_offs {
+    int64_t k, v, q, m, o, kn, vn;
+} attn_offs;
+
+__device__ __forceinline__ attn_offs attn_offsets(const pcu_attn &a, int64_t kvb) {
+    attn_offs o = {0, 0, 0, 0, 0, 0, 0};
+    unsigned rem = (unsigned)kvb;
+    int64_t mul = 1;
+    for (int d = a.nb - 1; d >= 0; d--) {
+        bool head = d == a.nb - 1;
+        unsigned sz = head ? (unsigned)a.bshape[d] / (unsigned)a.group : (unsigned)a.bshape[d];
+        unsigned x = rem % sz;
+        rem /= sz;
+        if (head) x *= (unsigned)a.group;
+        unsigned xk = head ? x / (unsigned)a.kdiv : x, xv = head ? x / (unsigned)a.vdiv : x;
+        o.k += xk * a.kb[d], o.kn += xk * a.knb[d];
+        o.v += xv * a.vb[d], o.vn += xv * a.vnb[d];
+        o.q += x * a.qb[d], o.m += x * a.mb[d];
+        o.o += x * mul, mul *= a.bshape[d];
+    }
+    return o;
 }
 
 /* The per-block view of the operands: where its k/v matrices start. */
@@ -181,23 +269,10 @@ __global__ void __launch_bounds__(ATTN_THREADS, 8) attn_kernel(pcu_attn a, attn_
     float *madd = qs + qb * E;             /* (qb, MC): mask term per key, -inf = excluded */
     int *tileok = (int *)(madd + qb * ATTN_MC); /* (MC / tk) */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int64_t kvb = blockIdx.x / g.nrowblk, rb = blockIdx.x % g.nrowblk;
+    const int64_t kvb = blockIdx.x / (unsigned)g.nrowblk, rb = blockIdx.x % (unsigned)g.nrowblk;
 
-    /* offsets of every operand at the output batch index of the block's
-     * first query head (the head is the last, innermost batch dim) */
-    int64_t koff = 0, voff = 0, qoff = 0, moff = 0, oflat = 0, rem = kvb, mul = 1;
-    for (int d = a.nb - 1; d >= 0; d--) {
-        bool head = d == a.nb - 1;
-        int64_t sz = head ? a.bshape[d] / a.group : a.bshape[d];
-        int64_t x = rem % sz;
-        rem /= sz;
-        if (head) x *= a.group;
-        koff += (head ? x / a.kdiv : x) * a.kb[d];
-        voff += (head ? x / a.vdiv : x) * a.vb[d];
-        qoff += x * a.qb[d], moff += x * a.mb[d];
-        oflat += x * mul, mul *= a.bshape[d];
-    }
-    const attn_tile_src src = {(const T *)a.k + koff, (const T *)a.v + voff, a.k_ss, a.k_se, a.v_ss, a.v_se,
+    const attn_offs o = attn_offsets(a, kvb);
+    const attn_tile_src src = {(const T *)a.k + o.k, (const T *)a.v + o.v, a.k_ss, a.k_se, a.v_ss, a.v_se,
                                E, Ev, tk};
 
     /* this warp's row: query head gq of the group, query position i */
@@ -205,9 +280,9 @@ __global__ void __launch_bounds__(ATTN_THREADS, 8) attn_kernel(pcu_attn a, attn_
     const bool active = warp < qb && r < g.R;
     const int64_t gq = active ? r / a.L : 0, i = active ? r % a.L : 0;
     const int64_t hq = a.nb > 0 ? a.qb[a.nb - 1] : 0, hm = a.nb > 0 ? a.mb[a.nb - 1] : 0;
-    const T *q = (const T *)a.q + qoff + gq * hq + i * a.q_sl;
-    const int64_t mrow = moff + gq * hm + i * a.m_sl;
-    const int64_t orow = (oflat + gq) * a.L + i; /* the head is the last batch dim */
+    const T *q = (const T *)a.q + o.q + gq * hq + i * a.q_sl;
+    const int64_t mrow = o.m + gq * hm + i * a.m_sl;
+    const int64_t orow = (o.o + gq) * a.L + i; /* the head is the last batch dim */
     float *qw = qs + warp * E, *mw = madd + warp * ATTN_MC;
     if (warp < qb)
         for (int e = lane; e < E; e += 32) qw[e] = active ? dn_f32(q[e * a.q_se]) : 0.0f;
@@ -351,6 +426,275 @@ __global__ void __launch_bounds__(ATTN_COMBINE_THREADS) attn_combine(const float
     }
 }
 
+/* ---- decode ------------------------------------------------------------------ */
+
+/* A mask element as a score term: a bool keeps (0) or excludes (-inf). */
+__device__ __forceinline__ float dec_term(float v) { return v; }
+__device__ __forceinline__ float dec_term(__half v) { return __half2float(v); }
+__device__ __forceinline__ float dec_term(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float dec_term(uint8_t v) { return v ? 0.0f : -INFINITY; }
+
+template <typename M>
+__device__ __forceinline__ void dec_mask_rows(const pcu_attn &a, const int64_t *mrow, const bool *see, int64_t j,
+                                              float *mv) {
+    const M *mp = (const M *)a.mask;
+#pragma unroll
+    for (int r = 0; r < ATTN_ROWS; r++) mv[r] = see[r] ? dec_term(mp[mrow[r] + j * a.m_ss]) : -INFINITY;
+}
+
+/* The mask term of key j for each of the block's nr rows (-inf: the row
+ * does not see it; rows past nr see nothing), its loads in flight together. */
+__device__ __forceinline__ void dec_mask(const pcu_attn &a, const int64_t *mrow, const int64_t *irow, int nr,
+                                         int64_t j, float *mv) {
+    bool see[ATTN_ROWS];
+#pragma unroll
+    for (int r = 0; r < ATTN_ROWS; r++) see[r] = r < nr && j < a.S && !(a.causal && j > irow[r]);
+    if (!a.mask) {
+#pragma unroll
+        for (int r = 0; r < ATTN_ROWS; r++) mv[r] = see[r] ? 0.0f : -INFINITY;
+        return;
+    }
+    switch (a.mask_dtype) {
+    case PETREL_DTYPE_BOOL: dec_mask_rows<uint8_t>(a, mrow, see, j, mv); break;
+    case PETREL_DTYPE_F32: dec_mask_rows<float>(a, mrow, see, j, mv); break;
+    case PETREL_DTYPE_F16: dec_mask_rows<__half>(a, mrow, see, j, mv); break;
+    default: dec_mask_rows<__nv_bfloat16>(a, mrow, see, j, mv); break;
+    }
+}
+
+/* Grid (k/v matrices x row blocks, cluster blocks), clusters (1, dcl); a
+ * block takes up to ATTN_ROWS rows.  Warp w of cluster block c takes the
+ * 32-key chunks w * dcl + c + n * dw * dcl.  MC bounds the 16-byte chunks
+ * per k / v row (registers: lane j holds key j's K row; for V the warp's
+ * loads cover kpl = 32 / ncv keys each, lane t holding chunk t % ncv). */
+template <typename T, int MC>
+__global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a, attn_grid g) {
+    constexpr int V = 16 / sizeof(T);
+    constexpr unsigned FULL = 0xffffffffu;
+    extern __shared__ float sm[];
+    cg::cluster_group cluster = cg::this_cluster();
+    const int E = (int)a.E, Ev = (int)a.Ev, qb = g.qb, nw = blockDim.x >> 5, pitch = Ev + 2;
+    const int nck = E / V, ncv = Ev / V, kpl = 32 / ncv;
+    float *qs = sm;                    /* (ATTN_ROWS, E): the rows' queries */
+    float *wp = qs + ATTN_ROWS * E;    /* (nw, qb, Ev + 2): each warp's m, l, acc per row */
+    float *bp = wp + nw * qb * pitch;  /* (qb, Ev + 2): the block's */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int crank = (int)cluster.block_rank(), ncl = (int)cluster.num_blocks();
+    const int64_t kvb = blockIdx.x / (unsigned)g.nrowblk, rb = blockIdx.x % (unsigned)g.nrowblk, r0 = rb * qb;
+    const int nr = (int)min((int64_t)qb, g.R - r0); /* rows of this block */
+    const attn_offs o = attn_offsets(a, kvb);
+    const T *kc = (const T *)a.k + o.k, *vc = (const T *)a.v + o.v;
+
+    /* row r is query head gq = (r0 + r) / L of the group, position i;
+     * rows past nr repeat the last one, so that loads need no branch
+     * (they see no key: dec_mask) */
+    const int64_t hq = a.nb > 0 ? a.qb[a.nb - 1] : 0, hm = a.nb > 0 ? a.mb[a.nb - 1] : 0;
+    int64_t qrow[ATTN_ROWS], mrow[ATTN_ROWS], irow[ATTN_ROWS];
+#pragma unroll
+    for (int r = 0; r < ATTN_ROWS; r++) {
+        unsigned rr = (unsigned)(r0 + min(r, nr - 1)), gq = rr / (unsigned)a.L, i = rr % (unsigned)a.L;
+        qrow[r] = o.q + gq * hq + i * a.q_sl, mrow[r] = o.m + gq * hm + i * a.m_sl, irow[r] = i;
+    }
+
+    /* The prologue's loads in one batch: the cache write's position (it
+     * is checked only after the barrier), the queries (typed, unrolled:
+     * in flight together), then the first chunk's mask, whose conversion
+     * waits while the others are still coming. */
+    int64_t p = -1; /* key p's K and V rows come from kn / vn; -1: none */
+    if (a.pos) p = *(const int64_t *)a.pos;
+    const T *kn = a.pos ? (const T *)a.kn + o.kn : NULL, *vn = a.pos ? (const T *)a.vn + o.vn : NULL;
+    constexpr int QPT = (MC * V + 31) / 32; /* query elements per row and thread (E <= MC * V, >= 32 threads) */
+    float qv[ATTN_ROWS][QPT];
+#pragma unroll
+    for (int r = 0; r < ATTN_ROWS; r++)
+#pragma unroll
+        for (int u = 0; u < QPT; u++) {
+            int e = threadIdx.x + u * blockDim.x;
+            qv[r][u] = e < E ? dn_f32(((const T *)a.q)[qrow[r] + e * a.q_se]) : 0.0f;
+        }
+    const int64_t nch = (a.S + 31) / 32, cstep = (int64_t)nw * ncl;
+    int64_t ch = (int64_t)warp * ncl + crank;
+    float mv[ATTN_ROWS];
+    dec_mask(a, mrow, irow, nr, ch * 32 + lane, mv);
+#pragma unroll
+    for (int r = 0; r < ATTN_ROWS; r++)
+#pragma unroll
+        for (int u = 0; u < QPT; u++) {
+            int e = threadIdx.x + u * blockDim.x;
+            if (e < E) qs[r * E + e] = qv[r][u];
+        }
+    __syncthreads();
+    if (p < 0 || p >= a.S) p = -1; /* outside the cache: nothing written */
+
+    float m[ATTN_ROWS], l[ATTN_ROWS], acc[ATTN_ROWS][V]; /* acc: columns (lane % ncv) * V + e */
+#pragma unroll
+    for (int r = 0; r < ATTN_ROWS; r++) {
+        m[r] = -INFINITY, l[r] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < V; e++) acc[r][e] = 0.0f;
+    }
+    const int vkey = lane / ncv, vcol = (lane - vkey * ncv) * V; /* this lane's V chunk of a load */
+    for (; ch < nch; ch += cstep) {
+        const int64_t j0 = ch * 32, j = j0 + lane;
+        bool vis = false;
+#pragma unroll
+        for (int r = 0; r < ATTN_ROWS; r++) vis |= mv[r] != -INFINITY;
+        const bool kneed = vis || j == p;
+        const unsigned need = __ballot_sync(FULL, kneed); /* keys whose K and V are read */
+        uint4 kr[MC], vr[MC];
+        if (need) {
+            const T *krow = j == p ? kn : kc + j * a.k_ss;
+#pragma unroll
+            for (int c = 0; c < MC; c++)
+                kr[c] = c < nck && kneed ? __ldg((const uint4 *)(krow + c * V)) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+            for (int t = 0; t < MC; t++) {
+                int jj = t * kpl + vkey;
+                const T *vrow = j0 + jj == p ? vn : vc + (j0 + jj) * a.v_ss;
+                vr[t] = t < ncv && (need >> jj & 1u) ? __ldg((const uint4 *)(vrow + vcol)) : make_uint4(0, 0, 0, 0);
+            }
+        }
+        float mvn[ATTN_ROWS]; /* the next chunk's mask, in flight meanwhile */
+        dec_mask(a, mrow, irow, nr, (ch + cstep) * 32 + lane, mvn);
+        if (need) {
+            float s[ATTN_ROWS];
+#pragma unroll
+            for (int r = 0; r < ATTN_ROWS; r++) s[r] = 0.0f;
+#pragma unroll
+            for (int c = 0; c < MC; c++) {
+                if (c >= nck) break;
+                float f[V];
+                dn_unpack(kr[c], f, T());
+#pragma unroll
+                for (int r = 0; r < ATTN_ROWS; r++)
+#pragma unroll
+                    for (int e = 0; e < V; e++) s[r] = fmaf(qs[r * E + c * V + e], f[e], s[r]);
+            }
+            float pr[ATTN_ROWS]; /* this lane's key's weight per row */
+#pragma unroll
+            for (int r = 0; r < ATTN_ROWS; r++) {
+                s[r] = mv[r] == -INFINITY ? -INFINITY : s[r] * a.scale + mv[r];
+                float mn = dn_nanmax(m[r], dn_warp_nanmax(s[r]));
+                pr[r] = 0.0f;
+                if (mn != -INFINITY) { /* else the row has seen nothing yet (uniform in the warp) */
+                    float corr = expf(m[r] - mn); /* m = -inf gives 0; NaN sticks */
+                    pr[r] = expf(s[r] - mn);
+                    l[r] = l[r] * corr + dn_warp_sum(pr[r]);
+#pragma unroll
+                    for (int e = 0; e < V; e++) acc[r][e] *= corr;
+                    m[r] = mn;
+                }
+            }
+#pragma unroll
+            for (int t = 0; t < MC; t++) {
+                if (t >= ncv) break;
+                float f[V];
+                dn_unpack(vr[t], f, T());
+#pragma unroll
+                for (int r = 0; r < ATTN_ROWS; r++) {
+                    float pj = __shfl_sync(FULL, pr[r], t * kpl + vkey);
+#pragma unroll
+                    for (int e = 0; e < V; e++) acc[r][e] = fmaf(pj, f[e], acc[r][e]);
+                }
+            }
+            if (rb == 0 && p >= j0 && p < j0 + 32) { /* the cache write (once per k/v matrix) */
+                T *kw = (T *)a.k + o.k + p * a.k_ss, *vw = (T *)a.v + o.v + p * a.v_ss;
+                if (j == p)
+#pragma unroll
+                    for (int c = 0; c < MC; c++)
+                        if (c < nck) *(uint4 *)(kw + c * V) = kr[c];
+#pragma unroll
+                for (int t = 0; t < MC; t++)
+                    if (t < ncv && j0 + t * kpl + vkey == p) *(uint4 *)(vw + vcol) = vr[t];
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < ATTN_ROWS; r++) mv[r] = mvn[r];
+    }
+
+    /* the warp's partials: sum acc over the lanes holding the same columns */
+    for (int off = ncv; off < 32; off <<= 1)
+#pragma unroll
+        for (int r = 0; r < ATTN_ROWS; r++)
+#pragma unroll
+            for (int e = 0; e < V; e++) acc[r][e] += __shfl_xor_sync(FULL, acc[r][e], off);
+    float *ww = wp + warp * qb * pitch;
+#pragma unroll
+    for (int r = 0; r < ATTN_ROWS; r++) {
+        if (r >= nr) break;
+        if (lane < ncv)
+#pragma unroll
+            for (int e = 0; e < V; e++) ww[r * pitch + 2 + lane * V + e] = acc[r][e];
+        if (lane == 0) ww[r * pitch] = m[r], ww[r * pitch + 1] = l[r];
+    }
+    __syncthreads();
+
+    /* the block's partials: merge the warps' (relative to their max M) */
+    for (int x = threadIdx.x; x < nr * Ev; x += blockDim.x) {
+        int r = x / Ev, e = x - r * Ev;
+        float M = -INFINITY, num = 0.0f, den = 0.0f;
+        for (int w = 0; w < nw; w++) M = dn_nanmax(M, wp[(w * qb + r) * pitch]);
+        for (int w = 0; w < nw; w++) {
+            const float *pw = wp + (w * qb + r) * pitch;
+            float wt = (M == -INFINITY || pw[0] == -INFINITY) ? 0.0f : expf(pw[0] - M); /* empty warps add 0 */
+            num = fmaf(wt, pw[2 + e], num), den = fmaf(wt, pw[1], den);
+        }
+        bp[r * pitch + 2 + e] = num;
+        if (e == 0) bp[r * pitch] = M, bp[r * pitch + 1] = den;
+    }
+    cluster.sync();
+
+    /* block 0 merges the cluster's blocks, reading their shared memory */
+    if (crank == 0) {
+        for (int x = threadIdx.x; x < nr * Ev; x += blockDim.x) {
+            int r = x / Ev, e = x - r * Ev;
+            float mz[DEC_CLUSTER], lz[DEC_CLUSTER], az[DEC_CLUSTER];
+#pragma unroll
+            for (int c = 0; c < DEC_CLUSTER; c++) {
+                if (c >= ncl) break;
+                const float *pc = cluster.map_shared_rank(bp, c) + r * pitch;
+                mz[c] = pc[0], lz[c] = pc[1], az[c] = pc[2 + e];
+            }
+            float M = -INFINITY, num = 0.0f, den = 0.0f;
+#pragma unroll
+            for (int c = 0; c < DEC_CLUSTER; c++)
+                if (c < ncl) M = dn_nanmax(M, mz[c]);
+#pragma unroll
+            for (int c = 0; c < DEC_CLUSTER; c++) {
+                if (c >= ncl) break;
+                float wt = (M == -INFINITY || mz[c] == -INFINITY) ? 0.0f : expf(mz[c] - M);
+                num = fmaf(wt, az[c], num), den = fmaf(wt, lz[c], den);
+            }
+            unsigned rr = (unsigned)(r0 + r), gq = rr / (unsigned)a.L, i = rr % (unsigned)a.L;
+            ((T *)a.out)[((o.o + gq) * a.L + i) * Ev + e] = dn_from<T>(M == -INFINITY ? 0.0f : num / den);
+        }
+    }
+    cluster.sync(); /* keep every block's shared memory until block 0 has read it */
+}
+
+template <typename T, int MC> static cudaError_t attn_dec_go(cudaStream_t s, const pcu_attn *a, const attn_grid *g) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)(g->nrowblk * g->nkv), (unsigned)g->dcl, 1);
+    cfg.blockDim = dim3(32 * (unsigned)g->dw, 1, 1);
+    cfg.dynamicSmemBytes = g->smem;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = 1, at[0].val.clusterDim.y = (unsigned)g->dcl, at[0].val.clusterDim.z = 1;
+    cfg.attrs = at, cfg.numAttrs = 1;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, attn_decode_kernel<T, MC>, *a, *g);
+    cudaError_t last = cudaGetLastError(); /* clear it either way */
+    return e != cudaSuccess ? e : last;
+}
+
+template <typename T> static cudaError_t attn_dec(cudaStream_t s, const pcu_attn *a, const attn_grid *g) {
+    if (g->dmc <= 4) return attn_dec_go<T, 4>(s, a, g);
+    if (g->dmc <= 8) return attn_dec_go<T, 8>(s, a, g);
+    return attn_dec_go<T, 16>(s, a, g);
+}
+
+/* ---- launch --------------------------------------------------------------------- */
+
 extern "C" size_t pcu_attn_scratch(const pcu_attn *a, int sm_count) {
     attn_grid g = attn_plan(a, sm_count);
     if (g.nsplit <= 1) return 0;
@@ -381,10 +725,29 @@ extern "C" bool pcu_attn_fits(const pcu_attn *a, int sm_count) {
            g.nkv * g.R <= 0x7fffffff && g.nsplit <= 65535;
 }
 
+extern "C" bool pcu_attn_writes_cache(const pcu_attn *a, int sm_count) {
+    if (!a->pos || a->L != 1 || a->pos_dt != PETREL_DTYPE_I64) return false;
+    attn_grid g = attn_plan(a, sm_count);
+    int64_t es = attn_elsize(a->dtype);
+    bool ok = g.dec && a->kn_dt == a->dtype && a->vn_dt == a->dtype && a->kn_se == 1 && a->vn_se == 1 &&
+              (uintptr_t)a->kn % 16 == 0 && (uintptr_t)a->vn % 16 == 0;
+    for (int d = 0; d < a->nb; d++) ok = ok && (a->knb[d] * es) % 16 == 0 && (a->vnb[d] * es) % 16 == 0;
+    return ok;
+}
+
 extern "C" cudaError_t pcu_attn_launch(cudaStream_t s, const pcu_attn *a, int sm_count, void *scratch) {
     if (!pcu_attn_fits(a, sm_count)) return cudaErrorInvalidValue;
+    if (a->pos && !pcu_attn_writes_cache(a, sm_count)) return cudaErrorInvalidValue;
     attn_grid g = attn_plan(a, sm_count);
     if (g.nrowblk * g.nkv == 0) return cudaSuccess;
+    if (g.dec) {
+        switch (a->dtype) {
+        case PETREL_DTYPE_F32: return attn_dec<float>(s, a, &g);
+        case PETREL_DTYPE_F16: return attn_dec<__half>(s, a, &g);
+        case PETREL_DTYPE_BF16: return attn_dec<__nv_bfloat16>(s, a, &g);
+        default: return cudaErrorInvalidValue;
+        }
+    }
     switch (a->dtype) {
     case PETREL_DTYPE_F32: return attn_nv<float>(s, a, &g, (float *)scratch);
     case PETREL_DTYPE_F16: return attn_nv<__half>(s, a, &g, (float *)scratch);

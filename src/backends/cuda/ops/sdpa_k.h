@@ -1,5 +1,5 @@
 /*
-** sdpa_k.h -- launcher of the attention kernel (sdpa_k.cu) shared by
+** sdpa_k.h -- launcher of the attention kernels (sdpa_k.cu) shared by
 ** aten.scaled_dot_product_attention (sdpa.c) and petrel.sdpa_cache
 ** (fused.c).  Plain C: the argument block is passed by value; the
 ** launcher enqueues on `s` and returns cudaGetLastError().
@@ -10,6 +10,10 @@
 ** at (batch..., i, j): a bool mask keeps where true, a float mask is
 ** added; causal masks j > i.  A row with every score masked out gives
 ** zeros; a NaN score makes its row NaN (the CPU oracle's behaviour).
+**
+** petrel.sdpa_cache's decode step (one new position) can also have the
+** launch write the new key and value rows into the caches (pos, kn, vn
+** below), saving the separate cache-write kernel.
 */
 #ifndef PETREL_CUDA_SDPA_K_H
 #define PETREL_CUDA_SDPA_K_H
@@ -46,6 +50,18 @@ typedef struct pcu_attn {
     int64_t m_sl, m_ss;
     bool causal;
     float scale;
+    /* the cache write of petrel.sdpa_cache's decode step, done by the
+     * launch when pcu_attn_writes_cache() says it can (pos NULL = none):
+     * k and v above are then the caches (written, despite the const), and
+     * row pos[0] of each becomes the new row kn resp. vn -- the attention
+     * reads that row from kn / vn, never from the cache being written.
+     * A position outside [0, S) writes nothing. */
+    const void *pos;                      /* (1) int64 */
+    int32_t pos_dt;
+    const void *kn, *vn;                  /* (batch..., 1, E) and (batch..., 1, Ev) */
+    int32_t kn_dt, vn_dt;
+    int64_t knb[PCU_ATTN_MAX_BATCH], vnb[PCU_ATTN_MAX_BATCH]; /* per output batch dim, as kb / vb */
+    int64_t kn_se, vn_se;                 /* column strides */
 } pcu_attn;
 
 /* False when the kernel cannot run this problem (shared memory, grid
@@ -55,6 +71,13 @@ bool pcu_attn_fits(const pcu_attn *a, int sm_count);
 /* Device scratch (bytes) the launch needs for split partial results; 0
  * when the problem runs unsplit.  Depends on shapes only. */
 size_t pcu_attn_scratch(const pcu_attn *a, int sm_count);
+
+/* Will the launch do the cache write that `pos` describes?  Only for one
+ * query position (L == 1) on the decode kernel, an int64 position, and
+ * new rows in the caches' dtype that it can read as 16-byte vectors.
+ * When false the caller writes the rows first (and clears pos).  Depends
+ * on shapes, dtypes and alignment only. */
+bool pcu_attn_writes_cache(const pcu_attn *a, int sm_count);
 
 /* Enqueue the attention; `scratch` has pcu_attn_scratch() bytes. */
 cudaError_t pcu_attn_launch(cudaStream_t s, const pcu_attn *a, int sm_count, void *scratch);
