@@ -43,6 +43,7 @@ typedef struct fusion_case {
 
 static const fusion_case cases[] = {
     {"llama_export", 2, 2, 0, 0, 1, 1, 2},     {"llama_aten", 2, 2, 1, 0, 0, 0, 0},     {"llama_bf16_aten", 2, 2, 1, 0, 0, 0, 0},
+    {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2},
     {"llama_fp16_aten", 2, 2, 1, 0, 0, 0, 0},           {"qwen3_export", 2, 4, 0, 0, 1, 1, 2},
     {"qwen3_aten", 2, 4, 1, 0, 0, 0, 0},                {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1},
     {"qwen3_moe_aten", 2, 4, 5, 2, 0, 0, 0},            {"gemma3_export", 2, 6, 0, 0, 1, 1, 0},
