@@ -67,10 +67,14 @@ def leading_match(a: list, b: list) -> int:
     return n
 
 
+def ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
 def match_cell(tokens, ref: dict, quantized: bool) -> str:
-    """k/32 ✓ when all agree; at the first difference, whether the token
-    taken there was torch's own second choice and how far apart torch's top
-    two logits were (random weights give nearly flat logits, so a near tie
+    """k/32 ✓ when all agree; at the first difference, which of torch's
+    top choices the token taken there was and how far its logit lay below
+    torch's pick (random weights give nearly flat logits, so a near tie
     can go either way in bf16)."""
     if ref is None or tokens is None:
         return "–"
@@ -78,11 +82,14 @@ def match_cell(tokens, ref: dict, quantized: bool) -> str:
     n = leading_match(tokens, ref["tokens"])
     if n == want:
         return f"{n}/{want} ✓"
-    second = ref.get("runner_up", {})
-    if n < len(second.get("second", [])) and tokens[n] == second["second"][n]:
-        why = f"then torch's 2nd choice, logit gap {second['margin'][n]:.3f}"
+    ru = ref.get("runner_up", {})
+    nxt = ru.get("next") or [[s] for s in ru.get("second", [])]  # older results: the 2nd choice only
+    gaps = ru.get("gaps") or [[g] for g in ru.get("margin", [])]
+    if n < len(nxt) and tokens[n] in nxt[n]:
+        r = nxt[n].index(tokens[n])
+        why = f"then torch's {ordinal(r + 2)} choice, logit gap {gaps[n][r]:.3f}"
     else:
-        why = "then a token outside torch's top 2"
+        why = f"then a token outside torch's top {len(nxt[n]) + 1 if n < len(nxt) else 1}"
     return f"{n}/{want}, {why}" + (" (quantized)" if quantized else "")
 
 

@@ -168,24 +168,31 @@ class Runner:
         t_end = time.perf_counter()
         return t_first - t0, (n - 1) / (t_end - t_first), tokens
 
-    def runner_up(self, ids: list, n: int) -> dict:
+    def runner_up(self, ids: list, n: int, k: int = 8) -> dict:
         """An untimed greedy run of n tokens that also records, per step,
-        the second most likely id and its logit distance to the chosen one:
-        with random weights the logits are nearly flat, so two engines may
-        pick differently at a near tie without either being wrong."""
+        the next k - 1 most likely ids and their logit distances to the
+        chosen one: with random weights the logits are nearly flat, so two
+        engines may pick differently at a near tie without either being
+        wrong ("second"/"margin" are the first of them)."""
         self.cache.reset()
-        second, margin, pos = [], [], len(ids)
+        top, gaps, pos = [], [], len(ids)
         logits = self.forward(self.prefill_fn, ids, 0)
         for _ in range(n):
             x = logits.float()
             tok = int(x.argmax())  # as in generate(): the lowest id on ties
             best = float(x[tok])
             x[tok] = float("-inf")
-            second.append(int(x.argmax()))
-            margin.append(best - float(x[second[-1]]))
+            ids_k, gaps_k = [], []
+            for _ in range(k - 1):
+                i = int(x.argmax())
+                ids_k.append(i)
+                gaps_k.append(best - float(x[i]))
+                x[i] = float("-inf")
+            top.append(ids_k)
+            gaps.append(gaps_k)
             logits = self.forward(self.decode_fn, [tok], pos)
             pos += 1
-        return {"second": second, "margin": margin}
+        return {"second": [t[0] for t in top], "margin": [g[0] for g in gaps], "next": top, "gaps": gaps}
 
 
 def bench_mode(lm, a, mode: str, ids: list) -> dict:
