@@ -344,6 +344,12 @@ PETREL_API const char *petrel_tensor_file_name(const petrel_tensor_file_t *f, in
  *  PETREL_ERR_NOT_FOUND when absent. */
 PETREL_API petrel_status petrel_tensor_file_get(petrel_tensor_desc *out,
                                                 const petrel_tensor_file_t *f, const char *name);
+
+/** Bind every input of program p from f by name (f's other tensors are
+ *  ignored: torch bakes some export-time inputs into the program).
+ *  PETREL_ERR_NOT_FOUND naming the first input f lacks; otherwise what
+ *  petrel_program_set_input returns.  The message is p's. */
+PETREL_API petrel_status petrel_program_set_inputs_from_file(petrel_program_t *p, const petrel_tensor_file_t *f);
 /** Add a tensor (name and data are copied). */
 PETREL_API petrel_status petrel_tensor_file_add(petrel_tensor_file_t *f, const char *name,
                                                 const petrel_tensor_desc *t);

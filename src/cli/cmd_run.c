@@ -15,23 +15,15 @@ static int run_step(petrel_program_t *prog, const char *in_path, const char *out
     petrel_tensor_file_t *in = NULL, *out = NULL;
     int rc = 1;
     if (petrel_tensor_file_read(&in, in_path) != PETREL_OK) return cli_error("%s", petrel_last_error());
-    int nin = petrel_program_num_inputs(prog);
     /* Tensors that are not user inputs are ignored: torch bakes Python
      * scalars passed at export into the program (constant inputs), and a
-     * caller may keep them in the file. A misspelt name still fails below,
-     * as the real input is then missing. */
-    for (int i = 0; i < nin; i++) {
-        petrel_io_info info;
-        petrel_program_input_info(&info, prog, i);
-        petrel_tensor_desc t;
-        if (petrel_tensor_file_get(&t, in, info.name) != PETREL_OK) {
-            cli_error("%s: missing input '%s'", in_path, info.name);
-            goto done;
-        }
-        if (petrel_program_set_input(prog, i, &t) != PETREL_OK) {
-            cli_error("%s", petrel_program_error(prog));
-            goto done;
-        }
+     * caller may keep them in the file. A misspelt name still fails, as
+     * the real input is then missing. */
+    petrel_status st = petrel_program_set_inputs_from_file(prog, in);
+    if (st != PETREL_OK) {
+        if (st == PETREL_ERR_NOT_FOUND) cli_error("%s: %s", in_path, petrel_program_error(prog));
+        else cli_error("%s", petrel_program_error(prog));
+        goto done;
     }
     if (petrel_program_execute(prog) != PETREL_OK) {
         cli_error("%s", petrel_program_error(prog));

@@ -204,6 +204,19 @@ petrel_status petrel_program_set_input(petrel_program_t *p, int i, const petrel_
     return pt_exec_set_input(&p->exec, i, t);
 }
 
+petrel_status petrel_program_set_inputs_from_file(petrel_program_t *p, const petrel_tensor_file_t *f) {
+    if (!p || !f) return pt_fail(p ? &p->err : NULL, PETREL_ERR_INVALID_ARG, "petrel_program_set_inputs_from_file: NULL argument");
+    for (int i = 0; i < p->graph.ninputs; i++) {
+        petrel_io_info io;
+        petrel_tensor_desc t;
+        PT_TRY(petrel_program_input_info(&io, p, i));
+        if (petrel_tensor_file_get(&t, f, io.name) != PETREL_OK)
+            return pt_fail(&p->err, PETREL_ERR_NOT_FOUND, "missing input '%s'", io.name);
+        PT_TRY(petrel_program_set_input(p, i, &t));
+    }
+    return PETREL_OK;
+}
+
 petrel_status petrel_program_set_input_int(petrel_program_t *p, int i, int64_t v) {
     if (!p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_set_input_int: NULL program");
     return pt_exec_set_input_scalar(&p->exec, i, v, (double)v);

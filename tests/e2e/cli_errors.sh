@@ -39,6 +39,9 @@ if [ -n "$model" ]; then
     expect_fail "truncated pt2" "$petrel" run "$tmp/trunc.pt2" --inputs "$model/step0.in.safetensors" --outputs "$tmp/out.safetensors"
     expect_fail "missing inputs file" "$petrel" run "$model/model.pt2" --inputs "$tmp/none.safetensors" --outputs "$tmp/out.safetensors"
     expect_fail "inputs not safetensors" "$petrel" run "$model/model.pt2" --inputs "$tmp/text.pt2" --outputs "$tmp/out.safetensors"
+    expect_fail "inputs of another model" "$petrel" run "$model/model.pt2" --inputs "$fixtures/llama_export/step0.in.safetensors" \
+        --outputs "$tmp/out.safetensors"
+    grep -q "step0.in.safetensors: missing input '" "$tmp/stderr" || { echo "FAIL inputs of another model: $(cat "$tmp/stderr")"; fail=1; }
     expect_fail "inspect truncated" "$petrel" inspect "$tmp/trunc.pt2"
     expect_fail "compile without -o" "$petrel" compile "$model/model.pt2"
     expect_fail "compile truncated" "$petrel" compile "$tmp/trunc.pt2" -o "$tmp/out.safetensors"

@@ -120,17 +120,9 @@ static bool run_fixture(const char *dir, const char *name, int steps, double tol
             snprintf(why, cap, "%s", petrel_last_error());
             ok = false;
         }
-        for (int i = 0; ok && i < petrel_program_num_inputs(prog); i++) {
-            petrel_io_info io;
-            petrel_tensor_desc t;
-            petrel_program_input_info(&io, prog, i);
-            if (petrel_tensor_file_get(&t, in, io.name) != PETREL_OK) {
-                snprintf(why, cap, "step %d: input '%s' missing", s, io.name);
-                ok = false;
-            } else if (petrel_program_set_input(prog, i, &t) != PETREL_OK) {
-                snprintf(why, cap, "step %d: %s", s, petrel_program_error(prog));
-                ok = false;
-            }
+        if (ok && petrel_program_set_inputs_from_file(prog, in) != PETREL_OK) {
+            snprintf(why, cap, "step %d: %s", s, petrel_program_error(prog));
+            ok = false;
         }
         if (ok && petrel_program_execute(prog) != PETREL_OK) {
             snprintf(why, cap, "step %d: %s", s, petrel_program_error(prog));

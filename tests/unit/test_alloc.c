@@ -26,13 +26,7 @@ static petrel_status attempt(void) {
     snprintf(path, sizeof path, "%s/step0.in.safetensors", fixture_dir);
     petrel_tensor_file_t *in = NULL;
     st = petrel_tensor_file_read(&in, path);
-    for (int i = 0; st == PETREL_OK && i < petrel_program_num_inputs(p); i++) {
-        petrel_io_info io;
-        petrel_tensor_desc t;
-        petrel_program_input_info(&io, p, i);
-        st = petrel_tensor_file_get(&t, in, io.name);
-        if (st == PETREL_OK) st = petrel_program_set_input(p, i, &t);
-    }
+    if (st == PETREL_OK) st = petrel_program_set_inputs_from_file(p, in);
     if (st == PETREL_OK) st = petrel_program_execute(p);
     snprintf(last_msg, sizeof last_msg, "%s", petrel_program_error(p));
     petrel_tensor_file_free(in);

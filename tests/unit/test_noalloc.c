@@ -35,16 +35,9 @@ static int64_t steady_allocs(const char *dir, const char *name, int steps) {
         petrel_tensor_file_t *in = NULL;
         snprintf(path, sizeof path, "%s/%s/step%d.in.safetensors", dir, name, s < steps ? s : 0);
         if (petrel_tensor_file_read(&in, path) != PETREL_OK) goto out;
-        for (int i = 0; i < petrel_program_num_inputs(p); i++) {
-            petrel_io_info io;
-            petrel_tensor_desc t;
-            petrel_program_input_info(&io, p, i);
-            if (petrel_tensor_file_get(&t, in, io.name) != PETREL_OK || petrel_program_set_input(p, i, &t) != PETREL_OK) {
-                petrel_tensor_file_free(in);
-                goto out;
-            }
-        }
+        petrel_status bound = petrel_program_set_inputs_from_file(p, in);
         petrel_tensor_file_free(in);
+        if (bound != PETREL_OK) goto out;
         pt_alloc_fail_at(0); /* reset the counter */
         petrel_status rs = petrel_program_execute(p);
         count = pt_alloc_fail_at(0);
