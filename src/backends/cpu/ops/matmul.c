@@ -231,15 +231,10 @@ static petrel_status mm_linear(pt_exec *ex, const pt_node *n, int k, const pt_te
 /* The activation of petrel.gated_linear (torch's silu and gelu). */
 static double mm_act(double v, int act) {
     switch (act) {
-    case 0: return v / (1.0 + exp(-v));
-    case 1: return 0.5 * v * (1.0 + erf(v * M_SQRT1_2));
+    case MM_ACT_SILU: return v / (1.0 + exp(-v));
+    case MM_ACT_GELU: return 0.5 * v * (1.0 + erf(v * M_SQRT1_2));
     default: return 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
     }
-}
-
-/* "silu" -> 0, "gelu" -> 1, "gelu_tanh" -> 2; -1 for anything else. */
-static int mm_act_id(const char *a) {
-    return !a ? -1 : !strcmp(a, "silu") ? 0 : !strcmp(a, "gelu") ? 1 : !strcmp(a, "gelu_tanh") ? 2 : -1;
 }
 
 /* out[i] = f(a[i], b[i]) over dense a and out and b broadcast to out's
@@ -306,33 +301,12 @@ petrel_status cpu_k_matmul(pt_exec *ex, const pt_node *n) {
     case PETREL_OP_MM:
     case PETREL_OP_BMM:
     case PETREL_OP_ADDMM:
-    case PETREL_OP_BADDBMM: {
-        bool add = n->op == PETREL_OP_ADDMM || n->op == PETREL_OP_BADDBMM;
-        int want = (n->op == PETREL_OP_MM || n->op == PETREL_OP_ADDMM) ? 2 : 3;
-        const pt_tensor *a = pk_tensor(ex, n, add ? 1 : 0);
-        const pt_tensor *b = pk_tensor(ex, n, add ? 2 : 1);
-        if (!a || !b || a->rank != want || b->rank != want)
-            return pk_fail(ex, PETREL_ERR_SHAPE, "expected %d-D operands", want);
-        if (want == 3 && a->shape[0] != b->shape[0])
-            return pk_fail(ex, PETREL_ERR_SHAPE, "batch sizes differ: %lld vs %lld",
-                           (long long)a->shape[0], (long long)b->shape[0]);
-        if (!add) return mm_matmul(ex, n, a, b, NULL, 0.0, 1.0);
-        const pt_tensor *self = pk_tensor(ex, n, 0);
-        if (!self) return pk_fail(ex, PETREL_ERR_SHAPE, "self is None");
-        return mm_matmul(ex, n, a, b, self, pk_float(ex, n, 3), pk_float(ex, n, 4));
-    }
-    case PETREL_OP_MATMUL: {
-        const pt_tensor *a = pk_tensor(ex, n, 0), *b = pk_tensor(ex, n, 1);
-        if (!a || !b) return pk_fail(ex, PETREL_ERR_SHAPE, "matmul operand is None");
-        return mm_matmul(ex, n, a, b, NULL, 0.0, 1.0);
-    }
+    case PETREL_OP_BADDBMM:
+    case PETREL_OP_MATMUL:
     case PETREL_OP_LINEAR: {
-        /* input (..., in) @ weight(out, in)^T + bias(out) */
-        const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1);
-        if (!x || !w || w->rank < 1 || w->rank > 2)
-            return pk_fail(ex, PETREL_ERR_SHAPE, "linear weight must be 1-D or 2-D");
-        pt_tensor wt = w->rank == 2 ? mm_transposed(w) : *w; /* (in, out) */
-        return mm_matmul(ex, n, x, &wt, pk_tensor(ex, n, 2), 1.0, 1.0);
+        mm_args o;
+        PT_TRY(mm_args_of(ex, n, &o));
+        return mm_matmul(ex, n, o.a, o.b, o.self, o.beta, o.alpha);
     }
     case PETREL_OP_GROUPED_MM_FALLBACK:
         return mm_grouped(ex, n);

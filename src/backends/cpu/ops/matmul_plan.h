@@ -68,4 +68,62 @@ static inline pt_tensor mm_unsqueezed(const pt_tensor *t, int at) {
     return r;
 }
 
+/* The operands of mm, bmm, addmm, baddbmm, matmul and linear as one
+ * product alpha * (a @ b) + beta * self (self NULL: none; linear's weight
+ * already transposed into b_view). */
+typedef struct mm_args {
+    const pt_tensor *a, *b, *self;
+    pt_tensor b_view;
+    double alpha, beta;
+} mm_args;
+
+static inline petrel_status mm_args_of(pt_exec *ex, const pt_node *n, mm_args *o) {
+    *o = (mm_args){.alpha = 1.0};
+    switch (n->op) {
+    case PETREL_OP_MM:
+    case PETREL_OP_BMM:
+    case PETREL_OP_ADDMM:
+    case PETREL_OP_BADDBMM: {
+        bool add = n->op == PETREL_OP_ADDMM || n->op == PETREL_OP_BADDBMM;
+        int want = (n->op == PETREL_OP_MM || n->op == PETREL_OP_ADDMM) ? 2 : 3;
+        o->a = pk_tensor(ex, n, add ? 1 : 0);
+        o->b = pk_tensor(ex, n, add ? 2 : 1);
+        if (!o->a || !o->b || o->a->rank != want || o->b->rank != want)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "expected %d-D operands", want);
+        if (want == 3 && o->a->shape[0] != o->b->shape[0])
+            return pk_fail(ex, PETREL_ERR_SHAPE, "batch sizes differ: %lld vs %lld", (long long)o->a->shape[0],
+                           (long long)o->b->shape[0]);
+        if (!add) return PETREL_OK;
+        if (!(o->self = pk_tensor(ex, n, 0))) return pk_fail(ex, PETREL_ERR_SHAPE, "self is None");
+        o->beta = pk_float(ex, n, 3);
+        o->alpha = pk_float(ex, n, 4);
+        return PETREL_OK;
+    }
+    case PETREL_OP_MATMUL:
+        o->a = pk_tensor(ex, n, 0), o->b = pk_tensor(ex, n, 1);
+        return o->a && o->b ? PETREL_OK : pk_fail(ex, PETREL_ERR_SHAPE, "matmul operand is None");
+    case PETREL_OP_LINEAR: {
+        /* input (..., in) @ weight(out, in)^T + bias(out) */
+        const pt_tensor *w = pk_tensor(ex, n, 1);
+        o->a = pk_tensor(ex, n, 0);
+        if (!o->a || !w || w->rank < 1 || w->rank > 2)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "linear weight must be 1-D or 2-D");
+        o->b_view = w->rank == 2 ? mm_transposed(w) : *w; /* (in, out) */
+        o->b = &o->b_view;
+        o->self = pk_tensor(ex, n, 2);
+        o->beta = 1.0;
+        return PETREL_OK;
+    }
+    default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a plain matrix product", (int)n->op);
+    }
+}
+
+/* petrel.gated_linear's activation: "silu", "gelu", "gelu_tanh"; -1 for
+ * anything else (the numbering of the CUDA GEMV's PCU_ACT_*). */
+enum { MM_ACT_SILU, MM_ACT_GELU, MM_ACT_GELU_TANH };
+static inline int mm_act_id(const char *a) {
+    return !a ? -1 : !strcmp(a, "silu") ? MM_ACT_SILU : !strcmp(a, "gelu") ? MM_ACT_GELU
+                   : !strcmp(a, "gelu_tanh") ? MM_ACT_GELU_TANH : -1;
+}
+
 #endif /* PETREL_CPU_MATMUL_PLAN_H */

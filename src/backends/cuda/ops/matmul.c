@@ -250,6 +250,10 @@ static petrel_status mm_matmul(pt_exec *ex, const pt_node *n, const pt_tensor *a
 
 /* ---- fused linears (ops.def: petrel.linear_n, gated_linear, linear_add) ---- */
 
+_Static_assert((int)MM_ACT_SILU == (int)PCU_ACT_SILU && (int)MM_ACT_GELU == (int)PCU_ACT_GELU &&
+                   (int)MM_ACT_GELU_TANH == (int)PCU_ACT_GELU_TANH,
+               "activation numbering shared with matmul_plan.h");
+
 /* x (..., K) as rows (M, K): in place when its last dim is contiguous and
  * its rows are evenly spaced and 16-byte aligned, else a dense copy in
  * device scratch. */
@@ -345,9 +349,7 @@ static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor 
         return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear: the weights do not fit x");
     int act = 0;
     if (gated) {
-        const char *a = pk_str(ex, n, 3);
-        act = !a ? -1 : !strcmp(a, "silu") ? PCU_ACT_SILU : !strcmp(a, "gelu") ? PCU_ACT_GELU
-                      : !strcmp(a, "gelu_tanh") ? PCU_ACT_GELU_TANH : -1;
+        act = mm_act_id(pk_str(ex, n, 3));
         if (act < 0) return pk_fail(ex, PETREL_ERR_RUNTIME, "gated_linear: unknown activation");
     }
     int64_t N = w->shape[0];
@@ -414,33 +416,12 @@ petrel_status cuda_k_matmul(pt_exec *ex, const pt_node *n) {
     case PETREL_OP_MM:
     case PETREL_OP_BMM:
     case PETREL_OP_ADDMM:
-    case PETREL_OP_BADDBMM: {
-        bool add = n->op == PETREL_OP_ADDMM || n->op == PETREL_OP_BADDBMM;
-        int want = (n->op == PETREL_OP_MM || n->op == PETREL_OP_ADDMM) ? 2 : 3;
-        const pt_tensor *a = pk_tensor(ex, n, add ? 1 : 0);
-        const pt_tensor *b = pk_tensor(ex, n, add ? 2 : 1);
-        if (!a || !b || a->rank != want || b->rank != want)
-            return pk_fail(ex, PETREL_ERR_SHAPE, "expected %d-D operands", want);
-        if (want == 3 && a->shape[0] != b->shape[0])
-            return pk_fail(ex, PETREL_ERR_SHAPE, "batch sizes differ: %lld vs %lld", (long long)a->shape[0],
-                           (long long)b->shape[0]);
-        if (!add) return mm_matmul(ex, n, a, b, NULL, 0.0, 1.0);
-        const pt_tensor *self = pk_tensor(ex, n, 0);
-        if (!self) return pk_fail(ex, PETREL_ERR_SHAPE, "self is None");
-        return mm_matmul(ex, n, a, b, self, pk_float(ex, n, 3), pk_float(ex, n, 4));
-    }
-    case PETREL_OP_MATMUL: {
-        const pt_tensor *a = pk_tensor(ex, n, 0), *b = pk_tensor(ex, n, 1);
-        if (!a || !b) return pk_fail(ex, PETREL_ERR_SHAPE, "matmul operand is None");
-        return mm_matmul(ex, n, a, b, NULL, 0.0, 1.0);
-    }
+    case PETREL_OP_BADDBMM:
+    case PETREL_OP_MATMUL:
     case PETREL_OP_LINEAR: {
-        /* input (..., in) @ weight(out, in)^T + bias(out) */
-        const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1);
-        if (!x || !w || w->rank < 1 || w->rank > 2)
-            return pk_fail(ex, PETREL_ERR_SHAPE, "linear weight must be 1-D or 2-D");
-        pt_tensor wt = w->rank == 2 ? mm_transposed(w) : *w; /* (in, out) */
-        return mm_matmul(ex, n, x, &wt, pk_tensor(ex, n, 2), 1.0, 1.0);
+        mm_args o;
+        PT_TRY(mm_args_of(ex, n, &o));
+        return mm_matmul(ex, n, o.a, o.b, o.self, o.beta, o.alpha);
     }
     case PETREL_OP_PETREL_LINEAR_N:
     case PETREL_OP_PETREL_GATED_LINEAR:
