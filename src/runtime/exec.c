@@ -7,7 +7,6 @@
 ** exactly as torch's module buffers do.
 */
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -1031,13 +1030,7 @@ petrel_status pt_exec_output_argmax(pt_exec *ex, int i, int64_t row, int64_t *in
         pt_tensor h = twin_view(t);
         r.data = h.data + off * (int64_t)pt_elsize(t);
     }
-    int64_t best = -1;
-    double bv = 0;
-    for (int64_t k = 0; k < last; k++) {
-        double x = pt_load_f64(r.data + k * r.stride[0] * (int64_t)pt_elsize(&r), r.dtype);
-        if (!isnan(x) && (best < 0 || x > bv)) best = k, bv = x;
-    }
-    *index = best;
+    *index = pt_argmax_row(&r);
     return PETREL_OK;
 }
 

@@ -96,6 +96,9 @@ PT_HIDDEN bool pt_broadcast_shape(int ra, const int64_t *a, int rb, const int64_
 /* Element-by-element copy of src into dst (same shape; dtypes may differ,
  * converted like torch's copy_).  dst and src may not overlap partially. */
 PT_HIDDEN void pt_copy_into(const pt_tensor *dst, const pt_tensor *src);
+/* Index of the largest element of a 1-D float tensor in host memory:
+ * lowest index on ties, NaN ignored, -1 when all are NaN. */
+PT_HIDDEN int64_t pt_argmax_row(const pt_tensor *row);
 
 /* ---- argument access (positions are schema positions) ------------------ */
 

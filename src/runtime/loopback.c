@@ -101,13 +101,7 @@ static petrel_status lb_elapsed(void *ctx, int32_t a, int32_t b, double *ms, pt_
 static petrel_status lb_argmax(void *ctx, const pt_tensor *row, int64_t *index, pt_err *err) {
     (void)ctx;
     (void)err;
-    int64_t best = -1;
-    double bv = 0;
-    for (int64_t k = 0; k < row->shape[0]; k++) {
-        double x = pt_load_f64(row->data + k * row->stride[0] * (int64_t)pt_elsize(row), row->dtype);
-        if (x == x && (best < 0 || x > bv)) best = k, bv = x;
-    }
-    *index = best;
+    *index = pt_argmax_row(row); /* the device's memory is host memory */
     return PETREL_OK;
 }
 

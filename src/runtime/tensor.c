@@ -2,6 +2,7 @@
 ** tensor.c -- strided tensor helpers shared by the executor and kernels:
 ** contiguity, broadcasting, and the converting element copy.
 */
+#include <math.h>
 #include <string.h>
 
 #include "kernel.h"
@@ -72,4 +73,14 @@ void pt_copy_into(const pt_tensor *dst, const pt_tensor *src) {
         else if (fl) pt_store_f64(d, dst->dtype, pt_load_f64(s, src->dtype));
         else pt_store_i64(d, dst->dtype, pt_load_i64(s, src->dtype));
     } while (pt_next_index(idx, dst->shape, dst->rank));
+}
+
+int64_t pt_argmax_row(const pt_tensor *row) {
+    int64_t best = -1;
+    double bv = 0;
+    for (int64_t k = 0; k < row->shape[0]; k++) {
+        double x = pt_load_f64(row->data + k * row->stride[0] * (int64_t)pt_elsize(row), row->dtype);
+        if (!isnan(x) && (best < 0 || x > bv)) best = k, bv = x;
+    }
+    return best;
 }
