@@ -36,7 +36,7 @@
 #include "compiler.h"
 
 #define FZ_MAX_NODES 64
-#define FZ_MAX_ARGS 9
+#define FZ_MAX_ARGS 12 /* the most arguments of a fused op (sdpa_cache has 11) */
 
 /* ---- def-use index -------------------------------------------------------- */
 
@@ -265,6 +265,12 @@ static bool taken(const fz_match *m, int32_t i) {
 }
 
 static pt_arg *next_arg(fz_match *m, pt_arg_kind kind, bool item) {
+    static pt_arg spill; /* past FZ_MAX_ARGS (a bug): fail the match */
+    if (m->nargs == FZ_MAX_ARGS) {
+        m->oom = true;
+        memset(&spill, 0, sizeof spill);
+        return &spill;
+    }
     pt_arg *a = &m->args[m->nargs++];
     memset(a, 0, sizeof *a);
     a->kind = kind;
@@ -677,6 +683,8 @@ static void sdpa_cache_args(fz_match *m, int32_t q, const fz_cache *k, const fz_
     if (has_scale) put_float(m, scale);
     else put_none(m);
     put_bool(m, causal);
+    put_none(m); /* rope_cos, rope_sin: folded in later (fold_rope) */
+    put_none(m);
 }
 
 /* Export form, anchor: scaled_dot_product_attention. */

@@ -28,6 +28,7 @@ PT_HIDDEN petrel_status cpu_k_create(pt_exec *ex, const pt_node *n);
 PT_HIDDEN petrel_status cpu_k_symbolic(pt_exec *ex, const pt_node *n);
 PT_HIDDEN petrel_status cpu_k_noop(pt_exec *ex, const pt_node *n);
 PT_HIDDEN petrel_status cpu_k_fused(pt_exec *ex, const pt_node *n);
+PT_HIDDEN petrel_status cpu_k_quant(pt_exec *ex, const pt_node *n);
 
 /* The kernel for an op (never NULL for a valid op). */
 PT_HIDDEN pt_kernel_fn cpu_kernel(pt_op op);
