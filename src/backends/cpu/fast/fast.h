@@ -6,6 +6,7 @@
 #ifndef PETREL_CPU_FAST_H
 #define PETREL_CPU_FAST_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../../../core/core.h"
@@ -16,5 +17,45 @@
  * torch's CPU matmul; AVX2+FMA when the CPU has it. */
 PT_HIDDEN void cpu_fast_gemm_nt_f32(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                                     const float *b, int64_t ldb, float *out, int64_t ldo, float alpha);
+
+/* ---- quantized weights (qmm.c) ------------------------------------------ */
+
+/* One quantized weight W (N, K) with groups of G along k, as ops.def
+ * ("Quantized weights") and core/quant_fmt.h define it, as the CPU
+ * kernels read it (ops/quant.c fills it from the node's tensors). */
+typedef struct cpu_qweight {
+    int fmt;               /* pt_qfmt */
+    int64_t N, K, G;
+    const uint8_t *codes;  /* (N, K * bits / 8): row n at codes + n * code_rs, its bytes adjacent */
+    int64_t code_rs;
+    const uint8_t *scales; /* (N, K / G) of dtype sdt (u8 E4M3 bits for nvfp4); strides in elements */
+    petrel_dtype sdt;
+    int64_t s_rs, s_cs;
+    const int8_t *zeros;   /* (N, K / G) zero points of asymmetric formats; NULL otherwise */
+    int64_t z_rs, z_cs;
+    float t;               /* nvfp4's per-tensor scale (1 otherwise) */
+} cpu_qweight;
+
+/* Can cpu_fast_qmm compute w: an AVX-512 CPU, a group size and K its
+ * blocks fit (int8: G % 16 == 0; 4-bit: G % 32 == 0 or G == 16; 2-bit:
+ * G % 64 == 0 or G == 32), scales and zeros contiguous along k?  False
+ * after cpu_fast_qmm_enable(false). */
+PT_HIDDEN bool cpu_fast_qmm_ok(const cpu_qweight *w);
+/* Test hook: false makes cpu_fast_qmm_ok refuse everything, so the
+ * reference loops run (process-wide; tests only). */
+PT_HIDDEN void cpu_fast_qmm_enable(bool on);
+/* Floats of workspace cpu_fast_qmm needs for w and M rows of x. */
+PT_HIDDEN int64_t cpu_fast_qmm_work(const cpu_qweight *w, int64_t M);
+/* Reorder x (M, K) f32, in place, into the layout cpu_fast_qmm reads for
+ * weights of format fmt (within each 16-byte block of codes, the values
+ * one code position of every byte multiplies sit together). */
+PT_HIDDEN void cpu_fast_qmm_prep(int fmt, int64_t M, int64_t K, float *x);
+/* out[m * ldo + j] = sum_k x[m, k] * W[n0 + j, k] for m < M, j < nb, with
+ * W dequantized in float exactly as ops.def says and float accumulation;
+ * x as cpu_fast_qmm_prep left it.  M == 1 reads each code once and never
+ * stores W; larger M dequantizes 16 rows at a time into `work` and runs
+ * cpu_fast_gemm_nt_f32.  Only when cpu_fast_qmm_ok(w). */
+PT_HIDDEN void cpu_fast_qmm(const cpu_qweight *w, int64_t n0, int64_t nb, int64_t M, const float *x, float *out,
+                            int64_t ldo, float *work);
 
 #endif /* PETREL_CPU_FAST_H */

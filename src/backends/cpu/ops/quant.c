@@ -1,11 +1,376 @@
 /*
 ** quant.c -- CPU kernels of the "quant" family: petrel.qlinear and
 ** petrel.qembedding, the linears and the embedding over quantized weights
-** (formats and meaning: ops.def).  Part of the CPU backend.
+** (formats and meaning: ops.def; the byte layout: core/quant_fmt.h).  Part
+** of the CPU backend.
+**
+** The reference dequantizes each weight row group by group into float,
+** exactly as ops.def writes W ((q - zp) * s, or e2m1 * e4m3 * t), and dots
+** it with x in double, a block of QB weight rows at a time (each row is
+** dequantized once per call, whatever M).  When the CPU and the operands
+** allow it, ../fast/qmm.c computes the same block with the same float
+** weights and float accumulation.  Either way the block's sums then go
+** through one epilogue holding the mode's rounding points (linear_n,
+** gated_linear, linear_add in matmul.c).
 */
-#include "../cpu.h"
+#include <math.h>
+#include <stdio.h>
 
+#include "../../../core/quant_fmt.h"
+#include "../fast/fast.h"
+#include "matmul_plan.h"
+#include "nn_util.h"
+
+/* Weight rows per block: the reference's dequantized rows (QB, K) float
+ * and each block's sums (M, QB) double stay small. */
+#define QB 64
+
+/* v rounded to dtype dt (the value a tensor of that dtype would hold). */
+static double q_round(double v, petrel_dtype dt) {
+    uint64_t tmp;
+    pt_store_f64(&tmp, dt, v);
+    return pt_load_f64(&tmp, dt);
+}
+
+/* gated_linear's activation, as matmul.c computes it (torch's silu, gelu
+ * and tanh-approximated gelu). */
+static double q_act(double v, int act) {
+    switch (act) {
+    case MM_ACT_SILU: return v / (1.0 + exp(-v));
+    case MM_ACT_GELU: return 0.5 * v * (1.0 + erf(v * M_SQRT1_2));
+    default: return 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+    }
+}
+
+/* "(d0, d1, ...)" for messages. */
+static const char *q_shape(const pt_tensor *t, char *buf, size_t n) {
+    size_t at = (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < t->rank && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (at < n) snprintf(buf + at, n - at, ")");
+    return buf;
+}
+
+/* ---- operands -------------------------------------------------------------- */
+
+/* The format and group size arguments, checked against K; *fmt on success. */
+static petrel_status q_format(pt_exec *ex, const char *op, const char *name, int64_t G, int64_t K, pt_qfmt *fmt) {
+    int f = pt_qfmt_parse(name);
+    if (f < 0)
+        return pk_fail(ex, PETREL_ERR_RUNTIME,
+                       "%s: unknown format '%s' (" PT_QFMT_LIST ")", op, name ? name : "None");
+    if (G < 1) return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: group_size must be positive, got %lld", op, (long long)G);
+    if (f == PT_QFMT_NVFP4 && G != PT_NVFP4_GROUP)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: nvfp4 has groups of %d, got group_size %lld", op,
+                       PT_NVFP4_GROUP, (long long)G);
+    if (K % G)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: K = %lld is not a multiple of group_size %lld", op, (long long)K,
+                       (long long)G);
+    if (K * pt_qfmt_bits((pt_qfmt)f) % 8)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: K = %lld %d-bit codes do not fill whole bytes", op, (long long)K,
+                       pt_qfmt_bits((pt_qfmt)f));
+    *fmt = (pt_qfmt)f;
+    return PETREL_OK;
+}
+
+/* Check weight i's tensors against (fmt, G, K) and describe it in *w.
+ * zero: its zeros entry (NULL for symmetric formats). */
+static petrel_status q_weight(pt_exec *ex, const char *op, int i, pt_qfmt fmt, int64_t G, int64_t K,
+                              const pt_tensor *codes, const pt_tensor *scales, const pt_tensor *zero,
+                              cpu_qweight *w) {
+    char b1[96], b2[96];
+    int64_t cols = K * pt_qfmt_bits(fmt) / 8, ng = K / G;
+    if (!codes || codes->dtype != PETREL_DTYPE_U8 || codes->rank != 2 || codes->shape[1] != cols)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes[%d] must be u8 (N, %lld) for K = %lld in %d bits, got %s %s", op,
+                       i, (long long)cols, (long long)K, pt_qfmt_bits(fmt),
+                       codes ? petrel_dtype_name(codes->dtype) : "None", codes ? q_shape(codes, b1, sizeof b1) : "");
+    if (codes->shape[1] > 1 && codes->stride[1] != 1)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes[%d] must be contiguous along its rows", op, i);
+    int64_t N = codes->shape[0];
+    bool fp4 = fmt == PT_QFMT_NVFP4;
+    if (!scales || scales->rank != 2 || scales->shape[0] != N || scales->shape[1] != ng)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: scales[%d] must have shape (%lld, %lld) (N, K / group_size), got %s",
+                       op, i, (long long)N, (long long)ng, scales ? q_shape(scales, b2, sizeof b2) : "None");
+    if (fp4 ? scales->dtype != PETREL_DTYPE_U8 : !pt_dtype_is_float(scales->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: scales[%d] must be %s, got %s", op, i,
+                       fp4 ? "u8 (E4M3 bits)" : "a float dtype", petrel_dtype_name(scales->dtype));
+    *w = (cpu_qweight){.fmt = fmt, .N = N, .K = K, .G = G, .codes = codes->data, .code_rs = codes->stride[0],
+                       .scales = scales->data, .sdt = scales->dtype, .s_rs = scales->stride[0],
+                       .s_cs = scales->stride[1], .t = 1.0f};
+    if (fp4) {
+        if (!zero || zero->dtype != PETREL_DTYPE_F32 || pt_numel(zero) != 1)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "%s: zeros[%d] must be the f32 tensor scale of shape (1), got %s %s", op,
+                           i, zero ? petrel_dtype_name(zero->dtype) : "None", zero ? q_shape(zero, b1, sizeof b1) : "");
+        memcpy(&w->t, zero->data, sizeof w->t);
+    } else if (pt_qfmt_asym(fmt)) {
+        if (!zero || zero->dtype != PETREL_DTYPE_I8 || zero->rank != 2 || zero->shape[0] != N || zero->shape[1] != ng)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "%s: zeros[%d] must be i8 (%lld, %lld) like the scales, got %s %s", op, i,
+                           (long long)N, (long long)ng, zero ? petrel_dtype_name(zero->dtype) : "None",
+                           zero ? q_shape(zero, b1, sizeof b1) : "");
+        w->zeros = (const int8_t *)zero->data;
+        w->z_rs = zero->stride[0];
+        w->z_cs = zero->stride[1];
+    }
+    return PETREL_OK;
+}
+
+/* The zeros list must hold one entry per weight (asymmetric formats and
+ * nvfp4) or be empty (symmetric formats). */
+static petrel_status q_zeros_count(pt_exec *ex, const char *op, pt_qfmt fmt, int nzeros, int nweights) {
+    bool want = pt_qfmt_asym(fmt) || fmt == PT_QFMT_NVFP4;
+    if (want && nzeros != nweights)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: format %s needs one zeros entry per weight (%d), got %d", op,
+                       pt_qfmt_name(fmt), nweights, nzeros);
+    if (!want && nzeros != 0)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: format %s is symmetric: zeros must be empty, got %d entries", op,
+                       pt_qfmt_name(fmt), nzeros);
+    return PETREL_OK;
+}
+
+/* ---- the reference -------------------------------------------------------- */
+
+/* Row n of w dequantized into row (K) float, as ops.def computes W. */
+static void q_row(const cpu_qweight *w, int64_t n, float *row) {
+    int bits = pt_qfmt_bits((pt_qfmt)w->fmt), qmin = pt_qfmt_qmin((pt_qfmt)w->fmt);
+    const uint8_t *c = w->codes + n * w->code_rs;
+    size_t ses = petrel_dtype_size(w->sdt);
+    for (int64_t g = 0; g < w->K / w->G; g++) {
+        const uint8_t *sp = w->scales + (n * w->s_rs + g * w->s_cs) * (int64_t)ses;
+        int zp = w->zeros ? w->zeros[n * w->z_rs + g * w->z_cs] : 0;
+        if (w->fmt == PT_QFMT_NVFP4) {
+            float s = pt_e4m3_to_float(*sp);
+            for (int64_t k = g * w->G; k < (g + 1) * w->G; k++)
+                row[k] = pt_e2m1_to_float(pt_q_code(c, k, bits)) * s * w->t;
+        } else {
+            float s = (float)pt_load_f64(sp, w->sdt);
+            for (int64_t k = g * w->G; k < (g + 1) * w->G; k++)
+                row[k] = (float)((int)pt_q_code(c, k, bits) + qmin - zp) * s;
+        }
+    }
+}
+
+/* What a product of x with one weight block needs. */
+typedef struct q_mm {
+    int64_t M, K;
+    const double *xd; /* (M, K) x (reference) */
+    float *panel;     /* (QB, K) dequantized rows (reference) */
+    const float *xs;  /* (M, K) x in the fast kernels' order; NULL: reference */
+    float *facc;      /* (M, QB) fast sums */
+    float *work;      /* cpu_fast_qmm's workspace */
+} q_mm;
+
+/* acc[m * QB + j] = x[m] . W[n0 + j] for m < M, j < nb. */
+static void q_block(const q_mm *c, const cpu_qweight *w, int64_t n0, int64_t nb, double *acc) {
+    int64_t M = c->M, K = c->K;
+    if (c->xs) {
+        cpu_fast_qmm(w, n0, nb, M, c->xs, c->facc, QB, c->work);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t j = 0; j < nb; j++) acc[m * QB + j] = c->facc[m * QB + j];
+        return;
+    }
+    for (int64_t j = 0; j < nb; j++) q_row(w, n0 + j, c->panel + j * K);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t j = 0; j < nb; j++) {
+            const double *xr = c->xd + m * K;
+            const float *wr = c->panel + j * K;
+            double s = 0.0;
+            for (int64_t k = 0; k < K; k++) s += xr[k] * (double)wr[k];
+            acc[m * QB + j] = s;
+        }
+}
+
+/* x (..., K) read as M rows of float for the fast kernels, reordered. */
+static float *q_load_x_f32(pt_exec *ex, const pt_tensor *x, pt_qfmt fmt, int64_t M, int64_t K) {
+    float *buf = (float *)nu_scratch(ex, M * K, sizeof(float));
+    if (!buf || M * K == 0) return buf;
+    int64_t idx[PETREL_MAX_RANK] = {0}, i = 0;
+    do {
+        buf[i++] = (float)pt_load_f64(pt_at(x, idx), x->dtype);
+    } while (pt_next_index(idx, x->shape, x->rank));
+    cpu_fast_qmm_prep(fmt, M, K, buf);
+    return buf;
+}
+
+/* Set up *c for x and the weights: the fast kernels when every weight
+ * suits them, else the reference. */
+static petrel_status q_mm_init(pt_exec *ex, const pt_tensor *x, const cpu_qweight *ws, int nw, q_mm *c) {
+    int64_t K = x->shape[x->rank - 1];
+    *c = (q_mm){.M = nu_prod(x->shape, x->rank - 1), .K = K};
+    bool fast = c->M > 0 && K > 0 && (x->dtype == PETREL_DTYPE_F32 || x->dtype == PETREL_DTYPE_BF16 ||
+                             x->dtype == PETREL_DTYPE_F16);
+    for (int i = 0; i < nw && fast; i++) fast = cpu_fast_qmm_ok(&ws[i]);
+    if (fast) {
+        c->xs = q_load_x_f32(ex, x, (pt_qfmt)ws[0].fmt, c->M, K);
+        c->facc = (float *)nu_scratch(ex, c->M * QB, sizeof(float));
+        c->work = (float *)nu_scratch(ex, cpu_fast_qmm_work(&ws[0], c->M), sizeof(float));
+        return c->xs && c->facc && c->work ? PETREL_OK : NU_NOMEM(ex);
+    }
+    c->xd = nu_load_f64(ex, x);
+    c->panel = (float *)nu_scratch(ex, QB * K, sizeof(float));
+    return c->xd && c->panel ? PETREL_OK : NU_NOMEM(ex);
+}
+
+/* ---- petrel.qlinear ---------------------------------------------------------- */
+
+/* Offset in elements of t's row m (t viewed as (M, N), leading dims flattened). */
+static int64_t q_row_offset(const pt_tensor *t, int64_t m) {
+    int64_t off = 0;
+    for (int d = t->rank - 2; d >= 0; d--) {
+        off += (m % t->shape[d]) * t->stride[d];
+        m /= t->shape[d];
+    }
+    return off;
+}
+
+enum { Q_MODE_N, Q_MODE_GATED, Q_MODE_ADD };
+
+/* Mode "n": output i = x @ W_i^T, rounded once. */
+static petrel_status q_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *x, const cpu_qweight *ws, int nw,
+                                const q_mm *c, double *acc) {
+    int64_t shape[PETREL_MAX_RANK];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->rank);
+    for (int i = 0; i < nw; i++) {
+        if (!nu_out_used(n, i)) continue;
+        int64_t N = ws[i].N;
+        pt_tensor *out;
+        shape[x->rank - 1] = N;
+        PT_TRY(pk_out_alloc(ex, n, i, x->rank, shape, &out));
+        int64_t es = (int64_t)pt_elsize(out);
+        for (int64_t n0 = 0; n0 < N; n0 += QB) {
+            int64_t nb = N - n0 < QB ? N - n0 : QB;
+            q_block(c, &ws[i], n0, nb, acc);
+            for (int64_t m = 0; m < c->M; m++)
+                for (int64_t j = 0; j < nb; j++)
+                    pt_store_f64(out->data + (m * N + n0 + j) * es, out->dtype, acc[m * QB + j]);
+        }
+    }
+    return PETREL_OK;
+}
+
+/* Modes "gated" (act >= 0: act(g) * u, weights gate and up) and "add"
+ * (residual + p): gated_linear's and linear_add's rounding points. */
+static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *x, const cpu_qweight *ws, int nw,
+                                int act, const q_mm *c, double *const *acc) {
+    int64_t N = ws[0].N, shape[PETREL_MAX_RANK];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->rank);
+    shape[x->rank - 1] = N;
+    pt_tensor res, *out;
+    if (act < 0) {
+        const pt_tensor *r = pk_tensor(ex, n, 4);
+        if (!r || !pt_broadcast_to(r, x->rank, shape, &res))
+            return pk_fail(ex, PETREL_ERR_SHAPE, "qlinear: the residual does not fit the product");
+    }
+    PT_TRY(pk_out_alloc(ex, n, 0, x->rank, shape, &out));
+    petrel_dtype dt = out->dtype;
+    int64_t es = (int64_t)pt_elsize(out), res_es = act < 0 ? (int64_t)pt_elsize(&res) : 0;
+    for (int64_t n0 = 0; n0 < N; n0 += QB) {
+        int64_t nb = N - n0 < QB ? N - n0 : QB;
+        for (int i = 0; i < nw; i++) q_block(c, &ws[i], n0, nb, acc[i]);
+        for (int64_t m = 0; m < c->M; m++) {
+            const uint8_t *rrow = act < 0 ? res.data + q_row_offset(&res, m) * res_es : NULL;
+            for (int64_t j = 0; j < nb; j++) {
+                double p = q_round(acc[0][m * QB + j], dt), v;
+                if (act >= 0) /* act(g) rounded, as silu(g) is, times u rounded */
+                    v = q_round(q_act(p, act), dt) * q_round(acc[1][m * QB + j], dt);
+                else /* p rounded first, as linear's result is */
+                    v = pt_load_f64(rrow + (n0 + j) * res.stride[res.rank - 1] * res_es, res.dtype) + p;
+                pt_store_f64(out->data + (m * N + n0 + j) * es, dt, v);
+            }
+        }
+    }
+    return PETREL_OK;
+}
+
+static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
+    const char *op = "qlinear";
+    const pt_tensor *x = pk_tensor(ex, n, 0);
+    if (!x || x->rank < 1 || !pt_dtype_is_float(x->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: x must be a float tensor (..., K)", op);
+    int64_t K = x->shape[x->rank - 1], G = pk_int(ex, n, 6);
+    pt_qfmt fmt;
+    PT_TRY(q_format(ex, op, pk_str(ex, n, 5), G, K, &fmt));
+    const char *ms = pk_str(ex, n, 7);
+    int mode = !ms ? -1 : !strcmp(ms, "n") ? Q_MODE_N : !strcmp(ms, "gated") ? Q_MODE_GATED
+                                             : !strcmp(ms, "add") ? Q_MODE_ADD : -1;
+    if (mode < 0) return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown mode '%s' (n, gated or add)", op, ms ? ms : "None");
+    int act = -1;
+    if (mode == Q_MODE_GATED && (act = mm_act_id(pk_str(ex, n, 8))) < 0)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown activation '%s' (silu, gelu or gelu_tanh)", op,
+                       pk_str(ex, n, 8) ? pk_str(ex, n, 8) : "None");
+    int nc = 0, ns = 0, nz = 0, want = mode == Q_MODE_N ? n->nout : mode == Q_MODE_GATED ? 2 : 1;
+    const pt_tensor **codes = pk_tensors(ex, n, 1, &nc);
+    const pt_tensor **scales = pk_tensors(ex, n, 2, &ns);
+    const pt_tensor **zeros = pk_tensors(ex, n, 3, &nz);
+    if (nc != want)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: mode %s needs %d weight%s%s, got %d", op, ms, want,
+                       want == 1 ? "" : "s", mode == Q_MODE_N ? " (one per output)" : "", nc);
+    if (ns != nc) return pk_fail(ex, PETREL_ERR_SHAPE, "%s: %d codes but %d scales", op, nc, ns);
+    PT_TRY(q_zeros_count(ex, op, fmt, nz, nc));
+    cpu_qweight *ws = (cpu_qweight *)nu_scratch(ex, nc, sizeof *ws);
+    if (!codes || !scales || !ws) return NU_NOMEM(ex);
+    for (int i = 0; i < nc; i++)
+        PT_TRY(q_weight(ex, op, i, fmt, G, K, codes[i], scales[i], nz ? zeros[i] : NULL, &ws[i]));
+    if (mode == Q_MODE_GATED && ws[0].N != ws[1].N)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: gate and up weights differ in size (%lld vs %lld rows)", op,
+                       (long long)ws[0].N, (long long)ws[1].N);
+    q_mm c;
+    PT_TRY(q_mm_init(ex, x, ws, nc, &c));
+    double *acc[2] = {(double *)nu_scratch(ex, c.M * QB, sizeof(double)),
+                      (double *)nu_scratch(ex, c.M * QB, sizeof(double))}; /* (M, QB) each */
+    if (!acc[0] || !acc[1]) return NU_NOMEM(ex);
+    if (mode == Q_MODE_N) return q_linear_n(ex, n, x, ws, nc, &c, acc[0]);
+    return q_linear_2(ex, n, x, ws, nc, act, &c, acc);
+}
+
+/* ---- petrel.qembedding -------------------------------------------------------- */
+
+static petrel_status q_embedding(pt_exec *ex, const pt_node *n) {
+    const char *op = "qembedding";
+    const pt_tensor *codes = pk_tensor(ex, n, 0), *scales = pk_tensor(ex, n, 1), *ind = pk_tensor(ex, n, 3);
+    if (!codes || codes->rank != 2)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes must be u8 (V, K * bits / 8)", op);
+    int f = pt_qfmt_parse(pk_str(ex, n, 4));
+    int64_t K = f < 0 ? 0 : codes->shape[1] * 8 / pt_qfmt_bits((pt_qfmt)f);
+    pt_qfmt fmt;
+    PT_TRY(q_format(ex, op, pk_str(ex, n, 4), pk_int(ex, n, 5), K, &fmt));
+    int nz = 0;
+    const pt_tensor **zeros = pk_tensors(ex, n, 2, &nz);
+    PT_TRY(q_zeros_count(ex, op, fmt, nz, 1));
+    cpu_qweight w;
+    PT_TRY(q_weight(ex, op, 0, fmt, pk_int(ex, n, 5), K, codes, scales, nz ? zeros[0] : NULL, &w));
+    if (!ind || ind->dtype == PETREL_DTYPE_BOOL || pt_dtype_is_float(ind->dtype))
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: indices must be integers", op);
+    if (ind->rank + 1 > PETREL_MAX_RANK) return pk_fail(ex, PETREL_ERR_SHAPE, "%s: rank too large", op);
+    int64_t shape[PETREL_MAX_RANK];
+    memcpy(shape, ind->shape, sizeof(int64_t) * (size_t)ind->rank);
+    shape[ind->rank] = K;
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, ind->rank + 1, shape, &out));
+    if (pt_numel(ind) == 0 || K == 0) return PETREL_OK;
+    float *row = (float *)nu_scratch(ex, K, sizeof(float)); /* (K) */
+    if (!row) return NU_NOMEM(ex);
+    int64_t es = (int64_t)pt_elsize(out), idx[PETREL_MAX_RANK] = {0};
+    uint8_t *o = out->data;
+    do {
+        int64_t v = pt_load_i64(pt_at(ind, idx), ind->dtype), r = v < 0 ? v + w.N : v;
+        if (r < 0 || r >= w.N)
+            return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: index %lld is out of bounds for size %lld", op, (long long)v,
+                           (long long)w.N);
+        q_row(&w, r, row);
+        for (int64_t k = 0; k < K; k++, o += es) pt_store_f64(o, out->dtype, row[k]);
+    } while (pt_next_index(idx, ind->shape, ind->rank));
+    return PETREL_OK;
+}
+
+/*
+** Kernel family "quant": petrel.qlinear (modes n, gated, add) and
+** petrel.qembedding.  Every operand is checked before anything is
+** written; a bad one fails the node with a message naming it.
+*/
 petrel_status cpu_k_quant(pt_exec *ex, const pt_node *n) {
-    (void)n;
-    return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "quantized kernels are not built yet");
+    switch (n->op) {
+    case PETREL_OP_PETREL_QLINEAR: return q_linear(ex, n);
+    case PETREL_OP_PETREL_QEMBEDDING: return q_embedding(ex, n);
+    default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a quant op", (int)n->op);
+    }
 }
