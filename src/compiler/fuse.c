@@ -21,10 +21,18 @@
 **   residual          add(r, linear(x, W))                   => petrel.linear_add
 **   shared input      several linear(x, W_i) (q/k/v)         => petrel.linear_n
 **
+** Last, a fold (not counted as a fused op): petrel.sdpa_cache of
+** petrel.rope(q, cos, sin) and petrel.rope(k, cos, sin), the same cos and
+** sin broadcasting over q's and k's leading dims, becomes
+** petrel.sdpa_cache(q, k, ..., rope_cos=cos, rope_sin=sin): one kernel
+** instead of three at decode.
+**
 ** Matching walks def-use chains from an anchor node.  Conservative: every
 ** intermediate must be read only inside the match (never a graph result),
-** no node between the first and the last matched node may write memory,
-** and every literal and shape the fused op's meaning relies on is checked;
+** no node between the first and the last matched node may write memory
+** (for the fold, which moves the ropes' reads to the attention: no memory
+** the ropes read, views and in-place results sharing their source's), and
+** every literal and shape the fused op's meaning relies on is checked;
 ** anything else leaves the graph unchanged.  The fused node replaces the
 ** match's last node, keeping its output value, so readers are untouched;
 ** the other matched nodes are removed.  The graph stays valid
@@ -232,6 +240,26 @@ static bool is_view_op(pt_op op) {
     return op == PETREL_OP_VIEW || op == PETREL_OP_RESHAPE || op == PETREL_OP_UNSAFE_VIEW;
 }
 
+/* The value whose memory v is, in the executor's model (as in state.c):
+ * through views and in-place results, the value they were made from. */
+static int32_t root_of(const fz *f, int32_t v) {
+    const pt_node *n;
+    while ((n = defn(f, v)) != NULL && (pt_op_table[n->op].flags & (PT_OPF_VIEW | PT_OPF_INPLACE)) && tin(n, 0) >= 0)
+        v = tin(n, 0);
+    return v;
+}
+
+/* May node n write the memory of v?  Every tensor a writer reads counts
+ * as written (the ones it writes are among them). */
+static bool may_write(const fz *f, const pt_node *n, int32_t v) {
+    if (!(pt_op_table[n->op].flags & (PT_OPF_INPLACE | PT_OPF_STATE))) return false;
+    int32_t r = root_of(f, v);
+    for (int a = 0; a < n->nargs; a++)
+        for (int k = 0; k < n->args[a].n; k++)
+            if (n->args[a].items[k].vid >= 0 && root_of(f, n->args[a].items[k].vid) == r) return true;
+    return false;
+}
+
 /* ---- a match: its nodes and the fused node's arguments --------------------- */
 
 typedef struct fz_match {
@@ -245,6 +273,8 @@ typedef struct fz_match {
     bool oom;
     int32_t drop_muts[2];         /* buffer mutations the fused op takes over */
     int ndrop;
+    int32_t late[4];              /* a fold: all the values its moved nodes read */
+    int nlate;
 } fz_match;
 
 static void take(fz_match *m, const fz *f, const pt_node *n) {
@@ -316,7 +346,8 @@ static void match_free(fz_match *m) {
  * only by matched nodes and is no graph result (except the mutations the
  * fused op takes over), and no unmatched node between the first and the
  * final one writes memory (the fused node reads its inputs later than the
- * matched nodes did). */
+ * matched nodes did); for a fold, none writes the memory of the values
+ * its moved nodes read (`late`). */
 static bool match_closed(const fz *f, const fz_match *m) {
     if (m->overflow || m->final < 0) return false;
     const pt_node *fin = node(f, m->final);
@@ -342,7 +373,11 @@ static bool match_closed(const fz *f, const fz_match *m) {
     }
     for (int32_t i = first + 1; i < m->final; i++) {
         if (taken(m, i)) continue;
-        if (pt_op_table[f->g->nodes[i].op].flags & (PT_OPF_INPLACE | PT_OPF_STATE)) return false;
+        const pt_node *n = &f->g->nodes[i];
+        if (!(pt_op_table[n->op].flags & (PT_OPF_INPLACE | PT_OPF_STATE))) continue;
+        if (!m->nlate) return false;
+        for (int k = 0; k < m->nlate; k++)
+            if (may_write(f, n, m->late[k])) return false;
     }
     return true;
 }
@@ -848,6 +883,60 @@ static bool match_sdpa_aten(const fz *f, int32_t si, fz_match *m) {
     return true;
 }
 
+/* ---- RoPE folded into the attention --------------------------------------- */
+
+/* Does cos or sin c (..., R) broadcast against x[..., :R] (each of its
+ * dims before the last 1 or x's), as petrel.rope requires? */
+static bool rope_broadcasts(const pt_value *c, const pt_value *x) {
+    if (c->kind != PT_V_TENSOR || c->rank < 1 || c->rank > x->rank) return false;
+    for (int d = 2; d <= c->rank; d++)
+        if (lit_size(c, -d) != 1 && !pt_dim_eq(&c->shape[c->rank - d], &x->shape[x->rank - d])) return false;
+    return true;
+}
+
+/* petrel.rope node r rotating x0 (B, H, L, E) into a value of x0's shape
+ * and dtype with cos, sin (..., R), R even <= E: x0, else -1. */
+static int32_t rope_input(const fz *f, const pt_node *r) {
+    int32_t x0 = tin(r, 0);
+    const pt_value *xv = val(f, x0), *cv = val(f, tin(r, 1)), *sv = val(f, tin(r, 2)), *ov = val(f, out0(r));
+    int64_t R = lit_size(cv, -1), E = lit_size(xv, -1);
+    if (xv->rank != 4 || !is_float_tensor(xv) || ov->dtype != xv->dtype || !same_shape(ov, xv) || R < 2 ||
+        R % 2 != 0 || E < R || lit_size(sv, -1) != R || !rope_broadcasts(cv, xv) || !rope_broadcasts(sv, xv))
+        return -1;
+    return x0;
+}
+
+/* Anchor: petrel.sdpa_cache without rope arguments whose q and k are
+ * petrel.rope results of the same cos and sin, read by nothing else
+ * => that sdpa_cache with rope_cos, rope_sin, reading the unrotated q and
+ * k; the two ropes go (one kernel fewer each at decode). */
+static bool fold_rope(const fz *f, int32_t si, fz_match *m) {
+    const pt_node *s = node(f, si);
+    if (s->op != PETREL_OP_PETREL_SDPA_CACHE || !none_arg(s, 9) || !none_arg(s, 10)) return false;
+    const pt_node *rq = def_op(f, tin(s, 0), PETREL_OP_PETREL_ROPE), *rk = def_op(f, tin(s, 1), PETREL_OP_PETREL_ROPE);
+    double scale = 0, causal;
+    if (!rq || !rk || rq == rk || tin(rq, 1) != tin(rk, 1) || tin(rq, 2) != tin(rk, 2) ||
+        only_user(f, out0(rq)) != si || only_user(f, out0(rk)) != si || rope_input(f, rq) < 0 ||
+        rope_input(f, rk) < 0 || (!none_arg(s, 7) && !lit_num(s, 7, &scale)) || !lit_num(s, 8, &causal))
+        return false;
+    take(m, f, rq);
+    take(m, f, rk);
+    take(m, f, s);
+    m->final = si;
+    m->late[0] = tin(rq, 0), m->late[1] = tin(rk, 0), m->late[2] = tin(rq, 1), m->late[3] = tin(rq, 2);
+    m->nlate = 4;
+    m->op = PETREL_OP_PETREL_SDPA_CACHE;
+    put_tensor(m, tin(rq, 0));
+    put_tensor(m, tin(rk, 0));
+    for (int a = 2; a <= 6; a++) put_tensor(m, tin(s, a)); /* v, caches, pos, mask (None stays None) */
+    if (none_arg(s, 7)) put_none(m);
+    else put_float(m, scale);
+    put_bool(m, causal != 0);
+    put_tensor(m, tin(rq, 1));
+    put_tensor(m, tin(rq, 2));
+    return true;
+}
+
 /* ---- driver ------------------------------------------------------------------ */
 
 /* ---- linears ---------------------------------------------------------------- */
@@ -1019,28 +1108,34 @@ static bool fuse_linear_group(pt_graph *g, const fz *f, int32_t first) {
 
 typedef bool (*fz_matcher)(const fz *f, int32_t anchor, fz_match *m);
 
+/* Apply `match` at every anchor, rescanning after each change; returns the
+ * number of matches applied (those made before memory ran out). */
+static int fuse_all(pt_graph *g, fz_matcher match) {
+    int done = 0;
+    fz f;
+    if (!fz_build(&f, g)) return 0;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        fz_match m;
+        memset(&m, 0, sizeof m);
+        m.final = -1;
+        bool ok = match(&f, i, &m) && match_closed(&f, &m) && apply(g, &m);
+        match_free(&m);
+        if (!ok) continue;
+        done++;
+        /* nodes moved: index again and rescan */
+        fz_free(&f);
+        if (!fz_build(&f, g)) return done;
+        i = -1;
+    }
+    fz_free(&f);
+    return done;
+}
+
 int pc_fuse(pt_graph *g) {
     static const fz_matcher matchers[] = {match_rms_norm,    match_aten_rms_norm, match_rope,      match_sdpa_export,
                                           match_sdpa_aten,   match_gated,         match_linear_add};
     int fused = 0;
-    for (size_t k = 0; k < sizeof matchers / sizeof matchers[0]; k++) {
-        fz f;
-        if (!fz_build(&f, g)) return fused;
-        for (int32_t i = 0; i < g->nnodes; i++) {
-            fz_match m;
-            memset(&m, 0, sizeof m);
-            m.final = -1;
-            bool ok = matchers[k](&f, i, &m) && match_closed(&f, &m) && apply(g, &m);
-            match_free(&m);
-            if (!ok) continue;
-            fused++;
-            /* nodes moved: index again and rescan */
-            fz_free(&f);
-            if (!fz_build(&f, g)) return fused;
-            i = -1;
-        }
-        fz_free(&f);
-    }
+    for (size_t k = 0; k < sizeof matchers / sizeof matchers[0]; k++) fused += fuse_all(g, matchers[k]);
     /* what is left of the linears sharing an input */
     fz f;
     if (!fz_build(&f, g)) return fused;
@@ -1051,5 +1146,7 @@ int pc_fuse(pt_graph *g) {
         if (!fz_build(&f, g)) return fused;
     }
     fz_free(&f);
+    /* folds make no new op, so they are not counted */
+    fuse_all(g, fold_rope);
     return fused;
 }

@@ -1,9 +1,11 @@
 /*
 ** test_fusion.c -- the compiler's pattern fusion (src/compiler/fuse.c),
 ** white-box.  1. Every tiny LLM fixture, in both export forms, compiles to
-** a program whose graph holds the fused ops (petrel.rms_norm, petrel.rope,
-** petrel.sdpa_cache) in the numbers its architecture implies, with no
-** attention left decomposed: no _softmax, no scaled_dot_product_attention,
+** a program whose graph holds the fused ops (petrel.rms_norm,
+** petrel.sdpa_cache) in the numbers its architecture implies, every
+** attention rotating q and k itself (the two ropes a layer are made, then
+** folded in: no petrel.rope left), with no attention left decomposed: no
+** _softmax, no scaled_dot_product_attention,
 ** no index_copy_/index_put, no KV-cache buffer mutation, no bmm and
 ** softmax but those outside attention (rotary frequencies, MoE routing and
 ** experts).  2. RMSNorm op fixtures: the decomposed chain (casts included)
@@ -13,8 +15,13 @@
 ** what torch did is the fixture suite's job (compiled fixtures compare
 ** with torch).  4. Out of memory at any allocation of the pass leaves a
 ** valid graph, fused or not (run under ASan this also checks for leaks).
+** 5. The rope fold on hand-built graphs: where it happens the program
+** computes the same numbers to the bit, and it does not happen when a
+** rope is read elsewhere, k has another cos, or cos is written between;
+** the CPU kernel rejects half-given or misshapen rope arguments.
 ** Covers the petrel.* ops for test_op_coverage.
 */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,14 +71,27 @@ static int cache_mutations(const pt_graph *g) {
     return c;
 }
 
-/* The graph checks shared by compiled programs and fused imports. */
-static void check_fused(const char *name, const pt_graph *g, int rms, int rope, int sdpa, int bmm, int softmax) {
+/* petrel.sdpa_cache nodes given rope_cos and rope_sin. */
+static int rope_attentions(const pt_graph *g) {
+    int c = 0;
+    for (int32_t i = 0; i < g->nnodes; i++)
+        c += g->nodes[i].op == PETREL_OP_PETREL_SDPA_CACHE && g->nodes[i].args[9].kind == PT_ARG_TENSOR &&
+             g->nodes[i].args[10].kind == PT_ARG_TENSOR;
+    return c;
+}
+
+/* The graph checks of a compiled program: `rope` petrel.rope nodes left,
+ * `sdpa` attentions of which `sdpa_rope` rotate q and k themselves. */
+static void check_fused(const char *name, const pt_graph *g, int rms, int rope, int sdpa, int sdpa_rope, int bmm,
+                        int softmax) {
     CHECK(count_op(g, PETREL_OP_PETREL_RMS_NORM) == rms, "%s: %d rms_norm, want %d", name,
           count_op(g, PETREL_OP_PETREL_RMS_NORM), rms);
     CHECK(count_op(g, PETREL_OP_PETREL_ROPE) == rope, "%s: %d rope, want %d", name,
           count_op(g, PETREL_OP_PETREL_ROPE), rope);
     CHECK(count_op(g, PETREL_OP_PETREL_SDPA_CACHE) == sdpa, "%s: %d sdpa_cache, want %d", name,
           count_op(g, PETREL_OP_PETREL_SDPA_CACHE), sdpa);
+    CHECK(rope_attentions(g) == sdpa_rope, "%s: %d sdpa_cache take the rope, want %d", name, rope_attentions(g),
+          sdpa_rope);
     CHECK(count_op(g, PETREL_OP_BMM) == bmm, "%s: %d bmm left, want %d (none in attention)", name,
           count_op(g, PETREL_OP_BMM), bmm);
     CHECK(count_op(g, PETREL_OP_SOFTMAX_) == softmax, "%s: %d _softmax left, want %d (none in attention)", name,
@@ -106,6 +126,7 @@ static void test_compiled(const fusion_case *c) {
         CHECK(0, "%s: compile: %s", c->fixture, petrel_last_error());
         return;
     }
+    /* the ropes are made (and counted), then folded into the attentions */
     int rms = c->norms_per_layer * c->layers + 1, rope = 2 * c->layers, sdpa = c->layers;
     int lin = c->layers * (c->linear_n + c->gated + c->linear_add);
     CHECK(r.fused == rms + rope + sdpa + lin, "%s: report says %lld fused ops, want %d", c->fixture,
@@ -121,7 +142,7 @@ static void test_compiled(const fusion_case *c) {
     if (pf_read(&g, map.data, map.size, false, &err) != PETREL_OK) {
         CHECK(0, "%s: reading the program: %s", c->fixture, err.msg);
     } else {
-        check_fused(c->fixture, &g, rms, rope, sdpa, c->other_bmm, c->other_softmax);
+        check_fused(c->fixture, &g, rms, 0, sdpa, sdpa, c->other_bmm, c->other_softmax);
         static const pt_op lops[3] = {PETREL_OP_PETREL_LINEAR_N, PETREL_OP_PETREL_GATED_LINEAR,
                                       PETREL_OP_PETREL_LINEAR_ADD};
         const int want[3] = {c->linear_n, c->gated, c->linear_add};
@@ -310,11 +331,221 @@ static void test_out_of_memory(const char *fixture) {
     }
 }
 
+/* 5. The rope fold on hand-built graphs: two petrel.rope feeding a
+ * petrel.sdpa_cache (bf16, partial rotary: R 4 of E 6, GQA 2/1) fold
+ * into it, and the folded program computes exactly what the ropes did;
+ * the fold must not happen when a rope result is read elsewhere, when k
+ * is rotated with another cos, or when cos is written in between. */
+
+typedef enum rope_variant {
+    RV_PLAIN,           /* folds */
+    RV_WRITE_ELSEWHERE, /* an in-place write between, to a temporary: folds */
+    RV_Q_RESULT,        /* q's rope is also a graph result */
+    RV_K_READ,          /* k's rope is also read by another node */
+    RV_OTHER_COS,       /* k rotated with another cos */
+    RV_WRITE_COS,       /* cos written in place between the ropes and the attention */
+} rope_variant;
+
+/* A new contiguous value made by `src` (a user input, a buffer or a node). */
+static int32_t hv(pt_graph *g, pt_vsrc src, petrel_dtype dt, int rank, const int64_t *shape) {
+    pt_value *vs = pt_realloc(g->values, (size_t)(g->nvalues + 1) * sizeof *vs);
+    if (!vs) abort();
+    g->values = vs;
+    g->cap_values = g->nvalues + 1;
+    pt_value *v = &g->values[g->nvalues];
+    memset(v, 0, sizeof *v);
+    char name[16];
+    snprintf(name, sizeof name, "v%d", (int)g->nvalues);
+    v->name = pt_strdup(name);
+    v->kind = PT_V_TENSOR;
+    v->src = src;
+    v->dtype = dt;
+    v->rank = rank;
+    int64_t st = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        v->shape[d].lit = shape[d];
+        v->strides[d] = st;
+        st *= shape[d];
+    }
+    if (src == PT_SRC_BUFFER) v->fqn = pt_strdup(name);
+    if (src == PT_SRC_USER_INPUT) {
+        int32_t *in = pt_realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *in);
+        if (!in) abort();
+        g->inputs = in;
+        g->inputs[g->ninputs++] = g->nvalues;
+    }
+    return g->nvalues++;
+}
+
+/* Node `op` making a value with the meta of value `like`, every schema
+ * argument given: a value id, or -1 None, -2 False, -3 the number 1. */
+static int32_t hn(pt_graph *g, pt_op op, int32_t like, int nargs, const int32_t *args) {
+    int64_t shape[PETREL_MAX_RANK];
+    for (int d = 0; d < g->values[like].rank; d++) shape[d] = g->values[like].shape[d].lit;
+    int32_t out = hv(g, PT_SRC_NODE, g->values[like].dtype, g->values[like].rank, shape);
+    pt_node *ns = pt_realloc(g->nodes, (size_t)(g->nnodes + 1) * sizeof *ns);
+    if (!ns) abort();
+    g->nodes = ns;
+    pt_node *n = &g->nodes[g->nnodes++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->name = pt_strdup(g->values[out].name);
+    n->nargs = nargs;
+    n->args = pt_calloc((size_t)nargs, sizeof *n->args);
+    n->nout = 1;
+    n->outs = pt_calloc(1, sizeof *n->outs);
+    n->outs[0] = out;
+    for (int a = 0; a < nargs; a++) {
+        if (args[a] == -1) continue; /* PT_ARG_NONE */
+        n->args[a].kind = args[a] >= 0 ? PT_ARG_TENSOR : args[a] == -2 ? PT_ARG_BOOL : PT_ARG_INT;
+        n->args[a].n = 1;
+        n->args[a].items = pt_calloc(1, sizeof *n->args[a].items);
+        n->args[a].items[0] = (pt_item){args[a] >= 0 ? args[a] : -1, args[a] == -3, args[a] == -3};
+    }
+    return out;
+}
+
+#define DIMS(...) ((int64_t[]){__VA_ARGS__})
+#define HN(g, op, like, ...) \
+    hn((g), (op), (like), (int)(sizeof((int32_t[]){__VA_ARGS__}) / sizeof(int32_t)), (int32_t[]){__VA_ARGS__})
+
+/* Inputs q (1, 2, 3, 6), k, v (1, 1, 3, 6), cos, sin, cos2 (1, 1, 3, 4),
+ * pos (3); caches (1, 1, 8, 6). */
+static void rope_graph(pt_graph *g, rope_variant rv) {
+    memset(g, 0, sizeof *g);
+    g->dialect = pt_strdup("TRAINING");
+    g->schema_major = 8;
+    petrel_dtype bf = PETREL_DTYPE_BF16;
+    int32_t q = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 2, 3, 6));
+    int32_t k = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 1, 3, 6));
+    int32_t v = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 1, 3, 6));
+    int32_t c_in = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 1, 3, 4));
+    int32_t s = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 1, 3, 4));
+    int32_t c2 = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 1, 3, 4));
+    int32_t pos = hv(g, PT_SRC_USER_INPUT, PETREL_DTYPE_I64, 1, DIMS(3));
+    int32_t kc = hv(g, PT_SRC_BUFFER, bf, 4, DIMS(1, 1, 8, 6)), vc = hv(g, PT_SRC_BUFFER, bf, 4, DIMS(1, 1, 8, 6));
+    int32_t c = HN(g, PETREL_OP_CLONE, c_in, c_in, -1); /* a temporary, so that it may be written */
+    int32_t qr = HN(g, PETREL_OP_PETREL_ROPE, q, q, c, s);
+    int32_t kr = HN(g, PETREL_OP_PETREL_ROPE, k, k, rv == RV_OTHER_COS ? c2 : c, s);
+    if (rv == RV_WRITE_COS) HN(g, PETREL_OP_ADD__TENSOR, c, c, c, -3);
+    if (rv == RV_WRITE_ELSEWHERE) {
+        int32_t t = HN(g, PETREL_OP_CLONE, pos, pos, -1);
+        HN(g, PETREL_OP_ADD__TENSOR, t, t, t, -3);
+    }
+    int32_t o = HN(g, PETREL_OP_PETREL_SDPA_CACHE, q, qr, kr, v, kc, vc, pos, -1, -1, -2, -1, -1);
+    int32_t outs[2] = {o, rv == RV_Q_RESULT ? qr : rv == RV_K_READ ? HN(g, PETREL_OP_NEG, kr, kr) : -1};
+    g->outputs = pt_calloc(2, sizeof *g->outputs);
+    for (int i = 0; i < 2 && outs[i] >= 0; i++)
+        g->outputs[g->noutputs++] = (pt_user_output){{outs[i], 0, 0}, PT_V_TENSOR};
+}
+
+static char run_error[512]; /* why run_rope_graph failed */
+
+/* Run g (written to a program) twice, at positions 0..2 then 3..5, with
+ * fixed inputs, appending output 0's elements to out.  Returns their
+ * count, -1 on failure (run_error says why). */
+static int run_rope_graph(const pt_graph *g, double *out, int max) {
+    pt_err err = {{0}};
+    petrel_program_t *p = NULL;
+    run_error[0] = 0;
+    if (pf_write(g, NULL, 0, out_path, &err) != PETREL_OK || petrel_program_load(&p, out_path, NULL) != PETREL_OK) {
+        snprintf(run_error, sizeof run_error, "%s", err.msg[0] ? err.msg : petrel_last_error());
+        remove(out_path);
+        return -1;
+    }
+    int n = 0;
+    uint16_t data[6][36]; /* bf16 */
+    for (int call = 0; call < 2 && n >= 0; call++) {
+        for (int i = 0; i < 6; i++) {
+            const pt_value *v = &g->values[g->inputs[i]];
+            petrel_tensor_desc d = {v->dtype, v->rank, {0}, data[i]};
+            for (int r = 0; r < v->rank; r++) d.shape[r] = v->shape[r].lit;
+            for (int64_t e = 0; e < petrel_tensor_numel(&d); e++)
+                pt_store_f64(&data[i][e], v->dtype, sin(1.7 * (double)(e + 7 * i + 31 * call)));
+            if (petrel_program_set_input(p, i, &d) != PETREL_OK) n = -1;
+        }
+        int64_t pos[3] = {3 * call, 3 * call + 1, 3 * call + 2};
+        petrel_tensor_desc pd = {PETREL_DTYPE_I64, 1, {3}, pos};
+        petrel_tensor_desc t;
+        petrel_value_kind kind;
+        if (n < 0 || petrel_program_set_input(p, 6, &pd) != PETREL_OK || petrel_program_execute(p) != PETREL_OK ||
+            petrel_program_get_output(&t, p, 0, &kind) != PETREL_OK) {
+            snprintf(run_error, sizeof run_error, "%s", petrel_program_error(p));
+            n = -1;
+            break;
+        }
+        for (int64_t e = 0; e < petrel_tensor_numel(&t) && n < max; e++) out[n++] = petrel_tensor_get_f64(&t, e);
+    }
+    petrel_program_free(p);
+    remove(out_path);
+    return n;
+}
+
+static void test_rope_fold(void) {
+    static const struct {
+        rope_variant rv;
+        const char *name;
+        bool folds;
+    } vs[] = {{RV_PLAIN, "plain", true},
+              {RV_WRITE_ELSEWHERE, "a write elsewhere between", true},
+              {RV_Q_RESULT, "q's rope also a result", false},
+              {RV_K_READ, "k's rope read elsewhere", false},
+              {RV_OTHER_COS, "another cos for k", false},
+              {RV_WRITE_COS, "cos written between", false}};
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        pt_graph g;
+        pt_err err = {{0}};
+        rope_graph(&g, vs[i].rv);
+        CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "rope fold, %s: the test graph is invalid: %s", vs[i].name,
+              err.msg);
+        double want[72], got[72];
+        int nw = vs[i].folds ? run_rope_graph(&g, want, 72) : 0, nodes = g.nnodes;
+        CHECK(pc_fuse(&g) == 0, "rope fold, %s: a fold counted as a fused op", vs[i].name);
+        CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "rope fold, %s: invalid after: %s", vs[i].name, err.msg);
+        int rope = vs[i].folds ? 0 : 2;
+        CHECK(count_op(&g, PETREL_OP_PETREL_ROPE) == rope && rope_attentions(&g) == vs[i].folds &&
+                  g.nnodes == nodes - (2 - rope),
+              "rope fold, %s: %d ropes left and %d attentions take them, want %d and %d", vs[i].name,
+              count_op(&g, PETREL_OP_PETREL_ROPE), rope_attentions(&g), rope, vs[i].folds);
+        if (vs[i].folds) { /* the same numbers, to the bit */
+            int ng = run_rope_graph(&g, got, 72);
+            CHECK(nw == 72 && ng == nw, "rope fold, %s: ran to %d and %d numbers (%s)", vs[i].name, nw, ng,
+                  run_error);
+            for (int e = 0; e < nw && e < ng; e++)
+                CHECK(want[e] == got[e], "rope fold, %s: number %d is %g, was %g unfolded", vs[i].name, e, got[e],
+                      want[e]);
+        }
+        pt_graph_free(&g);
+    }
+    /* the CPU kernel's checks of the rope arguments */
+    static const struct {
+        int32_t cos, sin; /* the attention's rope_cos, rope_sin: a value id or -1 */
+        const char *why;
+    } bad[] = {{5, -1, "rope_cos and rope_sin go together"},
+               {5, 2, "rope of q: cos and sin must share an even last dim"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pt_graph g;
+        double got[72];
+        rope_graph(&g, RV_OTHER_COS); /* unfolded: value 5 is cos2 (1, 1, 3, 4), 2 is v (1, 1, 3, 6) */
+        pt_node *s = &g.nodes[g.nnodes - 1];
+        const int32_t set[2] = {bad[i].cos, bad[i].sin};
+        for (int a = 0; a < 2; a++)
+            if (set[a] >= 0) {
+                s->args[9 + a] = (pt_arg){.kind = PT_ARG_TENSOR, .n = 1, .items = pt_calloc(1, sizeof(pt_item))};
+                s->args[9 + a].items[0].vid = set[a];
+            }
+        CHECK(run_rope_graph(&g, got, 72) < 0 && strstr(run_error, bad[i].why),
+              "rope arguments %d, %d: ran, or failed for another reason: %s", bad[i].cos, bad[i].sin, run_error);
+        pt_graph_free(&g);
+    }
+}
+
 int main(void) {
     size_t nc = sizeof cases / sizeof cases[0], no = sizeof op_cases / sizeof op_cases[0];
     for (size_t i = 0; i < nc; i++) test_compiled(&cases[i]);
     for (size_t i = 0; i < no; i++) test_op_fixture(&op_cases[i]);
     test_conservative();
+    test_rope_fold();
     test_out_of_memory("llama_aten");
     printf("test_fusion: %zu model and %zu op fixtures, %d failure%s\n", nc, no, failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;

@@ -58,54 +58,83 @@ static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
 
 /* ---- petrel.rope ---------------------------------------------------------- */
 
-static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
-    const pt_tensor *x = pk_tensor(ex, n, 0), *c = pk_tensor(ex, n, 1), *s = pk_tensor(ex, n, 2);
-    if (!x || !c || !s || x->rank < 1 || c->rank < 1 || s->rank < 1 || c->rank > x->rank ||
-        s->rank > x->rank)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "rope needs x (..., D) and cos, sin (..., R) of no higher rank");
+/* cos and sin (..., R) viewed at the shape of x[..., :R] in *cb, *sb;
+ * fails the node, the message starting with `what`, when they do not fit
+ * x (..., D). */
+static petrel_status rope_operands(pt_exec *ex, const char *what, const pt_tensor *x, const pt_tensor *c,
+                                   const pt_tensor *s, pt_tensor *cb, pt_tensor *sb) {
+    if (!x || !c || !s || x->rank < 1 || c->rank < 1 || s->rank < 1 || c->rank > x->rank || s->rank > x->rank)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s needs x (..., D) and cos, sin (..., R) of no higher rank", what);
     int r = x->rank;
     int64_t D = x->shape[r - 1], R = c->shape[c->rank - 1];
     if (R % 2 != 0 || R > D || s->shape[s->rank - 1] != R)
-        return pk_fail(ex, PETREL_ERR_SHAPE,
-                       "rope: cos and sin must share an even last dim R <= D (R = %lld, D = %lld)",
-                       (long long)R, (long long)D);
-    /* cos and sin viewed at the shape of x[..., :R] */
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: cos and sin must share an even last dim R <= D (R = %lld, D = %lld)",
+                       what, (long long)R, (long long)D);
     int64_t rshape[PETREL_MAX_RANK];
     for (int i = 0; i < r; i++) rshape[i] = i == r - 1 ? R : x->shape[i];
-    pt_tensor cb, sb;
-    if (!pt_broadcast_to(c, r, rshape, &cb) || !pt_broadcast_to(s, r, rshape, &sb))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "rope: cos/sin do not broadcast against x");
-    pt_tensor *out;
-    PT_TRY(pk_out_alloc(ex, n, 0, r, x->shape, &out));
-    if (pt_numel(x) == 0) return PETREL_OK;
-    petrel_dtype odt = out->dtype;
-    int64_t es = (int64_t)pt_elsize(out), half = R / 2, o = 0;
+    if (!pt_broadcast_to(c, r, rshape, cb) || !pt_broadcast_to(s, r, rshape, sb))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: cos/sin do not broadcast against x", what);
+    return PETREL_OK;
+}
+
+/* y = petrel.rope(x, cos, sin), cb and sb from rope_operands; y is a
+ * contiguous tensor of x's shape, each product rounded to its dtype. */
+static void rope_rows(const pt_tensor *x, const pt_tensor *cb, const pt_tensor *sb, const pt_tensor *y) {
+    if (pt_numel(x) == 0) return;
+    int r = x->rank;
+    petrel_dtype odt = y->dtype;
+    int64_t D = x->shape[r - 1], R = cb->shape[r - 1];
+    int64_t es = (int64_t)pt_elsize(y), half = R / 2, o = 0;
     int64_t idx[PETREL_MAX_RANK] = {0};
     /* one row (the last dim) at a time: idx[r-1] stays 0 */
     int64_t rows_shape[PETREL_MAX_RANK];
     for (int i = 0; i < r; i++) rows_shape[i] = i == r - 1 ? 1 : x->shape[i];
     do {
-        const uint8_t *xr = pt_at(x, idx), *cr = pt_at(&cb, idx), *sr = pt_at(&sb, idx);
+        const uint8_t *xr = pt_at(x, idx), *cr = pt_at(cb, idx), *sr = pt_at(sb, idx);
         int64_t xs = x->stride[r - 1] * (int64_t)pt_elsize(x);
-        int64_t cs = cb.stride[r - 1] * (int64_t)pt_elsize(&cb), ss = sb.stride[r - 1] * (int64_t)pt_elsize(&sb);
+        int64_t cs = cb->stride[r - 1] * (int64_t)pt_elsize(cb), ss = sb->stride[r - 1] * (int64_t)pt_elsize(sb);
         for (int64_t d = 0; d < D; d++, o++) {
-            double xv = pt_load_f64(xr + d * xs, x->dtype), y;
+            double xv = pt_load_f64(xr + d * xs, x->dtype), v;
             if (d < R) {
                 double rh = d < half ? -pt_load_f64(xr + (d + half) * xs, x->dtype)
                                      : pt_load_f64(xr + (d - half) * xs, x->dtype);
-                double t1 = round_to(xv * pt_load_f64(cr + d * cs, cb.dtype), odt);
-                double t2 = round_to(rh * pt_load_f64(sr + d * ss, sb.dtype), odt);
-                y = t1 + t2;
+                double t1 = round_to(xv * pt_load_f64(cr + d * cs, cb->dtype), odt);
+                double t2 = round_to(rh * pt_load_f64(sr + d * ss, sb->dtype), odt);
+                v = t1 + t2;
             } else {
-                y = xv;
+                v = xv;
             }
-            pt_store_f64(out->data + o * es, odt, y);
+            pt_store_f64(y->data + o * es, odt, v);
         }
     } while (pt_next_index(idx, rows_shape, r));
+}
+
+static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *x = pk_tensor(ex, n, 0);
+    pt_tensor cb, sb, *out;
+    PT_TRY(rope_operands(ex, "rope", x, pk_tensor(ex, n, 1), pk_tensor(ex, n, 2), &cb, &sb));
+    PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
+    rope_rows(x, &cb, &sb, out);
     return PETREL_OK;
 }
 
 /* ---- petrel.sdpa_cache ----------------------------------------------------- */
+
+/* q or k (B, H, L, E) rotated by sdpa_cache's rope_cos/rope_sin as
+ * petrel.rope would, into *y: contiguous scratch of x's shape and dtype. */
+static petrel_status rope_scratch(pt_exec *ex, const char *what, const pt_tensor *x, const pt_tensor *c,
+                                  const pt_tensor *s, pt_tensor *y) {
+    pt_tensor cb, sb;
+    PT_TRY(rope_operands(ex, what, x, c, s, &cb, &sb));
+    memset(y, 0, sizeof *y);
+    y->dtype = x->dtype;
+    y->rank = x->rank;
+    memcpy(y->shape, x->shape, sizeof y->shape);
+    nu_contig_strides(y->rank, y->shape, y->stride);
+    if (!(y->data = (uint8_t *)nu_scratch(ex, pt_numel(x), pt_elsize(x)))) return NU_NOMEM(ex);
+    rope_rows(x, &cb, &sb, y);
+    return PETREL_OK;
+}
 
 /* Do new entries src (B, H, L, E) fit cache (B, H, S, E)? */
 static bool cache_fits(const pt_tensor *cache, const pt_tensor *src) {
@@ -183,6 +212,14 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     pt_tensor m;
     if (mask && !pt_broadcast_to(mask, 4, mshape, &m))
         return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: attn_mask does not broadcast to (B, Hq, L, S)");
+    const pt_tensor *rcos = pk_tensor(ex, n, 9), *rsin = pk_tensor(ex, n, 10);
+    if (!rcos != !rsin) return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: rope_cos and rope_sin go together");
+    pt_tensor qr, kr; /* q, k rotated */
+    if (rcos) {
+        PT_TRY(rope_scratch(ex, "sdpa_cache rope of q", q, rcos, rsin, &qr));
+        PT_TRY(rope_scratch(ex, "sdpa_cache rope of k", k, rcos, rsin, &kr));
+        q = &qr, k = &kr;
+    }
     int64_t *pos = (int64_t *)nu_scratch(ex, L, sizeof(int64_t)); /* (L) */
     if (!pos) return NU_NOMEM(ex);
     for (int64_t i = 0; i < L; i++) {

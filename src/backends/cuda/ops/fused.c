@@ -10,6 +10,8 @@
 ** for decode, split over the cache length within a thread block cluster,
 ** GQA heads sharing each K/V read, masked keys skipped, the cache write
 ** folded in); rope and the general cache write are fused_k.cu.
+** sdpa_cache's own rope (rope_cos/rope_sin) rotates q and k into scratch
+** with the rope kernel first.
 */
 #include <math.h>
 
@@ -66,10 +68,12 @@ static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
 
 /* ---- petrel.rope ---------------------------------------------------------- */
 
-static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
-    const pt_tensor *x = pk_tensor(ex, n, 0), *c = pk_tensor(ex, n, 1), *s = pk_tensor(ex, n, 2);
+/* petrel.rope of x with cos and sin into out (dense, x's shape, dtype
+ * odt); `what` names the operand in messages. */
+static petrel_status rope_into(pt_exec *ex, const pt_tensor *x, const pt_tensor *c, const pt_tensor *s,
+                               petrel_dtype odt, void *out, const char *what) {
     if (!x || !c || !s || x->rank < 1 || c->rank < 1 || s->rank < 1 || c->rank > x->rank || s->rank > x->rank)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "rope needs x (..., D) and cos, sin (..., R) of no higher rank");
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope needs %s (..., D) and cos, sin (..., R) of no higher rank", what);
     int r = x->rank;
     int64_t D = x->shape[r - 1], R = c->shape[c->rank - 1];
     if (R % 2 != 0 || R > D || s->shape[s->rank - 1] != R)
@@ -80,21 +84,40 @@ static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
     for (int i = 0; i < r; i++) rshape[i] = i == r - 1 ? R : x->shape[i];
     pt_tensor cb, sb;
     if (!pt_broadcast_to(c, r, rshape, &cb) || !pt_broadcast_to(s, r, rshape, &sb))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "rope: cos/sin do not broadcast against x");
-    if (!fused_float(x->dtype) || !fused_float(c->dtype) || !fused_float(s->dtype) || pcu_is_host_scalar(c) ||
-        pcu_is_host_scalar(s))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope: cos/sin do not broadcast against %s", what);
+    if (!fused_float(x->dtype) || !fused_float(c->dtype) || !fused_float(s->dtype) || !fused_float(odt) ||
+        pcu_is_host_scalar(c) || pcu_is_host_scalar(s))
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA rope needs f32/f16/bf16 tensors");
-    pt_tensor *out;
-    PT_TRY(pk_out_alloc(ex, n, 0, r, x->shape, &out));
-    if (pt_numel(out) == 0) return PETREL_OK;
+    if (pt_numel(x) == 0) return PETREL_OK;
     pcu_rope a = {.x = x->data, .cos = cb.data, .sin = sb.data, .xdt = x->dtype, .cdt = cb.dtype, .sdt = sb.dtype,
-                  .odt = out->dtype, .out = out->data, .rank = r, .R = R};
+                  .odt = odt, .out = out, .rank = r, .R = R};
     for (int i = 0; i < r; i++) {
         a.shape[i] = x->shape[i];
         a.xs[i] = x->stride[i], a.cs[i] = cb.stride[i], a.ss[i] = sb.stride[i];
     }
     PCU_LAUNCHED(ex, pcu_rope_launch(pcu_stream(ex), &a), "rope");
     return PETREL_OK;
+}
+
+static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *x = pk_tensor(ex, n, 0);
+    if (!x || x->rank < 1) return pk_fail(ex, PETREL_ERR_SHAPE, "rope needs x (..., D)");
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
+    return rope_into(ex, x, pk_tensor(ex, n, 1), pk_tensor(ex, n, 2), out->dtype, out->data, "x");
+}
+
+/* sdpa_cache's rope_cos/rope_sin: q or k rotated into dense device
+ * scratch (its own dtype), *rot describing it. */
+static petrel_status rope_scratch(pt_exec *ex, const pt_tensor *x, const pt_tensor *c, const pt_tensor *s,
+                                  pt_tensor *rot, const char *what) {
+    *rot = *x;
+    rot->storage = NULL;
+    int64_t st = 1;
+    for (int i = x->rank - 1; i >= 0; i--) rot->stride[i] = st, st *= x->shape[i];
+    rot->data = pk_dev_scratch(ex, (size_t)pt_numel(x) * pt_elsize(x));
+    if (!rot->data) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for sdpa_cache's rope");
+    return rope_into(ex, x, c, s, x->dtype, rot->data, what);
 }
 
 /* ---- petrel.sdpa_cache ----------------------------------------------------- */
@@ -117,7 +140,8 @@ static bool cache_fits(const pt_tensor *cache, const pt_tensor *src) {
 static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     const pt_tensor *q = pk_tensor(ex, n, 0), *k = pk_tensor(ex, n, 1), *v = pk_tensor(ex, n, 2);
     const pt_tensor *kc = pk_tensor(ex, n, 3), *vc = pk_tensor(ex, n, 4), *pos = pk_tensor(ex, n, 5);
-    const pt_tensor *mask = pk_tensor(ex, n, 6);
+    const pt_tensor *mask = pk_tensor(ex, n, 6), *rc = pk_tensor(ex, n, 9), *rs = pk_tensor(ex, n, 10);
+    if (!rc != !rs) return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: rope_cos and rope_sin go together");
     if (!q || !k || !v || !kc || !vc || !pos || q->rank != 4 || k->rank != 4 || v->rank != 4 || kc->rank != 4 ||
         vc->rank != 4 || pos->rank != 1)
         return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache needs 4-D q, k, v, caches and 1-D positions");
@@ -159,6 +183,13 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
         a.mb[0] = m.stride[0], a.mb[1] = m.stride[1], a.m_sl = m.stride[2], a.m_ss = m.stride[3];
     }
     pcu_ctx *c = pk_cuda(ex);
+    pt_tensor qr, kr; /* rotated q and k (rope_cos/rope_sin given) */
+    if (rc) {
+        PT_TRY(rope_scratch(ex, q, rc, rs, &qr, "q"));
+        PT_TRY(rope_scratch(ex, k, rc, rs, &kr, "k"));
+        q = &qr, k = &kr;
+        a.q = q->data, a.qb[0] = q->stride[0], a.qb[1] = q->stride[1], a.q_sl = q->stride[2], a.q_se = q->stride[3];
+    }
     if (!pcu_attn_fits(&a, c->sm_count))
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED,
                        "CUDA attention supports value head dims up to %d and head dims up to about 1000 "
