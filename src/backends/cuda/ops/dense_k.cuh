@@ -123,4 +123,36 @@ __device__ __forceinline__ float dn_block_sum(float v, float *red) {
     return t;
 }
 
+/* ---- programmatic dependent launch (sm_90) ------------------------------- */
+
+/* A kernel launched with dn_launch_pdl may start while the kernel before
+ * it on the stream is still running, which hides the launch gap of the
+ * decode step's short kernels.  It must call dn_pdl_wait() before it
+ * reads anything that kernel may have written and before its first
+ * global write (it may overwrite what that kernel still reads); reading
+ * program constants before is fine.  Such reads must be plain loads,
+ * never __ldg (ld.global.nc): the compiler may hoist those above the
+ * wait, as it assumes their memory does not change while the kernel
+ * runs, and they would read the previous kernel's output before it is
+ * written.  dn_pdl_release() lets the kernel
+ * after it start the same way (that kernel's own wait still orders it
+ * after this one's completion).  Both are no-ops without such a launch. */
+__device__ __forceinline__ void dn_pdl_wait(void) { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void dn_pdl_release(void) { asm volatile("griddepcontrol.launch_dependents;" :::); }
+
+template <typename... P, typename... A>
+static cudaError_t dn_launch_pdl(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A... args) {
+    cudaLaunchAttribute at;
+    at.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cfg.attrs = &at;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, k, args...);
+}
+
 #endif /* PETREL_CUDA_DENSE_K_CUH */

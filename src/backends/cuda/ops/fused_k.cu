@@ -32,6 +32,8 @@ template <typename T, typename C> __global__ void rope_kernel(pcu_rope a) {
     const int64_t D = a.shape[last], R = a.R, half = R / 2;
     int64_t xo, co, so;
     rope_row(a, blockIdx.x, &xo, &co, &so);
+    dn_pdl_wait();
+    dn_pdl_release();
     const T *x = (const T *)a.x + xo;
     const C *cs = (const C *)a.cos + co, *sn = (const C *)a.sin + so;
     const int64_t xsd = a.xs[last], csd = a.cs[last], ssd = a.ss[last];
@@ -53,6 +55,8 @@ __global__ void rope_any_kernel(pcu_rope a) {
     const int64_t D = a.shape[last], half = a.R / 2;
     int64_t xo, co, so;
     rope_row(a, blockIdx.x, &xo, &co, &so);
+    dn_pdl_wait();
+    dn_pdl_release();
     const int64_t xsd = a.xs[last], csd = a.cs[last], ssd = a.ss[last];
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
         float xv = dn_load(a.x, a.xdt, xo + d * xsd), y;
@@ -68,11 +72,17 @@ __global__ void rope_any_kernel(pcu_rope a) {
     }
 }
 
-template <typename T> static void rope_go(cudaStream_t s, const pcu_rope *a, unsigned rows, int threads) {
+/* Launched like the norms (dense_k.cuh): may start while the kernel
+ * before it finishes. */
+template <typename T, typename C> static cudaError_t rope_go(cudaStream_t s, const pcu_rope *a, unsigned rows, int threads) {
+    return dn_launch_pdl(rope_kernel<T, C>, dim3(rows), dim3((unsigned)threads), 0, s, *a);
+}
+
+template <typename T> static cudaError_t rope_cos(cudaStream_t s, const pcu_rope *a, unsigned rows, int threads) {
     switch (a->cdt) {
-    case PETREL_DTYPE_F32: rope_kernel<T, float><<<rows, threads, 0, s>>>(*a); break;
-    case PETREL_DTYPE_F16: rope_kernel<T, __half><<<rows, threads, 0, s>>>(*a); break;
-    default: rope_kernel<T, __nv_bfloat16><<<rows, threads, 0, s>>>(*a); break;
+    case PETREL_DTYPE_F32: return rope_go<T, float>(s, a, rows, threads);
+    case PETREL_DTYPE_F16: return rope_go<T, __half>(s, a, rows, threads);
+    default: return rope_go<T, __nv_bfloat16>(s, a, rows, threads);
     }
 }
 
@@ -84,12 +94,14 @@ extern "C" cudaError_t pcu_rope_launch(cudaStream_t s, const pcu_rope *a) {
     int threads = D >= 256 ? 256 : (int)((D + 31) / 32 * 32);
     bool typed = a->odt == a->xdt && a->sdt == a->cdt &&
                  (a->cdt == PETREL_DTYPE_F32 || a->cdt == PETREL_DTYPE_F16 || a->cdt == PETREL_DTYPE_BF16);
-    if (!typed) rope_any_kernel<<<(unsigned)rows, threads, 0, s>>>(*a);
-    else if (a->xdt == PETREL_DTYPE_F32) rope_go<float>(s, a, (unsigned)rows, threads);
-    else if (a->xdt == PETREL_DTYPE_F16) rope_go<__half>(s, a, (unsigned)rows, threads);
-    else if (a->xdt == PETREL_DTYPE_BF16) rope_go<__nv_bfloat16>(s, a, (unsigned)rows, threads);
+    cudaError_t e;
+    if (!typed) e = dn_launch_pdl(rope_any_kernel, dim3((unsigned)rows), dim3((unsigned)threads), 0, s, *a);
+    else if (a->xdt == PETREL_DTYPE_F32) e = rope_cos<float>(s, a, (unsigned)rows, threads);
+    else if (a->xdt == PETREL_DTYPE_F16) e = rope_cos<__half>(s, a, (unsigned)rows, threads);
+    else if (a->xdt == PETREL_DTYPE_BF16) e = rope_cos<__nv_bfloat16>(s, a, (unsigned)rows, threads);
     else return cudaErrorInvalidValue;
-    return cudaGetLastError();
+    cudaError_t last = cudaGetLastError(); /* clear it either way */
+    return e != cudaSuccess ? e : last;
 }
 
 /* ---- petrel.sdpa_cache: cache write ----------------------------------------- */

@@ -45,14 +45,11 @@ __device__ __forceinline__ int gemv_seg(const pcu_gemv &g, int64_t n) {
     return s;
 }
 
-/* Programmatic dependent launch (sm_90): the GEMV is launched while the
- * kernel before it finishes, streams its first weights (when they are
+/* Programmatic dependent launch (dense_k.cuh): the GEMV is launched while
+ * the kernel before it finishes, streams its first weights (when they are
  * program constants), and waits for that kernel's results (x, the addend)
- * only then; everything it writes comes after the wait.  Once its own loads are issued it lets the next kernel
- * start the same way.  Both are no-ops when the launch had no such
- * dependency. */
-__device__ __forceinline__ void gemv_wait_prior(void) { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void gemv_release_next(void) { asm volatile("griddepcontrol.launch_dependents;" :::); }
+ * only then; everything it writes comes after the wait.  Once its own
+ * loads are issued it lets the next kernel start the same way. */
 
 /* G = 2: gated, the block also streams the same rows of w2. */
 template <typename T, int MR, int RB, int CPT, int G>
@@ -81,7 +78,7 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
         for (int r = 0; r < R; r++) acc[m][r] = 0.0f;
 
     bool waited = !g.w_const;
-    if (waited) gemv_wait_prior(); /* a computed weight: it may not be written yet */
+    if (waited) dn_pdl_wait(); /* a computed weight: it may not be written yet */
     for (int64_t c0 = threadIdx.x; c0 < nch; c0 += (int64_t)nt * CPT) {
         /* all loads of W first: they are what the kernel waits for */
         uint4 wv[R][CPT];
@@ -94,7 +91,7 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
                                    : make_uint4(0, 0, 0, 0);
             }
         if (!waited) { /* the weights are constant: only x comes from the kernel before */
-            gemv_wait_prior();
+            dn_pdl_wait();
             waited = true;
         }
 #pragma unroll
@@ -108,7 +105,7 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
                 for (int m = 0; m < MR; m++) {
                     if (m < g.M) {
                         float xf[V];
-                        dn_unpack(__ldg((const uint4 *)(x + m * g.ldx + c * V)), xf, T());
+                        dn_unpack(*(const uint4 *)(x + m * g.ldx + c * V), xf, T()); /* not __ldg: see dn_pdl_wait */
 #pragma unroll
                         for (int r = 0; r < R; r++)
 #pragma unroll
@@ -119,8 +116,8 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
         }
     }
 
-    if (!waited) gemv_wait_prior();
-    gemv_release_next(); /* what is left is the reduction and the stores */
+    if (!waited) dn_pdl_wait();
+    dn_pdl_release(); /* what is left is the reduction and the stores */
 
     __shared__ float red[GEMV_MAX_THREADS / 32][MR * R];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = nt >> 5;
@@ -162,16 +159,8 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
 
 template <typename T, int MR, int RB, int G>
 static cudaError_t gemv_go(cudaStream_t s, const pcu_gemv *g, int threads) {
-    cudaLaunchAttribute pdl;
-    pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    pdl.val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((g->N + RB - 1) / RB));
-    cfg.blockDim = dim3((unsigned)threads);
-    cfg.stream = s;
-    cfg.attrs = &pdl;
-    cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, gemv_kernel<T, MR, RB, GEMV_CPT, G>, *g);
+    return dn_launch_pdl(gemv_kernel<T, MR, RB, GEMV_CPT, G>, dim3((unsigned)((g->N + RB - 1) / RB)),
+                         dim3((unsigned)threads), 0, s, *g);
 }
 
 /* Rows per block: 4 when that still gives two blocks per multiprocessor,

@@ -63,6 +63,8 @@ template <typename T> __global__ void __launch_bounds__(NORM_THREADS) rownorm_ke
     const int64_t row = blockIdx.x, D = a.D, tail = (int64_t)nt * NORM_NPT;
     const T *x = (const T *)a.x + row * D;
     float xv[NORM_NPT], wv[NORM_NPT], bv[NORM_NPT]; /* element threadIdx.x + k * nt */
+    dn_pdl_wait();
+    dn_pdl_release();
     rn_load(x, D, nt, 0.0f, xv);
     if (a.w) rn_load_param(a.w, a.wdt, D, nt, 0.0f, wv);
     if (a.b) rn_load_param(a.b, a.bdt, D, nt, 0.0f, bv);
@@ -100,16 +102,24 @@ template <typename T> __global__ void __launch_bounds__(NORM_THREADS) rownorm_ke
     }
 }
 
+/* Launched with programmatic dependent launch (dense_k.cuh): the decode
+ * step's norms start while the kernel before them finishes, and release
+ * the GEMV after them at once, so it streams its weights meanwhile. */
+template <typename T> static cudaError_t rownorm_go(cudaStream_t s, const pcu_rownorm *a, int threads) {
+    cudaError_t e = dn_launch_pdl(rownorm_kernel<T>, dim3((unsigned)a->M), dim3((unsigned)threads), 0, s, *a);
+    cudaError_t last = cudaGetLastError(); /* clear it either way */
+    return e != cudaSuccess ? e : last;
+}
+
 extern "C" cudaError_t pcu_rownorm_launch(cudaStream_t s, const pcu_rownorm *a) {
     if (a->M == 0) return cudaSuccess;
     int threads = a->D >= 2048 ? NORM_THREADS : a->D >= 512 ? 128 : a->D >= 128 ? 64 : 32;
     switch (a->xdt) {
-    case PETREL_DTYPE_F32: rownorm_kernel<float><<<(unsigned)a->M, threads, 0, s>>>(*a); break;
-    case PETREL_DTYPE_F16: rownorm_kernel<__half><<<(unsigned)a->M, threads, 0, s>>>(*a); break;
-    case PETREL_DTYPE_BF16: rownorm_kernel<__nv_bfloat16><<<(unsigned)a->M, threads, 0, s>>>(*a); break;
+    case PETREL_DTYPE_F32: return rownorm_go<float>(s, a, threads);
+    case PETREL_DTYPE_F16: return rownorm_go<__half>(s, a, threads);
+    case PETREL_DTYPE_BF16: return rownorm_go<__nv_bfloat16>(s, a, threads);
     default: return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
 }
 
 /* ---- segment norms ------------------------------------------------------------ */

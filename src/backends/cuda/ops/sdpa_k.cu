@@ -484,6 +484,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
     const int nr = (int)min((int64_t)qb, g.R - r0); /* rows of this block */
     const attn_offs o = attn_offsets(a, kvb);
     const T *kc = (const T *)a.k + o.k, *vc = (const T *)a.v + o.v;
+    dn_pdl_wait(); /* launched early (attn_dec_go): q and the caches come from the kernels before */
+    dn_pdl_release();
 
     /* row r is query head gq = (r0 + r) / L of the group, position i;
      * rows past nr repeat the last one, so that loads need no branch
@@ -546,12 +548,12 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
             const T *krow = j == p ? kn : kc + j * a.k_ss;
 #pragma unroll
             for (int c = 0; c < MC; c++)
-                kr[c] = c < nck && kneed ? __ldg((const uint4 *)(krow + c * V)) : make_uint4(0, 0, 0, 0);
+                kr[c] = c < nck && kneed ? *(const uint4 *)(krow + c * V) : make_uint4(0, 0, 0, 0);
 #pragma unroll
             for (int t = 0; t < MC; t++) {
                 int jj = t * kpl + vkey;
                 const T *vrow = j0 + jj == p ? vn : vc + (j0 + jj) * a.v_ss;
-                vr[t] = t < ncv && (need >> jj & 1u) ? __ldg((const uint4 *)(vrow + vcol)) : make_uint4(0, 0, 0, 0);
+                vr[t] = t < ncv && (need >> jj & 1u) ? *(const uint4 *)(vrow + vcol) : make_uint4(0, 0, 0, 0);
             }
         }
         float mvn[ATTN_ROWS]; /* the next chunk's mask, in flight meanwhile */
@@ -678,10 +680,12 @@ template <typename T, int MC> static cudaError_t attn_dec_go(cudaStream_t s, con
     cfg.blockDim = dim3(32 * (unsigned)g->dw, 1, 1);
     cfg.dynamicSmemBytes = g->smem;
     cfg.stream = s;
-    cudaLaunchAttribute at[1];
+    cudaLaunchAttribute at[2];
     at[0].id = cudaLaunchAttributeClusterDimension;
     at[0].val.clusterDim.x = 1, at[0].val.clusterDim.y = (unsigned)g->dcl, at[0].val.clusterDim.z = 1;
-    cfg.attrs = at, cfg.numAttrs = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization; /* see dn_launch_pdl */
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at, cfg.numAttrs = 2;
     cudaError_t e = cudaLaunchKernelEx(&cfg, attn_decode_kernel<T, MC>, *a, *g);
     cudaError_t last = cudaGetLastError(); /* clear it either way */
     return e != cudaSuccess ? e : last;
