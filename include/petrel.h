@@ -294,10 +294,37 @@ typedef struct petrel_section_info {
  *  or for a `.pt2`). */
 PETREL_API petrel_status petrel_program_section(petrel_section_info *out, const petrel_program_t *p, int i);
 
+/* A quantized weight of a program (`petrel compile --quant`). */
+typedef struct petrel_quant_info {
+    char name[256];           /* the float weight it replaces ("model.layers.0.mlp.up_proj.weight") */
+    const char *format;       /* "int8", "int8s", "int4", "int4s", "int2", "int2s", "nvfp4" (borrowed) */
+    int32_t group_size;       /* values per scale along K */
+    int64_t rows, cols;       /* N, K of the weight */
+    int64_t bytes;            /* codes + scales + zeros */
+    int64_t float_bytes;      /* N * K in the compute dtype: what the float weight took */
+    int32_t readers;          /* quantized ops reading it (2: a tied embedding and LM head) */
+} petrel_quant_info;
+
+/** Quantized weight i of a program, in the order its readers run
+ *  (PETREL_ERR_NOT_FOUND past the last one). */
+PETREL_API petrel_status petrel_program_quant_weight(petrel_quant_info *out, const petrel_program_t *p, int i);
+
 /* ---- compiling ---------------------------------------------------------- */
+
+/** Progress of a long step ("quantizing"): `done` of `total` units (bytes). */
+typedef void (*petrel_progress_fn)(const char *stage, int64_t done, int64_t total, void *user);
 
 typedef struct petrel_compile_opts {
     const char *backend;      /* "cpu" (default when NULL) */
+    /* weight quantization (docs/ARCHITECTURE.md, "Quantization"): NULL = float
+     * weights; "int8", "int4" or "int2", optionally ":sym" and ":gs=32|64|128"
+     * (asymmetric, group size 32 by default), or "nvfp4" */
+    const char *quant;
+    bool quant_embedding;     /* also quantize embeddings (a tied LM head shares them) */
+    const char *const *quant_skip; /* fnmatch patterns: weights whose name matches stay float */
+    int32_t n_quant_skip;
+    petrel_progress_fn progress;   /* optional */
+    void *progress_user;
 } petrel_compile_opts;
 
 typedef struct petrel_compile_report {
@@ -317,6 +344,12 @@ typedef struct petrel_compile_report {
      * CPU and why ("aten.nonzero.default x1: no CUDA kernel; ...") */
     int64_t on_device, on_cpu, meta_nodes, transfers;
     char fallback[512];
+    /* quantization: weights quantized (tied ones once), their float bytes
+     * before and codes + scales + zeros after; weights of quantizable ops
+     * kept in float and why ("name (reason); ...", truncated) */
+    int32_t quantized, quant_kept;
+    int64_t quant_bytes_before, quant_bytes_after;
+    char quant_kept_why[512];
 } petrel_compile_report;
 
 /**

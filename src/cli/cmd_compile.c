@@ -1,6 +1,7 @@
 /*
-** cmd_compile.c -- `petrel compile IN.pt2 -o OUT.petrel [--backend cpu|cuda]`: lower a
-** program and print what the passes and the partitioner did.
+** cmd_compile.c -- `petrel compile IN.pt2 -o OUT.petrel [--backend cpu|cuda]
+** [--quant SCHEME [--quant-embedding] [--quant-skip PATTERN]...]`: lower a
+** program and print what the passes, the quantizer and the partitioner did.
 */
 #include <inttypes.h>
 #include <stdio.h>
@@ -9,14 +10,35 @@
 
 #include "cli.h"
 
+#define MAX_SKIP 64
+
+/* Progress on a terminal: one line rewritten in place. */
+static void show_progress(const char *stage, int64_t done, int64_t total, void *user) {
+    (void)user;
+    fprintf(stderr, "\r%s: %3d%% (%.0f of %.0f MB)", stage, total ? (int)(100 * done / total) : 100,
+            (double)done / 1e6, (double)total / 1e6);
+    if (done == total) fputc('\n', stderr);
+}
+
 int cmd_compile(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *backend = "cpu";
+    const char *in = NULL, *out = NULL, *backend = "cpu", *quant = NULL;
+    const char *skip[MAX_SKIP];
+    int nskip = 0;
+    bool qemb = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--backend")) {
+        if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--backend") || !strcmp(a, "--quant") ||
+            !strcmp(a, "--quant-skip")) {
             if (i + 1 >= argc) return cli_error("compile: %s needs a value", a);
-            if (!strcmp(a, "--backend")) backend = argv[++i];
-            else out = argv[++i];
+            const char *v = argv[++i];
+            if (!strcmp(a, "--backend")) backend = v;
+            else if (!strcmp(a, "--quant")) quant = v;
+            else if (!strcmp(a, "--quant-skip") && nskip == MAX_SKIP)
+                return cli_error("compile: more than %d --quant-skip patterns", MAX_SKIP);
+            else if (!strcmp(a, "--quant-skip")) skip[nskip++] = v;
+            else out = v;
+        } else if (!strcmp(a, "--quant-embedding")) {
+            qemb = true;
         } else if (a[0] == '-' && a[1]) {
             return cli_error("compile: unknown option '%s'", a);
         } else if (!in) {
@@ -25,18 +47,32 @@ int cmd_compile(int argc, char **argv) {
             return cli_error("compile: unexpected argument '%s'", a);
         }
     }
-    if (!in || !out) return cli_error("usage: petrel compile IN.pt2 -o OUT.petrel [--backend cpu|cuda]");
+    if (!in || !out)
+        return cli_error("usage: petrel compile IN.pt2 -o OUT.petrel [--backend cpu|cuda] [--quant SCHEME "
+                         "[--quant-embedding] [--quant-skip PATTERN]...]");
     if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
         return cli_error("compile: --backend must be cpu or cuda, not '%s'", backend);
+    if (!quant && (qemb || nskip))
+        return cli_error("compile: %s needs --quant", qemb ? "--quant-embedding" : "--quant-skip");
     if (cli_check_output("compile", out, &in, 1, true)) return 1;
     /* progress only for a person watching: scripts get one line per error */
-    if (isatty(STDERR_FILENO)) fprintf(stderr, "compiling %s ...\n", in);
+    bool tty = isatty(STDERR_FILENO);
+    if (tty) fprintf(stderr, "compiling %s ...\n", in);
     petrel_compile_report r;
-    petrel_compile_opts opts = {.backend = backend};
+    petrel_compile_opts opts = {.backend = backend, .quant = quant, .quant_embedding = qemb, .quant_skip = skip,
+                                .n_quant_skip = nskip, .progress = tty ? show_progress : NULL};
     if (petrel_compile(&r, in, out, &opts) != PETREL_OK) return cli_error("%s", petrel_last_error());
     printf("%s: %" PRId64 " nodes (%" PRId64 " imported, %" PRId64 " no-ops and %" PRId64
            " dead nodes removed, %" PRId64 " fused ops made)\n",
            out, r.nodes_out, r.nodes_in, r.noops_removed, r.dead_removed, r.fused);
+    if (quant) {
+        printf("  quantized (%s): %d weight%s, %.2f MB -> %.2f MB", quant, r.quantized, r.quantized == 1 ? "" : "s",
+               (double)r.quant_bytes_before / 1e6, (double)r.quant_bytes_after / 1e6);
+        if (r.quant_bytes_before) printf(" (%.3fx)", (double)r.quant_bytes_after / (double)r.quant_bytes_before);
+        printf("\n");
+        if (r.quant_kept) printf("  kept float: %d weight%s: %s\n", r.quant_kept, r.quant_kept == 1 ? "" : "s",
+                                 r.quant_kept_why);
+    }
     if (!strcmp(backend, "cpu")) {
         printf("  partition: all %" PRId64 " nodes on cpu\n", r.nodes_out);
     } else {

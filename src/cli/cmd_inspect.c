@@ -1,5 +1,7 @@
 /*
-** cmd_inspect.c -- `petrel inspect`: summary of a program's interface.
+** cmd_inspect.c -- `petrel inspect`: summary of a program's interface,
+** weights (quantized ones with their format and the size they save),
+** sections and operators.
 */
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,6 +23,14 @@ static void print_io(const petrel_io_info *io) {
     printf("\n");
 }
 
+/* A byte count with a unit that keeps small tensors readable. */
+static const char *human(char *buf, size_t cap, int64_t n) {
+    if (n < 10000) snprintf(buf, cap, "%" PRId64 " B", n);
+    else if (n < 10000000) snprintf(buf, cap, "%.1f KB", (double)n / 1e3);
+    else snprintf(buf, cap, "%.1f MB", (double)n / 1e6);
+    return buf;
+}
+
 int cmd_inspect(int argc, char **argv) {
     if (argc != 1 || argv[0][0] == '-') return cli_error("usage: petrel inspect PROGRAM");
     petrel_program_t *prog = NULL;
@@ -37,6 +47,14 @@ int cmd_inspect(int argc, char **argv) {
     printf("nodes:    %" PRId64 "\n", st.n_nodes);
     printf("weights:  %" PRId64 " tensors, %.2f MB; state %.2f MB\n", st.n_weights, (double)st.weight_bytes / 1e6,
            (double)st.state_bytes / 1e6);
+    petrel_quant_info qi;
+    int64_t qbytes = 0, fbytes = 0;
+    int nq = 0;
+    for (; petrel_program_quant_weight(&qi, prog, nq) == PETREL_OK; nq++) qbytes += qi.bytes, fbytes += qi.float_bytes;
+    if (nq)
+        printf("          of which %d quantized: %.2f MB, %.2f MB in float (%.3fx, %.2f MB saved)\n", nq,
+               (double)qbytes / 1e6, (double)fbytes / 1e6, fbytes ? (double)qbytes / (double)fbytes : 0.0,
+               (double)(fbytes - qbytes) / 1e6);
     printf("arena:    %.3f MB for activations (%.3f MB without sharing)%s\n",
            (double)(st.arena_bytes + st.device_arena_bytes) / 1e6, (double)st.naive_bytes / 1e6,
            st.unplanned ? "; some sizes unbounded, allocated per call" : "");
@@ -60,6 +78,13 @@ int cmd_inspect(int argc, char **argv) {
         petrel_section_info si;
         for (int i = 0; petrel_program_section(&si, prog, i) == PETREL_OK; i++)
             printf("  %-8s offset %10" PRIu64 "  size %10" PRIu64 "  align %u\n", si.kind, si.offset, si.size, si.align);
+    }
+    if (nq) printf("quantized weights (format, group size, N x K, size, size in float):\n");
+    for (int i = 0; i < nq && petrel_program_quant_weight(&qi, prog, i) == PETREL_OK; i++) {
+        char b[32], fb[32];
+        printf("  %-5s g%-3d %7" PRId64 " x %-6" PRId64 " %10s %10s  %s%s\n", qi.format, qi.group_size, qi.rows,
+               qi.cols, human(b, sizeof b, qi.bytes), human(fb, sizeof fb, qi.float_bytes), qi.name,
+               qi.readers > 1 ? "  (tied: read by several ops)" : "");
     }
     const char *targets[512];
     int64_t counts[512];

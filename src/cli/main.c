@@ -13,8 +13,12 @@ static const char usage[] =
     "usage: petrel <command> [options]\n"
     "\n"
     "commands:\n"
-    "  compile IN.pt2 -o OUT.petrel [--backend cpu|cuda]\n"
-    "        lower an exported program into a petrel program file\n"
+    "  compile IN.pt2 -o OUT.petrel [--backend cpu|cuda] [--quant SCHEME [--quant-embedding]\n"
+    "          [--quant-skip PATTERN]...]\n"
+    "        lower an exported program into a petrel program file; --quant quantizes the\n"
+    "        linears' weights: SCHEME int8|int4|int2[:sym][:gs=32|64|128] (asymmetric, group\n"
+    "        size 32 by default) or nvfp4; --quant-embedding also the embedding (a tied LM head\n"
+    "        shares it); --quant-skip keeps weights whose name matches PATTERN (fnmatch) float\n"
     "  run PROGRAM --inputs IN.safetensors --outputs OUT.safetensors [--backend cpu|cuda]\n"
     "        run a program (.pt2 or .petrel) once per --inputs/--outputs pair, in order,\n"
     "        keeping its state (KV caches) between the calls\n"
@@ -49,6 +53,7 @@ static const char usage[] =
     "\n"
     "example:\n"
     "  petrel run model.pt2 --inputs in.safetensors --outputs out.safetensors\n"
+    "  petrel compile model.pt2 -o model-q4.petrel --quant int4 --quant-skip '*.down_proj.weight'\n"
     "  petrel generate -m model.pt2 -p \"Once upon a time\" -n 64\n"
     "  petrel bench -m model.petrel --prefill 512 --gen 64\n";
 

@@ -27,6 +27,16 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
     int dev = !strcmp(backend, "cpu") ? PT_DEV_CPU : !strcmp(backend, "cuda") ? PT_DEV_CUDA : -1;
     if (dev < 0)
         return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "unknown backend '%s' (petrel knows: cpu, cuda)", backend);
+    pc_quant_opts qo = {0};
+    if (opts && opts->quant) {
+        if (pc_quant_parse(opts->quant, &qo, NULL) != PETREL_OK) return PETREL_ERR_INVALID_ARG;
+        qo.embedding = opts->quant_embedding;
+        qo.skip = opts->quant_skip;
+        qo.nskip = opts->quant_skip ? opts->n_quant_skip : 0;
+        qo.progress = opts->progress;
+        qo.progress_user = opts->progress_user;
+    }
+    pc_quant_result qr = {0};
     pt_mapping map;
     pz_archive z;
     pt_graph g;
@@ -45,6 +55,12 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
         r.dead_removed = pc_forward_state(&g);
         r.dead_removed += pc_cse(&g);
         r.dead_removed += pc_dce(&g);
+        if (opts && opts->quant) st = pc_quantize(&g, &qo, &qr, &err);
+        r.quantized = qr.quantized;
+        r.quant_kept = qr.kept;
+        r.quant_bytes_before = qr.bytes_before;
+        r.quant_bytes_after = qr.bytes_after;
+        memcpy(r.quant_kept_why, qr.kept_why, sizeof r.quant_kept_why);
         r.nodes_out = g.nnodes;
         pt_partition_report pr;
         pt_partition(&g, dev, pt_cuda_supports, &pr);
@@ -56,7 +72,7 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
         for (int32_t i = 0; i < pr.nreasons && o < sizeof r.fallback; i++)
             o += (size_t)snprintf(r.fallback + o, sizeof r.fallback - o, "%s%s x%d: %s", i ? "; " : "",
                                   pt_op_table[pr.reasons[i].op].target, pr.reasons[i].count, pr.reasons[i].why);
-        st = pt_graph_verify(&g, &err); /* the passes must keep the graph valid */
+        if (st == PETREL_OK) st = pt_graph_verify(&g, &err); /* the passes must keep the graph valid */
         pf_extra extras[64];
         r.nextras = collect_extras(&z, extras, 64);
         for (int32_t i = 0; i < g.nvalues; i++)
@@ -75,6 +91,7 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
             if (report) *report = r;
         }
         pt_graph_free(&g);
+        pc_quant_free(&qr); /* the quantized weights' bytes, written by now */
     }
     pz_close(&z);
     pt_unmap_file(&map);

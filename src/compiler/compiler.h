@@ -5,6 +5,7 @@
 #ifndef PETREL_COMPILER_H
 #define PETREL_COMPILER_H
 
+#include "../core/quant.h"
 #include "../format/format.h"
 
 /* Rewire every use of value `from` to value `to` (nodes, outputs,
@@ -56,5 +57,40 @@ PT_HIDDEN int pc_forward_state(pt_graph *g);
  * node's results.  Returns the number of nodes removed (0 when memory ran
  * out; the graph stays valid). */
 PT_HIDDEN int pc_cse(pt_graph *g);
+
+/* Weight quantization (quant.c): what to quantize and how. */
+typedef struct pc_quant_opts {
+    pt_qfmt format;
+    int group_size;                /* 32, 64 or 128; 16 for nvfp4 */
+    bool embedding;                /* also aten.embedding -> petrel.qembedding */
+    const char *const *skip;       /* fnmatch patterns on weight names kept float */
+    int nskip;
+    petrel_progress_fn progress;   /* optional: called as weights are done */
+    void *progress_user;
+} pc_quant_opts;
+
+/* What the pass did; `blobs` own the bytes of the new constants (the
+ * graph's codes, scales and zeros point into them) until pc_quant_free. */
+typedef struct pc_quant_result {
+    int32_t quantized;             /* weights quantized (a tied one once) */
+    int32_t kept;                  /* weights of those nodes kept in float */
+    int64_t bytes_before;          /* float bytes of the quantized weights */
+    int64_t bytes_after;           /* their codes + scales + zeros */
+    char kept_why[512];            /* "name (reason); ..." (truncated) */
+    void **blobs;
+    int32_t nblobs;
+} pc_quant_result;
+
+/* Parse a scheme "int8|int4|int2[:sym][:gs=32|64|128]" or "nvfp4" into
+ * o->format and o->group_size; PETREL_ERR_INVALID_ARG naming the problem. */
+PT_HIDDEN petrel_status pc_quant_parse(const char *scheme, pc_quant_opts *o, pt_err *err);
+
+/* Quantize the weights of the linears (and with o->embedding the
+ * embeddings) into petrel.qlinear / petrel.qembedding (see quant.c).  The
+ * graph stays valid.  On failure (out of memory) the graph may be partly
+ * rewritten and must be discarded; *r is always to be freed with
+ * pc_quant_free, after the graph. */
+PT_HIDDEN petrel_status pc_quantize(pt_graph *g, const pc_quant_opts *o, pc_quant_result *r, pt_err *err);
+PT_HIDDEN void pc_quant_free(pc_quant_result *r);
 
 #endif /* PETREL_COMPILER_H */

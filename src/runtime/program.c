@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../backends/cuda/caps.h"
+#include "../core/quant.h"
 #include "../format/format.h"
 #include "../pt2/pt2.h"
 #include "exec.h"
@@ -392,6 +393,60 @@ int petrel_program_op_counts_on(const petrel_program_t *p, const char *backend, 
                                 int max) {
     int dev = !backend ? -2 : !strcmp(backend, "cpu") ? PT_DEV_CPU : !strcmp(backend, "cuda") ? PT_DEV_CUDA : -2;
     return dev == -2 ? 0 : op_counts(p, dev, targets, counts, max);
+}
+
+/* The codes argument of a quantized node (qlinear: a list, qembedding:
+ * one tensor): its items. */
+static const pt_arg *quant_codes(const pt_node *n) {
+    if (n->op == PETREL_OP_PETREL_QLINEAR) return &n->args[1];
+    if (n->op == PETREL_OP_PETREL_QEMBEDDING) return &n->args[0];
+    return NULL;
+}
+
+petrel_status petrel_program_quant_weight(petrel_quant_info *out, const petrel_program_t *p, int i) {
+    if (!out || !p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_quant_weight: NULL argument");
+    const pt_graph *g = &p->graph;
+    int seen = 0;
+    for (int32_t ni = 0; ni < g->nnodes; ni++) {
+        const pt_node *n = &g->nodes[ni];
+        const pt_arg *codes = quant_codes(n);
+        for (int k = 0; codes && k < codes->n; k++) {
+            int32_t c = codes->items[k].vid;
+            bool first = true; /* the first reader of these codes */
+            for (int32_t nj = 0; nj < ni && first; nj++) {
+                const pt_arg *o = quant_codes(&g->nodes[nj]);
+                for (int m = 0; o && m < o->n; m++) first &= o->items[m].vid != c;
+            }
+            for (int m = 0; m < k; m++) first &= codes->items[m].vid != c;
+            if (!first || seen++ != i) continue;
+            /* the i-th distinct codes tensor: describe it */
+            const pt_value *cv = &g->values[c];
+            const pt_value *sv = &g->values[n->op == PETREL_OP_PETREL_QLINEAR ? n->args[2].items[k].vid
+                                                                              : n->args[1].items[0].vid];
+            int fa = n->op == PETREL_OP_PETREL_QLINEAR ? 5 : 4;
+            int fmt = pt_qfmt_parse(n->args[fa].str);
+            const char *nm = cv->fqn ? cv->fqn : cv->name;
+            size_t len = strlen(nm), cut = len > 7 && !strcmp(nm + len - 7, ".qcodes") ? len - 7 : len;
+            memset(out, 0, sizeof *out);
+            snprintf(out->name, sizeof out->name, "%.*s", (int)cut, nm);
+            out->format = fmt >= 0 ? pt_qfmt_name((pt_qfmt)fmt) : "?";
+            out->group_size = (int32_t)n->args[fa + 1].items[0].i;
+            out->rows = cv->shape[0].lit;
+            out->cols = fmt >= 0 ? cv->shape[1].lit * 8 / pt_qfmt_bits((pt_qfmt)fmt) : 0;
+            out->bytes = cv->data_bytes + sv->data_bytes;
+            const pt_arg *zeros = &n->args[n->op == PETREL_OP_PETREL_QLINEAR ? 3 : 2];
+            int zi = n->op == PETREL_OP_PETREL_QLINEAR ? k : 0;
+            if (zeros->n > zi) out->bytes += g->values[zeros->items[zi].vid].data_bytes;
+            int32_t y = n->outs[n->op == PETREL_OP_PETREL_QLINEAR && n->nout > k ? k : 0];
+            out->float_bytes = out->rows * out->cols * (int64_t)petrel_dtype_size(y >= 0 ? g->values[y].dtype : 0);
+            for (int32_t nj = 0; nj < g->nnodes; nj++) {
+                const pt_arg *o = quant_codes(&g->nodes[nj]);
+                for (int m = 0; o && m < o->n; m++) out->readers += o->items[m].vid == c;
+            }
+            return PETREL_OK;
+        }
+    }
+    return PETREL_ERR_NOT_FOUND;
 }
 
 petrel_status petrel_program_section(petrel_section_info *out, const petrel_program_t *p, int i) {

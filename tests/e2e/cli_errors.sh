@@ -46,6 +46,20 @@ if [ -n "$model" ]; then
     expect_fail "compile without -o" "$petrel" compile "$model/model.pt2"
     expect_fail "compile truncated" "$petrel" compile "$tmp/trunc.pt2" -o "$tmp/out.safetensors"
     expect_fail "compile bad backend" "$petrel" compile "$model/model.pt2" -o "$tmp/out.safetensors" --backend tpu
+    llm=$fixtures/llama_export/model.pt2
+    for q in int5 int4:gs=48 int4:asym nvfp4:sym int4: "" int4:sym:sym int4:gs=64:gs=32; do
+        expect_fail "compile --quant '$q'" "$petrel" compile "$llm" -o "$tmp/out.safetensors" --quant "$q"
+        grep -q "quantization scheme '$q'" "$tmp/stderr" || { echo "FAIL --quant '$q': $(cat "$tmp/stderr")"; fail=1; }
+    done
+    expect_fail "compile --quant without a value" "$petrel" compile "$llm" -o "$tmp/out.safetensors" --quant
+    expect_fail "compile --quant-skip without a value" "$petrel" compile "$llm" -o "$tmp/out.safetensors" --quant int4 --quant-skip
+    expect_fail "compile --quant-embedding without --quant" "$petrel" compile "$llm" -o "$tmp/out.safetensors" --quant-embedding
+    expect_fail "compile --quant-skip without --quant" "$petrel" compile "$llm" -o "$tmp/out.safetensors" --quant-skip '*'
+    "$petrel" compile "$llm" -o "$tmp/q.petrel" --quant int4:gs=64 --quant-skip '*lm_head*' >"$tmp/stdout" 2>&1 || { echo "FAIL compile --quant"; fail=1; }
+    grep -q "quantized (int4:gs=64): 2 weights" "$tmp/stdout" && grep -q "kept float: 13 weights" "$tmp/stdout" ||
+        { echo "FAIL compile --quant summary:"; cat "$tmp/stdout"; fail=1; }
+    "$petrel" inspect "$tmp/q.petrel" | grep -q "int4  g64 .*model.model.layers.1.mlp.down_proj.weight" ||
+        { echo "FAIL inspect of a quantized program"; fail=1; }
     "$petrel" compile "$model/model.pt2" -o "$tmp/m.petrel" >/dev/null 2>&1 || { echo "FAIL compile"; fail=1; }
     psize=$(stat -c %s "$tmp/m.petrel")
     head -c $((psize - 100)) "$tmp/m.petrel" >"$tmp/trunc.petrel"
