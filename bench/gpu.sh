@@ -22,7 +22,8 @@
 # 4B models are the longest; not yet timed); see bench/README.md.
 # Environment: PYTHON (default python3), CUDA_GPU (nvidia-smi index, default
 # 0), BENCH_ARGS and TORCH_ARGS (extra flags for `petrel bench` and
-# torch_bench.py, e.g. "--reps 5" for both), BENCH_COMMIT (the commit to
+# torch_bench.py, e.g. "--reps 5" for both), BENCH_FORMATS (weight formats to
+# compile and measure, default "bf16 int8 int4"), BENCH_COMMIT (the commit to
 # name in the table when the tree has no .git).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -130,7 +131,7 @@ for m in "${models[@]}"; do
         exported=1
         "$py" "$top/python/petrel_export.py" --config "$cfg" --random-weights --seed 0 --tokenizer "$tok" \
             --dtype bfloat16 --max-cache-len 2048 --max-chunk 2048 -o "$pt2" >/dev/null 2>"$work/err.txt" || exported=0
-        for f in bf16 int8 int4; do
+        for f in ${BENCH_FORMATS:-bf16 int8 int4}; do
             prog=$work/$m-$f.petrel
             rm -f "$work/petrel-$m-$f.json" "$work/skip-$m-$f.txt"
             if [ $exported -eq 0 ]; then
