@@ -154,8 +154,8 @@ static void bench_qlinear(const char *fmt, int bits, bool asym, int64_t G, bool 
     g.nodes = pt_calloc(1, sizeof *g.nodes);
     pt_node *n = &g.nodes[g.nnodes++];
     n->op = PETREL_OP_PETREL_QLINEAR;
-    n->nargs = 9;
-    n->args = pt_calloc(9, sizeof *n->args);
+    n->nargs = 14; /* 9 .. 13: the RMSNorm prologue, off */
+    n->args = pt_calloc(14, sizeof *n->args);
     arg_tensors(&n->args[0], PT_ARG_TENSOR, &x, 1);
     arg_tensors(&n->args[1], PT_ARG_TENSORS, &c, 1);
     arg_tensors(&n->args[2], PT_ARG_TENSORS, &s, 1);
@@ -171,6 +171,12 @@ static void bench_qlinear(const char *fmt, int bits, bool asym, int64_t G, bool 
         }
         n->args[a].kind = PT_ARG_STRING;
         n->args[a].str = pt_strdup(strs[a - 5]);
+    }
+    for (int a = 9; a < 13; a += a == 9 ? 2 : 1) { /* norm, norm_eps, norm_add_one */
+        n->args[a].kind = a == 11 ? PT_ARG_FLOAT : PT_ARG_BOOL;
+        n->args[a].n = 1;
+        n->args[a].items = pt_calloc(1, sizeof *n->args[a].items);
+        n->args[a].items[0] = (pt_item){-1, 0, a == 11 ? 1e-6 : 0};
     }
     n->nout = 1;
     n->outs = pt_calloc(1, sizeof *n->outs);

@@ -21,17 +21,24 @@
 **   residual          add(r, linear(x, W))                   => petrel.linear_add
 **   shared input      several linear(x, W_i) (q/k/v)         => petrel.linear_n
 **
-** Last, a fold (not counted as a fused op): petrel.sdpa_cache of
+** Last, two folds (not counted as fused ops).  petrel.sdpa_cache of
 ** petrel.rope(q, cos, sin) and petrel.rope(k, cos, sin), the same cos and
 ** sin broadcasting over q's and k's leading dims, becomes
 ** petrel.sdpa_cache(q, k, ..., rope_cos=cos, rope_sin=sin): one kernel
-** instead of three at decode.
+** instead of three at decode.  Then a petrel.rms_norm read only by one
+** petrel.linear_n or petrel.gated_linear, as its x, with its input's
+** dtype becomes that linear's RMSNorm prologue (norm=True and the norm's
+** arguments, the linear reading the norm's input): a layer's two norms
+** cost no kernel of their own.  The final norm before the LM head (a
+** plain linear) and norms read elsewhere (Qwen3's q/k norms, Gemma 3's
+** post-norms, an MoE's router input) stay.
 **
 ** Matching walks def-use chains from an anchor node.  Conservative: every
 ** intermediate must be read only inside the match (never a graph result),
 ** no node between the first and the last matched node may write memory
-** (for the fold, which moves the ropes' reads to the attention: no memory
-** the ropes read, views and in-place results sharing their source's), and
+** (for the folds, which move the ropes' or the norm's reads to the node
+** that absorbs them: no memory those read, views and in-place results
+** sharing their source's), and
 ** every literal and shape the fused op's meaning relies on is checked;
 ** anything else leaves the graph unchanged.  The fused node replaces the
 ** match's last node, keeping its output value, so readers are untouched;
@@ -351,7 +358,8 @@ static void match_free(fz_match *m) {
 static bool match_closed(const fz *f, const fz_match *m) {
     if (m->overflow || m->final < 0) return false;
     const pt_node *fin = node(f, m->final);
-    if (fin->nout != 1 || fin->outs[0] < 0) return false;
+    /* a fold keeps the final node's op and all its outputs (linear_n's) */
+    if (fin->nout < 1 || fin->outs[0] < 0 || (fin->nout != 1 && fin->op != m->op)) return false;
     int32_t first = m->final;
     for (int k = 0; k < m->n; k++) {
         int32_t i = m->nodes[k];
@@ -937,8 +945,6 @@ static bool fold_rope(const fz *f, int32_t si, fz_match *m) {
     return true;
 }
 
-/* ---- driver ------------------------------------------------------------------ */
-
 /* ---- linears ---------------------------------------------------------------- */
 
 /* Is n a bias-free linear of a float input (rank >= 2) with a 2-D weight
@@ -954,6 +960,19 @@ static void put_str(fz_match *m, const char *s) {
     pt_arg *a = next_arg(m, PT_ARG_STRING, false);
     if (!(a->str = pt_strdup(s))) m->oom = true;
 }
+
+/* The RMSNorm prologue's arguments (ops.def: norm, norm_weight, norm_eps,
+ * norm_add_one, norm_dtype): off when a linear is fused, on when
+ * fold_norm gives it a norm. */
+static void put_norm(fz_match *m, bool on, int32_t w, double eps, bool add_one, int dt) {
+    put_bool(m, on);
+    put_tensor(m, w);
+    put_float(m, eps);
+    put_bool(m, add_one);
+    put_dtype(m, dt);
+}
+
+static void put_no_norm(fz_match *m) { put_norm(m, false, -1, 1e-6, false, -1); }
 
 /* Anchor: mul(act(linear(x, w_gate)), linear(x, w_up)) (either order) with
  * act silu or gelu (exact or tanh), all of one dtype  => petrel.gated_linear */
@@ -985,6 +1004,7 @@ static bool match_gated(const fz *f, int32_t mi, fz_match *m) {
         put_tensor(m, tin(gate, 1));
         put_tensor(m, tin(up, 1));
         put_str(m, name);
+        put_no_norm(m);
         return true;
     }
     return false;
@@ -1072,14 +1092,21 @@ static bool fuse_linear_group(pt_graph *g, const fz *f, int32_t first) {
         members[nm++] = i;
     }
     if (nm < 2) return false;
+    fz_match norm; /* only its arguments: the prologue's, off */
+    memset(&norm, 0, sizeof norm);
+    put_no_norm(&norm);
+    int nargs = 2 + norm.nargs;
     pt_item *ws = pt_calloc((size_t)nm, sizeof *ws), *xs = pt_calloc(1, sizeof *xs);
     int32_t *outs = pt_calloc((size_t)nm, sizeof *outs);
-    pt_arg *args = pt_calloc(2, sizeof *args);
+    pt_arg *args = pt_calloc((size_t)nargs, sizeof *args);
     bool *dead = pt_calloc((size_t)g->nnodes, sizeof *dead);
-    if (!ws || !xs || !outs || !args || !dead) {
+    if (!ws || !xs || !outs || !args || !dead || norm.oom) {
         pt_free(ws), pt_free(xs), pt_free(outs), pt_free(args), pt_free(dead);
+        match_free(&norm);
         return false;
     }
+    memcpy(args + 2, norm.args, (size_t)norm.nargs * sizeof *args);
+    norm.nargs = 0; /* the node owns the items now */
     for (int k = 0; k < nm; k++) {
         const pt_node *n = &g->nodes[members[k]];
         ws[k] = (pt_item){.vid = tin(n, 1)};
@@ -1098,13 +1125,61 @@ static bool fuse_linear_group(pt_graph *g, const fz *f, int32_t first) {
     pt_free(fin->outs);
     fin->op = PETREL_OP_PETREL_LINEAR_N;
     fin->args = args;
-    fin->nargs = 2;
+    fin->nargs = nargs;
     fin->outs = outs;
     fin->nout = nm;
     pc_remove_nodes(g, dead);
     pt_free(dead);
     return true;
 }
+
+/* ---- RMSNorm folded into the linears ---------------------------------------- */
+
+/* A copy of argument src (its items and string) as the next argument. */
+static void put_copy(fz_match *m, const pt_arg *src) {
+    if (m->nargs == FZ_MAX_ARGS) { /* a bug: fail the match */
+        m->oom = true;
+        return;
+    }
+    pt_arg *a = next_arg(m, src->kind, false);
+    a->fixed_len = src->fixed_len;
+    if (src->n) {
+        if (!(a->items = pt_malloc((size_t)src->n * sizeof *a->items))) m->oom = true;
+        else memcpy(a->items, src->items, (size_t)src->n * sizeof *a->items), a->n = src->n;
+    }
+    if (src->str && !(a->str = pt_strdup(src->str))) m->oom = true;
+}
+
+/* Anchor: petrel.linear_n or petrel.gated_linear without the prologue
+ * whose x is a petrel.rms_norm result read by nothing else, of x's dtype
+ * => that linear with the prologue (norm=True and the norm's arguments),
+ * reading the norm's input; the rms_norm goes (one kernel fewer and one
+ * activation round trip less per norm at decode). */
+static bool fold_norm(const fz *f, int32_t li, fz_match *m) {
+    const pt_node *l = node(f, li);
+    int base = l->op == PETREL_OP_PETREL_LINEAR_N ? 2 : l->op == PETREL_OP_PETREL_GATED_LINEAR ? 4 : -1;
+    if (base < 0 || l->nargs != base + 5 || !lit_is(l, base, 0)) return false;
+    const pt_node *r = def_op(f, tin(l, 0), PETREL_OP_PETREL_RMS_NORM);
+    double eps, add_one;
+    if (!r || only_user(f, out0(r)) != li || r->nout != 1 || !lit_num(r, 2, &eps) || !lit_num(r, 3, &add_one) ||
+        (!none_arg(r, 1) && tin(r, 1) < 0) || (!none_arg(r, 4) && r->args[4].kind != PT_ARG_DTYPE))
+        return false;
+    int32_t x = tin(r, 0), w = none_arg(r, 1) ? -1 : tin(r, 1);
+    const pt_value *xv = val(f, x), *nv = val(f, out0(r));
+    if (!is_float_tensor(xv) || nv->kind != PT_V_TENSOR || nv->dtype != xv->dtype) return false;
+    take(m, f, r);
+    take(m, f, l);
+    m->final = li;
+    m->late[m->nlate++] = x;
+    if (w >= 0) m->late[m->nlate++] = w;
+    m->op = l->op;
+    put_tensor(m, x);
+    for (int a = 1; a < base; a++) put_copy(m, &l->args[a]);
+    put_norm(m, true, w, eps, add_one != 0, none_arg(r, 4) ? -1 : (int)r->args[4].items[0].i);
+    return true;
+}
+
+/* ---- driver ------------------------------------------------------------------ */
 
 typedef bool (*fz_matcher)(const fz *f, int32_t anchor, fz_match *m);
 
@@ -1148,5 +1223,6 @@ int pc_fuse(pt_graph *g) {
     fz_free(&f);
     /* folds make no new op, so they are not counted */
     fuse_all(g, fold_rope);
+    fuse_all(g, fold_norm);
     return fused;
 }

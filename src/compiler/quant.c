@@ -11,6 +11,8 @@
 **   petrel.linear_add      -> qlinear mode "add"
 **   aten.embedding         -> qembedding
 **
+** The RMSNorm prologue of a linear_n or gated_linear (fuse.c folds it in)
+** goes along to its qlinear, both halves of a split linear_n keeping it.
 ** A weight read by several nodes (a tied embedding and LM head) is
 ** quantized once and its codes, scales and zeros serve every reader.  A
 ** float weight that nothing reads afterwards leaves the program.  Weights
@@ -372,14 +374,40 @@ static bool set_str(pt_arg *a, const char *s) {
     return (a->str = pt_strdup(s)) != NULL;
 }
 
-static bool set_int(pt_arg *a, int64_t i) {
+/* A literal int, bool (i) or float (f). */
+static bool set_lit(pt_arg *a, pt_arg_kind kind, int64_t i, double f) {
     memset(a, 0, sizeof *a);
-    a->kind = PT_ARG_INT;
+    a->kind = kind;
     a->items = pt_calloc(1, sizeof *a->items);
     if (!a->items) return false;
     a->n = 1;
-    a->items[0] = (pt_item){.vid = -1, .i = i};
+    a->items[0] = (pt_item){.vid = -1, .i = i, .f = f};
     return true;
+}
+
+static bool set_int(pt_arg *a, int64_t i) { return set_lit(a, PT_ARG_INT, i, 0); }
+
+/* A copy of src (its items and string). */
+static bool copy_arg(pt_arg *a, const pt_arg *src) {
+    *a = (pt_arg){.kind = src->kind, .fixed_len = src->fixed_len};
+    if (src->n) {
+        if (!(a->items = pt_malloc((size_t)src->n * sizeof *a->items))) return false;
+        memcpy(a->items, src->items, (size_t)src->n * sizeof *a->items);
+        a->n = src->n;
+    }
+    return !src->str || (a->str = pt_strdup(src->str)) != NULL;
+}
+
+/* qlinear's RMSNorm prologue arguments (norm ... norm_dtype, five) into
+ * a: copies of the linear's (norm: its five), or off (norm NULL). */
+static bool set_norm(pt_arg *a, const pt_arg *norm) {
+    if (norm) {
+        for (int k = 0; k < 5; k++)
+            if (!copy_arg(&a[k], &norm[k])) return false;
+        return true;
+    }
+    return set_lit(&a[0], PT_ARG_BOOL, 0, 0) && set_tensor(&a[1], -1) && set_lit(&a[2], PT_ARG_FLOAT, 0, 1e-6) &&
+           set_lit(&a[3], PT_ARG_BOOL, 0, 0) && set_tensor(&a[4], -1);
 }
 
 static void free_args(pt_arg *args, int n) {
@@ -392,10 +420,11 @@ static void free_args(pt_arg *args, int n) {
 
 /* The arguments of the quantized op for weights vids[0..n) (all
  * quantized): x, codes, scales, zeros, residual, format, group_size,
- * mode, act for qlinear; codes, scales, zeros, indices, format,
- * group_size for qembedding. */
+ * mode, act and the RMSNorm prologue's five (copies of `norm`, or off when
+ * NULL) for qlinear; codes, scales, zeros, indices, format, group_size for
+ * qembedding. */
 static pt_arg *quant_args(const qz *q, pt_op op, int32_t x, const int32_t *vids, int n, int32_t residual,
-                          const char *mode, const char *act, int *nargs) {
+                          const char *mode, const char *act, const pt_arg *norm, int *nargs) {
     int32_t c[12], s[12], z[12];
     int nz = 0;
     for (int k = 0; k < n; k++) {
@@ -404,7 +433,7 @@ static pt_arg *quant_args(const qz *q, pt_op op, int32_t x, const int32_t *vids,
         s[k] = w->scales;
         if (w->zeros >= 0) z[nz++] = w->zeros;
     }
-    *nargs = op == PETREL_OP_PETREL_QLINEAR ? 9 : 6;
+    *nargs = op == PETREL_OP_PETREL_QLINEAR ? 14 : 6;
     pt_arg *a = pt_calloc((size_t)*nargs, sizeof *a);
     if (!a) return NULL;
     const char *fmt = pt_qfmt_name(q->o->format);
@@ -412,7 +441,8 @@ static pt_arg *quant_args(const qz *q, pt_op op, int32_t x, const int32_t *vids,
     if (op == PETREL_OP_PETREL_QLINEAR)
         ok = set_tensor(&a[0], x) && set_tensors(&a[1], c, n) && set_tensors(&a[2], s, n) &&
              set_tensors(&a[3], z, nz) && set_tensor(&a[4], residual) && set_str(&a[5], fmt) &&
-             set_int(&a[6], q->o->group_size) && set_str(&a[7], mode) && set_str(&a[8], act);
+             set_int(&a[6], q->o->group_size) && set_str(&a[7], mode) && set_str(&a[8], act) &&
+             set_norm(&a[9], norm);
     else
         ok = set_tensor(&a[0], c[0]) && set_tensor(&a[1], s[0]) && set_tensors(&a[2], z, nz) &&
              set_tensor(&a[3], x) && set_str(&a[4], fmt) && set_int(&a[5], q->o->group_size);
@@ -425,9 +455,9 @@ static pt_arg *quant_args(const qz *q, pt_op op, int32_t x, const int32_t *vids,
 
 /* Give node i the quantized op and arguments (its outputs unchanged). */
 static bool rewrite(qz *q, int32_t i, pt_op op, int32_t x, const int32_t *vids, int n, int32_t residual,
-                    const char *mode, const char *act) {
+                    const char *mode, const char *act, const pt_arg *norm) {
     int nargs;
-    pt_arg *args = quant_args(q, op, x, vids, n, residual, mode, act, &nargs);
+    pt_arg *args = quant_args(q, op, x, vids, n, residual, mode, act, norm, &nargs);
     if (!args) return false;
     pt_node *nd = &q->g->nodes[i];
     free_args(nd->args, nd->nargs);
@@ -448,7 +478,7 @@ static bool split_linear_n(qz *q, int32_t i, const bool *ok) {
     for (int k = 0; k < nw; k++)
         if (ok[k]) qv[nq] = n->args[1].items[k].vid, qo[nq++] = n->outs[k];
     int nargs = 0;
-    pt_arg *args = quant_args(q, PETREL_OP_PETREL_QLINEAR, x, qv, nq, -1, "n", "silu", &nargs);
+    pt_arg *args = quant_args(q, PETREL_OP_PETREL_QLINEAR, x, qv, nq, -1, "n", "silu", &n->args[2], &nargs);
     int32_t *outs = pt_malloc((size_t)nq * sizeof *outs);
     char *name = qo[0] >= 0 ? pt_strdup(g->values[qo[0]].name) : NULL;
     pt_node *nodes = pt_realloc(g->nodes, (size_t)(g->nnodes + 1) * sizeof *nodes);
@@ -483,19 +513,24 @@ static int rewrite_node(qz *q, int32_t i, const bool *ok) {
     for (int k = 0; k < nw; k++) all &= ok[k];
     int32_t a0 = n->args[0].items[0].vid;
     switch (n->op) {
-    case PETREL_OP_LINEAR: return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, 1, -1, "n", "silu") ? 0 : -1;
+    case PETREL_OP_LINEAR:
+        return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, 1, -1, "n", "silu", NULL) ? 0 : -1;
     case PETREL_OP_PETREL_LINEAR_N:
         if (!all) return split_linear_n(q, i, ok) ? 1 : -1;
-        return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, nw, -1, "n", "silu") ? 0 : -1;
+        return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, nw, -1, "n", "silu", &n->args[2]) ? 0 : -1;
     case PETREL_OP_PETREL_GATED_LINEAR: {
         char act[32];
         snprintf(act, sizeof act, "%s", n->args[3].kind == PT_ARG_STRING ? n->args[3].str : "silu");
-        return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, 2, -1, "gated", act) ? 0 : -1;
+        return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, 2, -1, "gated", act, &n->args[4]) ? 0 : -1;
     }
-    case PETREL_OP_PETREL_LINEAR_ADD:
-        return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, 1, n->args[2].items[0].vid, "add", "silu") ? 0 : -1;
-    default: /* embedding(weight, indices, ...) */
-        return rewrite(q, i, PETREL_OP_PETREL_QEMBEDDING, n->args[1].items[0].vid, vids, 1, -1, NULL, NULL) ? 0 : -1;
+    case PETREL_OP_PETREL_LINEAR_ADD: {
+        int32_t res = n->args[2].items[0].vid;
+        return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, 1, res, "add", "silu", NULL) ? 0 : -1;
+    }
+    default: { /* embedding(weight, indices, ...) */
+        int32_t ind = n->args[1].items[0].vid;
+        return rewrite(q, i, PETREL_OP_PETREL_QEMBEDDING, ind, vids, 1, -1, NULL, NULL, NULL) ? 0 : -1;
+    }
     }
 }
 

@@ -19,6 +19,12 @@
 ** computes the same numbers to the bit, and it does not happen when a
 ** rope is read elsewhere, k has another cos, or cos is written between;
 ** the CPU kernel rejects half-given or misshapen rope arguments.
+** 6. The norm fold: on every LLM fixture (export form) no petrel.rms_norm
+** is left that is read only by a linear_n or gated_linear, and the
+** linears count the norms they took; on hand-built graphs the folded
+** program computes the same numbers to the bit, and nothing folds when
+** the norm is read twice or is a result, changes the dtype, has its input
+** written between, or meets a linear that normalizes already.
 ** Covers the petrel.* ops for test_op_coverage.
 */
 #include <math.h>
@@ -46,16 +52,23 @@ typedef struct fusion_case {
      * (Gemma 3 normalizes before each add; Phi-3 has q/k/v and gate/up
      * pre-merged; Qwen3-MoE's experts are not a plain gated MLP) */
     int linear_n, gated, linear_add;
+    /* norms per layer folded into those linears as their prologue: the
+     * input norm into q/k/v, the post-attention one into the gated MLP
+     * (Qwen3-MoE's is reshaped for the router and the experts; Phi-3's
+     * merged projections are plain linears).  The final norm (before the
+     * LM head, a plain linear), Qwen3's and Gemma 3's q/k norms and Gemma
+     * 3's post-norms stay. */
+    int folded;
 } fusion_case;
 
 static const fusion_case cases[] = {
-    {"llama_export", 2, 2, 0, 0, 1, 1, 2},     {"llama_aten", 2, 2, 1, 0, 0, 0, 0},     {"llama_bf16_aten", 2, 2, 1, 0, 0, 0, 0},
-    {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2},
-    {"llama_fp16_aten", 2, 2, 1, 0, 0, 0, 0},           {"qwen3_export", 2, 4, 0, 0, 1, 1, 2},
-    {"qwen3_aten", 2, 4, 1, 0, 0, 0, 0},                {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1},
-    {"qwen3_moe_aten", 2, 4, 5, 2, 0, 0, 0},            {"gemma3_export", 2, 6, 0, 0, 1, 1, 0},
-    {"gemma3_aten", 2, 6, 2, 0, 0, 0, 0},               {"phi3_export", 2, 2, 0, 0, 0, 0, 2},
-    {"phi3_aten", 2, 2, 1, 0, 0, 0, 0},
+    {"llama_export", 2, 2, 0, 0, 1, 1, 2, 2},      {"llama_aten", 2, 2, 1, 0, 0, 0, 0, 0},
+    {"llama_bf16_aten", 2, 2, 1, 0, 0, 0, 0, 0},   {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2, 2},
+    {"llama_fp16_aten", 2, 2, 1, 0, 0, 0, 0, 0},   {"qwen3_export", 2, 4, 0, 0, 1, 1, 2, 2},
+    {"qwen3_aten", 2, 4, 1, 0, 0, 0, 0, 0},        {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1, 1},
+    {"qwen3_moe_aten", 2, 4, 5, 2, 0, 0, 0, 0},    {"gemma3_export", 2, 6, 0, 0, 1, 1, 0, 2},
+    {"gemma3_aten", 2, 6, 2, 0, 0, 0, 0, 0},       {"phi3_export", 2, 2, 0, 0, 0, 0, 2, 0},
+    {"phi3_aten", 2, 2, 1, 0, 0, 0, 0, 0},
 };
 
 static int count_op(const pt_graph *g, pt_op op) {
@@ -77,6 +90,42 @@ static int rope_attentions(const pt_graph *g) {
     for (int32_t i = 0; i < g->nnodes; i++)
         c += g->nodes[i].op == PETREL_OP_PETREL_SDPA_CACHE && g->nodes[i].args[9].kind == PT_ARG_TENSOR &&
              g->nodes[i].args[10].kind == PT_ARG_TENSOR;
+    return c;
+}
+
+/* Argument index of the RMSNorm prologue's `norm` flag of a fused linear
+ * (linear_n, gated_linear, qlinear), -1 for other ops. */
+static int norm_arg(pt_op op) {
+    return op == PETREL_OP_PETREL_LINEAR_N ? 2 : op == PETREL_OP_PETREL_GATED_LINEAR ? 4
+                                                : op == PETREL_OP_PETREL_QLINEAR   ? 9
+                                                                                   : -1;
+}
+
+/* Fused linears with the RMSNorm prologue on. */
+static int norm_linears(const pt_graph *g) {
+    int c = 0;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        int a = norm_arg(g->nodes[i].op);
+        c += a >= 0 && g->nodes[i].args[a].kind == PT_ARG_BOOL && g->nodes[i].args[a].items[0].i;
+    }
+    return c;
+}
+
+/* petrel.rms_norm nodes the fold should have taken: read once, as x, by
+ * a linear_n or gated_linear without the prologue, no graph result. */
+static int foldable_norms(const pt_graph *g) {
+    int c = 0;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        if (g->nodes[i].op != PETREL_OP_PETREL_RMS_NORM) continue;
+        int32_t v = g->nodes[i].outs[0], reads = 0, reader = -1, as_x = 0;
+        for (int32_t j = 0; j < g->nnodes; j++)
+            for (int a = 0; a < g->nodes[j].nargs; a++)
+                for (int k = 0; k < g->nodes[j].args[a].n; k++)
+                    if (g->nodes[j].args[a].items[k].vid == v) reads++, reader = j, as_x += a == 0;
+        for (int32_t o = 0; o < g->noutputs; o++) reads += g->outputs[o].item.vid == v;
+        const pt_node *r = reader >= 0 ? &g->nodes[reader] : NULL;
+        c += reads == 1 && as_x == 1 && (r->op == PETREL_OP_PETREL_LINEAR_N || r->op == PETREL_OP_PETREL_GATED_LINEAR);
+    }
     return c;
 }
 
@@ -126,9 +175,10 @@ static void test_compiled(const fusion_case *c) {
         CHECK(0, "%s: compile: %s", c->fixture, petrel_last_error());
         return;
     }
-    /* the ropes are made (and counted), then folded into the attentions */
+    /* the ropes are made (and counted), then folded into the attentions;
+     * the norms likewise into the linears */
     int rms = c->norms_per_layer * c->layers + 1, rope = 2 * c->layers, sdpa = c->layers;
-    int lin = c->layers * (c->linear_n + c->gated + c->linear_add);
+    int lin = c->layers * (c->linear_n + c->gated + c->linear_add), folded = c->layers * c->folded;
     CHECK(r.fused == rms + rope + sdpa + lin, "%s: report says %lld fused ops, want %d", c->fixture,
           (long long)r.fused, rms + rope + sdpa + lin);
     pt_mapping map;
@@ -142,7 +192,10 @@ static void test_compiled(const fusion_case *c) {
     if (pf_read(&g, map.data, map.size, false, &err) != PETREL_OK) {
         CHECK(0, "%s: reading the program: %s", c->fixture, err.msg);
     } else {
-        check_fused(c->fixture, &g, rms, 0, sdpa, sdpa, c->other_bmm, c->other_softmax);
+        check_fused(c->fixture, &g, rms - folded, 0, sdpa, sdpa, c->other_bmm, c->other_softmax);
+        CHECK(norm_linears(&g) == folded && foldable_norms(&g) == 0,
+              "%s: %d linears take their norm (want %d), %d norms left that could", c->fixture, norm_linears(&g),
+              folded, foldable_norms(&g));
         static const pt_op lops[3] = {PETREL_OP_PETREL_LINEAR_N, PETREL_OP_PETREL_GATED_LINEAR,
                                       PETREL_OP_PETREL_LINEAR_ADD};
         const int want[3] = {c->linear_n, c->gated, c->linear_add};
@@ -225,13 +278,15 @@ static void test_conservative(void) {
     pz_archive z;
     pt_graph g;
     pt_err err = {{0}};
-    /* an RMSNorm's rsqrt is also a result: 4 of 5 norms fuse */
+    /* an RMSNorm's rsqrt is also a result: 4 of 5 norms fuse, and the 3
+     * of them before a fused linear fold into it */
     if (import("llama_export", &map, &z, &g)) {
         CHECK(expose_first(&g, PETREL_OP_RSQRT), "llama_export: no rsqrt");
         int fused = pc_fuse(&g);
         pc_dce(&g);
         CHECK(fused == 4 + 4 + 2 + 8, "llama_export with a norm's rsqrt exposed: %d fused", fused);
-        CHECK(count_op(&g, PETREL_OP_PETREL_RMS_NORM) == 4 && count_op(&g, PETREL_OP_RSQRT) == 1,
+        CHECK(count_op(&g, PETREL_OP_PETREL_RMS_NORM) == 1 && norm_linears(&g) == 3 &&
+                  count_op(&g, PETREL_OP_RSQRT) == 1,
               "llama_export: the exposed norm must stay unfused");
         CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "llama_export: %s", err.msg);
         pt_graph_free(&g);
@@ -540,13 +595,177 @@ static void test_rope_fold(void) {
     }
 }
 
+/* 6. The norm fold on hand-built graphs: a petrel.rms_norm read only by a
+ * petrel.linear_n or petrel.gated_linear (bf16 rows (2, 3, 8)) becomes its
+ * prologue, and the folded program computes exactly what the norm and the
+ * linear did; the fold must not happen when the norm's result is read
+ * twice or is a graph result, when the norm changes the dtype, when its
+ * input is written in place between, or when the linear normalizes
+ * already. */
+
+typedef enum norm_variant {
+    NV_LINEAR_N,     /* Llama's norm into q/k/v: folds */
+    NV_GATED,        /* Gemma's norm (1 + w, in float) into a gated MLP: folds */
+    NV_READ_TWICE,   /* the norm also read by a neg */
+    NV_RESULT,       /* the norm also a graph result */
+    NV_OTHER_DTYPE,  /* bf16 in, f32 out */
+    NV_X_WRITTEN,    /* its input written in place between norm and linear */
+    NV_NORM_ON,      /* the linear has its prologue on already */
+} norm_variant;
+
+/* Node `op` with nargs arguments (None until set) and outputs outs. */
+static pt_node *hnode(pt_graph *g, pt_op op, int nargs, int nout, const int32_t *outs) {
+    pt_node *ns = pt_realloc(g->nodes, (size_t)(g->nnodes + 1) * sizeof *ns);
+    if (!ns) abort();
+    g->nodes = ns;
+    pt_node *n = &g->nodes[g->nnodes++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->name = pt_strdup(g->values[outs[0]].name);
+    n->nargs = nargs;
+    n->args = pt_calloc((size_t)nargs, sizeof *n->args);
+    n->nout = nout;
+    n->outs = pt_calloc((size_t)nout, sizeof *n->outs);
+    memcpy(n->outs, outs, (size_t)nout * sizeof *outs);
+    return n;
+}
+
+/* Argument a: tensors vids[0..n) (a list when `list`), a literal, a string. */
+static void ha_tensors(pt_node *n, int a, bool list, const int32_t *vids, int count) {
+    n->args[a] = (pt_arg){.kind = list ? PT_ARG_TENSORS : PT_ARG_TENSOR, .n = count,
+                          .items = pt_calloc((size_t)count, sizeof(pt_item))};
+    for (int k = 0; k < count; k++) n->args[a].items[k].vid = vids[k];
+}
+static void ha_lit(pt_node *n, int a, pt_arg_kind kind, double v) {
+    n->args[a] = (pt_arg){.kind = kind, .n = 1, .items = pt_calloc(1, sizeof(pt_item))};
+    n->args[a].items[0] = (pt_item){-1, (int64_t)v, v};
+}
+static void ha_str(pt_node *n, int a, const char *str) { n->args[a] = (pt_arg){.kind = PT_ARG_STRING, .str = pt_strdup(str)}; }
+
+/* Inputs x (2, 3, 8) bf16, the norm's weight (8), the linear's weights
+ * (5, 8) and (3, 8) (gated: two (5, 8)); outputs the linear's results. */
+static void norm_graph(pt_graph *g, norm_variant nv) {
+    memset(g, 0, sizeof *g);
+    g->dialect = pt_strdup("TRAINING");
+    g->schema_major = 8;
+    petrel_dtype bf = PETREL_DTYPE_BF16, ndt = nv == NV_OTHER_DTYPE ? PETREL_DTYPE_F32 : bf;
+    bool gated = nv == NV_GATED;
+    int32_t x = hv(g, PT_SRC_USER_INPUT, bf, 3, DIMS(2, 3, 8)), nw = hv(g, PT_SRC_USER_INPUT, bf, 1, DIMS(8));
+    int32_t w[2] = {hv(g, PT_SRC_USER_INPUT, ndt, 2, DIMS(5, 8)),
+                    hv(g, PT_SRC_USER_INPUT, ndt, 2, gated ? DIMS(5, 8) : DIMS(3, 8))};
+    if (nv == NV_X_WRITTEN) x = HN(g, PETREL_OP_CLONE, x, x, -1); /* a temporary, so that it may be written */
+    int32_t xn = hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 8));
+    pt_node *r = hnode(g, PETREL_OP_PETREL_RMS_NORM, 5, 1, &xn);
+    ha_tensors(r, 0, false, &x, 1);
+    ha_tensors(r, 1, false, &nw, 1);
+    ha_lit(r, 2, PT_ARG_FLOAT, gated ? 1e-6 : 1e-5);
+    ha_lit(r, 3, PT_ARG_BOOL, gated);
+    if (!gated) ha_lit(r, 4, PT_ARG_DTYPE, bf);
+    if (nv == NV_X_WRITTEN) HN(g, PETREL_OP_ADD__TENSOR, x, x, x, -3);
+    int32_t y[2] = {hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 5)), hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 3))};
+    pt_node *l = hnode(g, gated ? PETREL_OP_PETREL_GATED_LINEAR : PETREL_OP_PETREL_LINEAR_N, gated ? 9 : 7,
+                       gated ? 1 : 2, y);
+    ha_tensors(l, 0, false, &xn, 1);
+    int base = gated ? 4 : 2;
+    if (gated) {
+        ha_tensors(l, 1, false, &w[0], 1);
+        ha_tensors(l, 2, false, &w[1], 1);
+        ha_str(l, 3, "gelu_tanh");
+    } else {
+        ha_tensors(l, 1, true, w, 2);
+    }
+    ha_lit(l, base, PT_ARG_BOOL, nv == NV_NORM_ON);
+    ha_lit(l, base + 2, PT_ARG_FLOAT, 1e-6);
+    ha_lit(l, base + 3, PT_ARG_BOOL, 0);
+    int32_t outs[4] = {y[0], gated ? -1 : y[1], -1, -1};
+    if (nv == NV_READ_TWICE) outs[2] = HN(g, PETREL_OP_NEG, xn, xn);
+    if (nv == NV_RESULT) outs[2] = xn;
+    g->outputs = pt_calloc(4, sizeof *g->outputs);
+    for (int i = 0; i < 4; i++)
+        if (outs[i] >= 0) g->outputs[g->noutputs++] = (pt_user_output){{outs[i], 0, 0}, PT_V_TENSOR};
+}
+
+/* Run g (written to a program) once with fixed inputs, appending its
+ * outputs' elements to out.  Returns their count, -1 on failure
+ * (run_error says why). */
+static int run_norm_graph(const pt_graph *g, double *out, int max) {
+    pt_err err = {{0}};
+    petrel_program_t *p = NULL;
+    run_error[0] = 0;
+    if (pf_write(g, NULL, 0, out_path, &err) != PETREL_OK || petrel_program_load(&p, out_path, NULL) != PETREL_OK) {
+        snprintf(run_error, sizeof run_error, "%s", err.msg[0] ? err.msg : petrel_last_error());
+        remove(out_path);
+        return -1;
+    }
+    int n = 0;
+    uint32_t data[4][48]; /* up to 48 elements of up to 4 bytes */
+    for (int i = 0; i < g->ninputs && n >= 0; i++) {
+        const pt_value *v = &g->values[g->inputs[i]];
+        petrel_tensor_desc d = {v->dtype, v->rank, {0}, data[i]};
+        for (int r = 0; r < v->rank; r++) d.shape[r] = v->shape[r].lit;
+        for (int64_t e = 0; e < petrel_tensor_numel(&d); e++)
+            pt_store_f64((uint8_t *)data[i] + e * (int64_t)petrel_dtype_size(v->dtype), v->dtype,
+                         2 * sin(1.7 * (double)(e + 7 * i)));
+        if (petrel_program_set_input(p, i, &d) != PETREL_OK) n = -1;
+    }
+    if (n < 0 || petrel_program_execute(p) != PETREL_OK) n = -1;
+    for (int o = 0; n >= 0 && o < petrel_program_num_outputs(p); o++) {
+        petrel_tensor_desc t;
+        petrel_value_kind kind;
+        if (petrel_program_get_output(&t, p, o, &kind) != PETREL_OK) n = -1;
+        for (int64_t e = 0; n >= 0 && e < petrel_tensor_numel(&t) && n < max; e++) out[n++] = petrel_tensor_get_f64(&t, e);
+    }
+    if (n < 0) snprintf(run_error, sizeof run_error, "%s", petrel_program_error(p));
+    petrel_program_free(p);
+    remove(out_path);
+    return n;
+}
+
+static void test_norm_fold(void) {
+    static const struct {
+        norm_variant nv;
+        const char *name;
+        bool folds;
+    } vs[] = {{NV_LINEAR_N, "into linear_n", true},      {NV_GATED, "into gated_linear", true},
+              {NV_READ_TWICE, "read twice", false},      {NV_RESULT, "also a result", false},
+              {NV_OTHER_DTYPE, "changing dtype", false}, {NV_X_WRITTEN, "input written between", false},
+              {NV_NORM_ON, "linear normalizing already", false}};
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        pt_graph g;
+        pt_err err = {{0}};
+        norm_graph(&g, vs[i].nv);
+        CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "norm fold, %s: the test graph is invalid: %s", vs[i].name,
+              err.msg);
+        double want[160], got[160];
+        int nw = run_norm_graph(&g, want, 160), nodes = g.nnodes, on = vs[i].nv == NV_NORM_ON;
+        CHECK(nw > 0, "norm fold, %s: the unfolded graph failed: %s", vs[i].name, run_error);
+        CHECK(pc_fuse(&g) == 0, "norm fold, %s: a fold counted as a fused op", vs[i].name);
+        CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "norm fold, %s: invalid after: %s", vs[i].name, err.msg);
+        CHECK(count_op(&g, PETREL_OP_PETREL_RMS_NORM) == !vs[i].folds && norm_linears(&g) == vs[i].folds + on &&
+                  g.nnodes == nodes - vs[i].folds,
+              "norm fold, %s: %d norms left, %d linears normalize, want %d and %d", vs[i].name,
+              count_op(&g, PETREL_OP_PETREL_RMS_NORM), norm_linears(&g), !vs[i].folds, vs[i].folds + on);
+        if (vs[i].folds) { /* the same numbers, to the bit */
+            int ng = run_norm_graph(&g, got, 160);
+            CHECK(nw == (vs[i].nv == NV_GATED ? 30 : 48) && ng == nw, "norm fold, %s: ran to %d and %d numbers (%s)", vs[i].name, nw, ng,
+                  run_error);
+            for (int e = 0; e < nw && e < ng; e++)
+                CHECK(want[e] == got[e], "norm fold, %s: number %d is %g, was %g unfolded", vs[i].name, e, got[e],
+                      want[e]);
+        }
+        pt_graph_free(&g);
+    }
+}
+
 int main(void) {
     size_t nc = sizeof cases / sizeof cases[0], no = sizeof op_cases / sizeof op_cases[0];
     for (size_t i = 0; i < nc; i++) test_compiled(&cases[i]);
     for (size_t i = 0; i < no; i++) test_op_fixture(&op_cases[i]);
     test_conservative();
     test_rope_fold();
+    test_norm_fold();
     test_out_of_memory("llama_aten");
+    test_out_of_memory("llama_export");
     printf("test_fusion: %zu model and %zu op fixtures, %d failure%s\n", nc, no, failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }

@@ -12,8 +12,10 @@
 ** loops and once on the fast path.  Seeded random codes, scales, zero
 ** points and inputs.  f32 results within 1e-5 relative L2; bf16/f16
 ** results are compared with the reference rounded at ops.def's points,
-** within 1e-3; NaN fails.  qembedding must match exactly.  3. Bad operands
-** fail the node with a message naming the problem.
+** within 1e-3; NaN fails.  The RMSNorm prologue (modes n and gated, both
+** paths, Llama's and Gemma's norm) gives exactly what petrel.rms_norm
+** followed by qlinear gives.  qembedding must match exactly.  3. Bad
+** operands fail the node with a message naming the problem.
 */
 #include <math.h>
 #include <stdio.h>
@@ -188,6 +190,23 @@ static void arg_int(pt_arg *a, int64_t v) {
     a->n = 1;
     a->items = pt_calloc(1, sizeof *a->items);
     a->items[0] = (pt_item){-1, v, (double)v};
+}
+
+static void arg_lit(pt_arg *a, pt_arg_kind kind, double v) {
+    a->kind = kind;
+    a->n = 1;
+    a->items = pt_calloc(1, sizeof *a->items);
+    a->items[0] = (pt_item){-1, (int64_t)v, v};
+}
+
+/* qlinear's RMSNorm prologue arguments (9 .. 13): off, or (weight vid or
+ * -1, eps, add_one, norm_dtype or -1). */
+static void arg_norm(pt_node *n, bool on, int32_t w, double eps, bool add_one, int dt) {
+    arg_lit(&n->args[9], PT_ARG_BOOL, on);
+    arg_tensor(&n->args[10], w);
+    arg_lit(&n->args[11], PT_ARG_FLOAT, eps);
+    arg_lit(&n->args[12], PT_ARG_BOOL, add_one);
+    if (dt >= 0) arg_lit(&n->args[13], PT_ARG_DTYPE, dt);
 }
 
 /* A node of op with nargs arguments (filled by the caller) and outputs outs. */
@@ -365,7 +384,7 @@ static void run_qlinear(const qcase *c, bool fast) {
         yshape[c->xrank - 1] = ws[i].N;
         outs[i] = value(&g, i == 0 ? "y" : i == 1 ? "y1" : "y2", NULL, c->xdt, c->xrank, yshape);
     }
-    pt_node *n = add_node(&g, PETREL_OP_PETREL_QLINEAR, 9, outs, nout);
+    pt_node *n = add_node(&g, PETREL_OP_PETREL_QLINEAR, 14, outs, nout);
     arg_tensor(&n->args[0], xv);
     arg_tensors(&n->args[1], cv, nw);
     arg_tensors(&n->args[2], sv, nw);
@@ -375,6 +394,7 @@ static void run_qlinear(const qcase *c, bool fast) {
     arg_int(&n->args[6], c->G);
     arg_str(&n->args[7], mode_names[c->mode]);
     arg_str(&n->args[8], act_names[c->act]);
+    arg_norm(n, false, -1, 1e-6, false, -1);
 
     /* does the fast kernel take it? (what cpu_fast_qmm_ok must say on an AVX-512 CPU) */
     int e = 8 / f->bits;
@@ -451,6 +471,93 @@ static void test_qlinear(void) {
     }
 }
 
+/* The RMSNorm prologue: qlinear(x, norm=True, ...) must equal qlinear over
+ * petrel.rms_norm(x, ...) to the bit (ops.def: exactly that op, rounded to
+ * x's dtype), in modes n and gated, on both paths. */
+static void run_qlinear_norm(const fmt_def *f, int64_t G, int mode, petrel_dtype xdt, int variant, int xrank,
+                             bool fast) {
+    const int64_t K = 256, Ns[3] = {40, 24, 9};
+    int nw = mode == MODE_N3 ? 3 : 2, nout = mode == MODE_N3 ? 3 : 1;
+    int64_t xshape[3] = {2, 3, K}, yshape[3] = {2, 3, 0};
+    if (xrank == 2) xshape[0] = 1, xshape[1] = K, yshape[0] = 1;
+    tbuf x = tb_new(xdt, xrank, xshape), nwt = tb_new(xdt, 1, (int64_t[]){K});
+    for (int64_t i = 0; i < tb_numel(&x); i++) tb_set(&x, i, rng_uniform(-3, 3));
+    for (int64_t i = 0; i < K; i++) tb_set(&nwt, i, rng_uniform(-1.5, 1.5));
+    /* Llama's norm (n rounded to x's dtype, then * w) or Gemma's (in float, * (1 + w)) */
+    double eps = variant ? 1e-6 : 1e-5;
+    bool add_one = variant != 0;
+    int ndt = variant ? -1 : (int)xdt;
+    qw ws[3];
+    for (int i = 0; i < nw; i++) ws[i] = qw_random(f, mode == MODE_GATED ? Ns[0] : Ns[i], K, G, xdt);
+    double *got[2][4] = {{NULL}};
+    cpu_fast_qmm_enable(fast);
+    for (int folded = 0; folded < 2; folded++) {
+        pt_graph g;
+        graph_init(&g);
+        int32_t xv = value(&g, "x", &x, 0, 0, NULL), wv = value(&g, "norm_w", &nwt, 0, 0, NULL), cv[3], sv[3], zv[3];
+        for (int i = 0; i < nw; i++) {
+            cv[i] = value(&g, "codes", &ws[i].codes, 0, 0, NULL);
+            sv[i] = value(&g, "scales", &ws[i].scales, 0, 0, NULL);
+            zv[i] = ws[i].has_zeros ? value(&g, "zeros", &ws[i].zeros, 0, 0, NULL) : -1;
+        }
+        int32_t in = xv, outs[3];
+        if (!folded) {
+            in = value(&g, "xn", NULL, xdt, xrank, xshape);
+            pt_node *r = add_node(&g, PETREL_OP_PETREL_RMS_NORM, 5, &in, 1);
+            arg_tensor(&r->args[0], xv);
+            arg_tensor(&r->args[1], wv);
+            arg_lit(&r->args[2], PT_ARG_FLOAT, eps);
+            arg_lit(&r->args[3], PT_ARG_BOOL, add_one);
+            if (ndt >= 0) arg_lit(&r->args[4], PT_ARG_DTYPE, ndt);
+        }
+        for (int i = 0; i < nout; i++) {
+            yshape[xrank - 1] = ws[i].N;
+            outs[i] = value(&g, i == 0 ? "y" : i == 1 ? "y1" : "y2", NULL, xdt, xrank, yshape);
+        }
+        pt_node *n = add_node(&g, PETREL_OP_PETREL_QLINEAR, 14, outs, nout);
+        arg_tensor(&n->args[0], in);
+        arg_tensors(&n->args[1], cv, nw);
+        arg_tensors(&n->args[2], sv, nw);
+        arg_tensors(&n->args[3], zv, ws[0].has_zeros ? nw : 0);
+        arg_str(&n->args[5], f->name);
+        arg_int(&n->args[6], G);
+        arg_str(&n->args[7], mode_names[mode]);
+        arg_str(&n->args[8], "silu");
+        arg_norm(n, folded, folded ? wv : -1, folded ? eps : 1e-6, folded && add_one, folded ? ndt : -1);
+        pt_err err = {{0}};
+        petrel_status st = run_graph(&g, got[folded], &err);
+        CHECK(st == PETREL_OK, "qlinear norm %s %s %s: %s", f->name, mode_names[mode], petrel_dtype_name(xdt), err.msg);
+        pt_graph_free(&g);
+    }
+    cpu_fast_qmm_enable(true);
+    for (int i = 0; i < nout && got[0][1 + i] && got[1][i]; i++) {
+        int64_t count = tb_numel(&x) / K * ws[i].N, bad = 0;
+        for (int64_t e = 0; e < count; e++) bad += memcmp(&got[0][1 + i][e], &got[1][i][e], sizeof(double)) != 0;
+        CHECK(bad == 0, "qlinear %s G=%lld mode=%s x=%s norm variant %d %s: output %d differs from rms_norm then "
+              "qlinear in %lld of %lld values", f->name, (long long)G, mode_names[mode], petrel_dtype_name(xdt),
+              variant, fast ? "fast" : "reference", i, (long long)bad, (long long)count);
+    }
+    cases_run++;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 4; i++) free(got[k][i]);
+    for (int i = 0; i < nw; i++) qw_free(&ws[i]);
+    free(x.data);
+    free(nwt.data);
+}
+
+static void test_qlinear_norm(void) {
+    static const int fs[2] = {2, 6}; /* int4 g32, nvfp4 */
+    static const petrel_dtype dts[2] = {PETREL_DTYPE_F32, PETREL_DTYPE_BF16};
+    for (int fi = 0; fi < 2; fi++)
+        for (int mode = MODE_N3; mode <= MODE_GATED; mode++)
+            for (int di = 0; di < 2; di++)
+                for (int variant = 0; variant < 2; variant++)
+                    for (int xrank = 2; xrank <= 3; xrank++)
+                        for (int fast = 0; fast < 2; fast++)
+                            run_qlinear_norm(&fmts[fs[fi]], fmts[fs[fi]].fp4 ? 16 : 32, mode, dts[di], variant, xrank,
+                                             fast);
+}
+
 /* ---- qembedding ------------------------------------------------------------------ */
 
 static void test_qembedding(void) {
@@ -499,7 +606,7 @@ static void test_qembedding(void) {
 typedef enum bad_kind {
     BAD_FORMAT, BAD_GROUP, BAD_NVFP4_GROUP, BAD_CODES, BAD_SCALES, BAD_SCALE_DTYPE, BAD_NO_ZEROS, BAD_SYM_ZEROS,
     BAD_ZERO_SHAPE, BAD_MODE, BAD_ACT, BAD_COUNT_N, BAD_GATED_N, BAD_SCALES_COUNT, BAD_RESIDUAL, BAD_EMB_INDEX,
-    BAD_KIND_COUNT
+    BAD_ADD_NORM, BAD_KIND_COUNT
 } bad_kind;
 
 static const char *const bad_want[BAD_KIND_COUNT] = {
@@ -519,6 +626,7 @@ static const char *const bad_want[BAD_KIND_COUNT] = {
     "1 codes but 2 scales",
     "the residual does not fit the product",
     "index 50 is out of bounds for size 8",
+    "mode add has no RMSNorm prologue",
 };
 
 static void test_bad(void) {
@@ -537,6 +645,7 @@ static void test_bad(void) {
         if (b == BAD_ZERO_SHAPE) other = tb_new(PETREL_DTYPE_I8, 2, (int64_t[]){8, 7});
         if (b == BAD_SYM_ZEROS) other = tb_new(PETREL_DTYPE_I8, 2, (int64_t[]){8, 8});
         if (b == BAD_RESIDUAL) other = tb_new(PETREL_DTYPE_F32, 2, (int64_t[]){1, 7});
+        if (b == BAD_ADD_NORM) other = tb_new(PETREL_DTYPE_F32, 2, (int64_t[]){1, 8});
         pt_graph g;
         graph_init(&g);
         int32_t xv = value(&g, "x", &x, 0, 0, NULL);
@@ -564,16 +673,18 @@ static void test_bad(void) {
         } else {
             int nw = b == BAD_COUNT_N || b == BAD_GATED_N ? 2 : 1, mode_gated = b == BAD_GATED_N || b == BAD_ACT;
             if (b == BAD_GATED_N) nz = 2;
-            n = add_node(&g, PETREL_OP_PETREL_QLINEAR, 9, &out, 1);
+            bool add = b == BAD_RESIDUAL || b == BAD_ADD_NORM;
+            n = add_node(&g, PETREL_OP_PETREL_QLINEAR, 14, &out, 1);
             arg_tensor(&n->args[0], xv);
             arg_tensors(&n->args[1], cv, b == BAD_ACT ? 2 : nw);
             arg_tensors(&n->args[2], sv, b == BAD_SCALES_COUNT || b == BAD_ACT ? 2 : nw);
             arg_tensors(&n->args[3], zv, b == BAD_ACT ? 2 : nz);
-            arg_tensor(&n->args[4], b == BAD_RESIDUAL ? value(&g, "residual", &other, 0, 0, NULL) : -1);
+            arg_tensor(&n->args[4], add ? value(&g, "residual", &other, 0, 0, NULL) : -1);
             arg_str(&n->args[5], b == BAD_FORMAT ? "int3" : b == BAD_NVFP4_GROUP ? "nvfp4" : f->name);
             arg_int(&n->args[6], b == BAD_GROUP ? 48 : G);
-            arg_str(&n->args[7], b == BAD_MODE ? "sum" : mode_gated ? "gated" : b == BAD_RESIDUAL ? "add" : "n");
+            arg_str(&n->args[7], b == BAD_MODE ? "sum" : mode_gated ? "gated" : add ? "add" : "n");
             arg_str(&n->args[8], b == BAD_ACT ? "relu" : "silu");
+            arg_norm(n, b == BAD_ADD_NORM, -1, 1e-6, false, -1);
         }
         double *got[1] = {NULL};
         pt_err err = {{0}};
@@ -593,6 +704,7 @@ static void test_bad(void) {
 int main(void) {
     test_helpers();
     test_qlinear();
+    test_qlinear_norm();
     test_qembedding();
     test_bad();
     printf("test_qmatmul: %d qlinear runs (%d on the fast kernels), %d failure%s\n", cases_run, cases_fast, failures,

@@ -182,6 +182,21 @@ static void quantizable(const pt_graph *g, int G, int *nodes, int *weights, int 
     }
 }
 
+/* Does node n apply the RMSNorm prologue (a norm fuse.c folded in)? */
+static bool norm_on(const pt_node *n) {
+    int a = n->op == PETREL_OP_PETREL_LINEAR_N ? 2 : n->op == PETREL_OP_PETREL_GATED_LINEAR ? 4
+                                                     : n->op == PETREL_OP_PETREL_QLINEAR   ? 9
+                                                                                           : -1;
+    return a >= 0 && n->args[a].kind == PT_ARG_BOOL && n->args[a].items[0].i;
+}
+
+/* Nodes applying the prologue; with `op` >= 0 only those of that op. */
+static int count_norm_on(const pt_graph *g, int op) {
+    int c = 0;
+    for (int32_t i = 0; i < g->nnodes; i++) c += norm_on(&g->nodes[i]) && (op < 0 || (int)g->nodes[i].op == op);
+    return c;
+}
+
 /* Bytes of one quantized weight (N, K). */
 static int64_t qbytes(int64_t N, int64_t K, pt_qfmt f, int G, size_t esize) {
     int64_t b = N * K * pt_qfmt_bits(f) / 8;
@@ -209,7 +224,7 @@ static void test_schemes(const char *fixture) {
     pt_mapping map;
     pt_graph g;
     if (!compile_read(in, NULL, &rf, &map, &g)) return;
-    int base_nodes = g.nnodes;
+    int base_nodes = g.nnodes, norms = count_norm_on(&g, -1);
     int qn[8], qw[8], all = 0;
     for (size_t s = 0; s < sizeof schemes / sizeof schemes[0]; s++) quantizable(&g, schemes[s].G, &qn[s], &qw[s], &all);
     /* the expected bytes: every quantizable weight (shared ones once) */
@@ -264,6 +279,11 @@ static void test_schemes(const char *fixture) {
         CHECK(!qw[s] || rq.file_bytes < rf.file_bytes, "%s %s: file %lld bytes, float %lld", fixture, sn,
               (long long)rq.file_bytes, (long long)rf.file_bytes);
         CHECK(g.nnodes == base_nodes, "%s %s: %d nodes, float %d", fixture, sn, g.nnodes, base_nodes);
+        /* the folded norms go along with their linears into the qlinears */
+        CHECK(count_norm_on(&g, -1) == norms &&
+                  (qw[s] < all || count_norm_on(&g, PETREL_OP_PETREL_QLINEAR) == norms),
+              "%s %s: %d nodes (%d qlinear) apply a norm, float %d", fixture, sn, count_norm_on(&g, -1),
+              count_norm_on(&g, PETREL_OP_PETREL_QLINEAR), norms);
         /* every qlinear: format and group size as asked, zeros as the format wants */
         for (int32_t i = 0; i < g.nnodes; i++) {
             const pt_node *n = &g.nodes[i];
@@ -303,8 +323,8 @@ static void test_skip(void) {
         for (int32_t i = 0; i < g.nnodes; i++)
             if (g.nodes[i].op == PETREL_OP_PETREL_QLINEAR && g.nodes[i].args[1].n == 2 && i + 1 < g.nnodes &&
                 g.nodes[i + 1].op == PETREL_OP_PETREL_LINEAR_N && g.nodes[i + 1].args[1].n == 1 &&
-                g.nodes[i].nout == 2 && g.nodes[i + 1].nout == 1)
-                split++;
+                g.nodes[i].nout == 2 && g.nodes[i + 1].nout == 1 && norm_on(&g.nodes[i]) && norm_on(&g.nodes[i + 1]))
+                split++; /* both halves normalize x themselves */
         CHECK(split == 1 && count_op(&g, PETREL_OP_PETREL_QLINEAR) == 4 + 1 && r.quant_kept == 1 + 7,
               "skip k_proj + layer 1: %d split, %d qlinear, %d kept (%s)", split,
               count_op(&g, PETREL_OP_PETREL_QLINEAR), r.quant_kept, r.quant_kept_why);

@@ -30,6 +30,14 @@ PT_HIDDEN petrel_status cpu_k_noop(pt_exec *ex, const pt_node *n);
 PT_HIDDEN petrel_status cpu_k_fused(pt_exec *ex, const pt_node *n);
 PT_HIDDEN petrel_status cpu_k_quant(pt_exec *ex, const pt_node *n);
 
+/* The RMSNorm prologue of the fused linears (ops.def, petrel.linear_n):
+ * when node n's argument a (norm) is true, *xn = petrel.rms_norm of x
+ * with the node's arguments a + 1 .. a + 4 (norm_weight, norm_eps,
+ * norm_add_one, norm_dtype), rounded to x's dtype, in dense node scratch
+ * (ops/fused.c); else *xn = *x.  Fails the node on bad arguments. */
+PT_HIDDEN petrel_status cpu_rms_norm_prologue(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x,
+                                              pt_tensor *xn);
+
 /* The kernel for an op (never NULL for a valid op). */
 PT_HIDDEN pt_kernel_fn cpu_kernel(pt_op op);
 

@@ -1,10 +1,11 @@
 /*
 ** fused.c -- CPU reference kernels for the fused ops the compiler makes
 ** (src/compiler/fuse.c): petrel.rms_norm, petrel.rope and
-** petrel.sdpa_cache.  Their meaning is written down next to their ops.def
-** entries; these loops are its executable form and the oracle for other
-** backends.  Computed in double, rounded at the points ops.def names.
-** Part of the CPU backend.
+** petrel.sdpa_cache, and the RMSNorm prologue of the fused linears
+** (cpu_rms_norm_prologue, for matmul.c and quant.c).  Their meaning is
+** written down next to their ops.def entries; these loops are its
+** executable form and the oracle for other backends.  Computed in double,
+** rounded at the points ops.def names.  Part of the CPU backend.
 */
 #include <math.h>
 
@@ -19,13 +20,14 @@ static double round_to(double v, petrel_dtype dt) {
 
 /* ---- petrel.rms_norm ----------------------------------------------------- */
 
-static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
-    const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1);
-    if (!x || x->rank < 1) return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm needs an input of rank >= 1");
-    if (!pt_dtype_is_float(x->dtype)) return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm needs a float input");
-    double eps = pk_float(ex, n, 2);
-    bool add_one = pk_bool(ex, n, 3);
-    int norm_dt = pk_dtype(ex, n, 4); /* -1: n stays in float */
+/* out (x's shape, dense) = petrel.rms_norm(x, ...) with weight, eps,
+ * add_one and norm_dtype read from node n's arguments a .. a + 3: the op
+ * itself (a = 1) and the prologue of the fused linears share this. */
+static petrel_status rms_norm_rows(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, const pt_tensor *out) {
+    const pt_tensor *w = pk_tensor(ex, n, a);
+    double eps = pk_float(ex, n, a + 1);
+    bool add_one = pk_bool(ex, n, a + 2);
+    int norm_dt = pk_dtype(ex, n, a + 3); /* -1: n stays in float */
     if (norm_dt >= 0 && !pt_dtype_is_float((petrel_dtype)norm_dt))
         return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm norm_dtype must be a float dtype");
     int64_t D = x->shape[x->rank - 1], M = D > 0 ? pt_numel(x) / D : 0;
@@ -36,8 +38,6 @@ static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
         if (!(wd = nu_load_f64(ex, w))) return NU_NOMEM(ex);
         for (int64_t d = 0; d < D && add_one; d++) wd[d] += 1.0;
     }
-    pt_tensor *out;
-    PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
     double *xd = nu_load_f64(ex, x); /* (M, D) row-major */
     if (!xd) return NU_NOMEM(ex);
     int64_t es = (int64_t)pt_elsize(out);
@@ -54,6 +54,31 @@ static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
         }
     }
     return PETREL_OK;
+}
+
+static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *x = pk_tensor(ex, n, 0);
+    if (!x || x->rank < 1) return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm needs an input of rank >= 1");
+    if (!pt_dtype_is_float(x->dtype)) return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm needs a float input");
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
+    return rms_norm_rows(ex, n, 1, x, out);
+}
+
+petrel_status cpu_rms_norm_prologue(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, pt_tensor *xn) {
+    if (!pk_bool(ex, n, a)) {
+        *xn = *x;
+        return PETREL_OK;
+    }
+    if (x->rank < 1 || !pt_dtype_is_float(x->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "the rms_norm prologue needs a float input of rank >= 1");
+    memset(xn, 0, sizeof *xn);
+    xn->dtype = x->dtype;
+    xn->rank = x->rank;
+    memcpy(xn->shape, x->shape, sizeof xn->shape);
+    nu_contig_strides(xn->rank, xn->shape, xn->stride);
+    if (!(xn->data = (uint8_t *)nu_scratch(ex, pt_numel(x), pt_elsize(x)))) return NU_NOMEM(ex);
+    return rms_norm_rows(ex, n, a + 1, x, xn);
 }
 
 /* ---- petrel.rope ---------------------------------------------------------- */

@@ -2,8 +2,9 @@
 ** matmul.c -- CPU reference kernels for matrix products: mm, bmm, addmm,
 ** baddbmm, matmul (torch.matmul's rank rules and batch broadcasting),
 ** linear, transformers' grouped_mm_fallback and the fused linears the
-** compiler makes (petrel.linear_n, gated_linear, linear_add).  Part of
-** the CPU backend.
+** compiler makes (petrel.linear_n, gated_linear, linear_add; the first
+** two normalize x first when their RMSNorm prologue is on, with fused.c's
+** code).  Part of the CPU backend.
 **
 ** Every product runs through one loop: the left matrix is converted to
 ** doubles once per batch, the right one a panel of columns at a time (so a
@@ -260,7 +261,11 @@ static void mm_combine(const pt_tensor *out, const pt_tensor *a, const pt_tensor
 static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
     const pt_tensor *x = pk_tensor(ex, n, 0);
     if (!x || !pt_dtype_is_float(x->dtype)) return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear needs a float input");
-    pt_tensor a, b, *out;
+    pt_tensor a, b, *out, xn;
+    if (n->op != PETREL_OP_PETREL_LINEAR_ADD) { /* the RMSNorm prologue, when asked for */
+        PT_TRY(cpu_rms_norm_prologue(ex, n, n->op == PETREL_OP_PETREL_LINEAR_N ? 2 : 4, x, &xn));
+        x = &xn;
+    }
     if (n->op == PETREL_OP_PETREL_LINEAR_N) {
         int count = 0;
         const pt_tensor **ws = pk_tensors(ex, n, 1, &count);

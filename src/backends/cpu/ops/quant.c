@@ -11,7 +11,8 @@
 ** allow it, ../fast/qmm.c computes the same block with the same float
 ** weights and float accumulation.  Either way the block's sums then go
 ** through one epilogue holding the mode's rounding points (linear_n,
-** gated_linear, linear_add in matmul.c).
+** gated_linear, linear_add in matmul.c).  Modes n and gated first apply
+** the RMSNorm prologue when asked (fused.c's code, as matmul.c does).
 */
 #include <math.h>
 #include <stdio.h>
@@ -310,6 +311,11 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
     if (!codes || !scales || !ws) return NU_NOMEM(ex);
     for (int i = 0; i < nc; i++)
         PT_TRY(q_weight(ex, op, i, fmt, G, K, codes[i], scales[i], nz ? zeros[i] : NULL, &ws[i]));
+    pt_tensor xn; /* x after the RMSNorm prologue (modes n and gated) */
+    if (mode == Q_MODE_ADD && pk_bool(ex, n, 9))
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: mode add has no RMSNorm prologue (norm must be False)", op);
+    PT_TRY(cpu_rms_norm_prologue(ex, n, 9, x, &xn));
+    x = &xn;
     if (mode == Q_MODE_GATED && ws[0].N != ws[1].N)
         return pk_fail(ex, PETREL_ERR_SHAPE, "%s: gate and up weights differ in size (%lld vs %lld rows)", op,
                        (long long)ws[0].N, (long long)ws[1].N);

@@ -24,6 +24,7 @@
 #include "../../cpu/ops/matmul_plan.h"
 #include "../cuda.h"
 #include "matmul_k.h"
+#include "norm_k.h"
 
 /* How cuBLAS reads one operand: its matrices are row-major (trans false)
  * or column-major (trans true) with leading dimension ld; matrix i of the
@@ -309,8 +310,80 @@ static bool fl_weight_ok(const pt_tensor *w, const pt_tensor *x) {
     return w && w->rank == 2 && w->dtype == x->dtype && w->shape[1] == x->shape[x->rank - 1];
 }
 
+/* The RMSNorm prologue of linear_n / gated_linear (ops.def), from its
+ * arguments at schema position a (norm, norm_weight, norm_eps,
+ * norm_add_one, norm_dtype). */
+typedef struct fl_norm {
+    bool on, w_const;
+    const pt_tensor *w;
+    float eps;
+    bool add_one;
+    int dtype; /* -1: none */
+} fl_norm;
+
+static petrel_status fl_norm_args(pt_exec *ex, const pt_node *n, const pt_tensor *x, fl_norm *nm) {
+    int a = n->op == PETREL_OP_PETREL_LINEAR_N ? 2 : n->op == PETREL_OP_PETREL_GATED_LINEAR ? 4 : -1;
+    memset(nm, 0, sizeof *nm);
+    if (a < 0 || n->nargs < a + 5 || !pk_bool(ex, n, a)) return PETREL_OK;
+    nm->on = true;
+    nm->w = pk_tensor(ex, n, a + 1);
+    nm->w_const = !nm->w || pk_is_const(ex, n, a + 1, 0);
+    nm->eps = (float)pk_float(ex, n, a + 2);
+    nm->add_one = pk_bool(ex, n, a + 3);
+    nm->dtype = pk_dtype(ex, n, a + 4);
+    int64_t K = x->shape[x->rank - 1];
+    if (nm->w && (nm->w->rank != 1 || nm->w->shape[0] != K || nm->w->stride[0] != 1 ||
+                  (nm->w->dtype != PETREL_DTYPE_F32 && nm->w->dtype != PETREL_DTYPE_F16 &&
+                   nm->w->dtype != PETREL_DTYPE_BF16) || pcu_is_host_scalar(nm->w)))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear: the norm weight must be a float vector of x's last dim");
+    return PETREL_OK;
+}
+
+/* Apply the norm prologue now: rows (M, K) of x normalized into dense
+ * device scratch, which becomes x; the prologue is then done. */
+static petrel_status fl_prenorm(pt_exec *ex, const pt_tensor *x, fl_norm *nm, const void **xd, int64_t *ldx,
+                                int64_t M) {
+    int64_t K = x->shape[x->rank - 1];
+    size_t bytes = (size_t)(M * K) * pt_elsize(x);
+    void *d = pk_dev_scratch(ex, bytes);
+    if (!d) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a linear's norm");
+    const void *rows = *xd;
+    if (*ldx != K && M > 1) { /* the row kernel reads dense rows */
+        pt_tensor src = *x, dst = *x;
+        src.rank = dst.rank = 2, src.shape[0] = dst.shape[0] = M, src.shape[1] = dst.shape[1] = K;
+        src.data = (uint8_t *)*xd, src.stride[0] = *ldx, src.stride[1] = 1;
+        if (!(dst.data = pk_dev_scratch(ex, bytes)))
+            return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a linear's norm");
+        dst.stride[0] = K, dst.stride[1] = 1;
+        PT_TRY(pcu_copy_into(ex, &dst, &src));
+        rows = dst.data;
+    }
+    pcu_rownorm a = {.x = rows, .xdt = x->dtype, .out = d, .odt = x->dtype, .M = M, .D = K,
+                     .w = nm->w ? nm->w->data : NULL, .wdt = nm->w ? nm->w->dtype : PETREL_DTYPE_F32,
+                     .eps = nm->eps, .rms = true, .add_one = nm->add_one, .norm_dtype = nm->dtype};
+    PCU_LAUNCHED(ex, pcu_rownorm_launch(pcu_stream(ex), &a), "fused linear norm");
+    *xd = d, *ldx = K;
+    nm->on = false;
+    return PETREL_OK;
+}
+
+/* Hand the norm prologue to the GEMV when it can apply it, else apply it
+ * now (the GEMV then reads the normalized rows). */
+static petrel_status fl_gemv_norm(pt_exec *ex, const pt_tensor *x, fl_norm *nm, pcu_gemv *g) {
+    if (!nm->on) return PETREL_OK;
+    g->norm = 1, g->norm_add_one = nm->add_one, g->norm_dtype = nm->dtype, g->norm_eps = nm->eps;
+    g->norm_w = nm->w ? nm->w->data : NULL, g->norm_wdt = nm->w ? nm->w->dtype : PETREL_DTYPE_F32;
+    if (nm->w_const && pcu_gemv_norm_ok(g)) return PETREL_OK;
+    g->norm = 0;
+    const void *xd = g->x;
+    int64_t ldx = g->ldx;
+    PT_TRY(fl_prenorm(ex, x, nm, &xd, &ldx, g->M));
+    g->x = xd, g->ldx = ldx;
+    return PETREL_OK;
+}
+
 static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *x, const void *xd, int64_t ldx,
-                                 int64_t M) {
+                                 int64_t M, fl_norm *nm) {
     int count = 0;
     const pt_tensor **ws = pk_tensors(ex, n, 1, &count);
     pt_tensor *outs[PCU_GEMV_MAX_SEG * 2];
@@ -324,6 +397,7 @@ static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor 
     }
     if (M == 0) return PETREL_OK;
     if (!gemv) { /* prefill, or a weight the GEMV cannot read: one cuBLAS product each */
+        if (nm->on) PT_TRY(fl_prenorm(ex, x, nm, &xd, &ldx, M));
         for (int i = 0; i < count; i++)
             if (ws[i]->shape[0] > 0) PT_TRY(fl_gemm(ex, xd, ldx, M, ws[i], outs[i]->data));
         return PETREL_OK;
@@ -336,13 +410,14 @@ static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor 
         g.seg_start[i + 1] = g.seg_start[i] + ws[i]->shape[0];
     }
     g.N = g.seg_start[count];
+    PT_TRY(fl_gemv_norm(ex, x, nm, &g));
     if (g.N > 0) PCU_LAUNCHED(ex, pcu_gemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "linear_n gemv");
     return PETREL_OK;
 }
 
 /* petrel.gated_linear (GATED) and petrel.linear_add (RESID). */
 static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor *x, const void *xd, int64_t ldx,
-                                 int64_t M) {
+                                 int64_t M, fl_norm *nm) {
     bool gated = n->op == PETREL_OP_PETREL_GATED_LINEAR;
     const pt_tensor *w = pk_tensor(ex, n, 1), *w2 = gated ? pk_tensor(ex, n, 2) : NULL;
     if (!fl_weight_ok(w, x) || (gated && (!fl_weight_ok(w2, x) || w2->shape[0] != w->shape[0])))
@@ -378,12 +453,14 @@ static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor 
                       .act = act, .w2 = gated ? w2->data : NULL,
                       .w_const = pk_is_const(ex, n, 1, 0) && (!gated || pk_is_const(ex, n, 2, 0))};
         if (!gated) g.self = rb.data, g.self_dtype = rb.dtype, g.self_sm = rs, g.self_sn = rn;
+        PT_TRY(fl_gemv_norm(ex, x, nm, &g));
         PCU_LAUNCHED(ex, pcu_gemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "fused linear gemv");
         return PETREL_OK;
     }
     size_t bytes = (size_t)(M * N * (int64_t)pt_elsize(out));
     void *a = pk_dev_scratch(ex, bytes), *b = gated ? pk_dev_scratch(ex, bytes) : NULL;
     if (!a || (gated && !b)) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a fused linear");
+    if (nm->on) PT_TRY(fl_prenorm(ex, x, nm, &xd, &ldx, M));
     PT_TRY(fl_gemm(ex, xd, ldx, M, w, a));
     if (gated) PT_TRY(fl_gemm(ex, xd, ldx, M, w2, b));
     PCU_LAUNCHED(ex,
@@ -403,8 +480,10 @@ static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
     const void *xd = NULL;
     int64_t ldx = 0, M = 0;
     PT_TRY(fl_rows(ex, x, &xd, &ldx, &M));
-    if (n->op == PETREL_OP_PETREL_LINEAR_N) return fl_linear_n(ex, n, x, xd, ldx, M);
-    return fl_epilogue(ex, n, x, xd, ldx, M);
+    fl_norm nm;
+    PT_TRY(fl_norm_args(ex, n, x, &nm));
+    if (n->op == PETREL_OP_PETREL_LINEAR_N) return fl_linear_n(ex, n, x, xd, ldx, M, &nm);
+    return fl_epilogue(ex, n, x, xd, ldx, M, &nm);
 }
 
 /*

@@ -27,7 +27,7 @@
 #include "matmul_k.h"
 
 #define GEMV_MAX_THREADS 256
-#define GEMV_CPT 2 /* chunks per row per thread loaded before use */
+#define GEMV_CPT 2 /* chunks per row per thread loaded before use (rows longer than one round) */
 
 /* The activation of a gated linear, in float as torch computes it. */
 __device__ __forceinline__ float gemv_act(float v, int act) {
@@ -51,8 +51,58 @@ __device__ __forceinline__ int gemv_seg(const pcu_gemv &g, int64_t n) {
  * only then; everything it writes comes after the wait.  Once its own
  * loads are issued it lets the next kernel start the same way. */
 
+/* A 16-byte chunk of a weight row, read once (don't keep it in cache).
+ * CPT = 1 is the one-pass case (the whole row in one round of loads, only
+ * for program constants): there the loads also ask L2 for 128 bytes at a
+ * time, which measured 16.6 us instead of 17.4 for the gated 2 x 8192 x
+ * 2048 bf16 GEMV on an H200 (4.0 TB/s), but slower for the long rows of
+ * CPT = 2.  The asm is volatile, so it stays after an earlier wait. */
+template <int CPT> __device__ __forceinline__ uint4 gemv_ldw(const void *p) {
+    if (CPT != 1) return __ldcs((const uint4 *)p);
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.L2::128B.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+    return r;
+}
+
 /* G = 2: gated, the block also streams the same rows of w2. */
-template <typename T, int MR, int RB, int CPT, int G>
+/* x . w over one 16-byte chunk into each row's accumulator. */
+template <typename T, int R>
+__device__ __forceinline__ void gemv_fma(float *acc, const uint4 *wv, const float *xf) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float wf[dn_vec<T>::n];
+        dn_unpack(wv[r], wf, T());
+#pragma unroll
+        for (int v = 0; v < dn_vec<T>::n; v++) acc[r] = fmaf(wf[v], xf[v], acc[r]);
+    }
+}
+
+/* The RMSNorm prologue (NORM: one row, one pass): this thread's chunk c of
+ * x, normalized as petrel.rms_norm does (the block sums the squares of
+ * the whole row), rounded to T.  nw: the chunk of the norm weight. */
+template <typename T>
+__device__ __forceinline__ void gemv_norm(const pcu_gemv &g, int64_t c, int64_t nch, const float *nw, float *xf) {
+    constexpr int V = dn_vec<T>::n;
+    __shared__ float red[32];
+    float ss = 0.0f;
+    if (c < nch) {
+        dn_unpack(*(const uint4 *)((const T *)g.x + c * V), xf, T()); /* not __ldg: see dn_pdl_wait */
+#pragma unroll
+        for (int v = 0; v < V; v++) ss = fmaf(xf[v], xf[v], ss);
+    }
+    float rstd = 1.0f / sqrtf(dn_block_sum(ss, red) / (float)g.K + g.norm_eps);
+#pragma unroll
+    for (int v = 0; v < V; v++) {
+        float n = xf[v] * rstd;
+        if (g.norm_dtype >= 0) n = dn_round_to(n, g.norm_dtype);
+        if (g.norm_w) n *= g.norm_add_one ? 1.0f + nw[v] : nw[v];
+        xf[v] = dn_round<T>(n);
+    }
+}
+
+template <typename T, int MR, int RB, int CPT, int G, bool NORM>
 __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
     constexpr int V = dn_vec<T>::n; /* elements per 16-byte chunk */
     constexpr int R = RB * G;       /* weight rows per block */
@@ -78,8 +128,21 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
         for (int r = 0; r < R; r++) acc[m][r] = 0.0f;
 
     bool waited = !g.w_const;
-    if (waited) dn_pdl_wait(); /* a computed weight: it may not be written yet */
-    for (int64_t c0 = threadIdx.x; c0 < nch; c0 += (int64_t)nt * CPT) {
+    if (NORM) { /* one row in one pass of constant weights (gemv_norm_ok) */
+        const int64_t c = threadIdx.x;
+        uint4 wv[R];
+        float nw[V], xf[V];
+#pragma unroll
+        for (int r = 0; r < R; r++) wv[r] = c < nch ? gemv_ldw<1>(wrow[r] + c * V) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int v = 0; v < V; v++) nw[v] = g.norm_w && c < nch ? dn_load(g.norm_w, g.norm_wdt, c * V + v) : 0.0f;
+        dn_pdl_wait();
+        waited = true;
+        gemv_norm<T>(g, c, nch, nw, xf);
+        if (c < nch) gemv_fma<T, R>(acc[0], wv, xf);
+    }
+    if (waited && !NORM) dn_pdl_wait(); /* a computed weight: it may not be written yet */
+    for (int64_t c0 = threadIdx.x; !NORM && c0 < nch; c0 += (int64_t)nt * CPT) {
         /* all loads of W first: they are what the kernel waits for */
         uint4 wv[R][CPT];
 #pragma unroll
@@ -87,8 +150,7 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
 #pragma unroll
             for (int q = 0; q < CPT; q++) {
                 int64_t c = c0 + (int64_t)q * nt;
-                wv[r][q] = c < nch ? __ldcs((const uint4 *)(wrow[r] + c * V)) /* read once: don't keep */
-                                   : make_uint4(0, 0, 0, 0);
+                wv[r][q] = c < nch ? gemv_ldw<CPT>(wrow[r] + c * V) : make_uint4(0, 0, 0, 0);
             }
         if (!waited) { /* the weights are constant: only x comes from the kernel before */
             dn_pdl_wait();
@@ -157,21 +219,36 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
     }
 }
 
-template <typename T, int MR, int RB, int G>
+template <typename T, int MR, int RB, int CPT, int G, bool NORM>
 static cudaError_t gemv_go(cudaStream_t s, const pcu_gemv *g, int threads) {
-    return dn_launch_pdl(gemv_kernel<T, MR, RB, GEMV_CPT, G>, dim3((unsigned)((g->N + RB - 1) / RB)),
+    return dn_launch_pdl(gemv_kernel<T, MR, RB, CPT, G, NORM>, dim3((unsigned)((g->N + RB - 1) / RB)),
                          dim3((unsigned)threads), 0, s, *g);
 }
 
-/* Rows per block: 4 when that still gives two blocks per multiprocessor,
- * fewer for small N.  Threads: one per 16-byte chunk of a row, at most
- * 256. */
+template <typename T, int MR, int CPT, int G, bool NORM>
+static cudaError_t gemv_rb(cudaStream_t s, const pcu_gemv *g, int sm_count, int threads) {
+    if (g->N >= 4LL * 4 * sm_count) return gemv_go<T, MR, 4, CPT, G, NORM>(s, g, threads);
+    if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, CPT, G, NORM>(s, g, threads);
+    return gemv_go<T, MR, 1, CPT, G, NORM>(s, g, threads);
+}
+
+/* Threads for a row of K elements: one per 16-byte chunk, at most 256. */
+template <typename T> static int gemv_threads(int64_t K) {
+    int64_t nch = K / dn_vec<T>::n;
+    return nch >= GEMV_MAX_THREADS ? GEMV_MAX_THREADS : (int)((nch + 31) / 32 * 32);
+}
+
+/* Rows per block: 4 when that still gives four blocks per multiprocessor,
+ * fewer for small N (measured on an H200: the 2048 x 2048 GEMV takes 3.1 us
+ * with 2 rows, 3.35 with 4).  Constant weights whose rows fit one round of
+ * loads (K <= 2048 in bf16) go one pass (CPT = 1): no registers held for a
+ * second round, so more blocks fit on a multiprocessor (gated 2 x 8192 x
+ * 2048: 20.6 -> 16.6 us). */
 template <typename T, int MR, int G> static cudaError_t gemv_rows(cudaStream_t s, const pcu_gemv *g, int sm_count) {
-    int64_t nch = g->K / dn_vec<T>::n;
-    int threads = nch >= GEMV_MAX_THREADS ? GEMV_MAX_THREADS : (int)((nch + 31) / 32 * 32);
-    if (g->N >= 4LL * 2 * sm_count) return gemv_go<T, MR, 4, G>(s, g, threads);
-    if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, G>(s, g, threads);
-    return gemv_go<T, MR, 1, G>(s, g, threads);
+    int threads = gemv_threads<T>(g->K);
+    if (g->norm) return MR == 1 ? gemv_rb<T, 1, 1, G, true>(s, g, sm_count, threads) : cudaErrorInvalidValue;
+    if (g->w_const && g->K / dn_vec<T>::n <= threads) return gemv_rb<T, MR, 1, G, false>(s, g, sm_count, threads);
+    return gemv_rb<T, MR, GEMV_CPT, G, false>(s, g, sm_count, threads);
 }
 
 template <typename T, int G> static cudaError_t gemv_dispatch(cudaStream_t s, const pcu_gemv *g, int sm_count) {
@@ -185,10 +262,21 @@ template <typename T> static cudaError_t gemv_type(cudaStream_t s, const pcu_gem
     return g->mode == PCU_GEMV_GATED ? gemv_dispatch<T, 2>(s, g, sm_count) : gemv_dispatch<T, 1>(s, g, sm_count);
 }
 
+extern "C" bool pcu_gemv_norm_ok(const pcu_gemv *g) {
+    int64_t V;
+    switch (g->dtype) {
+    case PETREL_DTYPE_F32: V = 4; break;
+    case PETREL_DTYPE_F16:
+    case PETREL_DTYPE_BF16: V = 8; break;
+    default: return false;
+    }
+    return g->M == 1 && g->w_const && g->K % V == 0 && g->K / V <= GEMV_MAX_THREADS;
+}
+
 extern "C" cudaError_t pcu_gemv_launch(cudaStream_t s, const pcu_gemv *g, int sm_count) {
     if (g->M < 1 || g->M > PCU_GEMV_MAX_M || g->K < 1 || g->nseg < 0 || g->nseg > PCU_GEMV_MAX_SEG ||
         (g->nseg && g->mode != PCU_GEMV_PLAIN) || (g->mode == PCU_GEMV_RESID && !g->self) ||
-        (g->mode == PCU_GEMV_GATED && !g->w2))
+        (g->mode == PCU_GEMV_GATED && !g->w2) || (g->norm && !pcu_gemv_norm_ok(g)))
         return cudaErrorInvalidValue;
     switch (g->dtype) {
     case PETREL_DTYPE_F32: return gemv_type<float>(s, g, sm_count);
