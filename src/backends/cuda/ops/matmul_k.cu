@@ -67,42 +67,7 @@ template <int CPT> __device__ __forceinline__ uint4 gemv_ldw(const void *p) {
 }
 
 /* G = 2: gated, the block also streams the same rows of w2. */
-/* x . w over one 16-byte chunk into each row's accumulator. */
-template <typename T, int R>
-__device__ __forceinline__ void gemv_fma(float *acc, const uint4 *wv, const float *xf) {
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        float wf[dn_vec<T>::n];
-        dn_unpack(wv[r], wf, T());
-#pragma unroll
-        for (int v = 0; v < dn_vec<T>::n; v++) acc[r] = fmaf(wf[v], xf[v], acc[r]);
-    }
-}
-
-/* The RMSNorm prologue (NORM: one row, one pass): this thread's chunk c of
- * x, normalized as petrel.rms_norm does (the block sums the squares of
- * the whole row), rounded to T.  nw: the chunk of the norm weight. */
-template <typename T>
-__device__ __forceinline__ void gemv_norm(const pcu_gemv &g, int64_t c, int64_t nch, const float *nw, float *xf) {
-    constexpr int V = dn_vec<T>::n;
-    __shared__ float red[32];
-    float ss = 0.0f;
-    if (c < nch) {
-        dn_unpack(*(const uint4 *)((const T *)g.x + c * V), xf, T()); /* not __ldg: see dn_pdl_wait */
-#pragma unroll
-        for (int v = 0; v < V; v++) ss = fmaf(xf[v], xf[v], ss);
-    }
-    float rstd = 1.0f / sqrtf(dn_block_sum(ss, red) / (float)g.K + g.norm_eps);
-#pragma unroll
-    for (int v = 0; v < V; v++) {
-        float n = xf[v] * rstd;
-        if (g.norm_dtype >= 0) n = dn_round_to(n, g.norm_dtype);
-        if (g.norm_w) n *= g.norm_add_one ? 1.0f + nw[v] : nw[v];
-        xf[v] = dn_round<T>(n);
-    }
-}
-
-template <typename T, int MR, int RB, int CPT, int G, bool NORM>
+template <typename T, int MR, int RB, int CPT, int G>
 __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
     constexpr int V = dn_vec<T>::n; /* elements per 16-byte chunk */
     constexpr int R = RB * G;       /* weight rows per block */
@@ -128,21 +93,8 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
         for (int r = 0; r < R; r++) acc[m][r] = 0.0f;
 
     bool waited = !g.w_const;
-    if (NORM) { /* one row in one pass of constant weights (gemv_norm_ok) */
-        const int64_t c = threadIdx.x;
-        uint4 wv[R];
-        float nw[V], xf[V];
-#pragma unroll
-        for (int r = 0; r < R; r++) wv[r] = c < nch ? gemv_ldw<1>(wrow[r] + c * V) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-        for (int v = 0; v < V; v++) nw[v] = g.norm_w && c < nch ? dn_load(g.norm_w, g.norm_wdt, c * V + v) : 0.0f;
-        dn_pdl_wait();
-        waited = true;
-        gemv_norm<T>(g, c, nch, nw, xf);
-        if (c < nch) gemv_fma<T, R>(acc[0], wv, xf);
-    }
-    if (waited && !NORM) dn_pdl_wait(); /* a computed weight: it may not be written yet */
-    for (int64_t c0 = threadIdx.x; !NORM && c0 < nch; c0 += (int64_t)nt * CPT) {
+    if (waited) dn_pdl_wait(); /* a computed weight: it may not be written yet */
+    for (int64_t c0 = threadIdx.x; c0 < nch; c0 += (int64_t)nt * CPT) {
         /* all loads of W first: they are what the kernel waits for */
         uint4 wv[R][CPT];
 #pragma unroll
@@ -219,36 +171,31 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
     }
 }
 
-template <typename T, int MR, int RB, int CPT, int G, bool NORM>
+template <typename T, int MR, int RB, int CPT, int G>
 static cudaError_t gemv_go(cudaStream_t s, const pcu_gemv *g, int threads) {
-    return dn_launch_pdl(gemv_kernel<T, MR, RB, CPT, G, NORM>, dim3((unsigned)((g->N + RB - 1) / RB)),
+    return dn_launch_pdl(gemv_kernel<T, MR, RB, CPT, G>, dim3((unsigned)((g->N + RB - 1) / RB)),
                          dim3((unsigned)threads), 0, s, *g);
 }
 
-template <typename T, int MR, int CPT, int G, bool NORM>
-static cudaError_t gemv_rb(cudaStream_t s, const pcu_gemv *g, int sm_count, int threads) {
-    if (g->N >= 4LL * 4 * sm_count) return gemv_go<T, MR, 4, CPT, G, NORM>(s, g, threads);
-    if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, CPT, G, NORM>(s, g, threads);
-    return gemv_go<T, MR, 1, CPT, G, NORM>(s, g, threads);
-}
-
-/* Threads for a row of K elements: one per 16-byte chunk, at most 256. */
-template <typename T> static int gemv_threads(int64_t K) {
-    int64_t nch = K / dn_vec<T>::n;
-    return nch >= GEMV_MAX_THREADS ? GEMV_MAX_THREADS : (int)((nch + 31) / 32 * 32);
-}
-
-/* Rows per block: 4 when that still gives four blocks per multiprocessor,
- * fewer for small N (measured on an H200: the 2048 x 2048 GEMV takes 3.1 us
- * with 2 rows, 3.35 with 4).  Constant weights whose rows fit one round of
- * loads (K <= 2048 in bf16) go one pass (CPT = 1): no registers held for a
- * second round, so more blocks fit on a multiprocessor (gated 2 x 8192 x
- * 2048: 20.6 -> 16.6 us). */
+/* Rows per block: 4 when that still gives a few blocks per multiprocessor,
+ * fewer for small N.  Threads: one per 16-byte chunk of a row, at most
+ * 256.  Constant weights whose rows fit one round of loads (K <= 2048 in
+ * bf16) go one pass (CPT = 1): no registers held for a second round, so
+ * more blocks fit on a multiprocessor.  Measured on an H200 in a chain of
+ * launches: gated 2 x 8192 x 2048 bf16 20.6 -> 16.6 us, q/k/v 3072 x 2048
+ * 4.6 -> 4.1 us, and 2 rows per block for 2048 x 2048 (3.1 us, 4 rows
+ * 3.35). */
 template <typename T, int MR, int G> static cudaError_t gemv_rows(cudaStream_t s, const pcu_gemv *g, int sm_count) {
-    int threads = gemv_threads<T>(g->K);
-    if (g->norm) return MR == 1 ? gemv_rb<T, 1, 1, G, true>(s, g, sm_count, threads) : cudaErrorInvalidValue;
-    if (g->w_const && g->K / dn_vec<T>::n <= threads) return gemv_rb<T, MR, 1, G, false>(s, g, sm_count, threads);
-    return gemv_rb<T, MR, GEMV_CPT, G, false>(s, g, sm_count, threads);
+    int64_t nch = g->K / dn_vec<T>::n;
+    int threads = nch >= GEMV_MAX_THREADS ? GEMV_MAX_THREADS : (int)((nch + 31) / 32 * 32);
+    if (g->w_const && nch <= threads) {
+        if (g->N >= 4LL * 4 * sm_count) return gemv_go<T, MR, 4, 1, G>(s, g, threads);
+        if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, 1, G>(s, g, threads);
+        return gemv_go<T, MR, 1, 1, G>(s, g, threads);
+    }
+    if (g->N >= 4LL * 2 * sm_count) return gemv_go<T, MR, 4, GEMV_CPT, G>(s, g, threads);
+    if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, GEMV_CPT, G>(s, g, threads);
+    return gemv_go<T, MR, 1, GEMV_CPT, G>(s, g, threads);
 }
 
 template <typename T, int G> static cudaError_t gemv_dispatch(cudaStream_t s, const pcu_gemv *g, int sm_count) {
@@ -262,21 +209,10 @@ template <typename T> static cudaError_t gemv_type(cudaStream_t s, const pcu_gem
     return g->mode == PCU_GEMV_GATED ? gemv_dispatch<T, 2>(s, g, sm_count) : gemv_dispatch<T, 1>(s, g, sm_count);
 }
 
-extern "C" bool pcu_gemv_norm_ok(const pcu_gemv *g) {
-    int64_t V;
-    switch (g->dtype) {
-    case PETREL_DTYPE_F32: V = 4; break;
-    case PETREL_DTYPE_F16:
-    case PETREL_DTYPE_BF16: V = 8; break;
-    default: return false;
-    }
-    return g->M == 1 && g->w_const && g->K % V == 0 && g->K / V <= GEMV_MAX_THREADS;
-}
-
 extern "C" cudaError_t pcu_gemv_launch(cudaStream_t s, const pcu_gemv *g, int sm_count) {
     if (g->M < 1 || g->M > PCU_GEMV_MAX_M || g->K < 1 || g->nseg < 0 || g->nseg > PCU_GEMV_MAX_SEG ||
         (g->nseg && g->mode != PCU_GEMV_PLAIN) || (g->mode == PCU_GEMV_RESID && !g->self) ||
-        (g->mode == PCU_GEMV_GATED && !g->w2) || (g->norm && !pcu_gemv_norm_ok(g)))
+        (g->mode == PCU_GEMV_GATED && !g->w2))
         return cudaErrorInvalidValue;
     switch (g->dtype) {
     case PETREL_DTYPE_F32: return gemv_type<float>(s, g, sm_count);

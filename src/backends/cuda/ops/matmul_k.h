@@ -53,20 +53,10 @@ typedef struct pcu_gemv {
     const void *seg_w[PCU_GEMV_MAX_SEG];
     void *seg_out[PCU_GEMV_MAX_SEG];
     int64_t seg_start[PCU_GEMV_MAX_SEG + 1];
-    /* norm: x is first replaced by petrel.rms_norm(x, norm_w, norm_eps,
-     * norm_add_one, norm_dtype) rounded to dtype (ops.def: the fused
-     * linears' norm prologue); only where pcu_gemv_norm_ok holds */
-    int32_t norm, norm_add_one, norm_dtype; /* norm_dtype: -1 = none */
-    const void *norm_w;                     /* (K) program constant, or NULL */
-    int32_t norm_wdt;
-    float norm_eps;
 } pcu_gemv;
 
 cudaError_t pcu_gemv_launch(cudaStream_t s, const pcu_gemv *g, int sm_count);
 
-/* Can the GEMV apply the norm prologue itself: one row of x (M = 1) whose
- * 16-byte chunks the block's threads cover in one pass, constant weights? */
-bool pcu_gemv_norm_ok(const pcu_gemv *g);
 
 /* The prefill side of the fused linears, elementwise over n dense
  * elements of dtype, with the GEMV's rounding points: a is the rounded
