@@ -10,8 +10,9 @@
 ** for decode, split over the cache length within a thread block cluster,
 ** GQA heads sharing each K/V read, masked keys skipped, the cache write
 ** folded in); rope and the general cache write are fused_k.cu.
-** sdpa_cache's own rope (rope_cos/rope_sin) rotates q and k into scratch
-** with the rope kernel first.
+** sdpa_cache's own rope (rope_cos/rope_sin) is applied by the decode
+** launch as it loads q and the new k; elsewhere the rope kernel rotates
+** them into scratch first.
 */
 #include <math.h>
 
@@ -127,6 +128,36 @@ static bool cache_fits(const pt_tensor *cache, const pt_tensor *src) {
     return src->shape[0] == cache->shape[0] && src->shape[1] == cache->shape[1] && src->shape[3] == cache->shape[3];
 }
 
+/* The decode launch's cache write: positions and the new rows. */
+static void attn_cache_args(pcu_attn *a, const pt_tensor *pos, const pt_tensor *k, const pt_tensor *v) {
+    a->pos = pos->data, a->pos_dt = pos->dtype, a->kn = k->data, a->vn = v->data, a->kn_dt = k->dtype,
+    a->vn_dt = v->dtype, a->kn_se = k->stride[3], a->vn_se = v->stride[3];
+    for (int i = 0; i < 2; i++) a->knb[i] = k->stride[i], a->vnb[i] = v->stride[i];
+}
+
+/* Hand sdpa_cache's rope to the decode launch (it rotates q and the new k
+ * as it loads them) when it can: one cos / sin row of q's dtype per batch
+ * index, shared by the heads (HF's (B, 1, L, R)).  False leaves a as it
+ * was. */
+static bool attn_rope(pcu_attn *a, const pt_tensor *q, const pt_tensor *c, const pt_tensor *s, const pt_tensor *pos,
+                      const pt_tensor *k, const pt_tensor *v, int sm_count) {
+    if (c->rank < 1 || s->rank < 1 || c->rank > 4 || s->rank > 4) return false;
+    int64_t R = c->shape[c->rank - 1], shape[4] = {q->shape[0], q->shape[1], q->shape[2], R};
+    pt_tensor cb, sb;
+    if (s->shape[s->rank - 1] != R || !pt_broadcast_to(c, 4, shape, &cb) || !pt_broadcast_to(s, 4, shape, &sb))
+        return false;
+    if (cb.dtype != (petrel_dtype)a->dtype || sb.dtype != cb.dtype || pcu_is_host_scalar(c) || pcu_is_host_scalar(s) ||
+        cb.stride[3] != 1 || sb.stride[3] != 1 || cb.stride[1] != 0 || sb.stride[1] != 0 ||
+        cb.stride[0] != sb.stride[0] || q->shape[2] != 1)
+        return false;
+    pcu_attn t = *a;
+    attn_cache_args(&t, pos, k, v);
+    t.rcos = cb.data, t.rsin = sb.data, t.R = R, t.rcb[0] = cb.stride[0], t.rcb[1] = 0;
+    if (!pcu_attn_rope_ok(&t, sm_count)) return false;
+    a->rcos = t.rcos, a->rsin = t.rsin, a->R = R, a->rcb[0] = t.rcb[0], a->rcb[1] = 0;
+    return true;
+}
+
 /*
 ** The cache write, then attention of q over the whole caches, with GQA and
 ** the mask mapped onto the shared attention kernels.  A decode step (one
@@ -184,7 +215,7 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     }
     pcu_ctx *c = pk_cuda(ex);
     pt_tensor qr, kr; /* rotated q and k (rope_cos/rope_sin given) */
-    if (rc) {
+    if (rc && !attn_rope(&a, q, rc, rs, pos, k, v, c->sm_count)) { /* else the launch rotates them */
         PT_TRY(rope_scratch(ex, q, rc, rs, &qr, "q"));
         PT_TRY(rope_scratch(ex, k, rc, rs, &kr, "k"));
         q = &qr, k = &kr;
@@ -201,9 +232,7 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     /* every check and allocation done: only now touch the state, so a
      * failing call leaves the caches as they were.  A decode step's
      * attention writes the new rows itself when it can (one launch). */
-    a.pos = pos->data, a.pos_dt = pos->dtype, a.kn = k->data, a.vn = v->data, a.kn_dt = k->dtype,
-    a.vn_dt = v->dtype, a.kn_se = k->stride[3], a.vn_se = v->stride[3];
-    for (int i = 0; i < 2; i++) a.knb[i] = k->stride[i], a.vnb[i] = v->stride[i];
+    attn_cache_args(&a, pos, k, v);
     if (pt_numel(out) > 0 && pcu_attn_writes_cache(&a, c->sm_count)) {
         PCU_LAUNCHED(ex, pcu_attn_launch(c->stream, &a, c->sm_count, scratch), "sdpa_cache attention");
         return PETREL_OK;

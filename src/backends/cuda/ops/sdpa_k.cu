@@ -131,6 +131,7 @@ static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
     g->dcl = ncl < DEC_CLUSTER ? (int)ncl : DEC_CLUSTER;
     g->dmc = mc <= 4 ? 4 : mc <= 8 ? 8 : 16;
     g->smem = sizeof(float) * (size_t)(ATTN_ROWS * a->E + (g->dw + 1) * g->qb * (a->Ev + 2));
+    if (a->rcos) g->smem = (g->smem + 15) / 16 * 16 + (size_t)(a->E * attn_elsize(a->dtype)); /* the rotated new k */
     g->nsplit = 1, g->kps = a->S;
     g->dec = true;
 }
@@ -175,11 +176,11 @@ static attn_grid attn_plan(const pcu_attn *a, int sm_count) {
  * output batch count, < 2^31 (pcu_attn_fits), so 32-bit division does --
  * 64-bit division would be most of a decode block's arithmetic. */
 typedef struct attn_offs {
-    int64_t k, v, q, m, o, kn, vn;
+    int64_t k, v, q, m, o, kn, vn, rc;
 } attn_offs;
 
 __device__ __forceinline__ attn_offs attn_offsets(const pcu_attn &a, int64_t kvb) {
-    attn_offs o = {0, 0, 0, 0, 0, 0, 0};
+    attn_offs o = {0, 0, 0, 0, 0, 0, 0, 0};
     unsigned rem = (unsigned)kvb;
     int64_t mul = 1;
     for (int d = a.nb - 1; d >= 0; d--) {
@@ -191,7 +192,7 @@ __device__ __forceinline__ attn_offs attn_offsets(const pcu_attn &a, int64_t kvb
         unsigned xk = head ? x / (unsigned)a.kdiv : x, xv = head ? x / (unsigned)a.vdiv : x;
         o.k += xk * a.kb[d], o.kn += xk * a.knb[d];
         o.v += xv * a.vb[d], o.vn += xv * a.vnb[d];
-        o.q += x * a.qb[d], o.m += x * a.mb[d];
+        o.q += x * a.qb[d], o.m += x * a.mb[d], o.rc += x * a.rcb[d];
         o.o += x * mul, mul *= a.bshape[d];
     }
     return o;
@@ -462,6 +463,18 @@ __device__ __forceinline__ void dec_mask(const pcu_attn &a, const int64_t *mrow,
     }
 }
 
+/* Element e of the row x (element stride xs) after petrel.rope with the
+ * cos / sin row c, s on its first R channels, in float (products and the
+ * sum rounded to T, as the rope kernel does). */
+template <typename T>
+__device__ __forceinline__ float dec_rope(const T *x, int64_t xs, int e, int R, const T *c, const T *s) {
+    float v = dn_f32(x[e * xs]);
+    if (e >= R) return v;
+    const int h = R / 2;
+    float xp = dn_f32(x[(e < h ? e + h : e - h) * xs]);
+    return dn_round<T>(dn_round<T>(v * dn_f32(c[e])) + dn_round<T>((e < h ? -xp : xp) * dn_f32(s[e])));
+}
+
 /* Grid (k/v matrices x row blocks, cluster blocks), clusters (1, dcl); a
  * block takes up to ATTN_ROWS rows.  Warp w of cluster block c takes the
  * 32-key chunks w * dcl + c + n * dw * dcl.  MC bounds the 16-byte chunks
@@ -505,6 +518,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
     int64_t p = -1; /* key p's K and V rows come from kn / vn; -1: none */
     if (a.pos) p = *(const int64_t *)a.pos;
     const T *kn = a.pos ? (const T *)a.kn + o.kn : NULL, *vn = a.pos ? (const T *)a.vn + o.vn : NULL;
+    const T *rc = (const T *)a.rcos + o.rc, *rs = (const T *)a.rsin + o.rc; /* the rope's row (a.rcos) */
     constexpr int QPT = (MC * V + 31) / 32; /* query elements per row and thread (E <= MC * V, >= 32 threads) */
     float qv[ATTN_ROWS][QPT];
 #pragma unroll
@@ -512,8 +526,15 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
 #pragma unroll
         for (int u = 0; u < QPT; u++) {
             int e = threadIdx.x + u * blockDim.x;
-            qv[r][u] = e < E ? dn_f32(((const T *)a.q)[qrow[r] + e * a.q_se]) : 0.0f;
+            const T *qr = (const T *)a.q + qrow[r];
+            qv[r][u] = e >= E ? 0.0f : a.rcos ? dec_rope(qr, a.q_se, e, (int)a.R, rc, rs) : dn_f32(qr[e * a.q_se]);
         }
+    if (a.rcos && kn) { /* the new keys rotated into shared memory: the row read and written below */
+        size_t end = sizeof(float) * (size_t)(ATTN_ROWS * E + (nw + 1) * qb * pitch);
+        T *knr = (T *)((char *)sm + (end + 15) / 16 * 16);
+        for (int e = threadIdx.x; e < E; e += blockDim.x) knr[e] = dn_from<T>(dec_rope(kn, 1, e, (int)a.R, rc, rs));
+        kn = knr;
+    }
     const int64_t nch = (a.S + 31) / 32, cstep = (int64_t)nw * ncl;
     int64_t ch = (int64_t)warp * ncl + crank;
     float mv[ATTN_ROWS];
@@ -739,9 +760,15 @@ extern "C" bool pcu_attn_writes_cache(const pcu_attn *a, int sm_count) {
     return ok;
 }
 
+extern "C" bool pcu_attn_rope_ok(const pcu_attn *a, int sm_count) {
+    return a->rcos && a->rsin && a->R > 0 && a->R % 2 == 0 && a->R <= a->E && a->nb > 0 &&
+           a->rcb[a->nb - 1] == 0 && pcu_attn_writes_cache(a, sm_count) && pcu_attn_fits(a, sm_count);
+}
+
 extern "C" cudaError_t pcu_attn_launch(cudaStream_t s, const pcu_attn *a, int sm_count, void *scratch) {
     if (!pcu_attn_fits(a, sm_count)) return cudaErrorInvalidValue;
     if (a->pos && !pcu_attn_writes_cache(a, sm_count)) return cudaErrorInvalidValue;
+    if (a->rcos && !pcu_attn_rope_ok(a, sm_count)) return cudaErrorInvalidValue;
     attn_grid g = attn_plan(a, sm_count);
     if (g.nrowblk * g.nkv == 0) return cudaSuccess;
     if (g.dec) {

@@ -62,11 +62,24 @@ typedef struct pcu_attn {
     int32_t kn_dt, vn_dt;
     int64_t knb[PCU_ATTN_MAX_BATCH], vnb[PCU_ATTN_MAX_BATCH]; /* per output batch dim, as kb / vb */
     int64_t kn_se, vn_se;                 /* column strides */
+    /* petrel.sdpa_cache's rope, applied by the decode launch with the
+     * cache write (pcu_attn_rope_ok; rcos NULL = none): q and the new k
+     * rotated first as petrel.rope(x, rcos, rsin) would, on their first
+     * R channels; cos and sin of the dtype above, their elements
+     * contiguous, one row per output batch index (strides rcb, the head's
+     * 0: shared by every head; L = 1) */
+    const void *rcos, *rsin;
+    int64_t R;
+    int64_t rcb[PCU_ATTN_MAX_BATCH];
 } pcu_attn;
 
 /* False when the kernel cannot run this problem (shared memory, grid
  * limits); the launch would then fail with cudaErrorInvalidValue. */
 bool pcu_attn_fits(const pcu_attn *a, int sm_count);
+
+/* Can the launch apply the rope set in a (rcos, rsin, R, rcb) itself?
+ * Only the decode step that writes the cache (pcu_attn_writes_cache). */
+bool pcu_attn_rope_ok(const pcu_attn *a, int sm_count);
 
 /* Device scratch (bytes) the launch needs for split partial results; 0
  * when the problem runs unsplit.  Depends on shapes only. */
