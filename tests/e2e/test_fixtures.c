@@ -11,7 +11,16 @@
 ** With --backend B every fixture is placed on backend B (compiled for it
 ** with --compile); tests/gpu/run.sh runs the suite with --backend cuda.
 ** --loopback replaces the CUDA device by a test stand-in (runtime/loopback.c).
-** usage: test_fixtures FIXTURE_DIR [--compile DIR] [--backend cpu|cuda] [--loopback] [NAME_SUBSTRING]
+**
+** With --quant SCHEME (petrel compile --quant; needs --compile DIR, and
+** --quant-embedding quantizes embeddings too) each fixture is compiled
+** with quantized weights twice, for the backend and for the CPU, and the
+** backend's outputs are compared with the CPU's on the same inputs:
+** torch has no reference for quantized weights, the CPU kernels are their
+** oracle.  Tolerance: the fixture's, at least 1e-3.
+** usage: test_fixtures FIXTURE_DIR [--compile DIR] [--backend cpu|cuda] [--loopback]
+**                      [--quant SCHEME [--quant-embedding]] [NAME_SUBSTRING]...
+** (the fixtures whose name contains one of the substrings; all without)
 */
 #include <jansson.h>
 #include <math.h>
@@ -82,31 +91,57 @@ static bool compare(const petrel_tensor_desc *got, const petrel_tensor_desc *wan
 }
 
 static const char *backend; /* --backend: NULL = the default placement */
+static const char *quant;   /* --quant: NULL = float weights */
+static bool quant_embedding;
 
 /* White-box hook (runtime/device.h): --loopback stands a host-memory test
  * device in for CUDA, so `--backend cuda` mixes both sides on any machine. */
 void pt_device_use_loopback(void);
 
+/* Compile the fixture's model (path) into DIR/<name><suffix>.petrel for
+ * backend `be` (with --quant's weights), then load it for `be`. */
+static bool load_program(const char *path, const char *compile_dir, const char *name, const char *suffix,
+                         const char *be, petrel_program_t **prog, char *why, size_t cap) {
+    char out[1024];
+    if (compile_dir) {
+        snprintf(out, sizeof out, "%s/%s%s.petrel", compile_dir, name, suffix);
+        petrel_compile_opts co = {.backend = be, .quant = quant, .quant_embedding = quant_embedding};
+        if (petrel_compile(NULL, path, out, &co) != PETREL_OK) {
+            snprintf(why, cap, "compile%s: %s", suffix, petrel_last_error());
+            return false;
+        }
+        path = out;
+    }
+    petrel_load_opts lo = {.backend = be};
+    if (petrel_program_load(prog, path, &lo) != PETREL_OK) {
+        snprintf(why, cap, "load%s: %s", suffix, petrel_last_error());
+        return false;
+    }
+    return true;
+}
+
+/* Run one step (inputs from `in`) on p; false with a reason on failure. */
+static bool run_step(petrel_program_t *p, petrel_tensor_file_t *in, int s, char *why, size_t cap) {
+    if (petrel_program_set_inputs_from_file(p, in) != PETREL_OK || petrel_program_execute(p) != PETREL_OK) {
+        snprintf(why, cap, "step %d: %s", s, petrel_program_error(p));
+        return false;
+    }
+    return true;
+}
+
+/* Runs the fixture's steps and compares every output with torch's, or
+ * with --quant with the CPU run of the same quantized program (ref). */
 static bool run_fixture(const char *dir, const char *name, int steps, double tol, const char *compile_dir,
                         char *why, size_t cap) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s/model.pt2", dir, name);
-    if (compile_dir) {
-        char out[1024];
-        snprintf(out, sizeof out, "%s/%s.petrel", compile_dir, name);
-        petrel_compile_opts co = {.backend = backend};
-        if (petrel_compile(NULL, path, out, &co) != PETREL_OK) {
-            snprintf(why, cap, "compile: %s", petrel_last_error());
-            return false;
-        }
-        snprintf(path, sizeof path, "%s", out);
-    }
-    petrel_program_t *prog = NULL;
-    petrel_load_opts lo = {.backend = backend};
-    if (petrel_program_load(&prog, path, &lo) != PETREL_OK) {
-        snprintf(why, cap, "load: %s", petrel_last_error());
+    petrel_program_t *prog = NULL, *ref = NULL;
+    if (!load_program(path, compile_dir, name, quant ? ".q" : "", backend, &prog, why, cap)) return false;
+    if (quant && !load_program(path, compile_dir, name, ".qcpu", NULL, &ref, why, cap)) {
+        petrel_program_free(prog);
         return false;
     }
+    if (quant && tol < 1e-3) tol = 1e-3;
     bool ok = true;
     for (int s = 0; ok && s < steps; s++) {
         petrel_tensor_file_t *in = NULL, *want = NULL;
@@ -116,24 +151,19 @@ static bool run_fixture(const char *dir, const char *name, int steps, double tol
             ok = false;
         }
         snprintf(path, sizeof path, "%s/%s/step%d.out.safetensors", dir, name, s);
-        if (ok && petrel_tensor_file_read(&want, path) != PETREL_OK) {
+        if (ok && !ref && petrel_tensor_file_read(&want, path) != PETREL_OK) {
             snprintf(why, cap, "%s", petrel_last_error());
             ok = false;
         }
-        if (ok && petrel_program_set_inputs_from_file(prog, in) != PETREL_OK) {
-            snprintf(why, cap, "step %d: %s", s, petrel_program_error(prog));
-            ok = false;
-        }
-        if (ok && petrel_program_execute(prog) != PETREL_OK) {
-            snprintf(why, cap, "step %d: %s", s, petrel_program_error(prog));
-            ok = false;
-        }
+        ok = ok && run_step(prog, in, s, why, cap) && (!ref || run_step(ref, in, s, why, cap));
         for (int i = 0; ok && i < petrel_program_num_outputs(prog); i++) {
             char on[32];
             snprintf(on, sizeof on, "output_%d", i);
             petrel_tensor_desc w, g;
-            petrel_value_kind kind;
-            if (petrel_tensor_file_get(&w, want, on) != PETREL_OK) continue; /* None outputs */
+            petrel_value_kind kind, rkind;
+            if (ref ? petrel_program_get_output(&w, ref, i, &rkind) != PETREL_OK || rkind != PETREL_VALUE_TENSOR
+                    : petrel_tensor_file_get(&w, want, on) != PETREL_OK)
+                continue; /* None (and with --quant scalar) outputs */
             if (petrel_program_get_output(&g, prog, i, &kind) != PETREL_OK) {
                 snprintf(why, cap, "step %d: %s", s, petrel_program_error(prog));
                 ok = false;
@@ -141,7 +171,7 @@ static bool run_fixture(const char *dir, const char *name, int steps, double tol
             }
             char r[256];
             if (!compare(&g, &w, tol, r, sizeof r)) {
-                snprintf(why, cap, "step %d output %d: %s", s, i, r);
+                snprintf(why, cap, "step %d output %d%s: %s", s, i, ref ? " (vs the CPU)" : "", r);
                 ok = false;
             }
         }
@@ -149,20 +179,34 @@ static bool run_fixture(const char *dir, const char *name, int steps, double tol
         petrel_tensor_file_free(want);
     }
     petrel_program_free(prog);
+    petrel_program_free(ref);
     return ok;
 }
 
 int main(int argc, char **argv) {
+    static const char *usage = "usage: test_fixtures FIXTURE_DIR [--compile DIR] [--backend cpu|cuda] [--loopback] "
+                               "[--quant SCHEME [--quant-embedding]] [NAME_SUBSTRING]...\n";
     if (argc < 2) {
-        fprintf(stderr, "usage: test_fixtures FIXTURE_DIR [--compile DIR] [--backend cpu|cuda] [NAME_SUBSTRING]\n");
+        fputs(usage, stderr);
         return 2;
     }
-    const char *compile_dir = NULL, *only = NULL;
+    const char *compile_dir = NULL, *only[16];
+    int nonly = 0;
     for (int a = 2; a < argc; a++) {
         if (!strcmp(argv[a], "--compile") && a + 1 < argc) compile_dir = argv[++a];
         else if (!strcmp(argv[a], "--backend") && a + 1 < argc) backend = argv[++a];
         else if (!strcmp(argv[a], "--loopback")) pt_device_use_loopback();
-        else only = argv[a];
+        else if (!strcmp(argv[a], "--quant") && a + 1 < argc) quant = argv[++a];
+        else if (!strcmp(argv[a], "--quant-embedding")) quant_embedding = true;
+        else if (nonly < (int)(sizeof only / sizeof only[0])) only[nonly++] = argv[a];
+        else {
+            fprintf(stderr, "at most %d name substrings\n%s", (int)(sizeof only / sizeof only[0]), usage);
+            return 2;
+        }
+    }
+    if ((quant || quant_embedding) && (!quant || !compile_dir)) {
+        fprintf(stderr, "--quant needs --compile DIR (and --quant-embedding needs --quant)\n%s", usage);
+        return 2;
     }
     char path[1024];
     snprintf(path, sizeof path, "%s/manifest.json", argv[1]);
@@ -184,7 +228,9 @@ int main(int argc, char **argv) {
             fail++;
             continue;
         }
-        if (only && !strstr(name, only)) continue;
+        bool wanted = nonly == 0;
+        for (int k = 0; k < nonly && !wanted; k++) wanted = strstr(name, only[k]) != NULL;
+        if (!wanted) continue;
         char why[1024] = "";
         if (run_fixture(argv[1], name, steps, tol, compile_dir, why, sizeof why)) {
             pass++;
@@ -194,7 +240,8 @@ int main(int argc, char **argv) {
         }
     }
     json_decref(m);
-    printf("fixtures%s%s%s: %d passed, %d failed\n", compile_dir ? " (compiled)" : "", backend ? " on " : "",
-           backend ? backend : "", pass, fail);
+    printf("fixtures%s%s%s%s%s%s: %d passed, %d failed\n", compile_dir ? " (compiled)" : "", quant ? " quantized " : "",
+           quant ? quant : "", quant_embedding ? " with embeddings" : "", backend ? " on " : "", backend ? backend : "",
+           pass, fail);
     return fail ? 1 : 0;
 }

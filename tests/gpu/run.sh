@@ -9,7 +9,17 @@
 #   4. the partition of the LLM fixtures (no CPU fallback expected);
 #   5. `petrel bench --profile` on the tiny Llama (profiling on the device);
 #   6. tests/gpu/bench_kernels.cu: the decode kernels (norm, rope, cached
-#      attention) against an fp64 host reference, with their timings.
+#      attention) against an fp64 host reference, with their timings;
+#   7. quantized weights: the LLM export fixtures (and Whisper's, whose
+#      encoder-length products take the prefill path) compiled with each
+#      scheme for CUDA and for the CPU, outputs compared (the CPU kernels
+#      are the oracle; relative L2 within the fixture's tolerance, at least
+#      1e-3),
+#      the partition of the quantized LLM fixtures, and greedy ids of the
+#      tiny LLMs quantized int4 on CUDA vs the CPU (the first 8 equal);
+#   8. tests/gpu/bench_quant.cu: the quantized GEMV, dequantization and
+#      embedding kernels against a host reference, and the GEMV's timings
+#      on Llama-3.2-1B decode shapes (int4 and int8).
 # usage: tests/gpu/run.sh [BUILD_DIR]   (default build-cuda, shared with
 # bench/gpu.sh); exit 1 on any failure.  LOG_DIR=dir keeps the full logs.
 set -u
@@ -51,4 +61,24 @@ k=src/backends/cuda/ops
 nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_kernels.cu $k/norm_k.cu $k/fused_k.cu $k/sdpa_k.cu \
     -o "$tmp/bench_kernels" && "$tmp/bench_kernels" >"$log/kernels.txt" 2>&1 || fail=1
 grep -E "FAIL|time|CHECKS" "$log/kernels.txt"
+
+echo "== quantized weights: LLM fixtures on cuda vs the cpu"
+mkdir -p "$tmp/quant"
+qfixtures="llama_export llama_bf16_export qwen3_export gemma3_export phi3_export whisper_export"
+for q in int8 int8:sym int4 int4:sym int2 nvfp4 "int4 --quant-embedding"; do
+    # $q and $qfixtures unquoted: one scheme's words, then a list of names
+    "$build/tests/test_fixtures" tests/fixtures --backend cuda --compile "$tmp/quant" --quant $q $qfixtures \
+        >>"$log/fixtures_quant.txt" 2>&1 || fail=1
+done
+grep -E "FAIL|^fixtures" "$log/fixtures_quant.txt"
+for m in llama qwen3; do
+    "$petrel" compile tests/fixtures/llm/$m.pt2 -o "$tmp/$m.q.petrel" --backend cuda --quant int4 --quant-embedding |
+        sed -n '2,4p'
+done
+python3 tests/gpu/check_llm_quant.py "$petrel" tests/fixtures/llm int4 || fail=1
+
+echo "== quantized-weight kernels"
+nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_quant.cu $k/quant_k.cu -o "$tmp/bench_quant" &&
+    "$tmp/bench_quant" >"$log/quant_kernels.txt" 2>&1 || fail=1
+grep -E "FAIL|time|CHECKS" "$log/quant_kernels.txt"
 exit $fail

@@ -131,6 +131,7 @@ PT_HIDDEN petrel_status cuda_k_matmul(pt_exec *ex, const pt_node *n);
 PT_HIDDEN petrel_status cuda_k_norm(pt_exec *ex, const pt_node *n);
 PT_HIDDEN petrel_status cuda_k_sdpa(pt_exec *ex, const pt_node *n);
 PT_HIDDEN petrel_status cuda_k_fused(pt_exec *ex, const pt_node *n);
+PT_HIDDEN petrel_status cuda_k_quant(pt_exec *ex, const pt_node *n);
 
 /* Strided, converting device copy dst <- src (same shape, any dtypes, both
  * on the device), as pt_copy_into does on the host.  Used by the executor

@@ -2,3 +2,4 @@
 #include "elementwise.h"
 #include "data.h"
 #include "dense.h"
+#include "quant.h"

@@ -1,0 +1,13 @@
+/* caps/quant.h -- PCU_CAP(OP_ID, dtype mask, kernel family) lines; see ../caps.h.
+ * The quant family (ops/quant.c): petrel.qlinear and petrel.qembedding
+ * over quantized weights -- u8 codes, i8 zero points, nvfp4's u8 scales
+ * and f32 tensor scale -- with f32 / f16 / bf16 activations and outputs.
+ *
+ * Fails at run time on CUDA (checks the table cannot express): a qlinear
+ * input or output that is not a float, outputs of another dtype than the
+ * input, a Python number as residual or indices, dims beyond 2^31. */
+#define PCU_DT_QLINEAR (PCU_DT_FLOAT | PCU_DT(U8) | PCU_DT(I8))
+#define PCU_DT_QEMBEDDING (PCU_DT_FLOAT | PCU_DT_INT)                   /* + any integer indices */
+
+PCU_CAP(PETREL_QLINEAR, PCU_DT_QLINEAR, quant)
+PCU_CAP(PETREL_QEMBEDDING, PCU_DT_QEMBEDDING, quant)

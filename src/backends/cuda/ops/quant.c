@@ -1,0 +1,467 @@
+/*
+** quant.c -- the CUDA "quant" family: petrel.qlinear (modes n, gated,
+** add) and petrel.qembedding over quantized weights (formats and meaning:
+** ops.def; the byte layout: core/quant_fmt.h), for f32 / f16 / bf16
+** activations.  The argument checks and their messages are the CPU
+** kernel's (cpu/ops/quant.c, the oracle).  Part of the CUDA backend.
+**
+** Decode (at most 8 rows of x) runs quant_k.cu's GEMV, which reads the
+** packed codes once and dequantizes them in registers, W in float exactly
+** as ops.def defines it: one launch for up to 8 weights of a mode "n"
+** node (a layer's q/k/v), gated_linear's and linear_add's rounding points
+** in its epilogue.  Prefill, and weights whose layout the GEMV cannot read
+** (pcu_qgemv_fits), dequantize panels of at most QP_ROWS rows into device
+** scratch in the compute dtype, multiply them with cuBLAS (fp32
+** accumulation, one rounding into the output) and apply gated / add with
+** the fused linears' epilogue (matmul_k.h).  For f32 programs a panel
+** holds W exactly; for f16 / bf16 programs it rounds W to that dtype,
+** which stays within those dtypes' tolerance but is not ops.def's "W in
+** float" (only the GEMV computes that there).  The RMSNorm prologue of
+** modes n and gated runs first as the row-norm kernel (norm_k.h), as
+** matmul.c does for the float fused linears.
+**
+** Embedding rows are gathered and dequantized on the device and rounded
+** once to the output dtype, the same values as the CPU's; an index out of
+** range reads zeros (the values live on the device: quant_k.h).
+*/
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../../core/quant_fmt.h"
+#include "../../cpu/ops/matmul_plan.h"
+#include "../cuda.h"
+#include "norm_k.h"
+#include "quant_k.h"
+
+/* A prefill panel: at most QP_ROWS dequantized weight rows and QP_BYTES
+ * (8192 rows of K = 2048 in bf16). */
+#define QP_ROWS 8192
+#define QP_BYTES ((int64_t)32 << 20)
+
+static bool q_float(petrel_dtype dt) {
+    return dt == PETREL_DTYPE_F32 || dt == PETREL_DTYPE_F16 || dt == PETREL_DTYPE_BF16;
+}
+
+/* "(d0, d1, ...)" for messages. */
+static const char *q_shape(const pt_tensor *t, char *buf, size_t n) {
+    size_t at = (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < t->rank && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (at < n) snprintf(buf + at, n - at, ")");
+    return buf;
+}
+
+/* ---- operands (the CPU kernel's checks) --------------------------------------- */
+
+/* The format and group size arguments, checked against K; *fmt on success. */
+static petrel_status q_format(pt_exec *ex, const char *op, const char *name, int64_t G, int64_t K, pt_qfmt *fmt) {
+    int f = pt_qfmt_parse(name);
+    if (f < 0)
+        return pk_fail(ex, PETREL_ERR_RUNTIME,
+                       "%s: unknown format '%s' (" PT_QFMT_LIST ")", op, name ? name : "None");
+    if (G < 1) return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: group_size must be positive, got %lld", op, (long long)G);
+    if (f == PT_QFMT_NVFP4 && G != PT_NVFP4_GROUP)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: nvfp4 has groups of %d, got group_size %lld", op,
+                       PT_NVFP4_GROUP, (long long)G);
+    if (K % G)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: K = %lld is not a multiple of group_size %lld", op, (long long)K,
+                       (long long)G);
+    if (K * pt_qfmt_bits((pt_qfmt)f) % 8)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: K = %lld %d-bit codes do not fill whole bytes", op, (long long)K,
+                       pt_qfmt_bits((pt_qfmt)f));
+    *fmt = (pt_qfmt)f;
+    return PETREL_OK;
+}
+
+/* Check weight i's tensors against (fmt, G, K) and describe it in *w.
+ * zero: its zeros entry (NULL for symmetric formats). */
+static petrel_status q_weight(pt_exec *ex, const char *op, int i, pt_qfmt fmt, int64_t G, int64_t K,
+                              const pt_tensor *codes, const pt_tensor *scales, const pt_tensor *zero,
+                              pcu_qweight *w) {
+    char b1[96], b2[96];
+    int64_t cols = K * pt_qfmt_bits(fmt) / 8, ng = K / G;
+    if (!codes || codes->dtype != PETREL_DTYPE_U8 || codes->rank != 2 || codes->shape[1] != cols)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes[%d] must be u8 (N, %lld) for K = %lld in %d bits, got %s %s", op,
+                       i, (long long)cols, (long long)K, pt_qfmt_bits(fmt),
+                       codes ? petrel_dtype_name(codes->dtype) : "None", codes ? q_shape(codes, b1, sizeof b1) : "");
+    if (codes->shape[1] > 1 && codes->stride[1] != 1)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes[%d] must be contiguous along its rows", op, i);
+    int64_t N = codes->shape[0];
+    bool fp4 = fmt == PT_QFMT_NVFP4;
+    if (!scales || scales->rank != 2 || scales->shape[0] != N || scales->shape[1] != ng)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: scales[%d] must have shape (%lld, %lld) (N, K / group_size), got %s",
+                       op, i, (long long)N, (long long)ng, scales ? q_shape(scales, b2, sizeof b2) : "None");
+    if (fp4 ? scales->dtype != PETREL_DTYPE_U8 : !pt_dtype_is_float(scales->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: scales[%d] must be %s, got %s", op, i,
+                       fp4 ? "u8 (E4M3 bits)" : "a float dtype", petrel_dtype_name(scales->dtype));
+    *w = (pcu_qweight){.codes = codes->data, .code_rs = codes->stride[0], .scales = scales->data,
+                       .sdt = (int32_t)scales->dtype, .s_rs = scales->stride[0], .s_cs = scales->stride[1], .N = N};
+    if (fp4) {
+        if (!zero || zero->dtype != PETREL_DTYPE_F32 || pt_numel(zero) != 1)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "%s: zeros[%d] must be the f32 tensor scale of shape (1), got %s %s", op,
+                           i, zero ? petrel_dtype_name(zero->dtype) : "None", zero ? q_shape(zero, b1, sizeof b1) : "");
+        if (pcu_is_host_scalar(zero)) /* a device pointer is read by the kernels, never its value here */
+            return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "%s: zeros[%d] must be a device tensor", op, i);
+        w->t = (const float *)zero->data;
+    } else if (pt_qfmt_asym(fmt)) {
+        if (!zero || zero->dtype != PETREL_DTYPE_I8 || zero->rank != 2 || zero->shape[0] != N || zero->shape[1] != ng)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "%s: zeros[%d] must be i8 (%lld, %lld) like the scales, got %s %s", op, i,
+                           (long long)N, (long long)ng, zero ? petrel_dtype_name(zero->dtype) : "None",
+                           zero ? q_shape(zero, b1, sizeof b1) : "");
+        w->zeros = (const int8_t *)zero->data;
+        w->z_rs = zero->stride[0];
+        w->z_cs = zero->stride[1];
+    }
+    return PETREL_OK;
+}
+
+/* The zeros list must hold one entry per weight (asymmetric formats and
+ * nvfp4) or be empty (symmetric formats). */
+static petrel_status q_zeros_count(pt_exec *ex, const char *op, pt_qfmt fmt, int nzeros, int nweights) {
+    bool want = pt_qfmt_asym(fmt) || fmt == PT_QFMT_NVFP4;
+    if (want && nzeros != nweights)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: format %s needs one zeros entry per weight (%d), got %d", op,
+                       pt_qfmt_name(fmt), nweights, nzeros);
+    if (!want && nzeros != 0)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: format %s is symmetric: zeros must be empty, got %d entries", op,
+                       pt_qfmt_name(fmt), nzeros);
+    return PETREL_OK;
+}
+
+/* ---- rows of x, products --------------------------------------------------------- */
+
+/* The stride between consecutive rows of t viewed as (rows, last dim),
+ * its leading dims flattened; false when they do not flatten to one
+ * stride (as matmul.c reads a linear's input and addend). */
+static bool q_row_stride(const pt_tensor *t, int64_t *rs) {
+    int64_t expect = -1; /* stride the next outer dim must have; -1 = none yet */
+    *rs = 0;
+    for (int i = t->rank - 2; i >= 0; i--) {
+        if (t->shape[i] == 1) continue;
+        if (expect < 0) *rs = t->stride[i];
+        else if (t->stride[i] != expect) return false;
+        expect = t->stride[i] * t->shape[i];
+    }
+    return true;
+}
+
+/* A qlinear's operands once checked. */
+typedef struct q_lin {
+    pt_qfmt fmt;
+    int64_t G, K, M;   /* M: rows of x, its leading dims flattened */
+    petrel_dtype dt;   /* x, the outputs and the panels */
+    const void *x;     /* (M, K), row stride ldx, rows 16-byte aligned */
+    int64_t ldx;
+    bool w_const;      /* every codes, scales and zeros tensor is a program constant */
+    int64_t nmax;      /* the most rows of one weight (sizes the panel) */
+    void *panel;       /* (prows, K) of dt in device scratch; NULL until a panel product */
+    int64_t prows;
+} q_lin;
+
+/* x (..., K) as rows for L: in place when its last dim is contiguous and
+ * its rows are evenly spaced and 16-byte aligned, else a dense copy in
+ * device scratch. */
+static petrel_status q_rows(pt_exec *ex, const pt_tensor *x, q_lin *L) {
+    int64_t K = L->K, es = (int64_t)pt_elsize(x), rs;
+    L->M = 1;
+    for (int i = 0; i + 1 < x->rank; i++) L->M *= x->shape[i];
+    if (pt_numel(x) == 0) { /* nothing to read (K = 0: empty sums) */
+        L->x = x->data, L->ldx = K;
+        return PETREL_OK;
+    }
+    if ((x->stride[x->rank - 1] == 1 || K == 1) && q_row_stride(x, &rs) && (rs >= K || L->M == 1) &&
+        (uintptr_t)x->data % 16 == 0 && (rs * es) % 16 == 0) {
+        L->x = x->data, L->ldx = L->M == 1 ? K : rs;
+        return PETREL_OK;
+    }
+    pt_tensor d = *x;
+    int64_t s = 1;
+    for (int i = d.rank - 1; i >= 0; i--) d.stride[i] = s, s *= d.shape[i];
+    if (!(d.data = pk_dev_scratch(ex, (size_t)(pt_numel(x) * es) + 16)))
+        return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a qlinear's input");
+    PT_TRY(pcu_copy_into(ex, &d, x));
+    L->x = d.data, L->ldx = K;
+    return PETREL_OK;
+}
+
+/* The RMSNorm prologue (ops.def: qlinear's arguments 9 .. 13, norm,
+ * norm_weight, norm_eps, norm_add_one, norm_dtype): L's rows of x
+ * normalized and rounded to x's dtype by the row-norm kernel into dense
+ * device scratch, which then is x. */
+static petrel_status q_prenorm(pt_exec *ex, const pt_node *n, const pt_tensor *x, q_lin *L) {
+    const pt_tensor *w = pk_tensor(ex, n, 10);
+    int norm_dt = pk_dtype(ex, n, 13); /* -1: n stays in float */
+    int64_t K = L->K, M = L->M;
+    if (norm_dt >= 0 && !pt_dtype_is_float((petrel_dtype)norm_dt))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm norm_dtype must be a float dtype");
+    if (w && (w->rank != 1 || w->shape[0] != K))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm weight must have shape (%lld)", (long long)K);
+    if (w && (!q_float(w->dtype) || (K > 1 && w->stride[0] != 1) || pcu_is_host_scalar(w)))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear: the norm weight must be a dense f32/f16/bf16 vector");
+    if (M == 0 || K == 0) return PETREL_OK;
+    size_t bytes = (size_t)(M * K) * pt_elsize(x);
+    const void *rows = L->x;
+    if (L->ldx != K && M > 1) { /* the row kernel reads dense rows */
+        pt_tensor src = *x, dst = *x;
+        src.rank = dst.rank = 2, src.shape[0] = dst.shape[0] = M, src.shape[1] = dst.shape[1] = K;
+        src.data = (uint8_t *)L->x, src.stride[0] = L->ldx, src.stride[1] = 1;
+        dst.stride[0] = K, dst.stride[1] = 1;
+        if (!(dst.data = pk_dev_scratch(ex, bytes)))
+            return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a qlinear's norm");
+        PT_TRY(pcu_copy_into(ex, &dst, &src));
+        rows = dst.data;
+    }
+    void *d = pk_dev_scratch(ex, bytes);
+    if (!d) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a qlinear's norm");
+    pcu_rownorm a = {.x = rows, .xdt = (int32_t)x->dtype, .out = d, .odt = (int32_t)x->dtype, .M = M, .D = K,
+                     .w = w ? w->data : NULL, .wdt = w ? (int32_t)w->dtype : PETREL_DTYPE_F32,
+                     .eps = (float)pk_float(ex, n, 11), .rms = true, .add_one = pk_bool(ex, n, 12),
+                     .norm_dtype = norm_dt};
+    PCU_LAUNCHED(ex, pcu_rownorm_launch(pcu_stream(ex), &a), "qlinear norm");
+    L->x = d, L->ldx = K;
+    return PETREL_OK;
+}
+
+/* The GEMV's arguments for L, without weights. */
+static pcu_qgemv q_gemv_args(const q_lin *L, int mode, int act) {
+    return (pcu_qgemv){.dtype = (int32_t)L->dt, .fmt = (int32_t)L->fmt, .G = L->G, .x = L->x, .ldx = L->ldx,
+                       .M = (int32_t)(L->M <= PCU_QGEMV_MAX_M ? L->M : 0), .K = L->K, .mode = mode, .act = act,
+                       .w_const = L->w_const};
+}
+
+static cudaDataType q_blas_type(petrel_dtype dt) {
+    return dt == PETREL_DTYPE_F16 ? CUDA_R_16F : dt == PETREL_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+/* out (M, N) dense = x @ W^T through dequantized panels and cuBLAS. */
+static petrel_status q_gemm(pt_exec *ex, q_lin *L, const pcu_qweight *w, void *out) {
+    int64_t N = w->N, K = L->K, M = L->M, es = (int64_t)petrel_dtype_size(L->dt);
+    if (M == 0 || N == 0) return PETREL_OK;
+    if (K == 0) { /* empty sums */
+        PCU_TRY(ex, cudaMemsetAsync(out, 0, (size_t)(M * N * es), pcu_stream(ex)));
+        return PETREL_OK;
+    }
+    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || L->ldx > INT_MAX)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "qlinear: matrix dims beyond 2^31 are not supported on CUDA");
+    if (!L->panel) {
+        int64_t rows = QP_BYTES / (K * es);
+        rows = rows < 1 ? 1 : rows > QP_ROWS ? QP_ROWS : rows;
+        L->prows = rows < L->nmax ? rows : L->nmax;
+        if (!(L->panel = pk_dev_scratch(ex, (size_t)(L->prows * K * es))))
+            return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for dequantized qlinear weights");
+    }
+    cudaDataType ty = q_blas_type(L->dt);
+    float one = 1.0f, zero = 0.0f;
+    for (int64_t n0 = 0; n0 < N; n0 += L->prows) {
+        int64_t nb = N - n0 < L->prows ? N - n0 : L->prows;
+        PCU_LAUNCHED(ex,
+                     pcu_qdequant_launch(pcu_stream(ex), (int32_t)L->fmt, L->G, K, w, n0, nb, L->panel, (int32_t)L->dt),
+                     "qlinear dequantize");
+        PCU_BLAS(ex, cublasGemmEx(pk_cuda(ex)->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nb, (int)M, (int)K, &one, L->panel,
+                                  ty, (int)K, L->x, ty, (int)L->ldx, &zero, (uint8_t *)out + n0 * es, ty, (int)N,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    return PETREL_OK;
+}
+
+/* ---- petrel.qlinear --------------------------------------------------------------- */
+
+enum { Q_MODE_N, Q_MODE_GATED, Q_MODE_ADD };
+
+/* Output k: x's shape with the last dim N, of x's dtype. */
+static petrel_status q_out(pt_exec *ex, const pt_node *n, int k, const pt_tensor *x, int64_t N, pt_tensor **out) {
+    if (pk_out_dtype(ex, n, k) != x->dtype)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear needs outputs of its input's dtype");
+    int64_t shape[PETREL_MAX_RANK];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->rank);
+    shape[x->rank - 1] = N;
+    return pk_out_alloc(ex, n, k, x->rank, shape, out);
+}
+
+/* Mode "n": output i = x @ W_i^T, rounded once; unused outputs skipped. */
+static petrel_status q_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *x, q_lin *L, const pcu_qweight *ws,
+                                int nw) {
+    pcu_qweight *used = (pcu_qweight *)pk_scratch(ex, (size_t)nw * sizeof *used);
+    void **outs = (void **)pk_scratch(ex, (size_t)nw * sizeof *outs);
+    if (!used || !outs) return pk_fail(ex, PETREL_ERR_NOMEM, "out of memory");
+    int nu = 0;
+    for (int i = 0; i < nw; i++) {
+        if (i >= n->nout || n->outs[i] < 0) continue;
+        pt_tensor *out;
+        PT_TRY(q_out(ex, n, i, x, ws[i].N, &out));
+        used[nu] = ws[i], outs[nu++] = out->data;
+    }
+    for (int b = 0; b < nu && L->M > 0; b += PCU_QGEMV_MAX_W) { /* one GEMV launch for up to 8 weights */
+        int cnt = nu - b < PCU_QGEMV_MAX_W ? nu - b : PCU_QGEMV_MAX_W;
+        pcu_qgemv g = q_gemv_args(L, PCU_GEMV_PLAIN, 0);
+        g.nw = cnt;
+        for (int j = 0; j < cnt; j++) g.w[j] = used[b + j], g.out[j] = outs[b + j];
+        if (pcu_qgemv_fits(&g)) {
+            PCU_LAUNCHED(ex, pcu_qgemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "qlinear gemv");
+            continue;
+        }
+        for (int j = 0; j < cnt; j++) PT_TRY(q_gemm(ex, L, &used[b + j], outs[b + j]));
+    }
+    return PETREL_OK;
+}
+
+/* Modes "gated" (act >= 0: act(g) * u, weights gate and up) and "add"
+ * (act < 0: residual + p), with gated_linear's and linear_add's rounding
+ * points. */
+static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *x, q_lin *L, const pcu_qweight *ws,
+                                int act) {
+    int64_t N = ws[0].N;
+    pt_tensor *out;
+    PT_TRY(q_out(ex, n, 0, x, N, &out));
+    pt_tensor res; /* the residual as (rows, N): row m at m * rs */
+    int64_t rs = 0, rn = 0;
+    if (act < 0) {
+        const pt_tensor *r = pk_tensor(ex, n, 4);
+        if (!r || !pt_broadcast_to(r, out->rank, out->shape, &res))
+            return pk_fail(ex, PETREL_ERR_SHAPE, "qlinear: the residual does not fit the product");
+        if (!q_float(r->dtype) || pcu_is_host_scalar(r))
+            return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear needs an f32/f16/bf16 device tensor as residual");
+        if (!q_row_stride(&res, &rs)) {
+            pt_tensor d = *out;
+            d.dtype = res.dtype;
+            if (!(d.data = pk_dev_scratch(ex, (size_t)(pt_numel(out) * (int64_t)pt_elsize(&res)))))
+                return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a residual");
+            PT_TRY(pcu_copy_into(ex, &d, &res));
+            res = d;
+            rs = N;
+        }
+        rn = res.rank > 0 ? res.stride[res.rank - 1] : 0;
+    }
+    if (pt_numel(out) == 0) return PETREL_OK;
+    int mode = act >= 0 ? PCU_GEMV_GATED : PCU_GEMV_RESID;
+    pcu_qgemv g = q_gemv_args(L, mode, act >= 0 ? act : 0);
+    g.nw = act >= 0 ? 2 : 1;
+    g.w[0] = ws[0], g.out[0] = out->data;
+    if (act >= 0) g.w[1] = ws[1];
+    else g.res = res.data, g.res_dtype = (int32_t)res.dtype, g.res_sm = rs, g.res_sn = rn;
+    if (pcu_qgemv_fits(&g)) {
+        PCU_LAUNCHED(ex, pcu_qgemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "qlinear gemv");
+        return PETREL_OK;
+    }
+    size_t bytes = (size_t)(L->M * N * (int64_t)pt_elsize(out));
+    void *a = pk_dev_scratch(ex, bytes), *b = act >= 0 ? pk_dev_scratch(ex, bytes) : NULL;
+    if (!a || (act >= 0 && !b)) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a qlinear's products");
+    PT_TRY(q_gemm(ex, L, &ws[0], a));
+    if (act >= 0) PT_TRY(q_gemm(ex, L, &ws[1], b));
+    PCU_LAUNCHED(ex,
+                 pcu_linear_epilogue_launch(pcu_stream(ex), out->dtype, mode, act >= 0 ? act : 0, a,
+                                            act >= 0 ? b : res.data, act >= 0 ? out->dtype : res.dtype, rs, rn, N,
+                                            out->data, L->M * N),
+                 "qlinear epilogue");
+    return PETREL_OK;
+}
+
+_Static_assert((int)MM_ACT_SILU == (int)PCU_ACT_SILU && (int)MM_ACT_GELU == (int)PCU_ACT_GELU &&
+                   (int)MM_ACT_GELU_TANH == (int)PCU_ACT_GELU_TANH,
+               "activation numbering shared with matmul_plan.h");
+
+static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
+    const char *op = "qlinear";
+    const pt_tensor *x = pk_tensor(ex, n, 0);
+    if (!x || x->rank < 1 || !pt_dtype_is_float(x->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: x must be a float tensor (..., K)", op);
+    int64_t K = x->shape[x->rank - 1], G = pk_int(ex, n, 6);
+    pt_qfmt fmt;
+    PT_TRY(q_format(ex, op, pk_str(ex, n, 5), G, K, &fmt));
+    const char *ms = pk_str(ex, n, 7);
+    int mode = !ms ? -1 : !strcmp(ms, "n") ? Q_MODE_N : !strcmp(ms, "gated") ? Q_MODE_GATED
+                                             : !strcmp(ms, "add") ? Q_MODE_ADD : -1;
+    if (mode < 0) return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown mode '%s' (n, gated or add)", op, ms ? ms : "None");
+    int act = -1;
+    if (mode == Q_MODE_GATED && (act = mm_act_id(pk_str(ex, n, 8))) < 0)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown activation '%s' (silu, gelu or gelu_tanh)", op,
+                       pk_str(ex, n, 8) ? pk_str(ex, n, 8) : "None");
+    int nc = 0, ns = 0, nz = 0, want = mode == Q_MODE_N ? n->nout : mode == Q_MODE_GATED ? 2 : 1;
+    const pt_tensor **codes = pk_tensors(ex, n, 1, &nc);
+    const pt_tensor **scales = pk_tensors(ex, n, 2, &ns);
+    const pt_tensor **zeros = pk_tensors(ex, n, 3, &nz);
+    if (nc != want)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: mode %s needs %d weight%s%s, got %d", op, ms, want,
+                       want == 1 ? "" : "s", mode == Q_MODE_N ? " (one per output)" : "", nc);
+    if (ns != nc) return pk_fail(ex, PETREL_ERR_SHAPE, "%s: %d codes but %d scales", op, nc, ns);
+    PT_TRY(q_zeros_count(ex, op, fmt, nz, nc));
+    pcu_qweight *ws = (pcu_qweight *)pk_scratch(ex, (size_t)(nc ? nc : 1) * sizeof *ws);
+    if (!codes || !scales || !ws) return pk_fail(ex, PETREL_ERR_NOMEM, "out of memory");
+    q_lin L = {.fmt = fmt, .G = G, .K = K, .dt = x->dtype, .w_const = true};
+    for (int i = 0; i < nc; i++) {
+        PT_TRY(q_weight(ex, op, i, fmt, G, K, codes[i], scales[i], nz ? zeros[i] : NULL, &ws[i]));
+        L.w_const = L.w_const && pk_is_const(ex, n, 1, i) && pk_is_const(ex, n, 2, i) &&
+                    (!nz || pk_is_const(ex, n, 3, i));
+        L.nmax = ws[i].N > L.nmax ? ws[i].N : L.nmax;
+    }
+    if (mode == Q_MODE_GATED && ws[0].N != ws[1].N)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: gate and up weights differ in size (%lld vs %lld rows)", op,
+                       (long long)ws[0].N, (long long)ws[1].N);
+    if (!q_float(x->dtype))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear needs an f32/f16/bf16 input, got %s",
+                       petrel_dtype_name(x->dtype));
+    if (mode == Q_MODE_ADD && pk_bool(ex, n, 9))
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: mode add has no RMSNorm prologue (norm must be False)", op);
+    PT_TRY(q_rows(ex, x, &L));
+    if (pk_bool(ex, n, 9)) PT_TRY(q_prenorm(ex, n, x, &L));
+    if (mode == Q_MODE_N) return q_linear_n(ex, n, x, &L, ws, nc);
+    return q_linear_2(ex, n, x, &L, ws, mode == Q_MODE_GATED ? act : -1);
+}
+
+/* ---- petrel.qembedding -------------------------------------------------------------- */
+
+static petrel_status q_embedding(pt_exec *ex, const pt_node *n) {
+    const char *op = "qembedding";
+    const pt_tensor *codes = pk_tensor(ex, n, 0), *scales = pk_tensor(ex, n, 1), *ind = pk_tensor(ex, n, 3);
+    if (!codes || codes->rank != 2)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes must be u8 (V, K * bits / 8)", op);
+    int f = pt_qfmt_parse(pk_str(ex, n, 4));
+    int64_t K = f < 0 ? 0 : codes->shape[1] * 8 / pt_qfmt_bits((pt_qfmt)f), G = pk_int(ex, n, 5);
+    pt_qfmt fmt;
+    PT_TRY(q_format(ex, op, pk_str(ex, n, 4), G, K, &fmt));
+    int nz = 0;
+    const pt_tensor **zeros = pk_tensors(ex, n, 2, &nz);
+    PT_TRY(q_zeros_count(ex, op, fmt, nz, 1));
+    pcu_qweight w;
+    PT_TRY(q_weight(ex, op, 0, fmt, G, K, codes, scales, nz ? zeros[0] : NULL, &w));
+    if (!ind || ind->dtype == PETREL_DTYPE_BOOL || pt_dtype_is_float(ind->dtype))
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: indices must be integers", op);
+    if (ind->rank + 1 > PETREL_MAX_RANK) return pk_fail(ex, PETREL_ERR_SHAPE, "%s: rank too large", op);
+    if (pcu_is_host_scalar(ind))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "%s: a Python number as indices is not supported on CUDA", op);
+    if (!q_float(pk_out_dtype(ex, n, 0)))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qembedding needs an f32/f16/bf16 output");
+    int64_t shape[PETREL_MAX_RANK];
+    memcpy(shape, ind->shape, sizeof(int64_t) * (size_t)ind->rank);
+    shape[ind->rank] = K;
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, ind->rank + 1, shape, &out));
+    if (pt_numel(ind) == 0 || K == 0) return PETREL_OK;
+    pt_tensor idx = *ind; /* dense for the kernel */
+    if (!pt_is_contiguous(ind)) {
+        int64_t s = 1;
+        for (int i = idx.rank - 1; i >= 0; i--) idx.stride[i] = s, s *= idx.shape[i];
+        if (!(idx.data = pk_dev_scratch(ex, (size_t)pt_numel(ind) * pt_elsize(ind))))
+            return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for qembedding indices");
+        PT_TRY(pcu_copy_into(ex, &idx, ind));
+    }
+    PCU_LAUNCHED(ex,
+                 pcu_qembedding_launch(pcu_stream(ex), (int32_t)fmt, G, K, &w, idx.data, (int32_t)idx.dtype,
+                                       pt_numel(ind), out->data, (int32_t)out->dtype),
+                 "qembedding");
+    return PETREL_OK;
+}
+
+/*
+** Kernel family "quant" on CUDA: petrel.qlinear (modes n, gated, add) and
+** petrel.qembedding.  Every operand is checked before anything is
+** launched; a bad one fails the node with the CPU kernel's message.
+*/
+petrel_status cuda_k_quant(pt_exec *ex, const pt_node *n) {
+    switch (n->op) {
+    case PETREL_OP_PETREL_QLINEAR: return q_linear(ex, n);
+    case PETREL_OP_PETREL_QEMBEDDING: return q_embedding(ex, n);
+    default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a CUDA quant op", (int)n->op);
+    }
+}

@@ -1,0 +1,461 @@
+/*
+** bench_quant.cu -- checks and micro-benchmark of the quantized-weight
+** CUDA kernels (src/backends/cuda/ops/quant_k.cu): the decode GEMV of
+** petrel.qlinear, the panel dequantization of its prefill path and the
+** quantized embedding.
+**
+** Checks, against a host reference that dequantizes W exactly as ops.def
+** and the CPU kernel do (core/quant_fmt.h) and sums in double:
+**   - every format (int8, int8s, int4, int4s, int2, int2s, nvfp4) through
+**     the GEMV in each mode (n with three weights, gated, add), f32 with 1
+**     and 3 rows of x (relative L2 <= 1e-5: W is exact, sums are fp32) and
+**     bf16 (1e-2, the bf16 tolerance), once with non-constant weights;
+**   - the panel dequantization and the embedding: bit-equal to the host's
+**     W rounded to the output dtype.
+** Benchmark: int4 (groups of 32) and int8 GEMVs of Llama-3.2-1B's decode
+** shapes, bf16, one row of x -- q/k/v (3072 x 2048 as three weights, one
+** launch), o (2048 x 2048, + residual), gate and up (2 x 8192 x 2048),
+** down (2048 x 8192, + residual) and the LM head (128256 x 2048) -- each
+** checked, then timed over REPS launches captured in one CUDA graph (as
+** the decode step runs, programmatic dependent launch included) that
+** rotate through copies of the weights filling > 400 MB, so that the 50
+** MB L2 cannot hold them; printed as us per launch and GB/s of packed
+** bytes (codes, scales and zero points).
+**
+** Standalone: it compiles the kernel file directly, no petrel library.
+** From the repository root:
+**   nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_quant.cu \
+**     src/backends/cuda/ops/quant_k.cu -o /tmp/bench_quant && /tmp/bench_quant
+** Exit status 1 when a check fails.
+*/
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "backends/cuda/ops/quant_k.h"
+#include "core/quant_fmt.h"
+#include "petrel.h"
+
+#ifndef REPS
+#define REPS 200
+#endif
+#define ROTATE_BYTES ((size_t)400 << 20)
+
+#define CK(call)                                                                                          \
+    do {                                                                                                  \
+        cudaError_t e_ = (call);                                                                          \
+        if (e_ != cudaSuccess) {                                                                          \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));        \
+            exit(2);                                                                                      \
+        }                                                                                                 \
+    } while (0)
+
+static int g_fail = 0;
+
+/* ---- host floats ------------------------------------------------------------------ */
+
+static uint16_t f2bf(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+static float bf2f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static double bfr(double v) { return bf2f(f2bf((float)v)); } /* v rounded to bf16 */
+
+static uint32_t g_rng = 12345u;
+static uint32_t urand(void) {
+    g_rng = g_rng * 1664525u + 1013904223u;
+    return g_rng >> 8;
+}
+static float frand(void) { return (float)(urand() & 0xffffff) / 8388608.0f - 1.0f; } /* [-1, 1) */
+
+/* ---- weights ------------------------------------------------------------------------ */
+
+/* One quantized weight (N, K) on the host: random codes, scales of the
+ * compute dtype (nvfp4: E4M3 bytes of moderate exponents) and zero
+ * points in [qmin, qmax]. */
+struct HostW {
+    int fmt;
+    int64_t N, K, G;
+    bool bf16; /* scales in bf16 (else f32) */
+    std::vector<uint8_t> codes, scales;
+    std::vector<int8_t> zeros;
+    float t = 1.0f;
+
+    int64_t ng() const { return K / G; }
+    size_t bytes() const { return codes.size() + scales.size() + zeros.size(); }
+    float scale(int64_t n, int64_t g) const {
+        if (fmt == PT_QFMT_NVFP4) return pt_e4m3_to_float(scales[n * ng() + g]);
+        if (bf16) {
+            uint16_t h;
+            memcpy(&h, &scales[(n * ng() + g) * 2], 2);
+            return bf2f(h);
+        }
+        float f;
+        memcpy(&f, &scales[(n * ng() + g) * 4], 4);
+        return f;
+    }
+    /* W[n, k] as ops.def defines it (the CPU reference's q_row) */
+    float w(int64_t n, int64_t k) const {
+        int bits = pt_qfmt_bits((pt_qfmt)fmt);
+        unsigned u = pt_q_code(&codes[n * (K * bits / 8)], k, bits);
+        float s = scale(n, k / G);
+        if (fmt == PT_QFMT_NVFP4) return pt_e2m1_to_float(u) * s * t;
+        int zp = zeros.empty() ? 0 : zeros[n * ng() + k / G];
+        return (float)((int)u + pt_qfmt_qmin((pt_qfmt)fmt) - zp) * s;
+    }
+};
+
+static HostW make_weight(int fmt, int64_t N, int64_t K, int64_t G, bool bf16) {
+    HostW h;
+    h.fmt = fmt, h.N = N, h.K = K, h.G = G, h.bf16 = bf16;
+    h.codes.resize((size_t)(N * K * pt_qfmt_bits((pt_qfmt)fmt) / 8));
+    for (auto &c : h.codes) c = (uint8_t)urand();
+    size_t ns = (size_t)(N * (K / G));
+    if (fmt == PT_QFMT_NVFP4) {
+        h.scales.resize(ns);
+        for (auto &s : h.scales) s = (uint8_t)(((5 + urand() % 5) << 3) | (urand() & 7)); /* 2^-2 .. 2^2 */
+        h.t = 0.01f;
+    } else {
+        h.scales.resize(ns * (bf16 ? 2 : 4));
+        for (size_t i = 0; i < ns; i++) {
+            float s = (0.5f + 0.5f * fabsf(frand())) / (float)(1 << pt_qfmt_bits((pt_qfmt)fmt)) * 0.1f;
+            if (bf16) {
+                uint16_t b = f2bf(s);
+                memcpy(&h.scales[i * 2], &b, 2);
+            } else {
+                memcpy(&h.scales[i * 4], &s, 4);
+            }
+        }
+    }
+    if (pt_qfmt_asym((pt_qfmt)fmt)) {
+        h.zeros.resize(ns);
+        int lo = pt_qfmt_qmin((pt_qfmt)fmt), span = pt_qfmt_qmax((pt_qfmt)fmt) - lo + 1;
+        for (auto &z : h.zeros) z = (int8_t)(lo + (int)(urand() % (uint32_t)span));
+    }
+    return h;
+}
+
+/* Device copies: `copies` consecutive images of codes, scales, zeros and t. */
+struct DevW {
+    uint8_t *base = nullptr;
+    size_t stride = 0; /* bytes per copy */
+    size_t oc = 0, os = 0, oz = 0, ot = 0;
+};
+
+static size_t up16(size_t n) { return (n + 255) & ~(size_t)255; }
+
+static DevW upload(const HostW &h, int copies) {
+    DevW d;
+    d.oc = 0, d.os = up16(h.codes.size()), d.oz = d.os + up16(h.scales.size()), d.ot = d.oz + up16(h.zeros.size());
+    d.stride = d.ot + 256;
+    CK(cudaMalloc(&d.base, d.stride * (size_t)copies));
+    std::vector<uint8_t> img(d.stride, 0);
+    memcpy(&img[d.oc], h.codes.data(), h.codes.size());
+    memcpy(&img[d.os], h.scales.data(), h.scales.size());
+    if (!h.zeros.empty()) memcpy(&img[d.oz], h.zeros.data(), h.zeros.size());
+    memcpy(&img[d.ot], &h.t, 4);
+    CK(cudaMemcpy(d.base, img.data(), d.stride, cudaMemcpyHostToDevice));
+    for (int c = 1; c < copies; c++)
+        CK(cudaMemcpy(d.base + c * d.stride, d.base, d.stride, cudaMemcpyDeviceToDevice));
+    return d;
+}
+
+static pcu_qweight qweight(const HostW &h, const DevW &d, int copy) {
+    uint8_t *b = d.base + (size_t)copy * d.stride;
+    pcu_qweight w = {};
+    w.codes = b + d.oc, w.code_rs = h.K * pt_qfmt_bits((pt_qfmt)h.fmt) / 8;
+    w.scales = b + d.os;
+    w.sdt = h.fmt == PT_QFMT_NVFP4 ? PETREL_DTYPE_U8 : h.bf16 ? PETREL_DTYPE_BF16 : PETREL_DTYPE_F32;
+    w.s_rs = h.ng(), w.s_cs = 1;
+    if (!h.zeros.empty()) w.zeros = (const int8_t *)(b + d.oz), w.z_rs = h.ng(), w.z_cs = 1;
+    if (h.fmt == PT_QFMT_NVFP4) w.t = (const float *)(b + d.ot);
+    w.N = h.N;
+    return w;
+}
+
+/* ---- checking and timing ---------------------------------------------------------- */
+
+static void check(const char *what, const std::vector<double> &got, const std::vector<double> &ref, double tol) {
+    double num = 0, den = 0, maxd = 0, maxr = 0;
+    for (size_t i = 0; i < ref.size(); i++) {
+        double d = got[i] - ref[i];
+        num += d * d, den += ref[i] * ref[i];
+        maxd = fmax(maxd, fabs(d)), maxr = fmax(maxr, fabs(ref[i]));
+    }
+    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    bool ok = rel <= tol && std::isfinite(rel);
+    printf("  check %-52s rel L2 %.2e  max|err|/max|ref| %.2e  %s\n", what, rel, maxr > 0 ? maxd / maxr : maxd,
+           ok ? "ok" : "FAIL");
+    if (!ok) g_fail = 1;
+}
+
+/* Per-launch time in microseconds of enqueue(i) for i = 0 .. REPS - 1,
+ * captured in one CUDA graph. */
+template <class F> static double bench_us(cudaStream_t s, F enqueue) {
+    CK(enqueue(0));
+    CK(cudaStreamSynchronize(s));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    for (int i = 0; i < REPS; i++) CK(enqueue(i));
+    CK(cudaStreamEndCapture(s, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    CK(cudaGraphLaunch(exec, s));
+    CK(cudaStreamSynchronize(s));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    CK(cudaEventRecord(e0, s));
+    CK(cudaGraphLaunch(exec, s));
+    CK(cudaEventRecord(e1, s));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return 1e3 * ms / REPS;
+}
+
+/* ---- the GEMV ------------------------------------------------------------------------- */
+
+static const char *fmt_name(int fmt) { return pt_qfmt_name((pt_qfmt)fmt); }
+static const char *mode_name(int mode) {
+    return mode == PCU_GEMV_GATED ? "gated" : mode == PCU_GEMV_RESID ? "add" : "n";
+}
+
+/* One GEMV case: weights of rows Ns (PLAIN: one output each; GATED: gate
+ * and up; RESID: one + residual), x (M, K) of dtype bf16 or f32.  Checks
+ * it; with bench, also times it over rotating weight copies. */
+static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode, bool bf16, int M,
+                      const std::vector<int64_t> &Ns, int64_t K, bool w_const, bool bench) {
+    int nw = (int)Ns.size();
+    size_t es = bf16 ? 2 : 4, wbytes = 0;
+    std::vector<HostW> hw;
+    for (int i = 0; i < nw; i++) hw.push_back(make_weight(fmt, Ns[i], K, G, bf16));
+    for (auto &h : hw) wbytes += h.bytes();
+    int copies = bench ? (int)(ROTATE_BYTES / wbytes) + 2 : 1;
+    std::vector<DevW> dw;
+    for (auto &h : hw) dw.push_back(upload(h, copies));
+
+    /* x, residual (values of the dtype), outputs */
+    std::vector<double> xv((size_t)(M * K)), rv((size_t)(M * Ns[0]));
+    std::vector<uint8_t> xb(xv.size() * es), rb(rv.size() * es);
+    for (size_t i = 0; i < xv.size(); i++) {
+        float f = frand();
+        if (bf16) {
+            uint16_t h = f2bf(f);
+            memcpy(&xb[i * 2], &h, 2), xv[i] = bf2f(h);
+        } else {
+            memcpy(&xb[i * 4], &f, 4), xv[i] = f;
+        }
+    }
+    for (size_t i = 0; i < rv.size(); i++) {
+        float f = frand();
+        if (bf16) {
+            uint16_t h = f2bf(f);
+            memcpy(&rb[i * 2], &h, 2), rv[i] = bf2f(h);
+        } else {
+            memcpy(&rb[i * 4], &f, 4), rv[i] = f;
+        }
+    }
+    void *dx, *dr;
+    CK(cudaMalloc(&dx, xb.size()));
+    CK(cudaMalloc(&dr, rb.size()));
+    CK(cudaMemcpy(dx, xb.data(), xb.size(), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dr, rb.data(), rb.size(), cudaMemcpyHostToDevice));
+    int nout = mode == PCU_GEMV_PLAIN ? nw : 1;
+    std::vector<void *> dout(nout);
+    for (int i = 0; i < nout; i++) CK(cudaMalloc(&dout[i], (size_t)(M * Ns[i]) * es));
+
+    auto args = [&](int copy) {
+        pcu_qgemv g = {};
+        g.dtype = bf16 ? PETREL_DTYPE_BF16 : PETREL_DTYPE_F32, g.fmt = fmt, g.G = G;
+        g.x = dx, g.ldx = K, g.M = M, g.K = K, g.mode = mode, g.act = PCU_ACT_SILU, g.w_const = w_const;
+        g.nw = nw;
+        for (int i = 0; i < nw; i++) g.w[i] = qweight(hw[i], dw[i], copy);
+        for (int i = 0; i < nout; i++) g.out[i] = dout[i];
+        if (mode == PCU_GEMV_RESID) g.res = dr, g.res_dtype = g.dtype, g.res_sm = Ns[0], g.res_sn = 1;
+        return g;
+    };
+    pcu_qgemv g0 = args(0);
+    char what[160];
+    snprintf(what, sizeof what, "%s g%lld %s %s M=%d K=%lld N=%lld%s%s", fmt_name(fmt), (long long)G,
+             mode_name(mode), bf16 ? "bf16" : "f32", M, (long long)K, (long long)Ns[0], nw > 1 ? "..." : "",
+             w_const ? "" : " (computed weights)");
+    if (!pcu_qgemv_fits(&g0)) {
+        printf("  check %-52s FAIL: the GEMV does not take it\n", what);
+        g_fail = 1;
+        return;
+    }
+    for (int i = 0; i < nout; i++) CK(cudaMemset(dout[i], 0xff, (size_t)(M * Ns[i]) * es));
+    CK(pcu_qgemv_launch(s, &g0, sm_count));
+    CK(cudaStreamSynchronize(s));
+
+    /* reference: products in double from W exactly, then the mode's rounding points */
+    auto rnd = [&](double v) { return bf16 ? bfr(v) : (double)(float)v; };
+    std::vector<double> got, ref;
+    std::vector<std::vector<double>> p(nw);
+    for (int i = 0; i < nw; i++) {
+        p[i].resize((size_t)(M * Ns[i]));
+        for (int64_t n = 0; n < Ns[i]; n++) {
+            std::vector<float> wr((size_t)K);
+            for (int64_t k = 0; k < K; k++) wr[k] = hw[i].w(n, k);
+            for (int m = 0; m < M; m++) {
+                double a = 0;
+                for (int64_t k = 0; k < K; k++) a += (double)wr[k] * xv[m * K + k];
+                p[i][m * Ns[i] + n] = a;
+            }
+        }
+    }
+    for (int i = 0; i < nout; i++) {
+        std::vector<uint8_t> ob((size_t)(M * Ns[i]) * es);
+        CK(cudaMemcpy(ob.data(), dout[i], ob.size(), cudaMemcpyDeviceToHost));
+        for (int64_t j = 0; j < M * Ns[i]; j++) {
+            double v;
+            if (bf16) {
+                uint16_t h;
+                memcpy(&h, &ob[j * 2], 2);
+                v = bf2f(h);
+            } else {
+                float f;
+                memcpy(&f, &ob[j * 4], 4);
+                v = f;
+            }
+            got.push_back(v);
+            double r = p[i][j];
+            if (mode == PCU_GEMV_GATED) {
+                double gq = rnd(r);
+                r = rnd(rnd(gq / (1.0 + exp(-gq))) * rnd(p[1][j]));
+            } else if (mode == PCU_GEMV_RESID) {
+                r = rnd(rnd(r) + rv[j]);
+            } else {
+                r = rnd(r);
+            }
+            ref.push_back(r);
+        }
+    }
+    check(what, got, ref, bf16 ? 1e-2 : 1e-5);
+
+    if (bench) {
+        std::vector<pcu_qgemv> gs;
+        for (int c = 0; c < copies; c++) gs.push_back(args(c));
+        double us = bench_us(s, [&](int i) { return pcu_qgemv_launch(s, &gs[(size_t)i % gs.size()], sm_count); });
+        printf("  time  %-52s %8.2f us  %7.0f GB/s  (%.1f MB packed, %d copies)\n", what, us, wbytes / us * 1e-3,
+               wbytes / 1048576.0, copies);
+    }
+    for (auto &d : dw) CK(cudaFree(d.base));
+    for (auto p2 : dout) CK(cudaFree(p2));
+    CK(cudaFree(dx));
+    CK(cudaFree(dr));
+}
+
+/* ---- dequantization and embedding --------------------------------------------------------- */
+
+/* Panel rows [n0, n0 + rows) and embedding rows at some indices (one out
+ * of range, one negative): bit-equal to the host's W rounded to bf16 / f32. */
+static void dequant_case(cudaStream_t s, int fmt, int64_t G, bool bf16) {
+    const int64_t N = 37, K = 256, n0 = 5, rows = 29;
+    HostW h = make_weight(fmt, N, K, G, bf16);
+    DevW d = upload(h, 1);
+    pcu_qweight w = qweight(h, d, 0);
+    int32_t dt = bf16 ? PETREL_DTYPE_BF16 : PETREL_DTYPE_F32;
+    size_t es = bf16 ? 2 : 4;
+    auto as_double = [&](const uint8_t *p) {
+        if (bf16) {
+            uint16_t v;
+            memcpy(&v, p, 2);
+            return (double)bf2f(v);
+        }
+        float f;
+        memcpy(&f, p, 4);
+        return (double)f;
+    };
+    auto rnd = [&](float v) { return bf16 ? bfr(v) : (double)v; };
+    void *dp;
+    CK(cudaMalloc(&dp, (size_t)(rows * K) * es));
+    CK(pcu_qdequant_launch(s, fmt, G, K, &w, n0, rows, dp, dt));
+    std::vector<uint8_t> pb((size_t)(rows * K) * es);
+    CK(cudaMemcpy(pb.data(), dp, pb.size(), cudaMemcpyDeviceToHost));
+    bool ok = true;
+    for (int64_t r = 0; r < rows && ok; r++)
+        for (int64_t k = 0; k < K && ok; k++) ok = as_double(&pb[(r * K + k) * es]) == rnd(h.w(n0 + r, k));
+    const std::vector<int64_t> idx = {3, 36, -1, 0, 37, 12};
+    int64_t *di;
+    void *de;
+    CK(cudaMalloc(&di, idx.size() * 8));
+    CK(cudaMalloc(&de, idx.size() * (size_t)K * es));
+    CK(cudaMemcpy(di, idx.data(), idx.size() * 8, cudaMemcpyHostToDevice));
+    CK(pcu_qembedding_launch(s, fmt, G, K, &w, di, PETREL_DTYPE_I64, (int64_t)idx.size(), de, dt));
+    std::vector<uint8_t> eb(idx.size() * (size_t)K * es);
+    CK(cudaMemcpy(eb.data(), de, eb.size(), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < idx.size() && ok; i++) {
+        int64_t n = idx[i] < 0 ? idx[i] + N : idx[i];
+        for (int64_t k = 0; k < K && ok; k++)
+            ok = as_double(&eb[(i * K + k) * es]) == (n >= N ? 0.0 : rnd(h.w(n, k)));
+    }
+    printf("  check %-52s %s\n",
+           (std::string(fmt_name(fmt)) + " g" + std::to_string(G) + (bf16 ? " bf16" : " f32") +
+            ": dequantized panel, embedding rows").c_str(),
+           ok ? "ok" : "FAIL");
+    if (!ok) g_fail = 1;
+    CK(cudaFree(dp));
+    CK(cudaFree(di));
+    CK(cudaFree(de));
+    CK(cudaFree(d.base));
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows through a pipe */
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    int sm = prop.multiProcessorCount;
+    printf("%s, %d SMs; %d launches per timing\n", prop.name, sm, REPS);
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+
+    printf("every format and mode, small shapes\n");
+    const struct {
+        int fmt;
+        int64_t G;
+    } fmts[] = {{PT_QFMT_INT8, 32}, {PT_QFMT_INT8S, 64}, {PT_QFMT_INT4, 32}, {PT_QFMT_INT4S, 128},
+                {PT_QFMT_INT2, 32}, {PT_QFMT_INT2S, 64}, {PT_QFMT_NVFP4, 16}};
+    for (auto f : fmts) {
+        for (int bf16 = 0; bf16 < 2; bf16++)
+            for (int M : {1, 3}) {
+                gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, bf16, M, {96, 32, 32}, 512, true, false);
+                gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_GATED, bf16, M, {160, 160}, 256, true, false);
+                gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_RESID, bf16, M, {64}, 1024, true, false);
+            }
+        gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, true, 1, {1200}, 256, false, false); /* 4 rows per block */
+        dequant_case(s, f.fmt, f.G, false);
+        dequant_case(s, f.fmt, f.G, true);
+    }
+
+    printf("Llama-3.2-1B decode shapes, bf16, one row of x\n");
+    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) {
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, true, 1, {2048, 512, 512}, 2048, true, true); /* q, k, v */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, true, 1, {2048}, 2048, true, true);           /* o + residual */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, true, 1, {8192, 8192}, 2048, true, true);     /* gate, up */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, true, 1, {2048}, 8192, true, true);           /* down + residual */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, true, 1, {128256}, 2048, true, true);         /* LM head */
+    }
+    CK(cudaStreamDestroy(s));
+    printf(g_fail ? "SOME CHECKS FAILED\n" : "all checks passed\n");
+    return g_fail;
+}
