@@ -29,15 +29,6 @@
 #define GEMV_MAX_THREADS 256
 #define GEMV_CPT 2 /* chunks per row per thread loaded before use (rows longer than one round) */
 
-/* The activation of a gated linear, in float as torch computes it. */
-__device__ __forceinline__ float gemv_act(float v, int act) {
-    switch (act) {
-    case PCU_ACT_SILU: return v / (1.0f + __expf(-v));
-    case PCU_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    default: return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-    }
-}
-
 /* Row n of the virtual weight: its segment (0 without segments). */
 __device__ __forceinline__ int gemv_seg(const pcu_gemv &g, int64_t n) {
     int s = 0;
@@ -154,7 +145,7 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
         }
         float v;
         if (G == 2) {
-            v = dn_round<T>(gemv_act(dn_round<T>(s), g.act)) * dn_round<T>(s2);
+            v = dn_round<T>(pcu_act(dn_round<T>(s), g.act)) * dn_round<T>(s2);
         } else if (g.mode == PCU_GEMV_RESID) {
             v = dn_round<T>(s) + dn_load(g.self, g.self_dtype, m * g.self_sm + n * g.self_sn);
         } else {
@@ -229,7 +220,7 @@ __global__ void linear_epilogue_kernel(int32_t mode, int32_t act, const T *a, co
                                        int64_t b_sm, int64_t b_sn, int64_t cols, T *out, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float av = dn_f32(a[i]), v;
-        if (mode == PCU_GEMV_GATED) v = dn_round<T>(gemv_act(av, act)) * dn_f32(((const T *)b)[i]);
+        if (mode == PCU_GEMV_GATED) v = dn_round<T>(pcu_act(av, act)) * dn_f32(((const T *)b)[i]);
         else v = av + dn_load(b, b_dtype, (i / cols) * b_sm + (i % cols) * b_sn);
         out[i] = dn_from<T>(v);
     }

@@ -75,4 +75,16 @@ cudaError_t pcu_scale_launch(cudaStream_t s, int32_t dtype, void *data, int64_t 
 }
 #endif
 
+#ifdef __CUDACC__
+/* The activation of a gated linear (PCU_ACT_*), in float as torch
+ * computes it; shared by the float and the quantized GEMVs. */
+static __device__ __forceinline__ float pcu_act(float v, int act) {
+    switch (act) {
+    case PCU_ACT_SILU: return v / (1.0f + __expf(-v));
+    case PCU_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    default: return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    }
+}
+#endif
+
 #endif /* PETREL_CUDA_MATMUL_K_H */

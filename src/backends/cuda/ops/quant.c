@@ -30,6 +30,7 @@
 
 #include "../../../core/quant_fmt.h"
 #include "../../cpu/ops/matmul_plan.h"
+#include "../../cpu/ops/quant_plan.h"
 #include "../cuda.h"
 #include "norm_k.h"
 #include "quant_k.h"
@@ -43,89 +44,20 @@ static bool q_float(petrel_dtype dt) {
     return dt == PETREL_DTYPE_F32 || dt == PETREL_DTYPE_F16 || dt == PETREL_DTYPE_BF16;
 }
 
-/* "(d0, d1, ...)" for messages. */
-static const char *q_shape(const pt_tensor *t, char *buf, size_t n) {
-    size_t at = (size_t)snprintf(buf, n, "(");
-    for (int i = 0; i < t->rank && at < n; i++)
-        at += (size_t)snprintf(buf + at, n - at, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if (at < n) snprintf(buf + at, n - at, ")");
-    return buf;
-}
+/* ---- operands (quant_plan.h: the CPU kernel's checks) -------------------------- */
 
-/* ---- operands (the CPU kernel's checks) --------------------------------------- */
-
-/* The format and group size arguments, checked against K; *fmt on success. */
-static petrel_status q_format(pt_exec *ex, const char *op, const char *name, int64_t G, int64_t K, pt_qfmt *fmt) {
-    int f = pt_qfmt_parse(name);
-    if (f < 0)
-        return pk_fail(ex, PETREL_ERR_RUNTIME,
-                       "%s: unknown format '%s' (" PT_QFMT_LIST ")", op, name ? name : "None");
-    if (G < 1) return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: group_size must be positive, got %lld", op, (long long)G);
-    if (f == PT_QFMT_NVFP4 && G != PT_NVFP4_GROUP)
-        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: nvfp4 has groups of %d, got group_size %lld", op,
-                       PT_NVFP4_GROUP, (long long)G);
-    if (K % G)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: K = %lld is not a multiple of group_size %lld", op, (long long)K,
-                       (long long)G);
-    if (K * pt_qfmt_bits((pt_qfmt)f) % 8)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: K = %lld %d-bit codes do not fill whole bytes", op, (long long)K,
-                       pt_qfmt_bits((pt_qfmt)f));
-    *fmt = (pt_qfmt)f;
-    return PETREL_OK;
-}
-
-/* Check weight i's tensors against (fmt, G, K) and describe it in *w.
- * zero: its zeros entry (NULL for symmetric formats). */
+/* Weight i checked and described for the kernels; nvfp4's tensor scale
+ * stays on the device (the kernels read it). */
 static petrel_status q_weight(pt_exec *ex, const char *op, int i, pt_qfmt fmt, int64_t G, int64_t K,
                               const pt_tensor *codes, const pt_tensor *scales, const pt_tensor *zero,
                               pcu_qweight *w) {
-    char b1[96], b2[96];
-    int64_t cols = K * pt_qfmt_bits(fmt) / 8, ng = K / G;
-    if (!codes || codes->dtype != PETREL_DTYPE_U8 || codes->rank != 2 || codes->shape[1] != cols)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes[%d] must be u8 (N, %lld) for K = %lld in %d bits, got %s %s", op,
-                       i, (long long)cols, (long long)K, pt_qfmt_bits(fmt),
-                       codes ? petrel_dtype_name(codes->dtype) : "None", codes ? q_shape(codes, b1, sizeof b1) : "");
-    if (codes->shape[1] > 1 && codes->stride[1] != 1)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes[%d] must be contiguous along its rows", op, i);
-    int64_t N = codes->shape[0];
-    bool fp4 = fmt == PT_QFMT_NVFP4;
-    if (!scales || scales->rank != 2 || scales->shape[0] != N || scales->shape[1] != ng)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: scales[%d] must have shape (%lld, %lld) (N, K / group_size), got %s",
-                       op, i, (long long)N, (long long)ng, scales ? q_shape(scales, b2, sizeof b2) : "None");
-    if (fp4 ? scales->dtype != PETREL_DTYPE_U8 : !pt_dtype_is_float(scales->dtype))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: scales[%d] must be %s, got %s", op, i,
-                       fp4 ? "u8 (E4M3 bits)" : "a float dtype", petrel_dtype_name(scales->dtype));
-    *w = (pcu_qweight){.codes = codes->data, .code_rs = codes->stride[0], .scales = scales->data,
-                       .sdt = (int32_t)scales->dtype, .s_rs = scales->stride[0], .s_cs = scales->stride[1], .N = N};
-    if (fp4) {
-        if (!zero || zero->dtype != PETREL_DTYPE_F32 || pt_numel(zero) != 1)
-            return pk_fail(ex, PETREL_ERR_SHAPE, "%s: zeros[%d] must be the f32 tensor scale of shape (1), got %s %s", op,
-                           i, zero ? petrel_dtype_name(zero->dtype) : "None", zero ? q_shape(zero, b1, sizeof b1) : "");
-        if (pcu_is_host_scalar(zero)) /* a device pointer is read by the kernels, never its value here */
-            return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "%s: zeros[%d] must be a device tensor", op, i);
-        w->t = (const float *)zero->data;
-    } else if (pt_qfmt_asym(fmt)) {
-        if (!zero || zero->dtype != PETREL_DTYPE_I8 || zero->rank != 2 || zero->shape[0] != N || zero->shape[1] != ng)
-            return pk_fail(ex, PETREL_ERR_SHAPE, "%s: zeros[%d] must be i8 (%lld, %lld) like the scales, got %s %s", op, i,
-                           (long long)N, (long long)ng, zero ? petrel_dtype_name(zero->dtype) : "None",
-                           zero ? q_shape(zero, b1, sizeof b1) : "");
-        w->zeros = (const int8_t *)zero->data;
-        w->z_rs = zero->stride[0];
-        w->z_cs = zero->stride[1];
-    }
-    return PETREL_OK;
-}
-
-/* The zeros list must hold one entry per weight (asymmetric formats and
- * nvfp4) or be empty (symmetric formats). */
-static petrel_status q_zeros_count(pt_exec *ex, const char *op, pt_qfmt fmt, int nzeros, int nweights) {
-    bool want = pt_qfmt_asym(fmt) || fmt == PT_QFMT_NVFP4;
-    if (want && nzeros != nweights)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: format %s needs one zeros entry per weight (%d), got %d", op,
-                       pt_qfmt_name(fmt), nweights, nzeros);
-    if (!want && nzeros != 0)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: format %s is symmetric: zeros must be empty, got %d entries", op,
-                       pt_qfmt_name(fmt), nzeros);
+    q_weight_ref r = {0};
+    PT_TRY(q_operand(ex, op, i, fmt, G, K, codes, scales, zero, &r));
+    if (r.tscale && pcu_is_host_scalar(r.tscale))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "%s: zeros[%d] must be a device tensor", op, i);
+    *w = (pcu_qweight){.codes = r.codes, .code_rs = r.code_rs, .scales = r.scales, .sdt = (int32_t)r.sdt,
+                       .s_rs = r.s_rs, .s_cs = r.s_cs, .N = r.N, .zeros = r.zeros, .z_rs = r.z_rs, .z_cs = r.z_cs,
+                       .t = r.tscale ? (const float *)r.tscale->data : NULL};
     return PETREL_OK;
 }
 

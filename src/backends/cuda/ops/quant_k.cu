@@ -77,16 +77,6 @@ static int qk_kind_of(int fmt) {
 /* 2^p for -126 <= p <= 127, built from its bits (a constant when p is). */
 __device__ __forceinline__ float qk_pow2(int p) { return __int_as_float((127 + p) << 23); }
 
-/* gated_linear's activation in float, as matmul_k.cu's GEMV and epilogue
- * compute it (the prefill path of gated qlinears runs that epilogue). */
-__device__ __forceinline__ float qk_act(float v, int act) {
-    switch (act) {
-    case PCU_ACT_SILU: return v / (1.0f + __expf(-v));
-    case PCU_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    default: return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-    }
-}
-
 /* ---- decoding in registers ------------------------------------------------------ */
 
 /* Codes e = 0 .. 16 / BITS - 1 of the half word h (code e at bit e * BITS,
@@ -308,7 +298,7 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
             if (NG == 2) s2 += red[k][m * R + RB + r];
         }
         if (NG == 2) {
-            float v = dn_round<T>(qk_act(dn_round<T>(s), g.act)) * dn_round<T>(s2);
+            float v = dn_round<T>(pcu_act(dn_round<T>(s), g.act)) * dn_round<T>(s2);
             ((T *)g.out[0])[m * g.N + n] = dn_from<T>(v);
         } else if (g.mode == PCU_GEMV_RESID) {
             float v = dn_round<T>(s) + dn_load(g.res, g.res_dtype, m * g.res_sm + n * g.res_sn);
