@@ -48,172 +48,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "compiler.h"
-
-#define FZ_MAX_NODES 64
-#define FZ_MAX_ARGS 12 /* the most arguments of a fused op (sdpa_cache has 11) */
-
-/* ---- def-use index -------------------------------------------------------- */
-
-typedef struct fz {
-    pt_graph *g;
-    int32_t *def;    /* (nvalues) node defining each value, -1 when none */
-    int32_t *ustart; /* (nvalues + 1) offsets of each value's readers in `users` */
-    int32_t *users;  /* node index per read (a node reading twice is listed twice) */
-    bool *result;    /* (nvalues) a user output */
-    int32_t *nmut;   /* (nvalues) buffer mutations storing it */
-} fz;
-
-static void fz_free(fz *f) {
-    pt_free(f->def);
-    pt_free(f->ustart);
-    pt_free(f->users);
-    pt_free(f->result);
-    pt_free(f->nmut);
-    memset(f, 0, sizeof *f);
-}
-
-static bool fz_build(fz *f, pt_graph *g) {
-    memset(f, 0, sizeof *f);
-    f->g = g;
-    size_t nv = (size_t)(g->nvalues ? g->nvalues : 1);
-    f->def = pt_malloc(nv * sizeof *f->def);
-    f->ustart = pt_calloc(nv + 1, sizeof *f->ustart);
-    f->result = pt_calloc(nv, sizeof *f->result);
-    f->nmut = pt_calloc(nv, sizeof *f->nmut);
-    if (!f->def || !f->ustart || !f->result || !f->nmut) goto fail;
-    for (int32_t v = 0; v < g->nvalues; v++) f->def[v] = -1;
-    int32_t total = 0;
-    for (int32_t i = 0; i < g->nnodes; i++) {
-        const pt_node *n = &g->nodes[i];
-        for (int k = 0; k < n->nout; k++)
-            if (n->outs[k] >= 0) f->def[n->outs[k]] = i;
-        for (int a = 0; a < n->nargs; a++)
-            for (int k = 0; k < n->args[a].n; k++)
-                if (n->args[a].items[k].vid >= 0) f->ustart[n->args[a].items[k].vid + 1]++, total++;
-    }
-    for (int32_t v = 0; v < g->nvalues; v++) f->ustart[v + 1] += f->ustart[v];
-    f->users = pt_malloc((size_t)(total ? total : 1) * sizeof *f->users);
-    int32_t *fill = pt_malloc(nv * sizeof *fill);
-    if (!f->users || !fill) {
-        pt_free(fill);
-        goto fail;
-    }
-    memcpy(fill, f->ustart, (size_t)g->nvalues * sizeof *fill);
-    for (int32_t i = 0; i < g->nnodes; i++) {
-        const pt_node *n = &g->nodes[i];
-        for (int a = 0; a < n->nargs; a++)
-            for (int k = 0; k < n->args[a].n; k++)
-                if (n->args[a].items[k].vid >= 0) f->users[fill[n->args[a].items[k].vid]++] = i;
-    }
-    pt_free(fill);
-    for (int32_t i = 0; i < g->noutputs; i++)
-        if (g->outputs[i].item.vid >= 0) f->result[g->outputs[i].item.vid] = true;
-    for (int32_t i = 0; i < g->nmuts; i++) f->nmut[g->muts[i].value_vid]++;
-    return true;
-fail:
-    fz_free(f);
-    return false;
-}
-
-static int32_t nuse(const fz *f, int32_t v) { return v >= 0 ? f->ustart[v + 1] - f->ustart[v] : 0; }
-
-/* The one node reading v, when v has exactly one read and is no graph
- * result; else -1. */
-static int32_t only_user(const fz *f, int32_t v) {
-    if (v < 0 || nuse(f, v) != 1 || f->result[v] || f->nmut[v]) return -1;
-    return f->users[f->ustart[v]];
-}
-
-/* ---- node and value helpers ----------------------------------------------- */
-
-/* Value v; a missing value (v < 0) reads as a rank-0 None, which fails
- * every check a matcher makes. */
-static const pt_value *val(const fz *f, int32_t v) {
-    static const pt_value none = {.kind = PT_V_NONE};
-    return v >= 0 ? &f->g->values[v] : &none;
-}
-static const pt_node *node(const fz *f, int32_t i) { return i >= 0 ? &f->g->nodes[i] : NULL; }
-
-static int32_t out0(const pt_node *n) { return n && n->nout >= 1 ? n->outs[0] : -1; }
-
-/* The node defining v, or NULL (an input, a weight, or v < 0). */
-static const pt_node *defn(const fz *f, int32_t v) {
-    return v >= 0 && f->def[v] >= 0 ? &f->g->nodes[f->def[v]] : NULL;
-}
-
-/* The node defining v when it has op `op`, else NULL. */
-static const pt_node *def_op(const fz *f, int32_t v, pt_op op) {
-    const pt_node *n = defn(f, v);
-    return n && n->op == op ? n : NULL;
-}
-
-static int32_t node_index(const fz *f, const pt_node *n) { return (int32_t)(n - f->g->nodes); }
-
-/* Tensor argument a (its value id), or -1. */
-static int32_t tin(const pt_node *n, int a) {
-    if (!n || a >= n->nargs || n->args[a].kind != PT_ARG_TENSOR || n->args[a].n != 1) return -1;
-    return n->args[a].items[0].vid;
-}
-
-static bool none_arg(const pt_node *n, int a) { return a < n->nargs && n->args[a].kind == PT_ARG_NONE; }
-
-/* A literal number argument (int, float or bool written into the graph). */
-static bool lit_num(const pt_node *n, int a, double *out) {
-    if (!n || a >= n->nargs) return false;
-    const pt_arg *g = &n->args[a];
-    if ((g->kind != PT_ARG_INT && g->kind != PT_ARG_FLOAT && g->kind != PT_ARG_BOOL) || g->n != 1 ||
-        g->items[0].vid >= 0)
-        return false;
-    *out = g->kind == PT_ARG_FLOAT ? g->items[0].f : (double)g->items[0].i;
-    return true;
-}
-
-static bool lit_is(const pt_node *n, int a, double want) {
-    double v;
-    return lit_num(n, a, &v) && v == want;
-}
-
-/* d normalized against rank (negative counts from the end), or -1. */
-static int wrap_dim(int64_t d, int rank) {
-    if (d < 0) d += rank;
-    return d >= 0 && d < rank ? (int)d : -1;
-}
-
-/* A literal dim argument normalized against `rank`, or -1. */
-static int lit_dim_arg(const pt_node *n, int a, int rank) {
-    double d;
-    if (!lit_num(n, a, &d) || d != floor(d)) return -1;
-    return wrap_dim((int64_t)d, rank);
-}
-
-/* A literal int list argument; returns its length, -1 when not literal. */
-static int lit_ints(const pt_node *n, int a, int64_t *out, int max) {
-    if (!n || a >= n->nargs) return -1;
-    const pt_arg *g = &n->args[a];
-    if ((g->kind != PT_ARG_INTS && g->kind != PT_ARG_INT) || g->n > max) return -1;
-    for (int k = 0; k < g->n; k++) {
-        if (g->items[k].vid >= 0) return -1;
-        out[k] = g->items[k].i;
-    }
-    return g->n;
-}
-
-static bool same_shape(const pt_value *a, const pt_value *b) {
-    if (a->rank != b->rank) return false;
-    for (int d = 0; d < a->rank; d++)
-        if (!pt_dim_eq(&a->shape[d], &b->shape[d])) return false;
-    return true;
-}
-
-/* Static size of dim d (negative counts from the end), or -1. */
-static int64_t lit_size(const pt_value *v, int d) {
-    if (d < 0) d += v->rank;
-    if (d < 0 || d >= v->rank || v->shape[d].expr) return -1;
-    return v->shape[d].lit;
-}
-
-static bool is_float_tensor(const pt_value *v) { return v->kind == PT_V_TENSOR && pt_dtype_is_float(v->dtype); }
+#include "match.h"
 
 /* Exact conversion to float32 (and float32 arithmetic stays exact in the
  * double the fused kernels compute in). */
@@ -241,153 +76,6 @@ static int32_t cast_source(const fz *f, const pt_node *n) {
 static const pt_node *cast_user(const fz *f, int32_t v) {
     const pt_node *u = node(f, only_user(f, v));
     return u && cast_source(f, u) == v ? u : NULL;
-}
-
-static bool is_view_op(pt_op op) {
-    return op == PETREL_OP_VIEW || op == PETREL_OP_RESHAPE || op == PETREL_OP_UNSAFE_VIEW;
-}
-
-/* The value whose memory v is, in the executor's model (as in state.c):
- * through views and in-place results, the value they were made from. */
-static int32_t root_of(const fz *f, int32_t v) {
-    const pt_node *n;
-    while ((n = defn(f, v)) != NULL && (pt_op_table[n->op].flags & (PT_OPF_VIEW | PT_OPF_INPLACE)) && tin(n, 0) >= 0)
-        v = tin(n, 0);
-    return v;
-}
-
-/* May node n write the memory of v?  Every tensor a writer reads counts
- * as written (the ones it writes are among them). */
-static bool may_write(const fz *f, const pt_node *n, int32_t v) {
-    if (!(pt_op_table[n->op].flags & (PT_OPF_INPLACE | PT_OPF_STATE))) return false;
-    int32_t r = root_of(f, v);
-    for (int a = 0; a < n->nargs; a++)
-        for (int k = 0; k < n->args[a].n; k++)
-            if (n->args[a].items[k].vid >= 0 && root_of(f, n->args[a].items[k].vid) == r) return true;
-    return false;
-}
-
-/* ---- a match: its nodes and the fused node's arguments --------------------- */
-
-typedef struct fz_match {
-    int32_t nodes[FZ_MAX_NODES];
-    int n;
-    bool overflow;
-    int32_t final;                /* node replaced by the fused one */
-    pt_op op;
-    pt_arg args[FZ_MAX_ARGS];
-    int nargs;
-    bool oom;
-    int32_t drop_muts[2];         /* buffer mutations the fused op takes over */
-    int ndrop;
-    int32_t late[4];              /* a fold: all the values its moved nodes read */
-    int nlate;
-} fz_match;
-
-static void take(fz_match *m, const fz *f, const pt_node *n) {
-    int32_t i = node_index(f, n);
-    for (int k = 0; k < m->n; k++)
-        if (m->nodes[k] == i) return;
-    if (m->n == FZ_MAX_NODES) {
-        m->overflow = true;
-        return;
-    }
-    m->nodes[m->n++] = i;
-}
-
-static bool taken(const fz_match *m, int32_t i) {
-    for (int k = 0; k < m->n; k++)
-        if (m->nodes[k] == i) return true;
-    return false;
-}
-
-static pt_arg *next_arg(fz_match *m, pt_arg_kind kind, bool item) {
-    static pt_arg spill; /* past FZ_MAX_ARGS (a bug): fail the match */
-    if (m->nargs == FZ_MAX_ARGS) {
-        m->oom = true;
-        memset(&spill, 0, sizeof spill);
-        return &spill;
-    }
-    pt_arg *a = &m->args[m->nargs++];
-    memset(a, 0, sizeof *a);
-    a->kind = kind;
-    if (item) {
-        a->items = pt_calloc(1, sizeof *a->items);
-        if (!a->items) m->oom = true;
-        else a->n = 1;
-    }
-    return a;
-}
-
-static void put_tensor(fz_match *m, int32_t vid) {
-    pt_arg *a = next_arg(m, vid >= 0 ? PT_ARG_TENSOR : PT_ARG_NONE, vid >= 0);
-    if (a->items) a->items[0].vid = vid;
-}
-
-static void put_float(fz_match *m, double v) {
-    pt_arg *a = next_arg(m, PT_ARG_FLOAT, true);
-    if (a->items) a->items[0] = (pt_item){-1, 0, v};
-}
-
-static void put_bool(fz_match *m, bool v) {
-    pt_arg *a = next_arg(m, PT_ARG_BOOL, true);
-    if (a->items) a->items[0] = (pt_item){-1, v, 0};
-}
-
-static void put_dtype(fz_match *m, int dt) {
-    pt_arg *a = next_arg(m, dt >= 0 ? PT_ARG_DTYPE : PT_ARG_NONE, dt >= 0);
-    if (a->items) a->items[0] = (pt_item){-1, dt, 0};
-}
-
-static void put_none(fz_match *m) { next_arg(m, PT_ARG_NONE, false); }
-
-static void match_free(fz_match *m) {
-    for (int a = 0; a < m->nargs; a++) {
-        pt_free(m->args[a].items);
-        pt_free(m->args[a].str);
-    }
-    m->nargs = 0;
-}
-
-/* Every value a matched node (other than the final one) produces is read
- * only by matched nodes and is no graph result (except the mutations the
- * fused op takes over), and no unmatched node between the first and the
- * final one writes memory (the fused node reads its inputs later than the
- * matched nodes did); for a fold, none writes the memory of the values
- * its moved nodes read (`late`). */
-static bool match_closed(const fz *f, const fz_match *m) {
-    if (m->overflow || m->final < 0) return false;
-    const pt_node *fin = node(f, m->final);
-    /* a fold keeps the final node's op and all its outputs (linear_n's) */
-    if (fin->nout < 1 || fin->outs[0] < 0 || (fin->nout != 1 && fin->op != m->op)) return false;
-    int32_t first = m->final;
-    for (int k = 0; k < m->n; k++) {
-        int32_t i = m->nodes[k];
-        if (i < first) first = i;
-        if (i == m->final) continue;
-        const pt_node *n = &f->g->nodes[i];
-        for (int o = 0; o < n->nout; o++) {
-            int32_t v = n->outs[o];
-            if (v < 0) continue;
-            if (f->result[v]) return false;
-            if (f->nmut[v]) {
-                bool dropped = false;
-                for (int d = 0; d < m->ndrop; d++) dropped |= m->drop_muts[d] == v;
-                if (!dropped || f->nmut[v] != 1) return false;
-            }
-            for (int32_t u = f->ustart[v]; u < f->ustart[v + 1]; u++)
-                if (!taken(m, f->users[u])) return false;
-        }
-    }
-    for (int32_t i = first + 1; i < m->final; i++) {
-        if (taken(m, i)) continue;
-        const pt_node *n = &f->g->nodes[i];
-        if (!(pt_op_table[n->op].flags & (PT_OPF_INPLACE | PT_OPF_STATE))) continue;
-        if (!m->nlate) return false;
-        for (int k = 0; k < m->nlate; k++)
-            if (may_write(f, n, m->late[k])) return false;
-    }
-    return true;
 }
 
 /* ---- RMSNorm ---------------------------------------------------------------- */
@@ -1036,42 +724,6 @@ static bool match_linear_add(const fz *f, int32_t ai, fz_match *m) {
     return false;
 }
 
-/* Replace the final node by the fused op, drop the other matched nodes and
- * the buffer mutations the fused op performs itself.  False (graph
- * unchanged) when memory runs out. */
-static bool apply(pt_graph *g, fz_match *m) {
-    bool *dead = pt_calloc((size_t)g->nnodes, sizeof *dead);
-    pt_arg *args = pt_calloc((size_t)m->nargs, sizeof *args);
-    if (!dead || !args || m->oom) {
-        pt_free(dead);
-        pt_free(args);
-        return false;
-    }
-    pt_node *fin = &g->nodes[m->final];
-    for (int a = 0; a < fin->nargs; a++) {
-        pt_free(fin->args[a].items);
-        pt_free(fin->args[a].str);
-    }
-    pt_free(fin->args);
-    memcpy(args, m->args, (size_t)m->nargs * sizeof *args);
-    fin->op = m->op;
-    fin->args = args;
-    fin->nargs = m->nargs;
-    m->nargs = 0; /* the node owns the items now */
-    int32_t w = 0;
-    for (int32_t i = 0; i < g->nmuts; i++) {
-        bool drop = false;
-        for (int d = 0; d < m->ndrop; d++) drop |= g->muts[i].value_vid == m->drop_muts[d];
-        if (!drop) g->muts[w++] = g->muts[i];
-    }
-    g->nmuts = w;
-    for (int k = 0; k < m->n; k++)
-        if (m->nodes[k] != m->final) dead[m->nodes[k]] = true;
-    pc_remove_nodes(g, dead);
-    pt_free(dead);
-    return true;
-}
-
 /* Bias-free linears of one input with constant weights of one K, up to
  * FZ_MAX_ARGS of them, with no node writing memory from the first to the
  * last (a layer's q/k/v projections)  => one petrel.linear_n in the first
@@ -1181,48 +833,23 @@ static bool fold_norm(const fz *f, int32_t li, fz_match *m) {
 
 /* ---- driver ------------------------------------------------------------------ */
 
-typedef bool (*fz_matcher)(const fz *f, int32_t anchor, fz_match *m);
-
-/* Apply `match` at every anchor, rescanning after each change; returns the
- * number of matches applied (those made before memory ran out). */
-static int fuse_all(pt_graph *g, fz_matcher match) {
-    int done = 0;
-    fz f;
-    if (!fz_build(&f, g)) return 0;
-    for (int32_t i = 0; i < g->nnodes; i++) {
-        fz_match m;
-        memset(&m, 0, sizeof m);
-        m.final = -1;
-        bool ok = match(&f, i, &m) && match_closed(&f, &m) && apply(g, &m);
-        match_free(&m);
-        if (!ok) continue;
-        done++;
-        /* nodes moved: index again and rescan */
-        fz_free(&f);
-        if (!fz_build(&f, g)) return done;
-        i = -1;
-    }
-    fz_free(&f);
-    return done;
-}
-
 int pc_fuse(pt_graph *g) {
     static const fz_matcher matchers[] = {match_rms_norm,    match_aten_rms_norm, match_rope,      match_sdpa_export,
                                           match_sdpa_aten,   match_gated,         match_linear_add};
     int fused = 0;
-    for (size_t k = 0; k < sizeof matchers / sizeof matchers[0]; k++) fused += fuse_all(g, matchers[k]);
+    for (size_t k = 0; k < sizeof matchers / sizeof matchers[0]; k++) fused += pc_match_all(g, matchers[k]);
     /* what is left of the linears sharing an input */
     fz f;
-    if (!fz_build(&f, g)) return fused;
+    if (!pc_fz_build(&f, g)) return fused;
     for (int32_t i = 0; i < g->nnodes; i++) {
         if (!fuse_linear_group(g, &f, i)) continue;
         fused++;
-        fz_free(&f);
-        if (!fz_build(&f, g)) return fused;
+        pc_fz_free(&f);
+        if (!pc_fz_build(&f, g)) return fused;
     }
-    fz_free(&f);
+    pc_fz_free(&f);
     /* folds make no new op, so they are not counted */
-    fuse_all(g, fold_rope);
-    fuse_all(g, fold_norm);
+    pc_match_all(g, fold_rope);
+    pc_match_all(g, fold_norm);
     return fused;
 }

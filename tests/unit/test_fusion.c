@@ -25,6 +25,9 @@
 ** program computes the same numbers to the bit, and nothing folds when
 ** the norm is read twice or is a result, changes the dtype, has its input
 ** written between, or meets a linear that normalizes already.
+** 7. Canonicalization: the core-ATen form's permute + mm/addmm linears
+** become aten.linear (so the compiled aten fixtures above hold the fused
+** linears), and not where the transposed weight is read elsewhere.
 ** Covers the petrel.* ops for test_op_coverage.
 */
 #include <math.h>
@@ -47,10 +50,13 @@ typedef struct fusion_case {
     int other_bmm;       /* bmm outside attention: rotary frequencies (aten
                             form), MoE experts */
     int other_softmax;   /* _softmax outside attention: MoE routing (aten form) */
-    /* fused linears per layer (export form only: core-ATen linears are
-     * permute + mm): q/k/v read as one, the gated MLP input, residual adds
-     * (Gemma 3 normalizes before each add; Phi-3 has q/k/v and gate/up
-     * pre-merged; Qwen3-MoE's experts are not a plain gated MLP) */
+    /* fused linears per layer (the core-ATen form's permute + mm made
+     * aten.linear first, canon.c): q/k/v read as one, the gated MLP input,
+     * residual adds (Gemma 3 normalizes before each add; Phi-3 has q/k/v
+     * and gate/up pre-merged, and its core-ATen form keeps dropout's clone
+     * between the linear and the add; Qwen3-MoE's experts are not a plain
+     * gated MLP; core ATen writes silu as x * sigmoid(x), so Llama's and
+     * Qwen3's gate and up are read as one linear_n there) */
     int linear_n, gated, linear_add;
     /* norms per layer folded into those linears as their prologue: the
      * input norm into q/k/v, the post-attention one into the gated MLP
@@ -62,12 +68,12 @@ typedef struct fusion_case {
 } fusion_case;
 
 static const fusion_case cases[] = {
-    {"llama_export", 2, 2, 0, 0, 1, 1, 2, 2},      {"llama_aten", 2, 2, 1, 0, 0, 0, 0, 0},
-    {"llama_bf16_aten", 2, 2, 1, 0, 0, 0, 0, 0},   {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2, 2},
-    {"llama_fp16_aten", 2, 2, 1, 0, 0, 0, 0, 0},   {"qwen3_export", 2, 4, 0, 0, 1, 1, 2, 2},
-    {"qwen3_aten", 2, 4, 1, 0, 0, 0, 0, 0},        {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1, 1},
-    {"qwen3_moe_aten", 2, 4, 5, 2, 0, 0, 0, 0},    {"gemma3_export", 2, 6, 0, 0, 1, 1, 0, 2},
-    {"gemma3_aten", 2, 6, 2, 0, 0, 0, 0, 0},       {"phi3_export", 2, 2, 0, 0, 0, 0, 2, 0},
+    {"llama_export", 2, 2, 0, 0, 1, 1, 2, 2},      {"llama_aten", 2, 2, 1, 0, 2, 0, 2, 2},
+    {"llama_bf16_aten", 2, 2, 1, 0, 2, 0, 2, 2},   {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2, 2},
+    {"llama_fp16_aten", 2, 2, 1, 0, 2, 0, 2, 2},   {"qwen3_export", 2, 4, 0, 0, 1, 1, 2, 2},
+    {"qwen3_aten", 2, 4, 1, 0, 2, 0, 2, 2},        {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1, 1},
+    {"qwen3_moe_aten", 2, 4, 5, 2, 1, 0, 1, 1},    {"gemma3_export", 2, 6, 0, 0, 1, 1, 0, 2},
+    {"gemma3_aten", 2, 6, 2, 0, 1, 1, 0, 2},       {"phi3_export", 2, 2, 0, 0, 0, 0, 2, 0},
     {"phi3_aten", 2, 2, 1, 0, 0, 0, 0, 0},
 };
 
@@ -202,6 +208,9 @@ static void test_compiled(const fusion_case *c) {
         for (int k = 0; k < 3; k++)
             CHECK(count_op(&g, lops[k]) == c->layers * want[k], "%s: %d %s, want %d", c->fixture,
                   count_op(&g, lops[k]), pt_op_table[lops[k]].target, c->layers * want[k]);
+        /* the core-ATen linears became aten.linear (canon.c) */
+        CHECK(count_op(&g, PETREL_OP_MM) == 0 && count_op(&g, PETREL_OP_ADDMM) == 0, "%s: %d mm, %d addmm left",
+              c->fixture, count_op(&g, PETREL_OP_MM), count_op(&g, PETREL_OP_ADDMM));
         pt_graph_free(&g);
     }
     pt_unmap_file(&map);
@@ -757,6 +766,82 @@ static void test_norm_fold(void) {
     }
 }
 
+/* 7. Canonicalization (canon.c) on the core-ATen form: every
+ * [view ->] mm/addmm(., permute(W)) [-> view] of a constant W becomes one
+ * aten.linear (Whisper's with their biases, from addmm); with the
+ * flattened x also read elsewhere the linear is the 2-D one and the
+ * views stay; with the transposed weight also read elsewhere that linear
+ * is left alone. */
+
+/* Make a value a user output too. */
+static bool expose(pt_graph *g, int32_t v) {
+    pt_user_output *o = pt_realloc(g->outputs, (size_t)(g->noutputs + 1) * sizeof *o);
+    if (!o) return false;
+    g->outputs = o;
+    g->outputs[g->noutputs++] = (pt_user_output){{v, 0, 0}, PT_V_TENSOR};
+    return true;
+}
+
+/* Expose the first mm's (or addmm's) x operand when a view made it
+ * (variant 1), or its transposed weight (variant 2). */
+static bool expose_mm_operand(pt_graph *g, int variant) {
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        const pt_node *n = &g->nodes[i];
+        if (n->op != PETREL_OP_MM && n->op != PETREL_OP_ADDMM) continue;
+        int base = n->op == PETREL_OP_ADDMM;
+        int32_t v = n->args[base + (variant == 2)].items[0].vid;
+        for (int32_t j = 0; j < i; j++)
+            if (g->nodes[j].outs[0] == v)
+                return (variant == 1 ? g->nodes[j].op == PETREL_OP_VIEW : true) && expose(g, v);
+        return false;
+    }
+    return false;
+}
+
+static void test_canon(void) {
+    static const struct {
+        const char *fixture;
+        int linears, addmm; /* mm/addmm in the graph, addmm of them */
+    } fs[] = {{"llama_aten", 15, 0}, {"whisper_aten", 33, 26}, {"linear_bias_aten", 1, 1}};
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
+        for (int variant = 0; variant < 3; variant++) { /* plain, x2d read elsewhere, weight^T read elsewhere */
+            pt_mapping map;
+            pz_archive z;
+            pt_graph g;
+            pt_err err = {{0}};
+            if (!import(fs[i].fixture, &map, &z, &g)) {
+                CHECK(0, "%s: import", fs[i].fixture);
+                continue;
+            }
+            int views = count_op(&g, PETREL_OP_VIEW), left = variant == 2;
+            CHECK(count_op(&g, PETREL_OP_MM) + count_op(&g, PETREL_OP_ADDMM) == fs[i].linears &&
+                      count_op(&g, PETREL_OP_ADDMM) == fs[i].addmm,
+                  "%s: %d mm and %d addmm imported", fs[i].fixture, count_op(&g, PETREL_OP_MM),
+                  count_op(&g, PETREL_OP_ADDMM));
+            /* the 2-D fixture has no flattening view to expose */
+            if (variant && !expose_mm_operand(&g, variant)) goto next;
+            int made = pc_canonicalize(&g);
+            CHECK(made == fs[i].linears - left, "%s (variant %d): %d linears made, want %d", fs[i].fixture, variant,
+                  made, fs[i].linears - left);
+            CHECK(count_op(&g, PETREL_OP_LINEAR) == made &&
+                      count_op(&g, PETREL_OP_MM) + count_op(&g, PETREL_OP_ADDMM) == left,
+                  "%s (variant %d): %d linear, %d mm, %d addmm", fs[i].fixture, variant,
+                  count_op(&g, PETREL_OP_LINEAR), count_op(&g, PETREL_OP_MM), count_op(&g, PETREL_OP_ADDMM));
+            if (variant == 1 && !strcmp(fs[i].fixture, "llama_aten")) /* 3-D all */
+                CHECK(count_op(&g, PETREL_OP_VIEW) == views - 2 * (made - 1),
+                      "llama_aten: %d views left, want %d (the exposed one's two stay)", count_op(&g, PETREL_OP_VIEW),
+                      views - 2 * (made - 1));
+            if (variant == 2)
+                CHECK(count_op(&g, PETREL_OP_PERMUTE) >= 1, "%s: the exposed transposed weight was removed",
+                      fs[i].fixture);
+            CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "%s (variant %d): %s", fs[i].fixture, variant, err.msg);
+        next:
+            pt_graph_free(&g);
+            pz_close(&z);
+            pt_unmap_file(&map);
+        }
+}
+
 int main(void) {
     size_t nc = sizeof cases / sizeof cases[0], no = sizeof op_cases / sizeof op_cases[0];
     for (size_t i = 0; i < nc; i++) test_compiled(&cases[i]);
@@ -764,6 +849,7 @@ int main(void) {
     test_conservative();
     test_rope_fold();
     test_norm_fold();
+    test_canon();
     test_out_of_memory("llama_aten");
     test_out_of_memory("llama_export");
     printf("test_fusion: %zu model and %zu op fixtures, %d failure%s\n", nc, no, failures, failures == 1 ? "" : "s");
