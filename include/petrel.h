@@ -316,6 +316,10 @@ typedef void (*petrel_progress_fn)(const char *stage, int64_t done, int64_t tota
 
 typedef struct petrel_compile_opts {
     const char *backend;      /* "cpu" (default when NULL) */
+    /* compute dtype (docs/ARCHITECTURE.md, "Compute dtype"): NULL = as exported;
+     * "fp32", "fp16" or "bf16" converts a float32 export as torch's
+     * model.to(dtype) before the export would have */
+    const char *dtype;
     /* weight quantization (docs/ARCHITECTURE.md, "Quantization"): NULL = float
      * weights; "int8", "int4" or "int2", optionally ":sym" and ":gs=32|64|128"
      * (asymmetric, group size 32 by default), or "nvfp4" */
@@ -350,6 +354,11 @@ typedef struct petrel_compile_report {
     int32_t quantized, quant_kept;
     int64_t quant_bytes_before, quant_bytes_after;
     char quant_kept_why[512];
+    /* --dtype: the program's float dtype before and after (equal when
+     * nothing changed), weight storages converted, their bytes before/after */
+    petrel_dtype dtype_from, dtype_to;
+    int32_t dtype_converted;
+    int64_t dtype_bytes_before, dtype_bytes_after;
 } petrel_compile_report;
 
 /**

@@ -1,7 +1,8 @@
 /*
 ** cmd_compile.c -- `petrel compile IN.pt2 -o OUT.petrel [--backend cpu|cuda]
-** [--quant SCHEME [--quant-embedding] [--quant-skip PATTERN]...]`: lower a
-** program and print what the passes, the quantizer and the partitioner did.
+** [--dtype fp32|fp16|bf16] [--quant SCHEME [--quant-embedding]
+** [--quant-skip PATTERN]...]`: lower a program and print what the dtype
+** conversion, the passes, the quantizer and the partitioner did.
 */
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,19 +21,26 @@ static void show_progress(const char *stage, int64_t done, int64_t total, void *
     if (done == total) fputc('\n', stderr);
 }
 
+/* torch's name of a float dtype ("bfloat16"), for the summary. */
+static const char *long_name(petrel_dtype dt) {
+    return dt == PETREL_DTYPE_F32 ? "float32" : dt == PETREL_DTYPE_F16 ? "float16" : dt == PETREL_DTYPE_BF16 ? "bfloat16"
+                                                                                                           : petrel_dtype_name(dt);
+}
+
 int cmd_compile(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *backend = "cpu", *quant = NULL;
+    const char *in = NULL, *out = NULL, *backend = "cpu", *quant = NULL, *dtype = NULL;
     const char *skip[MAX_SKIP];
     int nskip = 0;
     bool qemb = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--backend") || !strcmp(a, "--quant") ||
-            !strcmp(a, "--quant-skip")) {
+            !strcmp(a, "--quant-skip") || !strcmp(a, "--dtype")) {
             if (i + 1 >= argc) return cli_error("compile: %s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--backend")) backend = v;
             else if (!strcmp(a, "--quant")) quant = v;
+            else if (!strcmp(a, "--dtype")) dtype = v;
             else if (!strcmp(a, "--quant-skip") && nskip == MAX_SKIP)
                 return cli_error("compile: more than %d --quant-skip patterns", MAX_SKIP);
             else if (!strcmp(a, "--quant-skip")) skip[nskip++] = v;
@@ -48,8 +56,8 @@ int cmd_compile(int argc, char **argv) {
         }
     }
     if (!in || !out)
-        return cli_error("usage: petrel compile IN.pt2 -o OUT.petrel [--backend cpu|cuda] [--quant SCHEME "
-                         "[--quant-embedding] [--quant-skip PATTERN]...]");
+        return cli_error("usage: petrel compile IN.pt2 -o OUT.petrel [--backend cpu|cuda] [--dtype fp32|fp16|bf16] "
+                         "[--quant SCHEME [--quant-embedding] [--quant-skip PATTERN]...]");
     if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
         return cli_error("compile: --backend must be cpu or cuda, not '%s'", backend);
     if (!quant && (qemb || nskip))
@@ -59,12 +67,18 @@ int cmd_compile(int argc, char **argv) {
     bool tty = isatty(STDERR_FILENO);
     if (tty) fprintf(stderr, "compiling %s ...\n", in);
     petrel_compile_report r;
-    petrel_compile_opts opts = {.backend = backend, .quant = quant, .quant_embedding = qemb, .quant_skip = skip,
+    petrel_compile_opts opts = {.backend = backend, .dtype = dtype, .quant = quant, .quant_embedding = qemb, .quant_skip = skip,
                                 .n_quant_skip = nskip, .progress = tty ? show_progress : NULL};
     if (petrel_compile(&r, in, out, &opts) != PETREL_OK) return cli_error("%s", petrel_last_error());
     printf("%s: %" PRId64 " nodes (%" PRId64 " imported, %" PRId64 " no-ops and %" PRId64
            " dead nodes removed, %" PRId64 " fused ops made)\n",
            out, r.nodes_out, r.nodes_in, r.noops_removed, r.dead_removed, r.fused);
+    if (dtype && r.dtype_from == r.dtype_to)
+        printf("  dtype: %s (unchanged)\n", long_name(r.dtype_to));
+    else if (dtype)
+        printf("  dtype: %s -> %s, %d weight%s (%.2f MB -> %.2f MB)\n", long_name(r.dtype_from),
+               long_name(r.dtype_to), r.dtype_converted, r.dtype_converted == 1 ? "" : "s",
+               (double)r.dtype_bytes_before / 1e6, (double)r.dtype_bytes_after / 1e6);
     if (quant) {
         printf("  quantized (%s): %d weight%s, %.2f MB -> %.2f MB", quant, r.quantized, r.quantized == 1 ? "" : "s",
                (double)r.quant_bytes_before / 1e6, (double)r.quant_bytes_after / 1e6);

@@ -27,6 +27,8 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
     int dev = !strcmp(backend, "cpu") ? PT_DEV_CPU : !strcmp(backend, "cuda") ? PT_DEV_CUDA : -1;
     if (dev < 0)
         return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "unknown backend '%s' (petrel knows: cpu, cuda)", backend);
+    petrel_dtype to = PETREL_DTYPE_F32;
+    if (opts && opts->dtype && pc_dtype_parse(opts->dtype, &to, NULL) != PETREL_OK) return PETREL_ERR_INVALID_ARG;
     pc_quant_opts qo = {0};
     if (opts && opts->quant) {
         if (pc_quant_parse(opts->quant, &qo, NULL) != PETREL_OK) return PETREL_ERR_INVALID_ARG;
@@ -37,6 +39,7 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
         qo.progress_user = opts->progress_user;
     }
     pc_quant_result qr = {0};
+    pc_dtype_result dr = {0};
     pt_mapping map;
     pz_archive z;
     pt_graph g;
@@ -48,14 +51,22 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
     if (st == PETREL_OK) {
         petrel_compile_report r = {0};
         r.nodes_in = g.nnodes;
+        /* first: fusion and quantization then see the new dtypes */
+        if (opts && opts->dtype) st = pc_convert_dtype(&g, to, &dr, &err);
+        r.dtype_from = dr.from;
+        r.dtype_to = dr.to;
+        r.dtype_converted = dr.converted;
+        r.dtype_bytes_before = dr.bytes_before;
+        r.dtype_bytes_after = dr.bytes_after;
         r.noops_removed = pc_remove_noops(&g);
+        pc_canonicalize(&g); /* fusion and quantization match aten.linear */
         r.fused = pc_fuse(&g);
         /* after fusion, whose patterns count readers; merged twins are
          * nodes nobody reads any more, too */
         r.dead_removed = pc_forward_state(&g);
         r.dead_removed += pc_cse(&g);
         r.dead_removed += pc_dce(&g);
-        if (opts && opts->quant) st = pc_quantize(&g, &qo, &qr, &err);
+        if (st == PETREL_OK && opts && opts->quant) st = pc_quantize(&g, &qo, &qr, &err);
         r.quantized = qr.quantized;
         r.quant_kept = qr.kept;
         r.quant_bytes_before = qr.bytes_before;
@@ -91,7 +102,8 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
             if (report) *report = r;
         }
         pt_graph_free(&g);
-        pc_quant_free(&qr); /* the quantized weights' bytes, written by now */
+        pc_quant_free(&qr); /* the quantized and converted weights' bytes, written by now */
+        pc_dtype_free(&dr);
     }
     pz_close(&z);
     pt_unmap_file(&map);

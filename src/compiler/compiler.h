@@ -31,6 +31,15 @@ PT_HIDDEN bool pc_mark_live(const pt_graph *g, bool *live);
  * Returns the number removed. */
 PT_HIDDEN int pc_remove_nodes(pt_graph *g, const bool *dead);
 
+/* Canonicalize the core-ATen form's linears (a flattening view, mm or
+ * addmm of a transposed constant weight, the view back) into
+ * aten.linear, as the export form writes them (see canon.c), so that
+ * fusion and quantization see one op set; run it before pc_fuse.
+ * Conservative like pc_fuse.  Returns the number of linears made (0 also
+ * when memory ran out: the graph is then valid, possibly partly
+ * rewritten). */
+PT_HIDDEN int pc_canonicalize(pt_graph *g);
+
 /* Fuse the decomposed LLM subgraphs into the fused ops of ops.def
  * (RMSNorm, rotate-half RoPE, attention over a static KV cache; see
  * fuse.c).  Conservative: a match whose intermediates are read elsewhere
@@ -57,6 +66,29 @@ PT_HIDDEN int pc_forward_state(pt_graph *g);
  * node's results.  Returns the number of nodes removed (0 when memory ran
  * out; the graph stays valid). */
 PT_HIDDEN int pc_cse(pt_graph *g);
+
+/* Compute-dtype conversion (dtype.c): what the pass did; `blobs` own the
+ * converted weights' bytes until pc_dtype_free (after the program is
+ * written).  from == to when nothing was converted. */
+typedef struct pc_dtype_result {
+    petrel_dtype from, to;
+    int32_t converted;             /* weight storages converted (shared ones once) */
+    int64_t bytes_before, bytes_after;
+    void **blobs;
+    int32_t nblobs;
+} pc_dtype_result;
+
+/* Parse "fp32|fp16|bf16" (or float32, float16, half, bfloat16);
+ * PETREL_ERR_INVALID_ARG naming the problem. */
+PT_HIDDEN petrel_status pc_dtype_parse(const char *name, petrel_dtype *out, pt_err *err);
+
+/* Convert a float32 program to compute in `to` as exporting after torch's
+ * model.to(to) would (the rule: dtype.c).  Other programs are refused
+ * (PETREL_ERR_UNSUPPORTED); `to` float32 changes nothing.  On failure the
+ * graph must be discarded; *r is always to be freed with pc_dtype_free,
+ * after the graph. */
+PT_HIDDEN petrel_status pc_convert_dtype(pt_graph *g, petrel_dtype to, pc_dtype_result *r, pt_err *err);
+PT_HIDDEN void pc_dtype_free(pc_dtype_result *r);
 
 /* Weight quantization (quant.c): what to quantize and how. */
 typedef struct pc_quant_opts {
