@@ -154,7 +154,6 @@ static int64_t q_row_offset(const pt_tensor *t, int64_t m) {
     return off;
 }
 
-enum { Q_MODE_N, Q_MODE_GATED, Q_MODE_ADD };
 
 /* Mode "n": output i = x @ W_i^T, rounded once. */
 static petrel_status q_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *x, const cpu_qweight *ws, int nw,
@@ -215,36 +214,15 @@ static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *
 
 static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
     const char *op = "qlinear";
-    const pt_tensor *x = pk_tensor(ex, n, 0);
-    if (!x || x->rank < 1 || !pt_dtype_is_float(x->dtype))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: x must be a float tensor (..., K)", op);
-    int64_t K = x->shape[x->rank - 1], G = pk_int(ex, n, 6);
-    pt_qfmt fmt;
-    PT_TRY(q_format(ex, op, pk_str(ex, n, 5), G, K, &fmt));
-    const char *ms = pk_str(ex, n, 7);
-    int mode = !ms ? -1 : !strcmp(ms, "n") ? Q_MODE_N : !strcmp(ms, "gated") ? Q_MODE_GATED
-                                             : !strcmp(ms, "add") ? Q_MODE_ADD : -1;
-    if (mode < 0) return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown mode '%s' (n, gated or add)", op, ms ? ms : "None");
-    int act = -1;
-    if (mode == Q_MODE_GATED && (act = mm_act_id(pk_str(ex, n, 8))) < 0)
-        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown activation '%s' (silu, gelu or gelu_tanh)", op,
-                       pk_str(ex, n, 8) ? pk_str(ex, n, 8) : "None");
-    int nc = 0, ns = 0, nz = 0, want = mode == Q_MODE_N ? n->nout : mode == Q_MODE_GATED ? 2 : 1;
-    const pt_tensor **codes = pk_tensors(ex, n, 1, &nc);
-    const pt_tensor **scales = pk_tensors(ex, n, 2, &ns);
-    const pt_tensor **zeros = pk_tensors(ex, n, 3, &nz);
-    if (nc != want)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: mode %s needs %d weight%s%s, got %d", op, ms, want,
-                       want == 1 ? "" : "s", mode == Q_MODE_N ? " (one per output)" : "", nc);
-    if (ns != nc) return pk_fail(ex, PETREL_ERR_SHAPE, "%s: %d codes but %d scales", op, nc, ns);
-    PT_TRY(q_zeros_count(ex, op, fmt, nz, nc));
+    q_linear_args qa;
+    PT_TRY(q_linear_args_of(ex, n, &qa));
+    const pt_tensor *x = qa.x;
+    int nc = qa.nw, mode = qa.mode, act = qa.act;
     cpu_qweight *ws = (cpu_qweight *)nu_scratch(ex, nc, sizeof *ws);
-    if (!codes || !scales || !ws) return NU_NOMEM(ex);
+    if (!ws) return NU_NOMEM(ex);
     for (int i = 0; i < nc; i++)
-        PT_TRY(q_weight(ex, op, i, fmt, G, K, codes[i], scales[i], nz ? zeros[i] : NULL, &ws[i]));
+        PT_TRY(q_weight(ex, op, i, qa.fmt, qa.G, qa.K, qa.codes[i], qa.scales[i], qa.nz ? qa.zeros[i] : NULL, &ws[i]));
     pt_tensor xn; /* x after the RMSNorm prologue (modes n and gated) */
-    if (mode == Q_MODE_ADD && pk_bool(ex, n, 9))
-        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: mode add has no RMSNorm prologue (norm must be False)", op);
     PT_TRY(cpu_rms_norm_prologue(ex, n, 9, x, &xn));
     x = &xn;
     if (mode == Q_MODE_GATED && ws[0].N != ws[1].N)

@@ -10,9 +10,11 @@
 #define PETREL_CPU_QUANT_PLAN_H
 
 #include <stdio.h>
+#include <string.h>
 
 #include "../../../core/quant_fmt.h"
 #include "../../../runtime/kernel.h"
+#include "matmul_plan.h" /* mm_act_id */
 
 /* One quantized weight's operands, checked (element strides). */
 typedef struct q_weight_ref {
@@ -110,6 +112,52 @@ static inline petrel_status q_zeros_count(pt_exec *ex, const char *op, pt_qfmt f
         return pk_fail(ex, PETREL_ERR_SHAPE, "%s: format %s is symmetric: zeros must be empty, got %d entries", op,
                        pt_qfmt_name(fmt), nzeros);
     return PETREL_OK;
+}
+
+/* petrel.qlinear's modes (ops.def). */
+enum { Q_MODE_N, Q_MODE_GATED, Q_MODE_ADD };
+
+/* petrel.qlinear's arguments, checked as far as both backends agree: x,
+ * the format and group size against K, the mode and activation, and the
+ * weight lists' counts (each weight is then checked by q_operand). */
+typedef struct q_linear_args {
+    const pt_tensor *x;
+    int64_t K, G;
+    pt_qfmt fmt;
+    int mode, act;             /* act: MM_ACT_* for "gated", else -1 */
+    int nw, nz;                /* weights; zeros entries (0 or nw) */
+    const pt_tensor **codes, **scales, **zeros;
+} q_linear_args;
+
+static inline petrel_status q_linear_args_of(pt_exec *ex, const pt_node *n, q_linear_args *a) {
+    const char *op = "qlinear";
+    memset(a, 0, sizeof *a);
+    a->act = -1;
+    const pt_tensor *x = a->x = pk_tensor(ex, n, 0);
+    if (!x || x->rank < 1 || !pt_dtype_is_float(x->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: x must be a float tensor (..., K)", op);
+    a->K = x->shape[x->rank - 1], a->G = pk_int(ex, n, 6);
+    PT_TRY(q_format(ex, op, pk_str(ex, n, 5), a->G, a->K, &a->fmt));
+    const char *ms = pk_str(ex, n, 7);
+    a->mode = !ms ? -1 : !strcmp(ms, "n") ? Q_MODE_N : !strcmp(ms, "gated") ? Q_MODE_GATED
+                                          : !strcmp(ms, "add") ? Q_MODE_ADD : -1;
+    if (a->mode < 0)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown mode '%s' (n, gated or add)", op, ms ? ms : "None");
+    if (a->mode == Q_MODE_GATED && (a->act = mm_act_id(pk_str(ex, n, 8))) < 0)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown activation '%s' (silu, gelu or gelu_tanh)", op,
+                       pk_str(ex, n, 8) ? pk_str(ex, n, 8) : "None");
+    if (a->mode == Q_MODE_ADD && pk_bool(ex, n, 9))
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: mode add has no RMSNorm prologue (norm must be False)", op);
+    int ns = 0, want = a->mode == Q_MODE_N ? n->nout : a->mode == Q_MODE_GATED ? 2 : 1;
+    a->codes = pk_tensors(ex, n, 1, &a->nw);
+    a->scales = pk_tensors(ex, n, 2, &ns);
+    a->zeros = pk_tensors(ex, n, 3, &a->nz);
+    if (!a->codes || !a->scales) return pk_fail(ex, PETREL_ERR_NOMEM, "%s: out of memory", op);
+    if (a->nw != want)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: mode %s needs %d weight%s%s, got %d", op, ms, want,
+                       want == 1 ? "" : "s", a->mode == Q_MODE_N ? " (one per output)" : "", a->nw);
+    if (ns != a->nw) return pk_fail(ex, PETREL_ERR_SHAPE, "%s: %d codes but %d scales", op, a->nw, ns);
+    return q_zeros_count(ex, op, a->fmt, a->nz, a->nw);
 }
 
 #endif /* PETREL_CPU_QUANT_PLAN_H */

@@ -199,7 +199,6 @@ static petrel_status q_gemm(pt_exec *ex, q_lin *L, const pcu_qweight *w, void *o
 
 /* ---- petrel.qlinear --------------------------------------------------------------- */
 
-enum { Q_MODE_N, Q_MODE_GATED, Q_MODE_ADD };
 
 /* Output k: x's shape with the last dim N, of x's dtype. */
 static petrel_status q_out(pt_exec *ex, const pt_node *n, int k, const pt_tensor *x, int64_t N, pt_tensor **out) {
@@ -295,31 +294,15 @@ _Static_assert((int)MM_ACT_SILU == (int)PCU_ACT_SILU && (int)MM_ACT_GELU == (int
 
 static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
     const char *op = "qlinear";
-    const pt_tensor *x = pk_tensor(ex, n, 0);
-    if (!x || x->rank < 1 || !pt_dtype_is_float(x->dtype))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: x must be a float tensor (..., K)", op);
-    int64_t K = x->shape[x->rank - 1], G = pk_int(ex, n, 6);
-    pt_qfmt fmt;
-    PT_TRY(q_format(ex, op, pk_str(ex, n, 5), G, K, &fmt));
-    const char *ms = pk_str(ex, n, 7);
-    int mode = !ms ? -1 : !strcmp(ms, "n") ? Q_MODE_N : !strcmp(ms, "gated") ? Q_MODE_GATED
-                                             : !strcmp(ms, "add") ? Q_MODE_ADD : -1;
-    if (mode < 0) return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown mode '%s' (n, gated or add)", op, ms ? ms : "None");
-    int act = -1;
-    if (mode == Q_MODE_GATED && (act = mm_act_id(pk_str(ex, n, 8))) < 0)
-        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown activation '%s' (silu, gelu or gelu_tanh)", op,
-                       pk_str(ex, n, 8) ? pk_str(ex, n, 8) : "None");
-    int nc = 0, ns = 0, nz = 0, want = mode == Q_MODE_N ? n->nout : mode == Q_MODE_GATED ? 2 : 1;
-    const pt_tensor **codes = pk_tensors(ex, n, 1, &nc);
-    const pt_tensor **scales = pk_tensors(ex, n, 2, &ns);
-    const pt_tensor **zeros = pk_tensors(ex, n, 3, &nz);
-    if (nc != want)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: mode %s needs %d weight%s%s, got %d", op, ms, want,
-                       want == 1 ? "" : "s", mode == Q_MODE_N ? " (one per output)" : "", nc);
-    if (ns != nc) return pk_fail(ex, PETREL_ERR_SHAPE, "%s: %d codes but %d scales", op, nc, ns);
-    PT_TRY(q_zeros_count(ex, op, fmt, nz, nc));
+    q_linear_args qa;
+    PT_TRY(q_linear_args_of(ex, n, &qa));
+    const pt_tensor *x = qa.x;
+    int nc = qa.nw, nz = qa.nz, mode = qa.mode, act = qa.act;
+    pt_qfmt fmt = qa.fmt;
+    int64_t G = qa.G, K = qa.K;
+    const pt_tensor **codes = qa.codes, **scales = qa.scales, **zeros = qa.zeros;
     pcu_qweight *ws = (pcu_qweight *)pk_scratch(ex, (size_t)(nc ? nc : 1) * sizeof *ws);
-    if (!codes || !scales || !ws) return pk_fail(ex, PETREL_ERR_NOMEM, "out of memory");
+    if (!ws) return pk_fail(ex, PETREL_ERR_NOMEM, "out of memory");
     q_lin L = {.fmt = fmt, .G = G, .K = K, .dt = x->dtype, .w_const = true};
     for (int i = 0; i < nc; i++) {
         PT_TRY(q_weight(ex, op, i, fmt, G, K, codes[i], scales[i], nz ? zeros[i] : NULL, &ws[i]));
@@ -333,8 +316,6 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
     if (!q_float(x->dtype))
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear needs an f32/f16/bf16 input, got %s",
                        petrel_dtype_name(x->dtype));
-    if (mode == Q_MODE_ADD && pk_bool(ex, n, 9))
-        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: mode add has no RMSNorm prologue (norm must be False)", op);
     PT_TRY(q_rows(ex, x, &L));
     if (pk_bool(ex, n, 9)) PT_TRY(q_prenorm(ex, n, x, &L));
     if (mode == Q_MODE_N) return q_linear_n(ex, n, x, &L, ws, nc);
