@@ -138,4 +138,18 @@ PT_HIDDEN petrel_status cuda_k_quant(pt_exec *ex, const pt_node *n);
  * (in-place results, state updates) and by kernels.  ops/copy.c. */
 PT_HIDDEN petrel_status pcu_copy_into(pt_exec *ex, const pt_tensor *dst, const pt_tensor *src);
 
+/* A linear's input x (..., K) as M rows (its leading dims flattened) of
+ * row stride *ld: in place when its last dim is contiguous and its rows
+ * evenly spaced and 16-byte aligned (what the GEMVs need), else a dense
+ * copy in device scratch.  ops/matmul.c. */
+PT_HIDDEN petrel_status pcu_linear_rows(pt_exec *ex, const pt_tensor *x, const void **data, int64_t *ld, int64_t *M);
+
+/* The RMSNorm prologue of the fused and quantized linears (ops.def:
+ * arguments a .. a + 4 = norm, norm_weight, norm_eps, norm_add_one,
+ * norm_dtype): when norm is true, the M rows at *xd are normalized by the
+ * row-norm kernel into dense device scratch, which *xd / *ld then name.
+ * ops/matmul.c. */
+PT_HIDDEN petrel_status pcu_linear_prenorm(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, const void **xd,
+                                           int64_t *ld, int64_t M);
+
 #endif /* PETREL_CUDA_H */

@@ -126,4 +126,19 @@ static inline int mm_act_id(const char *a) {
                    : !strcmp(a, "gelu_tanh") ? MM_ACT_GELU_TANH : -1;
 }
 
+/* The stride between consecutive rows of t viewed as (rows, last dim),
+ * its leading dims flattened; false when they do not flatten to one
+ * stride (how a linear's input and addend are read as rows). */
+static inline bool mm_row_stride(const pt_tensor *t, int64_t *rs) {
+    int64_t expect = -1; /* stride the next outer dim must have; -1 = none yet */
+    *rs = 0;
+    for (int i = t->rank - 2; i >= 0; i--) {
+        if (t->shape[i] == 1) continue;
+        if (expect < 0) *rs = t->stride[i];
+        else if (t->stride[i] != expect) return false;
+        expect = t->stride[i] * t->shape[i];
+    }
+    return true;
+}
+
 #endif /* PETREL_CPU_MATMUL_PLAN_H */

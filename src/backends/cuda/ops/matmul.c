@@ -124,21 +124,6 @@ static void mm_fold_batch(mm_plan *p, mm_operand *a, const mm_operand *b) {
     p->nb = 0;
 }
 
-/* The stride between consecutive rows of t viewed as (rows, last dim),
- * all leading dims flattened; false when they do not flatten to one
- * stride (the GEMV reads its addend that way after a batch fold). */
-static bool mm_row_stride(const pt_tensor *t, int64_t *rs) {
-    int64_t expect = -1; /* stride the next outer dim must have; -1 = none yet */
-    *rs = 0;
-    for (int i = t->rank - 2; i >= 0; i--) {
-        if (t->shape[i] == 1) continue;
-        if (expect < 0) *rs = t->stride[i];
-        else if (t->stride[i] != expect) return false;
-        expect = t->stride[i] * t->shape[i];
-    }
-    return true;
-}
-
 /* Run the product into dense out (batch..., M, N) with cuBLAS: beta_blas
  * scales what `out` already holds (the copied addend). */
 static petrel_status mm_blas(pt_exec *ex, const mm_plan *p, const mm_operand *a, const mm_operand *b,
@@ -255,12 +240,14 @@ _Static_assert((int)MM_ACT_SILU == (int)PCU_ACT_SILU && (int)MM_ACT_GELU == (int
                    (int)MM_ACT_GELU_TANH == (int)PCU_ACT_GELU_TANH,
                "activation numbering shared with matmul_plan.h");
 
-/* x (..., K) as rows (M, K): in place when its last dim is contiguous and
- * its rows are evenly spaced and 16-byte aligned, else a dense copy in
- * device scratch. */
-static petrel_status fl_rows(pt_exec *ex, const pt_tensor *x, const void **data, int64_t *ld, int64_t *M) {
+petrel_status pcu_linear_rows(pt_exec *ex, const pt_tensor *x, const void **data, int64_t *ld, int64_t *M) {
     int64_t K = x->shape[x->rank - 1], es = (int64_t)pt_elsize(x), rs;
-    *M = K > 0 ? pt_numel(x) / K : 0;
+    *M = 1;
+    for (int i = 0; i + 1 < x->rank; i++) *M *= x->shape[i];
+    if (pt_numel(x) == 0) { /* nothing to read (K = 0: empty sums) */
+        *data = x->data, *ld = K;
+        return PETREL_OK;
+    }
     if ((x->stride[x->rank - 1] == 1 || K == 1) && mm_row_stride(x, &rs) && (rs >= K || *M == 1) &&
         (uintptr_t)x->data % 16 == 0 && (rs * es) % 16 == 0) {
         *data = x->data, *ld = *M == 1 ? K : rs;
@@ -310,62 +297,43 @@ static bool fl_weight_ok(const pt_tensor *w, const pt_tensor *x) {
     return w && w->rank == 2 && w->dtype == x->dtype && w->shape[1] == x->shape[x->rank - 1];
 }
 
-/* The RMSNorm prologue of linear_n / gated_linear (ops.def), from its
- * arguments at schema position a (norm, norm_weight, norm_eps,
- * norm_add_one, norm_dtype). */
-typedef struct fl_norm {
-    bool on;
-    const pt_tensor *w;
-    float eps;
-    bool add_one;
-    int dtype; /* -1: none */
-} fl_norm;
-
-static petrel_status fl_norm_args(pt_exec *ex, const pt_node *n, const pt_tensor *x, fl_norm *nm) {
-    int a = n->op == PETREL_OP_PETREL_LINEAR_N ? 2 : n->op == PETREL_OP_PETREL_GATED_LINEAR ? 4 : -1;
-    memset(nm, 0, sizeof *nm);
-    if (a < 0 || n->nargs < a + 5 || !pk_bool(ex, n, a)) return PETREL_OK;
-    nm->on = true;
-    nm->w = pk_tensor(ex, n, a + 1);
-    nm->eps = (float)pk_float(ex, n, a + 2);
-    nm->add_one = pk_bool(ex, n, a + 3);
-    nm->dtype = pk_dtype(ex, n, a + 4);
+/* Folding the norm into the GEMV (each block normalizing its copy of the
+ * row) measured slower on an H200 (q/k/v 7.5 -> 11.3 us, gated 23 -> 25.5
+ * us in isolation, more than the 3 us norm kernel it saves), so the
+ * prologue is the row-norm kernel. */
+petrel_status pcu_linear_prenorm(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, const void **xd,
+                                 int64_t *ldx, int64_t M) {
+    if (!pk_bool(ex, n, a)) return PETREL_OK;
+    const pt_tensor *w = pk_tensor(ex, n, a + 1);
     int64_t K = x->shape[x->rank - 1];
-    if (nm->w && (nm->w->rank != 1 || nm->w->shape[0] != K || nm->w->stride[0] != 1 ||
-                  (nm->w->dtype != PETREL_DTYPE_F32 && nm->w->dtype != PETREL_DTYPE_F16 &&
-                   nm->w->dtype != PETREL_DTYPE_BF16) || pcu_is_host_scalar(nm->w)))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "fused linear: the norm weight must be a float vector of x's last dim");
-    return PETREL_OK;
-}
-
-/* Apply the norm prologue: rows (M, K) of x normalized by the row-norm
- * kernel into dense device scratch, which becomes x.  (Folding it into
- * the GEMV, each block normalizing its copy of the row, measured slower
- * on an H200: q/k/v 7.5 -> 11.3 us, gated 23 -> 25.5 us in isolation,
- * more than the 3 us norm kernel it saves.) */
-static petrel_status fl_prenorm(pt_exec *ex, const pt_tensor *x, fl_norm *nm, const void **xd, int64_t *ldx,
-                                int64_t M) {
-    int64_t K = x->shape[x->rank - 1];
+    int norm_dt = pk_dtype(ex, n, a + 4); /* -1: n stays in float */
+    if (norm_dt >= 0 && !pt_dtype_is_float((petrel_dtype)norm_dt))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm norm_dtype must be a float dtype");
+    if (w && (w->rank != 1 || w->shape[0] != K || (K > 1 && w->stride[0] != 1) ||
+              (w->dtype != PETREL_DTYPE_F32 && w->dtype != PETREL_DTYPE_F16 && w->dtype != PETREL_DTYPE_BF16) ||
+              pcu_is_host_scalar(w)))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "the norm prologue's weight must be a dense float vector of x's last dim");
+    if (M == 0 || K == 0) return PETREL_OK;
     size_t bytes = (size_t)(M * K) * pt_elsize(x);
-    void *d = pk_dev_scratch(ex, bytes);
-    if (!d) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a linear's norm");
     const void *rows = *xd;
     if (*ldx != K && M > 1) { /* the row kernel reads dense rows */
         pt_tensor src = *x, dst = *x;
         src.rank = dst.rank = 2, src.shape[0] = dst.shape[0] = M, src.shape[1] = dst.shape[1] = K;
         src.data = (uint8_t *)*xd, src.stride[0] = *ldx, src.stride[1] = 1;
+        dst.stride[0] = K, dst.stride[1] = 1;
         if (!(dst.data = pk_dev_scratch(ex, bytes)))
             return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a linear's norm");
-        dst.stride[0] = K, dst.stride[1] = 1;
         PT_TRY(pcu_copy_into(ex, &dst, &src));
         rows = dst.data;
     }
-    pcu_rownorm a = {.x = rows, .xdt = x->dtype, .out = d, .odt = x->dtype, .M = M, .D = K,
-                     .w = nm->w ? nm->w->data : NULL, .wdt = nm->w ? nm->w->dtype : PETREL_DTYPE_F32,
-                     .eps = nm->eps, .rms = true, .add_one = nm->add_one, .norm_dtype = nm->dtype};
-    PCU_LAUNCHED(ex, pcu_rownorm_launch(pcu_stream(ex), &a), "fused linear norm");
+    void *d = pk_dev_scratch(ex, bytes);
+    if (!d) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a linear's norm");
+    pcu_rownorm r = {.x = rows, .xdt = x->dtype, .out = d, .odt = x->dtype, .M = M, .D = K,
+                     .w = w ? w->data : NULL, .wdt = w ? w->dtype : PETREL_DTYPE_F32,
+                     .eps = (float)pk_float(ex, n, a + 2), .rms = true, .add_one = pk_bool(ex, n, a + 3),
+                     .norm_dtype = norm_dt};
+    PCU_LAUNCHED(ex, pcu_rownorm_launch(pcu_stream(ex), &r), "linear's norm");
     *xd = d, *ldx = K;
-    nm->on = false;
     return PETREL_OK;
 }
 
@@ -462,10 +430,9 @@ static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA fused linears need an f32/f16/bf16 input (..., K) of the output's dtype");
     const void *xd = NULL;
     int64_t ldx = 0, M = 0;
-    PT_TRY(fl_rows(ex, x, &xd, &ldx, &M));
-    fl_norm nm;
-    PT_TRY(fl_norm_args(ex, n, x, &nm));
-    if (nm.on && M > 0) PT_TRY(fl_prenorm(ex, x, &nm, &xd, &ldx, M));
+    PT_TRY(pcu_linear_rows(ex, x, &xd, &ldx, &M));
+    if (n->op != PETREL_OP_PETREL_LINEAR_ADD) /* norm arguments from 2 (linear_n) or 4 (gated_linear) */
+        PT_TRY(pcu_linear_prenorm(ex, n, n->op == PETREL_OP_PETREL_LINEAR_N ? 2 : 4, x, &xd, &ldx, M));
     if (n->op == PETREL_OP_PETREL_LINEAR_N) return fl_linear_n(ex, n, x, xd, ldx, M);
     return fl_epilogue(ex, n, x, xd, ldx, M);
 }

@@ -63,21 +63,6 @@ static petrel_status q_weight(pt_exec *ex, const char *op, int i, pt_qfmt fmt, i
 
 /* ---- rows of x, products --------------------------------------------------------- */
 
-/* The stride between consecutive rows of t viewed as (rows, last dim),
- * its leading dims flattened; false when they do not flatten to one
- * stride (as matmul.c reads a linear's input and addend). */
-static bool q_row_stride(const pt_tensor *t, int64_t *rs) {
-    int64_t expect = -1; /* stride the next outer dim must have; -1 = none yet */
-    *rs = 0;
-    for (int i = t->rank - 2; i >= 0; i--) {
-        if (t->shape[i] == 1) continue;
-        if (expect < 0) *rs = t->stride[i];
-        else if (t->stride[i] != expect) return false;
-        expect = t->stride[i] * t->shape[i];
-    }
-    return true;
-}
-
 /* A qlinear's operands once checked. */
 typedef struct q_lin {
     pt_qfmt fmt;
@@ -90,70 +75,6 @@ typedef struct q_lin {
     void *panel;       /* (prows, K) of dt in device scratch; NULL until a panel product */
     int64_t prows;
 } q_lin;
-
-/* x (..., K) as rows for L: in place when its last dim is contiguous and
- * its rows are evenly spaced and 16-byte aligned, else a dense copy in
- * device scratch. */
-static petrel_status q_rows(pt_exec *ex, const pt_tensor *x, q_lin *L) {
-    int64_t K = L->K, es = (int64_t)pt_elsize(x), rs;
-    L->M = 1;
-    for (int i = 0; i + 1 < x->rank; i++) L->M *= x->shape[i];
-    if (pt_numel(x) == 0) { /* nothing to read (K = 0: empty sums) */
-        L->x = x->data, L->ldx = K;
-        return PETREL_OK;
-    }
-    if ((x->stride[x->rank - 1] == 1 || K == 1) && q_row_stride(x, &rs) && (rs >= K || L->M == 1) &&
-        (uintptr_t)x->data % 16 == 0 && (rs * es) % 16 == 0) {
-        L->x = x->data, L->ldx = L->M == 1 ? K : rs;
-        return PETREL_OK;
-    }
-    pt_tensor d = *x;
-    int64_t s = 1;
-    for (int i = d.rank - 1; i >= 0; i--) d.stride[i] = s, s *= d.shape[i];
-    if (!(d.data = pk_dev_scratch(ex, (size_t)(pt_numel(x) * es) + 16)))
-        return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a qlinear's input");
-    PT_TRY(pcu_copy_into(ex, &d, x));
-    L->x = d.data, L->ldx = K;
-    return PETREL_OK;
-}
-
-/* The RMSNorm prologue (ops.def: qlinear's arguments 9 .. 13, norm,
- * norm_weight, norm_eps, norm_add_one, norm_dtype): L's rows of x
- * normalized and rounded to x's dtype by the row-norm kernel into dense
- * device scratch, which then is x. */
-static petrel_status q_prenorm(pt_exec *ex, const pt_node *n, const pt_tensor *x, q_lin *L) {
-    const pt_tensor *w = pk_tensor(ex, n, 10);
-    int norm_dt = pk_dtype(ex, n, 13); /* -1: n stays in float */
-    int64_t K = L->K, M = L->M;
-    if (norm_dt >= 0 && !pt_dtype_is_float((petrel_dtype)norm_dt))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm norm_dtype must be a float dtype");
-    if (w && (w->rank != 1 || w->shape[0] != K))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm weight must have shape (%lld)", (long long)K);
-    if (w && (!q_float(w->dtype) || (K > 1 && w->stride[0] != 1) || pcu_is_host_scalar(w)))
-        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear: the norm weight must be a dense f32/f16/bf16 vector");
-    if (M == 0 || K == 0) return PETREL_OK;
-    size_t bytes = (size_t)(M * K) * pt_elsize(x);
-    const void *rows = L->x;
-    if (L->ldx != K && M > 1) { /* the row kernel reads dense rows */
-        pt_tensor src = *x, dst = *x;
-        src.rank = dst.rank = 2, src.shape[0] = dst.shape[0] = M, src.shape[1] = dst.shape[1] = K;
-        src.data = (uint8_t *)L->x, src.stride[0] = L->ldx, src.stride[1] = 1;
-        dst.stride[0] = K, dst.stride[1] = 1;
-        if (!(dst.data = pk_dev_scratch(ex, bytes)))
-            return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a qlinear's norm");
-        PT_TRY(pcu_copy_into(ex, &dst, &src));
-        rows = dst.data;
-    }
-    void *d = pk_dev_scratch(ex, bytes);
-    if (!d) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a qlinear's norm");
-    pcu_rownorm a = {.x = rows, .xdt = (int32_t)x->dtype, .out = d, .odt = (int32_t)x->dtype, .M = M, .D = K,
-                     .w = w ? w->data : NULL, .wdt = w ? (int32_t)w->dtype : PETREL_DTYPE_F32,
-                     .eps = (float)pk_float(ex, n, 11), .rms = true, .add_one = pk_bool(ex, n, 12),
-                     .norm_dtype = norm_dt};
-    PCU_LAUNCHED(ex, pcu_rownorm_launch(pcu_stream(ex), &a), "qlinear norm");
-    L->x = d, L->ldx = K;
-    return PETREL_OK;
-}
 
 /* The GEMV's arguments for L, without weights. */
 static pcu_qgemv q_gemv_args(const q_lin *L, int mode, int act) {
@@ -253,7 +174,7 @@ static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *
             return pk_fail(ex, PETREL_ERR_SHAPE, "qlinear: the residual does not fit the product");
         if (!q_float(r->dtype) || pcu_is_host_scalar(r))
             return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear needs an f32/f16/bf16 device tensor as residual");
-        if (!q_row_stride(&res, &rs)) {
+        if (!mm_row_stride(&res, &rs)) {
             pt_tensor d = *out;
             d.dtype = res.dtype;
             if (!(d.data = pk_dev_scratch(ex, (size_t)(pt_numel(out) * (int64_t)pt_elsize(&res)))))
@@ -316,8 +237,8 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
     if (!q_float(x->dtype))
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear needs an f32/f16/bf16 input, got %s",
                        petrel_dtype_name(x->dtype));
-    PT_TRY(q_rows(ex, x, &L));
-    if (pk_bool(ex, n, 9)) PT_TRY(q_prenorm(ex, n, x, &L));
+    PT_TRY(pcu_linear_rows(ex, x, &L.x, &L.ldx, &L.M));
+    PT_TRY(pcu_linear_prenorm(ex, n, 9, x, &L.x, &L.ldx, L.M));
     if (mode == Q_MODE_N) return q_linear_n(ex, n, x, &L, ws, nc);
     return q_linear_2(ex, n, x, &L, ws, mode == Q_MODE_GATED ? act : -1);
 }
