@@ -66,6 +66,7 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
         r.dead_removed = pc_forward_state(&g);
         r.dead_removed += pc_cse(&g);
         r.dead_removed += pc_dce(&g);
+        r.dead_removed += pc_fold(&g, &dr); /* dr owns the folded bytes */
         if (st == PETREL_OK && opts && opts->quant) st = pc_quantize(&g, &qo, &qr, &err);
         r.quantized = qr.quantized;
         r.quant_kept = qr.kept;

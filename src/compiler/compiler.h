@@ -90,6 +90,15 @@ PT_HIDDEN petrel_status pc_dtype_parse(const char *name, petrel_dtype *out, pt_e
 PT_HIDDEN petrel_status pc_convert_dtype(pt_graph *g, petrel_dtype to, pc_dtype_result *r, pt_err *err);
 PT_HIDDEN void pc_dtype_free(pc_dtype_result *r);
 
+/* Constant folding (fold.c): casts and copies of constants (weights and
+ * buffers nothing writes), arange/full/zeros/ones with literal arguments,
+ * integer add/sub/mul and views of constants, with static shapes, become
+ * CONST values; their nodes are removed.  Computed bytes
+ * (at most 1 MiB per result) join own->blobs, freed by pc_dtype_free after
+ * the program is written.  Returns the number of nodes folded (when
+ * memory runs out it stops early; the graph stays valid). */
+PT_HIDDEN int pc_fold(pt_graph *g, pc_dtype_result *own);
+
 /* Weight quantization (quant.c): what to quantize and how. */
 typedef struct pc_quant_opts {
     pt_qfmt format;
