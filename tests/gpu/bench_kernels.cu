@@ -27,6 +27,8 @@
 
 #include <cuda_runtime.h>
 
+#include "bench_util.h"
+
 #include "backends/cuda/ops/fused_k.h"
 #include "backends/cuda/ops/norm_k.h"
 #include "backends/cuda/ops/sdpa_k.h"
@@ -36,39 +38,9 @@
 #define REPS 200
 #endif
 
-#define CK(call)                                                                                          \
-    do {                                                                                                  \
-        cudaError_t e_ = (call);                                                                          \
-        if (e_ != cudaSuccess) {                                                                          \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));        \
-            exit(2);                                                                                      \
-        }                                                                                                 \
-    } while (0)
-
-static int g_fail = 0;
-
-/* ---- bf16 on the host ----------------------------------------------------------- */
-
-static uint16_t f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
-static float bf2f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 static float bfr(double v) { return bf2f(f2bf((float)v)); } /* v rounded to bf16 */
 
-static uint32_t g_rng = 12345u;
-static float frand(void) { /* uniform in [-1, 1) */
-    g_rng = g_rng * 1664525u + 1013904223u;
-    return (float)((g_rng >> 8) & 0xffffff) / 8388608.0f - 1.0f;
-}
+static float frand(void) { return (float)(urand() & 0xffffff) / 8388608.0f - 1.0f; } /* uniform in [-1, 1) */
 static std::vector<uint16_t> bf_random(size_t n, float scale) {
     std::vector<uint16_t> v(n);
     for (auto &x : v) x = f2bf(frand() * scale);

@@ -38,6 +38,8 @@
 
 #include <cuda_runtime.h>
 
+#include "bench_util.h"
+
 #include "backends/cuda/ops/quant_k.h"
 #include "core/quant_fmt.h"
 #include "petrel.h"
@@ -47,39 +49,8 @@
 #endif
 #define ROTATE_BYTES ((size_t)400 << 20)
 
-#define CK(call)                                                                                          \
-    do {                                                                                                  \
-        cudaError_t e_ = (call);                                                                          \
-        if (e_ != cudaSuccess) {                                                                          \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));        \
-            exit(2);                                                                                      \
-        }                                                                                                 \
-    } while (0)
-
-static int g_fail = 0;
-
-/* ---- host floats ------------------------------------------------------------------ */
-
-static uint16_t f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
-static float bf2f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 static double bfr(double v) { return bf2f(f2bf((float)v)); } /* v rounded to bf16 */
 
-static uint32_t g_rng = 12345u;
-static uint32_t urand(void) {
-    g_rng = g_rng * 1664525u + 1013904223u;
-    return g_rng >> 8;
-}
 static float frand(void) { return (float)(urand() & 0xffffff) / 8388608.0f - 1.0f; } /* [-1, 1) */
 
 /* ---- weights ------------------------------------------------------------------------ */

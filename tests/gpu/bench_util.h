@@ -1,0 +1,47 @@
+/*
+** bench_util.h -- what the standalone GPU benchmarks in tests/gpu/ share:
+** the CUDA error check, the failure flag, bf16 on the host and a seeded
+** generator (deterministic runs).
+*/
+#ifndef PETREL_TESTS_GPU_BENCH_UTIL_H
+#define PETREL_TESTS_GPU_BENCH_UTIL_H
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include <cuda_runtime.h>
+
+#define CK(call)                                                                                          \
+    do {                                                                                                  \
+        cudaError_t e_ = (call);                                                                          \
+        if (e_ != cudaSuccess) {                                                                          \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));        \
+            exit(2);                                                                                      \
+        }                                                                                                 \
+    } while (0)
+
+static int g_fail = 0; /* set by a failed check: exit status 1 */
+
+static uint16_t f2bf(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+static float bf2f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static uint32_t g_rng = 12345u;
+static uint32_t urand(void) { /* 24 random bits */
+    g_rng = g_rng * 1664525u + 1013904223u;
+    return g_rng >> 8;
+}
+
+#endif /* PETREL_TESTS_GPU_BENCH_UTIL_H */
