@@ -241,26 +241,14 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
 
 static petrel_status q_embedding(pt_exec *ex, const pt_node *n) {
     const char *op = "qembedding";
-    const pt_tensor *codes = pk_tensor(ex, n, 0), *scales = pk_tensor(ex, n, 1), *ind = pk_tensor(ex, n, 3);
-    if (!codes || codes->rank != 2)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes must be u8 (V, K * bits / 8)", op);
-    int f = pt_qfmt_parse(pk_str(ex, n, 4));
-    int64_t K = f < 0 ? 0 : codes->shape[1] * 8 / pt_qfmt_bits((pt_qfmt)f);
-    pt_qfmt fmt;
-    PT_TRY(q_format(ex, op, pk_str(ex, n, 4), pk_int(ex, n, 5), K, &fmt));
-    int nz = 0;
-    const pt_tensor **zeros = pk_tensors(ex, n, 2, &nz);
-    PT_TRY(q_zeros_count(ex, op, fmt, nz, 1));
+    q_embedding_args qa;
+    PT_TRY(q_embedding_args_of(ex, n, &qa));
+    const pt_tensor *ind = qa.ind;
+    int64_t K = qa.K;
     cpu_qweight w;
-    PT_TRY(q_weight(ex, op, 0, fmt, pk_int(ex, n, 5), K, codes, scales, nz ? zeros[0] : NULL, &w));
-    if (!ind || ind->dtype == PETREL_DTYPE_BOOL || pt_dtype_is_float(ind->dtype))
-        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: indices must be integers", op);
-    if (ind->rank + 1 > PETREL_MAX_RANK) return pk_fail(ex, PETREL_ERR_SHAPE, "%s: rank too large", op);
-    int64_t shape[PETREL_MAX_RANK];
-    memcpy(shape, ind->shape, sizeof(int64_t) * (size_t)ind->rank);
-    shape[ind->rank] = K;
+    PT_TRY(q_weight(ex, op, 0, qa.fmt, qa.G, K, qa.codes, qa.scales, qa.zero, &w));
     pt_tensor *out;
-    PT_TRY(pk_out_alloc(ex, n, 0, ind->rank + 1, shape, &out));
+    PT_TRY(pk_out_alloc(ex, n, 0, ind->rank + 1, qa.shape, &out));
     if (pt_numel(ind) == 0 || K == 0) return PETREL_OK;
     float *row = (float *)nu_scratch(ex, K, sizeof(float)); /* (K) */
     if (!row) return NU_NOMEM(ex);

@@ -160,4 +160,36 @@ static inline petrel_status q_linear_args_of(pt_exec *ex, const pt_node *n, q_li
     return q_zeros_count(ex, op, a->fmt, a->nz, a->nw);
 }
 
+/* petrel.qembedding's arguments, checked as far as both backends agree:
+ * the format against K (from the codes' width), the zeros count, the
+ * indices; shape: the output's (indices..., K). */
+typedef struct q_embedding_args {
+    const pt_tensor *codes, *scales, *zero, *ind; /* zero: NULL for symmetric formats */
+    int64_t K, G;
+    pt_qfmt fmt;
+    int64_t shape[PETREL_MAX_RANK];
+} q_embedding_args;
+
+static inline petrel_status q_embedding_args_of(pt_exec *ex, const pt_node *n, q_embedding_args *a) {
+    const char *op = "qembedding";
+    memset(a, 0, sizeof *a);
+    a->codes = pk_tensor(ex, n, 0), a->scales = pk_tensor(ex, n, 1), a->ind = pk_tensor(ex, n, 3);
+    if (!a->codes || a->codes->rank != 2)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes must be u8 (V, K * bits / 8)", op);
+    int f = pt_qfmt_parse(pk_str(ex, n, 4));
+    a->K = f < 0 ? 0 : a->codes->shape[1] * 8 / pt_qfmt_bits((pt_qfmt)f), a->G = pk_int(ex, n, 5);
+    PT_TRY(q_format(ex, op, pk_str(ex, n, 4), a->G, a->K, &a->fmt));
+    int nz = 0;
+    const pt_tensor **zeros = pk_tensors(ex, n, 2, &nz);
+    PT_TRY(q_zeros_count(ex, op, a->fmt, nz, 1));
+    a->zero = nz ? zeros[0] : NULL;
+    const pt_tensor *ind = a->ind;
+    if (!ind || ind->dtype == PETREL_DTYPE_BOOL || pt_dtype_is_float(ind->dtype))
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: indices must be integers", op);
+    if (ind->rank + 1 > PETREL_MAX_RANK) return pk_fail(ex, PETREL_ERR_SHAPE, "%s: rank too large", op);
+    memcpy(a->shape, ind->shape, sizeof(int64_t) * (size_t)ind->rank);
+    a->shape[ind->rank] = a->K;
+    return PETREL_OK;
+}
+
 #endif /* PETREL_CPU_QUANT_PLAN_H */
