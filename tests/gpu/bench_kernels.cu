@@ -81,35 +81,18 @@ static void check(const char *what, const std::vector<float> &got, const std::ve
 /* Per-launch time in microseconds of enqueue(): REPS of it captured in a
  * CUDA graph, and REPS of it launched on the stream. */
 template <class F> static void bench(const char *what, cudaStream_t s, F enqueue) {
-    CK(enqueue());
-    CK(cudaStreamSynchronize(s));
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    for (int i = 0; i < REPS; i++) CK(enqueue());
-    CK(cudaStreamEndCapture(s, &graph));
-    CK(cudaGraphInstantiate(&exec, graph, 0));
-    CK(cudaGraphLaunch(exec, s));
-    CK(cudaStreamSynchronize(s));
+    double us_graph = graph_us(s, REPS, [&](int) { return enqueue(); });
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    CK(cudaEventRecord(e0, s));
-    CK(cudaGraphLaunch(exec, s));
-    CK(cudaEventRecord(e1, s));
-    CK(cudaEventSynchronize(e1));
-    float ms_graph;
-    CK(cudaEventElapsedTime(&ms_graph, e0, e1));
     CK(cudaEventRecord(e0, s));
     for (int i = 0; i < REPS; i++) CK(enqueue());
     CK(cudaEventRecord(e1, s));
     CK(cudaEventSynchronize(e1));
     float ms_stream;
     CK(cudaEventElapsedTime(&ms_stream, e0, e1));
-    printf("  time  %-44s %7.2f us/launch in a graph, %7.2f us on a stream\n", what, 1e3f * ms_graph / REPS,
+    printf("  time  %-44s %7.2f us/launch in a graph, %7.2f us on a stream\n", what, us_graph,
            1e3f * ms_stream / REPS);
-    CK(cudaGraphExecDestroy(exec));
-    CK(cudaGraphDestroy(graph));
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
 }

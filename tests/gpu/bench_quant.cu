@@ -174,35 +174,6 @@ static void check(const char *what, const std::vector<double> &got, const std::v
     if (!ok) g_fail = 1;
 }
 
-/* Per-launch time in microseconds of enqueue(i) for i = 0 .. REPS - 1,
- * captured in one CUDA graph. */
-template <class F> static double bench_us(cudaStream_t s, F enqueue) {
-    CK(enqueue(0));
-    CK(cudaStreamSynchronize(s));
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    for (int i = 0; i < REPS; i++) CK(enqueue(i));
-    CK(cudaStreamEndCapture(s, &graph));
-    CK(cudaGraphInstantiate(&exec, graph, 0));
-    CK(cudaGraphLaunch(exec, s));
-    CK(cudaStreamSynchronize(s));
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    CK(cudaEventRecord(e0, s));
-    CK(cudaGraphLaunch(exec, s));
-    CK(cudaEventRecord(e1, s));
-    CK(cudaEventSynchronize(e1));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    CK(cudaGraphExecDestroy(exec));
-    CK(cudaGraphDestroy(graph));
-    CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
-    return 1e3 * ms / REPS;
-}
-
 /* ---- the GEMV ------------------------------------------------------------------------- */
 
 static const char *fmt_name(int fmt) { return pt_qfmt_name((pt_qfmt)fmt); }
@@ -326,7 +297,8 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
     if (bench) {
         std::vector<pcu_qgemv> gs;
         for (int c = 0; c < copies; c++) gs.push_back(args(c));
-        double us = bench_us(s, [&](int i) { return pcu_qgemv_launch(s, &gs[(size_t)i % gs.size()], sm_count); });
+        double us =
+            graph_us(s, REPS, [&](int i) { return pcu_qgemv_launch(s, &gs[(size_t)i % gs.size()], sm_count); });
         printf("  time  %-52s %8.2f us  %7.0f GB/s  (%.1f MB packed, %d copies)\n", what, us, wbytes / us * 1e-3,
                wbytes / 1048576.0, copies);
     }

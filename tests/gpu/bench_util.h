@@ -44,4 +44,33 @@ static uint32_t urand(void) { /* 24 random bits */
     return g_rng >> 8;
 }
 
+/* Per-launch time in microseconds of enqueue(i) for i = 0 .. reps - 1,
+ * captured in one CUDA graph (timed on its second replay). */
+template <class F> static double graph_us(cudaStream_t s, int reps, F enqueue) {
+    CK(enqueue(0));
+    CK(cudaStreamSynchronize(s));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    for (int i = 0; i < reps; i++) CK(enqueue(i));
+    CK(cudaStreamEndCapture(s, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    CK(cudaGraphLaunch(exec, s));
+    CK(cudaStreamSynchronize(s));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    CK(cudaEventRecord(e0, s));
+    CK(cudaGraphLaunch(exec, s));
+    CK(cudaEventRecord(e1, s));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return 1e3 * ms / reps;
+}
+
 #endif /* PETREL_TESTS_GPU_BENCH_UTIL_H */
