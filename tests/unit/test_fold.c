@@ -19,25 +19,9 @@
 #include "pt2/pt2.h"
 
 #include "check.h"
+#include "graph_util.h"
 
 /* ---- 1. a hand-built graph ------------------------------------------------- */
-
-static int32_t add_value(pt_graph *g, const char *name, pt_vsrc src, petrel_dtype dt, int rank, const int64_t *shape) {
-    pt_value *v = &g->values[g->nvalues];
-    memset(v, 0, sizeof *v);
-    v->name = pt_strdup(name);
-    v->kind = PT_V_TENSOR;
-    v->src = src;
-    v->dtype = dt;
-    v->rank = rank;
-    int64_t s = 1;
-    for (int d = rank - 1; d >= 0; d--) {
-        v->shape[d].lit = shape[d];
-        v->strides[d] = s;
-        s *= shape[d];
-    }
-    return g->nvalues++;
-}
 
 /* A node of op with n schema arguments defaulted to NONE, one result. */
 static pt_node *add_node(pt_graph *g, pt_op op, int nargs, int32_t out) {
@@ -70,25 +54,25 @@ static void test_graph(void) {
     static float cdata[6] = {0.1f, -2.5f, 3.3333333f, 1e-3f, 65504.5f, -0.0f};
     static float big[(1 << 18) + 16];
     int64_t s6 = 6, s23[2] = {2, 3}, s123[3] = {1, 2, 3}, s423[3] = {4, 2, 3}, sbig = (1 << 18) + 16, s5 = 5;
-    int32_t c = add_value(&g, "c", PT_SRC_CONST, PETREL_DTYPE_F32, 1, &s6);
+    int32_t c = tg_value(&g, "c", PT_SRC_CONST, PETREL_DTYPE_F32, 1, &s6);
     g.values[c].data = (const uint8_t *)cdata;
     g.values[c].data_bytes = sizeof cdata;
-    int32_t cb = add_value(&g, "cbig", PT_SRC_CONST, PETREL_DTYPE_F32, 1, &sbig);
+    int32_t cb = tg_value(&g, "cbig", PT_SRC_CONST, PETREL_DTYPE_F32, 1, &sbig);
     g.values[cb].data = (const uint8_t *)big;
     g.values[cb].data_bytes = sizeof big;
-    int32_t x = add_value(&g, "x", PT_SRC_USER_INPUT, PETREL_DTYPE_F32, 1, &s6);
-    int32_t cast = add_value(&g, "cast", PT_SRC_NODE, PETREL_DTYPE_BF16, 1, &s6);
-    int32_t view = add_value(&g, "view", PT_SRC_NODE, PETREL_DTYPE_BF16, 2, s23);
-    int32_t unsq = add_value(&g, "unsq", PT_SRC_NODE, PETREL_DTYPE_BF16, 3, s123);
-    int32_t expd = add_value(&g, "expd", PT_SRC_NODE, PETREL_DTYPE_BF16, 3, s423);
-    int32_t full = add_value(&g, "full", PT_SRC_NODE, PETREL_DTYPE_F16, 2, s23);
-    int32_t ar = add_value(&g, "ar", PT_SRC_NODE, PETREL_DTYPE_F32, 1, &s5);
-    int32_t xcast = add_value(&g, "xcast", PT_SRC_NODE, PETREL_DTYPE_BF16, 1, &s6);
-    int32_t wcast = add_value(&g, "wcast", PT_SRC_NODE, PETREL_DTYPE_F32, 1, &s6);
-    int32_t wview = add_value(&g, "wview", PT_SRC_NODE, PETREL_DTYPE_F32, 2, s23);
-    int32_t wmul = add_value(&g, "wmul", PT_SRC_NODE, PETREL_DTYPE_F32, 2, s23);
-    int32_t bigc = add_value(&g, "bigcast", PT_SRC_NODE, PETREL_DTYPE_F32, 1, &sbig);
-    int32_t outc = add_value(&g, "outcast", PT_SRC_NODE, PETREL_DTYPE_F16, 1, &s6);
+    int32_t x = tg_value(&g, "x", PT_SRC_USER_INPUT, PETREL_DTYPE_F32, 1, &s6);
+    int32_t cast = tg_value(&g, "cast", PT_SRC_NODE, PETREL_DTYPE_BF16, 1, &s6);
+    int32_t view = tg_value(&g, "view", PT_SRC_NODE, PETREL_DTYPE_BF16, 2, s23);
+    int32_t unsq = tg_value(&g, "unsq", PT_SRC_NODE, PETREL_DTYPE_BF16, 3, s123);
+    int32_t expd = tg_value(&g, "expd", PT_SRC_NODE, PETREL_DTYPE_BF16, 3, s423);
+    int32_t full = tg_value(&g, "full", PT_SRC_NODE, PETREL_DTYPE_F16, 2, s23);
+    int32_t ar = tg_value(&g, "ar", PT_SRC_NODE, PETREL_DTYPE_F32, 1, &s5);
+    int32_t xcast = tg_value(&g, "xcast", PT_SRC_NODE, PETREL_DTYPE_BF16, 1, &s6);
+    int32_t wcast = tg_value(&g, "wcast", PT_SRC_NODE, PETREL_DTYPE_F32, 1, &s6);
+    int32_t wview = tg_value(&g, "wview", PT_SRC_NODE, PETREL_DTYPE_F32, 2, s23);
+    int32_t wmul = tg_value(&g, "wmul", PT_SRC_NODE, PETREL_DTYPE_F32, 2, s23);
+    int32_t bigc = tg_value(&g, "bigcast", PT_SRC_NODE, PETREL_DTYPE_F32, 1, &sbig);
+    int32_t outc = tg_value(&g, "outcast", PT_SRC_NODE, PETREL_DTYPE_F16, 1, &s6);
     for (int i = 0; i < (1 << 18) + 16; i++) big[i] = (float)i;
 
     pt_node *n = add_node(&g, PETREL_OP_TO_DTYPE, 5, cast);

@@ -42,6 +42,7 @@
 
 static const char *out_path = "build-test-fusion.petrel";
 #include "check.h"
+#include "graph_util.h"
 
 typedef struct fusion_case {
     const char *fixture;
@@ -412,33 +413,9 @@ typedef enum rope_variant {
 
 /* A new contiguous value made by `src` (a user input, a buffer or a node). */
 static int32_t hv(pt_graph *g, pt_vsrc src, petrel_dtype dt, int rank, const int64_t *shape) {
-    pt_value *vs = pt_realloc(g->values, (size_t)(g->nvalues + 1) * sizeof *vs);
-    if (!vs) abort();
-    g->values = vs;
-    g->cap_values = g->nvalues + 1;
-    pt_value *v = &g->values[g->nvalues];
-    memset(v, 0, sizeof *v);
     char name[16];
     snprintf(name, sizeof name, "v%d", (int)g->nvalues);
-    v->name = pt_strdup(name);
-    v->kind = PT_V_TENSOR;
-    v->src = src;
-    v->dtype = dt;
-    v->rank = rank;
-    int64_t st = 1;
-    for (int d = rank - 1; d >= 0; d--) {
-        v->shape[d].lit = shape[d];
-        v->strides[d] = st;
-        st *= shape[d];
-    }
-    if (src == PT_SRC_BUFFER) v->fqn = pt_strdup(name);
-    if (src == PT_SRC_USER_INPUT) {
-        int32_t *in = pt_realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *in);
-        if (!in) abort();
-        g->inputs = in;
-        g->inputs[g->ninputs++] = g->nvalues;
-    }
-    return g->nvalues++;
+    return tg_value(g, name, src, dt, rank, shape);
 }
 
 /* Node `op` making a value with the meta of value `like`, every schema

@@ -27,6 +27,7 @@
 #include "runtime/exec.h"
 
 #include "check.h"
+#include "graph_util.h"
 
 /* ---- random numbers --------------------------------------------------------- */
 
@@ -138,36 +139,16 @@ static tbuf tb_new(petrel_dtype dt, int rank, const int64_t *shape) {
 static double tb_get(const tbuf *t, int64_t i) { return pt_load_f64(t->data + i * (int64_t)petrel_dtype_size(t->dt), t->dt); }
 static void tb_set(tbuf *t, int64_t i, double v) { pt_store_f64(t->data + i * (int64_t)petrel_dtype_size(t->dt), t->dt, v); }
 
-static void graph_init(pt_graph *g) {
-    memset(g, 0, sizeof *g);
-    g->dialect = pt_strdup("TRAINING");
-    g->schema_major = 8;
-}
-
 /* A value: a constant holding t's bytes (borrowed), or (t NULL) a node
  * result of the given meta. */
 static int32_t value(pt_graph *g, const char *name, const tbuf *t, petrel_dtype dt, int rank, const int64_t *shape) {
-    g->values = pt_realloc(g->values, (size_t)(g->nvalues + 1) * sizeof *g->values);
-    g->cap_values = g->nvalues + 1;
-    pt_value *v = &g->values[g->nvalues];
-    memset(v, 0, sizeof *v);
-    v->name = pt_strdup(name);
-    v->kind = PT_V_TENSOR;
-    v->src = t ? PT_SRC_CONST : PT_SRC_NODE;
     if (t) dt = t->dt, rank = t->rank, shape = t->shape;
-    v->dtype = dt;
-    v->rank = rank;
-    int64_t stride = 1;
-    for (int d = rank - 1; d >= 0; d--) {
-        v->shape[d].lit = shape[d];
-        v->strides[d] = stride;
-        stride *= shape[d];
-    }
+    int32_t vid = tg_value(g, name, t ? PT_SRC_CONST : PT_SRC_NODE, dt, rank, shape);
     if (t) {
-        v->data = t->data;
-        v->data_bytes = tb_numel(t) * (int64_t)petrel_dtype_size(t->dt);
+        g->values[vid].data = t->data;
+        g->values[vid].data_bytes = tb_numel(t) * (int64_t)petrel_dtype_size(t->dt);
     }
-    return g->nvalues++;
+    return vid;
 }
 
 static void arg_tensors(pt_arg *a, const int32_t *vids, int n) {
@@ -371,7 +352,7 @@ static void run_qlinear(const qcase *c, bool fast) {
     }
 
     pt_graph g;
-    graph_init(&g);
+    tg_init(&g);
     int32_t xv = value(&g, "x", &x, 0, 0, NULL), cv[3], sv[3], zv[3], outs[3];
     for (int i = 0; i < nw; i++) {
         cv[i] = value(&g, "codes", &ws[i].codes, 0, 0, NULL);
@@ -493,7 +474,7 @@ static void run_qlinear_norm(const fmt_def *f, int64_t G, int mode, petrel_dtype
     cpu_fast_qmm_enable(fast);
     for (int folded = 0; folded < 2; folded++) {
         pt_graph g;
-        graph_init(&g);
+        tg_init(&g);
         int32_t xv = value(&g, "x", &x, 0, 0, NULL), wv = value(&g, "norm_w", &nwt, 0, 0, NULL), cv[3], sv[3], zv[3];
         for (int i = 0; i < nw; i++) {
             cv[i] = value(&g, "codes", &ws[i].codes, 0, 0, NULL);
@@ -570,7 +551,7 @@ static void test_qembedding(void) {
             int64_t rows[6] = {0, 49, 7, -1, 23, -50}; /* negative ones wrap, as embedding's do */
             memcpy(ind.data, rows, sizeof rows);
             pt_graph g;
-            graph_init(&g);
+            tg_init(&g);
             int32_t cv = value(&g, "codes", &w.codes, 0, 0, NULL), sv = value(&g, "scales", &w.scales, 0, 0, NULL);
             int32_t zv = w.has_zeros ? value(&g, "zeros", &w.zeros, 0, 0, NULL) : -1;
             int32_t iv = value(&g, "indices", &ind, 0, 0, NULL);
@@ -647,7 +628,7 @@ static void test_bad(void) {
         if (b == BAD_RESIDUAL) other = tb_new(PETREL_DTYPE_F32, 2, (int64_t[]){1, 7});
         if (b == BAD_ADD_NORM) other = tb_new(PETREL_DTYPE_F32, 2, (int64_t[]){1, 8});
         pt_graph g;
-        graph_init(&g);
+        tg_init(&g);
         int32_t xv = value(&g, "x", &x, 0, 0, NULL);
         int32_t cv[2] = {value(&g, "codes", b == BAD_CODES ? &other : &w.codes, 0, 0, NULL),
                          value(&g, "codes2", &w2.codes, 0, 0, NULL)};

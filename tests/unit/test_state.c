@@ -31,6 +31,7 @@
 
 static const char *out_path = "build-test-state.petrel";
 #include "check.h"
+#include "graph_util.h"
 
 static int count_op(const pt_graph *g, pt_op op) {
     int c = 0;
@@ -186,36 +187,6 @@ typedef struct targ {
 #define DIMS(...) ((int64_t[]){__VA_ARGS__})
 #define ARGS(...) (int)(sizeof((targ[]){__VA_ARGS__}) / sizeof(targ)), ((targ[]){__VA_ARGS__})
 
-static void graph_init(pt_graph *g) {
-    memset(g, 0, sizeof *g);
-    g->dialect = pt_strdup("TRAINING");
-    g->schema_major = 8;
-}
-
-static int32_t value(pt_graph *g, const char *name, pt_vsrc src, petrel_dtype dt, int rank, const int64_t *shape) {
-    g->values = pt_realloc(g->values, (size_t)(g->nvalues + 1) * sizeof *g->values);
-    g->cap_values = g->nvalues + 1;
-    pt_value *v = &g->values[g->nvalues];
-    memset(v, 0, sizeof *v);
-    v->name = pt_strdup(name);
-    v->kind = PT_V_TENSOR;
-    v->src = src;
-    v->dtype = dt;
-    v->rank = rank;
-    int64_t stride = 1;
-    for (int d = rank - 1; d >= 0; d--) {
-        v->shape[d].lit = shape[d];
-        v->strides[d] = stride;
-        stride *= shape[d];
-    }
-    if (src == PT_SRC_BUFFER) v->fqn = pt_strdup(name);
-    if (src == PT_SRC_USER_INPUT) {
-        g->inputs = pt_realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *g->inputs);
-        g->inputs[g->ninputs++] = g->nvalues;
-    }
-    return g->nvalues++;
-}
-
 /* A schema default as an argument (the forms the ops used here have). */
 static void default_arg(const pt_schema_arg *s, pt_arg *a) {
     const char *d = s->defval;
@@ -244,7 +215,7 @@ static void default_arg(const pt_schema_arg *s, pt_arg *a) {
  * making a new value `out`; returns its id. */
 static int32_t node(pt_graph *g, const char *out, petrel_dtype dt, int rank, const int64_t *shape, pt_op op, int nargs,
                     const targ *args) {
-    int32_t v = value(g, out, PT_SRC_NODE, dt, rank, shape);
+    int32_t v = tg_value(g, out, PT_SRC_NODE, dt, rank, shape);
     pt_schema sc;
     if (!pt_schema_parse(pt_op_table[op].schema, &sc)) abort();
     g->nodes = pt_realloc(g->nodes, (size_t)(g->nnodes + 1) * sizeof *g->nodes);
@@ -288,10 +259,10 @@ static void output(pt_graph *g, int32_t v) {
  * through a copy and directly, bump both.  `rank1`: the counter has shape
  * (1) and the overwrite broadcasts a 0-d position into it. */
 static void g_static_cache(pt_graph *g, bool rank1) {
-    graph_init(g);
+    tg_init(g);
     int r = rank1 ? 1 : 0;
-    int32_t pos = value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
-    int32_t c = value(g, "cumulative_length", PT_SRC_BUFFER, I64, r, DIMS(1));
+    int32_t pos = tg_value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
+    int32_t c = tg_value(g, "cumulative_length", PT_SRC_BUFFER, I64, r, DIMS(1));
     int32_t s = node(g, "select", I64, SCALAR, PETREL_OP_SELECT, ARGS(T(pos), I(0), I(0)));
     int32_t c1 = node(g, "copy_", I64, r, DIMS(1), PETREL_OP_COPY_, ARGS(T(c), T(s)));
     int32_t t = node(g, "to", I64, r, DIMS(1), PETREL_OP_CLONE, ARGS(T(c1)));
@@ -309,9 +280,9 @@ static void g_static_cache_1(pt_graph *g) { g_static_cache(g, true); }
 /* The counter is read before the overwrite: the next call sees this
  * call's bump, which must stay. */
 static void g_read_first(pt_graph *g) {
-    graph_init(g);
-    int32_t pos = value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
-    int32_t c = value(g, "counter", PT_SRC_BUFFER, I64, SCALAR);
+    tg_init(g);
+    int32_t pos = tg_value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
+    int32_t c = tg_value(g, "counter", PT_SRC_BUFFER, I64, SCALAR);
     output(g, node(g, "seen", I64, SCALAR, PETREL_OP_ADD_TENSOR, ARGS(T(c), I(100))));
     int32_t s = node(g, "select", I64, SCALAR, PETREL_OP_SELECT, ARGS(T(pos), I(0), I(0)));
     int32_t c1 = node(g, "copy_", I64, SCALAR, PETREL_OP_COPY_, ARGS(T(c), T(s)));
@@ -323,9 +294,9 @@ static void g_read_first(pt_graph *g) {
 /* Half of the buffer is overwritten (through a slice): the other half
  * carries over, so nothing may go. */
 static void g_partial(pt_graph *g) {
-    graph_init(g);
-    int32_t pos = value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
-    int32_t c = value(g, "counter", PT_SRC_BUFFER, I64, 1, DIMS(4));
+    tg_init(g);
+    int32_t pos = tg_value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
+    int32_t c = tg_value(g, "counter", PT_SRC_BUFFER, I64, 1, DIMS(4));
     int32_t s = node(g, "select", I64, SCALAR, PETREL_OP_SELECT, ARGS(T(pos), I(0), I(0)));
     int32_t v = node(g, "slice", I64, 1, DIMS(2), PETREL_OP_SLICE, ARGS(T(c), I(0), I(0), I(2)));
     node(g, "copy_", I64, 1, DIMS(2), PETREL_OP_COPY_, ARGS(T(v), T(s)));
@@ -336,9 +307,9 @@ static void g_partial(pt_graph *g) {
 /* copy_ converts int64 to int32 (positions past 2^31 wrap): the read must
  * keep reading the converted counter. */
 static void g_dtype(pt_graph *g) {
-    graph_init(g);
-    int32_t pos = value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
-    int32_t c = value(g, "counter", PT_SRC_BUFFER, PETREL_DTYPE_I32, SCALAR);
+    tg_init(g);
+    int32_t pos = tg_value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
+    int32_t c = tg_value(g, "counter", PT_SRC_BUFFER, PETREL_DTYPE_I32, SCALAR);
     int32_t s = node(g, "select", I64, SCALAR, PETREL_OP_SELECT, ARGS(T(pos), I(0), I(0)));
     int32_t c1 = node(g, "copy_", PETREL_DTYPE_I32, SCALAR, PETREL_OP_COPY_, ARGS(T(c), T(s)));
     int32_t a = node(g, "arange", I64, 1, DIMS(3), PETREL_OP_ARANGE, ARGS(I(3)));
@@ -349,9 +320,9 @@ static void g_dtype(pt_graph *g) {
 /* A view of the counter taken before a bump is read after it: it sees
  * the bump (views alias; they are never redirected). */
 static void g_view(pt_graph *g) {
-    graph_init(g);
-    int32_t pos = value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
-    int32_t c = value(g, "counter", PT_SRC_BUFFER, I64, SCALAR);
+    tg_init(g);
+    int32_t pos = tg_value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
+    int32_t c = tg_value(g, "counter", PT_SRC_BUFFER, I64, SCALAR);
     int32_t s = node(g, "select", I64, SCALAR, PETREL_OP_SELECT, ARGS(T(pos), I(0), I(0)));
     int32_t c1 = node(g, "copy_", I64, SCALAR, PETREL_OP_COPY_, ARGS(T(c), T(s)));
     int32_t u = node(g, "unsqueeze", I64, 1, DIMS(1), PETREL_OP_UNSQUEEZE, ARGS(T(c1), I(0)));
@@ -364,9 +335,9 @@ static void g_view(pt_graph *g) {
  * that a float16 arange is added to: the sum is float32, but with the 0-d
  * position torch would add in float16. */
 static void g_promotion(pt_graph *g) {
-    graph_init(g);
-    int32_t pos = value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
-    int32_t c = value(g, "counter", PT_SRC_BUFFER, PETREL_DTYPE_F32, 1, DIMS(1));
+    tg_init(g);
+    int32_t pos = tg_value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
+    int32_t c = tg_value(g, "counter", PT_SRC_BUFFER, PETREL_DTYPE_F32, 1, DIMS(1));
     int32_t pf = node(g, "pos_f", PETREL_DTYPE_F32, 1, DIMS(1), PETREL_OP_TO_COPY, ARGS(T(pos), DT(PETREL_DTYPE_F32)));
     int32_t s = node(g, "select", PETREL_DTYPE_F32, SCALAR, PETREL_OP_SELECT, ARGS(T(pf), I(0), I(0)));
     int32_t c1 = node(g, "copy_", PETREL_DTYPE_F32, 1, DIMS(1), PETREL_OP_COPY_, ARGS(T(c), T(s)));
@@ -377,9 +348,9 @@ static void g_promotion(pt_graph *g) {
 
 /* A bump between the overwrite and the read. */
 static void g_write_between(pt_graph *g) {
-    graph_init(g);
-    int32_t pos = value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
-    int32_t c = value(g, "counter", PT_SRC_BUFFER, I64, SCALAR);
+    tg_init(g);
+    int32_t pos = tg_value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
+    int32_t c = tg_value(g, "counter", PT_SRC_BUFFER, I64, SCALAR);
     int32_t s = node(g, "select", I64, SCALAR, PETREL_OP_SELECT, ARGS(T(pos), I(0), I(0)));
     int32_t c1 = node(g, "copy_", I64, SCALAR, PETREL_OP_COPY_, ARGS(T(c), T(s)));
     node(g, "add_", I64, SCALAR, PETREL_OP_ADD__TENSOR, ARGS(T(c1), I(3)));
@@ -390,8 +361,8 @@ static void g_write_between(pt_graph *g) {
 /* CSE: mul(x, 2) before and after a write to x, and once more; two
  * uninitialized tensors. */
 static void g_cse(pt_graph *g) {
-    graph_init(g);
-    int32_t pos = value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
+    tg_init(g);
+    int32_t pos = tg_value(g, "cache_position", PT_SRC_USER_INPUT, I64, 1, DIMS(1));
     int32_t x = node(g, "x", I64, 1, DIMS(1), PETREL_OP_CLONE, ARGS(T(pos)));
     int32_t m1 = node(g, "m1", I64, 1, DIMS(1), PETREL_OP_MUL_TENSOR, ARGS(T(x), I(2)));
     node(g, "x_", I64, 1, DIMS(1), PETREL_OP_ADD__TENSOR, ARGS(T(x), I(1)));
@@ -519,9 +490,9 @@ static void test_forwarding(void) {
 /* Twins that must not merge: dropout and attention with dropout (both
  * draw random numbers); and a pair that must. */
 static void g_random(pt_graph *g) {
-    graph_init(g);
+    tg_init(g);
     const int64_t *qs = DIMS(1, 1, 2, 4);
-    int32_t q = value(g, "q", PT_SRC_USER_INPUT, PETREL_DTYPE_F32, 4, qs);
+    int32_t q = tg_value(g, "q", PT_SRC_USER_INPUT, PETREL_DTYPE_F32, 4, qs);
     int32_t d1 = node(g, "d1", PETREL_DTYPE_F32, 4, qs, PETREL_OP_DROPOUT, ARGS(T(q), F(0.5), B(1)));
     int32_t d2 = node(g, "d2", PETREL_DTYPE_F32, 4, qs, PETREL_OP_DROPOUT, ARGS(T(q), F(0.5), B(1)));
     output(g, node(g, "d", PETREL_DTYPE_F32, 4, qs, PETREL_OP_ADD_TENSOR, ARGS(T(d1), T(d2))));

@@ -1,0 +1,51 @@
+/*
+** graph_util.h -- building small graphs by hand in the white-box unit
+** tests (test_state, test_fusion, test_fold, test_qmatmul).
+*/
+#ifndef PETREL_TESTS_GRAPH_UTIL_H
+#define PETREL_TESTS_GRAPH_UTIL_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/ir.h"
+
+/* An empty graph of the export ("TRAINING") dialect. */
+static inline void tg_init(pt_graph *g) {
+    memset(g, 0, sizeof *g);
+    g->dialect = pt_strdup("TRAINING");
+    g->schema_major = 8;
+}
+
+/* Append a tensor value with contiguous strides; a BUFFER gets its name as
+ * fqn, a USER_INPUT joins the graph's inputs.  Returns its id. */
+static inline int32_t tg_value(pt_graph *g, const char *name, pt_vsrc src, petrel_dtype dt, int rank,
+                               const int64_t *shape) {
+    pt_value *vs = pt_realloc(g->values, (size_t)(g->nvalues + 1) * sizeof *vs);
+    if (!vs) abort();
+    g->values = vs;
+    g->cap_values = g->nvalues + 1;
+    pt_value *v = &g->values[g->nvalues];
+    memset(v, 0, sizeof *v);
+    v->name = pt_strdup(name);
+    v->kind = PT_V_TENSOR;
+    v->src = src;
+    v->dtype = dt;
+    v->rank = rank;
+    int64_t stride = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        v->shape[d].lit = shape[d];
+        v->strides[d] = stride;
+        stride *= shape[d];
+    }
+    if (src == PT_SRC_BUFFER) v->fqn = pt_strdup(name);
+    if (src == PT_SRC_USER_INPUT) {
+        int32_t *in = pt_realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *in);
+        if (!in) abort();
+        g->inputs = in;
+        g->inputs[g->ninputs++] = g->nvalues;
+    }
+    return g->nvalues++;
+}
+
+#endif /* PETREL_TESTS_GRAPH_UTIL_H */
