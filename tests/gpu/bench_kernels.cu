@@ -57,6 +57,7 @@ template <typename T> static T *dev_copy(const std::vector<T> &h) {
 }
 template <typename T> static std::vector<T> host_copy(const T *d, size_t n) {
     std::vector<T> h(n);
+    CK(cudaDeviceSynchronize()); /* the kernels run on a non-blocking stream: cudaMemcpy does not wait for them */
     CK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
     return h;
 }

@@ -334,6 +334,7 @@ static void dequant_case(cudaStream_t s, int fmt, int64_t G, bool bf16) {
     CK(cudaMalloc(&dp, (size_t)(rows * K) * es));
     CK(pcu_qdequant_launch(s, fmt, G, K, &w, n0, rows, dp, dt));
     std::vector<uint8_t> pb((size_t)(rows * K) * es);
+    CK(cudaStreamSynchronize(s)); /* a non-blocking stream: cudaMemcpy does not wait for it */
     CK(cudaMemcpy(pb.data(), dp, pb.size(), cudaMemcpyDeviceToHost));
     bool ok = true;
     for (int64_t r = 0; r < rows && ok; r++)
@@ -346,6 +347,7 @@ static void dequant_case(cudaStream_t s, int fmt, int64_t G, bool bf16) {
     CK(cudaMemcpy(di, idx.data(), idx.size() * 8, cudaMemcpyHostToDevice));
     CK(pcu_qembedding_launch(s, fmt, G, K, &w, di, PETREL_DTYPE_I64, (int64_t)idx.size(), de, dt));
     std::vector<uint8_t> eb(idx.size() * (size_t)K * es);
+    CK(cudaStreamSynchronize(s)); /* a non-blocking stream: cudaMemcpy does not wait for it */
     CK(cudaMemcpy(eb.data(), de, eb.size(), cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < idx.size() && ok; i++) {
         int64_t n = idx[i] < 0 ? idx[i] + N : idx[i];
