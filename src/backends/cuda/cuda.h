@@ -146,10 +146,19 @@ PT_HIDDEN petrel_status pcu_linear_rows(pt_exec *ex, const pt_tensor *x, const v
 
 /* The RMSNorm prologue of the fused and quantized linears (ops.def:
  * arguments a .. a + 4 = norm, norm_weight, norm_eps, norm_add_one,
- * norm_dtype): when norm is true, the M rows at *xd are normalized by the
- * row-norm kernel into dense device scratch, which *xd / *ld then name.
- * ops/matmul.c. */
-PT_HIDDEN petrel_status pcu_linear_prenorm(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, const void **xd,
-                                           int64_t *ld, int64_t M);
+ * norm_dtype), read and checked by pcu_prenorm_of.  The float GEMV
+ * (matmul.c) applies it as a scale after its product (no launch); otherwise pcu_prenorm_run normalizes the M rows at *xd with
+ * the row-norm kernel into dense device scratch, which *xd / *ld then
+ * name.  ops/matmul.c. */
+typedef struct pcu_prenorm {
+    bool on;            /* the node normalizes x */
+    const pt_tensor *w; /* the norm weight (K) or NULL */
+    float eps;
+    bool add_one;       /* the weight is 1 + w */
+    int norm_dtype;     /* petrel.rms_norm's rounding point; -1: none */
+} pcu_prenorm;
+PT_HIDDEN petrel_status pcu_prenorm_of(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, pcu_prenorm *pn);
+PT_HIDDEN petrel_status pcu_prenorm_run(pt_exec *ex, const pcu_prenorm *pn, const pt_tensor *x, const void **xd, int64_t *ld,
+                                        int64_t M);
 
 #endif /* PETREL_CUDA_H */

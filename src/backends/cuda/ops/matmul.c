@@ -297,23 +297,26 @@ static bool fl_weight_ok(const pt_tensor *w, const pt_tensor *x) {
     return w && w->rank == 2 && w->dtype == x->dtype && w->shape[1] == x->shape[x->rank - 1];
 }
 
-/* Folding the norm into the GEMV (each block normalizing its copy of the
- * row) measured slower on an H200 (q/k/v 7.5 -> 11.3 us, gated 23 -> 25.5
- * us in isolation, more than the 3 us norm kernel it saves), so the
- * prologue is the row-norm kernel. */
-petrel_status pcu_linear_prenorm(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, const void **xd,
-                                 int64_t *ldx, int64_t M) {
-    if (!pk_bool(ex, n, a)) return PETREL_OK;
+petrel_status pcu_prenorm_of(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, pcu_prenorm *pn) {
+    *pn = (pcu_prenorm){.on = pk_bool(ex, n, a)};
+    if (!pn->on) return PETREL_OK;
     const pt_tensor *w = pk_tensor(ex, n, a + 1);
     int64_t K = x->shape[x->rank - 1];
-    int norm_dt = pk_dtype(ex, n, a + 4); /* -1: n stays in float */
-    if (norm_dt >= 0 && !pt_dtype_is_float((petrel_dtype)norm_dt))
+    pn->norm_dtype = pk_dtype(ex, n, a + 4); /* -1: n stays in float */
+    if (pn->norm_dtype >= 0 && !pt_dtype_is_float((petrel_dtype)pn->norm_dtype))
         return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm norm_dtype must be a float dtype");
     if (w && (w->rank != 1 || w->shape[0] != K || (K > 1 && w->stride[0] != 1) ||
               (w->dtype != PETREL_DTYPE_F32 && w->dtype != PETREL_DTYPE_F16 && w->dtype != PETREL_DTYPE_BF16) ||
               pcu_is_host_scalar(w)))
         return pk_fail(ex, PETREL_ERR_SHAPE, "the norm prologue's weight must be a dense float vector of x's last dim");
-    if (M == 0 || K == 0) return PETREL_OK;
+    pn->w = w, pn->eps = (float)pk_float(ex, n, a + 2), pn->add_one = pk_bool(ex, n, a + 3);
+    return PETREL_OK;
+}
+
+petrel_status pcu_prenorm_run(pt_exec *ex, const pcu_prenorm *pn, const pt_tensor *x, const void **xd, int64_t *ldx,
+                              int64_t M) {
+    int64_t K = x->shape[x->rank - 1];
+    if (!pn->on || M == 0 || K == 0) return PETREL_OK;
     size_t bytes = (size_t)(M * K) * pt_elsize(x);
     const void *rows = *xd;
     if (*ldx != K && M > 1) { /* the row kernel reads dense rows */
@@ -328,17 +331,30 @@ petrel_status pcu_linear_prenorm(pt_exec *ex, const pt_node *n, int a, const pt_
     }
     void *d = pk_dev_scratch(ex, bytes);
     if (!d) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a linear's norm");
+    const pt_tensor *w = pn->w;
     pcu_rownorm r = {.x = rows, .xdt = x->dtype, .out = d, .odt = x->dtype, .M = M, .D = K,
-                     .w = w ? w->data : NULL, .wdt = w ? w->dtype : PETREL_DTYPE_F32,
-                     .eps = (float)pk_float(ex, n, a + 2), .rms = true, .add_one = pk_bool(ex, n, a + 3),
-                     .norm_dtype = norm_dt};
+                     .w = w ? w->data : NULL, .wdt = w ? w->dtype : PETREL_DTYPE_F32, .eps = pn->eps, .rms = true,
+                     .add_one = pn->add_one, .norm_dtype = pn->norm_dtype};
     PCU_LAUNCHED(ex, pcu_rownorm_launch(pcu_stream(ex), &r), "linear's norm");
     *xd = d, *ldx = K;
     return PETREL_OK;
 }
 
-static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *x, const void *xd, int64_t ldx,
-                                 int64_t M) {
+/* The norm prologue inside a float GEMV (pcu_gemv's norm fields): for one
+ * row of x, when the norm has a weight of x's dtype, 16-byte aligned.  Measured on an
+ * H200 against the row-norm kernel before the GEMV (which costs a launch
+ * of ~3 us in the decode chain); normalizing the row first inside each
+ * block instead had measured slower than that kernel. */
+static bool fl_norm_in_gemv(const pcu_prenorm *pn, const pt_tensor *x, pcu_gemv *g) {
+    if (!pn->on) return true;
+    if (g->M != 1) return false;
+    if (!pn->w || pn->w->dtype != x->dtype || (uintptr_t)pn->w->data % 16 != 0) return false;
+    g->norm = 1, g->norm_add_one = pn->add_one, g->nw = pn->w->data, g->norm_eps = pn->eps;
+    return true;
+}
+
+static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *x, const pcu_prenorm *pn,
+                                 const void *xd, int64_t ldx, int64_t M) {
     int count = 0;
     const pt_tensor **ws = pk_tensors(ex, n, 1, &count);
     pt_tensor *outs[PCU_GEMV_MAX_SEG * 2];
@@ -351,13 +367,17 @@ static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor 
         gemv = gemv && fl_gemv_ok(xd, ldx, M, ws[i]);
     }
     if (M == 0) return PETREL_OK;
+    pcu_gemv g = {.dtype = x->dtype, .x = xd, .ldx = ldx, .M = (int32_t)M, .K = x->shape[x->rank - 1],
+                  .alpha = 1.0f, .mode = PCU_GEMV_PLAIN, .nseg = count, .w_const = 1};
+    if (!gemv || !fl_norm_in_gemv(pn, x, &g)) { /* the norm first, on its own */
+        PT_TRY(pcu_prenorm_run(ex, pn, x, &xd, &ldx, M));
+        g.x = xd, g.ldx = ldx;
+    }
     if (!gemv) { /* prefill, or a weight the GEMV cannot read: one cuBLAS product each */
         for (int i = 0; i < count; i++)
             if (ws[i]->shape[0] > 0) PT_TRY(fl_gemm(ex, xd, ldx, M, ws[i], outs[i]->data));
         return PETREL_OK;
     }
-    pcu_gemv g = {.dtype = x->dtype, .x = xd, .ldx = ldx, .M = (int32_t)M, .K = x->shape[x->rank - 1],
-                  .alpha = 1.0f, .mode = PCU_GEMV_PLAIN, .nseg = count, .w_const = 1};
     for (int i = 0; i < count; i++) {
         g.w_const = g.w_const && pk_is_const(ex, n, 1, i);
         g.seg_w[i] = ws[i]->data, g.seg_out[i] = outs[i]->data;
@@ -369,8 +389,8 @@ static petrel_status fl_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor 
 }
 
 /* petrel.gated_linear (GATED) and petrel.linear_add (RESID). */
-static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor *x, const void *xd, int64_t ldx,
-                                 int64_t M) {
+static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor *x, const pcu_prenorm *pn,
+                                 const void *xd, int64_t ldx, int64_t M) {
     bool gated = n->op == PETREL_OP_PETREL_GATED_LINEAR;
     const pt_tensor *w = pk_tensor(ex, n, 1), *w2 = gated ? pk_tensor(ex, n, 2) : NULL;
     if (!fl_weight_ok(w, x) || (gated && (!fl_weight_ok(w2, x) || w2->shape[0] != w->shape[0])))
@@ -400,11 +420,16 @@ static petrel_status fl_epilogue(pt_exec *ex, const pt_node *n, const pt_tensor 
     }
     if (pt_numel(out) == 0) return PETREL_OK;
     int64_t rn = rb.rank > 0 && !gated ? rb.stride[rb.rank - 1] : 0;
-    if (fl_gemv_ok(xd, ldx, M, w) && (!gated || fl_gemv_ok(xd, ldx, M, w2))) {
-        pcu_gemv g = {.dtype = x->dtype, .w = w->data, .x = xd, .ldx = ldx, .out = out->data, .M = (int32_t)M,
-                      .N = N, .K = w->shape[1], .alpha = 1.0f, .mode = gated ? PCU_GEMV_GATED : PCU_GEMV_RESID,
-                      .act = act, .w2 = gated ? w2->data : NULL,
-                      .w_const = pk_is_const(ex, n, 1, 0) && (!gated || pk_is_const(ex, n, 2, 0))};
+    pcu_gemv g = {.dtype = x->dtype, .w = w->data, .x = xd, .ldx = ldx, .out = out->data, .M = (int32_t)M,
+                  .N = N, .K = w->shape[1], .alpha = 1.0f, .mode = gated ? PCU_GEMV_GATED : PCU_GEMV_RESID,
+                  .act = act, .w2 = gated ? w2->data : NULL,
+                  .w_const = pk_is_const(ex, n, 1, 0) && (!gated || pk_is_const(ex, n, 2, 0))};
+    bool gemv = fl_gemv_ok(xd, ldx, M, w) && (!gated || fl_gemv_ok(xd, ldx, M, w2));
+    if (!gemv || !fl_norm_in_gemv(pn, x, &g)) { /* the norm first, on its own */
+        PT_TRY(pcu_prenorm_run(ex, pn, x, &xd, &ldx, M));
+        g.x = xd, g.ldx = ldx;
+    }
+    if (gemv) {
         if (!gated) g.self = rb.data, g.self_dtype = rb.dtype, g.self_sm = rs, g.self_sn = rn;
         PCU_LAUNCHED(ex, pcu_gemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "fused linear gemv");
         return PETREL_OK;
@@ -431,10 +456,11 @@ static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
     const void *xd = NULL;
     int64_t ldx = 0, M = 0;
     PT_TRY(pcu_linear_rows(ex, x, &xd, &ldx, &M));
+    pcu_prenorm pn = {0};
     if (n->op != PETREL_OP_PETREL_LINEAR_ADD) /* norm arguments from 2 (linear_n) or 4 (gated_linear) */
-        PT_TRY(pcu_linear_prenorm(ex, n, n->op == PETREL_OP_PETREL_LINEAR_N ? 2 : 4, x, &xd, &ldx, M));
-    if (n->op == PETREL_OP_PETREL_LINEAR_N) return fl_linear_n(ex, n, x, xd, ldx, M);
-    return fl_epilogue(ex, n, x, xd, ldx, M);
+        PT_TRY(pcu_prenorm_of(ex, n, n->op == PETREL_OP_PETREL_LINEAR_N ? 2 : 4, x, &pn));
+    if (n->op == PETREL_OP_PETREL_LINEAR_N) return fl_linear_n(ex, n, x, &pn, xd, ldx, M);
+    return fl_epilogue(ex, n, x, &pn, xd, ldx, M);
 }
 
 /*

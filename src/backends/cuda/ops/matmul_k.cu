@@ -57,8 +57,37 @@ template <int CPT> __device__ __forceinline__ uint4 gemv_ldw(const void *p) {
     return r;
 }
 
-/* G = 2: gated, the block also streams the same rows of w2. */
-template <typename T, int MR, int RB, int CPT, int G>
+/* The norm prologue's weight on a chunk of x, in x's dtype with one
+ * rounding: x * w, or x * (1 + w) as fma(x, w, x).  Packed arithmetic:
+ * unpacking to float here had cost 17 more registers in the loop. */
+__device__ __forceinline__ uint4 gemv_norm_scale(uint4 x, uint4 w, bool add_one, __nv_bfloat16) {
+    __nv_bfloat162 *a = (__nv_bfloat162 *)&x;
+    const __nv_bfloat162 *b = (const __nv_bfloat162 *)&w;
+#pragma unroll
+    for (int i = 0; i < 4; i++) a[i] = add_one ? __hfma2(a[i], b[i], a[i]) : __hmul2(a[i], b[i]);
+    return x;
+}
+__device__ __forceinline__ uint4 gemv_norm_scale(uint4 x, uint4 w, bool add_one, __half) {
+    __half2 *a = (__half2 *)&x;
+    const __half2 *b = (const __half2 *)&w;
+#pragma unroll
+    for (int i = 0; i < 4; i++) a[i] = add_one ? __hfma2(a[i], b[i], a[i]) : __hmul2(a[i], b[i]);
+    return x;
+}
+__device__ __forceinline__ uint4 gemv_norm_scale(uint4 x, uint4 w, bool add_one, float) {
+    float *a = (float *)&x;
+    const float *b = (const float *)&w;
+#pragma unroll
+    for (int i = 0; i < 4; i++) a[i] = add_one ? fmaf(a[i], b[i], a[i]) : a[i] * b[i];
+    return x;
+}
+
+/* G = 2: gated, the block also streams the same rows of w2.  NORM: the
+ * norm prologue (pcu_gemv.norm); a template argument because its few
+ * extra live values, as a runtime branch, raised the registers of every
+ * variant (39 -> 58 for 4 rows of one pass) and slowed them all (q/k/v
+ * 6.7 -> 22.6 us in isolation on an H200). */
+template <typename T, int MR, int RB, int CPT, int G, bool NORM>
 __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
     constexpr int V = dn_vec<T>::n; /* elements per 16-byte chunk */
     constexpr int R = RB * G;       /* weight rows per block */
@@ -77,11 +106,13 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
         }
         if (G == 2) wrow[RB + r] = (const T *)g.w2 + n * g.K;
     }
-    float acc[MR][R];
+    float acc[MR][R], ss[MR]; /* ss: the sums of x^2 of the norm prologue */
 #pragma unroll
-    for (int m = 0; m < MR; m++)
+    for (int m = 0; m < MR; m++) {
+        ss[m] = 0.0f;
 #pragma unroll
         for (int r = 0; r < R; r++) acc[m][r] = 0.0f;
+    }
 
     bool waited = !g.w_const;
     if (waited) dn_pdl_wait(); /* a computed weight: it may not be written yet */
@@ -106,11 +137,15 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
                 float wf[R][V];
 #pragma unroll
                 for (int r = 0; r < R; r++) dn_unpack(wv[r][q], wf[r], T());
+                uint4 nu; /* NORM: the norm weight's chunk, shared by every row of x */
+                if (NORM) nu = *(const uint4 *)((const T *)g.nw + c * V); /* not __ldg: see dn_pdl_wait */
 #pragma unroll
                 for (int m = 0; m < MR; m++) {
                     if (m < g.M) {
                         float xf[V];
-                        dn_unpack(*(const uint4 *)(x + m * g.ldx + c * V), xf, T()); /* not __ldg: see dn_pdl_wait */
+                        uint4 xu = *(const uint4 *)(x + m * g.ldx + c * V); /* not __ldg: see dn_pdl_wait */
+                        if (NORM) xu = gemv_norm_scale(xu, nu, g.norm_add_one, T());
+                        dn_unpack(xu, xf, T());
 #pragma unroll
                         for (int r = 0; r < R; r++)
 #pragma unroll
@@ -123,17 +158,38 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
 
     if (!waited) dn_pdl_wait();
     dn_pdl_release(); /* what is left is the reduction and the stores */
+    if (NORM) /* the sums of x^2, once the weights' registers are free: x again, from cache */
+        for (int64_t c = threadIdx.x; c < nch; c += nt)
+#pragma unroll
+            for (int m = 0; m < MR; m++) {
+                float xf[V];
+                dn_unpack(*(const uint4 *)(x + m * g.ldx + c * V), xf, T());
+#pragma unroll
+                for (int v = 0; v < V; v++) ss[m] = fmaf(xf[v], xf[v], ss[m]);
+            }
 
-    __shared__ float red[GEMV_MAX_THREADS / 32][MR * R];
+    __shared__ float red[GEMV_MAX_THREADS / 32][MR * R + MR]; /* then MR sums of x^2 */
+    __shared__ float rstd[MR];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = nt >> 5;
 #pragma unroll
-    for (int m = 0; m < MR; m++)
+    for (int m = 0; m < MR; m++) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
             float t = dn_warp_sum(acc[m][r]);
             if (lane == 0) red[warp][m * R + r] = t;
         }
+        if (NORM) {
+            float t = dn_warp_sum(ss[m]);
+            if (lane == 0) red[warp][MR * R + m] = t;
+        }
+    }
     __syncthreads();
+    if (NORM && threadIdx.x < MR) {
+        float t = 0.0f;
+        for (int k = 0; k < nw; k++) t += red[k][MR * R + threadIdx.x];
+        rstd[threadIdx.x] = 1.0f / sqrtf(t / (float)g.K + g.norm_eps);
+    }
+    if (NORM) __syncthreads();
     for (int t = threadIdx.x; t < MR * RB; t += nt) {
         int m = t / RB, r = t % RB;
         int64_t n = n0 + r;
@@ -143,6 +199,7 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
             s += red[k][m * R + r];
             if (G == 2) s2 += red[k][m * R + RB + r];
         }
+        if (NORM) s *= rstd[m], s2 *= rstd[m];
         float v;
         if (G == 2) {
             v = dn_round<T>(pcu_act(dn_round<T>(s), g.act)) * dn_round<T>(s2);
@@ -162,9 +219,9 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
     }
 }
 
-template <typename T, int MR, int RB, int CPT, int G>
+template <typename T, int MR, int RB, int CPT, int G, bool NORM>
 static cudaError_t gemv_go(cudaStream_t s, const pcu_gemv *g, int threads) {
-    return dn_launch_pdl(gemv_kernel<T, MR, RB, CPT, G>, dim3((unsigned)((g->N + RB - 1) / RB)),
+    return dn_launch_pdl(gemv_kernel<T, MR, RB, CPT, G, NORM>, dim3((unsigned)((g->N + RB - 1) / RB)),
                          dim3((unsigned)threads), 0, s, *g);
 }
 
@@ -176,20 +233,22 @@ static cudaError_t gemv_go(cudaStream_t s, const pcu_gemv *g, int threads) {
  * launches: gated 2 x 8192 x 2048 bf16 20.6 -> 16.6 us, q/k/v 3072 x 2048
  * 4.6 -> 4.1 us, and 2 rows per block for 2048 x 2048 (3.1 us, 4 rows
  * 3.35). */
-template <typename T, int MR, int G> static cudaError_t gemv_rows(cudaStream_t s, const pcu_gemv *g, int sm_count) {
+template <typename T, int MR, int G, bool NORM = false>
+static cudaError_t gemv_rows(cudaStream_t s, const pcu_gemv *g, int sm_count) {
     int64_t nch = g->K / dn_vec<T>::n;
     int threads = nch >= GEMV_MAX_THREADS ? GEMV_MAX_THREADS : (int)((nch + 31) / 32 * 32);
     if (g->w_const && nch <= threads) {
-        if (g->N >= 4LL * 4 * sm_count) return gemv_go<T, MR, 4, 1, G>(s, g, threads);
-        if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, 1, G>(s, g, threads);
-        return gemv_go<T, MR, 1, 1, G>(s, g, threads);
+        if (g->N >= 4LL * 4 * sm_count) return gemv_go<T, MR, 4, 1, G, NORM>(s, g, threads);
+        if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, 1, G, NORM>(s, g, threads);
+        return gemv_go<T, MR, 1, 1, G, NORM>(s, g, threads);
     }
-    if (g->N >= 4LL * 2 * sm_count) return gemv_go<T, MR, 4, GEMV_CPT, G>(s, g, threads);
-    if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, GEMV_CPT, G>(s, g, threads);
-    return gemv_go<T, MR, 1, GEMV_CPT, G>(s, g, threads);
+    if (g->N >= 4LL * 2 * sm_count) return gemv_go<T, MR, 4, GEMV_CPT, G, NORM>(s, g, threads);
+    if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, GEMV_CPT, G, NORM>(s, g, threads);
+    return gemv_go<T, MR, 1, GEMV_CPT, G, NORM>(s, g, threads);
 }
 
 template <typename T, int G> static cudaError_t gemv_dispatch(cudaStream_t s, const pcu_gemv *g, int sm_count) {
+    if (g->norm) return g->M == 1 ? gemv_rows<T, 1, G, true>(s, g, sm_count) : cudaErrorInvalidValue;
     if (g->M <= 1) return gemv_rows<T, 1, G>(s, g, sm_count);
     if (g->M <= 2) return gemv_rows<T, 2, G>(s, g, sm_count);
     if (g->M <= 4) return gemv_rows<T, 4, G>(s, g, sm_count);

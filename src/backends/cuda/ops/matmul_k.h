@@ -53,6 +53,17 @@ typedef struct pcu_gemv {
     const void *seg_w[PCU_GEMV_MAX_SEG];
     void *seg_out[PCU_GEMV_MAX_SEG];
     int64_t seg_start[PCU_GEMV_MAX_SEG + 1];
+    /* norm != 0: the RMSNorm prologue of ops.def, applied as a scale after
+     * the product: p = rstd * (round(x * nw) @ w^T), rstd = 1 / sqrt(mean(x^2)
+     * + norm_eps) over x's row in fp32, nw the norm weight (K, dense, x's
+     * dtype, 16-byte aligned; required), x * (1 + nw) with
+     * norm_add_one, rounded once to x's dtype.  The reference rounds x *
+     * rstd first instead; the two orders differ by about one rounding of
+     * x (within the dtype's tolerance).  Each block sums x^2 itself, so
+     * the norm costs no launch.  Only for M = 1 (decode). */
+    int32_t norm, norm_add_one;
+    const void *nw;
+    float norm_eps;
 } pcu_gemv;
 
 cudaError_t pcu_gemv_launch(cudaStream_t s, const pcu_gemv *g, int sm_count);

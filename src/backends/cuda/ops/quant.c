@@ -238,7 +238,9 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear needs an f32/f16/bf16 input, got %s",
                        petrel_dtype_name(x->dtype));
     PT_TRY(pcu_linear_rows(ex, x, &L.x, &L.ldx, &L.M));
-    PT_TRY(pcu_linear_prenorm(ex, n, 9, x, &L.x, &L.ldx, L.M));
+    pcu_prenorm pn;
+    PT_TRY(pcu_prenorm_of(ex, n, 9, x, &pn));
+    PT_TRY(pcu_prenorm_run(ex, &pn, x, &L.x, &L.ldx, L.M));
     if (mode == Q_MODE_N) return q_linear_n(ex, n, x, &L, ws, nc);
     return q_linear_2(ex, n, x, &L, ws, mode == Q_MODE_GATED ? act : -1);
 }
