@@ -17,8 +17,8 @@
 ** holds W exactly; for f16 / bf16 programs it rounds W to that dtype,
 ** which stays within those dtypes' tolerance but is not ops.def's "W in
 ** float" (only the GEMV computes that there).  The RMSNorm prologue of
-** modes n and gated runs first as the row-norm kernel (norm_k.h), as
-** matmul.c does for the float fused linears.
+** modes n and gated runs inside the decode GEMV as in matmul.c's float
+** one (quant_k.h), otherwise first as the row-norm kernel (norm_k.h).
 **
 ** Embedding rows are gathered and dequantized on the device and rounded
 ** once to the output dtype, the same values as the CPU's; an index out of
@@ -74,7 +74,26 @@ typedef struct q_lin {
     int64_t nmax;      /* the most rows of one weight (sizes the panel) */
     void *panel;       /* (prows, K) of dt in device scratch; NULL until a panel product */
     int64_t prows;
+    const pt_tensor *xt; /* x itself (the norm kernel's view of it) */
+    pcu_prenorm pn;    /* the RMSNorm prologue; off once x is normalized */
 } q_lin;
+
+/* The norm prologue for the products of g: inside the GEMV when it takes
+ * it (one row of x, a norm weight of x's dtype), else the row-norm kernel
+ * normalizes x first, once for all the node's products. */
+static petrel_status q_norm(pt_exec *ex, q_lin *L, pcu_qgemv *g) {
+    if (!L->pn.on) return PETREL_OK;
+    const pt_tensor *w = L->pn.w;
+    if (L->M == 1 && w && w->dtype == L->dt) {
+        g->norm = 1, g->norm_add_one = L->pn.add_one, g->norm_w = w->data, g->norm_eps = L->pn.eps;
+        if (pcu_qgemv_fits(g)) return PETREL_OK;
+        g->norm = 0;
+    }
+    PT_TRY(pcu_prenorm_run(ex, &L->pn, L->xt, &L->x, &L->ldx, L->M));
+    L->pn.on = false;
+    g->x = L->x, g->ldx = L->ldx;
+    return PETREL_OK;
+}
 
 /* The GEMV's arguments for L, without weights. */
 static pcu_qgemv q_gemv_args(const q_lin *L, int mode, int act) {
@@ -149,6 +168,7 @@ static petrel_status q_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *
         pcu_qgemv g = q_gemv_args(L, PCU_GEMV_PLAIN, 0);
         g.nw = cnt;
         for (int j = 0; j < cnt; j++) g.w[j] = used[b + j], g.out[j] = outs[b + j];
+        PT_TRY(q_norm(ex, L, &g));
         if (pcu_qgemv_fits(&g)) {
             PCU_LAUNCHED(ex, pcu_qgemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "qlinear gemv");
             continue;
@@ -192,6 +212,7 @@ static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *
     g.w[0] = ws[0], g.out[0] = out->data;
     if (act >= 0) g.w[1] = ws[1];
     else g.res = res.data, g.res_dtype = (int32_t)res.dtype, g.res_sm = rs, g.res_sn = rn;
+    PT_TRY(q_norm(ex, L, &g));
     if (pcu_qgemv_fits(&g)) {
         PCU_LAUNCHED(ex, pcu_qgemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "qlinear gemv");
         return PETREL_OK;
@@ -238,9 +259,8 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear needs an f32/f16/bf16 input, got %s",
                        petrel_dtype_name(x->dtype));
     PT_TRY(pcu_linear_rows(ex, x, &L.x, &L.ldx, &L.M));
-    pcu_prenorm pn;
-    PT_TRY(pcu_prenorm_of(ex, n, 9, x, &pn));
-    PT_TRY(pcu_prenorm_run(ex, &pn, x, &L.x, &L.ldx, L.M));
+    L.xt = x;
+    PT_TRY(pcu_prenorm_of(ex, n, 9, x, &L.pn));
     if (mode == Q_MODE_N) return q_linear_n(ex, n, x, &L, ws, nc);
     return q_linear_2(ex, n, x, &L, ws, mode == Q_MODE_GATED ? act : -1);
 }

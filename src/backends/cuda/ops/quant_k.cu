@@ -154,7 +154,7 @@ __host__ __device__ constexpr int qk_cpt(int MR, int R) { return MR > 1 || R >= 
 /* NG = 2: gated, the block also streams the same rows of the up weight.
  * Decode (MR = 1) gets at most 128 registers: 16 warps of them keep 64 KB
  * of loads in flight per multiprocessor.  Eight rows of x need more. */
-template <typename T, int KIND, int MR, int RB, int NG>
+template <typename T, int KIND, int MR, int RB, int NG, bool NORM>
 __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(pcu_qgemv g) {
     using F = qk_kind<KIND>;
     using S = typename std::conditional<KIND == QK_FP4, uint8_t, T>::type; /* a scale as stored */
@@ -244,6 +244,13 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
 #pragma unroll
                     for (int m = 0; m < MR; m++)
                         if (m < g.M) qk_load_x<T, F::HW>(x + m * g.ldx + k, xv[m]);
+                    if (NORM) { /* x * nw (or x * (1 + nw)) rounded once to T, as the float GEMV */
+                        float nv[F::HW];
+                        qk_load_x<T, F::HW>((const T *)g.norm_w + k, nv);
+#pragma unroll
+                        for (int e = 0; e < F::HW; e++)
+                            xv[0][e] = dn_round<T>(g.norm_add_one ? fmaf(xv[0][e], nv[e], xv[0][e]) : xv[0][e] * nv[e]);
+                    }
 #pragma unroll
                     for (int r = 0; r < R; r++) {
                         uint32_t half = qk_word(cv[r][q], wd) >> (16 * hw);
@@ -278,7 +285,16 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
     if (!waited) dn_pdl_wait();
     dn_pdl_release(); /* what is left is the reduction and the stores */
 
-    __shared__ float red[QK_MAX_THREADS / 32][MR * R];
+    float ss = 0.0f; /* NORM: x's sum of squares, read again (from cache) now that the loop's registers are free */
+    if (NORM)
+        for (int64_t i = threadIdx.x; i < g.K / dn_vec<T>::n; i += nt) {
+            float xf[dn_vec<T>::n];
+            dn_unpack(*(const uint4 *)(x + i * dn_vec<T>::n), xf, T());
+#pragma unroll
+            for (int e = 0; e < dn_vec<T>::n; e++) ss = fmaf(xf[e], xf[e], ss);
+        }
+    __shared__ float red[QK_MAX_THREADS / 32][MR * R + 1]; /* then the sum of squares */
+    __shared__ float rstd;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = nt >> 5;
 #pragma unroll
     for (int m = 0; m < MR; m++)
@@ -287,7 +303,19 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
             float t = dn_warp_sum(acc[m][r]);
             if (lane == 0) red[warp][m * R + r] = t;
         }
+    if (NORM) {
+        float t = dn_warp_sum(ss);
+        if (lane == 0) red[warp][MR * R] = t;
+    }
     __syncthreads();
+    if (NORM) {
+        if (threadIdx.x == 0) {
+            float t = 0.0f;
+            for (int k = 0; k < nwarp; k++) t += red[k][MR * R];
+            rstd = 1.0f / sqrtf(t / (float)g.K + g.norm_eps);
+        }
+        __syncthreads();
+    }
     for (int t = threadIdx.x; t < MR * RB; t += nt) {
         int m = t / RB, r = t % RB;
         int64_t n = n0 + r;
@@ -297,6 +325,7 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
             s += red[k][m * R + r];
             if (NG == 2) s2 += red[k][m * R + RB + r];
         }
+        if (NORM) s *= rstd, s2 *= rstd;
         if (NG == 2) {
             float v = dn_round<T>(pcu_act(dn_round<T>(s), g.act)) * dn_round<T>(s2);
             ((T *)g.out[0])[m * g.N + n] = dn_from<T>(v);
@@ -311,13 +340,13 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
     }
 }
 
-template <typename T, int KIND, int MR, int RB, int NG>
+template <typename T, int KIND, int MR, int RB, int NG, bool NORM = false>
 static cudaError_t qgemv_go(cudaStream_t s, const pcu_qgemv &g) {
     constexpr int CPT = qk_cpt(MR, RB * NG);
     int64_t per = (g.K / qk_kind<KIND>::C + CPT - 1) / CPT; /* chunks of a row per step */
     int threads = per >= QK_MAX_THREADS ? QK_MAX_THREADS : (int)((per + 31) / 32 * 32);
     if (threads < 32) threads = 32;
-    return dn_launch_pdl(qgemv_kernel<T, KIND, MR, RB, NG>, dim3((unsigned)((g.N + RB - 1) / RB)),
+    return dn_launch_pdl(qgemv_kernel<T, KIND, MR, RB, NG, NORM>, dim3((unsigned)((g.N + RB - 1) / RB)),
                          dim3((unsigned)threads), 0, s, g);
 }
 
@@ -326,6 +355,8 @@ static cudaError_t qgemv_go(cudaStream_t s, const pcu_qgemv &g) {
  * prefill chunks, not tuned): one weight row per block. */
 template <typename T, int KIND, int NG>
 static cudaError_t qgemv_rows(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
+    if (g.norm)
+        return g.N >= 8LL * sm_count ? qgemv_go<T, KIND, 1, 4, NG, true>(s, g) : qgemv_go<T, KIND, 1, 1, NG, true>(s, g);
     if (g.M > 1) return qgemv_go<T, KIND, PCU_QGEMV_MAX_M, 1, NG>(s, g);
     return g.N >= 8LL * sm_count ? qgemv_go<T, KIND, 1, 4, NG>(s, g) : qgemv_go<T, KIND, 1, 1, NG>(s, g);
 }
@@ -361,6 +392,7 @@ extern "C" bool pcu_qgemv_fits(const pcu_qgemv *g) {
                                   : g->nw != (g->mode == PCU_GEMV_GATED ? 2 : 1) || !g->out[0])
         return false;
     if (g->mode == PCU_GEMV_RESID && !g->res) return false;
+    if (g->norm && (g->M != 1 || g->mode == PCU_GEMV_RESID || !g->norm_w || (uintptr_t)g->norm_w % 16)) return false;
     int C, GPC;
     qk_chunk(g->fmt, &C, &GPC);
     int64_t es = g->dtype == PETREL_DTYPE_F32 ? 4 : 2, ng = g->G > 0 ? g->K / g->G : 0;

@@ -61,6 +61,11 @@ typedef struct pcu_qgemv {
     int32_t nw;             /* weights: PLAIN 1..PCU_QGEMV_MAX_W, GATED 2, RESID 1 */
     pcu_qweight w[PCU_QGEMV_MAX_W];
     void *out[PCU_QGEMV_MAX_W]; /* PLAIN: one per weight; else out[0], dense (M, w[0].N) */
+    /* norm != 0 (PLAIN and GATED, M = 1): the RMSNorm prologue inside the
+     * GEMV, as pcu_gemv's (matmul_k.h): p = rstd * (round(x * norm_w) @ W^T) */
+    int32_t norm, norm_add_one;
+    const void *norm_w;      /* (K) of dtype, 16-byte aligned */
+    float norm_eps;
     /* set by the launcher: the weights' rows stacked, weight i holding rows
      * [seg_start[i], seg_start[i + 1]) of N in all; log2 of G */
     int64_t seg_start[PCU_QGEMV_MAX_W + 1];
