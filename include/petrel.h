@@ -219,6 +219,23 @@ PETREL_API petrel_status petrel_program_get_output(petrel_tensor_desc *out, petr
  */
 PETREL_API petrel_status petrel_program_output_argmax(petrel_program_t *p, int i, int64_t row, int64_t *index);
 
+/** The most candidates petrel_program_output_topk gives. */
+#define PETREL_TOPK_MAX 64
+
+/**
+ * The k largest of x / temperature over row `row` of output i of the last
+ * execute (rows as in petrel_program_output_argmax; x read as float and
+ * divided in float): larger first, the lower index first among equal
+ * values, NaN never.  Fills ids[0 .. *n) and values[0 .. *n), where *n =
+ * min(k, the numbers in the row).  Computed where the output lives, so for
+ * a device result only the candidates cross to the host (top-k sampling
+ * without reading the logits: petrel_sampler_sample_top).
+ * @param k            1 .. PETREL_TOPK_MAX
+ * @param temperature  > 0 (1 for the values themselves)
+ */
+PETREL_API petrel_status petrel_program_output_topk(petrel_program_t *p, int i, int64_t row, int32_t k,
+                                                    float temperature, int32_t *ids, float *values, int32_t *n);
+
 /**
  * A file the exporter attached to the program (the `.pt2` archive's
  * `extra/<name>`, carried into `.petrel` files by the compiler), such as

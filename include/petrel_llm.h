@@ -118,6 +118,27 @@ PETREL_API petrel_status petrel_sampler_accept(petrel_sampler_t *s, int32_t toke
 PETREL_API petrel_status petrel_sampler_sample(petrel_sampler_t *s, const float *logits,
                                                int32_t *token);
 
+/**
+ * Can the sampler draw from its top_k candidates alone
+ * (petrel_sampler_sample_top)?  True for random sampling (temperature > 0)
+ * with 0 < top_k < PETREL_TOPK_MAX and no penalty: the steps after top-k
+ * read nothing else.
+ */
+PETREL_API bool petrel_sampler_takes_top(const petrel_sampler_t *s);
+
+/**
+ * petrel_sampler_sample from the row's best candidates only: ids and
+ * values as petrel_program_output_topk gives them for k = top_k + 1 and
+ * the sampler's temperature (the logits / temperature, larger first, lower
+ * id first on ties; n <= top_k when the row has no more numbers, which
+ * the one extra candidate tells apart).  Draws the token
+ * petrel_sampler_sample would draw from the whole row.
+ * @return PETREL_OK; PETREL_ERR_INVALID_ARG for NULL arguments, candidates
+ *         out of order or range, or a sampler that !takes_top.
+ */
+PETREL_API petrel_status petrel_sampler_sample_top(petrel_sampler_t *s, const int32_t *ids,
+                                                   const float *values, int32_t n, int32_t *token);
+
 /* ---- model session ------------------------------------------------------ */
 
 typedef struct petrel_llm petrel_llm_t;

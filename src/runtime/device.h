@@ -51,6 +51,11 @@ typedef struct pt_device_ops {
      * index on ties, NaN ignored, -1 when all are NaN), synchronously;
      * PETREL_ERR_UNSUPPORTED for a dtype it does not read. */
     petrel_status (*argmax)(void *ctx, const pt_tensor *row, int64_t *index, pt_err *err);
+    /* pt_topk_row over a 1-D float device tensor, synchronously;
+     * PETREL_ERR_UNSUPPORTED for what it does not take (the executor then
+     * reads the row). */
+    petrel_status (*topk)(void *ctx, const pt_tensor *row, int32_t k, float temperature, int32_t *ids,
+                          float *values, int32_t *n, pt_err *err);
 } pt_device_ops;
 
 /* The backend of device `dev` (PT_DEV_CUDA), or NULL when not built in. */

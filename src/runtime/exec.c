@@ -999,38 +999,65 @@ petrel_status pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp, const pt_rvalue
     return PETREL_OK;
 }
 
-petrel_status pt_exec_output_argmax(pt_exec *ex, int i, int64_t row, int64_t *index) {
+/* Row `row` of output i as a 1-D view *r (leading dims flattened, a
+ * negative row from the end), for the selections below. */
+static petrel_status output_row(pt_exec *ex, int i, int64_t row, const char *what, pt_tensor *r) {
     int32_t vid = ex->g->outputs[i].item.vid;
     const pt_rvalue *v = vid >= 0 ? &ex->vals[vid] : NULL;
     if (!v || v->kind != PT_V_TENSOR || v->t.rank < 1 || !pt_dtype_is_float(v->t.dtype))
-        return pt_fail(ex->err, PETREL_ERR_INVALID_ARG, "argmax: output %d is not a float tensor of rank >= 1", i);
+        return pt_fail(ex->err, PETREL_ERR_INVALID_ARG, "%s: output %d is not a float tensor of rank >= 1", what, i);
     const pt_tensor *t = &v->t;
     int64_t last = t->shape[t->rank - 1], rows = last > 0 ? pt_numel(t) / last : 0;
     if (row < 0) row += rows;
     if (row < 0 || row >= rows || last == 0)
-        return pt_fail(ex->err, PETREL_ERR_INVALID_ARG, "argmax: row %lld out of range (output %d has %lld rows)",
+        return pt_fail(ex->err, PETREL_ERR_INVALID_ARG, "%s: row %lld out of range (output %d has %lld rows)", what,
                        (long long)row, i, (long long)rows);
-    /* the row as a 1-D view: unravel `row` over the leading dims */
-    pt_tensor r = *t;
     int64_t off = 0, rem = row;
     for (int d = t->rank - 2; d >= 0; d--) {
         off += (rem % t->shape[d]) * t->stride[d];
         rem /= t->shape[d];
     }
-    r.rank = 1;
-    r.shape[0] = last;
-    r.stride[0] = t->stride[t->rank - 1];
-    r.data = t->data + off * (int64_t)pt_elsize(t);
+    *r = *t;
+    r->rank = 1;
+    r->shape[0] = last;
+    r->stride[0] = t->stride[t->rank - 1];
+    r->data = t->data + off * (int64_t)pt_elsize(t);
+    return PETREL_OK;
+}
+
+/* The host copy of a device row r (of output tensor t). */
+static petrel_status host_row(pt_exec *ex, const pt_tensor *t, pt_tensor *r) {
+    if (t->storage->device == PT_DEV_CPU) return PETREL_OK;
+    PT_TRY(twin_sync(ex, t));
+    pt_tensor h = twin_view(t);
+    r->data = h.data + (r->data - t->data);
+    return PETREL_OK;
+}
+
+petrel_status pt_exec_output_argmax(pt_exec *ex, int i, int64_t row, int64_t *index) {
+    pt_tensor r;
+    PT_TRY(output_row(ex, i, row, "argmax", &r));
+    const pt_tensor *t = &ex->vals[ex->g->outputs[i].item.vid].t;
     if (t->storage->device != PT_DEV_CPU && ex->dev->argmax) {
         petrel_status st = ex->dev->argmax(ex->dctx, &r, index, ex->err);
         if (st != PETREL_ERR_UNSUPPORTED) return st;
     }
-    if (t->storage->device != PT_DEV_CPU) { /* read through the host copy */
-        PT_TRY(twin_sync(ex, t));
-        pt_tensor h = twin_view(t);
-        r.data = h.data + off * (int64_t)pt_elsize(t);
-    }
+    PT_TRY(host_row(ex, t, &r));
     *index = pt_argmax_row(&r);
+    return PETREL_OK;
+}
+
+petrel_status pt_exec_output_topk(pt_exec *ex, int i, int64_t row, int32_t k, float temperature, int32_t *ids,
+                                  float *values, int32_t *n) {
+    pt_tensor r;
+    PT_TRY(output_row(ex, i, row, "topk", &r));
+    const pt_tensor *t = &ex->vals[ex->g->outputs[i].item.vid].t;
+    if (t->storage->device != PT_DEV_CPU && ex->dev->topk) {
+        petrel_status st = ex->dev->topk(ex->dctx, &r, k, temperature, ids, values, n, ex->err);
+        if (st != PETREL_ERR_UNSUPPORTED) return st;
+    }
+    PT_TRY(host_row(ex, t, &r));
+    pt_topk_row(&r, k, temperature, ids, values, n);
     return PETREL_OK;
 }
 

@@ -83,6 +83,10 @@ PT_HIDDEN petrel_status pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp, const
  * flattened), computed where the output lives: lowest index on ties, NaN
  * ignored, -1 when all are NaN. */
 PT_HIDDEN petrel_status pt_exec_output_argmax(pt_exec *ex, int i, int64_t row, int64_t *index);
+/* petrel_program_output_topk (arguments checked), computed where the
+ * output lives. */
+PT_HIDDEN petrel_status pt_exec_output_topk(pt_exec *ex, int i, int64_t row, int32_t k, float temperature,
+                                            int32_t *ids, float *values, int32_t *n);
 
 PT_HIDDEN pt_storage *pt_storage_new(int64_t nbytes);
 PT_HIDDEN void pt_storage_release(pt_storage *s);

@@ -16,6 +16,8 @@
 #ifndef PETREL_KERNEL_H
 #define PETREL_KERNEL_H
 
+#include <string.h>
+
 #include "../ir/ir.h"
 
 /* Refcounted backing memory of tensors.  `owned` storages are freed when the
@@ -99,6 +101,28 @@ PT_HIDDEN void pt_copy_into(const pt_tensor *dst, const pt_tensor *src);
 /* Index of the largest element of a 1-D float tensor in host memory:
  * lowest index on ties, NaN ignored, -1 when all are NaN. */
 PT_HIDDEN int64_t pt_argmax_row(const pt_tensor *row);
+/* The k largest of x / temperature over a 1-D float tensor in host memory
+ * (x as float, divided in float), larger first, lower index on ties, NaN
+ * never: ids and values of the first *n (n = min(k, numbers in the row)).
+ * The order is petrel_program_output_topk's, shared with the devices. */
+PT_HIDDEN void pt_topk_row(const pt_tensor *row, int32_t k, float temperature, int32_t *ids, float *values,
+                           int32_t *n);
+/* The 64-bit key of value v at index i that orders as pt_topk_row does
+ * (larger key first); 0 never comes from a number. */
+static inline uint64_t pt_topk_key(float v, uint32_t i) {
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    if (v == 0.0f) b = 0; /* -0 and +0 alike */
+    b = (b & 0x80000000u) ? ~b : b | 0x80000000u;
+    return (uint64_t)b << 32 | (uint64_t)(0xffffffffu - i);
+}
+/* The value and index a key stands for. */
+static inline void pt_topk_unkey(uint64_t key, int32_t *id, float *v) {
+    uint32_t b = (uint32_t)(key >> 32);
+    b = (b & 0x80000000u) ? b & 0x7fffffffu : ~b;
+    memcpy(v, &b, sizeof b);
+    *id = (int32_t)(0xffffffffu - (uint32_t)key);
+}
 
 /* ---- argument access (positions are schema positions) ------------------ */
 

@@ -105,6 +105,14 @@ static petrel_status lb_argmax(void *ctx, const pt_tensor *row, int64_t *index, 
     return PETREL_OK;
 }
 
+static petrel_status lb_topk(void *ctx, const pt_tensor *row, int32_t k, float temperature, int32_t *ids,
+                             float *values, int32_t *n, pt_err *err) {
+    (void)ctx;
+    (void)err;
+    pt_topk_row(row, k, temperature, ids, values, n);
+    return PETREL_OK;
+}
+
 const pt_device_ops pt_loopback_ops = {
     .name = "loopback",
     .supports = lb_supports,
@@ -123,4 +131,5 @@ const pt_device_ops pt_loopback_ops = {
     .mark = lb_mark,
     .elapsed = lb_elapsed,
     .argmax = lb_argmax,
+    .topk = lb_topk,
 };

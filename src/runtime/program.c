@@ -2,6 +2,7 @@
 ** program.c -- the public petrel_program_* API: open a `.pt2`, import it,
 ** prepare the executor, and move inputs/outputs across the boundary.
 */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -283,6 +284,15 @@ petrel_status petrel_program_output_argmax(petrel_program_t *p, int i, int64_t r
         return pt_fail(p ? &p->err : NULL, PETREL_ERR_INVALID_ARG, "petrel_program_output_argmax: bad argument");
     if (!p->exec.ran) return pt_fail(&p->err, PETREL_ERR_STATE, "no outputs yet: execute the program first");
     return pt_exec_output_argmax(&p->exec, i, row, index);
+}
+
+petrel_status petrel_program_output_topk(petrel_program_t *p, int i, int64_t row, int32_t k, float temperature,
+                                         int32_t *ids, float *values, int32_t *n) {
+    if (!p || !ids || !values || !n || i < 0 || i >= p->graph.noutputs || k < 1 || k > PETREL_TOPK_MAX ||
+        !(temperature > 0.0f) || isinf(temperature))
+        return pt_fail(p ? &p->err : NULL, PETREL_ERR_INVALID_ARG, "petrel_program_output_topk: bad argument");
+    if (!p->exec.ran) return pt_fail(&p->err, PETREL_ERR_STATE, "no outputs yet: execute the program first");
+    return pt_exec_output_topk(&p->exec, i, row, k, temperature, ids, values, n);
 }
 
 petrel_status petrel_program_extra(const void **data, size_t *size, const petrel_program_t *p, const char *name) {

@@ -75,6 +75,50 @@ void pt_copy_into(const pt_tensor *dst, const pt_tensor *src) {
     } while (pt_next_index(idx, dst->shape, dst->rank));
 }
 
+/* Restore the min-heap property (smallest key at the root) below i. */
+static void topk_sift(uint64_t *h, int32_t n, int32_t i) {
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && h[l] < h[m]) m = l;
+        if (r < n && h[r] < h[m]) m = r;
+        if (m == i) return;
+        uint64_t t = h[i];
+        h[i] = h[m], h[m] = t;
+        i = m;
+    }
+}
+
+void pt_topk_row(const pt_tensor *row, int32_t k, float temperature, int32_t *ids, float *values, int32_t *n) {
+    /* a min-heap of the k largest keys so far, kept in ids/values' space
+     * would need a second pass: the keys carry both, so they are the heap */
+    uint64_t heap[PETREL_TOPK_MAX];
+    int32_t m = 0;
+    k = k < 0 ? 0 : k > PETREL_TOPK_MAX ? PETREL_TOPK_MAX : k;
+    int64_t es = (int64_t)pt_elsize(row);
+    for (int64_t i = 0; i < row->shape[0] && k > 0 && i <= 0xffffffffLL; i++) {
+        float v = (float)pt_load_f64(row->data + i * row->stride[0] * es, row->dtype) / temperature;
+        if (isnan(v)) continue;
+        uint64_t key = pt_topk_key(v, (uint32_t)i);
+        if (m < k) {
+            heap[m++] = key;
+            if (m == k)
+                for (int32_t j = k / 2; j-- > 0;) topk_sift(heap, k, j);
+        } else if (key > heap[0]) {
+            heap[0] = key;
+            topk_sift(heap, k, 0);
+        }
+    }
+    if (m < k)
+        for (int32_t j = m / 2; j-- > 0;) topk_sift(heap, m, j);
+    /* heap order out: repeatedly take the smallest to the end */
+    for (int32_t e = m; e > 0; e--) {
+        pt_topk_unkey(heap[0], &ids[e - 1], &values[e - 1]);
+        heap[0] = heap[e - 1];
+        topk_sift(heap, e - 1, 0);
+    }
+    *n = m;
+}
+
 int64_t pt_argmax_row(const pt_tensor *row) {
     int64_t best = -1;
     double bv = 0;

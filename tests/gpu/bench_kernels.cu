@@ -2,8 +2,9 @@
 ** bench_kernels.cu -- micro-benchmark of the small per-layer CUDA kernels
 ** of a Llama-3.2-1B decode step (bf16): the row norm (petrel.rms_norm),
 ** petrel.rope, and petrel.sdpa_cache's decode step at several numbers of
-** valid cache positions; also the norm's long-row path (checked only) and
-** prefill attention (the general attention kernel, unsplit and split).
+** valid cache positions; also the norm's long-row path (checked only),
+** prefill attention (the general attention kernel, unsplit and split) and
+** the output top-k of sampling (its keys against a host sort, exactly).
 **
 ** Each case runs once and is checked against a host reference computed in
 ** double from the same bf16 inputs (relative L2 error and max |error| /
@@ -18,6 +19,7 @@
 **     src/backends/cuda/ops/sdpa_k.cu -o /tmp/bench_kernels && /tmp/bench_kernels
 ** Exit status 1 when a check fails.
 */
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -29,6 +31,7 @@
 
 #include "bench_util.h"
 
+#include "backends/cuda/ops/argmax_k.h"
 #include "backends/cuda/ops/fused_k.h"
 #include "backends/cuda/ops/norm_k.h"
 #include "backends/cuda/ops/sdpa_k.h"
@@ -349,6 +352,59 @@ static void case_sdpa_prefill(cudaStream_t s, int sm_count, int64_t L, int64_t S
     CK(cudaFree(dout));
 }
 
+/* ---- top-k of a row of logits ------------------------------------------------------------ */
+
+/* pcu_topk_launch over a bf16 row of n logits with many ties (values on a
+ * coarse grid) and some NaN, against a full sort on the host of x / t
+ * (larger first, lower index on ties): the k keys exactly. */
+static void case_topk(cudaStream_t s, int64_t n, int32_t k) {
+    const float t = 0.8f;
+    printf("top-k bf16, n = %lld, k = %d\n", (long long)n, (int)k);
+    std::vector<uint16_t> x((size_t)n);
+    uint64_t st = 0x5eed + (uint64_t)n;
+    for (auto &v : x) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned r = (unsigned)(st >> 33);
+        v = r % 97 == 0 ? (uint16_t)0x7fc0 /* NaN */ : f2bf((float)(r % 4096) * 0.01f - 20.0f);
+    }
+    std::vector<std::pair<float, int64_t>> ref;
+    for (int64_t i = 0; i < n; i++) {
+        float v = bf2f(x[(size_t)i]) / t;
+        if (!std::isnan(v)) ref.push_back({v, i});
+    }
+    std::sort(ref.begin(), ref.end(), [](const std::pair<float, int64_t> &a, const std::pair<float, int64_t> &b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    uint16_t *dx = dev_copy(x);
+    uint64_t *work, *out;
+    CK(cudaMalloc(&work, PCU_TOPK_MERGE * 8));
+    CK(cudaMalloc(&out, (size_t)k * 8));
+    if (!pcu_topk_fits(n, k)) {
+        printf("  FAIL: the row does not fit\n");
+        g_fail = 1;
+        return;
+    }
+    CK(pcu_topk_launch(s, PETREL_DTYPE_BF16, dx, 1, n, k, t, work, out));
+    auto got = host_copy(out, (size_t)k);
+    bool ok = true;
+    for (int32_t j = 0; j < k && ok; j++) {
+        uint32_t b = (uint32_t)(got[j] >> 32);
+        b = (b & 0x80000000u) ? b & 0x7fffffffu : ~b;
+        float v;
+        memcpy(&v, &b, 4);
+        int64_t id = 0xffffffffu - (uint32_t)got[j];
+        ok = (size_t)j < ref.size() && v == ref[j].first && id == ref[j].second;
+        if (!ok) printf("  candidate %d: %lld (%g), want %lld (%g)\n", (int)j, (long long)id, v, (long long)ref[j].second,
+                        ref[j].first);
+    }
+    printf("  check %-44s %s\n", "top-k keys", ok ? "ok" : "FAIL");
+    if (!ok) g_fail = 1;
+    bench("top-k (2 launches)", s, [&] { return pcu_topk_launch(s, PETREL_DTYPE_BF16, dx, 1, n, k, t, work, out); });
+    CK(cudaFree(dx));
+    CK(cudaFree(work));
+    CK(cudaFree(out));
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows through a pipe */
     cudaDeviceProp prop;
@@ -364,6 +420,9 @@ int main(void) {
     for (int64_t n : valid) case_sdpa_decode(s, prop.multiProcessorCount, n);
     case_sdpa_prefill(s, prop.multiProcessorCount, 128, 128);
     case_sdpa_prefill(s, prop.multiProcessorCount, 16, 1024); /* few blocks: split keys + combine */
+    case_topk(s, 128256, 41); /* Llama 3's vocabulary, the default top_k + 1 */
+    case_topk(s, 262144, 64); /* Gemma 3's, the most candidates */
+    case_topk(s, 1000, 7);
     CK(cudaStreamDestroy(s));
     printf(g_fail ? "SOME CHECKS FAILED\n" : "all checks passed\n");
     return g_fail;

@@ -6,10 +6,12 @@
 #   1. every fixture placed with --backend cuda, from the .pt2;
 #   2. every fixture compiled with --backend cuda, from the .petrel;
 #   3. the tiny LLM fixtures: greedy ids equal Hugging Face's, on CUDA;
+#      the output top-k of sampling on CUDA equals a sort of the logits;
 #   4. the partition of the LLM fixtures (no CPU fallback expected);
 #   5. `petrel bench --profile` on the tiny Llama (profiling on the device);
 #   6. tests/gpu/bench_kernels.cu: the decode kernels (norm, rope, cached
-#      attention) against an fp64 host reference, with their timings;
+#      attention) against an fp64 host reference, and the output top-k of
+#      sampling against a host sort, with their timings;
 #   7. quantized weights: the LLM export fixtures (and Whisper's, whose
 #      encoder-length products take the prefill path) compiled with each
 #      scheme for CUDA and for the CPU, outputs compared (the CPU kernels
@@ -46,6 +48,9 @@ tail -60 "$log/fixtures_cuda_compiled.txt"
 echo "== LLM fixtures: greedy ids on cuda vs Hugging Face"
 python3 tests/gpu/check_llm.py "$petrel" tests/fixtures/llm || fail=1
 
+echo "== output top-k on cuda (sampling's candidates) vs the downloaded logits"
+"$build/tests/test_topk" --cuda || fail=1
+
 echo "== partition of the LLM fixtures"
 for m in llama qwen3; do
     "$petrel" compile tests/fixtures/llm/$m.pt2 -o "$tmp/$m.petrel" --backend cuda | sed -n '1,3p'
@@ -58,7 +63,7 @@ sed -n '/^profile/,$p' "$log/profile.txt" | head -8
 
 echo "== decode kernels"
 k=src/backends/cuda/ops
-nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_kernels.cu $k/norm_k.cu $k/fused_k.cu $k/sdpa_k.cu \
+nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_kernels.cu $k/norm_k.cu $k/fused_k.cu $k/sdpa_k.cu $k/argmax_k.cu \
     -o "$tmp/bench_kernels" && "$tmp/bench_kernels" >"$log/kernels.txt" 2>&1 || fail=1
 grep -E "FAIL|time|CHECKS" "$log/kernels.txt"
 

@@ -56,6 +56,8 @@ typedef struct pcu_ctx {
     int sm_count;               /* multiprocessors */
     int cc_major, cc_minor;     /* compute capability */
     int64_t *arg_dev, *arg_host; /* the output argmax: device words (result, work), pinned host word */
+    uint64_t *topk_dev, *topk_host; /* the output top-k: device keys (PCU_TOPK_MERGE work, then
+                                       PETREL_TOPK_MAX results), pinned host keys (results) */
     cudaEvent_t *marks;         /* profiling marks (petrel_program_set_profiling) */
     int32_t nmarks;
 } pcu_ctx;

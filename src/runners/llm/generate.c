@@ -43,6 +43,9 @@ struct petrel_llm {
     float *logits;            /* (vocab_size) the last position's logits */
     bool greedy;              /* this generate call samples by plain argmax: */
     int32_t argmax;           /* ... then forward leaves only the argmax here */
+    bool top;                 /* or from the top_k + 1 best candidates (petrel_sampler_takes_top): */
+    int32_t top_ids[PETREL_TOPK_MAX], top_n; /* ... then forward leaves only them here */
+    float top_vals[PETREL_TOPK_MAX];
 
     /* streamed text not emitted yet, and the buffer it is emitted from */
     char *held;
@@ -304,7 +307,8 @@ petrel_status petrel_llm_reset(petrel_llm_t *llm) {
 
 /* Run the program on n tokens at the current position and keep the last
  * position's logits in llm->logits (as float), or only their argmax in
- * llm->argmax when this call samples greedily. */
+ * llm->argmax when this call samples greedily, or only the sampler's
+ * candidates (llm->top). */
 static petrel_status forward(petrel_llm_t *llm, const int64_t *ids, int32_t n) {
     for (int32_t i = 0; i < n; i++) llm->chunk_pos[i] = llm->pos + i;
     petrel_tensor_desc in_ids = {.dtype = PETREL_DTYPE_I64, .rank = 2, .shape = {1, n}, .data = (void *)ids};
@@ -322,6 +326,15 @@ static petrel_status forward(petrel_llm_t *llm, const int64_t *ids, int32_t n) {
             return pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
         if (t < 0) return pt_fail(&llm->err, PETREL_ERR_INVALID_ARG, "sampler: every logit is NaN");
         llm->argmax = (int32_t)t;
+        llm->pos += n;
+        return PETREL_OK;
+    }
+    if (llm->top) {
+        petrel_sampler_params sp = petrel_sampler_get_params(llm->sampler);
+        if ((st = petrel_program_output_topk(llm->prog, 0, -1, sp.top_k + 1, sp.temperature, llm->top_ids,
+                                             llm->top_vals, &llm->top_n)) != PETREL_OK)
+            return pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
+        if (llm->top_n == 0) return pt_fail(&llm->err, PETREL_ERR_INVALID_ARG, "sampler: every logit is NaN");
         llm->pos += n;
         return PETREL_OK;
     }
@@ -533,6 +546,9 @@ petrel_status petrel_llm_generate(petrel_llm_t *llm, const int32_t *ids, size_t 
      * index, computed where the logits are. */
     petrel_sampler_params sp = petrel_sampler_get_params(llm->sampler);
     llm->greedy = sp.temperature <= 0.0f && sp.repeat_penalty == 1.0f && sp.presence_penalty == 0.0f;
+    /* Top-k sampling without penalties: forward keeps only the best
+     * candidates, likewise (the draw is the same as from the whole row). */
+    llm->top = petrel_sampler_takes_top(llm->sampler);
 
     /* Prefill: the prompt in chunks; the logits of its last position
      * give the first token. */
@@ -553,7 +569,8 @@ petrel_status petrel_llm_generate(petrel_llm_t *llm, const int32_t *ids, size_t 
     while (!stopped) {
         int32_t next;
         if (llm->greedy) next = llm->argmax;
-        else if ((st = petrel_sampler_sample(llm->sampler, llm->logits, &next)) != PETREL_OK) {
+        else if ((st = llm->top ? petrel_sampler_sample_top(llm->sampler, llm->top_ids, llm->top_vals, llm->top_n, &next)
+                                : petrel_sampler_sample(llm->sampler, llm->logits, &next)) != PETREL_OK) {
             pt_fail(&llm->err, st, "%s", petrel_last_error());
             break;
         }

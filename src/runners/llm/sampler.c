@@ -202,6 +202,11 @@ static int cmp_cand(const void *pa, const void *pb) {
     return before(a, b) ? -1 : before(b, a) ? 1 : 0;
 }
 
+static int cmp_id(const void *pa, const void *pb) {
+    const cand *a = pa, *b = pb;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
 /* Restore the heap property below position i of a heap whose root is the
  * candidate that comes last in `before` order. */
 static void sift_down(cand *h, size_t n, size_t i) {
@@ -251,6 +256,8 @@ static size_t keep_top_p(cand *c, size_t n, bool sorted, double sum, double top_
     return n;
 }
 
+static petrel_status draw(petrel_sampler_t *s, cand *c, size_t n, bool sorted, int32_t *token);
+
 petrel_status petrel_sampler_sample(petrel_sampler_t *s, const float *logits, int32_t *token) {
     if (!s || !logits || !token) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_sampler_sample: NULL argument");
     const petrel_sampler_params *pp = &s->params;
@@ -278,6 +285,44 @@ petrel_status petrel_sampler_sample(petrel_sampler_t *s, const float *logits, in
         n = (size_t)pp->top_k;
         sorted = true;
     }
+    return draw(s, c, n, sorted, token);
+}
+
+bool petrel_sampler_takes_top(const petrel_sampler_t *s) {
+    const petrel_sampler_params *pp = s ? &s->params : NULL;
+    return pp && pp->temperature > 0.0f && pp->top_k > 0 && pp->top_k < PETREL_TOPK_MAX &&
+           pp->repeat_penalty == 1.0f && pp->presence_penalty == 0.0f;
+}
+
+petrel_status petrel_sampler_sample_top(petrel_sampler_t *s, const int32_t *ids, const float *values, int32_t n,
+                                        int32_t *token) {
+    if (!s || !ids || !values || !token)
+        return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_sampler_sample_top: NULL argument");
+    if (!petrel_sampler_takes_top(s))
+        return pt_fail(NULL, PETREL_ERR_INVALID_ARG,
+                       "petrel_sampler_sample_top: the sampler's parameters need the whole row of logits");
+    int32_t k = s->params.top_k;
+    if (n < 1 || n > k + 1)
+        return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_sampler_sample_top: %d candidates for top_k %d", (int)n,
+                       (int)k);
+    for (int32_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= s->n_vocab || isnan(values[i]) ||
+            (i > 0 && !before(&(cand){ids[i - 1], values[i - 1], 0.0}, &(cand){ids[i], values[i], 0.0})))
+            return pt_fail(NULL, PETREL_ERR_INVALID_ARG,
+                           "petrel_sampler_sample_top: candidate %d is out of range or out of order", (int)i);
+        s->cands[i] = (cand){ids[i], values[i], 0.0};
+    }
+    if (n > k) return draw(s, s->cands, (size_t)k, true, token);
+    /* the row has only n <= top_k numbers: the whole row, which the full
+     * path keeps in id order */
+    qsort(s->cands, (size_t)n, sizeof *s->cands, cmp_id);
+    return draw(s, s->cands, (size_t)n, false, token);
+}
+
+/* The steps after top-k over the candidates c[0 .. n) (sorted: in `before`
+ * order), then the draw. */
+static petrel_status draw(petrel_sampler_t *s, cand *c, size_t n, bool sorted, int32_t *token) {
+    const petrel_sampler_params *pp = &s->params;
 
     /* softmax (unnormalised; the sum is kept) */
     float mx = c[0].logit;

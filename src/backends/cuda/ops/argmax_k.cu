@@ -1,6 +1,7 @@
 /*
-** argmax_k.cu -- argmax over one row of logits on the device, so greedy
-** decoding moves 8 bytes to the host instead of the whole row.
+** argmax_k.cu -- argmax and top-k over one row of logits on the device, so
+** greedy decoding moves 8 bytes to the host instead of the whole row, and
+** top-k sampling moves its candidates only.
 **
 ** Each (value, index) pair becomes one 64-bit key that orders like the
 ** answer: the value's bits made monotonic in the high word, the index
@@ -62,5 +63,88 @@ extern "C" cudaError_t pcu_argmax_launch(cudaStream_t s, int32_t dtype, const vo
     default: return cudaErrorInvalidValue;
     }
     argmax_finish<<<1, 1, 0, s>>>(key, out);
+    return cudaGetLastError();
+}
+
+/* ---- top-k ------------------------------------------------------------------ */
+/*
+** The same keys (of x / temperature), sorted in two stages: blocks of
+** TOPK_THREADS sort slices of TOPK_SLICE keys in shared memory (bitonic)
+** and keep their k largest; one block sorts those nblocks * k keys (at
+** most TOPK_MERGE) and writes the k largest, largest first.  A row of
+** 128k logits is 63 slices.  Keys of 0 (NaN, or past the row) sort last.
+*/
+#define TOPK_THREADS 1024
+#define TOPK_SLICE 2048
+
+/* Sort the n keys at s (n a power of two) largest first. */
+__device__ void tk_sort(unsigned long long *s, int n) {
+    for (int size = 2; size <= n; size <<= 1)
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            __syncthreads();
+            for (int i = threadIdx.x; i < n / 2; i += blockDim.x) {
+                int a = 2 * i - (i & (stride - 1)), b = a + stride; /* pairs stride apart */
+                bool desc = (a & size) == 0; /* alternate runs; the last merge (size = n) is descending */
+                unsigned long long x = s[a], y = s[b];
+                if ((x < y) == desc) s[a] = y, s[b] = x;
+            }
+        }
+    __syncthreads();
+}
+
+template <typename T>
+__global__ void __launch_bounds__(TOPK_THREADS)
+    topk_slices(const T *x, int64_t stride, int64_t n, float temperature, int k, unsigned long long *part) {
+    __shared__ unsigned long long s[TOPK_SLICE];
+    const int64_t base = (int64_t)blockIdx.x * TOPK_SLICE;
+    for (int j = threadIdx.x; j < TOPK_SLICE; j += blockDim.x) {
+        int64_t i = base + j;
+        unsigned long long key = 0;
+        if (i < n) {
+            float v = dn_f32(x[i * stride]) / temperature; /* IEEE division, as the host's */
+            if (!isnan(v)) key = ((unsigned long long)am_order(v) << 32) | (0xffffffffu - (unsigned)i);
+        }
+        s[j] = key;
+    }
+    tk_sort(s, TOPK_SLICE);
+    for (int j = threadIdx.x; j < k; j += blockDim.x) part[(int64_t)blockIdx.x * k + j] = s[j];
+}
+
+__global__ void __launch_bounds__(TOPK_THREADS)
+    topk_merge(const unsigned long long *part, int count, int pow2, int k, unsigned long long *out) {
+    extern __shared__ unsigned long long sk[];
+    for (int j = threadIdx.x; j < pow2; j += blockDim.x) sk[j] = j < count ? part[j] : 0ull;
+    tk_sort(sk, pow2);
+    for (int j = threadIdx.x; j < k; j += blockDim.x) out[j] = sk[j];
+}
+
+extern "C" bool pcu_topk_fits(int64_t n, int32_t k) {
+    return n >= 1 && n <= 0xffffffffLL && k >= 1 && (n + TOPK_SLICE - 1) / TOPK_SLICE * k <= PCU_TOPK_MERGE;
+}
+
+extern "C" cudaError_t pcu_topk_launch(cudaStream_t s, int32_t dtype, const void *x, int64_t stride, int64_t n,
+                                       int32_t k, float temperature, void *work, void *out) {
+    if (!pcu_topk_fits(n, k)) return cudaErrorInvalidValue;
+    unsigned long long *part = (unsigned long long *)work;
+    unsigned blocks = (unsigned)((n + TOPK_SLICE - 1) / TOPK_SLICE);
+    switch (dtype) {
+    case PETREL_DTYPE_F32:
+        topk_slices<float><<<blocks, TOPK_THREADS, 0, s>>>((const float *)x, stride, n, temperature, k, part);
+        break;
+    case PETREL_DTYPE_F16:
+        topk_slices<__half><<<blocks, TOPK_THREADS, 0, s>>>((const __half *)x, stride, n, temperature, k, part);
+        break;
+    case PETREL_DTYPE_BF16:
+        topk_slices<__nv_bfloat16>
+            <<<blocks, TOPK_THREADS, 0, s>>>((const __nv_bfloat16 *)x, stride, n, temperature, k, part);
+        break;
+    default: return cudaErrorInvalidValue;
+    }
+    int count = (int)blocks * k, pow2 = 2;
+    while (pow2 < count) pow2 <<= 1;
+    size_t smem = (size_t)pow2 * sizeof(unsigned long long);
+    cudaError_t e = cudaFuncSetAttribute(topk_merge, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    topk_merge<<<1, TOPK_THREADS, smem, s>>>(part, count, pow2, k, (unsigned long long *)out);
     return cudaGetLastError();
 }

@@ -6,6 +6,7 @@
 #ifndef PETREL_CUDA_ARGMAX_K_H
 #define PETREL_CUDA_ARGMAX_K_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <cuda_runtime.h>
@@ -19,6 +20,17 @@ extern "C" {
  * ignored, -1 when all are NaN.  work: 8 bytes of device memory. */
 cudaError_t pcu_argmax_launch(cudaStream_t s, int32_t dtype, const void *x, int64_t stride, int64_t n, int64_t *out,
                               void *work);
+
+/* Top-k of x / temperature over the same kind of row: out (device, k
+ * 64-bit keys) = the k largest keys of the values (runtime/kernel.h's
+ * pt_topk_key: larger value first, lower index on ties), largest first,
+ * then keys of 0 when the row has fewer than k numbers (NaN is none).
+ * work: PCU_TOPK_MERGE keys of device memory.  Takes rows that
+ * pcu_topk_fits. */
+#define PCU_TOPK_MERGE 8192
+bool pcu_topk_fits(int64_t n, int32_t k);
+cudaError_t pcu_topk_launch(cudaStream_t s, int32_t dtype, const void *x, int64_t stride, int64_t n, int32_t k,
+                            float temperature, void *work, void *out);
 
 #ifdef __cplusplus
 }

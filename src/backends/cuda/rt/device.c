@@ -64,6 +64,8 @@ static void pcu_destroy(void *p) {
     marks_free(c);
     if (c->arg_dev) cudaFree(c->arg_dev);
     if (c->arg_host) cudaFreeHost(c->arg_host);
+    if (c->topk_dev) cudaFree(c->topk_dev);
+    if (c->topk_host) cudaFreeHost(c->topk_host);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->blas) cublasDestroy(c->blas);
     if (c->blas_ws) cudaFree(c->blas_ws);
@@ -108,6 +110,8 @@ static petrel_status pcu_create(void **out, pt_err *err) {
     c->scr_cap = SCRATCH_BYTES;
     CTRY(cudaMalloc((void **)&c->arg_dev, 2 * sizeof *c->arg_dev));
     CTRY(cudaMallocHost((void **)&c->arg_host, sizeof *c->arg_host));
+    CTRY(cudaMalloc((void **)&c->topk_dev, (PCU_TOPK_MERGE + PETREL_TOPK_MAX) * sizeof *c->topk_dev));
+    CTRY(cudaMallocHost((void **)&c->topk_host, PETREL_TOPK_MAX * sizeof *c->topk_host));
     BTRY(cublasCreate(&c->blas));
     BTRY(cublasSetStream(c->blas, c->stream));
     BTRY(cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_bytes));
@@ -295,6 +299,26 @@ static petrel_status pcu_argmax(void *ctx, const pt_tensor *row, int64_t *index,
     return PETREL_OK;
 }
 
+static petrel_status pcu_topk(void *ctx, const pt_tensor *row, int32_t k, float temperature, int32_t *ids,
+                              float *values, int32_t *n, pt_err *err) {
+    pcu_ctx *c = ctx;
+    if ((row->dtype != PETREL_DTYPE_F32 && row->dtype != PETREL_DTYPE_F16 && row->dtype != PETREL_DTYPE_BF16) ||
+        k > PETREL_TOPK_MAX || !pcu_topk_fits(row->shape[0], k))
+        return PETREL_ERR_UNSUPPORTED;
+    uint64_t *out = c->topk_dev + PCU_TOPK_MERGE;
+    TRY(err, pcu_topk_launch(c->stream, row->dtype, row->data, row->stride[0], row->shape[0], k, temperature,
+                             c->topk_dev, out));
+    TRY(err, cudaMemcpyAsync(c->topk_host, out, (size_t)k * sizeof *out, cudaMemcpyDeviceToHost, c->stream));
+    TRY(err, cudaStreamSynchronize(c->stream));
+    int32_t m = 0;
+    while (m < k && c->topk_host[m]) { /* keys of 0 (no number) sort last */
+        pt_topk_unkey(c->topk_host[m], &ids[m], &values[m]);
+        m++;
+    }
+    *n = m;
+    return PETREL_OK;
+}
+
 const pt_device_ops pcu_device_ops = {
     .name = "cuda",
     .supports = pt_cuda_supports,
@@ -317,4 +341,5 @@ const pt_device_ops pcu_device_ops = {
     .mark = pcu_mark,
     .elapsed = pcu_elapsed,
     .argmax = pcu_argmax,
+    .topk = pcu_topk,
 };
