@@ -12,8 +12,26 @@
  * mutations). */
 PT_HIDDEN void pc_replace_uses(pt_graph *g, int32_t from, int32_t to);
 
-/* Drop aliasing no-ops (alias, detach, eval-mode dropout) and checks that
- * compute nothing (_assert_tensor_metadata), rewiring their users.
+/* The memory model the passes share (memory.c).  root[v] (nvalues
+ * entries) is the value whose memory v is: v itself, or through views and
+ * in-place results the value they were made from (nodes are in
+ * topological order). */
+PT_HIDDEN void pc_find_roots(const pt_graph *g, int32_t *root);
+/* Does node n write memory (an in-place or a state op)? */
+PT_HIDDEN bool pc_is_writer(const pt_node *n);
+/* Does node n write its argument a?  An in-place op writes argument 0, a
+ * state op (petrel.sdpa_cache) its Tensor(a!) arguments. */
+PT_HIDDEN bool pc_writes_arg(const pt_node *n, int a);
+/* Does node n write memory whose root is marked in `set` (nvalues
+ * flags)? */
+PT_HIDDEN bool pc_writes(const pt_node *n, const int32_t *root, const bool *set);
+/* Same kind and, for tensors, the same dtype and sizes (pt_dim_eq). */
+PT_HIDDEN bool pc_same_meta(const pt_value *a, const pt_value *b);
+
+/* Drop aliasing no-ops (alias, detach, eval-mode dropout), checks that
+ * compute nothing (_assert_tensor_metadata) and multiplications and
+ * divisions by the number 1 that keep their input's dtype, rewiring their
+ * users (the last only where no write can tell the result from its input).
  * Returns the number of nodes removed. */
 PT_HIDDEN int pc_remove_noops(pt_graph *g);
 
@@ -41,8 +59,8 @@ PT_HIDDEN int pc_remove_nodes(pt_graph *g, const bool *dead);
 PT_HIDDEN int pc_canonicalize(pt_graph *g);
 
 /* Fuse the decomposed LLM subgraphs into the fused ops of ops.def
- * (RMSNorm, rotate-half RoPE, attention over a static KV cache; see
- * fuse.c).  Conservative: a match whose intermediates are read elsewhere
+ * (RMSNorm, rotate-half RoPE, attention over a static KV cache, the
+ * rotary cos/sin tables; see fuse.c and rotary.c).  Conservative: a match whose intermediates are read elsewhere
  * is left alone.  Keeps the graph valid; aten-form cache mutations become
  * in-place writes of the fused attention.  Returns the number of fused
  * ops made (0 also when memory ran out: the graph is then unchanged or
@@ -60,11 +78,12 @@ PT_HIDDEN int pc_fuse(pt_graph *g);
  * out: the graph is then valid, possibly partly rewritten). */
 PT_HIDDEN int pc_forward_state(pt_graph *g);
 
-/* Common-subexpression elimination: a pure, deterministic node with the
- * same op and the same arguments as an earlier one, with no write to
- * their inputs in between, is removed and its readers read the earlier
- * node's results.  Returns the number of nodes removed (0 when memory ran
- * out; the graph stays valid). */
+/* Common-subexpression elimination (cse.c): a pure, deterministic node
+ * with the same op and the same arguments as an earlier one, with no
+ * write to their inputs in between, is removed and its readers read the
+ * earlier node's results.  Run it after fusion (see cse.c).  Returns the
+ * number of nodes removed (0 when memory ran out; the graph stays
+ * valid). */
 PT_HIDDEN int pc_cse(pt_graph *g);
 
 /* Compute-dtype conversion (dtype.c): what the pass did; `blobs` own the

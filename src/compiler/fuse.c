@@ -6,6 +6,8 @@
 **             [-> * weight or * (weight + 1)] [-> cast]     => petrel.rms_norm
 **   RoPE      x * cos + cat(-x[.., h:], x[.., :h]) * sin, optionally on the
 **             first R channels with the rest concatenated   => petrel.rope
+**   rotary tables  cos and sin of cat(freqs, freqs), freqs the positions
+**             times inv_freq (HF's rotary embedding; rotary.c) => petrel.rope_table
 **   attention over a static KV cache                        => petrel.sdpa_cache
 **     export form: index_copy_(cache, 2, pos, k) [-> repeat_kv] ->
 **                  scaled_dot_product_attention
@@ -834,8 +836,8 @@ static bool fold_norm(const fz *f, int32_t li, fz_match *m) {
 /* ---- driver ------------------------------------------------------------------ */
 
 int pc_fuse(pt_graph *g) {
-    static const fz_matcher matchers[] = {match_rms_norm,    match_aten_rms_norm, match_rope,      match_sdpa_export,
-                                          match_sdpa_aten,   match_gated,         match_linear_add};
+    static const fz_matcher matchers[] = {match_rms_norm,  match_aten_rms_norm, match_rope,  pc_match_rope_table,
+                                          match_sdpa_export, match_sdpa_aten,  match_gated, match_linear_add};
     int fused = 0;
     for (size_t k = 0; k < sizeof matchers / sizeof matchers[0]; k++) fused += pc_match_all(g, matchers[k]);
     /* what is left of the linears sharing an input */

@@ -56,17 +56,26 @@ fail:
     return false;
 }
 
+/* Is v one of the fused node's own results (m->outs)? */
+static bool match_out(const fz_match *m, int32_t v) {
+    for (int k = 0; k < m->nouts; k++)
+        if (m->outs[k] == v) return true;
+    return false;
+}
+
 /* Every value a matched node (other than the final one) produces is read
  * only by matched nodes and is no graph result (except the mutations the
- * fused op takes over), and no unmatched node between the first and the
- * final one writes memory (the fused node reads its inputs later than the
- * matched nodes did); for a fold, none writes the memory of the values
- * its moved nodes read (`late`). */
+ * fused op takes over, and its own results `outs`, made no earlier than
+ * the final node), and no unmatched node between the first and the final
+ * one writes memory (the fused node reads its inputs later than the
+ * matched nodes did); for a fold or a match with `late` inputs, none
+ * writes the memory of those values. */
 bool pc_match_closed(const fz *f, const fz_match *m) {
     if (m->overflow || m->final < 0) return false;
     const pt_node *fin = node(f, m->final);
     /* a fold keeps the final node's op and all its outputs (linear_n's) */
     if (fin->nout < 1 || fin->outs[0] < 0 || (fin->nout != 1 && fin->op != m->op)) return false;
+    if (m->nouts && !match_out(m, fin->outs[0])) return false;
     int32_t first = m->final;
     for (int k = 0; k < m->n; k++) {
         int32_t i = m->nodes[k];
@@ -76,6 +85,10 @@ bool pc_match_closed(const fz *f, const fz_match *m) {
         for (int o = 0; o < n->nout; o++) {
             int32_t v = n->outs[o];
             if (v < 0) continue;
+            if (match_out(m, v)) {
+                if (i < m->final) return false; /* a reader could precede the fused node */
+                continue;
+            }
             if (f->result[v]) return false;
             if (f->nmut[v]) {
                 bool dropped = false;
@@ -103,12 +116,20 @@ bool pc_match_closed(const fz *f, const fz_match *m) {
 bool pc_match_apply(pt_graph *g, fz_match *m) {
     bool *dead = pt_calloc((size_t)g->nnodes, sizeof *dead);
     pt_arg *args = pt_calloc((size_t)m->nargs, sizeof *args);
-    if (!dead || !args || m->oom) {
+    int32_t *outs = m->nouts ? pt_malloc((size_t)m->nouts * sizeof *outs) : NULL;
+    if (!dead || !args || (m->nouts && !outs) || m->oom) {
         pt_free(dead);
         pt_free(args);
+        pt_free(outs);
         return false;
     }
     pt_node *fin = &g->nodes[m->final];
+    if (outs) {
+        memcpy(outs, m->outs, (size_t)m->nouts * sizeof *outs);
+        pt_free(fin->outs);
+        fin->outs = outs;
+        fin->nout = m->nouts;
+    }
     for (int a = 0; a < fin->nargs; a++) {
         pt_free(fin->args[a].items);
         pt_free(fin->args[a].str);

@@ -166,6 +166,8 @@ typedef struct fz_match {
     int ndrop;
     int32_t late[4];              /* a fold: all the values its moved nodes read */
     int nlate;
+    int32_t outs[2];              /* nouts > 0: the fused node's results, values of */
+    int nouts;                    /* matched nodes no earlier than the final one */
 } fz_match;
 
 static inline void take(fz_match *m, const fz *f, const pt_node *n) {
@@ -240,13 +242,16 @@ PT_HIDDEN void pc_fz_free(fz *f);
 
 /* Every value a matched node (other than the final one) produces is read
  * only by matched nodes and is no graph result (except the mutations the
- * node replacing the final one takes over), and no unmatched node between
- * the first and the final one writes memory (the new node reads its
- * inputs later than the matched nodes did); for a fold, none writes the
- * memory of the values its moved nodes read (`late`). */
+ * node replacing the final one takes over, and the fused node's own
+ * results `outs`), and no unmatched node between the first and the final
+ * one writes memory (the new node reads its inputs later than the matched
+ * nodes did); for a fold or a match with `late` inputs, none writes the
+ * memory of those values. */
 PT_HIDDEN bool pc_match_closed(const fz *f, const fz_match *m);
 
 /* Replace the final node by m's op and arguments (which it takes over),
+ * with m's `outs` as its results when given (the final node's own result
+ * among them; the others are made later, so their readers follow it),
  * drop the other matched nodes and the buffer mutations the new node
  * performs itself.  False (graph unchanged) when memory runs out. */
 PT_HIDDEN bool pc_match_apply(pt_graph *g, fz_match *m);
@@ -256,5 +261,9 @@ typedef bool (*fz_matcher)(const fz *f, int32_t anchor, fz_match *m);
 /* Apply `match` at every anchor, rescanning after each change; returns the
  * number of matches applied (those made before memory ran out). */
 PT_HIDDEN int pc_match_all(pt_graph *g, fz_matcher match);
+
+/* The rotary tables of HF's rotary embedding => petrel.rope_table
+ * (rotary.c); anchor: the cat of the freqs with themselves. */
+PT_HIDDEN bool pc_match_rope_table(const fz *f, int32_t anchor, fz_match *m);
 
 #endif /* PETREL_COMPILER_MATCH_H */

@@ -2,6 +2,15 @@
 ** passes.c -- graph clean-up passes: no-op removal and dead-code
 ** elimination.  Each pass keeps the graph valid (pt_graph_verify) and the
 ** node order topological.
+**
+** No-ops are aliases (alias, detach, eval-mode dropout: their result is
+** their input's memory), checks that compute nothing, and x * 1 or x / 1
+** with the number 1 and a result of x's dtype and shape (HF's rotary
+** embedding scales cos and sin by attention_scaling, 1.0 for plain RoPE):
+** exact in every dtype, NaN and signed zeros included, so the result holds
+** x's values in fresh memory.  Its readers may read x instead unless a
+** write could tell the two apart: one to the result's memory (through a
+** view or in place), or to x's after the node.
 */
 #include <string.h>
 
@@ -44,12 +53,65 @@ static bool is_graph_result(const pt_graph *g, int32_t vid) {
     return false;
 }
 
+/* If node n is x * 1 or x / 1 with a literal 1 (a number, not a tensor)
+ * and a result of x's dtype and shape, x; else -1.  True division of an
+ * integer x gives a float result, so the dtype check leaves it alone. */
+static int32_t unit_factor_input(const pt_graph *g, const pt_node *n) {
+    bool mul = n->op == PETREL_OP_MUL_TENSOR || n->op == PETREL_OP_MUL_SCALAR;
+    if ((!mul && n->op != PETREL_OP_DIV_TENSOR && n->op != PETREL_OP_DIV_SCALAR) || n->nout != 1 || n->outs[0] < 0)
+        return -1;
+    for (int a = mul ? 0 : 1; a < 2; a++) { /* mul: the number on either side */
+        const pt_arg *one = &n->args[a], *x = &n->args[1 - a];
+        bool is_one = one->n == 1 && one->items[0].vid < 0 &&
+                      ((one->kind == PT_ARG_INT && one->items[0].i == 1) ||
+                       (one->kind == PT_ARG_FLOAT && one->items[0].f == 1.0));
+        if (!is_one || x->kind != PT_ARG_TENSOR || x->n != 1 || x->items[0].vid < 0) continue;
+        const pt_value *xv = &g->values[x->items[0].vid], *ov = &g->values[n->outs[0]];
+        return xv->kind == PT_V_TENSOR && pc_same_meta(xv, ov) ? x->items[0].vid : -1;
+    }
+    return -1;
+}
+
+/* last[r] (nvalues entries): the index of the last node writing root r's
+ * memory, -1 when none does; *wild: the last in-place node on no tensor
+ * (it may write anything), -1 when none. */
+static void find_last_writes(const pt_graph *g, const int32_t *root, int32_t *last, int32_t *wild) {
+    for (int32_t v = 0; v < g->nvalues; v++) last[v] = -1;
+    *wild = -1;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        const pt_node *n = &g->nodes[i];
+        if (!pc_is_writer(n)) continue;
+        if ((pt_op_table[n->op].flags & PT_OPF_INPLACE) &&
+            (n->args[0].kind != PT_ARG_TENSOR || n->args[0].n != 1 || n->args[0].items[0].vid < 0))
+            *wild = i;
+        for (int a = 0; a < n->nargs; a++)
+            for (int k = 0; pc_writes_arg(n, a) && k < n->args[a].n; k++)
+                if (n->args[a].items[k].vid >= 0) last[root[n->args[a].items[k].vid]] = i;
+    }
+}
+
 int pc_remove_noops(pt_graph *g) {
+    size_t nv = (size_t)(g->nvalues ? g->nvalues : 1);
     bool *dead = pt_calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *dead);
-    if (!dead) return 0;
+    int32_t *root = pt_malloc(nv * sizeof *root), *last = pt_malloc(nv * sizeof *last), wild;
+    if (!dead || !root || !last) {
+        pt_free(dead), pt_free(root), pt_free(last);
+        return 0;
+    }
+    /* the writes stay where they are, so one look at them serves the pass */
+    pc_find_roots(g, root);
+    find_last_writes(g, root, last, &wild);
     for (int32_t i = 0; i < g->nnodes; i++) {
         pt_node *n = &g->nodes[i];
         if (n->op == PETREL_OP_ASSERT_TENSOR_METADATA) {
+            dead[i] = true;
+            continue;
+        }
+        int32_t x = unit_factor_input(g, n);
+        if (x >= 0) {
+            int32_t out = n->outs[0];
+            if (is_graph_result(g, out) || last[root[out]] >= 0 || last[root[x]] > i || wild > i) continue;
+            pc_replace_uses(g, out, x);
             dead[i] = true;
             continue;
         }
@@ -66,7 +128,7 @@ int pc_remove_noops(pt_graph *g) {
         dead[i] = true;
     }
     int removed = pc_remove_nodes(g, dead);
-    pt_free(dead);
+    pt_free(dead), pt_free(root), pt_free(last);
     return removed;
 }
 

@@ -2,13 +2,13 @@
 ** test_fusion.c -- the compiler's pattern fusion (src/compiler/fuse.c),
 ** white-box.  1. Every tiny LLM fixture, in both export forms, compiles to
 ** a program whose graph holds the fused ops (petrel.rms_norm,
-** petrel.sdpa_cache) in the numbers its architecture implies, every
-** attention rotating q and k itself (the two ropes a layer are made, then
-** folded in: no petrel.rope left), with no attention left decomposed: no
-** _softmax, no scaled_dot_product_attention,
+** petrel.sdpa_cache, petrel.rope_table) in the numbers its architecture
+** implies, every attention rotating q and k itself (the two ropes a layer
+** are made, then folded in: no petrel.rope left), with no attention left
+** decomposed: no _softmax, no scaled_dot_product_attention,
 ** no index_copy_/index_put, no KV-cache buffer mutation, no bmm and
-** softmax but those outside attention (rotary frequencies, MoE routing and
-** experts).  2. RMSNorm op fixtures: the decomposed chain (casts included)
+** softmax but those outside attention (MoE routing and experts), and no
+** rotary table left decomposed (no cos, no sin).  2. RMSNorm op fixtures: the decomposed chain (casts included)
 ** and aten.rms_norm over the last dim become one petrel.rms_norm.
 ** 3. Fusion is conservative: an intermediate that is a graph result
 ** blocks exactly the match it belongs to.  That the fused kernels compute
@@ -48,8 +48,8 @@ typedef struct fusion_case {
     const char *fixture;
     int layers;
     int norms_per_layer; /* RMSNorms in a decoder layer (final norm: one more) */
-    int other_bmm;       /* bmm outside attention: rotary frequencies (aten
-                            form), MoE experts */
+    int other_bmm;       /* bmm outside attention: MoE experts (the rotary
+                            frequencies' are in petrel.rope_table) */
     int other_softmax;   /* _softmax outside attention: MoE routing (aten form) */
     /* fused linears per layer (the core-ATen form's permute + mm made
      * aten.linear first, canon.c): q/k/v read as one, the gated MLP input,
@@ -66,16 +66,17 @@ typedef struct fusion_case {
      * LM head, a plain linear), Qwen3's and Gemma 3's q/k norms and Gemma
      * 3's post-norms stay. */
     int folded;
+    int tables; /* rotary tables (petrel.rope_table): Gemma 3 has a local and a global one */
 } fusion_case;
 
 static const fusion_case cases[] = {
-    {"llama_export", 2, 2, 0, 0, 1, 1, 2, 2},      {"llama_aten", 2, 2, 1, 0, 2, 0, 2, 2},
-    {"llama_bf16_aten", 2, 2, 1, 0, 2, 0, 2, 2},   {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2, 2},
-    {"llama_fp16_aten", 2, 2, 1, 0, 2, 0, 2, 2},   {"qwen3_export", 2, 4, 0, 0, 1, 1, 2, 2},
-    {"qwen3_aten", 2, 4, 1, 0, 2, 0, 2, 2},        {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1, 1},
-    {"qwen3_moe_aten", 2, 4, 5, 2, 1, 0, 1, 1},    {"gemma3_export", 2, 6, 0, 0, 1, 1, 0, 2},
-    {"gemma3_aten", 2, 6, 2, 0, 1, 1, 0, 2},       {"phi3_export", 2, 2, 0, 0, 0, 0, 2, 0},
-    {"phi3_aten", 2, 2, 1, 0, 0, 0, 0, 0},
+    {"llama_export", 2, 2, 0, 0, 1, 1, 2, 2, 1},      {"llama_aten", 2, 2, 0, 0, 2, 0, 2, 2, 1},
+    {"llama_bf16_aten", 2, 2, 0, 0, 2, 0, 2, 2, 1},   {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2, 2, 1},
+    {"llama_fp16_aten", 2, 2, 0, 0, 2, 0, 2, 2, 1},   {"qwen3_export", 2, 4, 0, 0, 1, 1, 2, 2, 1},
+    {"qwen3_aten", 2, 4, 0, 0, 2, 0, 2, 2, 1},        {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1, 1, 1},
+    {"qwen3_moe_aten", 2, 4, 4, 2, 1, 0, 1, 1, 1},    {"gemma3_export", 2, 6, 0, 0, 1, 1, 0, 2, 2},
+    {"gemma3_aten", 2, 6, 0, 0, 1, 1, 0, 2, 2},       {"phi3_export", 2, 2, 0, 0, 0, 0, 2, 0, 1},
+    {"phi3_aten", 2, 2, 0, 0, 0, 0, 0, 0, 1},
 };
 
 static int count_op(const pt_graph *g, pt_op op) {
@@ -186,8 +187,8 @@ static void test_compiled(const fusion_case *c) {
      * the norms likewise into the linears */
     int rms = c->norms_per_layer * c->layers + 1, rope = 2 * c->layers, sdpa = c->layers;
     int lin = c->layers * (c->linear_n + c->gated + c->linear_add), folded = c->layers * c->folded;
-    CHECK(r.fused == rms + rope + sdpa + lin, "%s: report says %lld fused ops, want %d", c->fixture,
-          (long long)r.fused, rms + rope + sdpa + lin);
+    CHECK(r.fused == rms + rope + sdpa + lin + c->tables, "%s: report says %lld fused ops, want %d", c->fixture,
+          (long long)r.fused, rms + rope + sdpa + lin + c->tables);
     pt_mapping map;
     pt_err err = {{0}};
     pt_graph g;
@@ -209,6 +210,12 @@ static void test_compiled(const fusion_case *c) {
         for (int k = 0; k < 3; k++)
             CHECK(count_op(&g, lops[k]) == c->layers * want[k], "%s: %d %s, want %d", c->fixture,
                   count_op(&g, lops[k]), pt_op_table[lops[k]].target, c->layers * want[k]);
+        /* the rotary tables: one node each, no cos or sin left */
+        CHECK(count_op(&g, PETREL_OP_PETREL_ROPE_TABLE) == c->tables && count_op(&g, PETREL_OP_COS) == 0 &&
+                  count_op(&g, PETREL_OP_SIN) == 0,
+              "%s: %d rope_table (want %d), %d cos and %d sin left", c->fixture,
+              count_op(&g, PETREL_OP_PETREL_ROPE_TABLE), c->tables, count_op(&g, PETREL_OP_COS),
+              count_op(&g, PETREL_OP_SIN));
         /* the core-ATen linears became aten.linear (canon.c) */
         CHECK(count_op(&g, PETREL_OP_MM) == 0 && count_op(&g, PETREL_OP_ADDMM) == 0, "%s: %d mm, %d addmm left",
               c->fixture, count_op(&g, PETREL_OP_MM), count_op(&g, PETREL_OP_ADDMM));
@@ -294,7 +301,7 @@ static void test_conservative(void) {
         CHECK(expose_first(&g, PETREL_OP_RSQRT), "llama_export: no rsqrt");
         int fused = pc_fuse(&g);
         pc_dce(&g);
-        CHECK(fused == 4 + 4 + 2 + 8, "llama_export with a norm's rsqrt exposed: %d fused", fused);
+        CHECK(fused == 4 + 4 + 2 + 8 + 1, "llama_export with a norm's rsqrt exposed: %d fused", fused);
         CHECK(count_op(&g, PETREL_OP_PETREL_RMS_NORM) == 1 && norm_linears(&g) == 3 &&
                   count_op(&g, PETREL_OP_RSQRT) == 1,
               "llama_export: the exposed norm must stay unfused");
@@ -309,7 +316,7 @@ static void test_conservative(void) {
         CHECK(expose_first(&g, PETREL_OP_SILU), "llama_export: no silu");
         int fused = pc_fuse(&g);
         pc_dce(&g);
-        CHECK(fused == 5 + 4 + 2 + 8, "llama_export with an activation exposed: %d fused", fused);
+        CHECK(fused == 5 + 4 + 2 + 8 + 1, "llama_export with an activation exposed: %d fused", fused);
         CHECK(count_op(&g, PETREL_OP_PETREL_GATED_LINEAR) == 1 && count_op(&g, PETREL_OP_PETREL_LINEAR_N) == 3 &&
                   count_op(&g, PETREL_OP_SILU) == 1,
               "llama_export: the exposed activation's MLP must stay unfused");
@@ -325,7 +332,7 @@ static void test_conservative(void) {
         CHECK(expose_first(&g, PETREL_OP_INDEX_PUT), "llama_aten: no index_put");
         int fused = pc_fuse(&g);
         pc_dce(&g);
-        CHECK(fused == 5 + 4 + 1, "llama_aten with a cache update exposed: %d fused", fused);
+        CHECK(fused == 5 + 4 + 1 + 1, "llama_aten with a cache update exposed: %d fused", fused);
         CHECK(count_op(&g, PETREL_OP_PETREL_SDPA_CACHE) == 1 && count_op(&g, PETREL_OP_SOFTMAX_) == 1 &&
                   count_op(&g, PETREL_OP_INDEX_PUT) == 2,
               "llama_aten: the exposed layer must stay unfused");
@@ -337,7 +344,7 @@ static void test_conservative(void) {
     }
     /* the verifier lets the fused attention write state buffers only */
     if (import("qwen3_export", &map, &z, &g)) {
-        CHECK(pc_fuse(&g) == 9 + 4 + 2 + 8, "qwen3_export: fused count");
+        CHECK(pc_fuse(&g) == 9 + 4 + 2 + 8 + 1, "qwen3_export: fused count");
         pc_dce(&g);
         CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "qwen3_export: %s", err.msg);
         int32_t weight = -1;

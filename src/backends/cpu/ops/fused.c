@@ -1,7 +1,8 @@
 /*
 ** fused.c -- CPU reference kernels for the fused ops the compiler makes
-** (src/compiler/fuse.c): petrel.rms_norm, petrel.rope and
-** petrel.sdpa_cache, and the RMSNorm prologue of the fused linears
+** (src/compiler/fuse.c): petrel.rms_norm, petrel.rope,
+** petrel.sdpa_cache and petrel.rope_table, and the RMSNorm prologue of the
+** fused linears
 ** (cpu_rms_norm_prologue, for matmul.c and quant.c).  Their meaning is
 ** written down next to their ops.def entries; these loops are its
 ** executable form and the oracle for other backends.  Computed in double,
@@ -302,6 +303,44 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     return PETREL_OK;
 }
 
+/* ---- petrel.rope_table ------------------------------------------------------ */
+
+/* cos, sin (B, L, 2H) of inv_freq (H) and positions (B, L), rounded where
+ * the unfused graph rounds (ops.def): the float32 product, cos and sin
+ * computed in double as aten.cos and aten.sin are here (unary.c), each
+ * stored to float32, the scale product likewise, then the output dtype. */
+static petrel_status fused_rope_table(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *inv = pk_tensor(ex, n, 0), *pos = pk_tensor(ex, n, 1);
+    if (!inv || !pos || inv->rank != 1 || pos->rank != 2 || !pt_dtype_is_float(inv->dtype) ||
+        pos->dtype == PETREL_DTYPE_BOOL)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope_table needs a float inv_freq (H) and positions (B, L)");
+    int dt = pk_dtype(ex, n, 3);
+    petrel_dtype odt = dt < 0 ? PETREL_DTYPE_F32 : (petrel_dtype)dt;
+    if (!pt_dtype_is_float(odt) || pk_out_dtype(ex, n, 0) != odt || pk_out_dtype(ex, n, 1) != odt)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope_table: both tables must have the float dtype argument's dtype");
+    int64_t H = inv->shape[0], B = pos->shape[0], L = pos->shape[1], shape[3] = {B, L, 2 * H};
+    pt_tensor *c, *s;
+    PT_TRY(pk_out_alloc(ex, n, 0, 3, shape, &c));
+    PT_TRY(pk_out_alloc(ex, n, 1, 3, shape, &s));
+    double scale = round_to(pk_float(ex, n, 2), PETREL_DTYPE_F32);
+    int64_t es = (int64_t)pt_elsize(c);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t l = 0; l < L; l++) {
+            int64_t pi[2] = {b, l};
+            double p = round_to(pt_load_f64(pt_at(pos, pi), pos->dtype), PETREL_DTYPE_F32);
+            for (int64_t i = 0; i < H; i++) {
+                double w = round_to(pt_load_f64(pt_at(inv, &i), inv->dtype), PETREL_DTYPE_F32);
+                double fr = round_to(p * w, PETREL_DTYPE_F32);
+                double cv = round_to(round_to(cos(fr), PETREL_DTYPE_F32) * scale, PETREL_DTYPE_F32);
+                double sv = round_to(round_to(sin(fr), PETREL_DTYPE_F32) * scale, PETREL_DTYPE_F32);
+                int64_t o = ((b * L + l) * 2 * H + i) * es, o2 = o + H * es; /* the two equal halves */
+                pt_store_f64(c->data + o, odt, cv), pt_store_f64(c->data + o2, odt, cv);
+                pt_store_f64(s->data + o, odt, sv), pt_store_f64(s->data + o2, odt, sv);
+            }
+        }
+    return PETREL_OK;
+}
+
 /*
 ** Kernel family "fused": the ops of the "fused ops" section of ops.def.
 */
@@ -310,6 +349,7 @@ petrel_status cpu_k_fused(pt_exec *ex, const pt_node *n) {
     case PETREL_OP_PETREL_RMS_NORM: return fused_rms_norm(ex, n);
     case PETREL_OP_PETREL_ROPE: return fused_rope(ex, n);
     case PETREL_OP_PETREL_SDPA_CACHE: return fused_sdpa_cache(ex, n);
+    case PETREL_OP_PETREL_ROPE_TABLE: return fused_rope_table(ex, n);
     default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a fused op", (int)n->op);
     }
 }

@@ -1,7 +1,8 @@
 /*
 ** fused.c -- CUDA kernels for the fused ops the compiler makes
-** (src/compiler/fuse.c): petrel.rms_norm, petrel.rope and
-** petrel.sdpa_cache, for f32 / f16 / bf16.  Their meaning, rounding points
+** (src/compiler/fuse.c): petrel.rms_norm, petrel.rope,
+** petrel.sdpa_cache and petrel.rope_table, for f32 / f16 / bf16 (the
+** rotary tables also f64).  Their meaning, rounding points
 ** included, is written next to their ops.def entries; the CPU reference
 ** (cpu/ops/fused.c) is the oracle.  Part of the CUDA backend.
 **
@@ -9,7 +10,8 @@
 ** attention of petrel.sdpa_cache on the shared attention kernels (sdpa_k.h:
 ** for decode, split over the cache length within a thread block cluster,
 ** GQA heads sharing each K/V read, masked keys skipped, the cache write
-** folded in); rope and the general cache write are fused_k.cu.
+** folded in); rope, the general cache write and the rotary tables (one
+** launch for cos and sin) are fused_k.cu.
 ** sdpa_cache's own rope (rope_cos/rope_sin) is applied by the decode
 ** launch as it loads q and the new k; elsewhere the rope kernel rotates
 ** them into scratch first.
@@ -251,6 +253,29 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     return PETREL_OK;
 }
 
+/* ---- petrel.rope_table ------------------------------------------------------ */
+
+static petrel_status fused_rope_table(pt_exec *ex, const pt_node *n) {
+    const pt_tensor *inv = pk_tensor(ex, n, 0), *pos = pk_tensor(ex, n, 1);
+    if (!inv || !pos || inv->rank != 1 || pos->rank != 2 || !pt_dtype_is_float(inv->dtype) ||
+        pos->dtype == PETREL_DTYPE_BOOL)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope_table needs a float inv_freq (H) and positions (B, L)");
+    int dt = pk_dtype(ex, n, 3);
+    petrel_dtype odt = dt < 0 ? PETREL_DTYPE_F32 : (petrel_dtype)dt;
+    if (!pt_dtype_is_float(odt) || pk_out_dtype(ex, n, 0) != odt || pk_out_dtype(ex, n, 1) != odt)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "rope_table: both tables must have the float dtype argument's dtype");
+    int64_t H = inv->shape[0], B = pos->shape[0], L = pos->shape[1], shape[3] = {B, L, 2 * H};
+    pt_tensor *c, *s;
+    PT_TRY(pk_out_alloc(ex, n, 0, 3, shape, &c));
+    PT_TRY(pk_out_alloc(ex, n, 1, 3, shape, &s));
+    pcu_rope_table a = {.inv = inv->data, .pos = pos->data, .inv_dt = inv->dtype, .pos_dt = pos->dtype,
+                        .odt = odt, .inv_s = inv->stride[0], .pos_s = {pos->stride[0], pos->stride[1]},
+                        .cos = c->data, .sin = s->data, .B = B, .L = L, .H = H,
+                        .scale = (float)pk_float(ex, n, 2)};
+    PCU_LAUNCHED(ex, pcu_rope_table_launch(pcu_stream(ex), &a), "rope_table");
+    return PETREL_OK;
+}
+
 /*
 ** Kernel family "fused": the ops of the "fused ops" section of ops.def.
 */
@@ -259,6 +284,7 @@ petrel_status cuda_k_fused(pt_exec *ex, const pt_node *n) {
     case PETREL_OP_PETREL_RMS_NORM: return fused_rms_norm(ex, n);
     case PETREL_OP_PETREL_ROPE: return fused_rope(ex, n);
     case PETREL_OP_PETREL_SDPA_CACHE: return fused_sdpa_cache(ex, n);
+    case PETREL_OP_PETREL_ROPE_TABLE: return fused_rope_table(ex, n);
     default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a fused op", (int)n->op);
     }
 }

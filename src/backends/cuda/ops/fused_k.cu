@@ -1,6 +1,7 @@
 /*
-** fused_k.cu -- device kernels of the "fused" family: petrel.rope and the
-** KV-cache write of petrel.sdpa_cache (their meaning: ops.def).
+** fused_k.cu -- device kernels of the "fused" family: petrel.rope, the
+** KV-cache write of petrel.sdpa_cache and petrel.rope_table (their
+** meaning: ops.def).
 */
 #include "dense_k.cuh"
 #include "fused_k.h"
@@ -154,4 +155,54 @@ extern "C" cudaError_t pcu_cache_write_launch(cudaStream_t s, const pcu_cache_wr
     if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
     cache_write_kernel<<<(unsigned)blocks, CW_THREADS, 0, s>>>(*a);
     return cudaGetLastError();
+}
+
+/* ---- petrel.rope_table ------------------------------------------------------- */
+
+/* Position element i as float32: integers through double, as the CPU's
+ * cast converts them. */
+__device__ __forceinline__ float rt_pos(const void *p, int dt, int64_t i) {
+    switch (dt) {
+    case PETREL_DTYPE_F32:
+    case PETREL_DTYPE_F16:
+    case PETREL_DTYPE_BF16:
+    case PETREL_DTYPE_F64: return dn_load(p, dt, i);
+    default: return (float)(double)fk_load_int(p, dt, i);
+    }
+}
+
+/* One thread per (b, l, i), i < H: f = float32(pos[b, l]) * float32(inv[i])
+ * rounded to float32, then cos and sin of f in double (the CPU oracle's
+ * precision, unary.c), each rounded to float32, times the scale, stored
+ * at i and i + H of both tables.  Everything is read after the wait: the
+ * positions come from the kernel before, and inv_freq may be state. */
+#define RT_THREADS 128
+__global__ void __launch_bounds__(RT_THREADS) rope_table_kernel(pcu_rope_table a) {
+    const int64_t k = (int64_t)blockIdx.x * RT_THREADS + threadIdx.x, row = k / a.H, i = k % a.H;
+    dn_pdl_wait();
+    dn_pdl_release();
+    if (row >= a.B * a.L) return;
+    const int64_t b = row / a.L, l = row % a.L;
+    const float f = __fmul_rn(rt_pos(a.pos, a.pos_dt, b * a.pos_s[0] + l * a.pos_s[1]),
+                              dn_load(a.inv, a.inv_dt, i * a.inv_s));
+    double sd, cd;
+    sincos((double)f, &sd, &cd);
+    const float c = __fmul_rn((float)cd, a.scale), s = __fmul_rn((float)sd, a.scale);
+    const int64_t o = row * 2 * a.H + i;
+    dn_store(a.cos, a.odt, o, c);
+    dn_store(a.cos, a.odt, o + a.H, c);
+    dn_store(a.sin, a.odt, o, s);
+    dn_store(a.sin, a.odt, o + a.H, s);
+}
+
+/* Launched like rope (dense_k.cuh): may start while the kernel before it
+ * finishes. */
+extern "C" cudaError_t pcu_rope_table_launch(cudaStream_t s, const pcu_rope_table *a) {
+    int64_t work = a->B * a->L * a->H;
+    if (work == 0) return cudaSuccess;
+    int64_t blocks = (work + RT_THREADS - 1) / RT_THREADS;
+    if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
+    cudaError_t e = dn_launch_pdl(rope_table_kernel, dim3((unsigned)blocks), dim3(RT_THREADS), 0, s, *a);
+    cudaError_t last = cudaGetLastError(); /* clear it either way */
+    return e != cudaSuccess ? e : last;
 }

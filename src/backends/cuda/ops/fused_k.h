@@ -1,6 +1,7 @@
 /*
 ** fused_k.h -- launchers of the "fused" family's own device kernels
-** (fused_k.cu): petrel.rope and the cache write of petrel.sdpa_cache.
+** (fused_k.cu): petrel.rope, the cache write of petrel.sdpa_cache and
+** petrel.rope_table.
 ** petrel.rms_norm runs on the norm kernel (norm_k.h) and the attention of
 ** petrel.sdpa_cache on the shared attention kernel (sdpa_k.h).  Plain C:
 ** argument blocks by value, every launcher enqueues on `s` and returns
@@ -51,6 +52,19 @@ typedef struct pcu_cache_write {
 } pcu_cache_write;
 
 cudaError_t pcu_cache_write_launch(cudaStream_t s, const pcu_cache_write *a);
+
+/* petrel.rope_table: both tables in one launch, computed as the CPU
+ * oracle does (ops.def's rounding points; cos and sin in double). */
+typedef struct pcu_rope_table {
+    const void *inv, *pos;           /* inv_freq (H) float; positions (B, L) integer or float */
+    int32_t inv_dt, pos_dt, odt;
+    int64_t inv_s, pos_s[2];         /* strides */
+    void *cos, *sin;                 /* dense (B, L, 2H) of dtype odt */
+    int64_t B, L, H;
+    float scale;                     /* float32(scale) */
+} pcu_rope_table;
+
+cudaError_t pcu_rope_table_launch(cudaStream_t s, const pcu_rope_table *a);
 
 #ifdef __cplusplus
 }
