@@ -60,19 +60,18 @@ template <int CPT> __device__ __forceinline__ uint4 gemv_ldw(const void *p) {
 /* The norm prologue's weight on a chunk of x, in x's dtype with one
  * rounding: x * w, or x * (1 + w) as fma(x, w, x).  Packed arithmetic:
  * unpacking to float here had cost 17 more registers in the loop. */
-__device__ __forceinline__ uint4 gemv_norm_scale(uint4 x, uint4 w, bool add_one, __nv_bfloat16) {
-    __nv_bfloat162 *a = (__nv_bfloat162 *)&x;
-    const __nv_bfloat162 *b = (const __nv_bfloat162 *)&w;
+template <typename H2> __device__ __forceinline__ uint4 gemv_norm_scale2(uint4 x, uint4 w, bool add_one) {
+    H2 *a = (H2 *)&x;
+    const H2 *b = (const H2 *)&w;
 #pragma unroll
     for (int i = 0; i < 4; i++) a[i] = add_one ? __hfma2(a[i], b[i], a[i]) : __hmul2(a[i], b[i]);
     return x;
 }
+__device__ __forceinline__ uint4 gemv_norm_scale(uint4 x, uint4 w, bool add_one, __nv_bfloat16) {
+    return gemv_norm_scale2<__nv_bfloat162>(x, w, add_one);
+}
 __device__ __forceinline__ uint4 gemv_norm_scale(uint4 x, uint4 w, bool add_one, __half) {
-    __half2 *a = (__half2 *)&x;
-    const __half2 *b = (const __half2 *)&w;
-#pragma unroll
-    for (int i = 0; i < 4; i++) a[i] = add_one ? __hfma2(a[i], b[i], a[i]) : __hmul2(a[i], b[i]);
-    return x;
+    return gemv_norm_scale2<__half2>(x, w, add_one);
 }
 __device__ __forceinline__ uint4 gemv_norm_scale(uint4 x, uint4 w, bool add_one, float) {
     float *a = (float *)&x;
