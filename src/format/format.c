@@ -396,6 +396,29 @@ static petrel_status read_header(reader *r, bool full) {
 #define CHK(cond, ...) do { if (!(cond)) return pt_fail(err, PETREL_ERR_FORMAT, __VA_ARGS__); } while (0)
 #define NOMEM() pt_fail(err, PETREL_ERR_NOMEM, "out of memory loading the program")
 
+/* A program written before its op's schema gained trailing arguments (an
+ * append-only change, docs/FORMAT.md) gets their defaults, as the
+ * importer gives them to an archive that leaves them out. */
+static petrel_status fill_trailing_defaults(pt_node *n, uint32_t i, pt_err *err) {
+    pt_schema sc;
+    if (!pt_schema_parse(pt_op_table[n->op].schema, &sc) || n->nargs >= sc.nargs) return PETREL_OK;
+    pt_arg *args = pt_realloc(n->args, (size_t)sc.nargs * sizeof *args);
+    if (!args) return pt_fail(err, PETREL_ERR_NOMEM, "out of memory");
+    n->args = args;
+    for (int k = n->nargs; k < sc.nargs; k++) {
+        memset(&args[k], 0, sizeof args[k]);
+        if (!sc.args[k].has_default)
+            return pt_fail(err, PETREL_ERR_FORMAT, "program GRAPH: node %u (%s): argument '%s' missing", i,
+                           pt_op_table[n->op].target, sc.args[k].name);
+        n->nargs = k + 1; /* freed with the node from here on */
+        char where[96];
+        snprintf(where, sizeof where, "program GRAPH: node %u argument '%s'", i, sc.args[k].name);
+        PT_TRY(pt_arg_default(&sc.args[k], &args[k], where, err));
+        args[k].fixed_len = sc.args[k].list_len;
+    }
+    return PETREL_OK;
+}
+
 static petrel_status read_graph(reader *r, pt_graph *g) {
     pt_err *err = r->err;
     cur c = {r->buf + r->sec[PF_SEC_GRAPH].off, r->sec[PF_SEC_GRAPH].size, 0, false};
@@ -536,6 +559,7 @@ static petrel_status read_graph(reader *r, pt_graph *g) {
                 arg->items[k].f = get_f64(&c);
             }
         }
+        PT_TRY(fill_trailing_defaults(n, i, err));
         uint32_t nout = get_u32(&c);
         CHK(!c.bad && nout <= (c.n - c.at) / 4, "program GRAPH: node %u: bad output count", i);
         n->outs = pt_calloc(nout ? nout : 1, sizeof *n->outs);

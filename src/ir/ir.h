@@ -283,5 +283,9 @@ typedef struct pt_schema {
 /* Parse an ops.def schema string.  Returns false on a malformed schema
  * (a bug in ops.def; tests parse every entry). */
 PT_HIDDEN bool pt_schema_parse(const char *s, pt_schema *out);
+/* The argument a schema default stands for ("None", "1", "[0,1]",
+ * "'none'", ...), built into *a (items allocated); `where` names it in
+ * the error. */
+PT_HIDDEN petrel_status pt_arg_default(const pt_schema_arg *sa, pt_arg *a, const char *where, pt_err *err);
 
 #endif /* PETREL_IR_H */

@@ -111,3 +111,83 @@ bool pt_schema_parse(const char *s, pt_schema *out) {
     }
     return true;
 }
+
+/* ---- default arguments -------------------------------------------------- */
+
+static pt_item lit_i(int64_t i) { return (pt_item){-1, i, (double)i}; }
+static pt_item lit_f(double f) { return (pt_item){-1, 0, f}; }
+
+static petrel_status set_items(pt_arg *a, pt_arg_kind k, int32_t n, pt_err *err) {
+    a->kind = k;
+    a->n = n;
+    a->items = pt_calloc(n ? (size_t)n : 1, sizeof *a->items);
+    return a->items ? PETREL_OK : pt_fail(err, PETREL_ERR_NOMEM, "out of memory");
+}
+
+/* Build an argument from a schema default ("None", "1", "[0,1]", "'none'"). */
+petrel_status pt_arg_default(const pt_schema_arg *sa, pt_arg *a, const char *where, pt_err *err) {
+    const char *d = sa->defval;
+    if (!strcmp(d, "None")) { a->kind = PT_ARG_NONE; return PETREL_OK; }
+    switch (sa->type) {
+    case PT_ST_INT:
+    case PT_ST_INT_LIST:
+    case PT_ST_FLOAT:
+    case PT_ST_SCALAR:
+    case PT_ST_BOOL: {
+        if (!strcmp(d, "True") || !strcmp(d, "False")) {
+            PT_TRY(set_items(a, PT_ARG_BOOL, 1, err));
+            a->items[0] = lit_i(!strcmp(d, "True"));
+            return PETREL_OK;
+        }
+        if (d[0] == '[') {
+            int64_t vals[PETREL_MAX_RANK];
+            int n = 0;
+            const char *s = d + 1;
+            while (*s && *s != ']') {
+                char *end;
+                long long x = strtoll(s, &end, 10);
+                if (end == s || n == PETREL_MAX_RANK) return pt_fail(err, PETREL_ERR_FORMAT, "%s: bad default '%s'", where, d);
+                vals[n++] = x;
+                s = end;
+                while (*s == ',' || *s == ' ') s++;
+            }
+            PT_TRY(set_items(a, PT_ARG_INTS, n, err));
+            for (int i = 0; i < n; i++) a->items[i] = lit_i(vals[i]);
+            return PETREL_OK;
+        }
+        char *end;
+        bool is_int = !strpbrk(d, ".eE") && sa->type != PT_ST_FLOAT;
+        if (is_int) {
+            long long x = strtoll(d, &end, 10);
+            if (*end) return pt_fail(err, PETREL_ERR_FORMAT, "%s: bad default '%s'", where, d);
+            PT_TRY(set_items(a, sa->type == PT_ST_INT_LIST ? PT_ARG_INTS : PT_ARG_INT, 1, err));
+            a->items[0] = lit_i(x);
+        } else {
+            double x = strtod(d, &end);
+            if (*end) return pt_fail(err, PETREL_ERR_FORMAT, "%s: bad default '%s'", where, d);
+            PT_TRY(set_items(a, PT_ARG_FLOAT, 1, err));
+            a->items[0] = lit_f(x);
+        }
+        return PETREL_OK;
+    }
+    case PT_ST_STR: {
+        size_t n = strlen(d);
+        if (n < 2) return pt_fail(err, PETREL_ERR_FORMAT, "%s: bad default '%s'", where, d);
+        a->kind = PT_ARG_STRING;
+        a->str = pt_malloc(n - 1);
+        if (!a->str) return pt_fail(err, PETREL_ERR_NOMEM, "out of memory");
+        memcpy(a->str, d + 1, n - 2);
+        a->str[n - 2] = 0;
+        return PETREL_OK;
+    }
+    case PT_ST_OTHER: a->kind = PT_ARG_OTHER; return PETREL_OK;
+    case PT_ST_TENSOR_LIST:
+    case PT_ST_OPT_TENSOR_LIST:
+    case PT_ST_FLOAT_LIST:
+    case PT_ST_BOOL_LIST:
+        if (!strcmp(d, "[]")) return set_items(a, sa->type == PT_ST_FLOAT_LIST ? PT_ARG_FLOATS : sa->type == PT_ST_BOOL_LIST ? PT_ARG_BOOLS : PT_ARG_TENSORS, 0, err);
+        break;
+    default: break;
+    }
+    return pt_fail(err, PETREL_ERR_FORMAT, "%s: unsupported default '%s'", where, d);
+}

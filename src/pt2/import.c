@@ -500,7 +500,6 @@ static petrel_status parse_outputs(ctx *c, json_t *sig) {
 /* ---- node arguments ----------------------------------------------------- */
 
 static pt_item lit_i(int64_t i) { return (pt_item){-1, i, (double)i}; }
-static pt_item lit_f(double f) { return (pt_item){-1, 0, f}; }
 
 static petrel_status set_items(ctx *c, pt_arg *a, pt_arg_kind k, int32_t n) {
     a->kind = k;
@@ -632,73 +631,6 @@ static petrel_status parse_arg(ctx *c, json_t *j, const pt_schema_arg *sa, int n
     return FAIL(c, PETREL_ERR_UNSUPPORTED, "model.json: %s: argument kind '%s' is not supported", where, tag);
 }
 
-/* Build an argument from a schema default ("None", "1", "[0,1]", "'none'"). */
-static petrel_status parse_default(ctx *c, const pt_schema_arg *sa, pt_arg *a, const char *where) {
-    const char *d = sa->defval;
-    if (!strcmp(d, "None")) { a->kind = PT_ARG_NONE; return PETREL_OK; }
-    switch (sa->type) {
-    case PT_ST_INT:
-    case PT_ST_INT_LIST:
-    case PT_ST_FLOAT:
-    case PT_ST_SCALAR:
-    case PT_ST_BOOL: {
-        if (!strcmp(d, "True") || !strcmp(d, "False")) {
-            PT_TRY(set_items(c, a, PT_ARG_BOOL, 1));
-            a->items[0] = lit_i(!strcmp(d, "True"));
-            return PETREL_OK;
-        }
-        if (d[0] == '[') {
-            int64_t vals[PETREL_MAX_RANK];
-            int n = 0;
-            const char *s = d + 1;
-            while (*s && *s != ']') {
-                char *end;
-                long long x = strtoll(s, &end, 10);
-                if (end == s || n == PETREL_MAX_RANK) return FAIL(c, PETREL_ERR_FORMAT, "%s: bad default '%s'", where, d);
-                vals[n++] = x;
-                s = end;
-                while (*s == ',' || *s == ' ') s++;
-            }
-            PT_TRY(set_items(c, a, PT_ARG_INTS, n));
-            for (int i = 0; i < n; i++) a->items[i] = lit_i(vals[i]);
-            return PETREL_OK;
-        }
-        char *end;
-        bool is_int = !strpbrk(d, ".eE") && sa->type != PT_ST_FLOAT;
-        if (is_int) {
-            long long x = strtoll(d, &end, 10);
-            if (*end) return FAIL(c, PETREL_ERR_FORMAT, "%s: bad default '%s'", where, d);
-            PT_TRY(set_items(c, a, sa->type == PT_ST_INT_LIST ? PT_ARG_INTS : PT_ARG_INT, 1));
-            a->items[0] = lit_i(x);
-        } else {
-            double x = strtod(d, &end);
-            if (*end) return FAIL(c, PETREL_ERR_FORMAT, "%s: bad default '%s'", where, d);
-            PT_TRY(set_items(c, a, PT_ARG_FLOAT, 1));
-            a->items[0] = lit_f(x);
-        }
-        return PETREL_OK;
-    }
-    case PT_ST_STR: {
-        size_t n = strlen(d);
-        if (n < 2) return FAIL(c, PETREL_ERR_FORMAT, "%s: bad default '%s'", where, d);
-        a->kind = PT_ARG_STRING;
-        a->str = pt_malloc(n - 1);
-        if (!a->str) return FAIL(c, PETREL_ERR_NOMEM, "out of memory");
-        memcpy(a->str, d + 1, n - 2);
-        a->str[n - 2] = 0;
-        return PETREL_OK;
-    }
-    case PT_ST_OTHER: a->kind = PT_ARG_OTHER; return PETREL_OK;
-    case PT_ST_TENSOR_LIST:
-    case PT_ST_OPT_TENSOR_LIST:
-    case PT_ST_FLOAT_LIST:
-    case PT_ST_BOOL_LIST:
-        if (!strcmp(d, "[]")) return set_items(c, a, sa->type == PT_ST_FLOAT_LIST ? PT_ARG_FLOATS : sa->type == PT_ST_BOOL_LIST ? PT_ARG_BOOLS : PT_ARG_TENSORS, 0);
-        break;
-    default: break;
-    }
-    return FAIL(c, PETREL_ERR_FORMAT, "%s: unsupported default '%s'", where, d);
-}
 
 /* Append an empty node; *ni is its index (also its execution order). */
 static petrel_status new_node(ctx *c, pt_node **out, int *ni) {
@@ -944,7 +876,7 @@ static petrel_status parse_node(ctx *c, json_t *jn, int jidx) {
             return FAIL(c, PETREL_ERR_FORMAT, "model.json: %s: missing argument '%s'", where, sc.args[k].name);
         char w[300];
         snprintf(w, sizeof w, "%s argument '%s'", where, sc.args[k].name);
-        PT_TRY(parse_default(c, &sc.args[k], &n->args[k], w));
+        PT_TRY(pt_arg_default(&sc.args[k], &n->args[k], w, c->err));
         n->args[k].fixed_len = sc.args[k].list_len;
     }
     return PETREL_OK;
