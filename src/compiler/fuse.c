@@ -6,6 +6,11 @@
 **             [-> * weight or * (weight + 1)] [-> cast]     => petrel.rms_norm
 **   RoPE      x * cos + cat(-x[.., h:], x[.., :h]) * sin, optionally on the
 **             first R channels with the rest concatenated   => petrel.rope
+**             interleaved pairs (GPT-J's rotate_every_two):
+**             x * cos + flatten(stack([-x[.., 1::2], x[.., ::2]], -1)) * sin
+**             (core ATen: unsqueeze + cat + view)  => petrel.rope(interleaved)
+**             The complex form (view_as_complex, a complex mul) is not
+**             matched: petrel has no complex dtype.
 **   rotary tables  cos and sin of cat(freqs, freqs), freqs the positions
 **             times inv_freq (HF's rotary embedding; rotary.c) => petrel.rope_table
 **   attention over a static KV cache                        => petrel.sdpa_cache
@@ -24,7 +29,8 @@
 **   shared input      several linear(x, W_i) (q/k/v)         => petrel.linear_n
 **
 ** Last, two folds (not counted as fused ops).  petrel.sdpa_cache of
-** petrel.rope(q, cos, sin) and petrel.rope(k, cos, sin), the same cos and
+** petrel.rope(q, cos, sin) and petrel.rope(k, cos, sin) (rotate-half
+** ones: its rope_cos/rope_sin mean that), the same cos and
 ** sin broadcasting over q's and k's leading dims, becomes
 ** petrel.sdpa_cache(q, k, ..., rope_cos=cos, rope_sin=sin): one kernel
 ** instead of three at decode.  Then a petrel.rms_norm read only by one
@@ -238,6 +244,61 @@ static int32_t match_rotate_half(const fz *f, int32_t rh, fz_match *m) {
     return x;
 }
 
+/* x[..., start::2] with x's last dim D (end None or >= D): x, else -1. */
+static int32_t every_other(const fz *f, const pt_node *sl, int64_t start) {
+    int32_t x = tin(sl, 0);
+    int r = val(f, x)->rank;
+    int64_t D = lit_size(val(f, x), -1);
+    double end;
+    if (!sl || sl->op != PETREL_OP_SLICE || x < 0 || r < 1 || D <= 0 || lit_dim_arg(sl, 1, r) != r - 1 ||
+        !(start ? lit_is(sl, 2, (double)start) : none_arg(sl, 2) || lit_is(sl, 2, 0)) ||
+        !(none_arg(sl, 3) || (lit_num(sl, 3, &end) && end >= (double)D)) || !lit_is(sl, 4, 2))
+        return -1;
+    return x;
+}
+
+/* rotate_every_two (GPT-J), x's last dim even:
+ *   export form: flatten(stack([-x[..., 1::2], x[..., ::2]], -1), -2)
+ *   core ATen:   view(cat([unsqueeze(-x[..., 1::2], -1),
+ *                          unsqueeze(x[..., ::2], -1)], -1), x.shape)
+ * x, else -1. */
+static int32_t match_rotate_every_two(const fz *f, int32_t rh, fz_match *m) {
+    const pt_value *rv = val(f, rh);
+    int r = rv->rank;
+    const pt_node *fl = defn(f, rh), *st = NULL;
+    if (r < 1 || !fl) return -1;
+    bool aten = is_view_op(fl->op);
+    if (fl->op == PETREL_OP_FLATTEN && lit_dim_arg(fl, 1, r + 1) == r - 1 && lit_dim_arg(fl, 2, r + 1) == r)
+        st = def_op(f, tin(fl, 0), PETREL_OP_STACK);
+    else if (aten)
+        st = def_op(f, tin(fl, 0), PETREL_OP_CAT);
+    if (!st || st->args[0].kind != PT_ARG_TENSORS || st->args[0].n != 2 || lit_dim_arg(st, 1, r + 1) != r)
+        return -1;
+    const pt_node *un[2] = {NULL, NULL};
+    int32_t part[2];
+    for (int k = 0; k < 2; k++) {
+        part[k] = st->args[0].items[k].vid;
+        if (!aten) continue;
+        un[k] = def_op(f, part[k], PETREL_OP_UNSQUEEZE);
+        if (!un[k] || lit_dim_arg(un[k], 1, r + 1) != r) return -1;
+        part[k] = tin(un[k], 0);
+    }
+    const pt_node *neg = def_op(f, part[0], PETREL_OP_NEG);
+    const pt_node *odd = neg ? defn(f, tin(neg, 0)) : NULL, *even = defn(f, part[1]);
+    int32_t x = every_other(f, even, 0);
+    if (x < 0 || every_other(f, odd, 1) != x || val(f, x)->rank != r || lit_size(val(f, x), -1) % 2 != 0 ||
+        !same_shape(rv, val(f, x)))
+        return -1;
+    take(m, f, fl);
+    take(m, f, st);
+    for (int k = 0; k < 2; k++)
+        if (un[k]) take(m, f, un[k]);
+    take(m, f, neg);
+    take(m, f, odd);
+    take(m, f, even);
+    return x;
+}
+
 /* The other operand of a two-tensor mul when one of them is `v`, else -1. */
 static int32_t mul_other(const pt_node *n, int32_t v) {
     if (!n || n->op != PETREL_OP_MUL_TENSOR) return -1;
@@ -246,7 +307,8 @@ static int32_t mul_other(const pt_node *n, int32_t v) {
     return -1;
 }
 
-/* Anchor: the add of x*cos + rotate_half(x)*sin. */
+/* Anchor: the add of x*cos + rotate_half(x)*sin, or of
+ * x*cos + rotate_every_two(x)*sin (interleaved). */
 static bool match_rope(const fz *f, int32_t ai, fz_match *m) {
     const pt_node *add = node(f, ai);
     if (add->op != PETREL_OP_ADD_TENSOR || !lit_is(add, 2, 1) || tin(add, 0) < 0 || tin(add, 1) < 0) return false;
@@ -259,6 +321,7 @@ static bool match_rope(const fz *f, int32_t ai, fz_match *m) {
             m->n = 0;
             int32_t rh = tin(ms, k), sin = tin(ms, 1 - k);
             int32_t x = rh >= 0 ? match_rotate_half(f, rh, m) : -1;
+            bool interleaved = x < 0 && rh >= 0 && (x = match_rotate_every_two(f, rh, m)) >= 0;
             int32_t cos = mul_other(mc, x);
             if (x < 0 || cos < 0 || sin < 0) continue;
             const pt_value *xv = val(f, x), *cv = val(f, cos), *sv = val(f, sin), *ov = val(f, out0(add));
@@ -300,6 +363,7 @@ static bool match_rope(const fz *f, int32_t ai, fz_match *m) {
             put_tensor(m, xin);
             put_tensor(m, cos);
             put_tensor(m, sin);
+            put_bool(m, interleaved);
             return true;
         }
     }
@@ -593,9 +657,11 @@ static bool rope_broadcasts(const pt_value *c, const pt_value *x) {
 }
 
 /* petrel.rope node r rotating x0 (B, H, L, E) into a value of x0's shape
- * and dtype with cos, sin (..., R), R even <= E: x0, else -1. */
+ * and dtype with cos, sin (..., R), R even <= E, rotate-half (sdpa_cache's
+ * own rope is): x0, else -1. */
 static int32_t rope_input(const fz *f, const pt_node *r) {
     int32_t x0 = tin(r, 0);
+    if (!lit_is(r, 3, 0)) return -1;
     const pt_value *xv = val(f, x0), *cv = val(f, tin(r, 1)), *sv = val(f, tin(r, 2)), *ov = val(f, out0(r));
     int64_t R = lit_size(cv, -1), E = lit_size(xv, -1);
     if (xv->rank != 4 || !is_float_tensor(xv) || ov->dtype != xv->dtype || !same_shape(ov, xv) || R < 2 ||

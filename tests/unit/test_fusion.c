@@ -18,7 +18,8 @@
 ** 5. The rope fold on hand-built graphs: where it happens the program
 ** computes the same numbers to the bit, and it does not happen when a
 ** rope is read elsewhere, k has another cos, or cos is written between;
-** the CPU kernel rejects half-given or misshapen rope arguments.
+** the CPU kernel rejects half-given or misshapen rope arguments; an
+** interleaved rope never folds.
 ** 6. The norm fold: on every LLM fixture (export form) no petrel.rms_norm
 ** is left that is read only by a linear_n or gated_linear, and the
 ** linears count the norms they took; on hand-built graphs the folded
@@ -28,6 +29,9 @@
 ** 7. Canonicalization: the core-ATen form's permute + mm/addmm linears
 ** become aten.linear (so the compiled aten fixtures above hold the fused
 ** linears), and not where the transposed weight is read elsewhere.
+** 8. Interleaved (GPT-J) RoPE fixtures, both forms: one petrel.rope with
+** interleaved=True and none of the rotation's ops left; with its neg also
+** a graph result nothing fuses.
 ** Covers the petrel.* ops for test_op_coverage.
 */
 #include <math.h>
@@ -240,6 +244,14 @@ static const op_case op_cases[] = {
     {"rms_norm_fn_noweight_aten", 0, 5}, /* mean over two dims: not an RMSNorm over the last dim */
     {"rms_norm_fn_noweight_export", 0, 1},
     {"fused_rms_norm_aten", 0, 6},       /* the rsqrt is also an output (rstd) */
+    /* interleaved (GPT-J) RoPE: slices, neg, stack + flatten (core ATen:
+     * unsqueeze + cat + view), muls and the add; partial: the rotated
+     * slice, the pass-through slice and the cat too, the cos/sin
+     * repeat_interleave (core ATen: unsqueeze, expand, clone, view) stays */
+    {"rope_interleaved_export", 1, 1},
+    {"rope_interleaved_aten", 1, 1},
+    {"rope_interleaved_partial_bf16_export", 1, 5},
+    {"rope_interleaved_partial_bf16_aten", 1, 11},
 };
 
 static void test_op_fixture(const op_case *c) {
@@ -416,6 +428,7 @@ typedef enum rope_variant {
     RV_K_READ,          /* k's rope is also read by another node */
     RV_OTHER_COS,       /* k rotated with another cos */
     RV_WRITE_COS,       /* cos written in place between the ropes and the attention */
+    RV_INTERLEAVED,     /* interleaved ropes (sdpa_cache's own rope is rotate-half) */
 } rope_variant;
 
 /* A new contiguous value made by `src` (a user input, a buffer or a node). */
@@ -473,8 +486,10 @@ static void rope_graph(pt_graph *g, rope_variant rv) {
     int32_t pos = hv(g, PT_SRC_USER_INPUT, PETREL_DTYPE_I64, 1, DIMS(3));
     int32_t kc = hv(g, PT_SRC_BUFFER, bf, 4, DIMS(1, 1, 8, 6)), vc = hv(g, PT_SRC_BUFFER, bf, 4, DIMS(1, 1, 8, 6));
     int32_t c = HN(g, PETREL_OP_CLONE, c_in, c_in, -1); /* a temporary, so that it may be written */
-    int32_t qr = HN(g, PETREL_OP_PETREL_ROPE, q, q, c, s);
-    int32_t kr = HN(g, PETREL_OP_PETREL_ROPE, k, k, rv == RV_OTHER_COS ? c2 : c, s);
+    int32_t qr = HN(g, PETREL_OP_PETREL_ROPE, q, q, c, s, -2);
+    int32_t kr = HN(g, PETREL_OP_PETREL_ROPE, k, k, rv == RV_OTHER_COS ? c2 : c, s, -2);
+    if (rv == RV_INTERLEAVED)
+        for (int i = 1; i <= 2; i++) g->nodes[g->nnodes - i].args[3].items[0].i = 1;
     if (rv == RV_WRITE_COS) HN(g, PETREL_OP_ADD__TENSOR, c, c, c, -3);
     if (rv == RV_WRITE_ELSEWHERE) {
         int32_t t = HN(g, PETREL_OP_CLONE, pos, pos, -1);
@@ -539,7 +554,8 @@ static void test_rope_fold(void) {
               {RV_Q_RESULT, "q's rope also a result", false},
               {RV_K_READ, "k's rope read elsewhere", false},
               {RV_OTHER_COS, "another cos for k", false},
-              {RV_WRITE_COS, "cos written between", false}};
+              {RV_WRITE_COS, "cos written between", false},
+              {RV_INTERLEAVED, "interleaved ropes", false}};
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
         pt_graph g;
         pt_err err = {{0}};
@@ -826,6 +842,42 @@ static void test_canon(void) {
         }
 }
 
+/* 8. Interleaved RoPE: fused with the flag, the decomposed ops gone; not
+ * fused when an intermediate (the neg) is also a result. */
+static void test_rope_interleaved(void) {
+    static const char *fixtures[] = {"rope_interleaved_export", "rope_interleaved_aten",
+                                     "rope_interleaved_partial_bf16_export", "rope_interleaved_partial_bf16_aten"};
+    static const pt_op gone[] = {PETREL_OP_NEG, PETREL_OP_SLICE,      PETREL_OP_STACK,     PETREL_OP_FLATTEN,
+                                 PETREL_OP_CAT, PETREL_OP_MUL_TENSOR, PETREL_OP_ADD_TENSOR};
+    for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
+        for (int exposed = 0; exposed < 2; exposed++) {
+            pt_mapping map;
+            pz_archive z;
+            pt_graph g;
+            pt_err err = {{0}};
+            if (!import(fixtures[i], &map, &z, &g)) {
+                CHECK(0, "%s: import", fixtures[i]);
+                continue;
+            }
+            CHECK(!exposed || expose_first(&g, PETREL_OP_NEG), "%s: no neg", fixtures[i]);
+            int fused = pc_fuse(&g);
+            pc_dce(&g);
+            CHECK(fused == !exposed && count_op(&g, PETREL_OP_PETREL_ROPE) == !exposed, "%s%s: %d fused, %d rope",
+                  fixtures[i], exposed ? " (neg exposed)" : "", fused, count_op(&g, PETREL_OP_PETREL_ROPE));
+            for (int32_t n = 0; n < g.nnodes; n++)
+                if (g.nodes[n].op == PETREL_OP_PETREL_ROPE)
+                    CHECK(g.nodes[n].args[3].kind == PT_ARG_BOOL && g.nodes[n].args[3].items[0].i == 1,
+                          "%s: the rope is not interleaved", fixtures[i]);
+            for (size_t k = 0; k < sizeof gone / sizeof gone[0] && !exposed; k++)
+                CHECK(count_op(&g, gone[k]) == 0, "%s: %d %s left", fixtures[i], count_op(&g, gone[k]),
+                      pt_op_table[gone[k]].target);
+            CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "%s: %s", fixtures[i], err.msg);
+            pt_graph_free(&g);
+            pz_close(&z);
+            pt_unmap_file(&map);
+        }
+}
+
 int main(void) {
     size_t nc = sizeof cases / sizeof cases[0], no = sizeof op_cases / sizeof op_cases[0];
     for (size_t i = 0; i < nc; i++) test_compiled(&cases[i]);
@@ -834,6 +886,7 @@ int main(void) {
     test_rope_fold();
     test_norm_fold();
     test_canon();
+    test_rope_interleaved();
     test_out_of_memory("llama_aten");
     test_out_of_memory("llama_export");
     printf("test_fusion: %zu model and %zu op fixtures, %d failure%s\n", nc, no, failures, failures == 1 ? "" : "s");

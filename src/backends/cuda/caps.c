@@ -15,10 +15,26 @@ static bool dtype_ok(const pt_graph *g, int32_t vid, uint32_t mask) {
     return v->kind != PT_V_TENSOR || (mask & (1u << v->dtype));
 }
 
+/* Arguments of a listed op that its CUDA kernel does not implement, by
+ * what they ask for (a static string), or NULL when it runs n. */
+static const char *declined_args(const pt_node *n) {
+    if (n->op == PETREL_OP_PETREL_ROPE && n->nargs > 3) { /* anything but a literal false */
+        const pt_arg *il = &n->args[3];
+        if (il->kind != PT_ARG_BOOL || il->n != 1 || il->items[0].vid >= 0 || il->items[0].i != 0)
+            return "interleaved RoPE has no CUDA kernel";
+    }
+    return NULL;
+}
+
 bool pt_cuda_supports(const pt_graph *g, const pt_node *n, const char **why) {
     uint32_t mask = cap_mask[n->op];
     if (!mask) {
         *why = "no CUDA kernel";
+        return false;
+    }
+    const char *declined = declined_args(n);
+    if (declined) {
+        *why = declined;
         return false;
     }
     for (int a = 0; a < n->nargs; a++) {

@@ -15,9 +15,10 @@
 #define PCU_DT_INT (PCU_DT(I64) | PCU_DT(I32) | PCU_DT(I16) | PCU_DT(I8) | PCU_DT(U8))
 #define PCU_DT_ALL (PCU_DT_FLOAT64 | PCU_DT_INT | PCU_DT(BOOL))
 
-/* True when the CUDA backend runs node n: its op is listed in a caps table
- * and every tensor it reads or writes has a listed dtype (and the op's
- * extra conditions hold).  Otherwise *why says what is missing. */
+/* True when the CUDA backend runs node n: its op is listed in a caps table,
+ * every tensor it reads or writes has a listed dtype and no argument asks
+ * for what its kernel lacks (caps.c: petrel.rope's interleaved).
+ * Otherwise *why (a static string) says what is missing. */
 PT_HIDDEN bool pt_cuda_supports(const pt_graph *g, const pt_node *n, const char **why);
 
 #endif /* PETREL_CUDA_CAPS_H */

@@ -11,6 +11,7 @@
 #include <math.h>
 
 #include "nn_util.h"
+#include "rope_table_plan.h"
 
 /* v rounded to dtype dt (the value a tensor of that dtype would hold). */
 static double round_to(double v, petrel_dtype dt) {
@@ -103,9 +104,12 @@ static petrel_status rope_operands(pt_exec *ex, const char *what, const pt_tenso
     return PETREL_OK;
 }
 
-/* y = petrel.rope(x, cos, sin), cb and sb from rope_operands; y is a
- * contiguous tensor of x's shape, each product rounded to its dtype. */
-static void rope_rows(const pt_tensor *x, const pt_tensor *cb, const pt_tensor *sb, const pt_tensor *y) {
+/* y = petrel.rope(x, cos, sin, interleaved), cb and sb from
+ * rope_operands; y is a contiguous tensor of x's shape, each product
+ * rounded to its dtype.  Channel d < R pairs with p (rotate-half: d -+ R/2;
+ * interleaved: d ^ 1), rotated as -x[p] when d is the pair's first. */
+static void rope_rows(const pt_tensor *x, const pt_tensor *cb, const pt_tensor *sb, bool interleaved,
+                      const pt_tensor *y) {
     if (pt_numel(x) == 0) return;
     int r = x->rank;
     petrel_dtype odt = y->dtype;
@@ -122,8 +126,9 @@ static void rope_rows(const pt_tensor *x, const pt_tensor *cb, const pt_tensor *
         for (int64_t d = 0; d < D; d++, o++) {
             double xv = pt_load_f64(xr + d * xs, x->dtype), v;
             if (d < R) {
-                double rh = d < half ? -pt_load_f64(xr + (d + half) * xs, x->dtype)
-                                     : pt_load_f64(xr + (d - half) * xs, x->dtype);
+                bool first = interleaved ? d % 2 == 0 : d < half;
+                int64_t p = interleaved ? d ^ 1 : first ? d + half : d - half;
+                double xp = pt_load_f64(xr + p * xs, x->dtype), rh = first ? -xp : xp;
                 double t1 = round_to(xv * pt_load_f64(cr + d * cs, cb->dtype), odt);
                 double t2 = round_to(rh * pt_load_f64(sr + d * ss, sb->dtype), odt);
                 v = t1 + t2;
@@ -140,7 +145,7 @@ static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
     pt_tensor cb, sb, *out;
     PT_TRY(rope_operands(ex, "rope", x, pk_tensor(ex, n, 1), pk_tensor(ex, n, 2), &cb, &sb));
     PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
-    rope_rows(x, &cb, &sb, out);
+    rope_rows(x, &cb, &sb, pk_bool(ex, n, 3), out);
     return PETREL_OK;
 }
 
@@ -158,7 +163,7 @@ static petrel_status rope_scratch(pt_exec *ex, const char *what, const pt_tensor
     memcpy(y->shape, x->shape, sizeof y->shape);
     nu_contig_strides(y->rank, y->shape, y->stride);
     if (!(y->data = (uint8_t *)nu_scratch(ex, pt_numel(x), pt_elsize(x)))) return NU_NOMEM(ex);
-    rope_rows(x, &cb, &sb, y);
+    rope_rows(x, &cb, &sb, false, y); /* sdpa_cache folds rotate-half ropes only */
     return PETREL_OK;
 }
 
@@ -310,19 +315,13 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
  * computed in double as aten.cos and aten.sin are here (unary.c), each
  * stored to float32, the scale product likewise, then the output dtype. */
 static petrel_status fused_rope_table(pt_exec *ex, const pt_node *n) {
-    const pt_tensor *inv = pk_tensor(ex, n, 0), *pos = pk_tensor(ex, n, 1);
-    if (!inv || !pos || inv->rank != 1 || pos->rank != 2 || !pt_dtype_is_float(inv->dtype) ||
-        pos->dtype == PETREL_DTYPE_BOOL)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "rope_table needs a float inv_freq (H) and positions (B, L)");
-    int dt = pk_dtype(ex, n, 3);
-    petrel_dtype odt = dt < 0 ? PETREL_DTYPE_F32 : (petrel_dtype)dt;
-    if (!pt_dtype_is_float(odt) || pk_out_dtype(ex, n, 0) != odt || pk_out_dtype(ex, n, 1) != odt)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "rope_table: both tables must have the float dtype argument's dtype");
-    int64_t H = inv->shape[0], B = pos->shape[0], L = pos->shape[1], shape[3] = {B, L, 2 * H};
-    pt_tensor *c, *s;
-    PT_TRY(pk_out_alloc(ex, n, 0, 3, shape, &c));
-    PT_TRY(pk_out_alloc(ex, n, 1, 3, shape, &s));
-    double scale = round_to(pk_float(ex, n, 2), PETREL_DTYPE_F32);
+    rope_table_args t;
+    PT_TRY(rope_table_args_of(ex, n, &t));
+    const pt_tensor *inv = t.inv, *pos = t.pos;
+    pt_tensor *c = t.cos, *s = t.sin;
+    int64_t B = t.B, L = t.L, H = t.H;
+    petrel_dtype odt = c->dtype;
+    double scale = round_to(t.scale, PETREL_DTYPE_F32);
     int64_t es = (int64_t)pt_elsize(c);
     for (int64_t b = 0; b < B; b++)
         for (int64_t l = 0; l < L; l++) {

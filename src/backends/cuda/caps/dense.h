@@ -38,6 +38,6 @@ PCU_CAP(SDPA, PCU_DT_ATTN, sdpa)
 
 /* ---- fused ----------------------------------------------------------------- */
 PCU_CAP(PETREL_RMS_NORM, PCU_DT_FLOAT, fused)
-PCU_CAP(PETREL_ROPE, PCU_DT_FLOAT, fused)
+PCU_CAP(PETREL_ROPE, PCU_DT_FLOAT, fused) /* rotate-half only: interleaved=True stays on the CPU (caps.c) */
 PCU_CAP(PETREL_SDPA_CACHE, PCU_DT_ATTN_CACHE, fused)
 PCU_CAP(PETREL_ROPE_TABLE, PCU_DT_FLOAT64 | PCU_DT_INT, fused) /* float inv_freq and tables, any positions */

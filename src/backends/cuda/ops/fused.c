@@ -18,6 +18,7 @@
 */
 #include <math.h>
 
+#include "../../cpu/ops/rope_table_plan.h"
 #include "../cuda.h"
 #include "fused_k.h"
 #include "norm_k.h"
@@ -105,6 +106,8 @@ static petrel_status rope_into(pt_exec *ex, const pt_tensor *x, const pt_tensor 
 static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
     const pt_tensor *x = pk_tensor(ex, n, 0);
     if (!x || x->rank < 1) return pk_fail(ex, PETREL_ERR_SHAPE, "rope needs x (..., D)");
+    if (pk_bool(ex, n, 3)) /* the partitioner keeps these on the CPU (caps.c) */
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA rope is rotate-half only (interleaved=True runs on the CPU)");
     pt_tensor *out;
     PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
     return rope_into(ex, x, pk_tensor(ex, n, 1), pk_tensor(ex, n, 2), out->dtype, out->data, "x");
@@ -256,22 +259,11 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
 /* ---- petrel.rope_table ------------------------------------------------------ */
 
 static petrel_status fused_rope_table(pt_exec *ex, const pt_node *n) {
-    const pt_tensor *inv = pk_tensor(ex, n, 0), *pos = pk_tensor(ex, n, 1);
-    if (!inv || !pos || inv->rank != 1 || pos->rank != 2 || !pt_dtype_is_float(inv->dtype) ||
-        pos->dtype == PETREL_DTYPE_BOOL)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "rope_table needs a float inv_freq (H) and positions (B, L)");
-    int dt = pk_dtype(ex, n, 3);
-    petrel_dtype odt = dt < 0 ? PETREL_DTYPE_F32 : (petrel_dtype)dt;
-    if (!pt_dtype_is_float(odt) || pk_out_dtype(ex, n, 0) != odt || pk_out_dtype(ex, n, 1) != odt)
-        return pk_fail(ex, PETREL_ERR_SHAPE, "rope_table: both tables must have the float dtype argument's dtype");
-    int64_t H = inv->shape[0], B = pos->shape[0], L = pos->shape[1], shape[3] = {B, L, 2 * H};
-    pt_tensor *c, *s;
-    PT_TRY(pk_out_alloc(ex, n, 0, 3, shape, &c));
-    PT_TRY(pk_out_alloc(ex, n, 1, 3, shape, &s));
-    pcu_rope_table a = {.inv = inv->data, .pos = pos->data, .inv_dt = inv->dtype, .pos_dt = pos->dtype,
-                        .odt = odt, .inv_s = inv->stride[0], .pos_s = {pos->stride[0], pos->stride[1]},
-                        .cos = c->data, .sin = s->data, .B = B, .L = L, .H = H,
-                        .scale = (float)pk_float(ex, n, 2)};
+    rope_table_args t;
+    PT_TRY(rope_table_args_of(ex, n, &t));
+    pcu_rope_table a = {.inv = t.inv->data, .pos = t.pos->data, .inv_dt = t.inv->dtype, .pos_dt = t.pos->dtype,
+                        .odt = t.cos->dtype, .inv_s = t.inv->stride[0], .pos_s = {t.pos->stride[0], t.pos->stride[1]},
+                        .cos = t.cos->data, .sin = t.sin->data, .B = t.B, .L = t.L, .H = t.H, .scale = (float)t.scale};
     PCU_LAUNCHED(ex, pcu_rope_table_launch(pcu_stream(ex), &a), "rope_table");
     return PETREL_OK;
 }
