@@ -334,8 +334,8 @@ typedef void (*petrel_progress_fn)(const char *stage, int64_t done, int64_t tota
 typedef struct petrel_compile_opts {
     const char *backend;      /* "cpu" (default when NULL) */
     /* compute dtype (docs/ARCHITECTURE.md, "Compute dtype"): NULL = as exported;
-     * "fp32", "fp16" or "bf16" converts a float32 export as torch's
-     * model.to(dtype) before the export would have */
+     * "fp32", "fp16" or "bf16" converts a float32, bf16 or fp16 export as
+     * torch's model.to(dtype) before the export would have */
     const char *dtype;
     /* weight quantization (docs/ARCHITECTURE.md, "Quantization"): NULL = float
      * weights; "int8", "int4" or "int2", optionally ":sym" and ":gs=32|64|128"

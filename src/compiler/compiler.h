@@ -101,9 +101,10 @@ typedef struct pc_dtype_result {
  * PETREL_ERR_INVALID_ARG naming the problem. */
 PT_HIDDEN petrel_status pc_dtype_parse(const char *name, petrel_dtype *out, pt_err *err);
 
-/* Convert a float32 program to compute in `to` as exporting after torch's
- * model.to(to) would (the rule: dtype.c).  Other programs are refused
- * (PETREL_ERR_UNSUPPORTED); `to` float32 changes nothing.  On failure the
+/* Convert a float32, bf16 or fp16 program to compute in `to` as exporting
+ * after torch's model.to(to) would (the rules: dtype.c).  What those rules
+ * cannot convert exactly is refused (PETREL_ERR_UNSUPPORTED); `to` equal
+ * to the program's dtype changes nothing.  On failure the
  * graph must be discarded; *r is always to be freed with pc_dtype_free,
  * after the graph. */
 PT_HIDDEN petrel_status pc_convert_dtype(pt_graph *g, petrel_dtype to, pc_dtype_result *r, pt_err *err);

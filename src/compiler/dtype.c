@@ -1,11 +1,11 @@
 /*
-** dtype.c -- compute-dtype conversion (`petrel compile --dtype`): a
-** float32 export becomes the program that exporting after torch's
-** `model.to(torch.bfloat16)` (or float16) would have given.
+** dtype.c -- compute-dtype conversion (`petrel compile --dtype`): an
+** export becomes the program that exporting after torch's
+** `model.to(dtype)` would have given.  Two sources, two rules.
 **
-** torch's .to converts parameters and buffers only; the model's explicit
-** casts stay, and every other dtype follows by type promotion.  The pass
-** does the same on the graph:
+** A float32 export to bf16 or fp16.  torch's .to converts parameters and
+** buffers only; the model's explicit casts stay, and every other dtype
+** follows by type promotion.  The pass does the same on the graph:
 **
 **   - float32 weights, constants, state buffers (KV caches) and float32
 **     user inputs take the target dtype; their bytes are converted (round
@@ -28,18 +28,39 @@
 **     cast meant as a literal `.float()` of an already-float32 value is
 **     indistinguishable and becomes a cast to the target too.
 **
-** Known gap: the aliasing fix-up (unalias) looks only at the node that
-** mixes an upcast result with a half tensor; Qwen3's q/k norms reach the
-** residual through views first, so there a part of each layer stays
-** float32 (valid and accurate, 4 of 23 fusions missed).  An ATen-form
-** export has no no-op casts at all, so its norms would compute in the
-** target dtype; llama_aten is refused (a KV cache would receive float32
-** values).  Both want per-reader tracking of the aliases.
+** A bf16 or fp16 export to the other half dtype or to float32.  There
+** every float32 value is one of the model's deliberate upcasts (the model
+** was made half precision, so only its own casts make float32), and every
+** cast between the half dtype and float32 is a real conversion that both
+** export forms keep.  So float32 values and casts to float32 stay, and
+** every tensor (weight, buffer, input, intermediate) and every dtype
+** argument (casts, creation ops, dtype=) of the source dtype takes the
+** target dtype.  As long as the program holds no tensor of the target
+** half dtype (refused: bf16 + fp16 promote to float32, target + target do
+** not), that renaming is torch's promotion of the renamed inputs: the
+** source dtype with float32 gives float32 before and after.  The bf16
+** core-ATen Llama export converted to fp16 is the fp16 one value for
+** value (and back); the bf16 export converted to float32 is the float32
+** one but for reads through its no-op upcasts (test_dtype).  Weights are
+** rounded once (bf16 -> fp16 is exact within fp16's range, beyond it a
+** value becomes inf as under torch's .to; to float32 nothing rounds).
 **
-** Only float32 programs are converted (a half-precision export cannot say
-** which of its float32 values are deliberate); --dtype fp32 on a float32
-** program changes nothing.  The new weight bytes are owned by the result
-** until pc_dtype_free (after the program is written).  Layer: compiler.
+** Known gap (float32 sources): the aliasing fix-up (unalias) looks only
+** at the node that mixes an upcast result with a half tensor; Qwen3's q/k
+** norms reach the residual through views first, so there a part of each
+** layer stays float32 (valid and accurate, 4 of 23 fusions missed).  A
+** float32 core-ATen export has no no-op casts at all (decomposition drops
+** them), so its norms would compute in the target dtype; llama_aten is
+** refused (a KV cache would receive float32 values).  Both want
+** per-reader tracking of the aliases.  Half-precision core-ATen exports
+** convert: they lose no cast that matters (a no-op cast there is one in
+** the target too).
+**
+** Refused: float64 weights or inputs, a program holding both half dtypes,
+** view.dtype of a tensor whose dtype changes (its bits would mean another
+** value).  --dtype equal to the program's dtype changes nothing.  The new
+** weight bytes are owned by the result until pc_dtype_free (after the
+** program is written).  Layer: compiler.
 */
 #include <stdio.h>
 #include <string.h>
@@ -153,6 +174,37 @@ static petrel_status infer(pt_graph *g, petrel_dtype to, petrel_dtype *dt, int32
             else if (p >= 0) dt[o] = (petrel_dtype)p;
         }
     }
+    return PETREL_OK;
+}
+
+/* New dtypes of a half-precision program's values (from: bf16 or fp16),
+ * rewriting its dtype arguments (the file comment's second rule). */
+static petrel_status rename_half(pt_graph *g, petrel_dtype from, petrel_dtype to, petrel_dtype *dt, pt_err *err) {
+    for (int32_t v = 0; v < g->nvalues; v++) {
+        const pt_value *x = &g->values[v];
+        bool tensor = x->kind == PT_V_TENSOR;
+        if (tensor && x->dtype == to && to != PETREL_DTYPE_F32)
+            return pt_fail(err, PETREL_ERR_UNSUPPORTED,
+                           "--dtype: the %s program already holds %s tensors ('%s'): mixed half dtypes are not converted",
+                           petrel_dtype_name(from), petrel_dtype_name(to), x->name);
+        dt[v] = tensor && x->dtype == from ? to : x->dtype;
+    }
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        pt_node *n = &g->nodes[i];
+        pt_arg *da = dtype_arg(n);
+        int32_t x0 = n->nargs && n->args[0].kind == PT_ARG_TENSOR ? n->args[0].items[0].vid : -1;
+        bool bits = (x0 >= 0 && dt[x0] != g->values[x0].dtype) || (da && da->items[0].i == from);
+        if (n->op == PETREL_OP_VIEW_AS_DTYPE && bits)
+            return pt_fail(err, PETREL_ERR_UNSUPPORTED,
+                           "--dtype: node '%s' reinterprets the bits of a converted tensor (view.dtype)", n->name);
+        for (int a = 0; a < n->nargs; a++)
+            if (n->args[a].kind == PT_ARG_DTYPE && n->args[a].items[0].i == from) n->args[a].items[0].i = to;
+    }
+    return PETREL_OK;
+}
+
+/* Refuse a state buffer (KV cache) whose update would change dtype. */
+static petrel_status check_state(const pt_graph *g, const petrel_dtype *dt, pt_err *err) {
     for (int32_t i = 0; i < g->nmuts; i++)
         if (dt[g->muts[i].buffer_vid] != dt[g->muts[i].value_vid])
             return pt_fail(err, PETREL_ERR_UNSUPPORTED, "--dtype: state buffer '%s' would receive %s values",
@@ -160,66 +212,86 @@ static petrel_status infer(pt_graph *g, petrel_dtype to, petrel_dtype *dt, int32
     return PETREL_OK;
 }
 
-/* Convert the float32 storage of weight v into a new allocation (once per
- * storage: values sharing it share the copy).  False when memory ran out. */
-static bool convert_weight(pt_graph *g, int32_t v, petrel_dtype to, pc_dtype_result *r, const uint8_t **from) {
+/* The float dtype of the program's weights and float user inputs: the half
+ * dtype they use, else float32.  Refused: other float dtypes, both half
+ * dtypes. */
+static petrel_status source_dtype(const pt_graph *g, petrel_dtype *from, pt_err *err) {
+    int32_t first = -1; /* the first half-precision one */
+    *from = PETREL_DTYPE_F32;
+    for (int32_t v = 0; v < g->nvalues; v++) {
+        const pt_value *x = &g->values[v];
+        if (x->kind != PT_V_TENSOR || !(is_weight(x) || x->src == PT_SRC_USER_INPUT) || !pt_dtype_is_float(x->dtype) ||
+            x->dtype == PETREL_DTYPE_F32 || x->dtype == *from)
+            continue;
+        const char *name = x->fqn ? x->fqn : x->name;
+        if (x->dtype != PETREL_DTYPE_BF16 && x->dtype != PETREL_DTYPE_F16)
+            return pt_fail(err, PETREL_ERR_UNSUPPORTED,
+                           "--dtype: converting a %s program is not supported ('%s' is %s)", petrel_dtype_name(x->dtype),
+                           name, petrel_dtype_name(x->dtype));
+        if (first >= 0)
+            return pt_fail(err, PETREL_ERR_UNSUPPORTED,
+                           "--dtype: '%s' is %s, '%s' %s: mixed half dtypes are not converted",
+                           g->values[first].fqn ? g->values[first].fqn : g->values[first].name,
+                           petrel_dtype_name(*from), name, petrel_dtype_name(x->dtype));
+        *from = x->dtype;
+        first = v;
+    }
+    return PETREL_OK;
+}
+
+/* Convert the storage of weight v from `from` to `to` into a new allocation
+ * (once per storage: values sharing it share the copy).  False when memory
+ * ran out. */
+static bool convert_weight(pt_graph *g, int32_t v, petrel_dtype from, petrel_dtype to, pc_dtype_result *r,
+                           const uint8_t **src) {
     pt_value *x = &g->values[v];
+    size_t fs = pt_dtype_traits_table[from].size, ts = pt_dtype_traits_table[to].size;
     for (int32_t b = 0; b < r->nblobs; b++)
-        if (from[b] == x->data) {
+        if (src[b] == x->data) {
             x->data = r->blobs[b];
-            x->data_bytes /= 2;
+            x->data_bytes = x->data_bytes / (int64_t)fs * (int64_t)ts;
             return true;
         }
-    int64_t n = x->data_bytes / 4;
-    uint8_t *out = pt_malloc((size_t)(n ? n * 2 : 1));
+    int64_t n = x->data_bytes / (int64_t)fs;
+    uint8_t *out = pt_malloc(n ? (size_t)n * ts : 1);
     if (!out) return false;
-    for (int64_t i = 0; i < n; i++) {
-        float f;
-        memcpy(&f, x->data + i * 4, 4);
-        uint16_t h = to == PETREL_DTYPE_BF16 ? pt_f32_to_bf16(f) : pt_f32_to_f16(f);
-        memcpy(out + i * 2, &h, 2);
-    }
-    from[r->nblobs] = x->data;
+    for (int64_t i = 0; i < n; i++) pt_store_f64(out + (size_t)i * ts, to, pt_load_f64(x->data + (size_t)i * fs, from));
+    src[r->nblobs] = x->data;
     r->blobs[r->nblobs++] = out;
     r->converted++;
     r->bytes_before += x->data_bytes;
-    r->bytes_after += n * 2;
+    r->bytes_after += n * (int64_t)ts;
     x->data = out;
-    x->data_bytes = n * 2;
+    x->data_bytes = n * (int64_t)ts;
     return true;
 }
 
 petrel_status pc_convert_dtype(pt_graph *g, petrel_dtype to, pc_dtype_result *r, pt_err *err) {
     memset(r, 0, sizeof *r);
-    r->from = r->to = PETREL_DTYPE_F32;
-    for (int32_t v = 0; v < g->nvalues; v++) {
-        const pt_value *x = &g->values[v];
-        if (x->kind == PT_V_TENSOR && (is_weight(x) || x->src == PT_SRC_USER_INPUT) && pt_dtype_is_float(x->dtype) &&
-            x->dtype != PETREL_DTYPE_F32)
-            return pt_fail(err, PETREL_ERR_UNSUPPORTED,
-                           "--dtype: converting a %s program is not supported yet ('%s' is %s); export in float32",
-                           petrel_dtype_name(x->dtype), x->fqn ? x->fqn : x->name, petrel_dtype_name(x->dtype));
-    }
-    if (to == PETREL_DTYPE_F32) return PETREL_OK;
-    if (to != PETREL_DTYPE_BF16 && to != PETREL_DTYPE_F16)
+    petrel_dtype from;
+    petrel_status st = source_dtype(g, &from, err);
+    r->from = r->to = from;
+    if (st != PETREL_OK || to == from) return st;
+    if (to != PETREL_DTYPE_F32 && to != PETREL_DTYPE_BF16 && to != PETREL_DTYPE_F16)
         return pt_fail(err, PETREL_ERR_INVALID_ARG, "--dtype: target %s is not fp32, fp16 or bf16",
                        petrel_dtype_name(to));
     r->to = to;
     petrel_dtype *dt = pt_malloc((size_t)(g->nvalues ? g->nvalues : 1) * sizeof *dt);
-    const uint8_t **from = pt_malloc((size_t)(g->nvalues ? g->nvalues : 1) * sizeof *from);
+    const uint8_t **src = pt_malloc((size_t)(g->nvalues ? g->nvalues : 1) * sizeof *src);
     int32_t *up = pt_malloc((size_t)(g->nvalues ? g->nvalues : 1) * sizeof *up);
     r->blobs = pt_calloc((size_t)(g->nvalues ? g->nvalues : 1), sizeof *r->blobs);
-    petrel_status st = PETREL_OK;
-    if (!dt || !from || !up || !r->blobs) {
+    if (!dt || !src || !up || !r->blobs) {
         st = pt_fail(err, PETREL_ERR_NOMEM, "out of memory converting the dtype");
         goto done;
     }
     /* infer first: a refusal converts no bytes (the caller discards the graph) */
-    if ((st = infer(g, to, dt, up, err)) != PETREL_OK) goto done;
+    st = from == PETREL_DTYPE_F32 ? infer(g, to, dt, up, err) : rename_half(g, from, to, dt, err);
+    if (st == PETREL_OK) st = check_state(g, dt, err);
+    if (st != PETREL_OK) goto done;
     for (int32_t v = 0; v < g->nvalues; v++) {
         pt_value *x = &g->values[v];
         if (x->kind != PT_V_TENSOR || dt[v] == x->dtype) continue;
-        if (is_weight(x) && x->data && !convert_weight(g, v, to, r, from)) {
+        if (is_weight(x) && x->data && !convert_weight(g, v, from, to, r, src)) {
             st = pt_fail(err, PETREL_ERR_NOMEM, "out of memory converting the weights");
             goto done;
         }
@@ -227,7 +299,7 @@ petrel_status pc_convert_dtype(pt_graph *g, petrel_dtype to, pc_dtype_result *r,
     }
 done:
     pt_free(dt);
-    pt_free(from);
+    pt_free(src);
     pt_free(up);
     return st;
 }

@@ -54,7 +54,7 @@ if [ -n "$model" ]; then
     expect_fail "compile --dtype int4" "$petrel" compile "$llm" -o "$tmp/out.safetensors" --dtype int4
     grep -q -- "--dtype 'int4': expected fp32, fp16 or bf16" "$tmp/stderr" || { echo "FAIL --dtype int4: $(cat "$tmp/stderr")"; fail=1; }
     expect_fail "compile --dtype without a value" "$petrel" compile "$llm" -o "$tmp/out.safetensors" --dtype
-    expect_fail "compile --dtype of a bf16 program" "$petrel" compile "$fixtures/llama_bf16_export/model.pt2" -o "$tmp/out.safetensors" --dtype fp16
+    expect_fail "compile --dtype of a program mixing bf16 and fp16" "$petrel" compile "$fixtures/bf16_to_half_export/model.pt2" -o "$tmp/out.safetensors" --dtype fp16
     expect_fail "compile --quant without a value" "$petrel" compile "$llm" -o "$tmp/out.safetensors" --quant
     expect_fail "compile --quant-skip without a value" "$petrel" compile "$llm" -o "$tmp/out.safetensors" --quant int4 --quant-skip
     expect_fail "compile --quant-embedding without --quant" "$petrel" compile "$llm" -o "$tmp/out.safetensors" --quant-embedding
