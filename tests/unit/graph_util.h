@@ -5,6 +5,7 @@
 #ifndef PETREL_TESTS_GRAPH_UTIL_H
 #define PETREL_TESTS_GRAPH_UTIL_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,5 +48,20 @@ static inline int32_t tg_value(pt_graph *g, const char *name, pt_vsrc src, petre
     }
     return g->nvalues++;
 }
+
+#ifdef PETREL_FORMAT_H
+/* Write g as a program file at path and load it: the program, or NULL with
+ * why in why[n] (the file removed).  For tests that include format.h. */
+static inline petrel_program_t *tg_load(const pt_graph *g, const char *path, char *why, size_t n) {
+    pt_err err = {{0}};
+    petrel_program_t *p = NULL;
+    if (pf_write(g, NULL, 0, path, &err) != PETREL_OK || petrel_program_load(&p, path, NULL) != PETREL_OK) {
+        snprintf(why, n, "%s", err.msg[0] ? err.msg : petrel_last_error());
+        remove(path);
+        return NULL;
+    }
+    return p;
+}
+#endif
 
 #endif /* PETREL_TESTS_GRAPH_UTIL_H */

@@ -508,14 +508,9 @@ static char run_error[512]; /* why run_rope_graph failed */
  * fixed inputs, appending output 0's elements to out.  Returns their
  * count, -1 on failure (run_error says why). */
 static int run_rope_graph(const pt_graph *g, double *out, int max) {
-    pt_err err = {{0}};
-    petrel_program_t *p = NULL;
     run_error[0] = 0;
-    if (pf_write(g, NULL, 0, out_path, &err) != PETREL_OK || petrel_program_load(&p, out_path, NULL) != PETREL_OK) {
-        snprintf(run_error, sizeof run_error, "%s", err.msg[0] ? err.msg : petrel_last_error());
-        remove(out_path);
-        return -1;
-    }
+    petrel_program_t *p = tg_load(g, out_path, run_error, sizeof run_error);
+    if (!p) return -1;
     int n = 0;
     uint16_t data[6][36]; /* bf16 */
     for (int call = 0; call < 2 && n >= 0; call++) {
@@ -698,14 +693,9 @@ static void norm_graph(pt_graph *g, norm_variant nv) {
  * outputs' elements to out.  Returns their count, -1 on failure
  * (run_error says why). */
 static int run_norm_graph(const pt_graph *g, double *out, int max) {
-    pt_err err = {{0}};
-    petrel_program_t *p = NULL;
     run_error[0] = 0;
-    if (pf_write(g, NULL, 0, out_path, &err) != PETREL_OK || petrel_program_load(&p, out_path, NULL) != PETREL_OK) {
-        snprintf(run_error, sizeof run_error, "%s", err.msg[0] ? err.msg : petrel_last_error());
-        remove(out_path);
-        return -1;
-    }
+    petrel_program_t *p = tg_load(g, out_path, run_error, sizeof run_error);
+    if (!p) return -1;
     int n = 0;
     uint32_t data[4][48]; /* up to 48 elements of up to 4 bytes */
     for (int i = 0; i < g->ninputs && n >= 0; i++) {

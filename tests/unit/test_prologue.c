@@ -305,14 +305,9 @@ static char run_error[512]; /* why run_table failed */
  * and small positions; the two tables' bytes go to out (max bytes).
  * Returns the byte count, -1 on failure (run_error says why). */
 static int run_table(const pt_graph *g, uint8_t *out, int max) {
-    pt_err err = {{0}};
-    petrel_program_t *p = NULL;
     run_error[0] = 0;
-    if (pf_write(g, NULL, 0, out_path, &err) != PETREL_OK || petrel_program_load(&p, out_path, NULL) != PETREL_OK) {
-        snprintf(run_error, sizeof run_error, "%s", err.msg[0] ? err.msg : petrel_last_error());
-        remove(out_path);
-        return -1;
-    }
+    petrel_program_t *p = tg_load(g, out_path, run_error, sizeof run_error);
+    if (!p) return -1;
     const pt_value *iv = &g->values[g->inputs[0]], *pv = &g->values[g->inputs[1]];
     uint64_t inv[16]; /* room for any dtype */
     int64_t H = iv->shape[0].lit, pos[16];
