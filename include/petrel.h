@@ -135,6 +135,8 @@ typedef struct petrel_load_opts {
     bool verify_weights;  /* program files: also checksum the weights (reads every page) */
     bool inspect_only;    /* read and verify, but prepare no backend (cannot execute):
                            * for looking at a program on a machine without its device */
+    int32_t threads;      /* threads of the CPU kernels: 0 = one per online CPU, 1 = the
+                           * caller's only (results are the same for any count) */
 } petrel_load_opts;
 
 /* What a program input or output is. */

@@ -156,6 +156,7 @@ typedef enum petrel_llm_family {
 typedef struct petrel_llm_opts {
     const char *backend;             /* "cpu" (default when NULL), "cuda" */
     petrel_sampler_params sampling;  /* the session's sampler */
+    int32_t threads;                 /* CPU threads (petrel_load_opts.threads): 0 = one per CPU */
 } petrel_llm_opts;
 
 /** Backend NULL and petrel_sampler_default_params(). */

@@ -24,7 +24,11 @@ typedef struct cli_llm_flags {
     petrel_sampler_params sampling;   /* --temp, --top-k, ... */
     bool seed_given;                  /* --seed; else a fresh seed per run */
     int32_t max_new;                  /* -n; -1: until EOS or the cache is full */
+    int32_t threads;                  /* --threads; 0: one per CPU */
 } cli_llm_flags;
+
+/* Parse a --threads value (0: one per CPU); false when it is not one. */
+bool cli_parse_threads(const char *v, int32_t *out);
 
 void cli_llm_flags_init(cli_llm_flags *f);
 /* Parse argv[*i] when it is a shared flag, advancing *i past its value:

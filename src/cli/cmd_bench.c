@@ -44,6 +44,7 @@ typedef struct bench_opts {
     int n_prefill;
     uint64_t seed;
     bool json, profile;
+    int32_t threads; /* --threads: 0 = one per CPU */
 } bench_opts;
 
 /* One prefill row: tokens per second, or why it was skipped. */
@@ -123,7 +124,8 @@ static int parse_flags(bench_opts *o, int argc, char **argv) {
         }
         bool takes_value = !strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--backend") ||
                            !strcmp(a, "--prompt") || !strcmp(a, "--gen") || !strcmp(a, "--prefill") ||
-                           !strcmp(a, "--reps") || !strcmp(a, "--warmup") || !strcmp(a, "--seed");
+                           !strcmp(a, "--reps") || !strcmp(a, "--warmup") || !strcmp(a, "--seed") ||
+                           !strcmp(a, "--threads");
         if (!takes_value) {
             if (a[0] == '-' && a[1]) return cli_error("bench: unknown option '%s' (see 'petrel help')", a);
             return cli_error("bench: unexpected argument '%s' (the model goes after -m)", a);
@@ -147,6 +149,9 @@ static int parse_flags(bench_opts *o, int argc, char **argv) {
         } else if (!strcmp(a, "--reps")) {
             if (!parse_int(v, 1, MAX_REPS, &o->reps))
                 return cli_error("bench: --reps must be an integer in [1, %d], not '%s'", MAX_REPS, v);
+        } else if (!strcmp(a, "--threads")) {
+            if (!cli_parse_threads(v, &o->threads))
+                return cli_error("bench: --threads must be an integer from 0 (one per CPU) to 64, not '%s'", v);
         } else if (!strcmp(a, "--warmup")) {
             if (!parse_int(v, 0, MAX_REPS, &o->warmup))
                 return cli_error("bench: --warmup must be an integer in [0, %d], not '%s'", MAX_REPS, v);
@@ -451,6 +456,7 @@ int cmd_bench(int argc, char **argv) {
     if (program_stats(&o, &ps)) return 1;
     petrel_llm_opts lo = petrel_llm_default_opts();
     lo.backend = o.backend;
+    lo.threads = o.threads;
     lo.sampling.temperature = 0; /* greedy */
     petrel_llm_t *llm = NULL;
     double t0 = now_s();

@@ -61,14 +61,19 @@ done:
 
 int cmd_run(int argc, char **argv) {
     const char *program = NULL, *backend = NULL;
+    int32_t threads = 0;
     const char *ins[MAX_STEPS], *outs[MAX_STEPS];
     int nin = 0, nout = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--inputs") || !strcmp(a, "--outputs") || !strcmp(a, "--backend")) {
+        if (!strcmp(a, "--inputs") || !strcmp(a, "--outputs") || !strcmp(a, "--backend") || !strcmp(a, "--threads")) {
             if (i + 1 >= argc) return cli_error("%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--backend")) backend = v;
+            else if (!strcmp(a, "--threads")) {
+                if (!cli_parse_threads(v, &threads))
+                    return cli_error("run: --threads must be an integer from 0 (one per CPU) to 64, not '%s'", v);
+            }
             else if (!strcmp(a, "--inputs")) {
                 if (nin == MAX_STEPS) return cli_error("too many --inputs (max %d)", MAX_STEPS);
                 ins[nin++] = v;
@@ -84,7 +89,7 @@ int cmd_run(int argc, char **argv) {
             return cli_error("run: unexpected argument '%s'", a);
         }
     }
-    if (!program) return cli_error("usage: petrel run PROGRAM --inputs IN.safetensors --outputs OUT.safetensors [--backend cpu|cuda]");
+    if (!program) return cli_error("usage: petrel run PROGRAM --inputs IN.safetensors --outputs OUT.safetensors [--backend cpu|cuda] [--threads N]");
     if (nin == 0 || nin != nout)
         return cli_error("run: give one --outputs for each --inputs (got %d --inputs, %d --outputs)", nin, nout);
     if (backend && strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
@@ -94,7 +99,7 @@ int cmd_run(int argc, char **argv) {
     for (int s = 0; s < nout; s++)
         if (cli_check_output("run", outs[s], reads, nin + 1, true)) return 1;
     petrel_program_t *prog = NULL;
-    petrel_load_opts opts = {.backend = backend};
+    petrel_load_opts opts = {.backend = backend, .threads = threads};
     if (petrel_program_load(&prog, program, &opts) != PETREL_OK) return cli_error("%s", petrel_last_error());
     int rc = 0;
     for (int s = 0; s < nin && rc == 0; s++) rc = run_step(prog, ins[s], outs[s]);

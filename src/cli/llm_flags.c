@@ -40,10 +40,17 @@ static bool parse_f(const char *s, float *out) {
     return true;
 }
 
+bool cli_parse_threads(const char *v, int32_t *out) {
+    long long n;
+    if (!parse_i64(v, 0, 64, &n)) return false;
+    *out = (int32_t)n;
+    return true;
+}
+
 int cli_llm_flag(cli_llm_flags *f, const char *verb, int argc, char **argv, int *i) {
     static const char *const with_value[] = {
         "-m", "--model", "-n", "--max-tokens", "--temp", "--top-k", "--top-p", "--min-p",
-        "--repeat-penalty", "--presence-penalty", "--repeat-last-n", "--seed", "--backend",
+        "--repeat-penalty", "--presence-penalty", "--repeat-last-n", "--seed", "--backend", "--threads",
     };
     const char *a = argv[*i];
     bool known = false;
@@ -60,6 +67,9 @@ int cli_llm_flag(cli_llm_flags *f, const char *verb, int argc, char **argv, int 
         if (strcmp(v, "cpu") && strcmp(v, "cuda"))
             return -cli_error("%s: --backend must be cpu or cuda, not '%s'", verb, v);
         f->backend = v;
+    } else if (!strcmp(a, "--threads")) {
+        if (!cli_parse_threads(v, &f->threads))
+            return -cli_error("%s: --threads must be an integer from 0 (one per CPU) to 64, not '%s'", verb, v);
     } else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) {
         if (!parse_i64(v, -1, INT32_MAX, &n))
             return -cli_error("%s: %s must be an integer >= -1 (-1: until the end of the text), not '%s'", verb, a, v);
@@ -112,6 +122,7 @@ int cli_llm_load(petrel_llm_t **llm, cli_llm_flags *f, const char *verb) {
     petrel_llm_opts o = petrel_llm_default_opts();
     o.backend = f->backend;
     o.sampling = f->sampling;
+    o.threads = f->threads;
     if (petrel_llm_load(llm, f->model, &o) != PETREL_OK) return cli_error("%s", petrel_last_error());
     return 0;
 }

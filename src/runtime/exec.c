@@ -445,6 +445,7 @@ void pt_exec_free(pt_exec *ex) {
         for (int32_t i = 0; i < g->nvalues; i++) pt_storage_release(ex->state[i].storage);
     if (ex->astor)
         for (int32_t i = 0; i < g->nvalues; i++) twin_drop(&ex->astor[i]);
+    pt_pool_free(ex->pool);
     for (int32_t i = 0; i < ex->nspill; i++) pt_free(ex->spill[i]);
     pt_free(ex->spill);
     pt_free(ex->scr);
@@ -1062,6 +1063,12 @@ petrel_status pt_exec_output_topk(pt_exec *ex, int i, int64_t row, int32_t k, fl
 }
 
 /* ---- the pk_* kernel interface ------------------------------------------ */
+
+void pk_parallel(pt_exec *ex, int64_t items, int64_t min_items, pt_pool_fn fn, void *ctx) {
+    pt_pool_for(ex->pool, items, min_items, fn, ctx);
+}
+
+int pk_threads(pt_exec *ex) { return pt_pool_threads(ex->pool); }
 
 static const pt_arg *arg_at(const pt_node *n, int a) { return &n->args[a]; }
 

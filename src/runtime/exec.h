@@ -36,6 +36,7 @@ struct pt_exec {
     void **spill;             /* overflow blocks of the current node */
     int32_t nspill, cap_spill;
     bool ran;                 /* outputs of a previous execute are alive */
+    struct pt_pool *pool;     /* the CPU kernels' worker threads (NULL: one thread) */
     bool oom;                 /* a helper allocation failed during this node */
     /* device (NULL when every node runs on the CPU) */
     const pt_device_ops *dev;

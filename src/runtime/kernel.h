@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "../ir/ir.h"
+#include "pool.h"
 
 /* Refcounted backing memory of tensors.  `owned` storages are freed when the
  * last reference goes; borrowed ones point into the program mapping. */
@@ -174,6 +175,14 @@ PT_HIDDEN void pk_out_bool(pt_exec *ex, const pt_node *n, int k, bool v);
 PT_HIDDEN petrel_status pk_copy_into(pt_exec *ex, const pt_tensor *dst, const pt_tensor *src);
 /* Scratch memory valid until the node finishes (NULL on failure). */
 PT_HIDDEN void *pk_scratch(pt_exec *ex, size_t nbytes);
+/* fn over items [0, items) on the program's CPU threads (runtime/pool.h):
+ * one contiguous range per thread, at least min_items each; returns when
+ * all are done.  Each item must be computed whole by the range that holds
+ * it (results then do not depend on the thread count), and fn may not
+ * call pk_* functions (they are not thread-safe). */
+PT_HIDDEN void pk_parallel(pt_exec *ex, int64_t items, int64_t min_items, pt_pool_fn fn, void *ctx);
+/* The most parts a pk_parallel loop has (per-part scratch is sized by it). */
+PT_HIDDEN int pk_threads(pt_exec *ex);
 
 /* Fail the node with a message; the executor prefixes the node name. */
 PT_HIDDEN petrel_status pk_fail(pt_exec *ex, petrel_status st, const char *fmt, ...)

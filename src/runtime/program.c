@@ -70,6 +70,8 @@ static petrel_status load_common(petrel_program_t *p, const uint8_t *buf, uint64
         pt_free(vdev);
     } else if (st == PETREL_OK) {
         st = pt_exec_init(&p->exec, &p->graph, &p->err);
+        int threads = opts && opts->threads > 0 ? opts->threads : pt_pool_default_threads();
+        if (st == PETREL_OK && threads > 1) p->exec.pool = pt_pool_new(threads); /* NULL: one thread, still right */
     }
     if (st == PETREL_OK) {
         p->out_names = pt_calloc((size_t)(p->graph.noutputs ? p->graph.noutputs : 1), sizeof(char *));
@@ -85,6 +87,8 @@ static petrel_status load_common(petrel_program_t *p, const uint8_t *buf, uint64
 }
 
 static petrel_status check_backend(const petrel_load_opts *opts) {
+    if (opts && opts->threads < 0)
+        return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "threads must be 0 (one per CPU) or more, not %d", (int)opts->threads);
     const char *backend = opts && opts->backend ? opts->backend : "cpu";
     if (!strcmp(backend, "cpu")) return PETREL_OK;
     if (strcmp(backend, "cuda") != 0)

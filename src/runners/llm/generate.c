@@ -212,7 +212,7 @@ petrel_status petrel_llm_load(petrel_llm_t **out, const char *path, const petrel
     petrel_llm_t *llm = pt_calloc(1, sizeof *llm);
     if (!llm) return pt_fail(NULL, PETREL_ERR_NOMEM, "out of memory");
     llm->pending = -1;
-    petrel_load_opts lo = {.backend = o.backend};
+    petrel_load_opts lo = {.backend = o.backend, .threads = o.threads};
     petrel_status st = petrel_program_load(&llm->prog, path, &lo);
     const void *data;
     size_t size;

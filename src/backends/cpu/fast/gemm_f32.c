@@ -63,8 +63,7 @@ __attribute__((target("avx2,fma"))) static float dot_avx2(const float *x, const 
 
 void cpu_fast_gemm_nt_f32(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const float *b,
                           int64_t ldb, float *out, int64_t ldo, float alpha) {
-    static int have_avx2 = -1;
-    if (have_avx2 < 0) have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    bool have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); /* no static: threads call this */
     /* b rows in the outer loop: each weight row is read once per call for
      * decode (M = 1) and stays in cache across the M rows of a prefill */
     int64_t j = 0;

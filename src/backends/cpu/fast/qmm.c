@@ -37,11 +37,7 @@ static bool qmm_on = true;
 
 void cpu_fast_qmm_enable(bool on) { qmm_on = on; }
 
-static bool have_avx512(void) {
-    static int have = -1;
-    if (have < 0) have = __builtin_cpu_supports("avx512f");
-    return have;
-}
+static bool have_avx512(void) { return __builtin_cpu_supports("avx512f"); } /* no cache: threads call this */
 
 /* Codes per byte: 1, 2 or 4.  A 16-byte block holds 16 * per_byte codes. */
 static int per_byte(int fmt) { return 8 / pt_qfmt_bits((pt_qfmt)fmt); }

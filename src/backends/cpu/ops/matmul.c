@@ -39,10 +39,32 @@ static const uint8_t *mm_batch_ptr(const pt_tensor *t, const int64_t *bi, int nb
     return t->data + off * (int64_t)pt_elsize(t);
 }
 
+/* cpu_fast_gemm_nt_f32 over the program's threads: each takes whole
+ * groups of 4 weight rows, as the serial call groups them, so the result
+ * is the same for any thread count.  Products too small to gain from a
+ * second thread (pt_pool_min_work) stay on one. */
+typedef struct mm_par {
+    int64_t M, N, K, lda, ldb, ldo;
+    const float *a, *b;
+    float *out, alpha;
+} mm_par;
+
+static void mm_par_part(void *ctx, int part, int64_t g0, int64_t g1) {
+    (void)part;
+    const mm_par *q = ctx;
+    int64_t j0 = g0 * 4, j1 = g1 * 4 < q->N ? g1 * 4 : q->N;
+    cpu_fast_gemm_nt_f32(q->M, j1 - j0, q->K, q->a, q->lda, q->b + j0 * q->ldb, q->ldb, q->out + j0, q->ldo,
+                         q->alpha);
+}
+
+static void mm_gemm_f32(pt_exec *ex, const mm_par *q) {
+    pk_parallel(ex, (q->N + 3) / 4, pt_pool_min_items(4 * q->K * q->M), mm_par_part, (void *)q);
+}
+
 /* Compute the plan into the sink.  am (M, K) and panel (MM_PANEL, K) are
  * caller-provided conversion buffers; a left matrix shared by consecutive
  * batches (a broadcast operand) is converted only once. */
-static void mm_run(const mm_plan *p, const mm_sink *snk, double *am, double *panel) {
+static void mm_run(pt_exec *ex, const mm_plan *p, const mm_sink *snk, double *am, double *panel) {
     int64_t M = p->M, K = p->K, N = p->N;
     int64_t nbatch = nu_prod(p->bshape, p->nb);
     if (nbatch == 0 || M == 0 || N == 0) return;
@@ -62,7 +84,9 @@ static void mm_run(const mm_plan *p, const mm_sink *snk, double *am, double *pan
         const uint8_t *pb = mm_batch_ptr(&p->b, bi, p->nb);
         if (fast) {
             float *o = (float *)snk->out->data + (snk->row0 + b * M) * N;
-            cpu_fast_gemm_nt_f32(M, N, K, (const float *)pa, ars, (const float *)pb, bcs, o, N, (float)snk->alpha);
+            mm_par q = {.M = M, .N = N, .K = K, .lda = ars, .ldb = bcs, .ldo = N, .a = (const float *)pa,
+                        .b = (const float *)pb, .out = o, .alpha = (float)snk->alpha};
+            mm_gemm_f32(ex, &q);
             for (int64_t i = 0; snk->has_self && i < M; i++)
                 for (int64_t j = 0; j < N; j++) {
                     bi[p->nb] = i, bi[p->nb + 1] = j;
@@ -144,7 +168,7 @@ static petrel_status mm_matmul(pt_exec *ex, const pt_node *n, const pt_tensor *a
     PT_TRY(pk_out_alloc(ex, n, 0, rank, shape, &snk.out));
     double *am, *panel;
     PT_TRY(mm_buffers(ex, p.M, p.K, &am, &panel));
-    mm_run(&p, &snk, am, panel);
+    mm_run(ex, &p, &snk, am, panel);
     return PETREL_OK;
 }
 
@@ -188,7 +212,7 @@ static petrel_status mm_grouped(pt_exec *ex, const pt_node *n) {
         p.b.stride[0] = w->stride[1], p.b.stride[1] = w->stride[2];
         p.b.data = w->data + e * w->stride[0] * (int64_t)pt_elsize(w);
         snk.row0 = start;
-        mm_run(&p, &snk, am, panel);
+        mm_run(ex, &p, &snk, am, panel);
         start = end;
     }
     for (int64_t i = start * N; i < S * N; i++)
@@ -224,7 +248,7 @@ static petrel_status mm_linear(pt_exec *ex, const pt_node *n, int k, const pt_te
     }
     double *am, *panel;
     PT_TRY(mm_buffers(ex, p.M, p.K, &am, &panel));
-    mm_run(&p, &snk, am, panel);
+    mm_run(ex, &p, &snk, am, panel);
     if (k >= 0) *out = *snk.out;
     return PETREL_OK;
 }

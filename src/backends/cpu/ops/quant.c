@@ -81,30 +81,38 @@ static void q_row(const cpu_qweight *w, int64_t n, float *row) {
     }
 }
 
-/* What a product of x with one weight block needs. */
+/* One thread's scratch for products with weight blocks. */
+typedef struct q_part {
+    float *panel;     /* (QB, K) dequantized rows (reference) */
+    float *facc;      /* (M, QB) fast sums */
+    float *work;      /* cpu_fast_qmm's workspace */
+    double *acc[2];   /* (M, QB) sums per weight of a block (gate and up) */
+} q_part;
+
+/* What the products of x with weight blocks need: x, and one q_part per
+ * thread (blocks of QB rows are spread over the program's threads; each
+ * block is computed whole by one, so results do not depend on how many). */
 typedef struct q_mm {
     int64_t M, K;
     const double *xd; /* (M, K) x (reference) */
-    float *panel;     /* (QB, K) dequantized rows (reference) */
     const float *xs;  /* (M, K) x in the fast kernels' order; NULL: reference */
-    float *facc;      /* (M, QB) fast sums */
-    float *work;      /* cpu_fast_qmm's workspace */
+    q_part *parts;
 } q_mm;
 
 /* acc[m * QB + j] = x[m] . W[n0 + j] for m < M, j < nb. */
-static void q_block(const q_mm *c, const cpu_qweight *w, int64_t n0, int64_t nb, double *acc) {
+static void q_block(const q_mm *c, const q_part *t, const cpu_qweight *w, int64_t n0, int64_t nb, double *acc) {
     int64_t M = c->M, K = c->K;
     if (c->xs) {
-        cpu_fast_qmm(w, n0, nb, M, c->xs, c->facc, QB, c->work);
+        cpu_fast_qmm(w, n0, nb, M, c->xs, t->facc, QB, t->work);
         for (int64_t m = 0; m < M; m++)
-            for (int64_t j = 0; j < nb; j++) acc[m * QB + j] = c->facc[m * QB + j];
+            for (int64_t j = 0; j < nb; j++) acc[m * QB + j] = t->facc[m * QB + j];
         return;
     }
-    for (int64_t j = 0; j < nb; j++) q_row(w, n0 + j, c->panel + j * K);
+    for (int64_t j = 0; j < nb; j++) q_row(w, n0 + j, t->panel + j * K);
     for (int64_t m = 0; m < M; m++)
         for (int64_t j = 0; j < nb; j++) {
             const double *xr = c->xd + m * K;
-            const float *wr = c->panel + j * K;
+            const float *wr = t->panel + j * K;
             double s = 0.0;
             for (int64_t k = 0; k < K; k++) s += xr[k] * (double)wr[k];
             acc[m * QB + j] = s;
@@ -124,7 +132,7 @@ static float *q_load_x_f32(pt_exec *ex, const pt_tensor *x, pt_qfmt fmt, int64_t
 }
 
 /* Set up *c for x and the weights: the fast kernels when every weight
- * suits them, else the reference. */
+ * suits them, else the reference; scratch for every thread. */
 static petrel_status q_mm_init(pt_exec *ex, const pt_tensor *x, const cpu_qweight *ws, int nw, q_mm *c) {
     int64_t K = x->shape[x->rank - 1];
     *c = (q_mm){.M = nu_prod(x->shape, x->rank - 1), .K = K};
@@ -132,15 +140,30 @@ static petrel_status q_mm_init(pt_exec *ex, const pt_tensor *x, const cpu_qweigh
                              x->dtype == PETREL_DTYPE_F16);
     for (int i = 0; i < nw && fast; i++) fast = cpu_fast_qmm_ok(&ws[i]);
     if (fast) {
-        c->xs = q_load_x_f32(ex, x, (pt_qfmt)ws[0].fmt, c->M, K);
-        c->facc = (float *)nu_scratch(ex, c->M * QB, sizeof(float));
-        c->work = (float *)nu_scratch(ex, cpu_fast_qmm_work(&ws[0], c->M), sizeof(float));
-        return c->xs && c->facc && c->work ? PETREL_OK : NU_NOMEM(ex);
+        if (!(c->xs = q_load_x_f32(ex, x, (pt_qfmt)ws[0].fmt, c->M, K))) return NU_NOMEM(ex);
+    } else if (!(c->xd = nu_load_f64(ex, x))) {
+        return NU_NOMEM(ex);
     }
-    c->xd = nu_load_f64(ex, x);
-    c->panel = (float *)nu_scratch(ex, QB * K, sizeof(float));
-    return c->xd && c->panel ? PETREL_OK : NU_NOMEM(ex);
+    int np = pk_threads(ex);
+    if (!(c->parts = (q_part *)nu_scratch(ex, np, sizeof *c->parts))) return NU_NOMEM(ex);
+    for (int i = 0; i < np; i++) {
+        q_part *t = &c->parts[i];
+        *t = (q_part){0};
+        if (fast) {
+            t->facc = (float *)nu_scratch(ex, c->M * QB, sizeof(float));
+            t->work = (float *)nu_scratch(ex, cpu_fast_qmm_work(&ws[0], c->M), sizeof(float));
+        } else {
+            t->panel = (float *)nu_scratch(ex, QB * K, sizeof(float));
+        }
+        t->acc[0] = (double *)nu_scratch(ex, c->M * QB, sizeof(double));
+        t->acc[1] = (double *)nu_scratch(ex, c->M * QB, sizeof(double));
+        if (!(fast ? t->facc && t->work : t->panel != NULL) || !t->acc[0] || !t->acc[1]) return NU_NOMEM(ex);
+    }
+    return PETREL_OK;
 }
+
+/* The fewest blocks of QB rows worth a thread of their own. */
+static int64_t q_min_blocks(const q_mm *c) { return pt_pool_min_items(QB * c->K * c->M); }
 
 /* ---- petrel.qlinear ---------------------------------------------------------- */
 
@@ -155,9 +178,30 @@ static int64_t q_row_offset(const pt_tensor *t, int64_t m) {
 }
 
 
-/* Mode "n": output i = x @ W_i^T, rounded once. */
+/* Mode "n": output i = x @ W_i^T, rounded once; blocks [b0, b1) of one
+ * weight per thread. */
+typedef struct q_n_job {
+    const q_mm *c;
+    const cpu_qweight *w;
+    pt_tensor *out;
+} q_n_job;
+
+static void q_n_blocks(void *ctx, int part, int64_t b0, int64_t b1) {
+    const q_n_job *jb = ctx;
+    const q_mm *c = jb->c;
+    const q_part *t = &c->parts[part];
+    int64_t N = jb->w->N, es = (int64_t)pt_elsize(jb->out);
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t n0 = b * QB, nb = N - n0 < QB ? N - n0 : QB;
+        q_block(c, t, jb->w, n0, nb, t->acc[0]);
+        for (int64_t m = 0; m < c->M; m++)
+            for (int64_t j = 0; j < nb; j++)
+                pt_store_f64(jb->out->data + (m * N + n0 + j) * es, jb->out->dtype, t->acc[0][m * QB + j]);
+    }
+}
+
 static petrel_status q_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *x, const cpu_qweight *ws, int nw,
-                                const q_mm *c, double *acc) {
+                                const q_mm *c) {
     int64_t shape[PETREL_MAX_RANK];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->rank);
     for (int i = 0; i < nw; i++) {
@@ -166,22 +210,49 @@ static petrel_status q_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *
         pt_tensor *out;
         shape[x->rank - 1] = N;
         PT_TRY(pk_out_alloc(ex, n, i, x->rank, shape, &out));
-        int64_t es = (int64_t)pt_elsize(out);
-        for (int64_t n0 = 0; n0 < N; n0 += QB) {
-            int64_t nb = N - n0 < QB ? N - n0 : QB;
-            q_block(c, &ws[i], n0, nb, acc);
-            for (int64_t m = 0; m < c->M; m++)
-                for (int64_t j = 0; j < nb; j++)
-                    pt_store_f64(out->data + (m * N + n0 + j) * es, out->dtype, acc[m * QB + j]);
-        }
+        q_n_job jb = {.c = c, .w = &ws[i], .out = out};
+        pk_parallel(ex, (N + QB - 1) / QB, q_min_blocks(c), q_n_blocks, &jb);
     }
     return PETREL_OK;
 }
 
 /* Modes "gated" (act >= 0: act(g) * u, weights gate and up) and "add"
- * (residual + p): gated_linear's and linear_add's rounding points. */
+ * (residual + p): gated_linear's and linear_add's rounding points; blocks
+ * [b0, b1) per thread. */
+typedef struct q_2_job {
+    const q_mm *c;
+    const cpu_qweight *ws;
+    int nw, act;
+    const pt_tensor *res; /* "add": the residual broadcast to the output */
+    pt_tensor *out;
+} q_2_job;
+
+static void q_2_blocks(void *ctx, int part, int64_t b0, int64_t b1) {
+    const q_2_job *jb = ctx;
+    const q_mm *c = jb->c;
+    const q_part *t = &c->parts[part];
+    const pt_tensor *res = jb->res, *out = jb->out;
+    int64_t N = jb->ws[0].N, es = (int64_t)pt_elsize(out), res_es = res ? (int64_t)pt_elsize(res) : 0;
+    petrel_dtype dt = out->dtype;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t n0 = b * QB, nb = N - n0 < QB ? N - n0 : QB;
+        for (int i = 0; i < jb->nw; i++) q_block(c, t, &jb->ws[i], n0, nb, t->acc[i]);
+        for (int64_t m = 0; m < c->M; m++) {
+            const uint8_t *rrow = res ? res->data + q_row_offset(res, m) * res_es : NULL;
+            for (int64_t j = 0; j < nb; j++) {
+                double p = q_round(t->acc[0][m * QB + j], dt), v;
+                if (jb->act >= 0) /* act(g) rounded, as silu(g) is, times u rounded */
+                    v = q_round(q_act(p, jb->act), dt) * q_round(t->acc[1][m * QB + j], dt);
+                else /* p rounded first, as linear's result is */
+                    v = pt_load_f64(rrow + (n0 + j) * res->stride[res->rank - 1] * res_es, res->dtype) + p;
+                pt_store_f64(out->data + (m * N + n0 + j) * es, dt, v);
+            }
+        }
+    }
+}
+
 static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *x, const cpu_qweight *ws, int nw,
-                                int act, const q_mm *c, double *const *acc) {
+                                int act, const q_mm *c) {
     int64_t N = ws[0].N, shape[PETREL_MAX_RANK];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->rank);
     shape[x->rank - 1] = N;
@@ -192,23 +263,8 @@ static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *
             return pk_fail(ex, PETREL_ERR_SHAPE, "qlinear: the residual does not fit the product");
     }
     PT_TRY(pk_out_alloc(ex, n, 0, x->rank, shape, &out));
-    petrel_dtype dt = out->dtype;
-    int64_t es = (int64_t)pt_elsize(out), res_es = act < 0 ? (int64_t)pt_elsize(&res) : 0;
-    for (int64_t n0 = 0; n0 < N; n0 += QB) {
-        int64_t nb = N - n0 < QB ? N - n0 : QB;
-        for (int i = 0; i < nw; i++) q_block(c, &ws[i], n0, nb, acc[i]);
-        for (int64_t m = 0; m < c->M; m++) {
-            const uint8_t *rrow = act < 0 ? res.data + q_row_offset(&res, m) * res_es : NULL;
-            for (int64_t j = 0; j < nb; j++) {
-                double p = q_round(acc[0][m * QB + j], dt), v;
-                if (act >= 0) /* act(g) rounded, as silu(g) is, times u rounded */
-                    v = q_round(q_act(p, act), dt) * q_round(acc[1][m * QB + j], dt);
-                else /* p rounded first, as linear's result is */
-                    v = pt_load_f64(rrow + (n0 + j) * res.stride[res.rank - 1] * res_es, res.dtype) + p;
-                pt_store_f64(out->data + (m * N + n0 + j) * es, dt, v);
-            }
-        }
-    }
+    q_2_job jb = {.c = c, .ws = ws, .nw = nw, .act = act, .res = act < 0 ? &res : NULL, .out = out};
+    pk_parallel(ex, (N + QB - 1) / QB, q_min_blocks(c), q_2_blocks, &jb);
     return PETREL_OK;
 }
 
@@ -230,11 +286,8 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
                        (long long)ws[0].N, (long long)ws[1].N);
     q_mm c;
     PT_TRY(q_mm_init(ex, x, ws, nc, &c));
-    double *acc[2] = {(double *)nu_scratch(ex, c.M * QB, sizeof(double)),
-                      (double *)nu_scratch(ex, c.M * QB, sizeof(double))}; /* (M, QB) each */
-    if (!acc[0] || !acc[1]) return NU_NOMEM(ex);
-    if (mode == Q_MODE_N) return q_linear_n(ex, n, x, ws, nc, &c, acc[0]);
-    return q_linear_2(ex, n, x, ws, nc, act, &c, acc);
+    if (mode == Q_MODE_N) return q_linear_n(ex, n, x, ws, nc, &c);
+    return q_linear_2(ex, n, x, ws, nc, act, &c);
 }
 
 /* ---- petrel.qembedding -------------------------------------------------------- */
