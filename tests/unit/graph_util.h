@@ -1,6 +1,6 @@
 /*
 ** graph_util.h -- building small graphs by hand in the white-box unit
-** tests (test_state, test_fusion, test_fold, test_qmatmul).
+** tests (test_state, test_fusion, test_fold, test_qmatmul, test_threads).
 */
 #ifndef PETREL_TESTS_GRAPH_UTIL_H
 #define PETREL_TESTS_GRAPH_UTIL_H
@@ -48,6 +48,45 @@ static inline int32_t tg_value(pt_graph *g, const char *name, pt_vsrc src, petre
     }
     return g->nvalues++;
 }
+
+/* A new contiguous value made by `src` (a user input, a buffer or a node). */
+static inline int32_t hv(pt_graph *g, pt_vsrc src, petrel_dtype dt, int rank, const int64_t *shape) {
+    char name[16];
+    snprintf(name, sizeof name, "v%d", (int)g->nvalues);
+    return tg_value(g, name, src, dt, rank, shape);
+}
+
+/* Node `op` making a value with the meta of value `like`, every schema
+ * argument given: a value id, or -1 None, -2 False, -3 the number 1. */
+static inline int32_t hn(pt_graph *g, pt_op op, int32_t like, int nargs, const int32_t *args) {
+    int64_t shape[PETREL_MAX_RANK];
+    for (int d = 0; d < g->values[like].rank; d++) shape[d] = g->values[like].shape[d].lit;
+    int32_t out = hv(g, PT_SRC_NODE, g->values[like].dtype, g->values[like].rank, shape);
+    pt_node *ns = pt_realloc(g->nodes, (size_t)(g->nnodes + 1) * sizeof *ns);
+    if (!ns) abort();
+    g->nodes = ns;
+    pt_node *n = &g->nodes[g->nnodes++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->name = pt_strdup(g->values[out].name);
+    n->nargs = nargs;
+    n->args = pt_calloc((size_t)nargs, sizeof *n->args);
+    n->nout = 1;
+    n->outs = pt_calloc(1, sizeof *n->outs);
+    n->outs[0] = out;
+    for (int a = 0; a < nargs; a++) {
+        if (args[a] == -1) continue; /* PT_ARG_NONE */
+        n->args[a].kind = args[a] >= 0 ? PT_ARG_TENSOR : args[a] == -2 ? PT_ARG_BOOL : PT_ARG_INT;
+        n->args[a].n = 1;
+        n->args[a].items = pt_calloc(1, sizeof *n->args[a].items);
+        n->args[a].items[0] = (pt_item){args[a] >= 0 ? args[a] : -1, args[a] == -3, args[a] == -3};
+    }
+    return out;
+}
+
+#define DIMS(...) ((int64_t[]){__VA_ARGS__})
+#define HN(g, op, like, ...) \
+    hn((g), (op), (like), (int)(sizeof((int32_t[]){__VA_ARGS__}) / sizeof(int32_t)), (int32_t[]){__VA_ARGS__})
 
 #ifdef PETREL_FORMAT_H
 /* Write g as a program file at path and load it: the program, or NULL with

@@ -218,6 +218,38 @@ static bool col_excluded(const pt_tensor *m, bool has_mask, bool mbool, bool cau
     return mbool ? !*mp : pt_load_f64(mp, m->dtype) == -INFINITY;
 }
 
+/* The attention of sdpa_cache for (batch, cache head) groups [g0, g1),
+ * with thread `part`'s scratch. */
+typedef struct sc_job {
+    const pt_tensor *q, *kc, *vc, *m; /* m: the broadcast mask or NULL */
+    pt_tensor *out;
+    double *work;
+    int64_t per, Hq, Hkv, L, E, Ev, used;
+    double scale;
+    bool causal;
+} sc_job;
+
+static void sc_groups(void *ctx, int part, int64_t g0, int64_t g1) {
+    const sc_job *jb = ctx;
+    int64_t L = jb->L, E = jb->E, Ev = jb->Ev, used = jb->used, group = jb->Hq / jb->Hkv;
+    int64_t es = (int64_t)pt_elsize(jb->out), S = jb->kc->shape[2];
+    double *qd = jb->work + part * jb->per, *kd = qd + L * E, *vd = kd + S * E, *sc = vd + S * Ev, *acc = sc + S;
+    for (int64_t g = g0; g < g1; g++) {
+        int64_t b = g / jb->Hkv, hk = g % jb->Hkv;
+        load_mat(jb->kc, b, hk, used, kd);
+        load_mat(jb->vc, b, hk, used, vd);
+        for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
+            load_mat(jb->q, b, h, L, qd);
+            for (int64_t i = 0; i < L; i++) {
+                int64_t mi[4] = {b, h, 0, 0};
+                nu_attend_row(qd + i * E, kd, vd, used, E, Ev, jb->scale, jb->causal, i, jb->m, mi, sc, acc);
+                uint8_t *orow = jb->out->data + (((b * jb->Hq + h) * L + i) * Ev) * es;
+                for (int64_t e = 0; e < Ev; e++) pt_store_f64(orow + e * es, jb->out->dtype, acc[e]);
+            }
+        }
+    }
+}
+
 static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     const pt_tensor *q = pk_tensor(ex, n, 0), *k = pk_tensor(ex, n, 1), *v = pk_tensor(ex, n, 2);
     const pt_tensor *kc = pk_tensor(ex, n, 3), *vc = pk_tensor(ex, n, 4), *pos_t = pk_tensor(ex, n, 5);
@@ -263,12 +295,12 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     int64_t oshape[4] = {B, Hq, L, Ev};
     pt_tensor *out;
     PT_TRY(pk_out_alloc(ex, n, 0, 4, oshape, &out));
-    double *qd = (double *)nu_scratch(ex, L * E, sizeof(double));  /* (L, E) */
-    double *kd = (double *)nu_scratch(ex, S * E, sizeof(double));  /* (S, E) */
-    double *vd = (double *)nu_scratch(ex, S * Ev, sizeof(double)); /* (S, Ev) */
-    double *sc = (double *)nu_scratch(ex, S, sizeof(double));      /* (S) scores */
-    double *acc = (double *)nu_scratch(ex, Ev, sizeof(double));    /* (Ev) */
-    if (!qd || !kd || !vd || !sc || !acc) return NU_NOMEM(ex);
+    /* per thread: q (L, E), the cache head's k (S, E) and v (S, Ev),
+     * scores (S) and the output row (Ev), in double */
+    int np = pk_threads(ex);
+    int64_t per = L * E + S * E + S * Ev + S + Ev;
+    double *work = (double *)nu_scratch(ex, (int64_t)np * per, sizeof(double));
+    if (!work) return NU_NOMEM(ex);
     /* every check and allocation done: only now touch the state, so a
      * failing call leaves the caches as they were */
     cache_write(kc, k, pos);
@@ -278,7 +310,7 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     double scale = pk_is_none(ex, n, 7) ? 1.0 / sqrt((double)E) : pk_float(ex, n, 7);
     bool causal = pk_bool(ex, n, 8);
     bool mbool = mask && mask->dtype == PETREL_DTYPE_BOOL;
-    int64_t group = Hq / Hkv, es = (int64_t)pt_elsize(out);
+    int64_t group = Hq / Hkv;
     /* Columns past the last one any row can see add exactly nothing: a
      * static cache is mostly empty while a conversation is short, so only
      * the used prefix is loaded and attended (the results are identical). */
@@ -291,20 +323,11 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
                         used = j + 1;
                         break;
                     }
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < Hq; h++) {
-            load_mat(q, b, h, L, qd);
-            if (h % group == 0) { /* the next cache head */
-                load_mat(kc, b, h / group, used, kd);
-                load_mat(vc, b, h / group, used, vd);
-            }
-            for (int64_t i = 0; i < L; i++) {
-                int64_t mi[4] = {b, h, 0, 0};
-                nu_attend_row(qd + i * E, kd, vd, used, E, Ev, scale, causal, i, mask ? &m : NULL, mi, sc, acc);
-                uint8_t *orow = out->data + (((b * Hq + h) * L + i) * Ev) * es;
-                for (int64_t e = 0; e < Ev; e++) pt_store_f64(orow + e * es, out->dtype, acc[e]);
-            }
-        }
+    sc_job jb = {.q = q, .kc = kc, .vc = vc, .m = mask ? &m : NULL, .out = out, .work = work, .per = per,
+                 .Hq = Hq, .Hkv = Hkv, .L = L, .E = E, .Ev = Ev, .used = used, .scale = scale, .causal = causal};
+    /* a thread per (batch, cache head) group: each output row is computed
+     * whole by one, so results do not depend on the thread count */
+    pk_parallel(ex, B * Hkv, pt_pool_min_items(group * L * used * (E + Ev)), sc_groups, &jb);
     return PETREL_OK;
 }
 
