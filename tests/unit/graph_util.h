@@ -56,24 +56,31 @@ static inline int32_t hv(pt_graph *g, pt_vsrc src, petrel_dtype dt, int rank, co
     return tg_value(g, name, src, dt, rank, shape);
 }
 
-/* Node `op` making a value with the meta of value `like`, every schema
- * argument given: a value id, or -1 None, -2 False, -3 the number 1. */
-static inline int32_t hn(pt_graph *g, pt_op op, int32_t like, int nargs, const int32_t *args) {
-    int64_t shape[PETREL_MAX_RANK];
-    for (int d = 0; d < g->values[like].rank; d++) shape[d] = g->values[like].shape[d].lit;
-    int32_t out = hv(g, PT_SRC_NODE, g->values[like].dtype, g->values[like].rank, shape);
+/* Append node `op` with nargs arguments (None until set) and the nout
+ * results outs (the node named after the first). */
+static inline pt_node *tg_node(pt_graph *g, pt_op op, int nargs, int nout, const int32_t *outs) {
     pt_node *ns = pt_realloc(g->nodes, (size_t)(g->nnodes + 1) * sizeof *ns);
     if (!ns) abort();
     g->nodes = ns;
     pt_node *n = &g->nodes[g->nnodes++];
     memset(n, 0, sizeof *n);
     n->op = op;
-    n->name = pt_strdup(g->values[out].name);
+    n->name = pt_strdup(g->values[outs[0]].name);
     n->nargs = nargs;
     n->args = pt_calloc((size_t)nargs, sizeof *n->args);
-    n->nout = 1;
-    n->outs = pt_calloc(1, sizeof *n->outs);
-    n->outs[0] = out;
+    n->nout = nout;
+    n->outs = pt_calloc((size_t)nout, sizeof *n->outs);
+    memcpy(n->outs, outs, (size_t)nout * sizeof *outs);
+    return n;
+}
+
+/* Node `op` making a value with the meta of value `like`, every schema
+ * argument given: a value id, or -1 None, -2 False, -3 the number 1. */
+static inline int32_t hn(pt_graph *g, pt_op op, int32_t like, int nargs, const int32_t *args) {
+    int64_t shape[PETREL_MAX_RANK];
+    for (int d = 0; d < g->values[like].rank; d++) shape[d] = g->values[like].shape[d].lit;
+    int32_t out = hv(g, PT_SRC_NODE, g->values[like].dtype, g->values[like].rank, shape);
+    pt_node *n = tg_node(g, op, nargs, 1, &out);
     for (int a = 0; a < nargs; a++) {
         if (args[a] == -1) continue; /* PT_ARG_NONE */
         n->args[a].kind = args[a] >= 0 ? PT_ARG_TENSOR : args[a] == -2 ? PT_ARG_BOOL : PT_ARG_INT;

@@ -24,18 +24,7 @@
 /* ---- 1. a hand-built graph ------------------------------------------------- */
 
 /* A node of op with n schema arguments defaulted to NONE, one result. */
-static pt_node *add_node(pt_graph *g, pt_op op, int nargs, int32_t out) {
-    pt_node *n = &g->nodes[g->nnodes++];
-    memset(n, 0, sizeof *n);
-    n->op = op;
-    n->nargs = nargs;
-    n->args = calloc((size_t)nargs, sizeof *n->args);
-    n->nout = 1;
-    n->outs = malloc(sizeof *n->outs);
-    n->outs[0] = out;
-    n->name = pt_strdup(g->values[out].name);
-    return n;
-}
+static pt_node *add_node(pt_graph *g, pt_op op, int nargs, int32_t out) { return tg_node(g, op, nargs, 1, &out); }
 
 static void set_arg(pt_node *n, int a, pt_arg_kind kind, int32_t vid, int64_t i, double f) {
     n->args[a].kind = kind;
@@ -50,7 +39,6 @@ static void test_graph(void) {
     pt_graph g;
     memset(&g, 0, sizeof g);
     g.values = calloc(32, sizeof *g.values);
-    g.nodes = calloc(16, sizeof *g.nodes);
     static float cdata[6] = {0.1f, -2.5f, 3.3333333f, 1e-3f, 65504.5f, -0.0f};
     static float big[(1 << 18) + 16];
     int64_t s6 = 6, s23[2] = {2, 3}, s123[3] = {1, 2, 3}, s423[3] = {4, 2, 3}, sbig = (1 << 18) + 16, s5 = 5;

@@ -22,25 +22,17 @@ static const char *out_path = "build-test-format-compat.petrel";
 static void build(pt_graph *g, pt_op op, int nargs) {
     tg_init(g);
     g->values = calloc(8, sizeof *g->values);
-    g->nodes = calloc(2, sizeof *g->nodes);
     int64_t s = 5;
     int32_t a = tg_value(g, "a", PT_SRC_USER_INPUT, PETREL_DTYPE_F32, 1, &s);
     int32_t b = tg_value(g, "b", PT_SRC_USER_INPUT, PETREL_DTYPE_F32, 1, &s);
     int32_t out = tg_value(g, "out", PT_SRC_NODE, PETREL_DTYPE_F32, 1, &s);
-    pt_node *n = &g->nodes[g->nnodes++];
-    n->op = op;
-    n->nargs = nargs;
-    n->args = calloc((size_t)nargs, sizeof *n->args);
+    pt_node *n = tg_node(g, op, nargs, 1, &out);
     for (int i = 0; i < nargs; i++) {
         n->args[i].kind = PT_ARG_TENSOR;
         n->args[i].n = 1;
         n->args[i].items = calloc(1, sizeof(pt_item));
         n->args[i].items[0] = (pt_item){i == 0 ? a : b, 0, 0.0};
     }
-    n->nout = 1;
-    n->outs = malloc(sizeof *n->outs);
-    n->outs[0] = out;
-    n->name = pt_strdup("add");
     g->outputs = calloc(1, sizeof *g->outputs);
     g->outputs[g->noutputs++] = (pt_user_output){{out, 0, 0}, PT_V_TENSOR};
 }

@@ -579,23 +579,6 @@ typedef enum norm_variant {
     NV_NORM_ON,      /* the linear has its prologue on already */
 } norm_variant;
 
-/* Node `op` with nargs arguments (None until set) and outputs outs. */
-static pt_node *hnode(pt_graph *g, pt_op op, int nargs, int nout, const int32_t *outs) {
-    pt_node *ns = pt_realloc(g->nodes, (size_t)(g->nnodes + 1) * sizeof *ns);
-    if (!ns) abort();
-    g->nodes = ns;
-    pt_node *n = &g->nodes[g->nnodes++];
-    memset(n, 0, sizeof *n);
-    n->op = op;
-    n->name = pt_strdup(g->values[outs[0]].name);
-    n->nargs = nargs;
-    n->args = pt_calloc((size_t)nargs, sizeof *n->args);
-    n->nout = nout;
-    n->outs = pt_calloc((size_t)nout, sizeof *n->outs);
-    memcpy(n->outs, outs, (size_t)nout * sizeof *outs);
-    return n;
-}
-
 /* Argument a: tensors vids[0..n) (a list when `list`), a literal, a string. */
 static void ha_tensors(pt_node *n, int a, bool list, const int32_t *vids, int count) {
     n->args[a] = (pt_arg){.kind = list ? PT_ARG_TENSORS : PT_ARG_TENSOR, .n = count,
@@ -621,7 +604,7 @@ static void norm_graph(pt_graph *g, norm_variant nv) {
                     hv(g, PT_SRC_USER_INPUT, ndt, 2, gated ? DIMS(5, 8) : DIMS(3, 8))};
     if (nv == NV_X_WRITTEN) x = HN(g, PETREL_OP_CLONE, x, x, -1); /* a temporary, so that it may be written */
     int32_t xn = hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 8));
-    pt_node *r = hnode(g, PETREL_OP_PETREL_RMS_NORM, 5, 1, &xn);
+    pt_node *r = tg_node(g, PETREL_OP_PETREL_RMS_NORM, 5, 1, &xn);
     ha_tensors(r, 0, false, &x, 1);
     ha_tensors(r, 1, false, &nw, 1);
     ha_lit(r, 2, PT_ARG_FLOAT, gated ? 1e-6 : 1e-5);
@@ -629,7 +612,7 @@ static void norm_graph(pt_graph *g, norm_variant nv) {
     if (!gated) ha_lit(r, 4, PT_ARG_DTYPE, bf);
     if (nv == NV_X_WRITTEN) HN(g, PETREL_OP_ADD__TENSOR, x, x, x, -3);
     int32_t y[2] = {hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 5)), hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 3))};
-    pt_node *l = hnode(g, gated ? PETREL_OP_PETREL_GATED_LINEAR : PETREL_OP_PETREL_LINEAR_N, gated ? 9 : 7,
+    pt_node *l = tg_node(g, gated ? PETREL_OP_PETREL_GATED_LINEAR : PETREL_OP_PETREL_LINEAR_N, gated ? 9 : 7,
                        gated ? 1 : 2, y);
     ha_tensors(l, 0, false, &xn, 1);
     int base = gated ? 4 : 2;

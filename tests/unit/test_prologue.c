@@ -47,19 +47,8 @@ static int32_t mk(pt_graph *g, pt_op op, petrel_dtype dt, int rank, const int64_
     int32_t out = tg_value(g, name, PT_SRC_NODE, dt, rank, shape);
     pt_schema sc;
     if (!pt_schema_parse(pt_op_table[op].schema, &sc)) abort();
-    pt_node *ns = pt_realloc(g->nodes, (size_t)(g->nnodes + 1) * sizeof *ns);
-    if (!ns) abort();
-    g->nodes = ns;
-    pt_node *n = &g->nodes[g->nnodes];
-    memset(n, 0, sizeof *n);
-    n->op = op;
-    n->name = pt_strdup(name);
-    n->nargs = sc.nargs;
-    n->args = pt_calloc((size_t)sc.nargs, sizeof *n->args);
-    n->nout = 1;
-    n->outs = pt_calloc(1, sizeof *n->outs);
-    n->outs[0] = out;
-    return g->nnodes++;
+    tg_node(g, op, sc.nargs, 1, &out);
+    return g->nnodes - 1;
 }
 
 static int32_t out_of(const pt_graph *g, int32_t ni) { return g->nodes[ni].outs[0]; }

@@ -192,16 +192,7 @@ static void arg_norm(pt_node *n, bool on, int32_t w, double eps, bool add_one, i
 
 /* A node of op with nargs arguments (filled by the caller) and outputs outs. */
 static pt_node *add_node(pt_graph *g, pt_op op, int nargs, const int32_t *outs, int nout) {
-    g->nodes = pt_realloc(g->nodes, (size_t)(g->nnodes + 1) * sizeof *g->nodes);
-    pt_node *n = &g->nodes[g->nnodes++];
-    memset(n, 0, sizeof *n);
-    n->op = op;
-    n->nargs = nargs;
-    n->args = pt_calloc((size_t)nargs, sizeof *n->args);
-    n->nout = nout;
-    n->outs = pt_calloc((size_t)nout, sizeof *n->outs);
-    memcpy(n->outs, outs, sizeof(int32_t) * (size_t)nout);
-    n->name = pt_strdup(g->values[outs[0]].name);
+    pt_node *n = tg_node(g, op, nargs, nout, outs);
     g->outputs = pt_realloc(g->outputs, (size_t)(g->noutputs + nout) * sizeof *g->outputs);
     for (int i = 0; i < nout; i++) g->outputs[g->noutputs++] = (pt_user_output){{outs[i], 0, 0}, PT_V_TENSOR};
     return n;
