@@ -45,6 +45,14 @@ static void place(pt_graph *g, const petrel_load_opts *opts) {
 }
 
 /* Import or read `buf` (either format) and prepare the executor. */
+/* Does a data node run on the CPU?  Only then are the CPU kernels' worker
+ * threads worth starting (a program all on the GPU never wakes them). */
+static bool has_cpu_work(const pt_graph *g) {
+    for (int32_t i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].device == PT_DEV_CPU && !pt_op_is_meta(g->nodes[i].op)) return true;
+    return false;
+}
+
 static petrel_status load_common(petrel_program_t *p, const uint8_t *buf, uint64_t size, const petrel_load_opts *opts) {
     petrel_status st;
     p->bytes = buf;
@@ -71,7 +79,8 @@ static petrel_status load_common(petrel_program_t *p, const uint8_t *buf, uint64
     } else if (st == PETREL_OK) {
         st = pt_exec_init(&p->exec, &p->graph, &p->err);
         int threads = opts && opts->threads > 0 ? opts->threads : pt_pool_default_threads();
-        if (st == PETREL_OK && threads > 1) p->exec.pool = pt_pool_new(threads); /* NULL: one thread, still right */
+        if (st == PETREL_OK && threads > 1 && has_cpu_work(&p->graph))
+            p->exec.pool = pt_pool_new(threads); /* NULL: one thread, still right */
     }
     if (st == PETREL_OK) {
         p->out_names = pt_calloc((size_t)(p->graph.noutputs ? p->graph.noutputs : 1), sizeof(char *));
