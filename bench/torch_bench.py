@@ -101,7 +101,8 @@ def load(a):
         path = os.path.join(d, "config.json")
         with open(path, "w") as f:
             json.dump(models.config(a.model), f)
-        ns = argparse.Namespace(model=None, config=path, seed=a.weights_seed, dtype=a.dtype, family=None)
+        ns = argparse.Namespace(model=None, config=path, seed=a.weights_seed, dtype=a.dtype, family=None,
+                                max_cache_len=a.max_cache_len)
         lm, config = petrel_export.load_model(ns)
     lm.generation_config.cache_implementation = "static"
     return lm.to(a.device), config

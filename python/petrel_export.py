@@ -30,10 +30,12 @@ Needs torch >= 2.9 and transformers (python/requirements.txt pins both).
 """
 
 import argparse
+import inspect
 import json
 import logging
 import os
 import sys
+import types
 import warnings
 
 # model_type (config.json) -> petrel family
@@ -121,7 +123,30 @@ def load_model(a):
             config._experts_implementation = kw["experts_implementation"]
         torch.manual_seed(a.seed)
         lm = AutoModelForCausalLM.from_config(config).to(dtype)
+    fix_longrope(lm, a.max_cache_len)
     return lm.eval(), config
+
+
+def fix_longrope(lm, max_cache_len: int):
+    """LongRoPE (Phi-3/Phi-4) picks its frequencies per call: the short
+    factors while the largest position is below the original training
+    length, the long ones beyond it.  That data-dependent branch cannot be
+    exported (nor compiled whole).  A cache no longer than the original
+    length only ever takes the short branch, which is what the frequencies
+    computed at construction already are, so the per-call update is
+    dropped; a longer cache is refused."""
+    import torch
+
+    for m in lm.modules():
+        if getattr(m, "rope_type", None) != "longrope":
+            continue
+        original = m.config.rope_parameters["original_max_position_embeddings"]
+        if max_cache_len > original:
+            fail(f"LongRoPE switches to its long factors past position {original}; "
+                 f"--max-cache-len {max_cache_len} needs that switch, which cannot be exported "
+                 f"(use --max-cache-len <= {original})")
+        # forward is no_grad(dynamic_rope_update(f)): keep the first, drop the second
+        m.forward = types.MethodType(torch.no_grad()(inspect.unwrap(type(m).forward)), m)
 
 
 def find_tokenizer(a):
