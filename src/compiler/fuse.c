@@ -37,9 +37,14 @@
 ** petrel.linear_n or petrel.gated_linear, as its x, with its input's
 ** dtype becomes that linear's RMSNorm prologue (norm=True and the norm's
 ** arguments, the linear reading the norm's input): a layer's two norms
-** cost no kernel of their own.  The final norm before the LM head (a
-** plain linear) and norms read elsewhere (Qwen3's q/k norms, Gemma 3's
-** post-norms, an MoE's router input) stay.
+** cost no kernel of their own.  Last, Qwen3's and Gemma 3's per-head q/k
+** norms: petrel.rms_norm results read only by a petrel.sdpa_cache as its q
+** and k (Qwen3 normalizes before the heads' transpose, which is moved
+** before the norm first: a norm over the last dim commutes with a
+** transpose of the others) become its qk_norm arguments, two kernels fewer
+** per layer at decode.  The final norm before the LM head (a plain linear)
+** and norms read elsewhere (Gemma 3's post-norms, an MoE's router input)
+** stay.
 **
 ** Matching walks def-use chains from an anchor node.  Conservative: every
 ** intermediate must be read only inside the match (never a graph result),
@@ -57,6 +62,8 @@
 #include <string.h>
 
 #include "match.h"
+
+#define FZ_MAX_GROUP 12 /* linears fused into one petrel.linear_n, at most */
 
 /* Exact conversion to float32 (and float32 arithmetic stays exact in the
  * double the fused kernels compute in). */
@@ -467,6 +474,17 @@ static bool cache_geometry(const fz *f, int32_t q, const fz_cache *k, const fz_c
     return is_float_tensor(qv) && is_float_tensor(kb) && is_float_tensor(vb);
 }
 
+/* sdpa_cache's qk_norm arguments (qk_norm, q_norm_weight, k_norm_weight,
+ * norm_eps, norm_add_one, norm_dtype), off: fold_qk_norm sets them. */
+static void put_no_qk_norm(fz_match *m) {
+    put_bool(m, false);
+    put_none(m);
+    put_none(m);
+    put_float(m, 1e-6);
+    put_bool(m, false);
+    put_dtype(m, -1);
+}
+
 static void sdpa_cache_args(fz_match *m, int32_t q, const fz_cache *k, const fz_cache *v, int32_t mask,
                             bool has_scale, double scale, bool causal) {
     m->op = PETREL_OP_PETREL_SDPA_CACHE;
@@ -482,6 +500,7 @@ static void sdpa_cache_args(fz_match *m, int32_t q, const fz_cache *k, const fz_
     put_bool(m, causal);
     put_none(m); /* rope_cos, rope_sin: folded in later (fold_rope) */
     put_none(m);
+    put_no_qk_norm(m);
 }
 
 /* Export form, anchor: scaled_dot_product_attention. */
@@ -676,7 +695,7 @@ static int32_t rope_input(const fz *f, const pt_node *r) {
  * k; the two ropes go (one kernel fewer each at decode). */
 static bool fold_rope(const fz *f, int32_t si, fz_match *m) {
     const pt_node *s = node(f, si);
-    if (s->op != PETREL_OP_PETREL_SDPA_CACHE || !none_arg(s, 9) || !none_arg(s, 10)) return false;
+    if (s->op != PETREL_OP_PETREL_SDPA_CACHE || !none_arg(s, 9) || !none_arg(s, 10) || !lit_is(s, 11, 0)) return false;
     const pt_node *rq = def_op(f, tin(s, 0), PETREL_OP_PETREL_ROPE), *rk = def_op(f, tin(s, 1), PETREL_OP_PETREL_ROPE);
     double scale = 0, causal;
     if (!rq || !rk || rq == rk || tin(rq, 1) != tin(rk, 1) || tin(rq, 2) != tin(rk, 2) ||
@@ -698,6 +717,7 @@ static bool fold_rope(const fz *f, int32_t si, fz_match *m) {
     put_bool(m, causal != 0);
     put_tensor(m, tin(rq, 1));
     put_tensor(m, tin(rq, 2));
+    put_no_qk_norm(m);
     return true;
 }
 
@@ -793,15 +813,15 @@ static bool match_linear_add(const fz *f, int32_t ai, fz_match *m) {
 }
 
 /* Bias-free linears of one input with constant weights of one K, up to
- * FZ_MAX_ARGS of them, with no node writing memory from the first to the
+ * FZ_MAX_GROUP of them, with no node writing memory from the first to the
  * last (a layer's q/k/v projections)  => one petrel.linear_n in the first
  * one's place, whose outputs are the linears' results. */
 static bool fuse_linear_group(pt_graph *g, const fz *f, int32_t first) {
     const pt_node *a = node(f, first);
     if (!plain_linear(f, a)) return false;
     int32_t x = tin(a, 0), w0 = tin(a, 1);
-    int32_t members[FZ_MAX_ARGS], nm = 0;
-    for (int32_t i = first; i < g->nnodes && nm < FZ_MAX_ARGS; i++) {
+    int32_t members[FZ_MAX_GROUP], nm = 0;
+    for (int32_t i = first; i < g->nnodes && nm < FZ_MAX_GROUP; i++) {
         const pt_node *n = &g->nodes[i];
         if (pt_op_table[n->op].flags & (PT_OPF_INPLACE | PT_OPF_STATE)) break;
         int32_t w = tin(n, 1);
@@ -899,6 +919,99 @@ static bool fold_norm(const fz *f, int32_t li, fz_match *m) {
     return true;
 }
 
+/* ---- q/k norms folded into the attention ------------------------------------ */
+
+/* The norm's arguments (weight, eps, add_one, norm_dtype) when node r is a
+ * petrel.rms_norm over the last dim of a float x into x's dtype with a
+ * weight; false otherwise. */
+static bool qk_norm_args(const fz *f, const pt_node *r, double *eps, double *add_one, int *dt) {
+    if (!r || r->op != PETREL_OP_PETREL_RMS_NORM || r->nout != 1 || tin(r, 1) < 0 || !lit_num(r, 2, eps) ||
+        !lit_num(r, 3, add_one) || (!none_arg(r, 4) && r->args[4].kind != PT_ARG_DTYPE))
+        return false;
+    const pt_value *x = val(f, tin(r, 0)), *y = val(f, out0(r));
+    *dt = none_arg(r, 4) ? -1 : (int)r->args[4].items[0].i;
+    return is_float_tensor(x) && y->kind == PT_V_TENSOR && y->dtype == x->dtype && lit_size(x, -1) > 0 &&
+           lit_size(val(f, tin(r, 1)), 0) == lit_size(x, -1);
+}
+
+/* Anchor: petrel.sdpa_cache without qk_norm whose q and k are
+ * petrel.rms_norm results (one weight each, the same eps, add_one and
+ * norm_dtype) read by nothing else  => that sdpa_cache with qk_norm,
+ * reading the norms' inputs; the two norms go. */
+static bool fold_qk_norm(const fz *f, int32_t si, fz_match *m) {
+    const pt_node *s = node(f, si);
+    if (s->op != PETREL_OP_PETREL_SDPA_CACHE || s->nargs != 17 || !lit_is(s, 11, 0)) return false;
+    const pt_node *nq = defn(f, tin(s, 0)), *nk = defn(f, tin(s, 1));
+    double eq, ek, aq, ak;
+    int dq, dk;
+    if (!qk_norm_args(f, nq, &eq, &aq, &dq) || !qk_norm_args(f, nk, &ek, &ak, &dk) || nq == nk || eq != ek ||
+        aq != ak || dq != dk || only_user(f, out0(nq)) != si || only_user(f, out0(nk)) != si)
+        return false;
+    take(m, f, nq);
+    take(m, f, nk);
+    take(m, f, s);
+    m->final = si;
+    m->late[0] = tin(nq, 0), m->late[1] = tin(nk, 0), m->late[2] = tin(nq, 1), m->late[3] = tin(nk, 1);
+    m->nlate = 4;
+    m->op = PETREL_OP_PETREL_SDPA_CACHE;
+    put_tensor(m, tin(nq, 0));
+    put_tensor(m, tin(nk, 0));
+    for (int a = 2; a < 11; a++) put_copy(m, &s->args[a]);
+    put_bool(m, true);
+    put_tensor(m, tin(nq, 1));
+    put_tensor(m, tin(nk, 1));
+    put_float(m, eq);
+    put_bool(m, aq != 0);
+    put_dtype(m, dq);
+    return true;
+}
+
+/* Qwen3 normalizes q and k before the heads' transpose: rms_norm(x) read
+ * only by transpose(., 1, 2) (or a permute keeping the last dim), read
+ * only by a petrel.sdpa_cache, becomes rms_norm(transpose(x)) -- the same
+ * values, the norm being over the last dim -- so that fold_qk_norm finds
+ * the norm next to the attention.  The two nodes swap places: the view
+ * takes the norm's slot and output value (now of the view's shape and x's
+ * dtype), the norm the view's.  False when n is no such norm. */
+static bool commute_norm_view(pt_graph *g, const fz *f, int32_t ni) {
+    const pt_node *r = node(f, ni);
+    double eps, add_one;
+    int dt;
+    if (!qk_norm_args(f, r, &eps, &add_one, &dt)) return false;
+    int32_t a = out0(r), ti = only_user(f, a);
+    const pt_node *t = node(f, ti);
+    if (!t || t->nout != 1 || tin(t, 0) != a) return false;
+    const pt_value *av = val(f, a);
+    int rank = av->rank;
+    if (t->op == PETREL_OP_TRANSPOSE) {
+        int d0 = lit_dim_arg(t, 1, rank), d1 = lit_dim_arg(t, 2, rank);
+        if (d0 < 0 || d1 < 0 || d0 == rank - 1 || d1 == rank - 1) return false;
+    } else if (t->op == PETREL_OP_PERMUTE) {
+        int64_t p[PETREL_MAX_RANK];
+        if (lit_ints(t, 1, p, PETREL_MAX_RANK) != rank || wrap_dim(p[rank - 1], rank) != rank - 1) return false;
+    } else {
+        return false;
+    }
+    int32_t b = out0(t), si = only_user(f, b);
+    if (si < 0 || node(f, si)->op != PETREL_OP_PETREL_SDPA_CACHE || (tin(node(f, si), 0) != b && tin(node(f, si), 1) != b))
+        return false;
+    pt_node *nn = &g->nodes[ni], *tn = &g->nodes[ti];
+    int32_t x = tin(nn, 0);
+    pt_node tmp = *nn;
+    *nn = *tn; /* the view, reading x, defining a */
+    *tn = tmp; /* the norm, reading a, defining b */
+    nn->args[0].items[0].vid = x;
+    nn->outs[0] = a;
+    tn->args[0].items[0].vid = a;
+    tn->outs[0] = b;
+    pt_value *av2 = &g->values[a];
+    const pt_value *bv = &g->values[b], *xv = &g->values[x];
+    av2->rank = bv->rank;
+    memcpy(av2->shape, bv->shape, sizeof av2->shape);
+    av2->dtype = xv->dtype;
+    return true;
+}
+
 /* ---- driver ------------------------------------------------------------------ */
 
 int pc_fuse(pt_graph *g) {
@@ -919,5 +1032,13 @@ int pc_fuse(pt_graph *g) {
     /* folds make no new op, so they are not counted */
     pc_match_all(g, fold_rope);
     pc_match_all(g, fold_norm);
+    if (!pc_fz_build(&f, g)) return fused;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        if (!commute_norm_view(g, &f, i)) continue;
+        pc_fz_free(&f);
+        if (!pc_fz_build(&f, g)) return fused;
+    }
+    pc_fz_free(&f);
+    pc_match_all(g, fold_qk_norm);
     return fused;
 }

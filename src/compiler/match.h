@@ -15,7 +15,7 @@
 #include "compiler.h"
 
 #define FZ_MAX_NODES 64
-#define FZ_MAX_ARGS 12 /* the most arguments of a fused op (sdpa_cache has 11) */
+#define FZ_MAX_ARGS 17 /* the most arguments of a fused op (sdpa_cache has 17) */
 
 /* ---- def-use index -------------------------------------------------------- */
 

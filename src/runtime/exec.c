@@ -688,9 +688,13 @@ static petrel_status return_args(pt_exec *ex, const pt_node *n, bool ran) {
     petrel_status st = PETREL_OK;
     bool writes = pt_op_table[n->op].flags & PT_OPF_STATE; /* in-place results are copied by run_node */
     for (int32_t i = 0; i < ex->nsubst; i++) {
-        pt_tensor *t = &ex->vals[ex->subst[i].vid].t;
+        int32_t vid = ex->subst[i].vid;
+        pt_tensor *t = &ex->vals[vid].t;
         pt_storage *twin = t->storage;
-        if (ran && writes && st == PETREL_OK && twin->is_twin) st = twin_writeback(ex, t);
+        /* a state op writes its buffers, never a weight it reads (a
+         * read-only view of the program file) */
+        bool weight = ex->g->values[vid].src == PT_SRC_PARAM || ex->g->values[vid].src == PT_SRC_CONST;
+        if (ran && writes && !weight && st == PETREL_OK && twin->is_twin) st = twin_writeback(ex, t);
         for (int k = 0; k < n->nout; k++) {
             pt_rvalue *o = n->outs[k] >= 0 ? &ex->vals[n->outs[k]] : NULL;
             if (!o || o->kind != PT_V_TENSOR || o->t.storage != twin) continue;

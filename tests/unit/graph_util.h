@@ -91,6 +91,23 @@ static inline int32_t hn(pt_graph *g, pt_op op, int32_t like, int nargs, const i
     return out;
 }
 
+/* Give the last node the schema defaults of the arguments after its
+ * first ones (the trailing options of a fused op). */
+static inline void tg_defaults(pt_graph *g) {
+    pt_node *n = &g->nodes[g->nnodes - 1];
+    pt_schema sc;
+    pt_err err = {{0}};
+    if (!pt_schema_parse(pt_op_table[n->op].schema, &sc) || n->nargs >= sc.nargs) return;
+    pt_arg *args = pt_realloc(n->args, (size_t)sc.nargs * sizeof *args);
+    if (!args) return;
+    n->args = args;
+    for (int k = n->nargs; k < sc.nargs; k++) {
+        memset(&args[k], 0, sizeof args[k]);
+        if (pt_arg_default(&sc.args[k], &args[k], "test graph", &err) != PETREL_OK) break;
+        n->nargs = k + 1;
+    }
+}
+
 #define DIMS(...) ((int64_t[]){__VA_ARGS__})
 #define HN(g, op, like, ...) \
     hn((g), (op), (like), (int)(sizeof((int32_t[]){__VA_ARGS__}) / sizeof(int32_t)), (int32_t[]){__VA_ARGS__})

@@ -19,7 +19,9 @@
 ** computes the same numbers to the bit, and it does not happen when a
 ** rope is read elsewhere, k has another cos, or cos is written between;
 ** the CPU kernel rejects half-given or misshapen rope arguments; an
-** interleaved rope never folds.
+** interleaved rope never folds.  5b. The q/k norm fold likewise, for
+** Qwen3's order (norm, then the heads' transpose) and Gemma 3's, and not
+** when a norm is also a result or the two norms differ.
 ** 6. The norm fold: on every LLM fixture (export form) no petrel.rms_norm
 ** is left that is read only by a linear_n or gated_linear, and the
 ** linears count the norms they took; on hand-built graphs the folded
@@ -67,20 +69,20 @@ typedef struct fusion_case {
      * input norm into q/k/v, the post-attention one into the gated MLP
      * (Qwen3-MoE's is reshaped for the router and the experts; Phi-3's
      * merged projections are plain linears).  The final norm (before the
-     * LM head, a plain linear), Qwen3's and Gemma 3's q/k norms and Gemma
-     * 3's post-norms stay. */
+     * LM head, a plain linear) and Gemma 3's post-norms stay. */
     int folded;
+    int qk; /* norms per layer folded into the attention: Qwen3's and Gemma 3's q/k norms */
     int tables; /* rotary tables (petrel.rope_table): Gemma 3 has a local and a global one */
 } fusion_case;
 
 static const fusion_case cases[] = {
-    {"llama_export", 2, 2, 0, 0, 1, 1, 2, 2, 1},      {"llama_aten", 2, 2, 0, 0, 2, 0, 2, 2, 1},
-    {"llama_bf16_aten", 2, 2, 0, 0, 2, 0, 2, 2, 1},   {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2, 2, 1},
-    {"llama_fp16_aten", 2, 2, 0, 0, 2, 0, 2, 2, 1},   {"qwen3_export", 2, 4, 0, 0, 1, 1, 2, 2, 1},
-    {"qwen3_aten", 2, 4, 0, 0, 2, 0, 2, 2, 1},        {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1, 1, 1},
-    {"qwen3_moe_aten", 2, 4, 4, 2, 1, 0, 1, 1, 1},    {"gemma3_export", 2, 6, 0, 0, 1, 1, 0, 2, 2},
-    {"gemma3_aten", 2, 6, 0, 0, 1, 1, 0, 2, 2},       {"phi3_export", 2, 2, 0, 0, 0, 0, 2, 0, 1},
-    {"phi3_aten", 2, 2, 0, 0, 0, 0, 0, 0, 1},
+    {"llama_export", 2, 2, 0, 0, 1, 1, 2, 2, 0, 1},      {"llama_aten", 2, 2, 0, 0, 2, 0, 2, 2, 0, 1},
+    {"llama_bf16_aten", 2, 2, 0, 0, 2, 0, 2, 2, 0, 1},   {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2, 2, 0, 1},
+    {"llama_fp16_aten", 2, 2, 0, 0, 2, 0, 2, 2, 0, 1},   {"qwen3_export", 2, 4, 0, 0, 1, 1, 2, 2, 2, 1},
+    {"qwen3_aten", 2, 4, 0, 0, 2, 0, 2, 2, 2, 1},        {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1, 1, 2, 1},
+    {"qwen3_moe_aten", 2, 4, 4, 2, 1, 0, 1, 1, 2, 1},    {"gemma3_export", 2, 6, 0, 0, 1, 1, 0, 2, 2, 2},
+    {"gemma3_aten", 2, 6, 0, 0, 1, 1, 0, 2, 2, 2},       {"phi3_export", 2, 2, 0, 0, 0, 0, 2, 0, 0, 1},
+    {"phi3_aten", 2, 2, 0, 0, 0, 0, 0, 0, 0, 1},
 };
 
 static int count_op(const pt_graph *g, pt_op op) {
@@ -111,6 +113,15 @@ static int norm_arg(pt_op op) {
     return op == PETREL_OP_PETREL_LINEAR_N ? 2 : op == PETREL_OP_PETREL_GATED_LINEAR ? 4
                                                 : op == PETREL_OP_PETREL_QLINEAR   ? 9
                                                                                    : -1;
+}
+
+/* petrel.sdpa_cache nodes with qk_norm on. */
+static int qk_attentions(const pt_graph *g) {
+    int c = 0;
+    for (int32_t i = 0; i < g->nnodes; i++)
+        c += g->nodes[i].op == PETREL_OP_PETREL_SDPA_CACHE && g->nodes[i].args[11].kind == PT_ARG_BOOL &&
+             g->nodes[i].args[11].items[0].i;
+    return c;
 }
 
 /* Fused linears with the RMSNorm prologue on. */
@@ -204,7 +215,9 @@ static void test_compiled(const fusion_case *c) {
     if (pf_read(&g, map.data, map.size, false, &err) != PETREL_OK) {
         CHECK(0, "%s: reading the program: %s", c->fixture, err.msg);
     } else {
-        check_fused(c->fixture, &g, rms - folded, 0, sdpa, sdpa, c->other_bmm, c->other_softmax);
+        check_fused(c->fixture, &g, rms - folded - c->layers * c->qk, 0, sdpa, sdpa, c->other_bmm, c->other_softmax);
+        CHECK(qk_attentions(&g) == (c->qk ? sdpa : 0), "%s: %d attentions take the q/k norms, want %d", c->fixture,
+              qk_attentions(&g), c->qk ? sdpa : 0);
         CHECK(norm_linears(&g) == folded && foldable_norms(&g) == 0,
               "%s: %d linears take their norm (want %d), %d norms left that could", c->fixture, norm_linears(&g),
               folded, foldable_norms(&g));
@@ -458,6 +471,7 @@ static void rope_graph(pt_graph *g, rope_variant rv) {
         HN(g, PETREL_OP_ADD__TENSOR, t, t, t, -3);
     }
     int32_t o = HN(g, PETREL_OP_PETREL_SDPA_CACHE, q, qr, kr, v, kc, vc, pos, -1, -1, -2, -1, -1);
+    tg_defaults(g);
     int32_t outs[2] = {o, rv == RV_Q_RESULT ? qr : rv == RV_K_READ ? HN(g, PETREL_OP_NEG, kr, kr) : -1};
     g->outputs = pt_calloc(2, sizeof *g->outputs);
     for (int i = 0; i < 2 && outs[i] >= 0; i++)
@@ -466,17 +480,18 @@ static void rope_graph(pt_graph *g, rope_variant rv) {
 
 static char run_error[512]; /* why run_rope_graph failed */
 
-/* Run g (written to a program) twice, at positions 0..2 then 3..5, with
- * fixed inputs, appending output 0's elements to out.  Returns their
+/* Run g (written to a program) twice, at positions 0..2 then 3..5 (its
+ * last input), with fixed inputs, appending output 0's elements to out.  Returns their
  * count, -1 on failure (run_error says why). */
 static int run_rope_graph(const pt_graph *g, double *out, int max) {
     run_error[0] = 0;
     petrel_program_t *p = tg_load(g, out_path, run_error, sizeof run_error);
     if (!p) return -1;
     int n = 0;
-    uint16_t data[6][36]; /* bf16 */
+    uint16_t data[8][36]; /* bf16 */
+    const int npos = g->ninputs - 1; /* the last input: the positions */
     for (int call = 0; call < 2 && n >= 0; call++) {
-        for (int i = 0; i < 6; i++) {
+        for (int i = 0; i < npos && i < 8; i++) {
             const pt_value *v = &g->values[g->inputs[i]];
             petrel_tensor_desc d = {v->dtype, v->rank, {0}, data[i]};
             for (int r = 0; r < v->rank; r++) d.shape[r] = v->shape[r].lit;
@@ -488,7 +503,7 @@ static int run_rope_graph(const pt_graph *g, double *out, int max) {
         petrel_tensor_desc pd = {PETREL_DTYPE_I64, 1, {3}, pos};
         petrel_tensor_desc t;
         petrel_value_kind kind;
-        if (n < 0 || petrel_program_set_input(p, 6, &pd) != PETREL_OK || petrel_program_execute(p) != PETREL_OK ||
+        if (n < 0 || petrel_program_set_input(p, npos, &pd) != PETREL_OK || petrel_program_execute(p) != PETREL_OK ||
             petrel_program_get_output(&t, p, 0, &kind) != PETREL_OK) {
             snprintf(run_error, sizeof run_error, "%s", petrel_program_error(p));
             n = -1;
@@ -561,6 +576,123 @@ static void test_rope_fold(void) {
     }
 }
 
+/* Argument a: tensors vids[0..n) (a list when `list`), a literal, a string. */
+static void ha_tensors(pt_node *n, int a, bool list, const int32_t *vids, int count) {
+    n->args[a] = (pt_arg){.kind = list ? PT_ARG_TENSORS : PT_ARG_TENSOR, .n = count,
+                          .items = pt_calloc((size_t)count, sizeof(pt_item))};
+    for (int k = 0; k < count; k++) n->args[a].items[k].vid = vids[k];
+}
+static void ha_lit(pt_node *n, int a, pt_arg_kind kind, double v) {
+    n->args[a] = (pt_arg){.kind = kind, .n = 1, .items = pt_calloc(1, sizeof(pt_item))};
+    n->args[a].items[0] = (pt_item){-1, (int64_t)v, v};
+}
+static void ha_str(pt_node *n, int a, const char *str) { n->args[a] = (pt_arg){.kind = PT_ARG_STRING, .str = pt_strdup(str)}; }
+
+/* 5b. The q/k norm fold on hand-built graphs (bf16, 2 query heads, 1 KV
+ * head, E 6, R 4, 3 positions a call): per-head norms of q and k read
+ * only by the attention (through the ropes it folded) become its
+ * qk_norm, Qwen3's before the heads' transpose (moved first) as Gemma
+ * 3's after it, and the program computes the same numbers to the bit;
+ * nothing folds when q's norm is also a result or k's has another eps. */
+typedef enum qk_variant {
+    QK_QWEN,      /* view layout (B, L, H, E): norm, then transpose(1, 2) */
+    QK_GEMMA,     /* transpose, then norm (1 + w, in float) */
+    QK_Q_RESULT,  /* Qwen3's, q's norm also a graph result */
+    QK_OTHER_EPS, /* Qwen3's, k's norm with another eps */
+} qk_variant;
+
+/* x (1, 3, H, 6) normalized with w into a (1, H, 3, 6) value. */
+static int32_t qk_norm_head(pt_graph *g, qk_variant qv, int32_t x, int32_t w, int H, double eps, int32_t *norm_out) {
+    petrel_dtype bf = PETREL_DTYPE_BF16;
+    bool gemma = qv == QK_GEMMA;
+    int32_t src = x;
+    if (gemma) {
+        int32_t t = hv(g, PT_SRC_NODE, bf, 4, DIMS(1, H, 3, 6));
+        pt_node *tn = tg_node(g, PETREL_OP_TRANSPOSE, 3, 1, &t);
+        ha_tensors(tn, 0, false, &x, 1);
+        ha_lit(tn, 1, PT_ARG_INT, 1);
+        ha_lit(tn, 2, PT_ARG_INT, 2);
+        src = t;
+    }
+    int32_t y = gemma ? hv(g, PT_SRC_NODE, bf, 4, DIMS(1, H, 3, 6)) : hv(g, PT_SRC_NODE, bf, 4, DIMS(1, 3, H, 6));
+    pt_node *r = tg_node(g, PETREL_OP_PETREL_RMS_NORM, 5, 1, &y);
+    ha_tensors(r, 0, false, &src, 1);
+    ha_tensors(r, 1, false, &w, 1);
+    ha_lit(r, 2, PT_ARG_FLOAT, eps);
+    ha_lit(r, 3, PT_ARG_BOOL, gemma);
+    if (!gemma) ha_lit(r, 4, PT_ARG_DTYPE, bf);
+    *norm_out = y;
+    if (gemma) return y;
+    int32_t t = hv(g, PT_SRC_NODE, bf, 4, DIMS(1, H, 3, 6));
+    pt_node *tn = tg_node(g, PETREL_OP_TRANSPOSE, 3, 1, &t);
+    ha_tensors(tn, 0, false, &y, 1);
+    ha_lit(tn, 1, PT_ARG_INT, 1);
+    ha_lit(tn, 2, PT_ARG_INT, 2);
+    return t;
+}
+
+/* Inputs q (1, 3, 2, 6), k (1, 3, 1, 6), v (1, 1, 3, 6), cos, sin (1, 1,
+ * 3, 4), the norms' weights (6), pos (3); caches (1, 1, 8, 6). */
+static void qk_graph(pt_graph *g, qk_variant qv) {
+    memset(g, 0, sizeof *g);
+    g->dialect = pt_strdup("TRAINING");
+    g->schema_major = 8;
+    petrel_dtype bf = PETREL_DTYPE_BF16;
+    int32_t q = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 3, 2, 6));
+    int32_t k = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 3, 1, 6));
+    int32_t v = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 1, 3, 6));
+    int32_t c = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 1, 3, 4));
+    int32_t s = hv(g, PT_SRC_USER_INPUT, bf, 4, DIMS(1, 1, 3, 4));
+    int32_t wq = hv(g, PT_SRC_USER_INPUT, bf, 1, DIMS(6)), wk = hv(g, PT_SRC_USER_INPUT, bf, 1, DIMS(6));
+    int32_t pos = hv(g, PT_SRC_USER_INPUT, PETREL_DTYPE_I64, 1, DIMS(3));
+    int32_t kc = hv(g, PT_SRC_BUFFER, bf, 4, DIMS(1, 1, 8, 6)), vc = hv(g, PT_SRC_BUFFER, bf, 4, DIMS(1, 1, 8, 6));
+    int32_t qn, kn;
+    int32_t qh = qk_norm_head(g, qv, q, wq, 2, 1e-6, &qn);
+    int32_t kh = qk_norm_head(g, qv, k, wk, 1, qv == QK_OTHER_EPS ? 1e-5 : 1e-6, &kn);
+    int32_t qr = HN(g, PETREL_OP_PETREL_ROPE, qh, qh, c, s, -2);
+    int32_t kr = HN(g, PETREL_OP_PETREL_ROPE, kh, kh, c, s, -2);
+    int32_t o = HN(g, PETREL_OP_PETREL_SDPA_CACHE, qr, qr, kr, v, kc, vc, pos, -1, -1, -2, -1, -1);
+    tg_defaults(g);
+    int32_t outs[2] = {o, qv == QK_Q_RESULT ? qn : -1};
+    g->outputs = pt_calloc(2, sizeof *g->outputs);
+    for (int i = 0; i < 2 && outs[i] >= 0; i++)
+        g->outputs[g->noutputs++] = (pt_user_output){{outs[i], 0, 0}, PT_V_TENSOR};
+}
+
+static void test_qk_norm_fold(void) {
+    static const struct {
+        qk_variant qv;
+        const char *name;
+        bool folds;
+    } vs[] = {{QK_QWEN, "Qwen3's", true},
+              {QK_GEMMA, "Gemma 3's", true},
+              {QK_Q_RESULT, "q's norm also a result", false},
+              {QK_OTHER_EPS, "k's norm with another eps", false}};
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        pt_graph g;
+        pt_err err = {{0}};
+        qk_graph(&g, vs[i].qv);
+        CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "qk norm fold, %s: the test graph is invalid: %s", vs[i].name,
+              err.msg);
+        double want[72], got[72];
+        int nw = run_rope_graph(&g, want, 72), nodes = g.nnodes;
+        CHECK(nw == 72, "qk norm fold, %s: the unfolded graph ran to %d numbers (%s)", vs[i].name, nw, run_error);
+        CHECK(pc_fuse(&g) == 0, "qk norm fold, %s: a fold counted as a fused op", vs[i].name);
+        CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "qk norm fold, %s: invalid after: %s", vs[i].name, err.msg);
+        int norms = vs[i].folds ? 0 : 2;
+        CHECK(count_op(&g, PETREL_OP_PETREL_RMS_NORM) == norms && qk_attentions(&g) == vs[i].folds &&
+                  rope_attentions(&g) == 1 && g.nnodes == nodes - 2 - (2 - norms),
+              "qk norm fold, %s: %d norms left, %d attentions take them, %d nodes of %d", vs[i].name,
+              count_op(&g, PETREL_OP_PETREL_RMS_NORM), qk_attentions(&g), g.nnodes, nodes);
+        int ng = run_rope_graph(&g, got, 72); /* the same numbers, to the bit, folded or not */
+        CHECK(ng == nw, "qk norm fold, %s: ran to %d and %d numbers (%s)", vs[i].name, nw, ng, run_error);
+        for (int e = 0; e < nw && e < ng; e++)
+            CHECK(want[e] == got[e], "qk norm fold, %s: number %d is %g, was %g unfolded", vs[i].name, e, got[e],
+                  want[e]);
+        pt_graph_free(&g);
+    }
+}
+
 /* 6. The norm fold on hand-built graphs: a petrel.rms_norm read only by a
  * petrel.linear_n or petrel.gated_linear (bf16 rows (2, 3, 8)) becomes its
  * prologue, and the folded program computes exactly what the norm and the
@@ -578,18 +710,6 @@ typedef enum norm_variant {
     NV_X_WRITTEN,    /* its input written in place between norm and linear */
     NV_NORM_ON,      /* the linear has its prologue on already */
 } norm_variant;
-
-/* Argument a: tensors vids[0..n) (a list when `list`), a literal, a string. */
-static void ha_tensors(pt_node *n, int a, bool list, const int32_t *vids, int count) {
-    n->args[a] = (pt_arg){.kind = list ? PT_ARG_TENSORS : PT_ARG_TENSOR, .n = count,
-                          .items = pt_calloc((size_t)count, sizeof(pt_item))};
-    for (int k = 0; k < count; k++) n->args[a].items[k].vid = vids[k];
-}
-static void ha_lit(pt_node *n, int a, pt_arg_kind kind, double v) {
-    n->args[a] = (pt_arg){.kind = kind, .n = 1, .items = pt_calloc(1, sizeof(pt_item))};
-    n->args[a].items[0] = (pt_item){-1, (int64_t)v, v};
-}
-static void ha_str(pt_node *n, int a, const char *str) { n->args[a] = (pt_arg){.kind = PT_ARG_STRING, .str = pt_strdup(str)}; }
 
 /* Inputs x (2, 3, 8) bf16, the norm's weight (8), the linear's weights
  * (5, 8) and (3, 8) (gated: two (5, 8)); outputs the linear's results. */
@@ -819,6 +939,7 @@ int main(void) {
     for (size_t i = 0; i < no; i++) test_op_fixture(&op_cases[i]);
     test_conservative();
     test_rope_fold();
+    test_qk_norm_fold();
     test_norm_fold();
     test_canon();
     test_rope_interleaved();

@@ -111,6 +111,7 @@ static void check_attention(void) {
     int32_t pos = hv(&g, PT_SRC_USER_INPUT, PETREL_DTYPE_I64, 1, DIMS(3));
     int32_t kc = hv(&g, PT_SRC_BUFFER, f, 4, DIMS(1, 2, 16, 8)), vc = hv(&g, PT_SRC_BUFFER, f, 4, DIMS(1, 2, 16, 8));
     int32_t o = HN(&g, PETREL_OP_PETREL_SDPA_CACHE, q, q, k, v, kc, vc, pos, -1, -1, -2, -1, -1);
+    tg_defaults(&g);
     g.outputs = pt_calloc(1, sizeof *g.outputs);
     g.outputs[g.noutputs++] = (pt_user_output){{o, 0, 0}, PT_V_TENSOR};
     float data[6 * 96];

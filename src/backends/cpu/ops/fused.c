@@ -22,14 +22,10 @@ static double round_to(double v, petrel_dtype dt) {
 
 /* ---- petrel.rms_norm ----------------------------------------------------- */
 
-/* out (x's shape, dense) = petrel.rms_norm(x, ...) with weight, eps,
- * add_one and norm_dtype read from node n's arguments a .. a + 3: the op
- * itself (a = 1) and the prologue of the fused linears share this. */
-static petrel_status rms_norm_rows(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, const pt_tensor *out) {
-    const pt_tensor *w = pk_tensor(ex, n, a);
-    double eps = pk_float(ex, n, a + 1);
-    bool add_one = pk_bool(ex, n, a + 2);
-    int norm_dt = pk_dtype(ex, n, a + 3); /* -1: n stays in float */
+/* out (x's shape, dense) = petrel.rms_norm(x, w, eps, add_one, norm_dt)
+ * (norm_dt -1: n stays in float). */
+static petrel_status rms_norm_rows(pt_exec *ex, const pt_tensor *w, double eps, bool add_one, int norm_dt,
+                                   const pt_tensor *x, const pt_tensor *out) {
     if (norm_dt >= 0 && !pt_dtype_is_float((petrel_dtype)norm_dt))
         return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm norm_dtype must be a float dtype");
     int64_t D = x->shape[x->rank - 1], M = D > 0 ? pt_numel(x) / D : 0;
@@ -58,13 +54,32 @@ static petrel_status rms_norm_rows(pt_exec *ex, const pt_node *n, int a, const p
     return PETREL_OK;
 }
 
+/* The same with weight, eps, add_one and norm_dtype read from node n's
+ * arguments a .. a + 3: the op itself (a = 1) and the prologue of the
+ * fused linears share this. */
+static petrel_status rms_norm_node(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, const pt_tensor *out) {
+    return rms_norm_rows(ex, pk_tensor(ex, n, a), pk_float(ex, n, a + 1), pk_bool(ex, n, a + 2),
+                         pk_dtype(ex, n, a + 3), x, out);
+}
+
+/* Dense scratch of x's shape and dtype in *y. */
+static petrel_status dense_scratch(pt_exec *ex, const pt_tensor *x, pt_tensor *y) {
+    memset(y, 0, sizeof *y);
+    y->dtype = x->dtype;
+    y->rank = x->rank;
+    memcpy(y->shape, x->shape, sizeof y->shape);
+    nu_contig_strides(y->rank, y->shape, y->stride);
+    if (!(y->data = (uint8_t *)nu_scratch(ex, pt_numel(x), pt_elsize(x)))) return NU_NOMEM(ex);
+    return PETREL_OK;
+}
+
 static petrel_status fused_rms_norm(pt_exec *ex, const pt_node *n) {
     const pt_tensor *x = pk_tensor(ex, n, 0);
     if (!x || x->rank < 1) return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm needs an input of rank >= 1");
     if (!pt_dtype_is_float(x->dtype)) return pk_fail(ex, PETREL_ERR_SHAPE, "rms_norm needs a float input");
     pt_tensor *out;
     PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
-    return rms_norm_rows(ex, n, 1, x, out);
+    return rms_norm_node(ex, n, 1, x, out);
 }
 
 petrel_status cpu_rms_norm_prologue(pt_exec *ex, const pt_node *n, int a, const pt_tensor *x, pt_tensor *xn) {
@@ -74,13 +89,8 @@ petrel_status cpu_rms_norm_prologue(pt_exec *ex, const pt_node *n, int a, const 
     }
     if (x->rank < 1 || !pt_dtype_is_float(x->dtype))
         return pk_fail(ex, PETREL_ERR_SHAPE, "the rms_norm prologue needs a float input of rank >= 1");
-    memset(xn, 0, sizeof *xn);
-    xn->dtype = x->dtype;
-    xn->rank = x->rank;
-    memcpy(xn->shape, x->shape, sizeof xn->shape);
-    nu_contig_strides(xn->rank, xn->shape, xn->stride);
-    if (!(xn->data = (uint8_t *)nu_scratch(ex, pt_numel(x), pt_elsize(x)))) return NU_NOMEM(ex);
-    return rms_norm_rows(ex, n, a + 1, x, xn);
+    PT_TRY(dense_scratch(ex, x, xn));
+    return rms_norm_node(ex, n, a + 1, x, xn);
 }
 
 /* ---- petrel.rope ---------------------------------------------------------- */
@@ -157,12 +167,7 @@ static petrel_status rope_scratch(pt_exec *ex, const char *what, const pt_tensor
                                   const pt_tensor *s, pt_tensor *y) {
     pt_tensor cb, sb;
     PT_TRY(rope_operands(ex, what, x, c, s, &cb, &sb));
-    memset(y, 0, sizeof *y);
-    y->dtype = x->dtype;
-    y->rank = x->rank;
-    memcpy(y->shape, x->shape, sizeof y->shape);
-    nu_contig_strides(y->rank, y->shape, y->stride);
-    if (!(y->data = (uint8_t *)nu_scratch(ex, pt_numel(x), pt_elsize(x)))) return NU_NOMEM(ex);
+    PT_TRY(dense_scratch(ex, x, y));
     rope_rows(x, &cb, &sb, false, y); /* sdpa_cache folds rotate-half ropes only */
     return PETREL_OK;
 }
@@ -277,6 +282,19 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
         return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: attn_mask does not broadcast to (B, Hq, L, S)");
     const pt_tensor *rcos = pk_tensor(ex, n, 9), *rsin = pk_tensor(ex, n, 10);
     if (!rcos != !rsin) return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: rope_cos and rope_sin go together");
+    pt_tensor qn, kn; /* q, k normalized (qk_norm) */
+    if (pk_bool(ex, n, 11)) {
+        const pt_tensor *wq = pk_tensor(ex, n, 12), *wk = pk_tensor(ex, n, 13);
+        if (!wq || !wk) return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: qk_norm needs q_norm_weight and k_norm_weight");
+        double eps = pk_float(ex, n, 14);
+        bool add_one = pk_bool(ex, n, 15);
+        int dt = pk_dtype(ex, n, 16);
+        PT_TRY(dense_scratch(ex, q, &qn));
+        PT_TRY(rms_norm_rows(ex, wq, eps, add_one, dt, q, &qn));
+        PT_TRY(dense_scratch(ex, k, &kn));
+        PT_TRY(rms_norm_rows(ex, wk, eps, add_one, dt, k, &kn));
+        q = &qn, k = &kn;
+    }
     pt_tensor qr, kr; /* q, k rotated */
     if (rcos) {
         PT_TRY(rope_scratch(ex, "sdpa_cache rope of q", q, rcos, rsin, &qr));

@@ -12,9 +12,9 @@
 ** GQA heads sharing each K/V read, masked keys skipped, the cache write
 ** folded in); rope, the general cache write and the rotary tables (one
 ** launch for cos and sin) are fused_k.cu.
-** sdpa_cache's own rope (rope_cos/rope_sin) is applied by the decode
-** launch as it loads q and the new k; elsewhere the rope kernel rotates
-** them into scratch first.
+** sdpa_cache's own rope (rope_cos/rope_sin) and q/k norm (qk_norm) are
+** applied by the decode launch as it loads q and the new k; elsewhere the
+** norm and rope kernels write them into scratch first.
 */
 #include <math.h>
 
@@ -126,6 +126,27 @@ static petrel_status rope_scratch(pt_exec *ex, const pt_tensor *x, const pt_tens
     return rope_into(ex, x, c, s, x->dtype, rot->data, what);
 }
 
+/* sdpa_cache's qk_norm: x (q or the new k) normalized as petrel.rms_norm
+ * over its last dim into dense device scratch of its dtype, *y
+ * describing it. */
+static petrel_status norm_scratch(pt_exec *ex, const pt_tensor *x, const pt_tensor *w, float eps, bool add_one,
+                                  int norm_dt, pt_tensor *y) {
+    pt_tensor xd, wd;
+    PT_TRY(fused_dense(ex, x, &xd));
+    PT_TRY(fused_dense(ex, w, &wd));
+    *y = *x;
+    y->storage = NULL;
+    int64_t st = 1;
+    for (int i = x->rank - 1; i >= 0; i--) y->stride[i] = st, st *= x->shape[i];
+    y->data = pk_dev_scratch(ex, (size_t)pt_numel(x) * pt_elsize(x));
+    if (!y->data) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for sdpa_cache's q/k norm");
+    int64_t D = x->shape[x->rank - 1];
+    pcu_rownorm a = {.x = xd.data, .xdt = xd.dtype, .out = y->data, .odt = x->dtype, .M = pt_numel(x) / D, .D = D,
+                     .w = wd.data, .wdt = wd.dtype, .eps = eps, .rms = true, .add_one = add_one, .norm_dtype = norm_dt};
+    PCU_LAUNCHED(ex, pcu_rownorm_launch(pcu_stream(ex), &a), "sdpa_cache q/k norm");
+    return PETREL_OK;
+}
+
 /* ---- petrel.sdpa_cache ----------------------------------------------------- */
 
 /* Do new entries src (B, H, L, E) fit cache (B, H, S, E)? */
@@ -198,6 +219,18 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     pt_tensor m;
     if (mask && !pt_broadcast_to(mask, 4, mshape, &m))
         return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: attn_mask does not broadcast to (B, Hq, L, S)");
+    const pt_tensor *qnw = NULL, *knw = NULL; /* qk_norm's weights */
+    if (pk_bool(ex, n, 11)) {
+        qnw = pk_tensor(ex, n, 12), knw = pk_tensor(ex, n, 13);
+        if (!qnw || !knw || qnw->rank != 1 || knw->rank != 1 || qnw->shape[0] != E || knw->shape[0] != E)
+            return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache: qk_norm needs q and k norm weights of shape (%lld)",
+                           (long long)E);
+        if (!fused_float(qnw->dtype) || !fused_float(knw->dtype) || pcu_is_host_scalar(qnw) || pcu_is_host_scalar(knw))
+            return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA sdpa_cache needs f32/f16/bf16 q/k norm weights");
+        int ndt = pk_dtype(ex, n, 16);
+        if (ndt >= 0 && !fused_float((petrel_dtype)ndt))
+            return pk_fail(ex, PETREL_ERR_SHAPE, "sdpa_cache norm_dtype must be f32, f16 or bf16");
+    }
     petrel_dtype dt = pk_out_dtype(ex, n, 0);
     if (!fused_float(dt) || q->dtype != dt || kc->dtype != dt || vc->dtype != dt || !fused_float(k->dtype) ||
         !fused_float(v->dtype) || pcu_is_host_scalar(pos) ||
@@ -219,8 +252,25 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
         a.mb[0] = m.stride[0], a.mb[1] = m.stride[1], a.m_sl = m.stride[2], a.m_ss = m.stride[3];
     }
     pcu_ctx *c = pk_cuda(ex);
+    pt_tensor qn, kn; /* normalized q and k (qk_norm) */
+    if (qnw) {
+        float eps = (float)pk_float(ex, n, 14);
+        bool add_one = pk_bool(ex, n, 15);
+        int ndt = pk_dtype(ex, n, 16);
+        /* the decode launch normalizes them as it rotates them */
+        bool launch = rc && qnw->dtype == dt && knw->dtype == dt && qnw->stride[0] == 1 && knw->stride[0] == 1 &&
+                      (ndt < 0 || ndt == (int)dt) && attn_rope(&a, q, rc, rs, pos, k, v, c->sm_count);
+        if (launch) {
+            a.qnw = qnw->data, a.knw = knw->data, a.neps = eps, a.nadd_one = add_one, a.nround = ndt >= 0;
+        } else {
+            PT_TRY(norm_scratch(ex, q, qnw, eps, add_one, ndt, &qn));
+            PT_TRY(norm_scratch(ex, k, knw, eps, add_one, ndt, &kn));
+            q = &qn, k = &kn;
+            a.q = q->data, a.qb[0] = q->stride[0], a.qb[1] = q->stride[1], a.q_sl = q->stride[2], a.q_se = q->stride[3];
+        }
+    }
     pt_tensor qr, kr; /* rotated q and k (rope_cos/rope_sin given) */
-    if (rc && !attn_rope(&a, q, rc, rs, pos, k, v, c->sm_count)) { /* else the launch rotates them */
+    if (rc && !a.rcos && !attn_rope(&a, q, rc, rs, pos, k, v, c->sm_count)) { /* else the launch rotates them */
         PT_TRY(rope_scratch(ex, q, rc, rs, &qr, "q"));
         PT_TRY(rope_scratch(ex, k, rc, rs, &kr, "k"));
         q = &qr, k = &kr;

@@ -48,7 +48,10 @@
 ** block 0: no scratch, no second kernel.  For petrel.sdpa_cache's decode
 ** step it also writes the new key and value into the caches: the lane
 ** that owns key pos reads the new row instead of the cache row and stores
-** it to the cache, so the step needs no cache-write kernel either.
+** it to the cache, so the step needs no cache-write kernel either.  Its
+** rope and q/k norm are applied in the prologue, as q and the new key row
+** are loaded: every block normalizes (one block barrier for the rows'
+** sums of squares) and rotates them itself.
 */
 #include <cooperative_groups.h>
 #include <math.h>
@@ -467,12 +470,82 @@ __device__ __forceinline__ void dec_mask(const pcu_attn &a, const int64_t *mrow,
  * cos / sin row c, s on its first R channels, in float (products and the
  * sum rounded to T, as the rope kernel does). */
 template <typename T>
-__device__ __forceinline__ float dec_rope(const T *x, int64_t xs, int e, int R, const T *c, const T *s) {
-    float v = dn_f32(x[e * xs]);
+__device__ __forceinline__ float dec_rot(float v, float xp, int e, int R, const T *c, const T *s) {
     if (e >= R) return v;
     const int h = R / 2;
-    float xp = dn_f32(x[(e < h ? e + h : e - h) * xs]);
     return dn_round<T>(dn_round<T>(v * dn_f32(c[e])) + dn_round<T>((e < h ? -xp : xp) * dn_f32(s[e])));
+}
+
+/* Channel e's partner in rotate-half (valid for e < R). */
+__device__ __forceinline__ int dec_partner(int e, int R) { return e < R / 2 ? e + R / 2 : e - R / 2; }
+
+template <typename T>
+__device__ __forceinline__ float dec_rope(const T *x, int64_t xs, int e, int R, const T *c, const T *s) {
+    return dec_rot(dn_f32(x[e * xs]), e < R ? dn_f32(x[dec_partner(e, R) * xs]) : 0.0f, e, R, c, s);
+}
+
+/* petrel.rms_norm's element: x times 1/rms, rounded to T when nround,
+ * times the weight (1 + w with add_one), rounded to T. */
+template <typename T> __device__ __forceinline__ float dec_nrm(const pcu_attn &a, float x, float rstd, float w) {
+    float v = x * rstd;
+    if (a.nround) v = dn_round<T>(v);
+    return dn_round<T>(v * (a.nadd_one ? 1.0f + w : w));
+}
+
+/* The prologue with qk_norm (and the rope): q's rows into qv (element
+ * threadIdx.x + u * blockDim.x), the new k row into knr, both normalized
+ * then rotated.  Every load is issued in one batch; the rows' sums of
+ * squares meet in red (ATTN_ROWS + 1 per warp) over one block barrier. */
+template <typename T, int QPT>
+__device__ __forceinline__ void dec_norm_rope(const pcu_attn &a, const T *q, const int64_t *qrow, const T *kn, T *knr,
+                                              const T *rc, const T *rs, float *red, float (*qv)[QPT]) {
+    const int E = (int)a.E, R = (int)a.R, nw = blockDim.x >> 5, warp = threadIdx.x >> 5;
+    const T *qw = (const T *)a.qnw, *kw = (const T *)a.knw;
+    float xq[ATTN_ROWS][QPT], pq[ATTN_ROWS][QPT], xk[QPT], pk[QPT], wq[QPT], wqp[QPT], wk[QPT], wkp[QPT];
+#pragma unroll
+    for (int u = 0; u < QPT; u++) {
+        int e = threadIdx.x + u * blockDim.x, pe = dec_partner(e, R);
+        bool in = e < E, rot = e < R;
+#pragma unroll
+        for (int r = 0; r < ATTN_ROWS; r++) {
+            xq[r][u] = in ? dn_f32(q[qrow[r] + e * a.q_se]) : 0.0f;
+            pq[r][u] = rot ? dn_f32(q[qrow[r] + pe * a.q_se]) : 0.0f;
+        }
+        xk[u] = in ? dn_f32(kn[e]) : 0.0f, pk[u] = rot ? dn_f32(kn[pe]) : 0.0f;
+        wq[u] = in ? dn_f32(qw[e]) : 0.0f, wqp[u] = rot ? dn_f32(qw[pe]) : 0.0f;
+        wk[u] = in ? dn_f32(kw[e]) : 0.0f, wkp[u] = rot ? dn_f32(kw[pe]) : 0.0f;
+    }
+    float ss[ATTN_ROWS + 1];
+#pragma unroll
+    for (int r = 0; r <= ATTN_ROWS; r++) {
+        float t = 0.0f;
+#pragma unroll
+        for (int u = 0; u < QPT; u++) t = fmaf(r < ATTN_ROWS ? xq[r][u] : xk[u], r < ATTN_ROWS ? xq[r][u] : xk[u], t);
+        ss[r] = dn_warp_sum(t);
+    }
+    if ((threadIdx.x & 31) == 0)
+#pragma unroll
+        for (int r = 0; r <= ATTN_ROWS; r++) red[r * nw + warp] = ss[r];
+    __syncthreads();
+    float rstd[ATTN_ROWS + 1];
+#pragma unroll
+    for (int r = 0; r <= ATTN_ROWS; r++) {
+        float t = 0.0f;
+        for (int w = 0; w < nw; w++) t += red[r * nw + w];
+        rstd[r] = 1.0f / sqrtf(t / (float)E + a.neps);
+    }
+#pragma unroll
+    for (int u = 0; u < QPT; u++) {
+        int e = threadIdx.x + u * blockDim.x;
+#pragma unroll
+        for (int r = 0; r < ATTN_ROWS; r++)
+            qv[r][u] = e >= E ? 0.0f
+                              : dec_rot(dec_nrm<T>(a, xq[r][u], rstd[r], wq[u]), dec_nrm<T>(a, pq[r][u], rstd[r], wqp[u]),
+                                        e, R, rc, rs);
+        if (e < E)
+            knr[e] = dn_from<T>(dec_rot(dec_nrm<T>(a, xk[u], rstd[ATTN_ROWS], wk[u]),
+                                        dec_nrm<T>(a, pk[u], rstd[ATTN_ROWS], wkp[u]), e, R, rc, rs));
+    }
 }
 
 /* Grid (k/v matrices x row blocks, cluster blocks), clusters (1, dcl); a
@@ -521,19 +594,26 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
     const T *rc = (const T *)a.rcos + o.rc, *rs = (const T *)a.rsin + o.rc; /* the rope's row (a.rcos) */
     constexpr int QPT = (MC * V + 31) / 32; /* query elements per row and thread (E <= MC * V, >= 32 threads) */
     float qv[ATTN_ROWS][QPT];
-#pragma unroll
-    for (int r = 0; r < ATTN_ROWS; r++)
-#pragma unroll
-        for (int u = 0; u < QPT; u++) {
-            int e = threadIdx.x + u * blockDim.x;
-            const T *qr = (const T *)a.q + qrow[r];
-            qv[r][u] = e >= E ? 0.0f : a.rcos ? dec_rope(qr, a.q_se, e, (int)a.R, rc, rs) : dn_f32(qr[e * a.q_se]);
-        }
-    if (a.rcos && kn) { /* the new keys rotated into shared memory: the row read and written below */
-        size_t end = sizeof(float) * (size_t)(ATTN_ROWS * E + (nw + 1) * qb * pitch);
-        T *knr = (T *)((char *)sm + (end + 15) / 16 * 16);
-        for (int e = threadIdx.x; e < E; e += blockDim.x) knr[e] = dn_from<T>(dec_rope(kn, 1, e, (int)a.R, rc, rs));
+    /* the new key rotated (and normalized) into shared memory: the row read
+     * and written below */
+    size_t kend = sizeof(float) * (size_t)(ATTN_ROWS * E + (nw + 1) * qb * pitch);
+    T *knr = (T *)((char *)sm + (kend + 15) / 16 * 16);
+    if (a.qnw) { /* with the rope and the cache write (pcu_attn_norm_ok) */
+        dec_norm_rope<T, QPT>(a, (const T *)a.q, qrow, kn, knr, rc, rs, wp, qv);
         kn = knr;
+    } else {
+#pragma unroll
+        for (int r = 0; r < ATTN_ROWS; r++)
+#pragma unroll
+            for (int u = 0; u < QPT; u++) {
+                int e = threadIdx.x + u * blockDim.x;
+                const T *qr = (const T *)a.q + qrow[r];
+                qv[r][u] = e >= E ? 0.0f : a.rcos ? dec_rope(qr, a.q_se, e, (int)a.R, rc, rs) : dn_f32(qr[e * a.q_se]);
+            }
+        if (a.rcos && kn) {
+            for (int e = threadIdx.x; e < E; e += blockDim.x) knr[e] = dn_from<T>(dec_rope(kn, 1, e, (int)a.R, rc, rs));
+            kn = knr;
+        }
     }
     const int64_t nch = (a.S + 31) / 32, cstep = (int64_t)nw * ncl;
     int64_t ch = (int64_t)warp * ncl + crank;
@@ -765,8 +845,13 @@ extern "C" bool pcu_attn_rope_ok(const pcu_attn *a, int sm_count) {
            a->rcb[a->nb - 1] == 0 && pcu_attn_writes_cache(a, sm_count) && pcu_attn_fits(a, sm_count);
 }
 
+extern "C" bool pcu_attn_norm_ok(const pcu_attn *a, int sm_count) {
+    return a->qnw && a->knw && pcu_attn_rope_ok(a, sm_count);
+}
+
 extern "C" cudaError_t pcu_attn_launch(cudaStream_t s, const pcu_attn *a, int sm_count, void *scratch) {
     if (!pcu_attn_fits(a, sm_count)) return cudaErrorInvalidValue;
+    if (a->qnw && !pcu_attn_norm_ok(a, sm_count)) return cudaErrorInvalidValue;
     if (a->pos && !pcu_attn_writes_cache(a, sm_count)) return cudaErrorInvalidValue;
     if (a->rcos && !pcu_attn_rope_ok(a, sm_count)) return cudaErrorInvalidValue;
     attn_grid g = attn_plan(a, sm_count);

@@ -71,6 +71,14 @@ typedef struct pcu_attn {
     const void *rcos, *rsin;
     int64_t R;
     int64_t rcb[PCU_ATTN_MAX_BATCH];
+    /* petrel.sdpa_cache's qk_norm, applied by the decode launch before
+     * its rope (pcu_attn_norm_ok; qnw NULL = none): q and the new k first
+     * become petrel.rms_norm(x, w, neps, nadd_one, norm_dtype) over E,
+     * rounded to the dtype above; weights qnw, knw (E) of that dtype,
+     * contiguous; norm_dtype none or the dtype above (nround) */
+    const void *qnw, *knw;
+    float neps;
+    bool nadd_one, nround;
 } pcu_attn;
 
 /* False when the kernel cannot run this problem (shared memory, grid
@@ -80,6 +88,10 @@ bool pcu_attn_fits(const pcu_attn *a, int sm_count);
 /* Can the launch apply the rope set in a (rcos, rsin, R, rcb) itself?
  * Only the decode step that writes the cache (pcu_attn_writes_cache). */
 bool pcu_attn_rope_ok(const pcu_attn *a, int sm_count);
+
+/* Can the launch apply the q/k norm set in a (qnw, knw, ...) itself?
+ * Only together with its rope (pcu_attn_rope_ok). */
+bool pcu_attn_norm_ok(const pcu_attn *a, int sm_count);
 
 /* Device scratch (bytes) the launch needs for split partial results; 0
  * when the problem runs unsplit.  Depends on shapes only. */
