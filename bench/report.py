@@ -196,7 +196,7 @@ def header(env: dict, torch_res, workdir: str) -> str:
         text = (f"- torch {torch_res['torch']}, transformers {torch_res['transformers']}, attention "
                 f"{torch_res['attn_implementation']}, static cache of {torch_res['max_cache_len']} positions")
         if c:
-            text += (f"; torch.compile mode {c['compile_mode']}, fullgraph, "
+            text += (f"; torch.compile mode {c['compile_mode']}, fullgraph, dynamic={c.get('compile_dynamic', 'False')}, "
                      f"{'prefill compiled too' if c['compile_prefill'] else 'decode steps compiled, prefill eager as in generate()'}")
         out.append(text)
     for note in env.get("notes", []):

@@ -5,7 +5,8 @@ weights), the same prompt ids (splitmix64, as `petrel bench`), the same
 measurements, with a static KV cache of the same length:
 
     eager     model.forward, no compilation
-    compile   torch.compile(model.forward, mode=--compile-mode, fullgraph=True)
+    compile   torch.compile(model.forward, mode=--compile-mode, fullgraph=True,
+              dynamic=None: see bench/README.md)
               for the decode steps; the prefill stays eager as in
               model.generate() (--compile-prefill compiles it too)
 
@@ -126,7 +127,7 @@ class Runner:
         fwd = lm.forward
         if compiled:
             fwd = torch.compile(lm.forward, mode=None if a.compile_mode == "default" else a.compile_mode,
-                                fullgraph=True, dynamic=False)
+                                fullgraph=True, dynamic=None)
         self.decode_fn = fwd
         self.prefill_fn = fwd if a.compile_prefill else lm.forward
 
@@ -137,8 +138,12 @@ class Runner:
         p = torch.arange(pos, pos + len(ids), dtype=torch.long, device=self.dev)
         if self.cudagraphs and fn is self.decode_fn:
             torch.compiler.cudagraph_mark_step_begin()
+        # position_ids as generate() passes them: without them Gemma 3 derives
+        # them from the cache's Python-int length, and torch.compile
+        # recompiles the step for every position
         with torch.no_grad():
-            out = fn(input_ids=x, cache_position=p, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+            out = fn(input_ids=x, cache_position=p, position_ids=p.unsqueeze(0), past_key_values=self.cache,
+                     use_cache=True, logits_to_keep=1)
         return out.logits[0, -1]
 
     def sync(self):
@@ -219,6 +224,7 @@ def bench_mode(lm, a, mode: str, ids: list) -> dict:
     if mode == "compile":
         out["compile_mode"] = a.compile_mode
         out["compile_prefill"] = a.compile_prefill
+        out["compile_dynamic"] = "None"
         out["setup_s"] = time.perf_counter() - t0  # includes the compilation in the warm-up runs
     measured = runs[warmup:]
     out["ttft_ms"] = statistics.median(x[0] for x in measured) * 1e3
