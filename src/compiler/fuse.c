@@ -689,6 +689,23 @@ static int32_t rope_input(const fz *f, const pt_node *r) {
     return x0;
 }
 
+/* The start of a fold into petrel.sdpa_cache si of the nodes pq and pk
+ * making its q and k: the three are taken, the attention stays in its
+ * place reading pq's and pk's inputs instead (its first two arguments),
+ * and l2, l3 are the other values the folded nodes read. */
+static void fold_into_attention(fz_match *m, const fz *f, const pt_node *pq, const pt_node *pk, int32_t si, int32_t l2,
+                                int32_t l3) {
+    take(m, f, pq);
+    take(m, f, pk);
+    take(m, f, node(f, si));
+    m->final = si;
+    m->late[0] = tin(pq, 0), m->late[1] = tin(pk, 0), m->late[2] = l2, m->late[3] = l3;
+    m->nlate = 4;
+    m->op = PETREL_OP_PETREL_SDPA_CACHE;
+    put_tensor(m, tin(pq, 0));
+    put_tensor(m, tin(pk, 0));
+}
+
 /* Anchor: petrel.sdpa_cache without rope arguments whose q and k are
  * petrel.rope results of the same cos and sin, read by nothing else
  * => that sdpa_cache with rope_cos, rope_sin, reading the unrotated q and
@@ -702,15 +719,7 @@ static bool fold_rope(const fz *f, int32_t si, fz_match *m) {
         only_user(f, out0(rq)) != si || only_user(f, out0(rk)) != si || rope_input(f, rq) < 0 ||
         rope_input(f, rk) < 0 || (!none_arg(s, 7) && !lit_num(s, 7, &scale)) || !lit_num(s, 8, &causal))
         return false;
-    take(m, f, rq);
-    take(m, f, rk);
-    take(m, f, s);
-    m->final = si;
-    m->late[0] = tin(rq, 0), m->late[1] = tin(rk, 0), m->late[2] = tin(rq, 1), m->late[3] = tin(rq, 2);
-    m->nlate = 4;
-    m->op = PETREL_OP_PETREL_SDPA_CACHE;
-    put_tensor(m, tin(rq, 0));
-    put_tensor(m, tin(rk, 0));
+    fold_into_attention(m, f, rq, rk, si, tin(rq, 1), tin(rq, 2));
     for (int a = 2; a <= 6; a++) put_tensor(m, tin(s, a)); /* v, caches, pos, mask (None stays None) */
     if (none_arg(s, 7)) put_none(m);
     else put_float(m, scale);
@@ -947,15 +956,7 @@ static bool fold_qk_norm(const fz *f, int32_t si, fz_match *m) {
     if (!qk_norm_args(f, nq, &eq, &aq, &dq) || !qk_norm_args(f, nk, &ek, &ak, &dk) || nq == nk || eq != ek ||
         aq != ak || dq != dk || only_user(f, out0(nq)) != si || only_user(f, out0(nk)) != si)
         return false;
-    take(m, f, nq);
-    take(m, f, nk);
-    take(m, f, s);
-    m->final = si;
-    m->late[0] = tin(nq, 0), m->late[1] = tin(nk, 0), m->late[2] = tin(nq, 1), m->late[3] = tin(nk, 1);
-    m->nlate = 4;
-    m->op = PETREL_OP_PETREL_SDPA_CACHE;
-    put_tensor(m, tin(nq, 0));
-    put_tensor(m, tin(nk, 0));
+    fold_into_attention(m, f, nq, nk, si, tin(nq, 1), tin(nk, 1));
     for (int a = 2; a < 11; a++) put_copy(m, &s->args[a]);
     put_bool(m, true);
     put_tensor(m, tin(nq, 1));

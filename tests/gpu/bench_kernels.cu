@@ -4,7 +4,8 @@
 ** petrel.rope, and petrel.sdpa_cache's decode step at several numbers of
 ** valid cache positions; also the norm's long-row path (checked only),
 ** prefill attention (the general attention kernel, unsplit and split) and
-** the output top-k of sampling (its keys against a host sort, exactly).
+** the output top-k of sampling (its keys against a host sort, exactly),
+** and the decode step with its rope and q/k norm at Qwen3-0.6B's shape.
 **
 ** Each case runs once and is checked against a host reference computed in
 ** double from the same bf16 inputs (relative L2 error and max |error| /
@@ -238,6 +239,27 @@ static pcu_attn attn_args(const void *q, const void *kc, const void *vc, void *o
     return a;
 }
 
+/* The cache write of a decode step in a: position pos (1), new rows kn, vn
+ * (1, Hkv, 1, E). */
+static void decode_write(pcu_attn *a, const int64_t *pos, const void *kn, const void *vn, int64_t Hkv, int64_t E) {
+    a->pos = pos, a->pos_dt = PETREL_DTYPE_I64, a->kn = kn, a->vn = vn;
+    a->kn_dt = a->vn_dt = PETREL_DTYPE_BF16, a->kn_se = a->vn_se = 1;
+    a->knb[0] = a->vnb[0] = Hkv * E, a->knb[1] = a->vnb[1] = E;
+}
+
+/* The decode cases' caches (Hkv, S, E): rows pos.. hold large garbage that
+ * the mask must hide.  Returns the bool mask (S): true for j <= pos. */
+static std::vector<uint8_t> decode_garbage(std::vector<uint16_t> &kc, std::vector<uint16_t> &vc, int64_t Hkv, int64_t S,
+                                           int64_t E, int64_t pos) {
+    for (int64_t h = 0; h < Hkv; h++)
+        for (int64_t j = pos; j < S; j++)
+            for (int64_t e = 0; e < E; e++)
+                kc[(h * S + j) * E + e] = f2bf(300.0f), vc[(h * S + j) * E + e] = f2bf(-1000.0f);
+    std::vector<uint8_t> mask((size_t)S);
+    for (int64_t j = 0; j < S; j++) mask[j] = j <= pos;
+    return mask;
+}
+
 /* petrel.sdpa_cache's decode step: q (1, 32, 1, 64), new k, v (1, 8, 1,
  * 64), caches (1, 8, 2048, 64), pos = nvalid - 1, bool mask (1, 1, 1,
  * 2048) true for j <= pos.  Cache rows past pos hold large garbage that
@@ -248,12 +270,7 @@ static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid) {
     auto q = bf_random((size_t)(Hq * E), 2.0f), kn = bf_random((size_t)(Hkv * E), 2.0f),
          vn = bf_random((size_t)(Hkv * E), 1.0f);
     auto kc = bf_random((size_t)(Hkv * S * E), 2.0f), vc = bf_random((size_t)(Hkv * S * E), 1.0f);
-    for (int64_t h = 0; h < Hkv; h++)
-        for (int64_t j = pos; j < S; j++)
-            for (int64_t e = 0; e < E; e++)
-                kc[(h * S + j) * E + e] = f2bf(300.0f), vc[(h * S + j) * E + e] = f2bf(-1000.0f);
-    std::vector<uint8_t> mask((size_t)S);
-    for (int64_t j = 0; j < S; j++) mask[j] = j <= pos;
+    auto mask = decode_garbage(kc, vc, Hkv, S, E, pos);
     std::vector<int64_t> posv(1, pos);
     uint16_t *dq = dev_copy(q), *dkn = dev_copy(kn), *dvn = dev_copy(vn), *dkc = dev_copy(kc), *dvc = dev_copy(vc);
     uint8_t *dmask = dev_copy(mask);
@@ -268,9 +285,7 @@ static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid) {
     auto ref = attn_ref(q, kexp, vexp, Hq, Hkv, 1, S, E, nvalid, false, 1.0 / sqrt((double)E));
 
     pcu_attn a = attn_args(dq, dkc, dvc, dout, dmask, Hq, Hkv, 1, S, E, false);
-    a.pos = dpos, a.pos_dt = PETREL_DTYPE_I64, a.kn = dkn, a.vn = dvn;
-    a.kn_dt = a.vn_dt = PETREL_DTYPE_BF16, a.kn_se = a.vn_se = 1;
-    a.knb[0] = a.vnb[0] = Hkv * E, a.knb[1] = a.vnb[1] = E;
+    decode_write(&a, dpos, dkn, dvn, Hkv, E);
     pcu_attn split = a; /* the same with the separate cache-write kernel (the split kernel) */
     split.pos = NULL;
     void *split_scratch = NULL;
@@ -322,6 +337,109 @@ static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid) {
     CK(cudaFree(dmask));
     CK(cudaFree(dpos));
     CK(cudaFree(dout));
+}
+
+/* x (rows, E) normalized as petrel.rms_norm (w or 1 + w; n rounded to bf16
+ * when nround), then rotated on all E channels by cos, sin (E) as
+ * petrel.rope, every step rounded to bf16 where the op rounds. */
+static std::vector<uint16_t> norm_rope_ref(const std::vector<uint16_t> &x, const std::vector<uint16_t> &w,
+                                           const std::vector<uint16_t> &c, const std::vector<uint16_t> &sn, int64_t rows,
+                                           int64_t E, double eps, bool add_one, bool nround) {
+    std::vector<uint16_t> out(x.size());
+    std::vector<float> y((size_t)E);
+    const int64_t h = E / 2;
+    for (int64_t r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int64_t e = 0; e < E; e++) ss += (double)bf2f(x[r * E + e]) * bf2f(x[r * E + e]);
+        double rs = 1.0 / sqrt(ss / (double)E + eps);
+        for (int64_t e = 0; e < E; e++) {
+            double n = bf2f(x[r * E + e]) * rs;
+            if (nround) n = bfr(n);
+            y[e] = bfr(n * (add_one ? 1.0 + bf2f(w[e]) : bf2f(w[e])));
+        }
+        for (int64_t e = 0; e < E; e++) {
+            double p = e < h ? -y[e + h] : y[e - h];
+            out[r * E + e] = f2bf(bfr(bfr((double)y[e] * bf2f(c[e])) + bfr(p * bf2f(sn[e]))));
+        }
+    }
+    return out;
+}
+
+/* petrel.sdpa_cache's decode step with its rope and q/k norm in the
+ * launch, at Qwen3-0.6B's shape: q (1, 16, 1, 128), new k, v (1, 8, 1,
+ * 128), caches (1, 8, 2048, 128), pos = nvalid - 1, the bool mask and the
+ * garbage past pos of case_sdpa_decode.  Qwen3's norm (w, n rounded to
+ * bf16), or Gemma 3's (1 + w, n in float) with add_one. */
+static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bool add_one) {
+    const int64_t Hq = 16, Hkv = 8, S = 2048, E = 128, pos = nvalid - 1;
+    const double eps = 1e-6;
+    printf("sdpa_cache decode bf16 with rope and %s q/k norm, E = %lld, cache S = %lld, %lld valid positions\n",
+           add_one ? "Gemma 3's" : "Qwen3's", (long long)E, (long long)S, (long long)nvalid);
+    auto q = bf_random((size_t)(Hq * E), 3.0f), kn = bf_random((size_t)(Hkv * E), 3.0f),
+         vn = bf_random((size_t)(Hkv * E), 1.0f);
+    auto kc = bf_random((size_t)(Hkv * S * E), 2.0f), vc = bf_random((size_t)(Hkv * S * E), 1.0f);
+    auto wq = bf_random((size_t)E, 0.5f), wk = bf_random((size_t)E, 0.5f);
+    for (auto *w : {&wq, &wk})
+        for (auto &x : *w) x = f2bf(bf2f(x) + (add_one ? 0.0f : 1.0f)); /* weights near 1 (or 1 + w near 1) */
+    std::vector<uint16_t> cs((size_t)E), sn((size_t)E);
+    for (int64_t e = 0; e < E; e++) { /* a position's angles: cos and sin of (pos * f_e), halves equal */
+        double f = pos * pow(10000.0, -(double)(2 * (e % (E / 2))) / (double)E);
+        cs[e] = f2bf((float)cos(f)), sn[e] = f2bf((float)sin(f));
+    }
+    auto mask = decode_garbage(kc, vc, Hkv, S, E, pos);
+    std::vector<int64_t> posv(1, pos);
+
+    auto qr = norm_rope_ref(q, wq, cs, sn, Hq, E, eps, add_one, !add_one);
+    auto kr = norm_rope_ref(kn, wk, cs, sn, Hkv, E, eps, add_one, !add_one);
+    auto kexp = kc, vexp = vc;
+    for (int64_t h = 0; h < Hkv; h++)
+        for (int64_t e = 0; e < E; e++)
+            kexp[(h * S + pos) * E + e] = kr[h * E + e], vexp[(h * S + pos) * E + e] = vn[h * E + e];
+    auto ref = attn_ref(qr, kexp, vexp, Hq, Hkv, 1, S, E, nvalid, false, 1.0 / sqrt((double)E));
+
+    uint16_t *dq = dev_copy(q), *dkn = dev_copy(kn), *dvn = dev_copy(vn), *dkc = dev_copy(kc), *dvc = dev_copy(vc);
+    uint16_t *dwq = dev_copy(wq), *dwk = dev_copy(wk), *dcs = dev_copy(cs), *dsn = dev_copy(sn);
+    uint8_t *dmask = dev_copy(mask);
+    int64_t *dpos = dev_copy(posv);
+    uint16_t *dout;
+    CK(cudaMalloc(&dout, (size_t)(Hq * E) * 2));
+    pcu_attn a = attn_args(dq, dkc, dvc, dout, dmask, Hq, Hkv, 1, S, E, false);
+    decode_write(&a, dpos, dkn, dvn, Hkv, E);
+    a.rcos = dcs, a.rsin = dsn, a.R = E; /* rcb: 0, one row for every head */
+    a.qnw = dwq, a.knw = dwk, a.neps = (float)eps, a.nadd_one = add_one, a.nround = !add_one;
+    if (!pcu_attn_norm_ok(&a, sm_count)) {
+        printf("  FAIL: the decode launch does not take the rope and norm\n");
+        g_fail = 1;
+        return;
+    }
+    CK(cudaMemset(dout, 0xff, (size_t)(Hq * E) * 2));
+    CK(cudaDeviceSynchronize()); /* the memset is not ordered with the stream */
+    CK(pcu_attn_launch(s, &a, sm_count, NULL));
+    auto got = host_copy(dout, (size_t)(Hq * E));
+    auto kc2 = host_copy(dkc, kc.size()), vc2 = host_copy(dvc, vc.size());
+    /* the caches: row pos = the normalized, rotated k (a rounding apart at
+     * most: float vs double 1/rms), v; every other row untouched */
+    bool others = true;
+    std::vector<float> krow;
+    std::vector<double> kref;
+    for (int64_t h = 0; h < Hkv; h++)
+        for (int64_t j = 0; j < S; j++)
+            for (int64_t e = 0; e < E; e++) {
+                size_t i = (size_t)((h * S + j) * E + e);
+                if (j == pos) krow.push_back(bf2f(kc2[i])), kref.push_back(bf2f(kexp[i]));
+                else others = others && kc2[i] == kc[i];
+                others = others && vc2[i] == vexp[i];
+            }
+    printf("  check %-44s %s\n", "cache rows other than pos, v row", others ? "ok" : "FAIL");
+    if (!others) g_fail = 1;
+    check("cache k row (normalized, rotated)", krow, kref, 1e-2);
+    std::vector<float> g(got.size());
+    for (size_t i = 0; i < got.size(); i++) g[i] = bf2f(got[i]);
+    check("attention", g, ref, 1e-2);
+    bench("attention with rope and q/k norm (1 launch)", s, [&] { return pcu_attn_launch(s, &a, sm_count, NULL); });
+    for (void *p : {(void *)dq, (void *)dkn, (void *)dvn, (void *)dkc, (void *)dvc, (void *)dwq, (void *)dwk,
+                    (void *)dcs, (void *)dsn, (void *)dmask, (void *)dpos, (void *)dout})
+        CK(cudaFree(p));
 }
 
 /* Prefill: q (1, 32, L, 64) over k, v (1, 8, S, 64), causal (top-left:
@@ -418,6 +536,9 @@ int main(void) {
     case_rope(s, 8);
     const int64_t valid[] = {128, 384, 1024, 2048};
     for (int64_t n : valid) case_sdpa_decode(s, prop.multiProcessorCount, n);
+    case_sdpa_decode_qk(s, prop.multiProcessorCount, 128, false);
+    case_sdpa_decode_qk(s, prop.multiProcessorCount, 1024, false);
+    case_sdpa_decode_qk(s, prop.multiProcessorCount, 384, true);
     case_sdpa_prefill(s, prop.multiProcessorCount, 128, 128);
     case_sdpa_prefill(s, prop.multiProcessorCount, 16, 1024); /* few blocks: split keys + combine */
     case_topk(s, 128256, 41); /* Llama 3's vocabulary, the default top_k + 1 */
