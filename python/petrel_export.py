@@ -19,7 +19,10 @@ decode steps.  The archive carries two extra files the runner reads:
                       the model directory)
 
 Supported families: Llama 3.x (llama), Qwen3 (qwen3), Qwen3-MoE (qwen3_moe),
-Gemma 3 text (gemma3), Phi-3 / Phi-4-mini (phi3).
+Gemma 3 text (gemma3), Phi-3 / Phi-4-mini (phi3).  LongRoPE models (Phi-4-mini)
+export with --max-cache-len up to their original training length (4096 for
+Phi-4-mini): past it HF switches to the long factors at run time, a branch
+on the data that torch.export cannot keep.
 
     petrel_export.py --model DIR -o model.pt2
     petrel_export.py --config config.json --random-weights --seed 0 \\
