@@ -333,11 +333,16 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
      * static cache is mostly empty while a conversation is short, so only
      * the used prefix is loaded and attended (the results are identical). */
     int64_t used = (mask || causal) ? 0 : S;
-    for (int64_t b = 0; b < B && used < S; b++)
-        for (int64_t h = 0; h < Hq && used < S; h++)
-            for (int64_t i = 0; i < L && used < S; i++)
+    if (!mask && causal) used = L < S ? L : S; /* row i sees j <= i */
+    /* rows the mask repeats (its broadcast dims: stride 0) are scanned once;
+     * a decode step's mask is one row for every head */
+    int64_t nb = mask && m.stride[0] ? B : 1, nh = mask && m.stride[1] ? Hq : 1,
+            ni = mask && (m.stride[2] || causal) ? L : 1;
+    for (int64_t b = 0; mask && b < nb && used < S; b++)
+        for (int64_t h = 0; h < nh && used < S; h++)
+            for (int64_t i = 0; i < ni && used < S; i++)
                 for (int64_t j = S - 1; j >= used; j--)
-                    if (!col_excluded(&m, mask != NULL, mbool, causal, b, h, i, j)) {
+                    if (!col_excluded(&m, true, mbool, causal, b, h, i, j)) {
                         used = j + 1;
                         break;
                     }
