@@ -237,8 +237,9 @@ typedef struct sc_job {
 static void sc_groups(void *ctx, int part, int64_t g0, int64_t g1) {
     const sc_job *jb = ctx;
     int64_t L = jb->L, E = jb->E, Ev = jb->Ev, used = jb->used, group = jb->Hq / jb->Hkv;
-    int64_t es = (int64_t)pt_elsize(jb->out), S = jb->kc->shape[2];
-    double *qd = jb->work + part * jb->per, *kd = qd + L * E, *vd = kd + S * E, *sc = vd + S * Ev, *acc = sc + S;
+    int64_t es = (int64_t)pt_elsize(jb->out);
+    double *qd = jb->work + part * jb->per, *kd = qd + L * E, *vd = kd + used * E, *sc = vd + used * Ev,
+           *acc = sc + used;
     for (int64_t g = g0; g < g1; g++) {
         int64_t b = g / jb->Hkv, hk = g % jb->Hkv;
         load_mat(jb->kc, b, hk, used, kd);
@@ -313,18 +314,6 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
     int64_t oshape[4] = {B, Hq, L, Ev};
     pt_tensor *out;
     PT_TRY(pk_out_alloc(ex, n, 0, 4, oshape, &out));
-    /* per thread: q (L, E), the cache head's k (S, E) and v (S, Ev),
-     * scores (S) and the output row (Ev), in double */
-    int np = pk_threads(ex);
-    int64_t per = L * E + S * E + S * Ev + S + Ev;
-    double *work = (double *)nu_scratch(ex, (int64_t)np * per, sizeof(double));
-    if (!work) return NU_NOMEM(ex);
-    /* every check and allocation done: only now touch the state, so a
-     * failing call leaves the caches as they were */
-    cache_write(kc, k, pos);
-    cache_write(vc, v, pos);
-    if (B * Hq * L * Ev == 0) return PETREL_OK;
-
     double scale = pk_is_none(ex, n, 7) ? 1.0 / sqrt((double)E) : pk_float(ex, n, 7);
     bool causal = pk_bool(ex, n, 8);
     bool mbool = mask && mask->dtype == PETREL_DTYPE_BOOL;
@@ -346,6 +335,18 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
                         used = j + 1;
                         break;
                     }
+    /* per thread: q (L, E), the used prefix of the cache head's k (used, E)
+     * and v (used, Ev), scores (used) and the output row (Ev), in double
+     * (scratch is zeroed: sized by the prefix, not the cache) */
+    int np = pk_threads(ex);
+    int64_t per = L * E + used * E + used * Ev + used + Ev;
+    double *work = (double *)nu_scratch(ex, (int64_t)np * per, sizeof(double));
+    if (!work) return NU_NOMEM(ex);
+    /* every check and allocation done: only now touch the state, so a
+     * failing call leaves the caches as they were */
+    cache_write(kc, k, pos);
+    cache_write(vc, v, pos);
+    if (B * Hq * L * Ev == 0) return PETREL_OK;
     sc_job jb = {.q = q, .kc = kc, .vc = vc, .m = mask ? &m : NULL, .out = out, .work = work, .per = per,
                  .Hq = Hq, .Hkv = Hkv, .L = L, .E = E, .Ev = Ev, .used = used, .scale = scale, .causal = causal};
     /* a thread per (batch, cache head) group: each output row is computed
