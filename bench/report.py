@@ -136,7 +136,10 @@ def build(workdir: str) -> str:
             skip = os.path.join(workdir, f"skip-{name}-{f}.txt")
             if os.path.exists(p):
                 res = read_json(p)
-                wr = models.weight_bytes_read(cfg, 0, res["weight_bytes"])
+                # the bytes a step reads (petrel bench's step_weight_bytes: the
+                # embedding table, of which a token reads one row, left out);
+                # older results: the program's weights in proportion
+                wr = res.get("step_weight_bytes") or models.weight_bytes_read(cfg, 0, res["weight_bytes"])
                 fl = floor_tok_s(cfg, wr, petrel_kv_elem(cfg, res), res, bw)
                 mem = None
                 mpath = p[:-5] + ".mem"

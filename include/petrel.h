@@ -288,6 +288,10 @@ typedef struct petrel_program_stats {
     int64_t nodes_on_device;  /* nodes placed on the device backend (views included) */
     const char *device;       /* that backend ("cuda"), or NULL when all run on the cpu */
     int64_t device_arena_bytes; /* planned activation arena on the device */
+    /* weight bytes one call reads whole: all of weight_bytes but the tables
+     * that only embedding lookups read (a token reads one row of those) --
+     * the bytes a decode step must stream at least */
+    int64_t step_weight_bytes;
 } petrel_program_stats;
 
 PETREL_API petrel_status petrel_program_get_stats(petrel_program_stats *out,

@@ -45,8 +45,9 @@ int cmd_inspect(int argc, char **argv) {
     else
         printf("format:   torch.export archive, schema %d.%d, dialect %s\n", st.schema_major, st.schema_minor, st.dialect);
     printf("nodes:    %" PRId64 "\n", st.n_nodes);
-    printf("weights:  %" PRId64 " tensors, %.2f MB; state %.2f MB\n", st.n_weights, (double)st.weight_bytes / 1e6,
-           (double)st.state_bytes / 1e6);
+    printf("weights:  %" PRId64 " tensors, %.2f MB, %.2f MB of them read whole by a call (embedding tables aside); "
+           "state %.2f MB\n",
+           st.n_weights, (double)st.weight_bytes / 1e6, (double)st.step_weight_bytes / 1e6, (double)st.state_bytes / 1e6);
     petrel_quant_info qi;
     int64_t qbytes = 0, fbytes = 0;
     int nq = 0;

@@ -359,6 +359,24 @@ int petrel_program_profile(const petrel_program_t *p, petrel_profile_entry *out,
     return g->nnodes;
 }
 
+/* Is weight v read only as the table of embedding lookups (aten.embedding's
+ * weight, petrel.qembedding's codes, scales or zeros)?  A weight nothing
+ * reads is not. */
+static bool table_only(const pt_graph *g, int32_t v) {
+    int reads = 0;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        const pt_node *n = &g->nodes[i];
+        for (int a = 0; a < n->nargs; a++)
+            for (int k = 0; k < n->args[a].n; k++) {
+                if (n->args[a].items[k].vid != v) continue;
+                bool table = (n->op == PETREL_OP_EMBEDDING && a == 0) || (n->op == PETREL_OP_PETREL_QEMBEDDING && a <= 2);
+                if (!table) return false;
+                reads++;
+            }
+    }
+    return reads > 0;
+}
+
 petrel_status petrel_program_get_stats(petrel_program_stats *out, const petrel_program_t *p) {
     if (!out || !p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_get_stats: NULL argument");
     memset(out, 0, sizeof *out);
@@ -371,8 +389,12 @@ petrel_status petrel_program_get_stats(petrel_program_stats *out, const petrel_p
         for (int d = 0; d < v->rank; d++) n *= v->shape[d].lit;
         int64_t b = n * (int64_t)petrel_dtype_size(v->dtype);
         out->n_weights++;
-        if (v->src == PT_SRC_BUFFER) out->state_bytes += b;
-        else out->weight_bytes += b;
+        if (v->src == PT_SRC_BUFFER) {
+            out->state_bytes += b;
+        } else {
+            out->weight_bytes += b;
+            if (!table_only(g, i)) out->step_weight_bytes += b;
+        }
     }
     out->schema_major = g->schema_major;
     out->schema_minor = g->schema_minor;

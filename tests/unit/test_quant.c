@@ -10,7 +10,8 @@
 ** nodes for each scheme, no float copy of a quantized weight left, the
 ** program smaller by exactly what the quantization saves, --quant-skip
 ** (whole nodes and a split q/k/v), a tied embedding and LM head sharing one
-** set of codes under --quant-embedding, scheme errors.  3. Out of memory at
+** set of codes under --quant-embedding, scheme errors, and the bytes a call
+** reads (the embedding table out of them unless the LM head reads it).  3. Out of memory at
 ** any allocation of the pass fails cleanly (ASan: no leak).  4. Every LLM
 ** fixture compiled with every scheme runs on the CPU with logits within a
 ** stated bound of the float program's (PETREL_QUANT_ERRORS=1 prints the
@@ -516,6 +517,45 @@ static void test_end_to_end(void) {
     }
 }
 
+/* The weight bytes a call reads whole (petrel_program_stats'
+ * step_weight_bytes): all of the program's weights but the tables only
+ * embedding lookups read.  The LLM fixtures' table is (256, 32) f32:
+ * 32768 bytes; int8 codes of it with one group per row: 8192 + 256 f32
+ * scales + 256 i8 zero points = 9472. */
+static void test_step_bytes(void) {
+    static const struct {
+        const char *fixture, *scheme;
+        bool embedding;
+        int64_t table; /* weight_bytes - step_weight_bytes */
+    } cases[] = {
+        {"llama_export", NULL, false, 32768},  /* untied: the table is read by the lookup only */
+        {"llama_export", "int8", false, 32768},
+        {"llama_export", "int8", true, 9472},  /* its codes, scales and zero points */
+        {"gemma3_export", NULL, false, 0},     /* tied: the LM head reads the table whole */
+        {"gemma3_export", "int8", false, 32768}, /* the head quantized, the table kept for the lookup */
+        {"gemma3_export", "int8", true, 0},    /* one set of codes for both */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char in[256];
+        snprintf(in, sizeof in, "tests/fixtures/%s/model.pt2", cases[i].fixture);
+        petrel_compile_opts o = {.quant = cases[i].scheme, .quant_embedding = cases[i].embedding};
+        petrel_compile_report r;
+        petrel_program_t *p = NULL;
+        petrel_program_stats st;
+        if (petrel_compile(&r, in, out_path, &o) != PETREL_OK || petrel_program_load(&p, out_path, NULL) != PETREL_OK ||
+            petrel_program_get_stats(&st, p) != PETREL_OK) {
+            CHECK(0, "%s %s: %s", cases[i].fixture, cases[i].scheme ? cases[i].scheme : "float", petrel_last_error());
+        } else {
+            CHECK(st.weight_bytes - st.step_weight_bytes == cases[i].table && st.step_weight_bytes > 0,
+                  "%s %s%s: %lld weight bytes, %lld read by a call, want %lld fewer", cases[i].fixture,
+                  cases[i].scheme ? cases[i].scheme : "float", cases[i].embedding ? " --quant-embedding" : "",
+                  (long long)st.weight_bytes, (long long)st.step_weight_bytes, (long long)cases[i].table);
+        }
+        petrel_program_free(p);
+        remove(out_path);
+    }
+}
+
 /* ---- 3. out of memory -------------------------------------------------------------- */
 
 static bool import(const char *in, pt_mapping *map, pz_archive *z, pt_graph *g) {
@@ -573,6 +613,7 @@ int main(void) {
     test_tied("tests/fixtures/llm/llama.pt2", "model.model.embed_tokens.weight");
     test_tied("tests/fixtures/gemma3_export/model.pt2", "model.model.embed_tokens.weight");
     test_bad_schemes();
+    test_step_bytes();
     test_out_of_memory();
     test_end_to_end();
     printf("test_quant: %d failure%s\n", failures, failures == 1 ? "" : "s");
