@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "prompt_util.h"
 #include "core/core.h"
 #include "runtime/device.h"
 
@@ -19,23 +20,11 @@
 
 static void check_backend(const char *backend) {
     const char *label = backend ? "split with loopback" : "cpu";
-    petrel_program_t *p = NULL;
-    petrel_load_opts lo = {.backend = backend};
-    if (petrel_program_load(&p, "tests/fixtures/llm/llama.pt2", &lo) != PETREL_OK) {
-        CHECK(0, "%s: load: %s", label, petrel_last_error());
-        return;
-    }
-    petrel_io_info io;
-    petrel_program_output_info(&io, p, 0);
-    int64_t vocab = io.shape[2], ids[PROMPT], pos[PROMPT], idx = 0;
-    for (int i = 0; i < PROMPT; i++) ids[i] = rand() % vocab, pos[i] = i;
-    petrel_tensor_desc ti = {.dtype = PETREL_DTYPE_I64, .rank = 2, .shape = {1, PROMPT}, .data = ids};
-    petrel_tensor_desc tp = {.dtype = PETREL_DTYPE_I64, .rank = 1, .shape = {PROMPT}, .data = pos};
+    int64_t vocab, idx = 0;
+    petrel_program_t *p = prompt_load(backend, label, &vocab);
+    if (!p) return;
     CHECK(petrel_program_output_argmax(p, 0, 0, &idx) == PETREL_ERR_STATE, "%s: argmax before execute", label);
-    CHECK(!petrel_program_set_input(p, petrel_program_find_input(p, "input_ids"), &ti) &&
-              !petrel_program_set_input(p, petrel_program_find_input(p, "cache_position"), &tp) &&
-              !petrel_program_execute(p),
-          "%s: run: %s", label, petrel_program_error(p));
+    prompt_run(p, label, vocab, PROMPT);
     /* the device's answers first: reading the logits downloads them */
     int64_t got[PROMPT], last = -2;
     for (int r = 0; r < PROMPT; r++)

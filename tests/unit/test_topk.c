@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "prompt_util.h"
 #include "core/core.h"
 #include "petrel_llm.h"
 #include "runtime/device.h"
@@ -141,27 +142,15 @@ static void check_sampler(void) {
 
 static void check_program(const char *backend) {
     const char *label = backend ? "split with loopback" : "cpu";
-    petrel_program_t *p = NULL;
-    petrel_load_opts lo = {.backend = backend};
-    if (petrel_program_load(&p, "tests/fixtures/llm/llama.pt2", &lo) != PETREL_OK) {
-        CHECK(0, "%s: load: %s", label, petrel_last_error());
-        return;
-    }
-    petrel_io_info io;
-    petrel_program_output_info(&io, p, 0);
+    int64_t vocab;
+    petrel_program_t *p = prompt_load(backend, label, &vocab);
+    if (!p) return;
     enum { L = 4 };
-    int64_t vocab = io.shape[2], ids[L], pos[L];
-    for (int i = 0; i < L; i++) ids[i] = rand() % vocab, pos[i] = i;
-    petrel_tensor_desc ti = {.dtype = PETREL_DTYPE_I64, .rank = 2, .shape = {1, L}, .data = ids};
-    petrel_tensor_desc tp = {.dtype = PETREL_DTYPE_I64, .rank = 1, .shape = {L}, .data = pos};
     int32_t got[L][PETREL_TOPK_MAX], n[L], k = 1 + rand() % PETREL_TOPK_MAX;
     float vals[L][PETREL_TOPK_MAX], t = 0.9f;
     CHECK(petrel_program_output_topk(p, 0, 0, k, t, got[0], vals[0], &n[0]) == PETREL_ERR_STATE, "%s: before execute",
           label);
-    CHECK(!petrel_program_set_input(p, petrel_program_find_input(p, "input_ids"), &ti) &&
-              !petrel_program_set_input(p, petrel_program_find_input(p, "cache_position"), &tp) &&
-              !petrel_program_execute(p),
-          "%s: run: %s", label, petrel_program_error(p));
+    prompt_run(p, label, vocab, L);
     for (int r = 0; r < L; r++) /* the device's answers first: reading the logits downloads them */
         CHECK(!petrel_program_output_topk(p, 0, r, k, t, got[r], vals[r], &n[r]), "%s: topk row %d: %s", label, r,
               petrel_program_error(p));
