@@ -899,15 +899,24 @@ static void put_copy(fz_match *m, const pt_arg *src) {
     if (src->str && !(a->str = pt_strdup(src->str))) m->oom = true;
 }
 
-/* Anchor: petrel.linear_n or petrel.gated_linear without the prologue
- * whose x is a petrel.rms_norm result read by nothing else, of x's dtype
- * => that linear with the prologue (norm=True and the norm's arguments),
- * reading the norm's input; the rms_norm goes (one kernel fewer and one
- * activation round trip less per norm at decode). */
+/* Anchor: petrel.linear_n or petrel.gated_linear without the prologue, or
+ * a bias-free aten.linear of a constant weight (an LM head after the final
+ * norm), whose x is a petrel.rms_norm result read by nothing else, of x's
+ * dtype => that linear (a plain one as a petrel.linear_n of one weight)
+ * with the prologue (norm=True and the norm's arguments), reading the
+ * norm's input; the rms_norm goes (one kernel fewer and one activation
+ * round trip less per norm at decode). */
 static bool fold_norm(const fz *f, int32_t li, fz_match *m) {
     const pt_node *l = node(f, li);
-    int base = l->op == PETREL_OP_PETREL_LINEAR_N ? 2 : l->op == PETREL_OP_PETREL_GATED_LINEAR ? 4 : -1;
-    if (base < 0 || l->nargs != base + 5 || !lit_is(l, base, 0)) return false;
+    bool single = l->op == PETREL_OP_LINEAR; /* becomes a linear_n of one weight */
+    int base = l->op == PETREL_OP_PETREL_LINEAR_N ? 2 : l->op == PETREL_OP_PETREL_GATED_LINEAR ? 4 : single ? 2 : -1;
+    if (base < 0) return false;
+    if (single) {
+        const pt_value *wv = plain_linear(f, l) ? val(f, tin(l, 1)) : NULL;
+        if (!wv || (wv->src != PT_SRC_PARAM && wv->src != PT_SRC_CONST)) return false;
+    } else if (l->nargs != base + 5 || !lit_is(l, base, 0)) {
+        return false;
+    }
     const pt_node *r = def_op(f, tin(l, 0), PETREL_OP_PETREL_RMS_NORM);
     double eps, add_one;
     if (!r || only_user(f, out0(r)) != li || r->nout != 1 || !lit_num(r, 2, &eps) || !lit_num(r, 3, &add_one) ||
@@ -921,9 +930,13 @@ static bool fold_norm(const fz *f, int32_t li, fz_match *m) {
     m->final = li;
     m->late[m->nlate++] = x;
     if (w >= 0) m->late[m->nlate++] = w;
-    m->op = l->op;
+    m->op = single ? PETREL_OP_PETREL_LINEAR_N : l->op;
     put_tensor(m, x);
-    for (int a = 1; a < base; a++) put_copy(m, &l->args[a]);
+    if (single) {
+        pt_arg *ws = next_arg(m, PT_ARG_TENSORS, true);
+        if (ws->items) ws->items[0].vid = tin(l, 1);
+    }
+    for (int a = 1; a < base && !single; a++) put_copy(m, &l->args[a]);
     put_norm(m, true, w, eps, add_one != 0, none_arg(r, 4) ? -1 : (int)r->args[4].items[0].i);
     return true;
 }

@@ -65,24 +65,27 @@ typedef struct fusion_case {
      * gated MLP; core ATen writes silu as x * sigmoid(x), so Llama's and
      * Qwen3's gate and up are read as one linear_n there) */
     int linear_n, gated, linear_add;
+    /* plain linears per layer that become a linear_n of one weight by
+     * taking their norm (Phi-3's merged q/k/v and gate/up projections) */
+    int single;
     /* norms per layer folded into those linears as their prologue: the
      * input norm into q/k/v, the post-attention one into the gated MLP
-     * (Qwen3-MoE's is reshaped for the router and the experts; Phi-3's
-     * merged projections are plain linears).  The final norm (before the
-     * LM head, a plain linear) and Gemma 3's post-norms stay. */
+     * (Qwen3-MoE's is reshaped for the router and the experts).  The
+     * final norm folds into the LM head (a plain linear: one more
+     * linear_n); Gemma 3's post-norms stay. */
     int folded;
     int qk; /* norms per layer folded into the attention: Qwen3's and Gemma 3's q/k norms */
     int tables; /* rotary tables (petrel.rope_table): Gemma 3 has a local and a global one */
 } fusion_case;
 
 static const fusion_case cases[] = {
-    {"llama_export", 2, 2, 0, 0, 1, 1, 2, 2, 0, 1},      {"llama_aten", 2, 2, 0, 0, 2, 0, 2, 2, 0, 1},
-    {"llama_bf16_aten", 2, 2, 0, 0, 2, 0, 2, 2, 0, 1},   {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2, 2, 0, 1},
-    {"llama_fp16_aten", 2, 2, 0, 0, 2, 0, 2, 2, 0, 1},   {"qwen3_export", 2, 4, 0, 0, 1, 1, 2, 2, 2, 1},
-    {"qwen3_aten", 2, 4, 0, 0, 2, 0, 2, 2, 2, 1},        {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1, 1, 2, 1},
-    {"qwen3_moe_aten", 2, 4, 4, 2, 1, 0, 1, 1, 2, 1},    {"gemma3_export", 2, 6, 0, 0, 1, 1, 0, 2, 2, 2},
-    {"gemma3_aten", 2, 6, 0, 0, 1, 1, 0, 2, 2, 2},       {"phi3_export", 2, 2, 0, 0, 0, 0, 2, 0, 0, 1},
-    {"phi3_aten", 2, 2, 0, 0, 0, 0, 0, 0, 0, 1},
+    {"llama_export", 2, 2, 0, 0, 1, 1, 2, 0, 2, 0, 1},    {"llama_aten", 2, 2, 0, 0, 2, 0, 2, 0, 2, 0, 1},
+    {"llama_bf16_aten", 2, 2, 0, 0, 2, 0, 2, 0, 2, 0, 1}, {"llama_bf16_export", 2, 2, 0, 0, 1, 1, 2, 0, 2, 0, 1},
+    {"llama_fp16_aten", 2, 2, 0, 0, 2, 0, 2, 0, 2, 0, 1}, {"qwen3_export", 2, 4, 0, 0, 1, 1, 2, 0, 2, 2, 1},
+    {"qwen3_aten", 2, 4, 0, 0, 2, 0, 2, 0, 2, 2, 1},      {"qwen3_moe_export", 2, 4, 4, 0, 1, 0, 1, 0, 1, 2, 1},
+    {"qwen3_moe_aten", 2, 4, 4, 2, 1, 0, 1, 0, 1, 2, 1},  {"gemma3_export", 2, 6, 0, 0, 1, 1, 0, 0, 2, 2, 2},
+    {"gemma3_aten", 2, 6, 0, 0, 1, 1, 0, 0, 2, 2, 2},     {"phi3_export", 2, 2, 0, 0, 0, 0, 2, 2, 2, 0, 1},
+    {"phi3_aten", 2, 2, 0, 0, 0, 0, 0, 2, 2, 0, 1},
 };
 
 static int count_op(const pt_graph *g, pt_op op) {
@@ -135,7 +138,8 @@ static int norm_linears(const pt_graph *g) {
 }
 
 /* petrel.rms_norm nodes the fold should have taken: read once, as x, by
- * a linear_n or gated_linear without the prologue, no graph result. */
+ * a linear_n or gated_linear (without the prologue) or a bias-free
+ * aten.linear, no graph result. */
 static int foldable_norms(const pt_graph *g) {
     int c = 0;
     for (int32_t i = 0; i < g->nnodes; i++) {
@@ -147,7 +151,9 @@ static int foldable_norms(const pt_graph *g) {
                     if (g->nodes[j].args[a].items[k].vid == v) reads++, reader = j, as_x += a == 0;
         for (int32_t o = 0; o < g->noutputs; o++) reads += g->outputs[o].item.vid == v;
         const pt_node *r = reader >= 0 ? &g->nodes[reader] : NULL;
-        c += reads == 1 && as_x == 1 && (r->op == PETREL_OP_PETREL_LINEAR_N || r->op == PETREL_OP_PETREL_GATED_LINEAR);
+        c += reads == 1 && as_x == 1 &&
+             (r->op == PETREL_OP_PETREL_LINEAR_N || r->op == PETREL_OP_PETREL_GATED_LINEAR ||
+              (r->op == PETREL_OP_LINEAR && (r->nargs < 3 || r->args[2].kind == PT_ARG_NONE)));
     }
     return c;
 }
@@ -201,7 +207,7 @@ static void test_compiled(const fusion_case *c) {
     /* the ropes are made (and counted), then folded into the attentions;
      * the norms likewise into the linears */
     int rms = c->norms_per_layer * c->layers + 1, rope = 2 * c->layers, sdpa = c->layers;
-    int lin = c->layers * (c->linear_n + c->gated + c->linear_add), folded = c->layers * c->folded;
+    int lin = c->layers * (c->linear_n + c->gated + c->linear_add), folded = c->layers * c->folded + 1; /* + LM head */
     CHECK(r.fused == rms + rope + sdpa + lin + c->tables, "%s: report says %lld fused ops, want %d", c->fixture,
           (long long)r.fused, rms + rope + sdpa + lin + c->tables);
     pt_mapping map;
@@ -223,10 +229,11 @@ static void test_compiled(const fusion_case *c) {
               folded, foldable_norms(&g));
         static const pt_op lops[3] = {PETREL_OP_PETREL_LINEAR_N, PETREL_OP_PETREL_GATED_LINEAR,
                                       PETREL_OP_PETREL_LINEAR_ADD};
-        const int want[3] = {c->linear_n, c->gated, c->linear_add};
+        const int want[3] = {c->layers * (c->linear_n + c->single) + 1, c->layers * c->gated,
+                             c->layers * c->linear_add};
         for (int k = 0; k < 3; k++)
-            CHECK(count_op(&g, lops[k]) == c->layers * want[k], "%s: %d %s, want %d", c->fixture,
-                  count_op(&g, lops[k]), pt_op_table[lops[k]].target, c->layers * want[k]);
+            CHECK(count_op(&g, lops[k]) == want[k], "%s: %d %s, want %d", c->fixture, count_op(&g, lops[k]),
+                  pt_op_table[lops[k]].target, want[k]);
         /* the rotary tables: one node each, no cos or sin left */
         CHECK(count_op(&g, PETREL_OP_PETREL_ROPE_TABLE) == c->tables && count_op(&g, PETREL_OP_COS) == 0 &&
                   count_op(&g, PETREL_OP_SIN) == 0,
@@ -320,14 +327,14 @@ static void test_conservative(void) {
     pz_archive z;
     pt_graph g;
     pt_err err = {{0}};
-    /* an RMSNorm's rsqrt is also a result: 4 of 5 norms fuse, and the 3
-     * of them before a fused linear fold into it */
+    /* an RMSNorm's rsqrt is also a result: 4 of 5 norms fuse, and the 4
+     * of them before a linear (the final one: the LM head) fold into it */
     if (import("llama_export", &map, &z, &g)) {
         CHECK(expose_first(&g, PETREL_OP_RSQRT), "llama_export: no rsqrt");
         int fused = pc_fuse(&g);
         pc_dce(&g);
         CHECK(fused == 4 + 4 + 2 + 8 + 1, "llama_export with a norm's rsqrt exposed: %d fused", fused);
-        CHECK(count_op(&g, PETREL_OP_PETREL_RMS_NORM) == 1 && norm_linears(&g) == 3 &&
+        CHECK(count_op(&g, PETREL_OP_PETREL_RMS_NORM) == 0 && norm_linears(&g) == 4 &&
                   count_op(&g, PETREL_OP_RSQRT) == 1,
               "llama_export: the exposed norm must stay unfused");
         CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "llama_export: %s", err.msg);
@@ -336,13 +343,14 @@ static void test_conservative(void) {
         pt_unmap_file(&map);
     }
     /* a gated MLP's activation is also a result: that layer's gate and up
-     * projections are read as one petrel.linear_n instead */
+     * projections are read as one petrel.linear_n instead (the LM head
+     * with the final norm is one more) */
     if (import("llama_export", &map, &z, &g)) {
         CHECK(expose_first(&g, PETREL_OP_SILU), "llama_export: no silu");
         int fused = pc_fuse(&g);
         pc_dce(&g);
         CHECK(fused == 5 + 4 + 2 + 8 + 1, "llama_export with an activation exposed: %d fused", fused);
-        CHECK(count_op(&g, PETREL_OP_PETREL_GATED_LINEAR) == 1 && count_op(&g, PETREL_OP_PETREL_LINEAR_N) == 3 &&
+        CHECK(count_op(&g, PETREL_OP_PETREL_GATED_LINEAR) == 1 && count_op(&g, PETREL_OP_PETREL_LINEAR_N) == 4 &&
                   count_op(&g, PETREL_OP_SILU) == 1,
               "llama_export: the exposed activation's MLP must stay unfused");
         CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "llama_export: %s", err.msg);
@@ -698,8 +706,10 @@ static void test_qk_norm_fold(void) {
  * prologue, and the folded program computes exactly what the norm and the
  * linear did; the fold must not happen when the norm's result is read
  * twice or is a graph result, when the norm changes the dtype, when its
- * input is written in place between, or when the linear normalizes
- * already. */
+ * input is written in place between, when the linear normalizes
+ * already, or when it is a plain aten.linear of a weight that is not a
+ * constant (a plain linear of a constant weight, as an LM head, folds:
+ * the LLM fixtures above). */
 
 typedef enum norm_variant {
     NV_LINEAR_N,     /* Llama's norm into q/k/v: folds */
@@ -709,6 +719,7 @@ typedef enum norm_variant {
     NV_OTHER_DTYPE,  /* bf16 in, f32 out */
     NV_X_WRITTEN,    /* its input written in place between norm and linear */
     NV_NORM_ON,      /* the linear has its prologue on already */
+    NV_PLAIN_INPUT,  /* a plain aten.linear whose weight is an input, not a constant */
 } norm_variant;
 
 /* Inputs x (2, 3, 8) bf16, the norm's weight (8), the linear's weights
@@ -732,6 +743,14 @@ static void norm_graph(pt_graph *g, norm_variant nv) {
     if (!gated) ha_lit(r, 4, PT_ARG_DTYPE, bf);
     if (nv == NV_X_WRITTEN) HN(g, PETREL_OP_ADD__TENSOR, x, x, x, -3);
     int32_t y[2] = {hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 5)), hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 3))};
+    if (nv == NV_PLAIN_INPUT) {
+        pt_node *pl = tg_node(g, PETREL_OP_LINEAR, 3, 1, y);
+        ha_tensors(pl, 0, false, &xn, 1);
+        ha_tensors(pl, 1, false, &w[0], 1);
+        g->outputs = pt_calloc(1, sizeof *g->outputs);
+        g->outputs[g->noutputs++] = (pt_user_output){{y[0], 0, 0}, PT_V_TENSOR};
+        return;
+    }
     pt_node *l = tg_node(g, gated ? PETREL_OP_PETREL_GATED_LINEAR : PETREL_OP_PETREL_LINEAR_N, gated ? 9 : 7,
                        gated ? 1 : 2, y);
     ha_tensors(l, 0, false, &xn, 1);
@@ -793,7 +812,7 @@ static void test_norm_fold(void) {
     } vs[] = {{NV_LINEAR_N, "into linear_n", true},      {NV_GATED, "into gated_linear", true},
               {NV_READ_TWICE, "read twice", false},      {NV_RESULT, "also a result", false},
               {NV_OTHER_DTYPE, "changing dtype", false}, {NV_X_WRITTEN, "input written between", false},
-              {NV_NORM_ON, "linear normalizing already", false}};
+              {NV_NORM_ON, "linear normalizing already", false}, {NV_PLAIN_INPUT, "plain linear, input weight", false}};
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
         pt_graph g;
         pt_err err = {{0}};
