@@ -969,8 +969,15 @@ petrel_status pt_exec_run(pt_exec *ex) {
     }
     if (ex->profiling) ex->lkey_set = false; /* a replay after this run restores the graph's outputs */
     if (!done) PT_TRY(run_nodes(ex));
-    if (ex->dev) PT_TRY(ex->dev->sync(ex->dctx, ex->err));
-    if (ex->profiling && ex->dev) PT_TRY(prof_collect(ex));
+    /* No wait for the device here: whatever reads a device result on the
+     * host (an output, its argmax or top-k, a host node) waits for it, and
+     * work enqueued meanwhile (a decode step's argmax) follows the run
+     * without a gap.  Inputs are uploaded from pageable host memory, which
+     * the copy stages before it returns, so the caller may rebind them. */
+    if (ex->profiling && ex->dev) {
+        PT_TRY(ex->dev->sync(ex->dctx, ex->err));
+        PT_TRY(prof_collect(ex));
+    }
     ex->ran = true;
     return PETREL_OK;
 }
