@@ -18,7 +18,12 @@
 **   nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_kernels.cu \
 **     src/backends/cuda/ops/norm_k.cu src/backends/cuda/ops/fused_k.cu \
 **     src/backends/cuda/ops/sdpa_k.cu -o /tmp/bench_kernels && /tmp/bench_kernels
-** Exit status 1 when a check fails.
+** Exit status 1 when a check fails.  Built with -DPCU_ATTN_TRACE (for
+** this program only), the decode attention kernel records clock stamps at
+** its phases and each decode case prints them for its last launch: cycles
+** of the wait for the kernel before, the prologue, the key loop, the
+** warps' partials, the block merge with the cluster barrier and block 0's
+** merge of the cluster.
 */
 #include <algorithm>
 #include <cmath>
@@ -37,6 +42,10 @@
 #include "backends/cuda/ops/norm_k.h"
 #include "backends/cuda/ops/sdpa_k.h"
 #include "petrel.h"
+
+#ifdef PCU_ATTN_TRACE
+extern "C" void pcu_attn_trace_dump(int nblocks);
+#endif
 
 #ifndef REPS
 #define REPS 200
@@ -327,6 +336,9 @@ static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid) {
         check(variant == 0 ? "attention (write fused)" : "attention (write kernel + attention)", g, ref, 1e-2);
     }
     bench("attention, write fused (1 launch)", s, one_launch);
+#ifdef PCU_ATTN_TRACE
+    pcu_attn_trace_dump(64);
+#endif
     bench("cache write + attention (2 launches)", s, two_launches);
     if (split_scratch) CK(cudaFree(split_scratch));
     CK(cudaFree(dq));
@@ -437,6 +449,9 @@ static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bo
     for (size_t i = 0; i < got.size(); i++) g[i] = bf2f(got[i]);
     check("attention", g, ref, 1e-2);
     bench("attention with rope and q/k norm (1 launch)", s, [&] { return pcu_attn_launch(s, &a, sm_count, NULL); });
+#ifdef PCU_ATTN_TRACE
+    pcu_attn_trace_dump(64);
+#endif
     for (void *p : {(void *)dq, (void *)dkn, (void *)dvn, (void *)dkc, (void *)dvc, (void *)dwq, (void *)dwk,
                     (void *)dcs, (void *)dsn, (void *)dmask, (void *)dpos, (void *)dout})
         CK(cudaFree(p));

@@ -61,6 +61,22 @@
 
 namespace cg = cooperative_groups;
 
+#ifdef PCU_ATTN_TRACE /* phase stamps of the decode kernel, for tests/gpu/bench_kernels.cu only */
+#define TR_N 9
+__device__ long long tr_buf[1024][TR_N];
+#define TR(i)                                                                                      \
+    do {                                                                                           \
+        if (threadIdx.x == 0 && blockIdx.x * gridDim.y + blockIdx.y < 1024) {                      \
+            long long t_;                                                                          \
+            if ((i) == 0 || (i) == TR_N - 1) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_)); \
+            else t_ = clock64();                                                                   \
+            tr_buf[blockIdx.x * gridDim.y + blockIdx.y][i] = t_;                                   \
+        }                                                                                          \
+    } while (0)
+#else
+#define TR(i) ((void)0)
+#endif
+
 #define ATTN_THREADS 128          /* 4 warps: up to 4 query rows per block */
 #define ATTN_ROWS (ATTN_THREADS / 32)
 #define ATTN_SLOTS 4              /* loads per thread per tile */
@@ -558,6 +574,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
     constexpr int V = 16 / sizeof(T);
     constexpr unsigned FULL = 0xffffffffu;
     extern __shared__ float sm[];
+    TR(0);
+    TR(1);
     cg::cluster_group cluster = cg::this_cluster();
     const int E = (int)a.E, Ev = (int)a.Ev, qb = g.qb, nw = blockDim.x >> 5, pitch = Ev + 2;
     const int nck = E / V, ncv = Ev / V, kpl = 32 / ncv;
@@ -572,6 +590,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
     const T *kc = (const T *)a.k + o.k, *vc = (const T *)a.v + o.v;
     dn_pdl_wait(); /* launched early (attn_dec_go): q and the caches come from the kernels before */
     dn_pdl_release();
+    TR(2);
 
     /* row r is query head gq = (r0 + r) / L of the group, position i;
      * rows past nr repeat the last one, so that loads need no branch
@@ -627,6 +646,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
             if (e < E) qs[r * E + e] = qv[r][u];
         }
     __syncthreads();
+    TR(3);
     if (p < 0 || p >= a.S) p = -1; /* outside the cache: nothing written */
 
     float m[ATTN_ROWS], l[ATTN_ROWS], acc[ATTN_ROWS][V]; /* acc: columns (lane % ncv) * V + e */
@@ -715,6 +735,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
         for (int r = 0; r < ATTN_ROWS; r++) mv[r] = mvn[r];
     }
 
+    TR(4);
     /* the warp's partials: sum acc over the lanes holding the same columns */
     for (int off = ncv; off < 32; off <<= 1)
 #pragma unroll
@@ -731,6 +752,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
         if (lane == 0) ww[r * pitch] = m[r], ww[r * pitch + 1] = l[r];
     }
     __syncthreads();
+    TR(5);
 
     /* the block's partials: merge the warps' (relative to their max M) */
     for (int x = threadIdx.x; x < nr * Ev; x += blockDim.x) {
@@ -746,6 +768,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
         if (e == 0) bp[r * pitch] = M, bp[r * pitch + 1] = den;
     }
     cluster.sync();
+    TR(6);
 
     /* block 0 merges the cluster's blocks, reading their shared memory */
     if (crank == 0) {
@@ -772,8 +795,34 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
             ((T *)a.out)[((o.o + gq) * a.L + i) * Ev + e] = dn_from<T>(M == -INFINITY ? 0.0f : num / den);
         }
     }
+    TR(7);
     cluster.sync(); /* keep every block's shared memory until block 0 has read it */
+    TR(8);
 }
+
+#ifdef PCU_ATTN_TRACE
+/* Print the last decode launch's phases: cycles of block 0 and the mean
+ * over blocks; the span from the first block's start to the last block's
+ * end (ns).  The library never prints: this exists in the trace build of
+ * tests/gpu/bench_kernels.cu only. */
+extern "C" void pcu_attn_trace_dump(int nblocks) {
+    static long long h[1024][TR_N];
+    if (cudaDeviceSynchronize() != cudaSuccess || cudaMemcpyFromSymbol(h, tr_buf, sizeof h) != cudaSuccess) return;
+    static const char *nm[] = {"", "", "wait", "prologue", "loop", "warp partials", "block merge + cluster sync",
+                               "rank-0 merge", ""};
+    long long t0 = h[0][0], t1 = h[0][TR_N - 1];
+    for (int b = 0; b < nblocks; b++) t0 = h[b][0] < t0 ? h[b][0] : t0, t1 = h[b][TR_N - 1] > t1 ? h[b][TR_N - 1] : t1;
+    double s0 = 0, life = 0;
+    for (int b = 0; b < nblocks; b++) s0 += (double)(h[b][0] - t0), life += (double)(h[b][TR_N - 1] - h[b][0]);
+    printf("  trace: span %lld ns, block starts after the first by %.0f ns on average, blocks live %.0f ns\n", t1 - t0,
+           s0 / nblocks, life / nblocks);
+    for (int i = 2; i < TR_N - 1; i++) {
+        double m = 0;
+        for (int b = 0; b < nblocks; b++) m += (double)(h[b][i] - h[b][i - 1]);
+        printf("  trace: %-28s block 0 %6lld cycles, mean %8.0f\n", nm[i], h[0][i] - h[0][i - 1], m / nblocks);
+    }
+}
+#endif
 
 template <typename T, int MC> static cudaError_t attn_dec_go(cudaStream_t s, const pcu_attn *a, const attn_grid *g) {
     cudaLaunchConfig_t cfg = {};
