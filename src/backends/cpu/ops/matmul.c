@@ -13,7 +13,9 @@
 ** (plus the optional beta * self term) is rounded once into the output.
 ** f32 products whose operands are both contiguous along k (every `linear`)
 ** go to the fast variant in ../fast/ instead, which accumulates in float
-** like torch; the fixtures check both against torch.
+** like torch; so do bf16 and f16 ones (x converted to float once, the
+** weights as they are loaded, the result rounded once); the fixtures check
+** both against torch.
 */
 #include "../fast/fast.h"
 #include "matmul_plan.h"
@@ -39,13 +41,15 @@ static const uint8_t *mm_batch_ptr(const pt_tensor *t, const int64_t *bi, int nb
     return t->data + off * (int64_t)pt_elsize(t);
 }
 
-/* cpu_fast_gemm_nt_f32 over the program's threads: each takes whole
+/* cpu_fast_gemm_nt_f32 (or _half) over the program's threads: each takes whole
  * groups of 4 weight rows, as the serial call groups them, so the result
  * is the same for any thread count.  Products too small to gain from a
  * second thread (pt_pool_min_work) stay on one. */
 typedef struct mm_par {
     int64_t M, N, K, lda, ldb, ldo;
     const float *a, *b;
+    const uint16_t *bh; /* b in half precision instead (b NULL) */
+    bool bf16;          /* bh holds bf16, else f16 */
     float *out, alpha;
 } mm_par;
 
@@ -53,11 +57,15 @@ static void mm_par_part(void *ctx, int part, int64_t g0, int64_t g1) {
     (void)part;
     const mm_par *q = ctx;
     int64_t j0 = g0 * 4, j1 = g1 * 4 < q->N ? g1 * 4 : q->N;
-    cpu_fast_gemm_nt_f32(q->M, j1 - j0, q->K, q->a, q->lda, q->b + j0 * q->ldb, q->ldb, q->out + j0, q->ldo,
-                         q->alpha);
+    if (q->bh)
+        cpu_fast_gemm_nt_half(q->M, j1 - j0, q->K, q->a, q->lda, q->bh + j0 * q->ldb, q->ldb, q->bf16, q->out + j0,
+                              q->ldo, q->alpha);
+    else
+        cpu_fast_gemm_nt_f32(q->M, j1 - j0, q->K, q->a, q->lda, q->b + j0 * q->ldb, q->ldb, q->out + j0, q->ldo,
+                             q->alpha);
 }
 
-static void mm_gemm_f32(pt_exec *ex, const mm_par *q) {
+static void mm_gemm_fast(pt_exec *ex, const mm_par *q) {
     pk_parallel(ex, (q->N + 3) / 4, pt_pool_min_items(4 * q->K * q->M), mm_par_part, (void *)q);
 }
 
@@ -79,14 +87,47 @@ static void mm_run(pt_exec *ex, const mm_plan *p, const mm_sink *snk, double *am
      * accumulating in float as torch does */
     bool fast = p->a.dtype == PETREL_DTYPE_F32 && p->b.dtype == PETREL_DTYPE_F32 &&
                 snk->out->dtype == PETREL_DTYPE_F32 && acs == 1 && brs == 1 && K > 0;
+    petrel_dtype hdt = p->a.dtype;
+    bool half = (hdt == PETREL_DTYPE_BF16 || hdt == PETREL_DTYPE_F16) && p->b.dtype == hdt &&
+                snk->out->dtype == hdt && brs == 1 && K > 0;
+    float *hout = half ? (float *)nu_scratch(ex, M * N, sizeof(float)) : NULL; /* the float results */
+    if (half && !hout) return;                                                   /* out of memory: flagged */
     for (int64_t b = 0; b < nbatch; b++) {
         const uint8_t *pa = mm_batch_ptr(&p->a, bi, p->nb);
         const uint8_t *pb = mm_batch_ptr(&p->b, bi, p->nb);
+        if (half) {
+            float *af = (float *)am; /* (M, K) floats in the doubles' buffer */
+            if (pa != last_a) {
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t k = 0; k < K; k++) {
+                        uint16_t h = *(const uint16_t *)(pa + (i * ars + k * acs) * aes);
+                        af[i * K + k] = hdt == PETREL_DTYPE_BF16 ? pt_bf16_to_f32(h) : pt_f16_to_f32(h);
+                    }
+                last_a = pa;
+            }
+            mm_par q = {.M = M, .N = N, .K = K, .lda = K, .ldb = bcs, .ldo = N, .a = af,
+                        .bh = (const uint16_t *)pb, .bf16 = hdt == PETREL_DTYPE_BF16, .out = hout,
+                        .alpha = (float)snk->alpha};
+            mm_gemm_fast(ex, &q);
+            uint8_t *o = snk->out->data + (snk->row0 + b * M) * N * oes;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    double v = hout[i * N + j];
+                    if (snk->has_self) {
+                        bi[p->nb] = i, bi[p->nb + 1] = j;
+                        v += snk->beta * pt_load_f64(pt_at(&snk->self, bi), snk->self.dtype);
+                    }
+                    pt_store_f64(o + (i * N + j) * oes, hdt, v); /* rounded once */
+                }
+            bi[p->nb] = bi[p->nb + 1] = 0;
+            pt_next_index(bi, p->bshape, p->nb);
+            continue;
+        }
         if (fast) {
             float *o = (float *)snk->out->data + (snk->row0 + b * M) * N;
             mm_par q = {.M = M, .N = N, .K = K, .lda = ars, .ldb = bcs, .ldo = N, .a = (const float *)pa,
                         .b = (const float *)pb, .out = o, .alpha = (float)snk->alpha};
-            mm_gemm_f32(ex, &q);
+            mm_gemm_fast(ex, &q);
             for (int64_t i = 0; snk->has_self && i < M; i++)
                 for (int64_t j = 0; j < N; j++) {
                     bi[p->nb] = i, bi[p->nb + 1] = j;

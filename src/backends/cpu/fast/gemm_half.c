@@ -1,0 +1,124 @@
+/*
+** gemm_half.c -- matrix product of f32 rows with bf16 or f16 weight rows,
+** both contiguous along the reduction (the `linear` layout of a
+** half-precision model), accumulated in float as torch's CPU matmul does.
+** The weights are converted as they are loaded (bf16: a shift; f16: F16C),
+** never stored wider, so a decode step reads 2 bytes per weight.  Four
+** weight rows share each load of x; a portable loop with the same sums
+** serves CPUs without AVX2.
+*/
+#include <immintrin.h>
+
+#include "fast.h"
+
+static inline float half_at(const uint16_t *p, int64_t k, bool bf16) {
+    return bf16 ? pt_bf16_to_f32(p[k]) : pt_f16_to_f32(p[k]);
+}
+
+/* Portable: 8 independent partial sums per dot product. */
+static float hdot_generic(const float *x, const uint16_t *y, int64_t K, bool bf16) {
+    float s[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int l = 0; l < 8; l++) s[l] += x[k + l] * half_at(y, k + l, bf16);
+    float acc = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; k < K; k++) acc += x[k] * half_at(y, k, bf16);
+    return acc;
+}
+
+__attribute__((target("avx2,fma"))) static float hhsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+    return _mm_cvtss_f32(lo);
+}
+
+/* Eight weights as floats. */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256 load8(const uint16_t *p, bool bf16) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (bf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+/* Four dot products x . y0..y3 at once (x loaded once per step). */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+hdot4(const float *x, const uint16_t *y0, int64_t ldy, int64_t K, bool bf16, float *r) {
+    const uint16_t *y1 = y0 + ldy, *y2 = y1 + ldy, *y3 = y2 + ldy;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
+           s3 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv = _mm256_loadu_ps(x + k);
+        s0 = _mm256_fmadd_ps(xv, load8(y0 + k, bf16), s0);
+        s1 = _mm256_fmadd_ps(xv, load8(y1 + k, bf16), s1);
+        s2 = _mm256_fmadd_ps(xv, load8(y2 + k, bf16), s2);
+        s3 = _mm256_fmadd_ps(xv, load8(y3 + k, bf16), s3);
+    }
+    float a0 = hhsum256(s0), a1 = hhsum256(s1), a2 = hhsum256(s2), a3 = hhsum256(s3);
+    for (; k < K; k++) {
+        a0 += x[k] * half_at(y0, k, bf16);
+        a1 += x[k] * half_at(y1, k, bf16);
+        a2 += x[k] * half_at(y2, k, bf16);
+        a3 += x[k] * half_at(y3, k, bf16);
+    }
+    r[0] = a0, r[1] = a1, r[2] = a2, r[3] = a3;
+}
+
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline float hdot1(const float *x, const uint16_t *y,
+                                                                                  int64_t K, bool bf16) {
+    __m256 s = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(y + k, bf16), s);
+    float acc = hhsum256(s);
+    for (; k < K; k++) acc += x[k] * half_at(y, k, bf16);
+    return acc;
+}
+
+/* The AVX2 product for one weight dtype (bf16 a constant in each caller,
+ * so each gets its own loop). */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+gemm_avx2(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const uint16_t *b, int64_t ldb, bool bf16,
+          float *out, int64_t ldo, float alpha) {
+    /* weight rows in the outer loop: each is read once per call for
+     * decode (M = 1) and stays in cache across the M rows of a prefill */
+    int64_t j = 0;
+    for (; j + 4 <= N; j += 4)
+        for (int64_t i = 0; i < M; i++) {
+            float r[4];
+            hdot4(a + i * lda, b + j * ldb, ldb, K, bf16, r);
+            for (int q = 0; q < 4; q++) out[i * ldo + j + q] = alpha * r[q];
+        }
+    for (; j < N; j++)
+        for (int64_t i = 0; i < M; i++) out[i * ldo + j] = alpha * hdot1(a + i * lda, b + j * ldb, K, bf16);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void gemm_avx2_bf16(int64_t M, int64_t N, int64_t K, const float *a,
+                                                                   int64_t lda, const uint16_t *b, int64_t ldb,
+                                                                   float *out, int64_t ldo, float alpha) {
+    gemm_avx2(M, N, K, a, lda, b, ldb, true, out, ldo, alpha);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void gemm_avx2_f16(int64_t M, int64_t N, int64_t K, const float *a,
+                                                                  int64_t lda, const uint16_t *b, int64_t ldb,
+                                                                  float *out, int64_t ldo, float alpha) {
+    gemm_avx2(M, N, K, a, lda, b, ldb, false, out, ldo, alpha);
+}
+
+static bool g_half_simd = true; /* cpu_fast_gemm_half_simd: tests only */
+
+void cpu_fast_gemm_half_simd(bool on) { g_half_simd = on; }
+
+void cpu_fast_gemm_nt_half(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const uint16_t *b,
+                           int64_t ldb, bool bf16, float *out, int64_t ldo, float alpha) {
+    /* no static: threads call this */
+    bool simd = g_half_simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                __builtin_cpu_supports("f16c");
+    if (simd) {
+        if (bf16) gemm_avx2_bf16(M, N, K, a, lda, b, ldb, out, ldo, alpha);
+        else gemm_avx2_f16(M, N, K, a, lda, b, ldb, out, ldo, alpha);
+        return;
+    }
+    for (int64_t j = 0; j < N; j++)
+        for (int64_t i = 0; i < M; i++) out[i * ldo + j] = alpha * hdot_generic(a + i * lda, b + j * ldb, K, bf16);
+}

@@ -1,0 +1,107 @@
+/*
+** test_half_gemm.c -- the CPU product of f32 rows with bf16 / f16 weight
+** rows (backends/cpu/fast/gemm_half.c), white-box, on both of its paths
+** (AVX2 when the CPU has it, and the portable loop), against the same
+** product computed here in double from the weights' exact float values
+** (bf16 by its bits, f16 by a conversion written out here).  Shapes with
+** K and N that are and are not multiples of the vector width and of the
+** four rows read together, decode (M = 1) and prefill rows, padded leading
+** dimensions.  Seeded random inputs; every result within 8 K 2^-24 of the
+** sum of |x w| (float accumulation) and the relative L2 error of each case
+** below 1e-6; NaN fails.
+*/
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cpu/fast/fast.h"
+
+#include "check.h"
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint64_t rng_next(void) { /* splitmix64 */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double rng_uniform(double lo, double hi) { return lo + (hi - lo) * (double)(rng_next() >> 11) / 9007199254740992.0; }
+
+/* IEEE half -> double, written out (normal, subnormal, zero; no inf/NaN drawn). */
+static double f16_value(uint16_t h) {
+    int e = (h >> 10) & 31, m = h & 1023;
+    double v = e ? ldexp(1.0 + m / 1024.0, e - 15) : ldexp(m / 1024.0, -14);
+    return (h & 0x8000) ? -v : v;
+}
+static double bf16_value(uint16_t h) {
+    int e = (h >> 7) & 255, m = h & 127;
+    double v = e ? ldexp(1.0 + m / 128.0, e - 127) : ldexp(m / 128.0, -126);
+    return (h & 0x8000) ? -v : v;
+}
+
+/* A random finite weight in [-2, 2): bf16 of a random float, or an f16 of
+ * random exponent (subnormals included) and mantissa. */
+static uint16_t random_weight(bool bf16) {
+    if (bf16) {
+        float f = (float)rng_uniform(-2.0, 2.0);
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        return (uint16_t)(u >> 16); /* truncated: still a bf16 value */
+    }
+    uint16_t sign = (uint16_t)((rng_next() & 1) << 15), e = (uint16_t)(rng_next() % 16), m = (uint16_t)(rng_next() % 1024);
+    return (uint16_t)(sign | e << 10 | m); /* exponents 0..15: |w| < 2 */
+}
+
+static void run_case(int64_t M, int64_t N, int64_t K, int64_t pad, bool bf16, bool simd) {
+    int64_t lda = K + pad, ldb = K + pad, ldo = N + pad;
+    float *a = malloc(sizeof(float) * (size_t)(M * lda));
+    uint16_t *b = malloc(sizeof(uint16_t) * (size_t)(N * ldb));
+    float *out = malloc(sizeof(float) * (size_t)(M * ldo));
+    if (!a || !b || !out) {
+        CHECK(0, "out of memory");
+        free(a), free(b), free(out);
+        return;
+    }
+    for (int64_t i = 0; i < M * lda; i++) a[i] = (float)rng_uniform(-1.5, 1.5);
+    for (int64_t i = 0; i < N * ldb; i++) b[i] = random_weight(bf16);
+    for (int64_t i = 0; i < M * ldo; i++) out[i] = NAN; /* every result must be written */
+    const float alpha = 0.75f;
+    cpu_fast_gemm_half_simd(simd);
+    cpu_fast_gemm_nt_half(M, N, K, a, lda, b, ldb, bf16, out, ldo, alpha);
+    cpu_fast_gemm_half_simd(true);
+    double err2 = 0, ref2 = 0;
+    int bad = 0;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double ref = 0, mag = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double w = bf16 ? bf16_value(b[j * ldb + k]) : f16_value(b[j * ldb + k]);
+                ref += (double)a[i * lda + k] * w, mag += fabs((double)a[i * lda + k] * w);
+            }
+            ref *= alpha, mag *= alpha;
+            double got = out[i * ldo + j], d = got - ref;
+            if (!(fabs(d) <= 8.0 * (double)K * ldexp(1.0, -24) * mag + 1e-30)) bad++;
+            err2 += d * d, ref2 += ref * ref;
+        }
+    double rel = sqrt(err2 / (ref2 > 0 ? ref2 : 1));
+    CHECK(bad == 0 && rel < 1e-6, "%s %s M %lld N %lld K %lld pad %lld: %d results out of bound, rel L2 %.3g",
+          bf16 ? "bf16" : "f16", simd ? "simd" : "portable", (long long)M, (long long)N, (long long)K, (long long)pad,
+          bad, rel);
+    free(a), free(b), free(out);
+}
+
+int main(void) {
+    static const int64_t shapes[][4] = {
+        {1, 1, 1, 0},   {1, 37, 1003, 0}, {1, 64, 2048, 0}, {3, 64, 2048, 5},
+        {5, 6, 7, 1},   {2, 9, 8, 3},     {4, 130, 515, 2}, {1, 4, 16, 0},
+    };
+    int n = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int bf = 0; bf < 2; bf++)
+            for (int simd = 0; simd < 2; simd++, n++)
+                run_case(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], bf, simd);
+    printf("test_half_gemm: %d cases, %d failures\n", n, failures);
+    return failures ? 1 : 0;
+}
