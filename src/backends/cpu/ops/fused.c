@@ -195,7 +195,9 @@ static void cache_write(const pt_tensor *cache, const pt_tensor *src, const int6
 }
 
 /* Load the first `rows` rows of the matrix t[b, h] (rows, cols) into
- * row-major doubles; f32 rows contiguous along cols take a direct path. */
+ * row-major doubles; f32, bf16 and f16 rows contiguous along cols take a
+ * direct path (the same values: a KV cache's rows are most of a decode
+ * step's attention work on the CPU). */
 static void load_mat(const pt_tensor *t, int64_t b, int64_t h, int64_t rows, double *dst) {
     int64_t cols = t->shape[3];
     for (int64_t i = 0; i < rows; i++) {
@@ -204,6 +206,16 @@ static void load_mat(const pt_tensor *t, int64_t b, int64_t h, int64_t rows, dou
         if (t->dtype == PETREL_DTYPE_F32 && t->stride[3] == 1) {
             const float *f = (const float *)row;
             for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = f[j];
+            continue;
+        }
+        if (t->dtype == PETREL_DTYPE_BF16 && t->stride[3] == 1) {
+            const uint16_t *hv = (const uint16_t *)row;
+            for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = pt_bf16_to_f32(hv[j]);
+            continue;
+        }
+        if (t->dtype == PETREL_DTYPE_F16 && t->stride[3] == 1) {
+            const uint16_t *hv = (const uint16_t *)row;
+            for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = pt_f16_to_f32(hv[j]);
             continue;
         }
         for (int64_t j = 0; j < cols; j++)
