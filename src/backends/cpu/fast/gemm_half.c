@@ -65,6 +65,35 @@ hdot4(const float *x, const uint16_t *y0, int64_t ldy, int64_t K, bool bf16, flo
     r[0] = a0, r[1] = a1, r[2] = a2, r[3] = a3;
 }
 
+/* The same for two rows of x at once (a prefill): each weight load serves
+ * both, and every sum is formed exactly as hdot4 forms it, so a result
+ * does not depend on which of the two computed it. */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+hdot2x4(const float *x0, const float *x1, const uint16_t *y0, int64_t ldy, int64_t K, bool bf16, float *r0,
+        float *r1) {
+    const uint16_t *y1 = y0 + ldy, *y2 = y1 + ldy, *y3 = y2 + ldy;
+    __m256 s00 = _mm256_setzero_ps(), s01 = _mm256_setzero_ps(), s02 = _mm256_setzero_ps(),
+           s03 = _mm256_setzero_ps(), s10 = _mm256_setzero_ps(), s11 = _mm256_setzero_ps(),
+           s12 = _mm256_setzero_ps(), s13 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xa = _mm256_loadu_ps(x0 + k), xb = _mm256_loadu_ps(x1 + k), w;
+        w = load8(y0 + k, bf16), s00 = _mm256_fmadd_ps(xa, w, s00), s10 = _mm256_fmadd_ps(xb, w, s10);
+        w = load8(y1 + k, bf16), s01 = _mm256_fmadd_ps(xa, w, s01), s11 = _mm256_fmadd_ps(xb, w, s11);
+        w = load8(y2 + k, bf16), s02 = _mm256_fmadd_ps(xa, w, s02), s12 = _mm256_fmadd_ps(xb, w, s12);
+        w = load8(y3 + k, bf16), s03 = _mm256_fmadd_ps(xa, w, s03), s13 = _mm256_fmadd_ps(xb, w, s13);
+    }
+    float a[2][4] = {{hhsum256(s00), hhsum256(s01), hhsum256(s02), hhsum256(s03)},
+                     {hhsum256(s10), hhsum256(s11), hhsum256(s12), hhsum256(s13)}};
+    const uint16_t *ys[4] = {y0, y1, y2, y3};
+    for (; k < K; k++)
+        for (int q = 0; q < 4; q++) {
+            float w = half_at(ys[q], k, bf16);
+            a[0][q] += x0[k] * w, a[1][q] += x1[k] * w;
+        }
+    for (int q = 0; q < 4; q++) r0[q] = a[0][q], r1[q] = a[1][q];
+}
+
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline float hdot1(const float *x, const uint16_t *y,
                                                                                   int64_t K, bool bf16) {
     __m256 s = _mm256_setzero_ps();
@@ -80,17 +109,29 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) static inline float hdot
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
 gemm_avx2(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const uint16_t *b, int64_t ldb, bool bf16,
           float *out, int64_t ldo, float alpha) {
-    /* weight rows in the outer loop: each is read once per call for
-     * decode (M = 1) and stays in cache across the M rows of a prefill */
-    int64_t j = 0;
-    for (; j + 4 <= N; j += 4)
-        for (int64_t i = 0; i < M; i++) {
-            float r[4];
-            hdot4(a + i * lda, b + j * ldb, ldb, K, bf16, r);
-            for (int q = 0; q < 4; q++) out[i * ldo + j + q] = alpha * r[q];
+    /* x in blocks of MB rows (a prefill's block stays in cache while the
+     * weights stream past it); in a block, weight rows in the outer loop:
+     * each is read once per block and stays in cache across its rows, two
+     * at a time.  Decode (M = 1) reads every weight row once. */
+    enum { MB = 32 };
+    for (int64_t i0 = 0; i0 < M; i0 += MB) {
+        int64_t i1 = i0 + MB < M ? i0 + MB : M, j = 0;
+        for (; j + 4 <= N; j += 4) {
+            int64_t i = i0;
+            for (; i + 2 <= i1; i += 2) {
+                float r0[4], r1[4];
+                hdot2x4(a + i * lda, a + (i + 1) * lda, b + j * ldb, ldb, K, bf16, r0, r1);
+                for (int q = 0; q < 4; q++) out[i * ldo + j + q] = alpha * r0[q], out[(i + 1) * ldo + j + q] = alpha * r1[q];
+            }
+            for (; i < i1; i++) {
+                float r[4];
+                hdot4(a + i * lda, b + j * ldb, ldb, K, bf16, r);
+                for (int q = 0; q < 4; q++) out[i * ldo + j + q] = alpha * r[q];
+            }
         }
-    for (; j < N; j++)
-        for (int64_t i = 0; i < M; i++) out[i * ldo + j] = alpha * hdot1(a + i * lda, b + j * ldb, K, bf16);
+        for (; j < N; j++)
+            for (int64_t i = i0; i < i1; i++) out[i * ldo + j] = alpha * hdot1(a + i * lda, b + j * ldb, K, bf16);
+    }
 }
 
 __attribute__((target("avx2,fma,f16c"))) static void gemm_avx2_bf16(int64_t M, int64_t N, int64_t K, const float *a,
