@@ -18,6 +18,10 @@
 PT_HIDDEN void cpu_fast_gemm_nt_f32(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                                     const float *b, int64_t ldb, float *out, int64_t ldo, float alpha);
 
+/* Test hook: false makes cpu_fast_gemm_nt_f32 take its portable loop
+ * (process-wide; tests only). */
+PT_HIDDEN void cpu_fast_gemm_f32_simd(bool on);
+
 /* The same with b in bf16 (bf16 true) or f16, converted to float as it is
  * loaded (gemm_half.c); a stays f32.  AVX2+FMA+F16C when the CPU has them
  * (and cpu_fast_gemm_half_simd left them on). */

@@ -1,9 +1,9 @@
 /*
-** test_half_gemm.c -- the CPU product of f32 rows with bf16 / f16 weight
-** rows (backends/cpu/fast/gemm_half.c), white-box, on both of its paths
-** (AVX2 when the CPU has it, and the portable loop), against the same
-** product computed here in double from the weights' exact float values
-** (bf16 by its bits, f16 by a conversion written out here).  Shapes with
+** test_fast_gemm.c -- the CPU products of f32 rows with f32, bf16 or f16
+** weight rows (backends/cpu/fast/gemm_f32.c, gemm_half.c), white-box, on
+** both of their paths (AVX2 when the CPU has it, and the portable loop),
+** against the same product computed here in double from the weights'
+** exact values (bf16 and f16 decoded from their bits here).  Shapes with
 ** K and N that are and are not multiples of the vector width and of the
 ** four rows read together, decode (M = 1) and prefill rows, padded leading
 ** dimensions.  Seeded random inputs; every result within 8 K 2^-24 of the
@@ -55,30 +55,47 @@ static uint16_t random_weight(bool bf16) {
     return (uint16_t)(sign | e << 10 | m); /* exponents 0..15: |w| < 2 */
 }
 
-static void run_case(int64_t M, int64_t N, int64_t K, int64_t pad, bool bf16, bool simd) {
+enum { W_F32, W_BF16, W_F16 };
+static const char *kind_name[] = {"f32", "bf16", "f16"};
+
+/* out = alpha * a @ W^T with the kernel of weight kind `kind`; b holds
+ * uint16 weights, bf holds f32 ones. */
+static void product(int kind, bool simd, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
+                    const uint16_t *b, const float *bf, int64_t ldb, float *out, int64_t ldo, float alpha) {
+    cpu_fast_gemm_half_simd(simd);
+    cpu_fast_gemm_f32_simd(simd);
+    if (kind == W_F32) cpu_fast_gemm_nt_f32(M, N, K, a, lda, bf, ldb, out, ldo, alpha);
+    else cpu_fast_gemm_nt_half(M, N, K, a, lda, b, ldb, kind == W_BF16, out, ldo, alpha);
+    cpu_fast_gemm_half_simd(true);
+    cpu_fast_gemm_f32_simd(true);
+}
+
+static void run_case(int64_t M, int64_t N, int64_t K, int64_t pad, int kind, bool simd) {
     int64_t lda = K + pad, ldb = K + pad, ldo = N + pad;
+    bool bf16 = kind == W_BF16;
     float *a = malloc(sizeof(float) * (size_t)(M * lda));
     uint16_t *b = malloc(sizeof(uint16_t) * (size_t)(N * ldb));
+    float *bf = malloc(sizeof(float) * (size_t)(N * ldb));
     float *out = malloc(sizeof(float) * (size_t)(M * ldo));
-    if (!a || !b || !out) {
+    if (!a || !b || !bf || !out) {
         CHECK(0, "out of memory");
-        free(a), free(b), free(out);
+        free(a), free(b), free(bf), free(out);
         return;
     }
     for (int64_t i = 0; i < M * lda; i++) a[i] = (float)rng_uniform(-1.5, 1.5);
-    for (int64_t i = 0; i < N * ldb; i++) b[i] = random_weight(bf16);
+    for (int64_t i = 0; i < N * ldb; i++) b[i] = random_weight(bf16), bf[i] = (float)rng_uniform(-2.0, 2.0);
     for (int64_t i = 0; i < M * ldo; i++) out[i] = NAN; /* every result must be written */
     const float alpha = 0.75f;
-    cpu_fast_gemm_half_simd(simd);
-    cpu_fast_gemm_nt_half(M, N, K, a, lda, b, ldb, bf16, out, ldo, alpha);
-    cpu_fast_gemm_half_simd(true);
+    product(kind, simd, M, N, K, a, lda, b, bf, ldb, out, ldo, alpha);
     double err2 = 0, ref2 = 0;
     int bad = 0;
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
             double ref = 0, mag = 0;
             for (int64_t k = 0; k < K; k++) {
-                double w = bf16 ? bf16_value(b[j * ldb + k]) : f16_value(b[j * ldb + k]);
+                double w = kind == W_F32 ? bf[j * ldb + k]
+                           : bf16         ? bf16_value(b[j * ldb + k])
+                                          : f16_value(b[j * ldb + k]);
                 ref += (double)a[i * lda + k] * w, mag += fabs((double)a[i * lda + k] * w);
             }
             ref *= alpha, mag *= alpha;
@@ -91,18 +108,16 @@ static void run_case(int64_t M, int64_t N, int64_t K, int64_t pad, bool bf16, bo
     int differ = 0;
     float *one = malloc(sizeof(float) * (size_t)ldo);
     for (int64_t i = 0; one && M > 1 && i < M; i++) {
-        cpu_fast_gemm_half_simd(simd);
-        cpu_fast_gemm_nt_half(1, N, K, a + i * lda, lda, b, ldb, bf16, one, ldo, alpha);
-        cpu_fast_gemm_half_simd(true);
+        product(kind, simd, 1, N, K, a + i * lda, lda, b, bf, ldb, one, ldo, alpha);
         differ += memcmp(one, out + i * ldo, sizeof(float) * (size_t)N) != 0;
     }
     free(one);
-    CHECK(differ == 0, "%s M %lld: %d rows differ from the same row alone", bf16 ? "bf16" : "f16", (long long)M, differ);
+    CHECK(differ == 0, "%s M %lld: %d rows differ from the same row alone", kind_name[kind], (long long)M, differ);
     double rel = sqrt(err2 / (ref2 > 0 ? ref2 : 1));
     CHECK(bad == 0 && rel < 1e-6, "%s %s M %lld N %lld K %lld pad %lld: %d results out of bound, rel L2 %.3g",
-          bf16 ? "bf16" : "f16", simd ? "simd" : "portable", (long long)M, (long long)N, (long long)K, (long long)pad,
+          kind_name[kind], simd ? "simd" : "portable", (long long)M, (long long)N, (long long)K, (long long)pad,
           bad, rel);
-    free(a), free(b), free(out);
+    free(a), free(b), free(bf), free(out);
 }
 
 int main(void) {
@@ -112,9 +127,9 @@ int main(void) {
     };
     int n = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int bf = 0; bf < 2; bf++)
+        for (int kind = 0; kind < 3; kind++)
             for (int simd = 0; simd < 2; simd++, n++)
-                run_case(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], bf, simd);
-    printf("test_half_gemm: %d cases, %d failures\n", n, failures);
+                run_case(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], kind, simd);
+    printf("test_fast_gemm: %d cases, %d failures\n", n, failures);
     return failures ? 1 : 0;
 }
