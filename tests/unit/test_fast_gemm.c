@@ -19,16 +19,7 @@
 #include "backends/cpu/fast/fast.h"
 
 #include "check.h"
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t rng_next(void) { /* splitmix64 */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(double lo, double hi) { return lo + (hi - lo) * (double)(rng_next() >> 11) / 9007199254740992.0; }
+#include "rng_util.h"
 
 /* IEEE half -> double, written out (normal, subnormal, zero; no inf/NaN drawn). */
 static double f16_value(uint16_t h) {
@@ -121,6 +112,7 @@ static void run_case(int64_t M, int64_t N, int64_t K, int64_t pad, int kind, boo
 }
 
 int main(void) {
+    rng_state = 0x2545f4914f6cdd1dull;
     static const int64_t shapes[][4] = {
         {1, 1, 1, 0},   {1, 37, 1003, 0}, {1, 64, 2048, 0}, {3, 64, 2048, 5},
         {5, 6, 7, 1},   {2, 9, 8, 3},     {4, 130, 515, 2}, {1, 4, 16, 0},

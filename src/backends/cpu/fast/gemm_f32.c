@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "fast.h"
+#include "simd.h"
 
 /* Portable: 8 independent partial sums per dot product. */
 static float dot_generic(const float *x, const float *y, int64_t K) {
@@ -18,14 +19,6 @@ static float dot_generic(const float *x, const float *y, int64_t K) {
     float acc = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
     for (; k < K; k++) acc += x[k] * y[k];
     return acc;
-}
-
-__attribute__((target("avx2,fma"))) static float hsum256(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-    return _mm_cvtss_f32(lo);
 }
 
 /* Four dot products x . y0..y3 at once (x loaded once per step). */
@@ -42,7 +35,7 @@ __attribute__((target("avx2,fma"))) static void dot4_avx2(const float *x, const 
         s2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(y2 + k), s2);
         s3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(y3 + k), s3);
     }
-    float a0 = hsum256(s0), a1 = hsum256(s1), a2 = hsum256(s2), a3 = hsum256(s3);
+    float a0 = fast_hsum256(s0), a1 = fast_hsum256(s1), a2 = fast_hsum256(s2), a3 = fast_hsum256(s3);
     for (; k < K; k++) {
         a0 += x[k] * y0[k];
         a1 += x[k] * y1[k];
@@ -69,8 +62,8 @@ __attribute__((target("avx2,fma"))) static void dot2x4_avx2(const float *x0, con
         w = _mm256_loadu_ps(y2 + k), s02 = _mm256_fmadd_ps(xa, w, s02), s12 = _mm256_fmadd_ps(xb, w, s12);
         w = _mm256_loadu_ps(y3 + k), s03 = _mm256_fmadd_ps(xa, w, s03), s13 = _mm256_fmadd_ps(xb, w, s13);
     }
-    float a[2][4] = {{hsum256(s00), hsum256(s01), hsum256(s02), hsum256(s03)},
-                     {hsum256(s10), hsum256(s11), hsum256(s12), hsum256(s13)}};
+    float a[2][4] = {{fast_hsum256(s00), fast_hsum256(s01), fast_hsum256(s02), fast_hsum256(s03)},
+                     {fast_hsum256(s10), fast_hsum256(s11), fast_hsum256(s12), fast_hsum256(s13)}};
     const float *ys[4] = {y0, y1, y2, y3};
     for (; k < K; k++)
         for (int q = 0; q < 4; q++) a[0][q] += x0[k] * ys[q][k], a[1][q] += x1[k] * ys[q][k];
@@ -81,7 +74,7 @@ __attribute__((target("avx2,fma"))) static float dot_avx2(const float *x, const 
     __m256 s = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k), s);
-    float acc = hsum256(s);
+    float acc = fast_hsum256(s);
     for (; k < K; k++) acc += x[k] * y[k];
     return acc;
 }

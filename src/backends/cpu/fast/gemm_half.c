@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include "fast.h"
+#include "simd.h"
 
 static inline float half_at(const uint16_t *p, int64_t k, bool bf16) {
     return bf16 ? pt_bf16_to_f32(p[k]) : pt_f16_to_f32(p[k]);
@@ -24,14 +25,6 @@ static float hdot_generic(const float *x, const uint16_t *y, int64_t K, bool bf1
     float acc = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
     for (; k < K; k++) acc += x[k] * half_at(y, k, bf16);
     return acc;
-}
-
-__attribute__((target("avx2,fma"))) static float hhsum256(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-    return _mm_cvtss_f32(lo);
 }
 
 /* Eight weights as floats. */
@@ -55,7 +48,7 @@ hdot4(const float *x, const uint16_t *y0, int64_t ldy, int64_t K, bool bf16, flo
         s2 = _mm256_fmadd_ps(xv, load8(y2 + k, bf16), s2);
         s3 = _mm256_fmadd_ps(xv, load8(y3 + k, bf16), s3);
     }
-    float a0 = hhsum256(s0), a1 = hhsum256(s1), a2 = hhsum256(s2), a3 = hhsum256(s3);
+    float a0 = fast_hsum256(s0), a1 = fast_hsum256(s1), a2 = fast_hsum256(s2), a3 = fast_hsum256(s3);
     for (; k < K; k++) {
         a0 += x[k] * half_at(y0, k, bf16);
         a1 += x[k] * half_at(y1, k, bf16);
@@ -83,8 +76,8 @@ hdot2x4(const float *x0, const float *x1, const uint16_t *y0, int64_t ldy, int64
         w = load8(y2 + k, bf16), s02 = _mm256_fmadd_ps(xa, w, s02), s12 = _mm256_fmadd_ps(xb, w, s12);
         w = load8(y3 + k, bf16), s03 = _mm256_fmadd_ps(xa, w, s03), s13 = _mm256_fmadd_ps(xb, w, s13);
     }
-    float a[2][4] = {{hhsum256(s00), hhsum256(s01), hhsum256(s02), hhsum256(s03)},
-                     {hhsum256(s10), hhsum256(s11), hhsum256(s12), hhsum256(s13)}};
+    float a[2][4] = {{fast_hsum256(s00), fast_hsum256(s01), fast_hsum256(s02), fast_hsum256(s03)},
+                     {fast_hsum256(s10), fast_hsum256(s11), fast_hsum256(s12), fast_hsum256(s13)}};
     const uint16_t *ys[4] = {y0, y1, y2, y3};
     for (; k < K; k++)
         for (int q = 0; q < 4; q++) {
@@ -99,7 +92,7 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) static inline float hdot
     __m256 s = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(y + k, bf16), s);
-    float acc = hhsum256(s);
+    float acc = fast_hsum256(s);
     for (; k < K; k++) acc += x[k] * half_at(y, k, bf16);
     return acc;
 }
