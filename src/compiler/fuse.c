@@ -935,8 +935,9 @@ static bool fold_norm(const fz *f, int32_t li, fz_match *m) {
     if (single) {
         pt_arg *ws = next_arg(m, PT_ARG_TENSORS, true);
         if (ws->items) ws->items[0].vid = tin(l, 1);
+    } else {
+        for (int a = 1; a < base; a++) put_copy(m, &l->args[a]);
     }
-    for (int a = 1; a < base && !single; a++) put_copy(m, &l->args[a]);
     put_norm(m, true, w, eps, add_one != 0, none_arg(r, 4) ? -1 : (int)r->args[4].items[0].i);
     return true;
 }

@@ -100,6 +100,8 @@ static inline float pt_bf16_to_f32(uint16_t h) {
     return v.f;
 }
 PT_HIDDEN uint16_t pt_f32_to_bf16(float f);
+/* The bits of a bf16 (bf16 true) or f16 number as float. */
+static inline float pt_half_to_f32(uint16_t h, bool bf16) { return bf16 ? pt_bf16_to_f32(h) : pt_f16_to_f32(h); }
 
 /* Read / write one element as double or int64, converting like torch's
  * static_cast (float -> int truncates toward zero; anything -> bool is != 0). */

@@ -12,9 +12,7 @@
 #include "fast.h"
 #include "simd.h"
 
-static inline float half_at(const uint16_t *p, int64_t k, bool bf16) {
-    return bf16 ? pt_bf16_to_f32(p[k]) : pt_f16_to_f32(p[k]);
-}
+static inline float half_at(const uint16_t *p, int64_t k, bool bf16) { return pt_half_to_f32(p[k], bf16); }
 
 /* Portable: 8 independent partial sums per dot product. */
 static float hdot_generic(const float *x, const uint16_t *y, int64_t K, bool bf16) {

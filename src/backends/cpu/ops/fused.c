@@ -208,14 +208,10 @@ static void load_mat(const pt_tensor *t, int64_t b, int64_t h, int64_t rows, dou
             for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = f[j];
             continue;
         }
-        if (t->dtype == PETREL_DTYPE_BF16 && t->stride[3] == 1) {
+        if ((t->dtype == PETREL_DTYPE_BF16 || t->dtype == PETREL_DTYPE_F16) && t->stride[3] == 1) {
             const uint16_t *hv = (const uint16_t *)row;
-            for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = pt_bf16_to_f32(hv[j]);
-            continue;
-        }
-        if (t->dtype == PETREL_DTYPE_F16 && t->stride[3] == 1) {
-            const uint16_t *hv = (const uint16_t *)row;
-            for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = pt_f16_to_f32(hv[j]);
+            bool bf16 = t->dtype == PETREL_DTYPE_BF16;
+            for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = pt_half_to_f32(hv[j], bf16);
             continue;
         }
         for (int64_t j = 0; j < cols; j++)

@@ -101,7 +101,7 @@ static void mm_run(pt_exec *ex, const mm_plan *p, const mm_sink *snk, double *am
                 for (int64_t i = 0; i < M; i++)
                     for (int64_t k = 0; k < K; k++) {
                         uint16_t h = *(const uint16_t *)(pa + (i * ars + k * acs) * aes);
-                        af[i * K + k] = hdt == PETREL_DTYPE_BF16 ? pt_bf16_to_f32(h) : pt_f16_to_f32(h);
+                        af[i * K + k] = pt_half_to_f32(h, hdt == PETREL_DTYPE_BF16);
                     }
                 last_a = pa;
             }
