@@ -43,7 +43,8 @@
 ** A masked key costs its mask read only, so the time follows the number
 ** of valid positions, not the cache's size.  The warps of a block and the
 ** blocks of a thread block cluster (gridDim.y, at most 8) take
-** interleaved 32-key chunks; their partial softmaxes merge in shared
+** interleaved 32-key chunks (a group of at most two query rows takes one
+** warp per row and chunk: attn_dec_plan); their partial softmaxes merge in shared
 ** memory, then across the cluster through distributed shared memory in
 ** block 0: no scratch, no second kernel.  For petrel.sdpa_cache's decode
 ** step it also writes the new key and value into the caches: the lane
@@ -104,6 +105,7 @@ typedef struct attn_grid {
     int dw;          /* warps per block */
     int dcl;         /* blocks per cluster = gridDim.y */
     int dmc;         /* register chunks per k / v row: 4, 8 or 16 */
+    int drpw;        /* query rows per warp: ATTN_ROWS (all of the block's) or 1 */
 } attn_grid;
 
 /* Shared memory: ks (tk, E + 1), vs (tk, Ev + 1), qs (qb, E), madd (qb,
@@ -141,12 +143,19 @@ static bool attn_dec_ok(const pcu_attn *a, const attn_grid *g) {
 }
 
 /* The decode kernel's geometry: enough warps and blocks (up to a cluster)
- * that a cache of 2048 keys takes one pass; shared memory: qs (ATTN_ROWS,
- * E), then (m, l, acc) of every warp's rows and of the block's. */
+ * that a cache of 2048 keys takes one pass (two with one row per warp);
+ * shared memory: qs (ATTN_ROWS, E), then (m, l, acc) of every warp's rows
+ * and of the block's.  A group of at most two rows takes one row per warp:
+ * its loop is what few warps run at short contexts (H200, Qwen3-0.6B's
+ * shape: 15.2 -> 10.8 us at 128 valid positions, 15.9 -> 13.0 at 1024);
+ * Llama's four rows stay together, as one row per warp took four times
+ * the passes at 2048 positions (10.8 -> 16.3 us). */
 static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
     int64_t nch = (a->S + 31) / 32, mc = a->E > a->Ev ? a->E / g->V : a->Ev / g->V;
-    g->dw = nch < DEC_WARPS ? (int)nch : DEC_WARPS;
-    int64_t ncl = (nch + g->dw - 1) / g->dw;
+    g->drpw = g->qb <= 2 ? 1 : ATTN_ROWS;
+    int64_t ngr = g->drpw == 1 ? g->qb : 1; /* warps per 32-key chunk */
+    g->dw = nch * ngr < DEC_WARPS ? (int)(nch * ngr) : DEC_WARPS;
+    int64_t slots = g->dw / ngr, ncl = (nch + slots - 1) / slots;
     g->dcl = ncl < DEC_CLUSTER ? (int)ncl : DEC_CLUSTER;
     g->dmc = mc <= 4 ? 4 : mc <= 8 ? 8 : 16;
     g->smem = sizeof(float) * (size_t)(ATTN_ROWS * a->E + (g->dw + 1) * g->qb * (a->Ev + 2));
@@ -157,7 +166,7 @@ static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
 
 static attn_grid attn_plan(const pcu_attn *a, int sm_count) {
     attn_grid g;
-    g.dec = false, g.dw = g.dcl = g.dmc = 0;
+    g.dec = false, g.dw = g.dcl = g.dmc = g.drpw = 0;
     int64_t nbatch = 1;
     for (int d = 0; d < a->nb; d++) nbatch *= a->bshape[d];
     g.R = a->group * a->L;
@@ -454,31 +463,33 @@ __device__ __forceinline__ float dec_term(__half v) { return __half2float(v); }
 __device__ __forceinline__ float dec_term(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float dec_term(uint8_t v) { return v ? 0.0f : -INFINITY; }
 
-template <typename M>
+template <typename M, int RPW>
 __device__ __forceinline__ void dec_mask_rows(const pcu_attn &a, const int64_t *mrow, const bool *see, int64_t j,
                                               float *mv) {
     const M *mp = (const M *)a.mask;
 #pragma unroll
-    for (int r = 0; r < ATTN_ROWS; r++) mv[r] = see[r] ? dec_term(mp[mrow[r] + j * a.m_ss]) : -INFINITY;
+    for (int r = 0; r < RPW; r++) mv[r] = see[r] ? dec_term(mp[mrow[r] + j * a.m_ss]) : -INFINITY;
 }
 
-/* The mask term of key j for each of the block's nr rows (-inf: the row
- * does not see it; rows past nr see nothing), its loads in flight together. */
-__device__ __forceinline__ void dec_mask(const pcu_attn &a, const int64_t *mrow, const int64_t *irow, int nr,
+/* The mask term of key j for each of a warp's RPW rows (-inf: the row
+ * does not see it; rows from n on see nothing), its loads in flight
+ * together. */
+template <int RPW>
+__device__ __forceinline__ void dec_mask(const pcu_attn &a, const int64_t *mrow, const int64_t *irow, int n,
                                          int64_t j, float *mv) {
-    bool see[ATTN_ROWS];
+    bool see[RPW];
 #pragma unroll
-    for (int r = 0; r < ATTN_ROWS; r++) see[r] = r < nr && j < a.S && !(a.causal && j > irow[r]);
+    for (int r = 0; r < RPW; r++) see[r] = r < n && j < a.S && !(a.causal && j > irow[r]);
     if (!a.mask) {
 #pragma unroll
-        for (int r = 0; r < ATTN_ROWS; r++) mv[r] = see[r] ? 0.0f : -INFINITY;
+        for (int r = 0; r < RPW; r++) mv[r] = see[r] ? 0.0f : -INFINITY;
         return;
     }
     switch (a.mask_dtype) {
-    case PETREL_DTYPE_BOOL: dec_mask_rows<uint8_t>(a, mrow, see, j, mv); break;
-    case PETREL_DTYPE_F32: dec_mask_rows<float>(a, mrow, see, j, mv); break;
-    case PETREL_DTYPE_F16: dec_mask_rows<__half>(a, mrow, see, j, mv); break;
-    default: dec_mask_rows<__nv_bfloat16>(a, mrow, see, j, mv); break;
+    case PETREL_DTYPE_BOOL: dec_mask_rows<uint8_t, RPW>(a, mrow, see, j, mv); break;
+    case PETREL_DTYPE_F32: dec_mask_rows<float, RPW>(a, mrow, see, j, mv); break;
+    case PETREL_DTYPE_F16: dec_mask_rows<__half, RPW>(a, mrow, see, j, mv); break;
+    default: dec_mask_rows<__nv_bfloat16, RPW>(a, mrow, see, j, mv); break;
     }
 }
 
@@ -565,11 +576,13 @@ __device__ __forceinline__ void dec_norm_rope(const pcu_attn &a, const T *q, con
 }
 
 /* Grid (k/v matrices x row blocks, cluster blocks), clusters (1, dcl); a
- * block takes up to ATTN_ROWS rows.  Warp w of cluster block c takes the
- * 32-key chunks w * dcl + c + n * dw * dcl.  MC bounds the 16-byte chunks
- * per k / v row (registers: lane j holds key j's K row; for V the warp's
- * loads cover kpl = 32 / ncv keys each, lane t holding chunk t % ncv). */
-template <typename T, int MC>
+ * block takes up to ATTN_ROWS rows (qb).  A warp takes RPW of them: all
+ * (RPW = ATTN_ROWS, one row group) or one (RPW = 1, qb groups); warp w of
+ * cluster block c takes group w % ngr and the 32-key chunks s * dcl + c +
+ * n * (dw / ngr) * dcl, s = w / ngr.  MC bounds the 16-byte chunks per k /
+ * v row (registers: lane j holds key j's K row; for V the warp's loads
+ * cover kpl = 32 / ncv keys each, lane t holding chunk t % ncv). */
+template <typename T, int MC, int RPW>
 __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a, attn_grid g) {
     constexpr int V = 16 / sizeof(T);
     constexpr unsigned FULL = 0xffffffffu;
@@ -588,20 +601,33 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
     const int nr = (int)min((int64_t)qb, g.R - r0); /* rows of this block */
     const attn_offs o = attn_offsets(a, kvb);
     const T *kc = (const T *)a.k + o.k, *vc = (const T *)a.v + o.v;
-    dn_pdl_wait(); /* launched early (attn_dec_go): q and the caches come from the kernels before */
-    dn_pdl_release();
-    TR(2);
 
     /* row r is query head gq = (r0 + r) / L of the group, position i;
      * rows past nr repeat the last one, so that loads need no branch
      * (they see no key: dec_mask) */
     const int64_t hq = a.nb > 0 ? a.qb[a.nb - 1] : 0, hm = a.nb > 0 ? a.mb[a.nb - 1] : 0;
-    int64_t qrow[ATTN_ROWS], mrow[ATTN_ROWS], irow[ATTN_ROWS];
+    int64_t qrow[ATTN_ROWS];
 #pragma unroll
     for (int r = 0; r < ATTN_ROWS; r++) {
         unsigned rr = (unsigned)(r0 + min(r, nr - 1)), gq = rr / (unsigned)a.L, i = rr % (unsigned)a.L;
-        qrow[r] = o.q + gq * hq + i * a.q_sl, mrow[r] = o.m + gq * hm + i * a.m_sl, irow[r] = i;
+        qrow[r] = o.q + gq * hq + i * a.q_sl;
     }
+    /* this warp's rows: rows rg * RPW + r, r < RPW, of the block */
+    const int ngr = RPW == 1 ? qb : 1, rg = warp % ngr, nslot = nw / ngr, slot = warp / ngr;
+    const int nmine = slot < nslot ? max(0, min(RPW, nr - rg * RPW)) : 0; /* rows it owns (0: idle) */
+    int64_t mrow[RPW], irow[RPW];
+#pragma unroll
+    for (int r = 0; r < RPW; r++) {
+        unsigned rr = (unsigned)(r0 + min(rg * RPW + r, nr - 1)), gq = rr / (unsigned)a.L, i = rr % (unsigned)a.L;
+        mrow[r] = o.m + gq * hm + i * a.m_sl, irow[r] = i;
+    }
+    const int64_t nch = (a.S + 31) / 32, cstep = (int64_t)nslot * ncl;
+    int64_t ch = nmine ? (int64_t)slot * ncl + crank : nch;
+    dn_pdl_wait(); /* launched early (attn_dec_go): q and the caches come from the kernels before */
+    dn_pdl_release();
+    TR(2);
+    float mv[RPW]; /* the first chunk's mask, loaded with the prologue's loads */
+    dec_mask<RPW>(a, mrow, irow, nmine, ch * 32 + lane, mv);
 
     /* The prologue's loads in one batch: the cache write's position (it
      * is checked only after the barrier), the queries (typed, unrolled:
@@ -634,10 +660,6 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
             kn = knr;
         }
     }
-    const int64_t nch = (a.S + 31) / 32, cstep = (int64_t)nw * ncl;
-    int64_t ch = (int64_t)warp * ncl + crank;
-    float mv[ATTN_ROWS];
-    dec_mask(a, mrow, irow, nr, ch * 32 + lane, mv);
 #pragma unroll
     for (int r = 0; r < ATTN_ROWS; r++)
 #pragma unroll
@@ -649,20 +671,22 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
     TR(3);
     if (p < 0 || p >= a.S) p = -1; /* outside the cache: nothing written */
 
-    float m[ATTN_ROWS], l[ATTN_ROWS], acc[ATTN_ROWS][V]; /* acc: columns (lane % ncv) * V + e */
+    const bool writer = rb == 0 && rg == 0; /* the warps that write the new rows into the caches */
+    float m[RPW], l[RPW], acc[RPW][V]; /* acc: columns (lane % ncv) * V + e */
 #pragma unroll
-    for (int r = 0; r < ATTN_ROWS; r++) {
+    for (int r = 0; r < RPW; r++) {
         m[r] = -INFINITY, l[r] = 0.0f;
 #pragma unroll
         for (int e = 0; e < V; e++) acc[r][e] = 0.0f;
     }
+    const float *qg = qs + rg * RPW * E; /* this warp's rows' queries; E is a multiple of V >= 4 */
     const int vkey = lane / ncv, vcol = (lane - vkey * ncv) * V; /* this lane's V chunk of a load */
     for (; ch < nch; ch += cstep) {
         const int64_t j0 = ch * 32, j = j0 + lane;
         bool vis = false;
 #pragma unroll
-        for (int r = 0; r < ATTN_ROWS; r++) vis |= mv[r] != -INFINITY;
-        const bool kneed = vis || j == p;
+        for (int r = 0; r < RPW; r++) vis |= mv[r] != -INFINITY;
+        const bool kneed = vis || (writer && j == p);
         const unsigned need = __ballot_sync(FULL, kneed); /* keys whose K and V are read */
         uint4 kr[MC], vr[MC];
         if (need) {
@@ -677,25 +701,31 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
                 vr[t] = t < ncv && (need >> jj & 1u) ? *(const uint4 *)(vrow + vcol) : make_uint4(0, 0, 0, 0);
             }
         }
-        float mvn[ATTN_ROWS]; /* the next chunk's mask, in flight meanwhile */
-        dec_mask(a, mrow, irow, nr, (ch + cstep) * 32 + lane, mvn);
+        float mvn[RPW]; /* the next chunk's mask, in flight meanwhile */
+        dec_mask<RPW>(a, mrow, irow, nmine, (ch + cstep) * 32 + lane, mvn);
         if (need) {
-            float s[ATTN_ROWS];
+            float s[RPW];
 #pragma unroll
-            for (int r = 0; r < ATTN_ROWS; r++) s[r] = 0.0f;
+            for (int r = 0; r < RPW; r++) s[r] = 0.0f;
 #pragma unroll
             for (int c = 0; c < MC; c++) {
                 if (c >= nck) break;
                 float f[V];
                 dn_unpack(kr[c], f, T());
 #pragma unroll
-                for (int r = 0; r < ATTN_ROWS; r++)
+                for (int r = 0; r < RPW; r++) {
+                    const float4 *q4 = (const float4 *)(qg + r * E + c * V); /* 16-byte shared loads */
 #pragma unroll
-                    for (int e = 0; e < V; e++) s[r] = fmaf(qs[r * E + c * V + e], f[e], s[r]);
+                    for (int h = 0; h < V / 4; h++) {
+                        float4 qq = q4[h];
+                        s[r] = fmaf(qq.x, f[4 * h], s[r]), s[r] = fmaf(qq.y, f[4 * h + 1], s[r]);
+                        s[r] = fmaf(qq.z, f[4 * h + 2], s[r]), s[r] = fmaf(qq.w, f[4 * h + 3], s[r]);
+                    }
+                }
             }
-            float pr[ATTN_ROWS]; /* this lane's key's weight per row */
+            float pr[RPW]; /* this lane's key's weight per row */
 #pragma unroll
-            for (int r = 0; r < ATTN_ROWS; r++) {
+            for (int r = 0; r < RPW; r++) {
                 s[r] = mv[r] == -INFINITY ? -INFINITY : s[r] * a.scale + mv[r];
                 float mn = dn_nanmax(m[r], dn_warp_nanmax(s[r]));
                 pr[r] = 0.0f;
@@ -714,13 +744,13 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
                 float f[V];
                 dn_unpack(vr[t], f, T());
 #pragma unroll
-                for (int r = 0; r < ATTN_ROWS; r++) {
+                for (int r = 0; r < RPW; r++) {
                     float pj = __shfl_sync(FULL, pr[r], t * kpl + vkey);
 #pragma unroll
                     for (int e = 0; e < V; e++) acc[r][e] = fmaf(pj, f[e], acc[r][e]);
                 }
             }
-            if (rb == 0 && p >= j0 && p < j0 + 32) { /* the cache write (once per k/v matrix) */
+            if (writer && p >= j0 && p < j0 + 32) { /* the cache write (once per k/v matrix) */
                 T *kw = (T *)a.k + o.k + p * a.k_ss, *vw = (T *)a.v + o.v + p * a.v_ss;
                 if (j == p)
 #pragma unroll
@@ -732,25 +762,28 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
             }
         }
 #pragma unroll
-        for (int r = 0; r < ATTN_ROWS; r++) mv[r] = mvn[r];
+        for (int r = 0; r < RPW; r++) mv[r] = mvn[r];
     }
 
     TR(4);
-    /* the warp's partials: sum acc over the lanes holding the same columns */
+    /* the warp's partials: sum acc over the lanes holding the same columns;
+     * the block's rows it does not own are empty in its slot (m = -inf) */
     for (int off = ncv; off < 32; off <<= 1)
 #pragma unroll
-        for (int r = 0; r < ATTN_ROWS; r++)
+        for (int r = 0; r < RPW; r++)
 #pragma unroll
             for (int e = 0; e < V; e++) acc[r][e] += __shfl_xor_sync(FULL, acc[r][e], off);
     float *ww = wp + warp * qb * pitch;
 #pragma unroll
-    for (int r = 0; r < ATTN_ROWS; r++) {
-        if (r >= nr) break;
+    for (int r = 0; r < RPW; r++) {
+        if (r >= nmine) break;
+        const int row = rg * RPW + r;
         if (lane < ncv)
 #pragma unroll
-            for (int e = 0; e < V; e++) ww[r * pitch + 2 + lane * V + e] = acc[r][e];
-        if (lane == 0) ww[r * pitch] = m[r], ww[r * pitch + 1] = l[r];
+            for (int e = 0; e < V; e++) ww[row * pitch + 2 + lane * V + e] = acc[r][e];
+        if (lane == 0) ww[row * pitch] = m[r], ww[row * pitch + 1] = l[r];
     }
+    if (lane < nr && (lane < rg * RPW || lane >= rg * RPW + nmine)) ww[lane * pitch] = -INFINITY;
     __syncthreads();
     TR(5);
 
@@ -761,7 +794,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
         for (int w = 0; w < nw; w++) M = dn_nanmax(M, wp[(w * qb + r) * pitch]);
         for (int w = 0; w < nw; w++) {
             const float *pw = wp + (w * qb + r) * pitch;
-            float wt = (M == -INFINITY || pw[0] == -INFINITY) ? 0.0f : expf(pw[0] - M); /* empty warps add 0 */
+            if (pw[0] == -INFINITY) continue; /* an empty warp, or not its row: l and acc unwritten */
+            float wt = expf(pw[0] - M);
             num = fmaf(wt, pw[2 + e], num), den = fmaf(wt, pw[1], den);
         }
         bp[r * pitch + 2 + e] = num;
@@ -824,7 +858,8 @@ extern "C" void pcu_attn_trace_dump(int nblocks) {
 }
 #endif
 
-template <typename T, int MC> static cudaError_t attn_dec_go(cudaStream_t s, const pcu_attn *a, const attn_grid *g) {
+template <typename T, int MC, int RPW>
+static cudaError_t attn_dec_go(cudaStream_t s, const pcu_attn *a, const attn_grid *g) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)(g->nrowblk * g->nkv), (unsigned)g->dcl, 1);
     cfg.blockDim = dim3(32 * (unsigned)g->dw, 1, 1);
@@ -836,15 +871,20 @@ template <typename T, int MC> static cudaError_t attn_dec_go(cudaStream_t s, con
     at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization; /* see dn_launch_pdl */
     at[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at, cfg.numAttrs = 2;
-    cudaError_t e = cudaLaunchKernelEx(&cfg, attn_decode_kernel<T, MC>, *a, *g);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, attn_decode_kernel<T, MC, RPW>, *a, *g);
     cudaError_t last = cudaGetLastError(); /* clear it either way */
     return e != cudaSuccess ? e : last;
 }
 
 template <typename T> static cudaError_t attn_dec(cudaStream_t s, const pcu_attn *a, const attn_grid *g) {
-    if (g->dmc <= 4) return attn_dec_go<T, 4>(s, a, g);
-    if (g->dmc <= 8) return attn_dec_go<T, 8>(s, a, g);
-    return attn_dec_go<T, 16>(s, a, g);
+    if (g->drpw == 1) {
+        if (g->dmc <= 4) return attn_dec_go<T, 4, 1>(s, a, g);
+        if (g->dmc <= 8) return attn_dec_go<T, 8, 1>(s, a, g);
+        return attn_dec_go<T, 16, 1>(s, a, g);
+    }
+    if (g->dmc <= 4) return attn_dec_go<T, 4, ATTN_ROWS>(s, a, g);
+    if (g->dmc <= 8) return attn_dec_go<T, 8, ATTN_ROWS>(s, a, g);
+    return attn_dec_go<T, 16, ATTN_ROWS>(s, a, g);
 }
 
 /* ---- launch --------------------------------------------------------------------- */
