@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/cpu.sh -- the CPU benchmark table (issue #7): petrel decode/prefill
 # speed of the small shapes (Qwen3-0.6B, Llama-3.2-1B; random weights, real
-# configs: bench/models.py) in fp32 and bf16 (int8/int4 once `petrel compile`
-# has --quant; quantized from the fp32 export), the DRAM read bandwidth
+# configs: bench/models.py) in fp32, bf16, int8 and int4 (the quantized ones
+# from the fp32 export, `petrel compile --quant`), the DRAM read bandwidth
 # (bench/membw.c) and the floor it gives.  Prints the markdown table of
 # every result in the work directory (bench/report.py).
 #

@@ -3,7 +3,7 @@
 # torch >= 2.9 and transformers: for each model shape (random weights, real
 # configs: bench/models.py) export with python/petrel_export.py (bf16, KV
 # cache 2048, chunks up to 2048), compile with `petrel compile --backend
-# cuda` (bf16; int8/int4 once the compiler has --quant), run `petrel bench
+# cuda` (bf16, and int8/int4 with --quant), run `petrel bench
 # --json` (peak memory sampled with nvidia-smi) and bench/torch_bench.py
 # (eager + torch.compile), and print the markdown table of every result in
 # the work directory (bench/report.py).
