@@ -72,19 +72,32 @@
 namespace cg = cooperative_groups;
 
 #ifdef PCU_ATTN_TRACE /* phase stamps of the decode kernel, for tests/gpu/bench_kernels.cu only */
-#define TR_N 9
+#define TR_N 13   /* 0 start, 1-7 phases, 8 end (globaltimer); 9-12 inside warp 0's first chunk */
+#define TR_END 8
 __device__ long long tr_buf[1024][TR_N];
 #define TR(i)                                                                                      \
     do {                                                                                           \
         if (threadIdx.x == 0 && blockIdx.x * gridDim.y + blockIdx.y < 1024) {                      \
             long long t_;                                                                          \
-            if ((i) == 0 || (i) == TR_N - 1) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_)); \
+            if ((i) == 0 || (i) == TR_END) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_));  \
             else t_ = clock64();                                                                   \
             tr_buf[blockIdx.x * gridDim.y + blockIdx.y][i] = t_;                                   \
         }                                                                                          \
     } while (0)
+/* a stamp once the 32-bit value v is there (waits for the load or the
+ * arithmetic that makes it), in warp 0's first chunk only */
+#define TRV(i, v, first)                                                                           \
+    do {                                                                                           \
+        if ((first) && threadIdx.x == 0 && blockIdx.x * gridDim.y + blockIdx.y < 1024) {           \
+            unsigned u_;                                                                           \
+            asm volatile("mov.b32 %0, %1;" : "=r"(u_) : "r"((unsigned)(v)));                       \
+            long long t_ = clock64();                                                              \
+            tr_buf[blockIdx.x * gridDim.y + blockIdx.y][i] = t_ + (long long)(u_ & 0u);            \
+        }                                                                                          \
+    } while (0)
 #else
 #define TR(i) ((void)0)
+#define TRV(i, v, first) ((void)0)
 #endif
 
 #define ATTN_THREADS 128          /* 4 warps: up to 4 query rows per block */
@@ -690,6 +703,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
     }
     const float *qg = qs + rg * RPW * E; /* this warp's rows' queries; E is a multiple of V >= 4 */
     const int vkey = lane / ncv, vcol = (lane - vkey * ncv) * V; /* this lane's V chunk of a load */
+#ifdef PCU_ATTN_TRACE
+    bool trfirst = true;
+#endif
     for (; ch < nch; ch += cstep) {
         const int64_t j0 = ch * 32, j = j0 + lane;
         bool vis = false;
@@ -713,6 +729,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
         float mvn[RPW]; /* the next chunk's mask, in flight meanwhile */
         dec_mask<RPW>(a, mrow, irow, nmine, (ch + cstep) * 32 + lane, mvn);
         if (need) {
+            TRV(9, kr[0].x ^ vr[0].x, trfirst);
             float s[RPW];
 #pragma unroll
             for (int r = 0; r < RPW; r++) s[r] = 0.0f;
@@ -732,6 +749,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
                     }
                 }
             }
+            TRV(10, __float_as_uint(s[0]), trfirst);
             float pr[RPW]; /* this lane's key's weight per row */
 #pragma unroll
             for (int r = 0; r < RPW; r++) {
@@ -747,6 +765,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
                     m[r] = mn;
                 }
             }
+            TRV(11, __float_as_uint(pr[0]) ^ __float_as_uint(l[0]), trfirst);
 #pragma unroll
             for (int t = 0; t < MC; t++) {
                 if (t >= ncv) break;
@@ -769,6 +788,10 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attn_decode_kernel(pcu_attn a,
                 for (int t = 0; t < MC; t++)
                     if (t < ncv && j0 + t * kpl + vkey == p) *(uint4 *)(vw + vcol) = vr[t];
             }
+            TRV(12, __float_as_uint(acc[0][0]), trfirst);
+#ifdef PCU_ATTN_TRACE
+            trfirst = false;
+#endif
         }
 #pragma unroll
         for (int r = 0; r < RPW; r++) mv[r] = mvn[r];
@@ -853,17 +876,22 @@ extern "C" void pcu_attn_trace_dump(int nblocks) {
     if (cudaDeviceSynchronize() != cudaSuccess || cudaMemcpyFromSymbol(h, tr_buf, sizeof h) != cudaSuccess) return;
     static const char *nm[] = {"", "", "wait", "prologue", "loop", "warp partials", "block merge + cluster sync",
                                "rank-0 merge", ""};
-    long long t0 = h[0][0], t1 = h[0][TR_N - 1];
-    for (int b = 0; b < nblocks; b++) t0 = h[b][0] < t0 ? h[b][0] : t0, t1 = h[b][TR_N - 1] > t1 ? h[b][TR_N - 1] : t1;
+    long long t0 = h[0][0], t1 = h[0][TR_END];
+    for (int b = 0; b < nblocks; b++) t0 = h[b][0] < t0 ? h[b][0] : t0, t1 = h[b][TR_END] > t1 ? h[b][TR_END] : t1;
     double s0 = 0, life = 0;
-    for (int b = 0; b < nblocks; b++) s0 += (double)(h[b][0] - t0), life += (double)(h[b][TR_N - 1] - h[b][0]);
+    for (int b = 0; b < nblocks; b++) s0 += (double)(h[b][0] - t0), life += (double)(h[b][TR_END] - h[b][0]);
     printf("  trace: span %lld ns, block starts after the first by %.0f ns on average, blocks live %.0f ns\n", t1 - t0,
            s0 / nblocks, life / nblocks);
-    for (int i = 2; i < TR_N - 1; i++) {
+    for (int i = 2; i < TR_END; i++) {
         double m = 0;
         for (int b = 0; b < nblocks; b++) m += (double)(h[b][i] - h[b][i - 1]);
         printf("  trace: %-28s block 0 %6lld cycles, mean %8.0f\n", nm[i], h[0][i] - h[0][i - 1], m / nblocks);
     }
+    /* block 0's warp 0, first chunk: K/V loads (from the prologue's end),
+     * scores, softmax, values, the rest of the loop */
+    if (h[0][9] > h[0][3] && h[0][12] > h[0][11])
+        printf("  trace: block 0 warp 0 chunk: K/V loads %lld, scores %lld, softmax %lld, values %lld, rest %lld cycles\n",
+               h[0][9] - h[0][3], h[0][10] - h[0][9], h[0][11] - h[0][10], h[0][12] - h[0][11], h[0][4] - h[0][12]);
 }
 #endif
 
