@@ -1,6 +1,6 @@
 /*
 ** test_fast_gemm.c -- the CPU products of f32 rows with f32, bf16 or f16
-** weight rows (backends/cpu/fast/gemm_f32.c, gemm_half.c), white-box, on
+** weight rows (backends/cpu/fast/gemm.c), white-box, on
 ** both of their paths (AVX2 when the CPU has it, and the portable loop),
 ** against the same product computed here in double from the weights'
 ** exact values (bf16 and f16 decoded from their bits here).  Shapes with

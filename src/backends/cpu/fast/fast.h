@@ -14,7 +14,7 @@
 /* out[i*ldo + j] = alpha * sum_k a[i*lda + k] * b[j*ldb + k]  (+ out[..]
  * when accumulate), for i < M, j < N: both operands contiguous along k,
  * as in `x @ W^T` with W (N, K) row-major.  Float accumulation, like
- * torch's CPU matmul; AVX2+FMA when the CPU has it. */
+ * torch's CPU matmul (gemm.c); AVX2+FMA+F16C when the CPU has them. */
 PT_HIDDEN void cpu_fast_gemm_nt_f32(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                                     const float *b, int64_t ldb, float *out, int64_t ldo, float alpha);
 
@@ -23,7 +23,7 @@ PT_HIDDEN void cpu_fast_gemm_nt_f32(int64_t M, int64_t N, int64_t K, const float
 PT_HIDDEN void cpu_fast_gemm_f32_simd(bool on);
 
 /* The same with b in bf16 (bf16 true) or f16, converted to float as it is
- * loaded (gemm_half.c); a stays f32.  AVX2+FMA+F16C when the CPU has them
+ * loaded (gemm.c); a stays f32.  AVX2+FMA+F16C when the CPU has them
  * (and cpu_fast_gemm_half_simd left them on). */
 PT_HIDDEN void cpu_fast_gemm_nt_half(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                                      const uint16_t *b, int64_t ldb, bool bf16, float *out, int64_t ldo,
