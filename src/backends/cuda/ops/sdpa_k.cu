@@ -79,7 +79,7 @@
 namespace cg = cooperative_groups;
 
 #ifdef PCU_ATTN_TRACE /* phase stamps of the decode kernel, for tests/gpu/bench_kernels.cu only */
-#define TR_N 13   /* 0 start, 1-7 phases, 8 end (globaltimer); 9-12 inside warp 0's first chunk */
+#define TR_N 15   /* 0 start, 1-7 phases, 8 end (globaltimer); 9-12 inside warp 0's first chunk; 13-14 prologue */
 #define TR_END 8
 __device__ long long tr_buf[1024][TR_N];
 #define TR(i)                                                                                      \
@@ -523,23 +523,17 @@ __device__ __forceinline__ void dec_mask(const pcu_attn &a, const int64_t *mrow,
     }
 }
 
-/* Element e of the row x (element stride xs) after petrel.rope with the
- * cos / sin row c, s on its first R channels, in float (products and the
- * sum rounded to T, as the rope kernel does). */
-template <typename T>
-__device__ __forceinline__ float dec_rot(float v, float xp, int e, int R, const T *c, const T *s) {
+/* Element e (value v, its rotate-half partner's xp) after petrel.rope with
+ * the cos / sin row's elements c, s on the first R channels, in float
+ * (products and the sum rounded to T, as the rope kernel does). */
+template <typename T> __device__ __forceinline__ float dec_rot(float v, float xp, int e, int R, float c, float s) {
     if (e >= R) return v;
     const int h = R / 2;
-    return dn_round<T>(dn_round<T>(v * dn_f32(c[e])) + dn_round<T>((e < h ? -xp : xp) * dn_f32(s[e])));
+    return dn_round<T>(dn_round<T>(v * c) + dn_round<T>((e < h ? -xp : xp) * s));
 }
 
 /* Channel e's partner in rotate-half (valid for e < R). */
 __device__ __forceinline__ int dec_partner(int e, int R) { return e < R / 2 ? e + R / 2 : e - R / 2; }
-
-template <typename T>
-__device__ __forceinline__ float dec_rope(const T *x, int64_t xs, int e, int R, const T *c, const T *s) {
-    return dec_rot(dn_f32(x[e * xs]), e < R ? dn_f32(x[dec_partner(e, R) * xs]) : 0.0f, e, R, c, s);
-}
 
 /* petrel.rms_norm's element: x times 1/rms, rounded to T when nround,
  * times the weight (1 + w with add_one), rounded to T. */
@@ -558,7 +552,8 @@ __device__ __forceinline__ void dec_norm_rope(const pcu_attn &a, const T *q, con
                                               const T *rc, const T *rs, float *red, float (*qv)[QPT]) {
     const int E = (int)a.E, R = (int)a.R, nw = blockDim.x >> 5, warp = threadIdx.x >> 5;
     const T *qw = (const T *)a.qnw, *kw = (const T *)a.knw;
-    float xq[ATTN_ROWS][QPT], pq[ATTN_ROWS][QPT], xk[QPT], pk[QPT], wq[QPT], wqp[QPT], wk[QPT], wkp[QPT];
+    float xq[ATTN_ROWS][QPT], pq[ATTN_ROWS][QPT], xk[QPT], pk[QPT], wq[QPT], wqp[QPT], wk[QPT], wkp[QPT], cr[QPT],
+        sr[QPT];
 #pragma unroll
     for (int u = 0; u < QPT; u++) {
         int e = threadIdx.x + u * blockDim.x, pe = dec_partner(e, R);
@@ -571,7 +566,9 @@ __device__ __forceinline__ void dec_norm_rope(const pcu_attn &a, const T *q, con
         xk[u] = in ? dn_f32(kn[e]) : 0.0f, pk[u] = rot ? dn_f32(kn[pe]) : 0.0f;
         wq[u] = in ? dn_f32(qw[e]) : 0.0f, wqp[u] = rot ? dn_f32(qw[pe]) : 0.0f;
         wk[u] = in ? dn_f32(kw[e]) : 0.0f, wkp[u] = rot ? dn_f32(kw[pe]) : 0.0f;
+        cr[u] = rot ? dn_f32(rc[e]) : 0.0f, sr[u] = rot ? dn_f32(rs[e]) : 0.0f;
     }
+    TRV(13, __float_as_uint(xq[0][0]) ^ __float_as_uint(cr[0]), true);
     float ss[ATTN_ROWS + 1];
 #pragma unroll
     for (int r = 0; r <= ATTN_ROWS; r++) {
@@ -584,12 +581,20 @@ __device__ __forceinline__ void dec_norm_rope(const pcu_attn &a, const T *q, con
 #pragma unroll
         for (int r = 0; r <= ATTN_ROWS; r++) red[r * nw + warp] = ss[r];
     __syncthreads();
+    TR(14);
+    /* lane r < ATTN_ROWS + 1 takes row r's 1/rms (the divisions and the
+     * square root side by side, not one row after another), then every
+     * lane reads them all */
     float rstd[ATTN_ROWS + 1];
-#pragma unroll
-    for (int r = 0; r <= ATTN_ROWS; r++) {
+    {
+        const int lr = min(threadIdx.x & 31, ATTN_ROWS);
         float t = 0.0f;
-        for (int w = 0; w < nw; w++) t += red[r * nw + w];
-        rstd[r] = 1.0f / sqrtf(t / (float)E + a.neps);
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) /* unrolled: the loads in flight together */
+            if (w < nw) t += red[lr * nw + w];
+        const float mine = 1.0f / sqrtf(t / (float)E + a.neps);
+#pragma unroll
+        for (int r = 0; r <= ATTN_ROWS; r++) rstd[r] = __shfl_sync(0xffffffffu, mine, r);
     }
 #pragma unroll
     for (int u = 0; u < QPT; u++) {
@@ -597,11 +602,11 @@ __device__ __forceinline__ void dec_norm_rope(const pcu_attn &a, const T *q, con
 #pragma unroll
         for (int r = 0; r < ATTN_ROWS; r++)
             qv[r][u] = e >= E ? 0.0f
-                              : dec_rot(dec_nrm<T>(a, xq[r][u], rstd[r], wq[u]), dec_nrm<T>(a, pq[r][u], rstd[r], wqp[u]),
-                                        e, R, rc, rs);
+                              : dec_rot<T>(dec_nrm<T>(a, xq[r][u], rstd[r], wq[u]), dec_nrm<T>(a, pq[r][u], rstd[r], wqp[u]),
+                                           e, R, cr[u], sr[u]);
         if (e < E)
-            knr[e] = dn_from<T>(dec_rot(dec_nrm<T>(a, xk[u], rstd[ATTN_ROWS], wk[u]),
-                                        dec_nrm<T>(a, pk[u], rstd[ATTN_ROWS], wkp[u]), e, R, rc, rs));
+            knr[e] = dn_from<T>(dec_rot<T>(dec_nrm<T>(a, xk[u], rstd[ATTN_ROWS], wk[u]),
+                                           dec_nrm<T>(a, pk[u], rstd[ATTN_ROWS], wkp[u]), e, R, cr[u], sr[u]));
     }
 }
 
@@ -719,19 +724,33 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     if (a.qnw) { /* with the rope and the cache write (pcu_attn_norm_ok) */
         dec_norm_rope<T, QPT>(a, (const T *)a.q, qrow, kn, knr, rc, rs, wp, qv);
         kn = knr;
-    } else {
+    } else { /* every load first (q's rows, the new key, the rope's row), then the arithmetic */
+        const int R = (int)a.R;
+        const bool rope = a.rcos, krot = rope && kn;
+        const T *q = (const T *)a.q;
+        float xq[ATTN_ROWS][QPT], pq[ATTN_ROWS][QPT], xk[QPT], pk[QPT], cr[QPT], sr[QPT];
 #pragma unroll
-        for (int r = 0; r < ATTN_ROWS; r++)
+        for (int u = 0; u < QPT; u++) {
+            int e = threadIdx.x + u * blockDim.x, pe = dec_partner(e, R);
+            bool in = e < E, rot = rope && e < R;
 #pragma unroll
-            for (int u = 0; u < QPT; u++) {
-                int e = threadIdx.x + u * blockDim.x;
-                const T *qr = (const T *)a.q + qrow[r];
-                qv[r][u] = e >= E ? 0.0f : a.rcos ? dec_rope(qr, a.q_se, e, (int)a.R, rc, rs) : dn_f32(qr[e * a.q_se]);
+            for (int r = 0; r < ATTN_ROWS; r++) {
+                xq[r][u] = in ? dn_f32(q[qrow[r] + e * a.q_se]) : 0.0f;
+                pq[r][u] = rot ? dn_f32(q[qrow[r] + pe * a.q_se]) : 0.0f;
             }
-        if (a.rcos && kn) {
-            for (int e = threadIdx.x; e < E; e += blockDim.x) knr[e] = dn_from<T>(dec_rope(kn, 1, e, (int)a.R, rc, rs));
-            kn = knr;
+            xk[u] = krot && in ? dn_f32(kn[e]) : 0.0f, pk[u] = krot && rot ? dn_f32(kn[pe]) : 0.0f;
+            cr[u] = rot ? dn_f32(rc[e]) : 0.0f, sr[u] = rot ? dn_f32(rs[e]) : 0.0f;
         }
+        TRV(13, __float_as_uint(xq[0][0]) ^ __float_as_uint(cr[0]), true);
+#pragma unroll
+        for (int u = 0; u < QPT; u++) {
+            int e = threadIdx.x + u * blockDim.x;
+#pragma unroll
+            for (int r = 0; r < ATTN_ROWS; r++)
+                qv[r][u] = e >= E ? 0.0f : rope ? dec_rot<T>(xq[r][u], pq[r][u], e, R, cr[u], sr[u]) : xq[r][u];
+            if (krot && e < E) knr[e] = dn_from<T>(dec_rot<T>(xk[u], pk[u], e, R, cr[u], sr[u]));
+        }
+        if (krot) kn = knr;
     }
 #pragma unroll
     for (int r = 0; r < ATTN_ROWS; r++)
@@ -948,6 +967,12 @@ extern "C" void pcu_attn_trace_dump(int nblocks) {
     }
     /* block 0's warp 0, first chunk: K/V loads (from the prologue's end),
      * scores, softmax, values, the rest of the loop */
+    /* the prologue: its loads (from the wait), the q/k norm's block barrier */
+    if (h[0][13] > h[0][2] && h[0][13] < h[0][3]) {
+        bool nb = h[0][14] > h[0][13] && h[0][14] < h[0][3];
+        printf("  trace: block 0 prologue: loads %lld, norm sums + barrier %lld, rest %lld cycles\n", h[0][13] - h[0][2],
+               nb ? h[0][14] - h[0][13] : 0LL, h[0][3] - (nb ? h[0][14] : h[0][13]));
+    }
     if (h[0][9] > h[0][3] && h[0][12] > h[0][11])
         printf("  trace: block 0 warp 0 chunk: K/V loads %lld, scores %lld, softmax %lld, values %lld, rest %lld cycles\n",
                h[0][9] - h[0][3], h[0][10] - h[0][9], h[0][11] - h[0][10], h[0][12] - h[0][11], h[0][4] - h[0][12]);
