@@ -20,7 +20,7 @@
 #
 # One model per invocation should stay within 10 minutes on an H100 (the
 # 4B models are the longest, not yet timed; Qwen3-0.6B takes 219 s on an
-# H200); see bench/README.md.
+# H200, Qwen3-1.7B 274 s); see bench/README.md.
 # Environment: PYTHON (default python3), CUDA_GPU (nvidia-smi index, default
 # 0), BENCH_ARGS and TORCH_ARGS (extra flags for `petrel bench` and
 # torch_bench.py, e.g. "--reps 5" for both), BENCH_FORMATS (weight formats to
