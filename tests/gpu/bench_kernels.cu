@@ -93,8 +93,8 @@ static void check(const char *what, const std::vector<float> &got, const std::ve
 }
 
 /* Per-launch time in microseconds of enqueue(): REPS of it captured in a
- * CUDA graph, and REPS of it launched on the stream. */
-template <class F> static void bench(const char *what, cudaStream_t s, F enqueue) {
+ * CUDA graph, and REPS of it launched on the stream; returns the first. */
+template <class F> static double bench(const char *what, cudaStream_t s, F enqueue) {
     double us_graph = graph_us(s, REPS, [&](int) { return enqueue(); });
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
@@ -109,6 +109,7 @@ template <class F> static void bench(const char *what, cudaStream_t s, F enqueue
            1e3f * ms_stream / REPS);
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
+    return us_graph;
 }
 
 /* ---- row norm ------------------------------------------------------------------------ */
@@ -477,7 +478,11 @@ static void case_sdpa_prefill(cudaStream_t s, int sm_count, int64_t L, int64_t S
     std::vector<float> g(got.size());
     for (size_t i = 0; i < got.size(); i++) g[i] = bf2f(got[i]);
     check("attention", g, ref, 1e-2);
-    bench("attention", s, [&] { return pcu_attn_launch(s, &a, sm_count, scratch); });
+    double us = bench("attention", s, [&] { return pcu_attn_launch(s, &a, sm_count, scratch); });
+    /* multiply-adds of q k^T and p v over the keys each row sees (causal, top-left) */
+    double macs = 0;
+    for (int64_t i = 0; i < L; i++) macs += 2.0 * (double)(i + 1 < S ? i + 1 : S) * (double)E * (double)Hq;
+    printf("  rate  %-44s %7.2f TFLOP/s (2 flops per multiply-add)\n", "attention", 2.0 * macs / (us * 1e6));
     if (scratch) CK(cudaFree(scratch));
     CK(cudaFree(dq));
     CK(cudaFree(dk));
@@ -555,6 +560,7 @@ int main(void) {
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 1024, false);
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 384, true);
     case_sdpa_prefill(s, prop.multiProcessorCount, 128, 128);
+    case_sdpa_prefill(s, prop.multiProcessorCount, 512, 512); /* a prefill chunk of Llama-3.2-1B's shape */
     case_sdpa_prefill(s, prop.multiProcessorCount, 16, 1024); /* few blocks: split keys + combine */
     case_topk(s, 128256, 41); /* Llama 3's vocabulary, the default top_k + 1 */
     case_topk(s, 262144, 64); /* Gemma 3's, the most candidates */
