@@ -44,8 +44,8 @@
 ** of valid positions, not the cache's size.  The warps of a block and the
 ** blocks of a thread block cluster (gridDim.y, at most 8) take
 ** interleaved 32-key chunks (a group of at most two query rows takes one
-** warp per row and chunk: attn_dec_plan); their partial softmaxes merge in shared
-** memory, then every block sends its merged partial into block 0's shared
+** warp per row and chunk: attn_dec_plan); their partial softmaxes merge
+** in shared memory, then every block sends its merged partial into block 0's shared
 ** memory (st.async, counted by an mbarrier there) and block 0 merges them:
 ** no scratch, no second kernel, and no cluster barrier after the loop (the
 ** one that publishes the mbarrier is arrived at in the prologue and waited
@@ -174,8 +174,9 @@ static bool attn_dec_ok(const pcu_attn *a, const attn_grid *g) {
 /* The decode kernel's geometry: enough warps and blocks (up to a cluster)
  * that a cache of 2048 keys takes one pass (two with one row per warp);
  * shared memory: qs (ATTN_ROWS, E), then (m, l, acc) of every warp's rows
- * and of every cluster block's (block 0's inbox), its mbarrier.  A group of at most two rows takes one row per warp:
- * its loop is what few warps run at short contexts (H200, Qwen3-0.6B's
+ * and of every cluster block's (block 0's inbox), its mbarrier.  A group
+ * of at most two rows takes one row per warp: its loop is what few warps
+ * run at short contexts (H200, Qwen3-0.6B's
  * shape: 15.2 -> 10.8 us at 128 valid positions, 15.9 -> 13.0 at 1024);
  * Llama's four rows stay together, as one row per warp took four times
  * the passes at 2048 positions (10.8 -> 16.3 us). */
@@ -602,8 +603,8 @@ __device__ __forceinline__ void dec_norm_rope(const pcu_attn &a, const T *q, con
 #pragma unroll
         for (int r = 0; r < ATTN_ROWS; r++)
             qv[r][u] = e >= E ? 0.0f
-                              : dec_rot<T>(dec_nrm<T>(a, xq[r][u], rstd[r], wq[u]), dec_nrm<T>(a, pq[r][u], rstd[r], wqp[u]),
-                                           e, R, cr[u], sr[u]);
+                              : dec_rot<T>(dec_nrm<T>(a, xq[r][u], rstd[r], wq[u]),
+                                           dec_nrm<T>(a, pq[r][u], rstd[r], wqp[u]), e, R, cr[u], sr[u]);
         if (e < E)
             knr[e] = dn_from<T>(dec_rot<T>(dec_nrm<T>(a, xk[u], rstd[ATTN_ROWS], wk[u]),
                                            dec_nrm<T>(a, pk[u], rstd[ATTN_ROWS], wkp[u]), e, R, cr[u], sr[u]));
@@ -965,14 +966,14 @@ extern "C" void pcu_attn_trace_dump(int nblocks) {
         for (int b = 0; b < nblocks; b++) m += (double)(h[b][i] - h[b][i - 1]);
         printf("  trace: %-28s block 0 %6lld cycles, mean %8.0f\n", nm[i], h[0][i] - h[0][i - 1], m / nblocks);
     }
-    /* block 0's warp 0, first chunk: K/V loads (from the prologue's end),
-     * scores, softmax, values, the rest of the loop */
     /* the prologue: its loads (from the wait), the q/k norm's block barrier */
     if (h[0][13] > h[0][2] && h[0][13] < h[0][3]) {
         bool nb = h[0][14] > h[0][13] && h[0][14] < h[0][3];
         printf("  trace: block 0 prologue: loads %lld, norm sums + barrier %lld, rest %lld cycles\n", h[0][13] - h[0][2],
                nb ? h[0][14] - h[0][13] : 0LL, h[0][3] - (nb ? h[0][14] : h[0][13]));
     }
+    /* block 0's warp 0, first chunk: K/V loads (from the prologue's end),
+     * scores, softmax, values, the rest of the loop */
     if (h[0][9] > h[0][3] && h[0][12] > h[0][11])
         printf("  trace: block 0 warp 0 chunk: K/V loads %lld, scores %lld, softmax %lld, values %lld, rest %lld cycles\n",
                h[0][9] - h[0][3], h[0][10] - h[0][9], h[0][11] - h[0][10], h[0][12] - h[0][11], h[0][4] - h[0][12]);
