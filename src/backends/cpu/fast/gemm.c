@@ -161,8 +161,9 @@ __attribute__((target("avx2,fma,f16c"))) static void gemm_avx2_f16(int64_t M, in
 }
 
 /* The portable product (inlined: the kind is a constant where it can be). */
-__attribute__((always_inline)) static inline void gemm_generic(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const void *b, int64_t ldb,
-                         int kind, float *out, int64_t ldo, float alpha) {
+__attribute__((always_inline)) static inline void gemm_generic(int64_t M, int64_t N, int64_t K, const float *a,
+                                                                int64_t lda, const void *b, int64_t ldb, int kind,
+                                                                float *out, int64_t ldo, float alpha) {
     for (int64_t j = 0; j < N; j++)
         for (int64_t i = 0; i < M; i++)
             out[i * ldo + j] = alpha * wdot_generic(a + i * lda, wrow(b, j, ldb, kind), K, kind);
