@@ -18,9 +18,9 @@
 #     --keep-models  keep the exported/compiled model files (large)
 #     --fresh        forget earlier results in the work directory first
 #
-# One model per invocation should stay within 10 minutes on an H100 (the
-# 4B models are the longest, not yet timed; Qwen3-0.6B takes 219 s on an
-# H200, Qwen3-1.7B 274 s); see bench/README.md.
+# One model per invocation should stay within 10 minutes on an H100 (on an
+# H200: Qwen3-0.6B 219 s, Qwen3-1.7B 274 s, Qwen3-4B 390 s, Phi-4-mini
+# 376 s, every part); see bench/README.md.
 # Environment: PYTHON (default python3), CUDA_GPU (nvidia-smi index, default
 # 0), BENCH_ARGS and TORCH_ARGS (extra flags for `petrel bench` and
 # torch_bench.py, e.g. "--reps 5" for both), BENCH_FORMATS (weight formats to
