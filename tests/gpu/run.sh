@@ -11,7 +11,10 @@
 #   5. `petrel bench --profile` on the tiny Llama (profiling on the device);
 #   6. tests/gpu/bench_kernels.cu: the decode kernels (norm, rope, cached
 #      attention) against an fp64 host reference, and the output top-k of
-#      sampling against a host sort, with their timings;
+#      sampling against a host sort, with their timings; tests/gpu/
+#      bench_gemv.cu: the bf16 decode GEMVs at Llama-3.2-1B's and
+#      Qwen3-1.7B's shapes against a host reference, their timings and
+#      share of the copy bandwidth;
 #   7. quantized weights: the LLM export fixtures (and Whisper's, whose
 #      encoder-length products take the prefill path) compiled with each
 #      scheme for CUDA and for the CPU, outputs compared (the CPU kernels
@@ -66,6 +69,11 @@ k=src/backends/cuda/ops
 nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_kernels.cu $k/norm_k.cu $k/fused_k.cu $k/sdpa_k.cu $k/argmax_k.cu \
     -o "$tmp/bench_kernels" && "$tmp/bench_kernels" >"$log/kernels.txt" 2>&1 || fail=1
 grep -E "FAIL|time|CHECKS" "$log/kernels.txt"
+
+echo "== decode GEMVs (bf16)"
+nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_gemv.cu $k/matmul_k.cu -o "$tmp/bench_gemv" &&
+    "$tmp/bench_gemv" >"$log/gemv.txt" 2>&1 || fail=1
+grep -E "FAIL|time|step|CHECKS|bandwidth" "$log/gemv.txt"
 
 echo "== quantized weights: LLM fixtures on cuda vs the cpu"
 mkdir -p "$tmp/quant"
