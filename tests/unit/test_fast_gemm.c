@@ -1,7 +1,8 @@
 /*
 ** test_fast_gemm.c -- the CPU products of f32 rows with f32, bf16 or f16
 ** weight rows (backends/cpu/fast/gemm.c), white-box, on
-** both of their paths (AVX2 when the CPU has it, and the portable loop),
+** each of their paths (AVX-512 and AVX2 when the CPU has them, and the
+** portable loop),
 ** against the same product computed here in double from the weights'
 ** exact values (bf16 and f16 decoded from their bits here).  Shapes with
 ** K and N that are and are not multiples of the vector width and of the
@@ -42,7 +43,8 @@ static uint16_t random_weight(bool bf16) {
         memcpy(&u, &f, 4);
         return (uint16_t)(u >> 16); /* truncated: still a bf16 value */
     }
-    uint16_t sign = (uint16_t)((rng_next() & 1) << 15), e = (uint16_t)(rng_next() % 16), m = (uint16_t)(rng_next() % 1024);
+    uint16_t sign = (uint16_t)((rng_next() & 1) << 15), e = (uint16_t)(rng_next() % 16),
+             m = (uint16_t)(rng_next() % 1024);
     return (uint16_t)(sign | e << 10 | m); /* exponents 0..15: |w| < 2 */
 }
 
@@ -51,17 +53,22 @@ static const char *kind_name[] = {"f32", "bf16", "f16"};
 
 /* out = alpha * a @ W^T with the kernel of weight kind `kind`; b holds
  * uint16 weights, bf holds f32 ones. */
-static void product(int kind, bool simd, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
+enum { PORTABLE, AVX2, AVX512 }; /* the paths: the widest the CPU has up to this one */
+static const char *path_name[] = {"portable", "avx2", "avx512"};
+
+static void product(int kind, int path, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                     const uint16_t *b, const float *bf, int64_t ldb, float *out, int64_t ldo, float alpha) {
-    cpu_fast_gemm_half_simd(simd);
-    cpu_fast_gemm_f32_simd(simd);
+    cpu_fast_gemm_half_simd(path > PORTABLE);
+    cpu_fast_gemm_f32_simd(path > PORTABLE);
+    cpu_fast_gemm_avx512(path == AVX512);
     if (kind == W_F32) cpu_fast_gemm_nt_f32(M, N, K, a, lda, bf, ldb, out, ldo, alpha);
     else cpu_fast_gemm_nt_half(M, N, K, a, lda, b, ldb, kind == W_BF16, out, ldo, alpha);
     cpu_fast_gemm_half_simd(true);
     cpu_fast_gemm_f32_simd(true);
+    cpu_fast_gemm_avx512(true);
 }
 
-static void run_case(int64_t M, int64_t N, int64_t K, int64_t pad, int kind, bool simd) {
+static void run_case(int64_t M, int64_t N, int64_t K, int64_t pad, int kind, int path) {
     int64_t lda = K + pad, ldb = K + pad, ldo = N + pad;
     bool bf16 = kind == W_BF16;
     float *a = malloc(sizeof(float) * (size_t)(M * lda));
@@ -77,7 +84,7 @@ static void run_case(int64_t M, int64_t N, int64_t K, int64_t pad, int kind, boo
     for (int64_t i = 0; i < N * ldb; i++) b[i] = random_weight(bf16), bf[i] = (float)rng_uniform(-2.0, 2.0);
     for (int64_t i = 0; i < M * ldo; i++) out[i] = NAN; /* every result must be written */
     const float alpha = 0.75f;
-    product(kind, simd, M, N, K, a, lda, b, bf, ldb, out, ldo, alpha);
+    product(kind, path, M, N, K, a, lda, b, bf, ldb, out, ldo, alpha);
     double err2 = 0, ref2 = 0;
     int bad = 0;
     for (int64_t i = 0; i < M; i++)
@@ -99,14 +106,15 @@ static void run_case(int64_t M, int64_t N, int64_t K, int64_t pad, int kind, boo
     int differ = 0;
     float *one = malloc(sizeof(float) * (size_t)ldo);
     for (int64_t i = 0; one && M > 1 && i < M; i++) {
-        product(kind, simd, 1, N, K, a + i * lda, lda, b, bf, ldb, one, ldo, alpha);
+        product(kind, path, 1, N, K, a + i * lda, lda, b, bf, ldb, one, ldo, alpha);
         differ += memcmp(one, out + i * ldo, sizeof(float) * (size_t)N) != 0;
     }
     free(one);
-    CHECK(differ == 0, "%s M %lld: %d rows differ from the same row alone", kind_name[kind], (long long)M, differ);
+    CHECK(differ == 0, "%s %s M %lld: %d rows differ from the same row alone", kind_name[kind], path_name[path],
+          (long long)M, differ);
     double rel = sqrt(err2 / (ref2 > 0 ? ref2 : 1));
     CHECK(bad == 0 && rel < 1e-6, "%s %s M %lld N %lld K %lld pad %lld: %d results out of bound, rel L2 %.3g",
-          kind_name[kind], simd ? "simd" : "portable", (long long)M, (long long)N, (long long)K, (long long)pad,
+          kind_name[kind], path_name[path], (long long)M, (long long)N, (long long)K, (long long)pad,
           bad, rel);
     free(a), free(b), free(bf), free(out);
 }
@@ -116,12 +124,13 @@ int main(void) {
     static const int64_t shapes[][4] = {
         {1, 1, 1, 0},   {1, 37, 1003, 0}, {1, 64, 2048, 0}, {3, 64, 2048, 5},
         {5, 6, 7, 1},   {2, 9, 8, 3},     {4, 130, 515, 2}, {1, 4, 16, 0},
+        {1, 9, 40, 0},  {3, 5, 33, 1},    {6, 11, 1024, 0},
     };
     int n = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int kind = 0; kind < 3; kind++)
-            for (int simd = 0; simd < 2; simd++, n++)
-                run_case(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], kind, simd);
+            for (int path = PORTABLE; path <= AVX512; path++, n++)
+                run_case(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], kind, path);
     printf("test_fast_gemm: %d cases, %d failures\n", n, failures);
     return failures ? 1 : 0;
 }

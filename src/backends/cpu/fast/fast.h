@@ -31,6 +31,9 @@ PT_HIDDEN void cpu_fast_gemm_nt_half(int64_t M, int64_t N, int64_t K, const floa
 /* Test hook: false makes cpu_fast_gemm_nt_half take its portable loop
  * (process-wide; tests only). */
 PT_HIDDEN void cpu_fast_gemm_half_simd(bool on);
+/* Test hook: false keeps both products off their AVX-512 loops (the AVX2
+ * ones then run on a CPU that has both; process-wide; tests only). */
+PT_HIDDEN void cpu_fast_gemm_avx512(bool on);
 
 /* ---- quantized weights (qmm.c) ------------------------------------------ */
 
