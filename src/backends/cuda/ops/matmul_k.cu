@@ -231,13 +231,19 @@ static cudaError_t gemv_go(cudaStream_t s, const pcu_gemv *g, int threads) {
  * more blocks fit on a multiprocessor.  Measured on an H200 in a chain of
  * launches: gated 2 x 8192 x 2048 bf16 20.6 -> 16.6 us, q/k/v 3072 x 2048
  * 4.6 -> 4.1 us, and 2 rows per block for 2048 x 2048 (3.1 us, 4 rows
- * 3.35). */
+ * 3.35).  A gated one-pass block takes 2 rows (4 weight rows streamed):
+ * bench_gemv, weights past the L2, Llama-3.2-1B's 2 x 8192 x 2048 20.1 ->
+ * 19.4 us, Qwen3-1.7B's 2 x 6144 x 2048 16.2 -> 15.6; its decode 1,110 ->
+ * 1,133 tok/s (same run; 1 row per block: 1,059).  Measured in the same
+ * decode and not kept: q/k/v with 2 rows per block (1,070), 2 rows for
+ * the down projection's two-pass rows (1,106 against 1,134), 1 row for
+ * the 2048 x 2048 output projection (1,109). */
 template <typename T, int MR, int G, bool NORM = false>
 static cudaError_t gemv_rows(cudaStream_t s, const pcu_gemv *g, int sm_count) {
     int64_t nch = g->K / dn_vec<T>::n;
     int threads = nch >= GEMV_MAX_THREADS ? GEMV_MAX_THREADS : (int)((nch + 31) / 32 * 32);
     if (g->w_const && nch <= threads) {
-        if (g->N >= 4LL * 4 * sm_count) return gemv_go<T, MR, 4, 1, G, NORM>(s, g, threads);
+        if (G == 1 && g->N >= 4LL * 4 * sm_count) return gemv_go<T, MR, 4, 1, G, NORM>(s, g, threads);
         if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, 1, G, NORM>(s, g, threads);
         return gemv_go<T, MR, 1, 1, G, NORM>(s, g, threads);
     }
