@@ -9,7 +9,8 @@
 ** threads split a packed row into 16-byte chunks of 16 int8, 32 int4 or
 ** nvfp4, or 64 int2 codes (thread t takes chunks t, t + threads, ...).
 ** Each thread first issues the loads of CPT chunks of all its R rows (at
-** decode R * CPT = 8 independent 16-byte loads in flight) with the scale
+** decode, 8 independent 16-byte loads in flight for an LM head, one chunk
+** of each of its rows for smaller weights: qgemv_rows) with the scale
 ** and zero point of each chunk's group (of each half's for int2 and
 ** nvfp4, whose groups may be half a chunk), all before waiting for the
 ** kernel before (programmatic dependent launch, dense_k.cuh: they are
@@ -49,7 +50,6 @@
 #include "quant_k.h"
 
 #define QK_MAX_THREADS 256
-#define QK_LOADS 8 /* 16-byte code loads a thread has in flight */
 
 /* How the GEMV decodes a format: integer codes of 8, 4 or 2 bits, or E2M1. */
 enum { QK_INT8, QK_INT4, QK_INT2, QK_FP4 };
@@ -146,19 +146,19 @@ __device__ __forceinline__ int qk_seg(const pcu_qgemv &g, int64_t n) {
     return s;
 }
 
-/* Chunks of each row a thread loads per step: QK_LOADS loads in all for
- * one row of x (decode); one for several (their x values take the
- * registers). */
-__host__ __device__ constexpr int qk_cpt(int MR, int R) { return MR > 1 || R >= QK_LOADS ? 1 : QK_LOADS / R; }
+/* Chunks of each row a thread loads per step: LOADS loads in all for one
+ * row of x (decode; qgemv_rows picks LOADS); one for several (their x
+ * values take the registers). */
+__host__ __device__ constexpr int qk_cpt(int MR, int R, int LOADS) { return MR > 1 || R >= LOADS ? 1 : LOADS / R; }
 
 /* NG = 2: gated, the block also streams the same rows of the up weight.
  * Decode (MR = 1) gets at most 128 registers: 16 warps of them keep 64 KB
  * of loads in flight per multiprocessor.  Eight rows of x need more. */
-template <typename T, int KIND, int MR, int RB, int NG, bool NORM>
+template <typename T, int KIND, int MR, int RB, int NG, bool NORM, int LOADS>
 __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(pcu_qgemv g) {
     using F = qk_kind<KIND>;
     using S = typename std::conditional<KIND == QK_FP4, uint8_t, T>::type; /* a scale as stored */
-    constexpr int R = RB * NG, CPT = qk_cpt(MR, R); /* rows per block, chunks per row and step */
+    constexpr int R = RB * NG, CPT = qk_cpt(MR, R, LOADS); /* rows per block, chunks per row and step */
     constexpr int WPG = 4 / F::GPC;                      /* words per parameter set */
     const T *x = (const T *)g.x;
     const int64_t nch = g.K / F::C, n0 = (int64_t)blockIdx.x * RB;
@@ -340,25 +340,48 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
     }
 }
 
-template <typename T, int KIND, int MR, int RB, int NG, bool NORM = false>
+template <typename T, int KIND, int MR, int RB, int NG, bool NORM, int LOADS>
 static cudaError_t qgemv_go(cudaStream_t s, const pcu_qgemv &g) {
-    constexpr int CPT = qk_cpt(MR, RB * NG);
+    constexpr int CPT = qk_cpt(MR, RB * NG, LOADS);
     int64_t per = (g.K / qk_kind<KIND>::C + CPT - 1) / CPT; /* chunks of a row per step */
     int threads = per >= QK_MAX_THREADS ? QK_MAX_THREADS : (int)((per + 31) / 32 * 32);
     if (threads < 32) threads = 32;
-    return dn_launch_pdl(qgemv_kernel<T, KIND, MR, RB, NG, NORM>, dim3((unsigned)((g.N + RB - 1) / RB)),
+    return dn_launch_pdl(qgemv_kernel<T, KIND, MR, RB, NG, NORM, LOADS>, dim3((unsigned)((g.N + RB - 1) / RB)),
                          dim3((unsigned)threads), 0, s, g);
 }
 
-/* One row of x (decode): 4 weight rows per block when that still gives
- * two blocks per multiprocessor, else 1.  Up to 8 rows of x (short
- * prefill chunks, not tuned): one weight row per block. */
+/* One row of x (decode): the rows a block takes and the 16-byte code
+ * loads a thread has in flight (LOADS) by the weight's size.  Measured on
+ * an H200 (bench_quant, Llama-3.2-1B's shapes, int4 / int8 groups of 32,
+ * us per launch; every check passed in each build):
+ *
+ *   rows, loads         q/k/v        o + res      gate, up      down + res    LM head
+ *   4, 8 (2 chunks)   6.15 / 6.12  5.78 / 5.33  16.02 / 18.71  9.33 / 12.76  107.0 / 138.6
+ *   4, 4 (1 chunk)    5.21 / 6.65  4.54 / 4.48  15.96 / 18.71 10.90 / 11.56  123.4 / 148.6
+ *   2, 4 (2 chunks)   5.84 / 6.06  4.81 / 4.74  14.84 / 17.11 10.59 / 13.07  107.9 / 150.3
+ *   2, 2 (1 chunk)    4.91 / 5.55  3.88 / 3.84  14.80 / 17.13  9.19 / 10.11  118.0 / 148.0
+ *   1, 1              6.96 / 6.63  5.25 / 5.32  16.55 / 18.41 13.62 / 13.40  158.0 / 180.5
+ *   8, 4              7.46 / 7.53  6.84 / 6.19  18.21 / 24.35 10.96 / 12.66  122.0 / 173.7
+ *
+ * So an LM head (32768 rows or more, gate and up counted together) takes
+ * 4 rows and 8 loads, other weights of 8 rows or more per multiprocessor
+ * 2 rows and one chunk of each (Llama-3.2-1B's step: int4 704 -> 632 us
+ * of GEMVs, int8 825 -> 725), fewer rows 1 row and 8 loads.  Up to 8 rows
+ * of x (short prefill chunks, not tuned): one weight row per block. */
+#define QK_WIDE_ROWS 32768
+
+template <typename T, int KIND, int NG, bool NORM>
+static cudaError_t qgemv_decode(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
+    if (g.N * NG >= QK_WIDE_ROWS) return qgemv_go<T, KIND, 1, 4, NG, NORM, 8>(s, g);
+    if (g.N >= 8LL * sm_count) return qgemv_go<T, KIND, 1, 2, NG, NORM, 2>(s, g);
+    return qgemv_go<T, KIND, 1, 1, NG, NORM, 8>(s, g);
+}
+
 template <typename T, int KIND, int NG>
 static cudaError_t qgemv_rows(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
-    if (g.norm)
-        return g.N >= 8LL * sm_count ? qgemv_go<T, KIND, 1, 4, NG, true>(s, g) : qgemv_go<T, KIND, 1, 1, NG, true>(s, g);
-    if (g.M > 1) return qgemv_go<T, KIND, PCU_QGEMV_MAX_M, 1, NG>(s, g);
-    return g.N >= 8LL * sm_count ? qgemv_go<T, KIND, 1, 4, NG>(s, g) : qgemv_go<T, KIND, 1, 1, NG>(s, g);
+    if (g.norm) return qgemv_decode<T, KIND, NG, true>(s, g, sm_count);
+    if (g.M > 1) return qgemv_go<T, KIND, PCU_QGEMV_MAX_M, 1, NG, false, 8>(s, g);
+    return qgemv_decode<T, KIND, NG, false>(s, g, sm_count);
 }
 
 template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
