@@ -365,7 +365,7 @@ static cudaError_t qgemv_go(cudaStream_t s, const pcu_qgemv &g) {
  *
  * So an LM head (32768 rows or more, gate and up counted together) takes
  * 4 rows and 8 loads, other weights of 8 rows or more per multiprocessor
- * 2 rows and one chunk of each (Llama-3.2-1B's step: int4 704 -> 632 us
+ * 2 rows and one chunk of each (Llama-3.2-1B's step: int4 703 -> 631 us
  * of GEMVs, int8 825 -> 725), fewer rows 1 row and 8 loads.  Up to 8 rows
  * of x (short prefill chunks, not tuned): one weight row per block. */
 #define QK_WIDE_ROWS 32768
