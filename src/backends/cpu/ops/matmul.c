@@ -69,10 +69,21 @@ static void mm_gemm_fast(pt_exec *ex, const mm_par *q) {
     pk_parallel(ex, (q->N + 3) / 4, pt_pool_min_items(4 * q->K * q->M), mm_par_part, (void *)q);
 }
 
-/* Compute the plan into the sink.  am (M, K) and panel (MM_PANEL, K) are
- * caller-provided conversion buffers; a left matrix shared by consecutive
- * batches (a broadcast operand) is converted only once. */
-static void mm_run(pt_exec *ex, const mm_plan *p, const mm_sink *snk, double *am, double *panel) {
+/* Conversion buffers from scratch, taken when a product first needs them
+ * (scratch is zeroed as it is taken, and a decode step's products on the
+ * fast paths need no panel): am (M, K) doubles (floats on the half path),
+ * panel (MM_PANEL, K) doubles.  A caller's products share them: am is
+ * taken for at least `rows` rows (a grouped product's largest), and again
+ * when a product has more. */
+typedef struct mm_bufs {
+    double *am, *panel;
+    int64_t rows, am_rows; /* rows to take am for at least; rows it has */
+} mm_bufs;
+
+/* Compute the plan into the sink; a left matrix shared by consecutive
+ * batches (a broadcast operand) is converted only once.  Out of scratch:
+ * returns with the executor's out-of-memory flag set (nu_scratch). */
+static void mm_run(pt_exec *ex, const mm_plan *p, const mm_sink *snk, mm_bufs *bufs) {
     int64_t M = p->M, K = p->K, N = p->N;
     int64_t nbatch = nu_prod(p->bshape, p->nb);
     if (nbatch == 0 || M == 0 || N == 0) return;
@@ -92,6 +103,13 @@ static void mm_run(pt_exec *ex, const mm_plan *p, const mm_sink *snk, double *am
                 snk->out->dtype == hdt && brs == 1 && K > 0;
     float *hout = half ? (float *)nu_scratch(ex, M * N, sizeof(float)) : NULL; /* the float results */
     if (half && !hout) return;                                                   /* out of memory: flagged */
+    if (!fast && (!bufs->am || bufs->am_rows < M)) {
+        bufs->am_rows = M > bufs->rows ? M : bufs->rows;
+        if (!(bufs->am = (double *)nu_scratch(ex, bufs->am_rows * K, sizeof(double)))) return;
+    }
+    if (!fast && !half && !bufs->panel && !(bufs->panel = (double *)nu_scratch(ex, MM_PANEL * K, sizeof(double))))
+        return;
+    double *am = bufs->am, *panel = bufs->panel;
     for (int64_t b = 0; b < nbatch; b++) {
         const uint8_t *pa = mm_batch_ptr(&p->a, bi, p->nb);
         const uint8_t *pb = mm_batch_ptr(&p->b, bi, p->nb);
@@ -110,6 +128,13 @@ static void mm_run(pt_exec *ex, const mm_plan *p, const mm_sink *snk, double *am
                         .alpha = (float)snk->alpha};
             mm_gemm_fast(ex, &q);
             uint8_t *o = snk->out->data + (snk->row0 + b * M) * N * oes;
+            if (!snk->has_self) { /* as pt_store_f64 rounds a float's value: directly */
+                uint16_t *oh = (uint16_t *)o;
+                bool bf = hdt == PETREL_DTYPE_BF16;
+                for (int64_t i = 0; i < M * N; i++) oh[i] = bf ? pt_f32_to_bf16(hout[i]) : pt_f32_to_f16(hout[i]);
+                pt_next_index(bi, p->bshape, p->nb);
+                continue;
+            }
             for (int64_t i = 0; i < M; i++)
                 for (int64_t j = 0; j < N; j++) {
                     double v = hout[i * N + j];
@@ -171,13 +196,6 @@ static void mm_run(pt_exec *ex, const mm_plan *p, const mm_sink *snk, double *am
     }
 }
 
-/* Conversion buffers for mm_run from scratch. */
-static petrel_status mm_buffers(pt_exec *ex, int64_t M, int64_t K, double **am, double **panel) {
-    *am = (double *)nu_scratch(ex, M * K, sizeof(double));          /* (M, K) */
-    *panel = (double *)nu_scratch(ex, MM_PANEL * K, sizeof(double)); /* (MM_PANEL, K) */
-    return (*am && *panel) ? PETREL_OK : NU_NOMEM(ex);
-}
-
 /* Output 0 = alpha * (a @ b) + beta * self with torch.matmul's rules: 1-D
  * operands become (1, K) / (K, 1) matrices whose added dim is dropped from
  * the result, batch dims broadcast.  self (NULL = none) broadcasts to the
@@ -207,9 +225,8 @@ static petrel_status mm_matmul(pt_exec *ex, const pt_node *n, const pt_tensor *a
             return pk_fail(ex, PETREL_ERR_SHAPE, "self/bias does not broadcast to the product");
     }
     PT_TRY(pk_out_alloc(ex, n, 0, rank, shape, &snk.out));
-    double *am, *panel;
-    PT_TRY(mm_buffers(ex, p.M, p.K, &am, &panel));
-    mm_run(ex, &p, &snk, am, panel);
+    mm_bufs bufs = {0};
+    mm_run(ex, &p, &snk, &bufs);
     return PETREL_OK;
 }
 
@@ -230,8 +247,7 @@ static petrel_status mm_grouped(pt_exec *ex, const pt_node *n) {
     int64_t shape[2] = {S, N};
     mm_sink snk = {.alpha = 1.0};
     PT_TRY(pk_out_alloc(ex, n, 0, 2, shape, &snk.out));
-    double *am, *panel;
-    PT_TRY(mm_buffers(ex, S, K, &am, &panel));
+    mm_bufs bufs = {.rows = S};
     int64_t es = (int64_t)pt_elsize(snk.out);
     int64_t start = 0;
     for (int64_t e = 0; e < E; e++) {
@@ -253,7 +269,7 @@ static petrel_status mm_grouped(pt_exec *ex, const pt_node *n) {
         p.b.stride[0] = w->stride[1], p.b.stride[1] = w->stride[2];
         p.b.data = w->data + e * w->stride[0] * (int64_t)pt_elsize(w);
         snk.row0 = start;
-        mm_run(ex, &p, &snk, am, panel);
+        mm_run(ex, &p, &snk, &bufs);
         start = end;
     }
     for (int64_t i = start * N; i < S * N; i++)
@@ -287,9 +303,8 @@ static petrel_status mm_linear(pt_exec *ex, const pt_node *n, int k, const pt_te
         if (!out->data) return NU_NOMEM(ex);
         snk.out = out;
     }
-    double *am, *panel;
-    PT_TRY(mm_buffers(ex, p.M, p.K, &am, &panel));
-    mm_run(ex, &p, &snk, am, panel);
+    mm_bufs bufs = {0};
+    mm_run(ex, &p, &snk, &bufs);
     if (k >= 0) *out = *snk.out;
     return PETREL_OK;
 }
@@ -303,12 +318,50 @@ static double mm_act(double v, int act) {
     }
 }
 
+/* Element i of a dense float tensor of dtype dt (f32, bf16, f16) as
+ * pt_load_f64 reads it, and v stored as pt_store_f64 rounds it. */
+static inline double mm_ld(const uint8_t *d, int64_t i, petrel_dtype dt) {
+    if (dt == PETREL_DTYPE_F32) return ((const float *)d)[i];
+    uint16_t h = ((const uint16_t *)d)[i];
+    return dt == PETREL_DTYPE_BF16 ? pt_bf16_to_f32(h) : pt_f16_to_f32(h);
+}
+static inline void mm_st(uint8_t *d, int64_t i, petrel_dtype dt, double v) {
+    if (dt == PETREL_DTYPE_F32) ((float *)d)[i] = (float)v;
+    else ((uint16_t *)d)[i] = dt == PETREL_DTYPE_BF16 ? pt_f32_to_bf16((float)v) : pt_f32_to_f16((float)v);
+}
+
+/* mm_combine's common case in one flat loop: a, b and out of one float
+ * dtype, b dense in out's shape (a decode step's residual and up
+ * projection).  The same values as the general loop; false when it does
+ * not apply. */
+static bool mm_combine_dense(const pt_tensor *out, const pt_tensor *a, const pt_tensor *b, int act, int64_t count) {
+    petrel_dtype dt = out->dtype;
+    if ((dt != PETREL_DTYPE_F32 && dt != PETREL_DTYPE_BF16 && dt != PETREL_DTYPE_F16) || a->dtype != dt ||
+        b->dtype != dt || b->rank != out->rank)
+        return false;
+    for (int64_t d = b->rank - 1, st = 1; d >= 0; st *= b->shape[d], d--)
+        if (b->shape[d] != out->shape[d] || (b->shape[d] > 1 && b->stride[d] != st)) return false;
+    for (int64_t i = 0; i < count; i++) {
+        double av = mm_ld(a->data, i, dt), bv = mm_ld(b->data, i, dt);
+        if (act >= 0) {
+            uint64_t tmp = 0;
+            mm_st((uint8_t *)&tmp, 0, dt, mm_act(av, act)); /* act(g) rounded, as silu(g) is */
+            av = mm_ld((const uint8_t *)&tmp, 0, dt) * bv;
+        } else {
+            av += bv;
+        }
+        mm_st(out->data, i, dt, av);
+    }
+    return true;
+}
+
 /* out[i] = f(a[i], b[i]) over dense a and out and b broadcast to out's
  * shape, rounded once into out: f = act(a) rounded * b (gated, act >= 0)
  * or a + b (act < 0). */
 static void mm_combine(const pt_tensor *out, const pt_tensor *a, const pt_tensor *b, int act) {
     int64_t idx[PETREL_MAX_RANK] = {0}, count = pt_numel(out);
     size_t es = pt_elsize(out), as = pt_elsize(a);
+    if (mm_combine_dense(out, a, b, act, count)) return;
     for (int64_t i = 0; i < count; i++) {
         double av = pt_load_f64(a->data + i * (int64_t)as, a->dtype), bv = pt_load_f64(pt_at(b, idx), b->dtype), v;
         if (act >= 0) {
