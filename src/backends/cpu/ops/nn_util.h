@@ -123,6 +123,13 @@ static inline void nu_attend_row(const double *q, const double *k, const double 
     }
     double mx = -INFINITY;
     for (int64_t j = 0; j < S; j++) {
+        /* an excluded column (causal, a false bool mask) scores -inf
+         * whatever its dot product is: not computed */
+        const uint8_t *mp = m ? mrow + j * mstep : NULL;
+        if ((causal && j > i) || (mbool && !*mp)) {
+            sc[j] = -INFINITY;
+            continue;
+        }
         /* the dot product in 8 interleaved partial sums (a fixed order that
          * vectorizes and does not wait on one chain of additions) */
         const double *kr = k + j * E;
@@ -133,22 +140,14 @@ static inline void nu_attend_row(const double *q, const double *k, const double 
         for (; e < E; e++) s += q[e] * kr[e];
         s += ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7]));
         s *= scale;
-        if (causal && j > i) s = -INFINITY;
-        if (m) {
-            const uint8_t *mp = mrow + j * mstep;
-            if (mbool) {
-                if (!*mp) s = -INFINITY;
-            } else {
-                s += pt_load_f64(mp, m->dtype);
-            }
-        }
+        if (m && !mbool) s += pt_load_f64(mp, m->dtype);
         sc[j] = s;
         if (s > mx || isnan(s)) mx = s; /* NaN sticks and propagates */
     }
     for (int64_t e = 0; e < Ev; e++) acc[e] = 0.0;
     if (mx == -INFINITY) return; /* a fully masked row stays 0 */
-    double sum = 0.0;
-    for (int64_t j = 0; j < S; j++) sum += (sc[j] = exp(sc[j] - mx));
+    double sum = 0.0; /* exp(-inf) = 0 exactly: a column scoring -inf needs no exp */
+    for (int64_t j = 0; j < S; j++) sum += (sc[j] = sc[j] == -INFINITY ? 0.0 : exp(sc[j] - mx));
     for (int64_t j = 0; j < S; j++) {
         double p = sc[j] / sum;
         for (int64_t e = 0; e < Ev; e++) acc[e] += p * v[j * Ev + e];
