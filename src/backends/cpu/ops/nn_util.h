@@ -110,48 +110,8 @@ static inline bool nu_out_used(const pt_node *n, int k) { return k < n->nout && 
  * (Ev) result.  `m` is the mask broadcast to the full index space (NULL:
  * none); midx is its index with the row's leading positions filled in,
  * the last two (i, j) set here. */
-static inline void nu_attend_row(const double *q, const double *k, const double *v, int64_t S, int64_t E,
-                                 int64_t Ev, double scale, bool causal, int64_t i, const pt_tensor *m,
-                                 int64_t *midx, double *sc, double *acc) {
-    bool mbool = m && m->dtype == PETREL_DTYPE_BOOL;
-    const uint8_t *mrow = NULL; /* the mask's row i, column j at j * mstep bytes */
-    int64_t mstep = 0;
-    if (m) {
-        midx[m->rank - 2] = i, midx[m->rank - 1] = 0;
-        mrow = pt_at(m, midx);
-        mstep = m->stride[m->rank - 1] * (int64_t)pt_elsize(m);
-    }
-    double mx = -INFINITY;
-    for (int64_t j = 0; j < S; j++) {
-        /* an excluded column (causal, a false bool mask) scores -inf
-         * whatever its dot product is: not computed */
-        const uint8_t *mp = m ? mrow + j * mstep : NULL;
-        if ((causal && j > i) || (mbool && !*mp)) {
-            sc[j] = -INFINITY;
-            continue;
-        }
-        /* the dot product in 8 interleaved partial sums (a fixed order that
-         * vectorizes and does not wait on one chain of additions) */
-        const double *kr = k + j * E;
-        double p8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0.0;
-        int64_t e = 0;
-        for (; e + 8 <= E; e += 8)
-            for (int u = 0; u < 8; u++) p8[u] += q[e + u] * kr[e + u];
-        for (; e < E; e++) s += q[e] * kr[e];
-        s += ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7]));
-        s *= scale;
-        if (m && !mbool) s += pt_load_f64(mp, m->dtype);
-        sc[j] = s;
-        if (s > mx || isnan(s)) mx = s; /* NaN sticks and propagates */
-    }
-    for (int64_t e = 0; e < Ev; e++) acc[e] = 0.0;
-    if (mx == -INFINITY) return; /* a fully masked row stays 0 */
-    double sum = 0.0; /* exp(-inf) = 0 exactly: a column scoring -inf needs no exp */
-    for (int64_t j = 0; j < S; j++) sum += (sc[j] = sc[j] == -INFINITY ? 0.0 : exp(sc[j] - mx));
-    for (int64_t j = 0; j < S; j++) {
-        double p = sc[j] / sum;
-        for (int64_t e = 0; e < Ev; e++) acc[e] += p * v[j * Ev + e];
-    }
-}
+PT_HIDDEN void nu_attend_row(const double *q, const double *k, const double *v, int64_t S, int64_t E, int64_t Ev,
+                             double scale, bool causal, int64_t i, const pt_tensor *m, int64_t *midx, double *sc,
+                             double *acc);
 
 #endif /* PETREL_CPU_NN_UTIL_H */

@@ -22,6 +22,88 @@ typedef struct sdpa_operand {
     int64_t rows, cols;
 } sdpa_operand;
 
+/* nu_attend_row (nn_util.h), built for AVX-512, AVX2 and the baseline,
+ * picked for the CPU at load time: its 8-lane partial sums (nu_v8d, GCC's
+ * vector extension) run one, two or four instructions wide.  The values
+ * are the same in every build: each lane is one of the 8 sums the code
+ * names, and ISO C mode contracts no multiply-add. */
+typedef double nu_v8d __attribute__((vector_size(64), aligned(8))); /* any 8-byte aligned address */
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void
+nu_attend_row(const double *q, const double *k, const double *v, int64_t S, int64_t E, int64_t Ev, double scale,
+              bool causal, int64_t i, const pt_tensor *m, int64_t *midx, double *sc, double *acc) {
+    bool mbool = m && m->dtype == PETREL_DTYPE_BOOL;
+    const uint8_t *mrow = NULL; /* the mask's row i, column j at j * mstep bytes */
+    int64_t mstep = 0;
+    if (m) {
+        midx[m->rank - 2] = i, midx[m->rank - 1] = 0;
+        mrow = pt_at(m, midx);
+        mstep = m->stride[m->rank - 1] * (int64_t)pt_elsize(m);
+    }
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < S; j++) {
+        /* an excluded column (causal, a false bool mask) scores -inf
+         * whatever its dot product is: not computed */
+        const uint8_t *mp = m ? mrow + j * mstep : NULL;
+        if ((causal && j > i) || (mbool && !*mp)) {
+            sc[j] = -INFINITY;
+            continue;
+        }
+        /* the dot product in 8 interleaved partial sums (a fixed order that
+         * vectorizes and does not wait on one chain of additions) */
+        const double *kr = k + j * E;
+        nu_v8d p8 = {0, 0, 0, 0, 0, 0, 0, 0};
+        double s = 0.0;
+        int64_t e = 0;
+        for (; e + 8 <= E; e += 8) p8 += *(const nu_v8d *)(q + e) * *(const nu_v8d *)(kr + e);
+        for (; e < E; e++) s += q[e] * kr[e];
+        s += ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7]));
+        s *= scale;
+        if (m && !mbool) s += pt_load_f64(mp, m->dtype);
+        sc[j] = s;
+        if (s > mx || isnan(s)) mx = s; /* NaN sticks and propagates */
+    }
+    for (int64_t e = 0; e < Ev; e++) acc[e] = 0.0;
+    if (mx == -INFINITY) return; /* a fully masked row stays 0 */
+    double sum = 0.0; /* exp(-inf) = 0 exactly: a column scoring -inf needs no exp */
+    for (int64_t j = 0; j < S; j++) sum += (sc[j] = sc[j] == -INFINITY ? 0.0 : exp(sc[j] - mx));
+    for (int64_t j = 0; j < S; j++) sc[j] /= sum;
+    /* acc = sum_j p[j] v[j], each acc[e] summed over j in order, 8 columns
+     * at a time in registers (in memory, each step waited on the last
+     * one's store).  A zero weight is skipped: p * v = 0 adds nothing
+     * (acc, a sum that starts at +0, is never -0), unless v is inf or
+     * NaN, where skipping it follows torch's fused kernels rather than
+     * the math formula. */
+    int64_t e0 = 0;
+    for (; e0 + 32 <= Ev; e0 += 32) { /* four chains side by side: an add's latency is hidden */
+        nu_v8d a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t j = 0; j < S; j++) {
+            const double p = sc[j];
+            if (p == 0.0) continue;
+            const nu_v8d pv = {p, p, p, p, p, p, p, p};
+            const double *vr = v + j * Ev + e0;
+            a0 += pv * *(const nu_v8d *)vr, a1 += pv * *(const nu_v8d *)(vr + 8);
+            a2 += pv * *(const nu_v8d *)(vr + 16), a3 += pv * *(const nu_v8d *)(vr + 24);
+        }
+        for (int u = 0; u < 8; u++)
+            acc[e0 + u] = a0[u], acc[e0 + 8 + u] = a1[u], acc[e0 + 16 + u] = a2[u], acc[e0 + 24 + u] = a3[u];
+    }
+    for (; e0 + 8 <= Ev; e0 += 8) {
+        nu_v8d a8 = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t j = 0; j < S; j++) {
+            const double p = sc[j];
+            if (p == 0.0) continue;
+            const nu_v8d pv = {p, p, p, p, p, p, p, p};
+            a8 += pv * *(const nu_v8d *)(v + j * Ev + e0);
+        }
+        for (int u = 0; u < 8; u++) acc[e0 + u] = a8[u];
+    }
+    for (int64_t j = 0; j < S; j++)
+        if (sc[j] != 0.0)
+            for (int64_t e = e0; e < Ev; e++) acc[e] += sc[j] * v[j * Ev + e];
+}
+
+
 /* Element offset of the operand's matrix for output batch index bi (rank
  * nb_out).  Batch dims align from the right; size-1 dims broadcast; with
  * GQA the head dim (the last batch dim) of a smaller operand is shared by
