@@ -6,7 +6,8 @@
 ** against the same product computed here in double from the weights'
 ** exact values (bf16 and f16 decoded from their bits here).  Shapes with
 ** K and N that are and are not multiples of the vector width and of the
-** four rows read together, decode (M = 1) and prefill rows, padded leading
+** four rows read together, decode (M = 1) and prefill rows (M taking the
+** 4-, 2- and 1-row paths, across the 32-row blocks), padded leading
 ** dimensions.  Seeded random inputs; every result within 8 K 2^-24 of the
 ** sum of |x w| (float accumulation) and the relative L2 error of each case
 ** below 1e-6; NaN fails.  A product of several rows equals, to the bit,
@@ -124,7 +125,8 @@ int main(void) {
     static const int64_t shapes[][4] = {
         {1, 1, 1, 0},   {1, 37, 1003, 0}, {1, 64, 2048, 0}, {3, 64, 2048, 5},
         {5, 6, 7, 1},   {2, 9, 8, 3},     {4, 130, 515, 2}, {1, 4, 16, 0},
-        {1, 9, 40, 0},  {3, 5, 33, 1},    {6, 11, 1024, 0},
+        {1, 9, 40, 0},  {3, 5, 33, 1},    {6, 11, 1024, 0}, {9, 13, 100, 1},
+        {37, 8, 64, 0},
     };
     int n = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)

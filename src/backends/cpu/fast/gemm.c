@@ -97,14 +97,15 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) static inline float wdot
 }
 
 /* The product's loops over one ISA's dot products DOT1 (one row of x)
- * and DOT2X4 (two rows of x, four weight rows): the body of gemm_avx2 and
+ * DOT2X4 (two rows of x, four weight rows) and DOT4X4 (four rows of x,
+ * four weight rows; every sum formed as DOT1 forms it): the body of gemm_avx2 and
  * gemm_avx512, which cannot share one inlined function as their target
  * attributes differ.  x in blocks of MB rows (a prefill's block stays in
  * cache while the weights stream past it); in a block, weight rows in the
  * outer loop: each is read once per block and stays in cache across its
- * rows, two at a time.  A lone row of x (decode, or a block's odd row)
+ * rows, four (then two) at a time.  A lone row of x (decode, or a block's odd row)
  * takes the group's weight rows one by one: a decode streams W in order. */
-#define GEMM_LOOPS(DOT1, DOT2X4)                                                                                    \
+#define GEMM_LOOPS(DOT1, DOT2X4, DOT4X4)                                                                            \
     do {                                                                                                           \
         enum { MB = 32 };                                                                                          \
         for (int64_t i0 = 0; i0 < M; i0 += MB) {                                                                   \
@@ -112,6 +113,12 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) static inline float wdot
             for (; j + 4 <= N; j += 4) {                                                                           \
                 const void *bj = wrow(b, j, ldb, kind);                                                            \
                 int64_t i = i0;                                                                                    \
+                for (; i + 4 <= i1; i += 4) {                                                                      \
+                    float r[4][4];                                                                                 \
+                    DOT4X4(a + i * lda, lda, bj, ldb, K, kind, r);                                                 \
+                    for (int u = 0; u < 4; u++)                                                                    \
+                        for (int q = 0; q < 4; q++) out[(i + u) * ldo + j + q] = alpha * r[u][q];                  \
+                }                                                                                                  \
                 for (; i + 2 <= i1; i += 2) {                                                                      \
                     float r0[4], r1[4];                                                                            \
                     DOT2X4(a + i * lda, a + (i + 1) * lda, bj, ldb, K, kind, r0, r1);                              \
@@ -128,12 +135,20 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) static inline float wdot
         }                                                                                                          \
     } while (0)
 
+/* Four rows of x (lda apart) as two pairs: AVX2 has too few registers for
+ * sixteen sums at once. */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+wdot4x4(const float *x, int64_t lda, const void *y0, int64_t ldy, int64_t K, int kind, float r[4][4]) {
+    wdot2x4(x, x + lda, y0, ldy, K, kind, r[0], r[1]);
+    wdot2x4(x + 2 * lda, x + 3 * lda, y0, ldy, K, kind, r[2], r[3]);
+}
+
 /* The AVX2 product for one weight kind (a constant in each caller, so
  * each gets its own loop). */
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
 gemm_avx2(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const void *b, int64_t ldb, int kind,
           float *out, int64_t ldo, float alpha) {
-    GEMM_LOOPS(wdot1, wdot2x4);
+    GEMM_LOOPS(wdot1, wdot2x4, wdot4x4);
 }
 
 __attribute__((target("avx2,fma,f16c"))) static void gemm_avx2_f32(int64_t M, int64_t N, int64_t K, const float *a,
@@ -208,10 +223,44 @@ AVX512_INLINE void wdot2x4_512(const float *x0, const float *x1, const void *y0,
     for (int q = 0; q < 4; q++) r0[q] = a[0][q], r1[q] = a[1][q];
 }
 
+/* Four rows of x (lda apart) with four weight rows: sixteen sums of
+ * sixteen lanes in registers, so each k step loads 4 + 4 vectors for 16
+ * multiply-adds (wdot2x4_512: 2 + 4 for 8); each sum formed as wdot1_512
+ * forms it. */
+AVX512_INLINE void wdot4x4_512(const float *x, int64_t lda, const void *y0, int64_t ldy, int64_t K, int kind,
+                               float r[4][4]) {
+    const void *ys[4] = {y0, wrow(y0, 1, ldy, kind), wrow(y0, 2, ldy, kind), wrow(y0, 3, ldy, kind)};
+    const float *xs[4] = {x, x + lda, x + 2 * lda, x + 3 * lda};
+    __m512 s[4][4];
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; u++)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) s[u][q] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 w[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) w[q] = load16(ys[q], k, kind);
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) {
+            __m512 xv = _mm512_loadu_ps(xs[u] + k);
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) s[u][q] = _mm512_fmadd_ps(xv, w[q], s[u][q]);
+        }
+    }
+    for (int u = 0; u < 4; u++)
+        for (int q = 0; q < 4; q++) r[u][q] = hsum512(s[u][q]);
+    for (; k < K; k++)
+        for (int q = 0; q < 4; q++) {
+            float wv = wat(ys[q], k, kind);
+            for (int u = 0; u < 4; u++) r[u][q] += xs[u][k] * wv;
+        }
+}
+
 /* The same loops over the sixteen-lane dot products. */
 AVX512_INLINE void gemm_avx512(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const void *b,
                                int64_t ldb, int kind, float *out, int64_t ldo, float alpha) {
-    GEMM_LOOPS(wdot1_512, wdot2x4_512);
+    GEMM_LOOPS(wdot1_512, wdot2x4_512, wdot4x4_512);
 }
 
 __attribute__((target("avx512f,avx2,fma,f16c"))) static void gemm_avx512_f32(int64_t M, int64_t N, int64_t K,
