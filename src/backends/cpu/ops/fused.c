@@ -335,9 +335,11 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
      * a decode step's mask is one row for every head */
     int64_t nb = mask && m.stride[0] ? B : 1, nh = mask && m.stride[1] ? Hq : 1,
             ni = mask && (m.stride[2] || causal) ? L : 1;
+    /* the last row first: in a prefill chunk it usually sees the most, so
+     * the rows before it stop scanning at its prefix */
     for (int64_t b = 0; mask && b < nb && used < S; b++)
         for (int64_t h = 0; h < nh && used < S; h++)
-            for (int64_t i = 0; i < ni && used < S; i++)
+            for (int64_t i = ni - 1; i >= 0 && used < S; i--)
                 for (int64_t j = S - 1; j >= used; j--)
                     if (!col_excluded(&m, true, mbool, causal, b, h, i, j)) {
                         used = j + 1;
