@@ -197,43 +197,17 @@ AVX512_INLINE float wdot1_512(const float *x, const void *y, int64_t K, int kind
     return acc;
 }
 
-/* wdot2x4 with sixteen partial sums: each sum formed as wdot1_512 forms it. */
-AVX512_INLINE void wdot2x4_512(const float *x0, const float *x1, const void *y0, int64_t ldy, int64_t K, int kind,
-                               float *r0, float *r1) {
-    const void *y1 = wrow(y0, 1, ldy, kind), *y2 = wrow(y0, 2, ldy, kind), *y3 = wrow(y0, 3, ldy, kind);
-    __m512 s00 = _mm512_setzero_ps(), s01 = _mm512_setzero_ps(), s02 = _mm512_setzero_ps(),
-           s03 = _mm512_setzero_ps(), s10 = _mm512_setzero_ps(), s11 = _mm512_setzero_ps(),
-           s12 = _mm512_setzero_ps(), s13 = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m512 xa = _mm512_loadu_ps(x0 + k), xb = _mm512_loadu_ps(x1 + k), w;
-        w = load16(y0, k, kind), s00 = _mm512_fmadd_ps(xa, w, s00), s10 = _mm512_fmadd_ps(xb, w, s10);
-        w = load16(y1, k, kind), s01 = _mm512_fmadd_ps(xa, w, s01), s11 = _mm512_fmadd_ps(xb, w, s11);
-        w = load16(y2, k, kind), s02 = _mm512_fmadd_ps(xa, w, s02), s12 = _mm512_fmadd_ps(xb, w, s12);
-        w = load16(y3, k, kind), s03 = _mm512_fmadd_ps(xa, w, s03), s13 = _mm512_fmadd_ps(xb, w, s13);
-    }
-    float a[2][4] = {{hsum512(s00), hsum512(s01), hsum512(s02), hsum512(s03)},
-                     {hsum512(s10), hsum512(s11), hsum512(s12), hsum512(s13)}};
-    const void *ys[4] = {y0, y1, y2, y3};
-    for (; k < K; k++)
-        for (int q = 0; q < 4; q++) {
-            float w = wat(ys[q], k, kind);
-            a[0][q] += x0[k] * w, a[1][q] += x1[k] * w;
-        }
-    for (int q = 0; q < 4; q++) r0[q] = a[0][q], r1[q] = a[1][q];
-}
-
-/* Four rows of x (lda apart) with four weight rows: sixteen sums of
- * sixteen lanes in registers, so each k step loads 4 + 4 vectors for 16
- * multiply-adds (wdot2x4_512: 2 + 4 for 8); each sum formed as wdot1_512
+/* R (2 or 4, a constant once inlined) rows of x, lda apart, with four
+ * weight rows: 4 R sums of sixteen lanes in registers, so each k step
+ * loads R + 4 vectors for 4 R multiply-adds; each sum formed as wdot1_512
  * forms it. */
-AVX512_INLINE void wdot4x4_512(const float *x, int64_t lda, const void *y0, int64_t ldy, int64_t K, int kind,
-                               float r[4][4]) {
+AVX512_INLINE void wdot_rx4_512(const float *x, int64_t lda, const void *y0, int64_t ldy, int64_t K, int kind,
+                                int R, float r[4][4]) {
     const void *ys[4] = {y0, wrow(y0, 1, ldy, kind), wrow(y0, 2, ldy, kind), wrow(y0, 3, ldy, kind)};
     const float *xs[4] = {x, x + lda, x + 2 * lda, x + 3 * lda};
     __m512 s[4][4];
 #pragma GCC unroll 4
-    for (int u = 0; u < 4; u++)
+    for (int u = 0; u < R; u++)
 #pragma GCC unroll 4
         for (int q = 0; q < 4; q++) s[u][q] = _mm512_setzero_ps();
     int64_t k = 0;
@@ -242,19 +216,31 @@ AVX512_INLINE void wdot4x4_512(const float *x, int64_t lda, const void *y0, int6
 #pragma GCC unroll 4
         for (int q = 0; q < 4; q++) w[q] = load16(ys[q], k, kind);
 #pragma GCC unroll 4
-        for (int u = 0; u < 4; u++) {
+        for (int u = 0; u < R; u++) {
             __m512 xv = _mm512_loadu_ps(xs[u] + k);
 #pragma GCC unroll 4
             for (int q = 0; q < 4; q++) s[u][q] = _mm512_fmadd_ps(xv, w[q], s[u][q]);
         }
     }
-    for (int u = 0; u < 4; u++)
+    for (int u = 0; u < R; u++)
         for (int q = 0; q < 4; q++) r[u][q] = hsum512(s[u][q]);
     for (; k < K; k++)
         for (int q = 0; q < 4; q++) {
             float wv = wat(ys[q], k, kind);
-            for (int u = 0; u < 4; u++) r[u][q] += xs[u][k] * wv;
+            for (int u = 0; u < R; u++) r[u][q] += xs[u][k] * wv;
         }
+}
+
+/* GEMM_LOOPS' two- and four-row products over wdot_rx4_512. */
+AVX512_INLINE void wdot2x4_512(const float *x0, const float *x1, const void *y0, int64_t ldy, int64_t K, int kind,
+                               float *r0, float *r1) {
+    float r[4][4];
+    wdot_rx4_512(x0, x1 - x0, y0, ldy, K, kind, 2, r);
+    for (int q = 0; q < 4; q++) r0[q] = r[0][q], r1[q] = r[1][q];
+}
+AVX512_INLINE void wdot4x4_512(const float *x, int64_t lda, const void *y0, int64_t ldy, int64_t K, int kind,
+                               float r[4][4]) {
+    wdot_rx4_512(x, lda, y0, ldy, K, kind, 4, r);
 }
 
 /* The same loops over the sixteen-lane dot products. */
