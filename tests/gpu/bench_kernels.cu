@@ -206,26 +206,26 @@ static void case_rope(cudaStream_t s, int64_t H) {
 /* ---- attention ------------------------------------------------------------------------ */
 
 /* Host attention of q (Hq, L, E) over k, v (Hkv, S, E) (GQA), query row i
- * seeing keys j < nvalid (and j <= i + off when causal). */
+ * seeing keys lo <= j < nvalid (and j <= i + off when causal). */
 static std::vector<double> attn_ref(const std::vector<uint16_t> &q, const std::vector<uint16_t> &k,
                                     const std::vector<uint16_t> &v, int64_t Hq, int64_t Hkv, int64_t L, int64_t S,
-                                    int64_t E, int64_t nvalid, bool causal, double scale) {
+                                    int64_t E, int64_t nvalid, bool causal, double scale, int64_t lo = 0) {
     std::vector<double> out((size_t)(Hq * L * E)), sc((size_t)S);
     for (int64_t h = 0; h < Hq; h++)
         for (int64_t i = 0; i < L; i++) {
             int64_t hk = h / (Hq / Hkv), n = causal ? (i + 1 < nvalid ? i + 1 : nvalid) : nvalid;
             double mx = -INFINITY, den = 0;
-            for (int64_t j = 0; j < n; j++) {
+            for (int64_t j = lo; j < n; j++) {
                 double d = 0;
                 for (int64_t e = 0; e < E; e++)
                     d += (double)bf2f(q[(h * L + i) * E + e]) * bf2f(k[(hk * S + j) * E + e]);
                 sc[j] = d * scale, mx = fmax(mx, sc[j]);
             }
-            for (int64_t j = 0; j < n; j++) sc[j] = exp(sc[j] - mx), den += sc[j];
+            for (int64_t j = lo; j < n; j++) sc[j] = exp(sc[j] - mx), den += sc[j];
             for (int64_t e = 0; e < E; e++) {
                 double acc = 0;
-                for (int64_t j = 0; j < n; j++) acc += sc[j] * bf2f(v[(hk * S + j) * E + e]);
-                out[(h * L + i) * E + e] = n > 0 ? acc / den : 0.0;
+                for (int64_t j = lo; j < n; j++) acc += sc[j] * bf2f(v[(hk * S + j) * E + e]);
+                out[(h * L + i) * E + e] = n > lo ? acc / den : 0.0;
             }
         }
     return out;
@@ -257,30 +257,35 @@ static void decode_write(pcu_attn *a, const int64_t *pos, const void *kn, const 
     a->knb[0] = a->vnb[0] = Hkv * E, a->knb[1] = a->vnb[1] = E;
 }
 
-/* The decode cases' caches (Hkv, S, E): rows pos.. hold large garbage that
- * the mask must hide.  Returns the bool mask (S): true for j <= pos. */
+/* The decode cases' caches (Hkv, S, E): rows pos.. hold large garbage and
+ * rows below lo NaN (a sliding window), both of which the mask must hide.
+ * Returns the bool mask (S): true for lo <= j <= pos. */
 static std::vector<uint8_t> decode_garbage(std::vector<uint16_t> &kc, std::vector<uint16_t> &vc, int64_t Hkv, int64_t S,
-                                           int64_t E, int64_t pos) {
+                                           int64_t E, int64_t pos, int64_t lo = 0) {
     for (int64_t h = 0; h < Hkv; h++)
-        for (int64_t j = pos; j < S; j++)
-            for (int64_t e = 0; e < E; e++)
-                kc[(h * S + j) * E + e] = f2bf(300.0f), vc[(h * S + j) * E + e] = f2bf(-1000.0f);
+        for (int64_t j = 0; j < S; j++)
+            for (int64_t e = 0; e < E; e++) {
+                if (j >= pos) kc[(h * S + j) * E + e] = f2bf(300.0f), vc[(h * S + j) * E + e] = f2bf(-1000.0f);
+                if (j < lo) kc[(h * S + j) * E + e] = vc[(h * S + j) * E + e] = 0x7fc0; /* NaN */
+            }
     std::vector<uint8_t> mask((size_t)S);
-    for (int64_t j = 0; j < S; j++) mask[j] = j <= pos;
+    for (int64_t j = 0; j < S; j++) mask[j] = j >= lo && j <= pos;
     return mask;
 }
 
 /* petrel.sdpa_cache's decode step: q (1, 32, 1, 64), new k, v (1, 8, 1,
  * 64), caches (1, 8, 2048, 64), pos = nvalid - 1, bool mask (1, 1, 1,
- * 2048) true for j <= pos.  Cache rows past pos hold large garbage that
- * the mask must hide. */
-static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid) {
+ * 2048) true for lo <= j <= pos.  Cache rows past pos hold large garbage,
+ * rows below lo NaN, that the mask must hide. */
+static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid, int64_t lo = 0) {
     const int64_t Hq = 32, Hkv = 8, S = 2048, E = 64, pos = nvalid - 1;
-    printf("sdpa_cache decode bf16, cache S = %lld, %lld valid positions\n", (long long)S, (long long)nvalid);
+    printf("sdpa_cache decode bf16, cache S = %lld, %lld valid positions", (long long)S, (long long)nvalid);
+    if (lo) printf(" from %lld on", (long long)lo);
+    printf("\n");
     auto q = bf_random((size_t)(Hq * E), 2.0f), kn = bf_random((size_t)(Hkv * E), 2.0f),
          vn = bf_random((size_t)(Hkv * E), 1.0f);
     auto kc = bf_random((size_t)(Hkv * S * E), 2.0f), vc = bf_random((size_t)(Hkv * S * E), 1.0f);
-    auto mask = decode_garbage(kc, vc, Hkv, S, E, pos);
+    auto mask = decode_garbage(kc, vc, Hkv, S, E, pos, lo);
     std::vector<int64_t> posv(1, pos);
     uint16_t *dq = dev_copy(q), *dkn = dev_copy(kn), *dvn = dev_copy(vn), *dkc = dev_copy(kc), *dvc = dev_copy(vc);
     uint8_t *dmask = dev_copy(mask);
@@ -292,7 +297,7 @@ static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid) {
     for (int64_t h = 0; h < Hkv; h++)
         for (int64_t e = 0; e < E; e++)
             kexp[(h * S + pos) * E + e] = kn[h * E + e], vexp[(h * S + pos) * E + e] = vn[h * E + e];
-    auto ref = attn_ref(q, kexp, vexp, Hq, Hkv, 1, S, E, nvalid, false, 1.0 / sqrt((double)E));
+    auto ref = attn_ref(q, kexp, vexp, Hq, Hkv, 1, S, E, nvalid, false, 1.0 / sqrt((double)E), lo);
 
     pcu_attn a = attn_args(dq, dkc, dvc, dout, dmask, Hq, Hkv, 1, S, E, false);
     decode_write(&a, dpos, dkn, dvn, Hkv, E);
@@ -556,6 +561,7 @@ int main(void) {
     case_rope(s, 8);
     const int64_t valid[] = {128, 384, 1024, 2048};
     for (int64_t n : valid) case_sdpa_decode(s, prop.multiProcessorCount, n);
+    case_sdpa_decode(s, prop.multiProcessorCount, 1024, 500); /* a window: NaN rows below it */
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 128, false);
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 1024, false);
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 384, true);
