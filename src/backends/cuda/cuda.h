@@ -55,7 +55,10 @@ typedef struct pcu_ctx {
     size_t scr_cap, scr_used, scr_need;
     int sm_count;               /* multiprocessors */
     int cc_major, cc_minor;     /* compute capability */
-    int64_t *arg_dev, *arg_host; /* the output argmax: device words (result, work), pinned host word */
+    /* the output argmax: a mapped pinned word the kernel writes, its
+     * device address, the kernel's work words (zero between launches) */
+    int64_t *arg_host, *arg_hdev;
+    void *arg_work;
     uint64_t *topk_dev, *topk_host; /* the output top-k: device keys (PCU_TOPK_MERGE work, then
                                        PETREL_TOPK_MAX results), pinned host keys (results) */
     cudaEvent_t *marks;         /* profiling marks (petrel_program_set_profiling) */

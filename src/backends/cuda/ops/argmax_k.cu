@@ -7,10 +7,12 @@
 ** answer: the value's bits made monotonic in the high word, the index
 ** complemented in the low word, so the largest key is the largest value
 ** and, among equal values, the lowest index.  Blocks spread over the row,
-** reduce their keys with warp shuffles and fold them into *out with one
-** 64-bit atomicMax per warp.  NaN never makes a key; a key of 0 (no
-** non-NaN value) reads as -1.  A row of 128k logits takes a few
-** microseconds.
+** reduce their keys with warp shuffles and fold them into one word with a
+** 64-bit atomicMax per warp; the last block to finish (a counter) reads the
+** word, writes the index (and, when asked, into an integer input of the
+** next run, growing another by one) and clears the word and the counter
+** for the next launch, so the argmax is one kernel.  NaN never makes a key; a key of 0 (no non-NaN value) reads
+** as -1.  A row of 128k logits takes a few microseconds.
 */
 #include "argmax_k.h"
 #include "dense_k.cuh"
@@ -24,9 +26,21 @@ __device__ __forceinline__ unsigned am_order(float v) {
     return (b & 0x80000000u) ? ~b : b | 0x80000000u;
 }
 
+/* An integer of dtype dt at p (int64 or int32). */
+__device__ __forceinline__ int64_t am_load(const void *p, int32_t dt) {
+    return dt == PETREL_DTYPE_I32 ? (int64_t) * (const int *)p : *(const long long *)p;
+}
+__device__ __forceinline__ void am_store(void *p, int32_t dt, int64_t v) {
+    if (dt == PETREL_DTYPE_I32) *(int *)p = (int)v;
+    else *(long long *)p = v;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(ARGMAX_THREADS)
-    argmax_kernel(const T *x, int64_t stride, int64_t n, unsigned long long *key) {
+    argmax_kernel(const T *x, int64_t stride, int64_t n, pcu_argmax_out o) {
+    __shared__ bool last;
+    unsigned long long *key = (unsigned long long *)o.work;
+    unsigned *count = (unsigned *)(key + 1);
     unsigned long long best = 0;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float v = dn_f32(x[i * stride]);
@@ -39,30 +53,37 @@ __global__ void __launch_bounds__(ARGMAX_THREADS)
         if (other > best) best = other;
     }
     if ((threadIdx.x & 31) == 0 && best) atomicMax(key, best);
-}
-
-/* The index in the key's low word, or -1 for no key. */
-__global__ void argmax_finish(const unsigned long long *key, int64_t *out) {
-    *out = *key ? (int64_t)(0xffffffffu - (unsigned)(*key & 0xffffffffu)) : -1;
+    /* the last block: every block's maximum is in *key by now */
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(count, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last || threadIdx.x != 0) return;
+    __threadfence();
+    unsigned long long k = atomicOr(key, 0ull);
+    int64_t idx = k ? (int64_t)(0xffffffffu - (unsigned)(k & 0xffffffffu)) : -1;
+    if (o.next) am_store(o.next, o.next_dt, idx);
+    if (o.step) am_store(o.step, o.step_dt, am_load(o.step, o.step_dt) + 1);
+    *key = 0, *count = 0; /* ready for the next launch, which the stream orders after this one */
+    *o.out = idx;
+    __threadfence_system(); /* out may be mapped host memory */
 }
 
 extern "C" cudaError_t pcu_argmax_launch(cudaStream_t s, int32_t dtype, const void *x, int64_t stride, int64_t n,
-                                         int64_t *out, void *work) {
-    if (n < 0 || n > 0xffffffffLL) return cudaErrorInvalidValue;
-    unsigned long long *key = (unsigned long long *)work;
-    cudaError_t e = cudaMemsetAsync(key, 0, sizeof *key, s);
-    if (e != cudaSuccess) return e;
+                                         const pcu_argmax_out *o) {
+    if (n < 0 || n > 0xffffffffLL || !o->out || !o->work) return cudaErrorInvalidValue;
     int64_t blocks = (n + ARGMAX_THREADS * 4 - 1) / (ARGMAX_THREADS * 4);
     unsigned grid = (unsigned)(blocks < 1 ? 1 : blocks > 1024 ? 1024 : blocks);
     switch (dtype) {
-    case PETREL_DTYPE_F32: argmax_kernel<float><<<grid, ARGMAX_THREADS, 0, s>>>((const float *)x, stride, n, key); break;
-    case PETREL_DTYPE_F16: argmax_kernel<__half><<<grid, ARGMAX_THREADS, 0, s>>>((const __half *)x, stride, n, key); break;
+    case PETREL_DTYPE_F32: argmax_kernel<float><<<grid, ARGMAX_THREADS, 0, s>>>((const float *)x, stride, n, *o); break;
+    case PETREL_DTYPE_F16: argmax_kernel<__half><<<grid, ARGMAX_THREADS, 0, s>>>((const __half *)x, stride, n, *o); break;
     case PETREL_DTYPE_BF16:
-        argmax_kernel<__nv_bfloat16><<<grid, ARGMAX_THREADS, 0, s>>>((const __nv_bfloat16 *)x, stride, n, key);
+        argmax_kernel<__nv_bfloat16><<<grid, ARGMAX_THREADS, 0, s>>>((const __nv_bfloat16 *)x, stride, n, *o);
         break;
     default: return cudaErrorInvalidValue;
     }
-    argmax_finish<<<1, 1, 0, s>>>(key, out);
     return cudaGetLastError();
 }
 

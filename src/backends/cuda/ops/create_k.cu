@@ -8,6 +8,8 @@
 
 static __global__ void __launch_bounds__(EW_THREADS)
 cr_arange(void *dst, int dtype, int64_t n, bool fl, double fs, double fst, int64_t is, int64_t ist) {
+    dn_pdl_wait(); /* launched early, as the elementwise kernels (ew_run) */
+    dn_pdl_release();
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
         /* no fused multiply-add: the host computes the rounded product */
@@ -19,6 +21,8 @@ cr_arange(void *dst, int dtype, int64_t n, bool fl, double fs, double fst, int64
 extern "C" cudaError_t pcu_launch_arange(void *dst, int dtype, int64_t n, bool fl, double fstart,
                                      double fstep, int64_t istart, int64_t istep, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
-    cr_arange<<<ew_blocks(n), EW_THREADS, 0, s>>>(dst, dtype, n, fl, fstart, fstep, istart, istep);
-    return cudaGetLastError();
+    cudaError_t e = dn_launch_pdl(cr_arange, dim3(ew_blocks(n)), dim3(EW_THREADS), 0, s, dst, dtype, n, fl, fstart, fstep,
+                                  istart, istep);
+    cudaError_t last = cudaGetLastError();
+    return e != cudaSuccess ? e : last;
 }

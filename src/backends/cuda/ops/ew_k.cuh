@@ -29,6 +29,7 @@
 
 #include <petrel.h>
 
+#include "dense_k.cuh"
 #include "ew_k.h"
 
 /* Element code is __host__ too, so it can be checked against the CPU
@@ -193,7 +194,13 @@ static inline unsigned ew_blocks(int64_t work) {
     return (unsigned)(b < 1 ? 1 : b > EW_MAX_BLOCKS ? EW_MAX_BLOCKS : b);
 }
 
+/* Every elementwise kernel is launched early (dn_launch_pdl): it waits for
+ * the kernel before, then lets the one after it launch at once, so a chain
+ * of small kernels (a decode step's positions and masks) overlaps their
+ * launches. */
 template <class IT, class B> __global__ void __launch_bounds__(EW_THREADS) ew_run(pcu_ew it, B body) {
+    dn_pdl_wait();
+    dn_pdl_release();
     const IT n = (IT)it.numel;
     const IT step = (IT)gridDim.x * (IT)blockDim.x;
     for (IT i = (IT)blockIdx.x * (IT)blockDim.x + (IT)threadIdx.x; i < n; i += step) body(it, i);
@@ -202,9 +209,12 @@ template <class IT, class B> __global__ void __launch_bounds__(EW_THREADS) ew_ru
 /* Run body(it, i) for every element i of the iterator. */
 template <class B> static cudaError_t ew_launch(const pcu_ew *it, const B &body, cudaStream_t s) {
     if (it->numel <= 0) return cudaSuccess;
-    if (it->idx32) ew_run<uint32_t, B><<<ew_blocks(it->numel), EW_THREADS, 0, s>>>(*it, body);
-    else ew_run<int64_t, B><<<ew_blocks(it->numel), EW_THREADS, 0, s>>>(*it, body);
-    return cudaGetLastError();
+    cudaError_t e = it->idx32 ? dn_launch_pdl(ew_run<uint32_t, B>, dim3(ew_blocks(it->numel)), dim3(EW_THREADS), 0, s,
+                                              *it, body)
+                              : dn_launch_pdl(ew_run<int64_t, B>, dim3(ew_blocks(it->numel)), dim3(EW_THREADS), 0, s,
+                                              *it, body);
+    cudaError_t last = cudaGetLastError();
+    return e != cudaSuccess ? e : last;
 }
 
 /* ---- dense float vectors -------------------------------------------------- */
@@ -241,6 +251,8 @@ template <int NIN, class F> PCU_HD float ew_apply(const F &f, const float *x) {
  * per load; the tail (numel % V) goes element by element. */
 template <class TI, class TO, int NIN, class F>
 __global__ void __launch_bounds__(EW_THREADS) ew_vec(pcu_ew it, F f) {
+    dn_pdl_wait(); /* launched early: see ew_run */
+    dn_pdl_release();
     constexpr int V = 16 / (sizeof(TI) < sizeof(TO) ? sizeof(TI) : sizeof(TO));
     typedef ew_pack<TI, V> in_pack;
     typedef ew_pack<TO, V> out_pack;
@@ -295,8 +307,10 @@ template <class TI, class TO, int NIN> static bool ew_vec_fits(const pcu_ew *it)
 template <class TI, class TO, int NIN, class F>
 static cudaError_t ew_vec_launch(const pcu_ew *it, const F &f, cudaStream_t s) {
     constexpr int V = 16 / (sizeof(TI) < sizeof(TO) ? sizeof(TI) : sizeof(TO));
-    ew_vec<TI, TO, NIN, F><<<ew_blocks(it->numel / V + V), EW_THREADS, 0, s>>>(*it, f);
-    return cudaGetLastError();
+    cudaError_t e = dn_launch_pdl(ew_vec<TI, TO, NIN, F>, dim3(ew_blocks(it->numel / V + V)), dim3(EW_THREADS), 0, s,
+                                  *it, f);
+    cudaError_t last = cudaGetLastError();
+    return e != cudaSuccess ? e : last;
 }
 
 /* Launch the vector path when every tensor is one dense float dtype (the

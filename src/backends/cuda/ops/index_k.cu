@@ -4,6 +4,7 @@
 ** of index_k.h.  Out-of-range indices: see index_k.h.
 */
 #include "data_k.cuh"
+#include "dense_k.cuh"
 #include "index_k.h"
 
 namespace {
@@ -46,6 +47,8 @@ __global__ void take_k(pcu_take a) {
  * weight row, 16 bytes per thread when aligned). */
 template <typename U>
 __global__ void take_rows_k(pcu_take a, int64_t rows, int64_t row_units) {
+    dn_pdl_wait(); /* launched early (an embedding row in a decode step), as the elementwise kernels */
+    dn_pdl_release();
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         int64_t w = take_index(a, r % a.nidx);
         U *dst = (U *)a.out + r * row_units;
@@ -60,12 +63,12 @@ __global__ void take_rows_k(pcu_take a, int64_t rows, int64_t row_units) {
 }
 
 template <typename U>
-void take_rows_launch(const pcu_take *a, int64_t rows, int64_t row_bytes, cudaStream_t s) {
+cudaError_t take_rows_launch(const pcu_take *a, int64_t rows, int64_t row_bytes, cudaStream_t s) {
     int64_t units = row_bytes / (int64_t)sizeof(U);
     int threads = 32;
     while (threads < 256 && threads < units) threads *= 2;
     unsigned int blocks = (unsigned int)(rows < 65536 ? rows : 65536);
-    take_rows_k<U><<<blocks, threads, 0, s>>>(*a, rows, units);
+    return dn_launch_pdl(take_rows_k<U>, dim3(blocks), dim3((unsigned)threads), 0, s, *a, rows, units);
 }
 
 /* ---- gather / scatter walks ---------------------------------------------- */
@@ -180,12 +183,13 @@ extern "C" cudaError_t pcu_take_launch(const pcu_take *a, cudaStream_t s) {
                  (uint64_t)row_bytes | (uint64_t)(a->self.stride[a->dim] * es);
     for (int d = 0; d < a->dim; d++)
         if (a->self.shape[d] > 1) g |= (uint64_t)(a->self.stride[d] * es);
-    if ((g & 15) == 0) take_rows_launch<uint4>(a, rows, row_bytes, s);
-    else if ((g & 7) == 0) take_rows_launch<uint2>(a, rows, row_bytes, s);
-    else if ((g & 3) == 0) take_rows_launch<uint32_t>(a, rows, row_bytes, s);
-    else if ((g & 1) == 0) take_rows_launch<uint16_t>(a, rows, row_bytes, s);
-    else take_rows_launch<uint8_t>(a, rows, row_bytes, s);
-    return cudaGetLastError();
+    cudaError_t e = (g & 15) == 0 ? take_rows_launch<uint4>(a, rows, row_bytes, s)
+                    : (g & 7) == 0 ? take_rows_launch<uint2>(a, rows, row_bytes, s)
+                    : (g & 3) == 0 ? take_rows_launch<uint32_t>(a, rows, row_bytes, s)
+                    : (g & 1) == 0 ? take_rows_launch<uint16_t>(a, rows, row_bytes, s)
+                                   : take_rows_launch<uint8_t>(a, rows, row_bytes, s);
+    cudaError_t last = cudaGetLastError();
+    return e != cudaSuccess ? e : last;
 }
 
 extern "C" cudaError_t pcu_walk_launch(const pcu_walk *a, cudaStream_t s) {

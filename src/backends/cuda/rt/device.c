@@ -62,7 +62,7 @@ static void pcu_destroy(void *p) {
     pcu_ctx *c = p;
     if (!c) return;
     marks_free(c);
-    if (c->arg_dev) cudaFree(c->arg_dev);
+    if (c->arg_work) cudaFree(c->arg_work);
     if (c->arg_host) cudaFreeHost(c->arg_host);
     if (c->topk_dev) cudaFree(c->topk_dev);
     if (c->topk_host) cudaFreeHost(c->topk_host);
@@ -108,8 +108,10 @@ static petrel_status pcu_create(void **out, pt_err *err) {
     c->blas_ws_bytes = BLAS_WS_BYTES;
     CTRY(cudaMalloc((void **)&c->scr, SCRATCH_BYTES));
     c->scr_cap = SCRATCH_BYTES;
-    CTRY(cudaMalloc((void **)&c->arg_dev, 2 * sizeof *c->arg_dev));
-    CTRY(cudaMallocHost((void **)&c->arg_host, sizeof *c->arg_host));
+    CTRY(cudaMalloc(&c->arg_work, 16));
+    CTRY(cudaMemsetAsync(c->arg_work, 0, 16, c->stream)); /* ordered before every launch */
+    CTRY(cudaHostAlloc((void **)&c->arg_host, sizeof *c->arg_host, cudaHostAllocMapped));
+    CTRY(cudaHostGetDevicePointer((void **)&c->arg_hdev, c->arg_host, 0));
     CTRY(cudaMalloc((void **)&c->topk_dev, (PCU_TOPK_MERGE + PETREL_TOPK_MAX) * sizeof *c->topk_dev));
     CTRY(cudaMallocHost((void **)&c->topk_host, PETREL_TOPK_MAX * sizeof *c->topk_host));
     BTRY(cublasCreate(&c->blas));
@@ -286,16 +288,20 @@ static petrel_status pcu_elapsed(void *ctx, int32_t a, int32_t b, double *ms, pt
 
 /* ---- output argmax ------------------------------------------------------- */
 
+static bool argmax_takes(const pt_tensor *row) {
+    return (row->dtype == PETREL_DTYPE_F32 || row->dtype == PETREL_DTYPE_F16 || row->dtype == PETREL_DTYPE_BF16) &&
+           row->shape[0] <= 0xffffffffLL;
+}
+
+/* The kernel writes the index straight into mapped host memory: no copy
+ * follows it on the stream. */
 static petrel_status pcu_argmax(void *ctx, const pt_tensor *row, int64_t *index, pt_err *err) {
     pcu_ctx *c = ctx;
-    if (row->dtype != PETREL_DTYPE_F32 && row->dtype != PETREL_DTYPE_F16 && row->dtype != PETREL_DTYPE_BF16)
-        return PETREL_ERR_UNSUPPORTED;
-    if (row->shape[0] > 0xffffffffLL) return PETREL_ERR_UNSUPPORTED;
-    TRY(err, pcu_argmax_launch(c->stream, row->dtype, row->data, row->stride[0], row->shape[0], c->arg_dev,
-                               c->arg_dev + 1));
-    TRY(err, cudaMemcpyAsync(c->arg_host, c->arg_dev, sizeof *c->arg_host, cudaMemcpyDeviceToHost, c->stream));
+    if (!argmax_takes(row)) return PETREL_ERR_UNSUPPORTED;
+    pcu_argmax_out o = {.out = c->arg_hdev, .work = c->arg_work};
+    TRY(err, pcu_argmax_launch(c->stream, row->dtype, row->data, row->stride[0], row->shape[0], &o));
     TRY(err, cudaStreamSynchronize(c->stream));
-    *index = *c->arg_host;
+    *index = *(volatile int64_t *)c->arg_host;
     return PETREL_OK;
 }
 
