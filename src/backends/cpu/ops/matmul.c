@@ -18,6 +18,7 @@
 ** both against torch.
 */
 #include "../fast/fast.h"
+#include "ew_util.h"
 #include "matmul_plan.h"
 #include "nn_util.h"
 
@@ -344,9 +345,7 @@ static bool mm_combine_dense(const pt_tensor *out, const pt_tensor *a, const pt_
     for (int64_t i = 0; i < count; i++) {
         double av = mm_ld(a->data, i, dt), bv = mm_ld(b->data, i, dt);
         if (act >= 0) {
-            uint64_t tmp = 0;
-            mm_st((uint8_t *)&tmp, 0, dt, mm_act(av, act)); /* act(g) rounded, as silu(g) is */
-            av = mm_ld((const uint8_t *)&tmp, 0, dt) * bv;
+            av = ew_round(mm_act(av, act), dt) * bv; /* act(g) rounded, as silu(g) is */
         } else {
             av += bv;
         }

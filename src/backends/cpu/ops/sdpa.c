@@ -103,7 +103,6 @@ nu_attend_row(const double *q, const double *k, const double *v, int64_t S, int6
             for (int64_t e = e0; e < Ev; e++) acc[e] += sc[j] * v[j * Ev + e];
 }
 
-
 /* Element offset of the operand's matrix for output batch index bi (rank
  * nb_out).  Batch dims align from the right; size-1 dims broadcast; with
  * GQA the head dim (the last batch dim) of a smaller operand is shared by
