@@ -21,8 +21,6 @@ cr_arange(void *dst, int dtype, int64_t n, bool fl, double fs, double fst, int64
 extern "C" cudaError_t pcu_launch_arange(void *dst, int dtype, int64_t n, bool fl, double fstart,
                                      double fstep, int64_t istart, int64_t istep, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
-    cudaError_t e = dn_launch_pdl(cr_arange, dim3(ew_blocks(n)), dim3(EW_THREADS), 0, s, dst, dtype, n, fl, fstart, fstep,
-                                  istart, istep);
-    cudaError_t last = cudaGetLastError();
-    return e != cudaSuccess ? e : last;
+    return dn_launch_pdl(cr_arange, dim3(ew_blocks(n)), dim3(EW_THREADS), 0, s, dst, dtype, n, fl, fstart, fstep, istart,
+                         istep);
 }

@@ -209,12 +209,8 @@ template <class IT, class B> __global__ void __launch_bounds__(EW_THREADS) ew_ru
 /* Run body(it, i) for every element i of the iterator. */
 template <class B> static cudaError_t ew_launch(const pcu_ew *it, const B &body, cudaStream_t s) {
     if (it->numel <= 0) return cudaSuccess;
-    cudaError_t e = it->idx32 ? dn_launch_pdl(ew_run<uint32_t, B>, dim3(ew_blocks(it->numel)), dim3(EW_THREADS), 0, s,
-                                              *it, body)
-                              : dn_launch_pdl(ew_run<int64_t, B>, dim3(ew_blocks(it->numel)), dim3(EW_THREADS), 0, s,
-                                              *it, body);
-    cudaError_t last = cudaGetLastError();
-    return e != cudaSuccess ? e : last;
+    if (it->idx32) return dn_launch_pdl(ew_run<uint32_t, B>, dim3(ew_blocks(it->numel)), dim3(EW_THREADS), 0, s, *it, body);
+    return dn_launch_pdl(ew_run<int64_t, B>, dim3(ew_blocks(it->numel)), dim3(EW_THREADS), 0, s, *it, body);
 }
 
 /* ---- dense float vectors -------------------------------------------------- */
@@ -307,10 +303,7 @@ template <class TI, class TO, int NIN> static bool ew_vec_fits(const pcu_ew *it)
 template <class TI, class TO, int NIN, class F>
 static cudaError_t ew_vec_launch(const pcu_ew *it, const F &f, cudaStream_t s) {
     constexpr int V = 16 / (sizeof(TI) < sizeof(TO) ? sizeof(TI) : sizeof(TO));
-    cudaError_t e = dn_launch_pdl(ew_vec<TI, TO, NIN, F>, dim3(ew_blocks(it->numel / V + V)), dim3(EW_THREADS), 0, s,
-                                  *it, f);
-    cudaError_t last = cudaGetLastError();
-    return e != cudaSuccess ? e : last;
+    return dn_launch_pdl(ew_vec<TI, TO, NIN, F>, dim3(ew_blocks(it->numel / V + V)), dim3(EW_THREADS), 0, s, *it, f);
 }
 
 /* Launch the vector path when every tensor is one dense float dtype (the

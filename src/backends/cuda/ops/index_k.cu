@@ -183,13 +183,11 @@ extern "C" cudaError_t pcu_take_launch(const pcu_take *a, cudaStream_t s) {
                  (uint64_t)row_bytes | (uint64_t)(a->self.stride[a->dim] * es);
     for (int d = 0; d < a->dim; d++)
         if (a->self.shape[d] > 1) g |= (uint64_t)(a->self.stride[d] * es);
-    cudaError_t e = (g & 15) == 0 ? take_rows_launch<uint4>(a, rows, row_bytes, s)
-                    : (g & 7) == 0 ? take_rows_launch<uint2>(a, rows, row_bytes, s)
-                    : (g & 3) == 0 ? take_rows_launch<uint32_t>(a, rows, row_bytes, s)
-                    : (g & 1) == 0 ? take_rows_launch<uint16_t>(a, rows, row_bytes, s)
-                                   : take_rows_launch<uint8_t>(a, rows, row_bytes, s);
-    cudaError_t last = cudaGetLastError();
-    return e != cudaSuccess ? e : last;
+    if ((g & 15) == 0) return take_rows_launch<uint4>(a, rows, row_bytes, s);
+    if ((g & 7) == 0) return take_rows_launch<uint2>(a, rows, row_bytes, s);
+    if ((g & 3) == 0) return take_rows_launch<uint32_t>(a, rows, row_bytes, s);
+    if ((g & 1) == 0) return take_rows_launch<uint16_t>(a, rows, row_bytes, s);
+    return take_rows_launch<uint8_t>(a, rows, row_bytes, s);
 }
 
 extern "C" cudaError_t pcu_walk_launch(const pcu_walk *a, cudaStream_t s) {
