@@ -221,6 +221,33 @@ PETREL_API petrel_status petrel_program_get_output(petrel_tensor_desc *out, petr
  */
 PETREL_API petrel_status petrel_program_output_argmax(petrel_program_t *p, int i, int64_t row, int64_t *index);
 
+/** The most argmax results petrel_program_feed_argmax keeps waiting. */
+#define PETREL_FEED_MAX 4
+
+/**
+ * Greedy decoding without the host between steps.  Like
+ * petrel_program_output_argmax, but the index is not returned: it is
+ * written, where the output lives, into input `next` (an integer tensor of
+ * one element, bound earlier with petrel_program_set_input), and input
+ * `step` (the same kind; -1 for none) grows by one, both for the next
+ * execute.  The call does not wait for the device, so the next execute can
+ * be enqueued at once; collect the indices, in order, with
+ * petrel_program_fed_result.  Binding either input again takes its value
+ * from the host as usual.  When the logits are on the host, or a step on
+ * the host reads those inputs, the index is computed at once (the call
+ * waits) and the inputs are set on the host; the results come back the
+ * same way.  PETREL_ERR_STATE when PETREL_FEED_MAX indices wait already.
+ */
+PETREL_API petrel_status petrel_program_feed_argmax(petrel_program_t *p, int output, int64_t row, int next,
+                                                    int step);
+
+/**
+ * The oldest index petrel_program_feed_argmax computed (waits for the
+ * device): as petrel_program_output_argmax gives it, -1 when every element
+ * was NaN.  PETREL_ERR_STATE when none waits.
+ */
+PETREL_API petrel_status petrel_program_fed_result(petrel_program_t *p, int64_t *index);
+
 /** The most candidates petrel_program_output_topk gives. */
 #define PETREL_TOPK_MAX 64
 

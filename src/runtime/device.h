@@ -51,6 +51,15 @@ typedef struct pt_device_ops {
      * index on ties, NaN ignored, -1 when all are NaN), synchronously;
      * PETREL_ERR_UNSUPPORTED for a dtype it does not read. */
     petrel_status (*argmax)(void *ctx, const pt_tensor *row, int64_t *index, pt_err *err);
+    /* The argmax above without waiting, for pt_exec_feed_argmax: the
+     * index goes to result slot `slot` (< PETREL_FEED_MAX) and, stream
+     * ordered before anything enqueued after, into the integer of dtype
+     * next_dt at `next` (device memory) and the integer at `step` (NULL:
+     * none) grows by one.  feed_result waits for slot's index.  NULL when
+     * the device has none (the executor then feeds from the host). */
+    petrel_status (*argmax_feed)(void *ctx, const pt_tensor *row, void *next, petrel_dtype next_dt, void *step,
+                                 petrel_dtype step_dt, int32_t slot, pt_err *err);
+    petrel_status (*feed_result)(void *ctx, int32_t slot, int64_t *index, pt_err *err);
     /* pt_topk_row over a 1-D float device tensor, synchronously;
      * PETREL_ERR_UNSUPPORTED for what it does not take (the executor then
      * reads the row). */

@@ -89,7 +89,7 @@ static void release_value(pt_rvalue *v) {
 
 /* The bytes of s changed: its copy on the other side is out of date. */
 static inline void storage_written(pt_storage *s) {
-    if (s && !s->is_twin && !s->read_only) s->twin_fresh = false;
+    if (s && !s->is_twin && !s->read_only && !s->dev_newer) s->twin_fresh = false;
 }
 
 /* Describe a row-major tensor over storage `s` (from its start). */
@@ -339,10 +339,11 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
     ex->symv = pt_calloc((size_t)(g->nsyms ? g->nsyms : 1), sizeof *ex->symv);
     ex->state = pt_calloc(nv, sizeof *ex->state);
     ex->input_set = pt_calloc((size_t)(g->ninputs ? g->ninputs : 1), sizeof *ex->input_set);
+    ex->feed_ok = pt_calloc((size_t)(g->ninputs ? g->ninputs : 1), sizeof *ex->feed_ok);
     ex->vdev = pt_calloc(nv, 1);
     ex->astor = pt_calloc(nv, sizeof *ex->astor);
-    if (!ex->vals || !ex->last_use || !ex->kernels || !ex->symv || !ex->state || !ex->input_set || !ex->vdev ||
-        !ex->astor) {
+    if (!ex->vals || !ex->last_use || !ex->kernels || !ex->symv || !ex->state || !ex->input_set || !ex->feed_ok ||
+        !ex->vdev || !ex->astor) {
         pt_exec_free(ex);
         return pt_fail(err, PETREL_ERR_NOMEM, "out of memory preparing the program");
     }
@@ -463,6 +464,7 @@ void pt_exec_free(pt_exec *ex) {
     pt_free(ex->symv);
     pt_free(ex->state);
     pt_free(ex->input_set);
+    pt_free(ex->feed_ok);
     pt_free(ex->vdev);
     pt_free(ex->subst);
     pt_free(ex->gkey);
@@ -542,6 +544,7 @@ petrel_status pt_exec_set_input(pt_exec *ex, int i, const petrel_tensor_desc *t)
         drop_graph(ex);
     }
     memcpy(cur->t.data, t->data, (size_t)bytes);
+    cur->t.storage->dev_newer = false; /* the host's bytes again (after a feed) */
     storage_written(cur->t.storage);
     ex->input_set[i] = true;
     return PETREL_OK;
@@ -881,11 +884,19 @@ static petrel_status run_nodes(pt_exec *ex) {
     return PETREL_OK;
 }
 
-/* The device copies of the inputs, made current before a graph runs. */
+/* The device copies of the inputs, made current before a graph runs.  An
+ * input smaller than its storage (a decode step's ids in the storage of a
+ * prompt's) is all the storage holds: its twin counts as current, so that
+ * the run captured next does not copy it again -- a copy captured into the
+ * graph would read the host's bytes at every replay, over a fed input's
+ * device value (petrel_program_feed_argmax). */
 static petrel_status upload_inputs(pt_exec *ex) {
     for (int32_t i = 0; i < ex->g->ninputs; i++) {
         pt_rvalue *v = &ex->vals[ex->g->inputs[i]];
-        if (v->kind == PT_V_TENSOR && v->t.storage->device == PT_DEV_CPU) PT_TRY(twin_sync(ex, &v->t));
+        if (v->kind == PT_V_TENSOR && v->t.storage->device == PT_DEV_CPU) {
+            PT_TRY(twin_sync(ex, &v->t));
+            if (v->t.data == v->t.storage->data) v->t.storage->twin_fresh = true;
+        }
     }
     return PETREL_OK;
 }
@@ -1057,6 +1068,119 @@ petrel_status pt_exec_output_argmax(pt_exec *ex, int i, int64_t row, int64_t *in
     PT_TRY(host_row(ex, t, &r));
     *index = pt_argmax_row(&r);
     return PETREL_OK;
+}
+
+/* ---- fed argmax ------------------------------------------------------------ */
+
+/* Does anything read value vid's bytes on the host: a host node, through
+ * the views of it, the caller (an output), or a buffer update (its copy
+ * runs on the host when the buffer lives there)? */
+static bool read_on_host(const pt_exec *ex, int32_t vid, int depth) {
+    const pt_graph *g = ex->g;
+    if (depth > 16) return true;
+    for (int32_t i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].item.vid == vid) return true;
+    for (int32_t i = 0; i < g->nmuts; i++)
+        if (g->muts[i].value_vid == vid) return true;
+    for (int32_t ni = 0; ni < g->nnodes; ni++) {
+        const pt_node *n = &g->nodes[ni];
+        bool uses = false;
+        for (int a = 0; a < n->nargs && !uses; a++)
+            if (n->args[a].kind == PT_ARG_TENSOR || n->args[a].kind == PT_ARG_TENSORS)
+                for (int k = 0; k < n->args[a].n; k++) uses |= n->args[a].items[k].vid == vid;
+        if (!uses) continue;
+        if (pt_op_is_meta(n->op)) { /* a view: what reads it */
+            for (int k = 0; k < n->nout; k++)
+                if (n->outs[k] >= 0 && read_on_host(ex, n->outs[k], depth + 1)) return true;
+        } else if (!on_device(ex, ni)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Input i's one-element integer tensor for a feed. */
+static petrel_status feed_input(pt_exec *ex, int i, const char *what, pt_tensor **out) {
+    pt_rvalue *v = &ex->vals[ex->g->inputs[i]];
+    if (!ex->input_set[i] || v->kind != PT_V_TENSOR || pt_numel(&v->t) != 1 ||
+        (v->t.dtype != PETREL_DTYPE_I64 && v->t.dtype != PETREL_DTYPE_I32) || v->t.storage->device != PT_DEV_CPU)
+        return pt_fail(ex->err, PETREL_ERR_INVALID_ARG,
+                       "feed_argmax: input %d ('%s', the %s) must be bound to one int64 or int32 element", i,
+                       ex->g->values[ex->g->inputs[i]].name, what);
+    *out = &v->t;
+    return PETREL_OK;
+}
+
+/* Make the host bytes of a fed input current again. */
+static petrel_status feed_to_host(pt_exec *ex, pt_tensor *t) {
+    pt_storage *s = t->storage;
+    if (!s->dev_newer) return PETREL_OK;
+    PT_TRY(ex->dev->download(ex->dctx, s->data, s->twin->data, (size_t)s->nbytes, ex->err));
+    s->dev_newer = false;
+    return PETREL_OK;
+}
+
+petrel_status pt_exec_feed_argmax(pt_exec *ex, int out, int64_t row, int next, int step) {
+    if (ex->nfed == PETREL_FEED_MAX)
+        return pt_fail(ex->err, PETREL_ERR_STATE, "feed_argmax: %d indices wait already (petrel_program_fed_result)",
+                       PETREL_FEED_MAX);
+    pt_tensor r, *tn = NULL, *ts = NULL;
+    PT_TRY(feed_input(ex, next, "next token", &tn));
+    if (step >= 0) PT_TRY(feed_input(ex, step, "step", &ts));
+    PT_TRY(output_row(ex, out, row, "feed_argmax", &r));
+    const pt_tensor *t = &ex->vals[ex->g->outputs[out].item.vid].t;
+    /* on the device when the logits are there and no host step reads the
+     * inputs (decided once per input) */
+    bool dev = t->storage->device != PT_DEV_CPU && ex->dev->argmax_feed;
+    for (int k = 0; k < 2 && dev; k++) {
+        int i = k ? step : next;
+        if (i < 0) continue;
+        if (!ex->feed_ok[i]) ex->feed_ok[i] = read_on_host(ex, ex->g->inputs[i], 0) ? -1 : 1;
+        dev = ex->feed_ok[i] > 0;
+    }
+    struct pt_fed *f = &ex->fed[(ex->fed_head + ex->nfed) % PETREL_FEED_MAX];
+    if (dev) {
+        PT_TRY(twin_sync(ex, tn)); /* the device copies exist and are current */
+        if (ts) PT_TRY(twin_sync(ex, ts));
+        int32_t slot = (int32_t)(f - ex->fed);
+        petrel_status st = ex->dev->argmax_feed(ex->dctx, &r, tn->storage->twin->data, tn->dtype,
+                                                ts ? ts->storage->twin->data : NULL,
+                                                ts ? ts->dtype : PETREL_DTYPE_I64, slot, ex->err);
+        if (st == PETREL_OK) {
+            tn->storage->dev_newer = tn->storage->twin_fresh = true;
+            if (ts) ts->storage->dev_newer = ts->storage->twin_fresh = true;
+            *f = (struct pt_fed){.on_dev = true, .slot = slot};
+            ex->nfed++;
+            return PETREL_OK;
+        }
+        if (st != PETREL_ERR_UNSUPPORTED) return st;
+    }
+    /* on the host: the index now, the inputs' host bytes set */
+    int64_t idx;
+    PT_TRY(pt_exec_output_argmax(ex, out, row, &idx));
+    PT_TRY(feed_to_host(ex, tn));
+    pt_store_i64(tn->data, tn->dtype, idx);
+    storage_written(tn->storage);
+    if (ts) {
+        PT_TRY(feed_to_host(ex, ts));
+        pt_store_i64(ts->data, ts->dtype, pt_load_i64(ts->data, ts->dtype) + 1);
+        storage_written(ts->storage);
+    }
+    *f = (struct pt_fed){.on_dev = false, .index = idx};
+    ex->nfed++;
+    return PETREL_OK;
+}
+
+petrel_status pt_exec_fed_result(pt_exec *ex, int64_t *index) {
+    if (ex->nfed == 0) return pt_fail(ex->err, PETREL_ERR_STATE, "fed_result: no fed argmax waits");
+    struct pt_fed f = ex->fed[ex->fed_head];
+    ex->fed_head = (ex->fed_head + 1) % PETREL_FEED_MAX;
+    ex->nfed--;
+    if (!f.on_dev) {
+        *index = f.index;
+        return PETREL_OK;
+    }
+    return ex->dev->feed_result(ex->dctx, f.slot, index, ex->err);
 }
 
 petrel_status pt_exec_output_topk(pt_exec *ex, int i, int64_t row, int32_t k, float temperature, int32_t *ids,

@@ -57,6 +57,11 @@ struct pt_exec {
     bool capturing;           /* inside a capture: a heap allocation on the device spoils it */
     bool capture_spoiled;
     int64_t replays;          /* runs served by the graph (stats) */
+    /* argmax results fed into inputs (pt_exec_feed_argmax), oldest first:
+     * a device slot, or the index itself when computed on the host */
+    struct pt_fed { bool on_dev; int32_t slot; int64_t index; } fed[PETREL_FEED_MAX];
+    int32_t fed_head, nfed;
+    int8_t *feed_ok;          /* (ninputs) 0 unknown, 1 fed on the device, -1 on the host */
     /* profiling (pt_exec_set_profiling): runs go node by node, no graph */
     bool profiling;
     double *prof_ms;          /* (nnodes) accumulated milliseconds */
@@ -84,6 +89,10 @@ PT_HIDDEN petrel_status pt_exec_output(pt_exec *ex, int i, pt_rvalue *tmp, const
  * flattened), computed where the output lives: lowest index on ties, NaN
  * ignored, -1 when all are NaN. */
 PT_HIDDEN petrel_status pt_exec_output_argmax(pt_exec *ex, int i, int64_t row, int64_t *index);
+/* petrel_program_feed_argmax / petrel_program_fed_result (indices
+ * checked). */
+PT_HIDDEN petrel_status pt_exec_feed_argmax(pt_exec *ex, int out, int64_t row, int next, int step);
+PT_HIDDEN petrel_status pt_exec_fed_result(pt_exec *ex, int64_t *index);
 /* petrel_program_output_topk (arguments checked), computed where the
  * output lives. */
 PT_HIDDEN petrel_status pt_exec_output_topk(pt_exec *ex, int i, int64_t row, int32_t k, float temperature,

@@ -31,6 +31,8 @@ typedef struct pt_storage {
     bool is_twin;      /* the copy of another storage on the other device */
     bool twin_fresh;   /* `twin` holds the current bytes */
     bool read_only;    /* a program weight: never written, so its twin stays current */
+    bool dev_newer;    /* a host storage whose device twin the device wrote (a fed input):
+                        * the twin is current, the host bytes are not */
     struct pt_storage *twin; /* the copy on the other device (owned), or the original */
     void *raw;         /* allocation to free (owned only) */
     uint8_t *data;     /* 64-byte aligned start */

@@ -22,11 +22,13 @@ static bool lb_supports(const pt_graph *g, const pt_node *n, const char **why) {
     return false;
 }
 
-/* The context holds only the profiling marks: this device's work is done
- * when the call returns, so a mark is the host clock. */
+/* The context holds the profiling marks and the fed argmax results: this
+ * device's work is done when the call returns, so a mark is the host
+ * clock. */
 typedef struct lb_ctx {
     double *marks;
     int32_t nmarks;
+    int64_t fed[PETREL_FEED_MAX];
 } lb_ctx;
 
 static petrel_status lb_create(void **ctx, pt_err *err) {
@@ -105,6 +107,24 @@ static petrel_status lb_argmax(void *ctx, const pt_tensor *row, int64_t *index, 
     return PETREL_OK;
 }
 
+static petrel_status lb_argmax_feed(void *ctx, const pt_tensor *row, void *next, petrel_dtype next_dt, void *step,
+                                   petrel_dtype step_dt, int32_t slot, pt_err *err) {
+    lb_ctx *c = ctx;
+    if (slot < 0 || slot >= PETREL_FEED_MAX) return pt_fail(err, PETREL_ERR_INVALID_ARG, "feed slot %d", (int)slot);
+    int64_t i = pt_argmax_row(row);
+    c->fed[slot] = i;
+    pt_store_i64(next, next_dt, i);
+    if (step) pt_store_i64(step, step_dt, pt_load_i64(step, step_dt) + 1);
+    return PETREL_OK;
+}
+
+static petrel_status lb_feed_result(void *ctx, int32_t slot, int64_t *index, pt_err *err) {
+    lb_ctx *c = ctx;
+    if (slot < 0 || slot >= PETREL_FEED_MAX) return pt_fail(err, PETREL_ERR_INVALID_ARG, "feed slot %d", (int)slot);
+    *index = c->fed[slot];
+    return PETREL_OK;
+}
+
 static petrel_status lb_topk(void *ctx, const pt_tensor *row, int32_t k, float temperature, int32_t *ids,
                              float *values, int32_t *n, pt_err *err) {
     (void)ctx;
@@ -131,5 +151,7 @@ const pt_device_ops pt_loopback_ops = {
     .mark = lb_mark,
     .elapsed = lb_elapsed,
     .argmax = lb_argmax,
+    .argmax_feed = lb_argmax_feed,
+    .feed_result = lb_feed_result,
     .topk = lb_topk,
 };

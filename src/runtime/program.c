@@ -299,6 +299,19 @@ petrel_status petrel_program_output_argmax(petrel_program_t *p, int i, int64_t r
     return pt_exec_output_argmax(&p->exec, i, row, index);
 }
 
+petrel_status petrel_program_feed_argmax(petrel_program_t *p, int output, int64_t row, int next, int step) {
+    if (!p || output < 0 || output >= p->graph.noutputs || next < 0 || next >= p->graph.ninputs || step < -1 ||
+        step >= p->graph.ninputs || step == next)
+        return pt_fail(p ? &p->err : NULL, PETREL_ERR_INVALID_ARG, "petrel_program_feed_argmax: bad argument");
+    if (!p->exec.ran) return pt_fail(&p->err, PETREL_ERR_STATE, "no outputs yet: execute the program first");
+    return pt_exec_feed_argmax(&p->exec, output, row, next, step);
+}
+
+petrel_status petrel_program_fed_result(petrel_program_t *p, int64_t *index) {
+    if (!p || !index) return pt_fail(p ? &p->err : NULL, PETREL_ERR_INVALID_ARG, "petrel_program_fed_result: bad argument");
+    return pt_exec_fed_result(&p->exec, index);
+}
+
 petrel_status petrel_program_output_topk(petrel_program_t *p, int i, int64_t row, int32_t k, float temperature,
                                          int32_t *ids, float *values, int32_t *n) {
     if (!p || !ids || !values || !n || i < 0 || i >= p->graph.noutputs || k < 1 || k > PETREL_TOPK_MAX ||

@@ -8,6 +8,9 @@
 ** computation (top-k = 1 is greedy, top-p and min-p keep only allowed
 ** tokens, penalties, reproducible seeds); the KV-cache capacity error;
 ** streamed text always complete UTF-8; stop strings; chat templates.
+** The greedy cases run again on the loopback test device, where the
+** runner's greedy loop feeds each step's argmax into the next
+** (petrel_program_feed_argmax) and enqueues a step ahead.
 */
 #include <jansson.h>
 #include <math.h>
@@ -17,6 +20,7 @@
 #include <unistd.h>
 
 #include "petrel_llm.h"
+#include "runtime/device.h"
 
 #define DIR "tests/fixtures/llm/"
 #define MAXN 128
@@ -92,8 +96,11 @@ static petrel_sampler_params greedy_params(void) {
     return p;
 }
 
+static const char *g_backend; /* NULL: the CPU; "cuda": the loopback device once it is on */
+
 static petrel_llm_t *load(const char *path, const petrel_sampler_params *sp) {
     petrel_llm_opts o = petrel_llm_default_opts();
+    o.backend = g_backend;
     if (sp) o.sampling = *sp;
     petrel_llm_t *llm = NULL;
     petrel_status st = petrel_llm_load(&llm, path, &o);
@@ -702,6 +709,15 @@ int main(void) {
     test_load_errors();
     test_sampler();
     test_seeded_generation();
+    /* the greedy loop that feeds itself, on a device */
+    pt_device_use_loopback();
+    g_backend = "cuda";
+    printf("again on the loopback device:\n");
+    test_greedy_vs_hf();
+    test_chat_turns(DIR "llama.pt2");
+    test_chat_turns(DIR "qwen3.pt2");
+    test_stop_and_callbacks();
+    test_eos();
     if (failures) {
         printf("%d failure(s)\n", failures);
         return 1;

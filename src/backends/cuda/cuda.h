@@ -55,10 +55,12 @@ typedef struct pcu_ctx {
     size_t scr_cap, scr_used, scr_need;
     int sm_count;               /* multiprocessors */
     int cc_major, cc_minor;     /* compute capability */
-    /* the output argmax: a mapped pinned word the kernel writes, its
-     * device address, the kernel's work words (zero between launches) */
+    /* the output argmax: mapped pinned words the kernel writes (the fed
+     * results' slots, then the synchronous one's), their device address,
+     * its work words (zero between launches), a fed result's event */
     int64_t *arg_host, *arg_hdev;
     void *arg_work;
+    cudaEvent_t fed_ev[PETREL_FEED_MAX];
     uint64_t *topk_dev, *topk_host; /* the output top-k: device keys (PCU_TOPK_MERGE work, then
                                        PETREL_TOPK_MAX results), pinned host keys (results) */
     cudaEvent_t *marks;         /* profiling marks (petrel_program_set_profiling) */

@@ -8,6 +8,16 @@
 ** [1, T, vocab] and keeps the KV cache in its mutable buffers.  A session is
 ** llama2.c's generate loop: feed the prompt (in chunks), then repeatedly
 ** sample a token from the last position's logits and feed it back.
+**
+** Greedy decoding feeds itself where the program runs
+** (petrel_program_feed_argmax): each step's argmax becomes the next step's
+** input on the device, so the step after is enqueued before the host
+** reads this step's token, and the device does not wait for the host
+** between tokens.  When a token then ends the generation (EOS, a stop
+** string, the caller), the step enqueued for it has written its cache row
+** at the position in use, past what the session counts: the next call's
+** first chunk writes that row again, and no step reads a row before
+** writing it.
 */
 #include <jansson.h>
 #include <math.h>
@@ -43,6 +53,8 @@ struct petrel_llm {
     float *logits;            /* (vocab_size) the last position's logits */
     bool greedy;              /* this generate call samples by plain argmax: */
     int32_t argmax;           /* ... then forward leaves only the argmax here */
+    bool no_feed;             /* greedy steps do not feed their argmax (fed_step): all on the
+                               * CPU, or the program cannot */
     bool top;                 /* or from the top_k + 1 best candidates (petrel_sampler_takes_top): */
     int32_t top_ids[PETREL_TOPK_MAX], top_n; /* ... then forward leaves only them here */
     float top_vals[PETREL_TOPK_MAX];
@@ -224,6 +236,11 @@ petrel_status petrel_llm_load(petrel_llm_t **out, const char *path, const petrel
         st = pt_fail(NULL, PETREL_ERR_NOT_FOUND,
                      "%s carries no tokenizer.json (export with petrel_export.py --tokenizer FILE)", path);
     if (st == PETREL_OK) st = petrel_tokenizer_load_memory(&llm->tok, data, size);
+    if (st == PETREL_OK) { /* feeding pays where a device runs the steps: the host then does not wait */
+        petrel_program_stats ps;
+        petrel_program_get_stats(&ps, llm->prog);
+        llm->no_feed = !ps.device;
+    }
     if (st == PETREL_OK) st = check_program(llm, path);
     if (st == PETREL_OK) st = petrel_sampler_new(&llm->sampler, llm->vocab_size, &o.sampling);
     if (st == PETREL_OK) {
@@ -353,6 +370,39 @@ static petrel_status forward(petrel_llm_t *llm, const int64_t *ids, int32_t n) {
         llm->logits[v] = out.dtype == PETREL_DTYPE_F32 ? *(const float *)x : (float)pt_load_f64(x, out.dtype);
     }
     llm->pos += n;
+    return PETREL_OK;
+}
+
+/* Enqueue one greedy decode step whose argmax the program feeds into the
+ * next (petrel_program_feed_argmax): for `token` at position llm->pos, or
+ * (token < 0) for the token the step before feeds.  *fed false: the
+ * program cannot feed (llm->no_feed from now on), so the step ran as
+ * forward runs it, its argmax in llm->argmax. */
+static petrel_status fed_step(petrel_llm_t *llm, int64_t token, bool *fed) {
+    petrel_status st = PETREL_OK;
+    *fed = true;
+    if (token >= 0) {
+        llm->chunk_pos[0] = llm->pos;
+        petrel_tensor_desc in_ids = {.dtype = PETREL_DTYPE_I64, .rank = 2, .shape = {1, 1}, .data = &token};
+        petrel_tensor_desc in_pos = {.dtype = PETREL_DTYPE_I64, .rank = 1, .shape = {1}, .data = llm->chunk_pos};
+        if ((st = petrel_program_set_input(llm->prog, llm->in_ids, &in_ids)) != PETREL_OK ||
+            (st = petrel_program_set_input(llm->prog, llm->in_pos, &in_pos)) != PETREL_OK)
+            return pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
+    }
+    if ((st = petrel_program_execute(llm->prog)) != PETREL_OK ||
+        ((st = petrel_program_feed_argmax(llm->prog, 0, -1, llm->in_ids, llm->in_pos)) != PETREL_OK &&
+         st != PETREL_ERR_UNSUPPORTED))
+        return pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
+    if (st == PETREL_OK) return PETREL_OK;
+    /* a host step reads the inputs: this step's argmax the usual way */
+    llm->no_feed = true;
+    *fed = false;
+    int64_t t;
+    if ((st = petrel_program_output_argmax(llm->prog, 0, -1, &t)) != PETREL_OK)
+        return pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
+    if (t < 0) return pt_fail(&llm->err, PETREL_ERR_INVALID_ARG, "sampler: every logit is NaN");
+    llm->argmax = (int32_t)t;
+    llm->pos++;
     return PETREL_OK;
 }
 
@@ -565,10 +615,25 @@ petrel_status petrel_llm_generate(petrel_llm_t *llm, const int32_t *ids, size_t 
     petrel_status st = PETREL_OK;
     petrel_llm_stop stop = PETREL_LLM_STOP_LENGTH;
     bool stopped = gp.max_new_tokens == 0;
-    int32_t steps = 0;
+    int32_t steps = 0, inflight = 0; /* fed steps enqueued whose tokens are not read yet */
     while (!stopped) {
         int32_t next;
-        if (llm->greedy) next = llm->argmax;
+        if (inflight > 0) { /* the step fed the token before: its argmax */
+            int64_t t;
+            if ((st = petrel_program_fed_result(llm->prog, &t)) != PETREL_OK) {
+                pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
+                break;
+            }
+            inflight--;
+            llm->pos++;
+            llm->pending = -1;
+            steps++;
+            if (t < 0) {
+                st = pt_fail(&llm->err, PETREL_ERR_INVALID_ARG, "sampler: every logit is NaN");
+                break;
+            }
+            next = (int32_t)t;
+        } else if (llm->greedy) next = llm->argmax;
         else if ((st = llm->top ? petrel_sampler_sample_top(llm->sampler, llm->top_ids, llm->top_vals, llm->top_n, &next)
                                 : petrel_sampler_sample(llm->sampler, llm->logits, &next)) != PETREL_OK) {
             pt_fail(&llm->err, st, "%s", petrel_last_error());
@@ -599,6 +664,26 @@ petrel_status petrel_llm_generate(petrel_llm_t *llm, const int32_t *ids, size_t 
             stop = PETREL_LLM_STOP_CACHE_FULL;
             break;
         }
+        if (llm->greedy && !llm->no_feed) {
+            /* a step for `next` (unless one is in flight already), then,
+             * while the device runs it, the step for the token it feeds
+             * when that one will not end the generation by its count */
+            bool fed = true;
+            if (!inflight && (st = fed_step(llm, next, &fed)) != PETREL_OK) break;
+            if (!fed) {
+                llm->pending = -1;
+                steps++;
+                continue;
+            }
+            if (!inflight) inflight++;
+            bool more = (gp.max_new_tokens < 0 || stats->generated_tokens + 1 < gp.max_new_tokens) &&
+                        llm->pos + 1 < llm->max_cache_len;
+            if (more) {
+                if ((st = fed_step(llm, -1, &fed)) != PETREL_OK) break;
+                inflight++;
+            }
+            continue;
+        }
         int64_t one = next;
         if ((st = forward(llm, &one, 1)) != PETREL_OK) break;
         llm->pending = -1;
@@ -611,6 +696,11 @@ petrel_status petrel_llm_generate(petrel_llm_t *llm, const int32_t *ids, size_t 
 
     /* Decode speed leaves the first token out: it came from the prefill. */
     if (stats->generated_tokens > 0) stats->decode_s = now_s() - t_first;
+    /* a fed step for a token that ended the generation: its index unread */
+    for (int64_t t; inflight > 0; inflight--) {
+        petrel_status s2 = petrel_program_fed_result(llm->prog, &t);
+        if (st == PETREL_OK && s2 != PETREL_OK) st = pt_fail(&llm->err, s2, "%s", petrel_program_error(llm->prog));
+    }
     stats->prefill_tok_s = stats->prefill_s > 0 ? stats->prompt_tokens / stats->prefill_s : 0.0;
     stats->decode_tok_s = steps > 0 && stats->decode_s > 0 ? steps / stats->decode_s : 0.0;
     stats->stop = stop;

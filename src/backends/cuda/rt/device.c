@@ -62,6 +62,8 @@ static void pcu_destroy(void *p) {
     pcu_ctx *c = p;
     if (!c) return;
     marks_free(c);
+    for (int i = 0; i < PETREL_FEED_MAX; i++)
+        if (c->fed_ev[i]) cudaEventDestroy(c->fed_ev[i]);
     if (c->arg_work) cudaFree(c->arg_work);
     if (c->arg_host) cudaFreeHost(c->arg_host);
     if (c->topk_dev) cudaFree(c->topk_dev);
@@ -110,8 +112,9 @@ static petrel_status pcu_create(void **out, pt_err *err) {
     c->scr_cap = SCRATCH_BYTES;
     CTRY(cudaMalloc(&c->arg_work, 16));
     CTRY(cudaMemsetAsync(c->arg_work, 0, 16, c->stream)); /* ordered before every launch */
-    CTRY(cudaHostAlloc((void **)&c->arg_host, sizeof *c->arg_host, cudaHostAllocMapped));
+    CTRY(cudaHostAlloc((void **)&c->arg_host, (PETREL_FEED_MAX + 1) * sizeof *c->arg_host, cudaHostAllocMapped));
     CTRY(cudaHostGetDevicePointer((void **)&c->arg_hdev, c->arg_host, 0));
+    for (int i = 0; i < PETREL_FEED_MAX; i++) CTRY(cudaEventCreateWithFlags(&c->fed_ev[i], cudaEventDisableTiming));
     CTRY(cudaMalloc((void **)&c->topk_dev, (PCU_TOPK_MERGE + PETREL_TOPK_MAX) * sizeof *c->topk_dev));
     CTRY(cudaMallocHost((void **)&c->topk_host, PETREL_TOPK_MAX * sizeof *c->topk_host));
     BTRY(cublasCreate(&c->blas));
@@ -298,10 +301,30 @@ static bool argmax_takes(const pt_tensor *row) {
 static petrel_status pcu_argmax(void *ctx, const pt_tensor *row, int64_t *index, pt_err *err) {
     pcu_ctx *c = ctx;
     if (!argmax_takes(row)) return PETREL_ERR_UNSUPPORTED;
-    pcu_argmax_out o = {.out = c->arg_hdev, .work = c->arg_work};
+    pcu_argmax_out o = {.out = c->arg_hdev + PETREL_FEED_MAX, .work = c->arg_work};
     TRY(err, pcu_argmax_launch(c->stream, row->dtype, row->data, row->stride[0], row->shape[0], &o));
     TRY(err, cudaStreamSynchronize(c->stream));
-    *index = *(volatile int64_t *)c->arg_host;
+    *index = ((volatile int64_t *)c->arg_host)[PETREL_FEED_MAX];
+    return PETREL_OK;
+}
+
+static petrel_status pcu_argmax_feed(void *ctx, const pt_tensor *row, void *next, petrel_dtype next_dt, void *step,
+                                     petrel_dtype step_dt, int32_t slot, pt_err *err) {
+    pcu_ctx *c = ctx;
+    if (!argmax_takes(row)) return PETREL_ERR_UNSUPPORTED;
+    if (slot < 0 || slot >= PETREL_FEED_MAX) return pt_fail(err, PETREL_ERR_INVALID_ARG, "feed slot %d", (int)slot);
+    pcu_argmax_out o = {.out = c->arg_hdev + slot, .work = c->arg_work, .next = next, .step = step,
+                        .next_dt = next_dt, .step_dt = step_dt};
+    TRY(err, pcu_argmax_launch(c->stream, row->dtype, row->data, row->stride[0], row->shape[0], &o));
+    TRY(err, cudaEventRecord(c->fed_ev[slot], c->stream));
+    return PETREL_OK;
+}
+
+static petrel_status pcu_feed_result(void *ctx, int32_t slot, int64_t *index, pt_err *err) {
+    pcu_ctx *c = ctx;
+    if (slot < 0 || slot >= PETREL_FEED_MAX) return pt_fail(err, PETREL_ERR_INVALID_ARG, "feed slot %d", (int)slot);
+    TRY(err, cudaEventSynchronize(c->fed_ev[slot]));
+    *index = ((volatile int64_t *)c->arg_host)[slot];
     return PETREL_OK;
 }
 
@@ -347,5 +370,7 @@ const pt_device_ops pcu_device_ops = {
     .mark = pcu_mark,
     .elapsed = pcu_elapsed,
     .argmax = pcu_argmax,
+    .argmax_feed = pcu_argmax_feed,
+    .feed_result = pcu_feed_result,
     .topk = pcu_topk,
 };
