@@ -9,7 +9,10 @@
 **   - every format (int8, int8s, int4, int4s, int2, int2s, nvfp4) through
 **     the GEMV in each mode (n with three weights, gated, add), f32 with 1
 **     and 3 rows of x (relative L2 <= 1e-5: W is exact, sums are fp32) and
-**     bf16 (1e-2, the bf16 tolerance), once with non-constant weights;
+**     bf16 (1e-2, the bf16 tolerance), once with non-constant weights,
+**     and with the RMSNorm prologue (x * w, x * (1 + w));
+**   - int4 with bf16 x on odd shapes: rows that are no multiple of a
+**     block's, stacked weights of such sizes, short and long rows;
 **   - the panel dequantization and the embedding: bit-equal to the host's
 **     W rounded to the output dtype.
 ** Benchmark: int4 (groups of 32) and int8 GEMVs of Llama-3.2-1B's decode
@@ -182,10 +185,11 @@ static const char *mode_name(int mode) {
 }
 
 /* One GEMV case: weights of rows Ns (PLAIN: one output each; GATED: gate
- * and up; RESID: one + residual), x (M, K) of dtype bf16 or f32.  Checks
- * it; with bench, also times it over rotating weight copies. */
+ * and up; RESID: one + residual), x (M, K) of dtype bf16 or f32, norm 1 or
+ * 2: the RMSNorm prologue (x * w, or x * (1 + w)).  Checks it; with bench,
+ * also times it over rotating weight copies. */
 static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode, bool bf16, int M,
-                      const std::vector<int64_t> &Ns, int64_t K, bool w_const, bool bench) {
+                      const std::vector<int64_t> &Ns, int64_t K, bool w_const, bool bench, int norm = 0) {
     int nw = (int)Ns.size();
     size_t es = bf16 ? 2 : 4, wbytes = 0;
     std::vector<HostW> hw;
@@ -216,7 +220,20 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
             memcpy(&rb[i * 4], &f, 4), rv[i] = f;
         }
     }
-    void *dx, *dr;
+    std::vector<double> nv((size_t)K);
+    std::vector<uint8_t> nb(nv.size() * es);
+    for (size_t i = 0; i < nv.size(); i++) {
+        float f = frand();
+        if (bf16) {
+            uint16_t h = f2bf(f);
+            memcpy(&nb[i * 2], &h, 2), nv[i] = bf2f(h);
+        } else {
+            memcpy(&nb[i * 4], &f, 4), nv[i] = f;
+        }
+    }
+    void *dx, *dr, *dn;
+    CK(cudaMalloc(&dn, nb.size()));
+    CK(cudaMemcpy(dn, nb.data(), nb.size(), cudaMemcpyHostToDevice));
     CK(cudaMalloc(&dx, xb.size()));
     CK(cudaMalloc(&dr, rb.size()));
     CK(cudaMemcpy(dx, xb.data(), xb.size(), cudaMemcpyHostToDevice));
@@ -233,13 +250,14 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
         for (int i = 0; i < nw; i++) g.w[i] = qweight(hw[i], dw[i], copy);
         for (int i = 0; i < nout; i++) g.out[i] = dout[i];
         if (mode == PCU_GEMV_RESID) g.res = dr, g.res_dtype = g.dtype, g.res_sm = Ns[0], g.res_sn = 1;
+        if (norm) g.norm = 1, g.norm_add_one = norm == 2, g.norm_w = dn, g.norm_eps = 1e-6f;
         return g;
     };
     pcu_qgemv g0 = args(0);
     char what[160];
-    snprintf(what, sizeof what, "%s g%lld %s %s M=%d K=%lld N=%lld%s%s", fmt_name(fmt), (long long)G,
-             mode_name(mode), bf16 ? "bf16" : "f32", M, (long long)K, (long long)Ns[0], nw > 1 ? "..." : "",
-             w_const ? "" : " (computed weights)");
+    snprintf(what, sizeof what, "%s g%lld %s%s %s M=%d K=%lld N=%lld%s%s", fmt_name(fmt), (long long)G,
+             mode_name(mode), norm == 2 ? "+norm1" : norm ? "+norm" : "", bf16 ? "bf16" : "f32", M, (long long)K,
+             (long long)Ns[0], nw > 1 ? "..." : "", w_const ? "" : " (computed weights)");
     if (!pcu_qgemv_fits(&g0)) {
         printf("  check %-52s FAIL: the GEMV does not take it\n", what);
         g_fail = 1;
@@ -251,6 +269,14 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
 
     /* reference: products in double from W exactly, then the mode's rounding points */
     auto rnd = [&](double v) { return bf16 ? bfr(v) : (double)(float)v; };
+    std::vector<double> xn = xv; /* x as the products see it: norm 1, 2: round(x * w), round(x * w + x) */
+    double rstd = 1.0;
+    if (norm) {
+        double ss = 0;
+        for (int64_t k = 0; k < K; k++) ss += xv[k] * xv[k];
+        rstd = 1.0 / sqrt((double)(float)(ss / (double)K) + 1e-6);
+        for (int64_t k = 0; k < K; k++) xn[k] = rnd(xv[k] * nv[k] + (norm == 2 ? xv[k] : 0.0));
+    }
     std::vector<double> got, ref;
     std::vector<std::vector<double>> p(nw);
     for (int i = 0; i < nw; i++) {
@@ -260,8 +286,8 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
             for (int64_t k = 0; k < K; k++) wr[k] = hw[i].w(n, k);
             for (int m = 0; m < M; m++) {
                 double a = 0;
-                for (int64_t k = 0; k < K; k++) a += (double)wr[k] * xv[m * K + k];
-                p[i][m * Ns[i] + n] = a;
+                for (int64_t k = 0; k < K; k++) a += (double)wr[k] * xn[m * K + k];
+                p[i][m * Ns[i] + n] = a * rstd;
             }
         }
     }
@@ -306,6 +332,7 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
     for (auto p2 : dout) CK(cudaFree(p2));
     CK(cudaFree(dx));
     CK(cudaFree(dr));
+    CK(cudaFree(dn));
 }
 
 /* ---- dequantization and embedding --------------------------------------------------------- */
@@ -387,16 +414,26 @@ int main(void) {
                 gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_GATED, bf16, M, {160, 160}, 256, true, false);
                 gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_RESID, bf16, M, {64}, 1024, true, false);
             }
+        for (int bf16 = 0; bf16 < 2; bf16++) { /* the RMSNorm prologue */
+            gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, bf16, 1, {96, 32, 32}, 512, true, false, 1);
+            gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_GATED, bf16, 1, {160, 160}, 256, true, false, 2);
+        }
         gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, true, 1, {1200}, 256, false, false); /* 4 rows per block */
         dequant_case(s, f.fmt, f.G, false);
         dequant_case(s, f.fmt, f.G, true);
     }
 
+    printf("int4, bf16, odd shapes\n");
+    gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, true, 1, {43, 22}, 576, true, false);
+    gemv_case(s, sm, PT_QFMT_INT4S, 64, PCU_GEMV_GATED, true, 1, {37, 37}, 576, true, false, 1);
+    gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, true, 1, {29}, 64, false, false);
+    gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, true, 1, {300}, 16384, true, false);
+
     printf("Llama-3.2-1B decode shapes, bf16, one row of x\n");
     for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) {
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, true, 1, {2048, 512, 512}, 2048, true, true); /* q, k, v */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, true, 1, {2048}, 2048, true, true);           /* o + residual */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, true, 1, {8192, 8192}, 2048, true, true);     /* gate, up */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, true, 1, {2048, 512, 512}, 2048, true, true, 1); /* q, k, v */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, true, 1, {2048}, 2048, true, true);             /* o + residual */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, true, 1, {8192, 8192}, 2048, true, true, 1);    /* gate, up */
         gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, true, 1, {2048}, 8192, true, true);           /* down + residual */
         gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, true, 1, {128256}, 2048, true, true);         /* LM head */
     }
