@@ -3,7 +3,7 @@
 Runs trace_step.so (tests/gpu/trace_step.c: a 128-token prompt, then N
 greedy tokens through the public API) under torch.profiler's CUDA activity
 tracer, which records each kernel node of the captured decode graph with
-its device start and end.  Steps are cut at the output argmax kernel.
+its device start and end (copies and fills too, as "memcpy" / "memset").  Steps are cut at the output argmax kernel.
 Prints, for the steps after the first few, the median step time and per
 kernel name: launches per step, median time per step, and the median idle
 gap before those launches (end of the kernel before to its start; negative
@@ -23,8 +23,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 
-def short(name):
-    name = re.sub(r"^void ", "", name)
+def short(name, cat="kernel"):
+    if cat != "kernel":  # a copy or a fill inside the graph
+        return "memset" if cat == "gpu_memset" else "memcpy"
+    name = re.sub(r"^void ", "", name).replace("(anonymous namespace)::", "")
     name = re.split(r"[<(]", name, maxsplit=1)[0]
     return name.strip() or "?"
 
@@ -55,13 +57,14 @@ def main():
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         prof.export_chrome_trace(f.name)
         trace = json.load(open(f.name))
-    ks = sorted((e for e in trace["traceEvents"] if e.get("cat") == "kernel"), key=lambda e: e["ts"])
+    ks = sorted((e for e in trace["traceEvents"] if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")),
+                key=lambda e: e["ts"])
     if not ks:
         sys.exit("trace_step: no kernels recorded")
     # steps: the kernels after one argmax up to the next
     steps, cur = [], None
     for e in ks:
-        n = short(e["name"])
+        n = short(e["name"], e.get("cat"))
         if cur is not None:
             cur.append((n, e["ts"], e["dur"]))
         if "argmax" in n:
@@ -88,7 +91,7 @@ def main():
             rows.setdefault(n, []).append(a)
     step_us = statistics.median(per_step)
     print(f"trace_step: {len(steps)} steps, median {step_us:.1f} us from the first kernel's start to the argmax's end "
-          f"({len(ks)} kernels traced)")
+          f"({len(ks)} kernels, copies and fills traced)")
     print(f"{'kernel':40s} {'per step':>8s} {'us/step':>9s} {'gaps us':>8s}")
     table = []
     for n, v in sorted(rows.items(), key=lambda kv: -statistics.median(x[1] for x in kv[1])):
