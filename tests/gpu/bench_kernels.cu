@@ -17,7 +17,8 @@
 ** launchers, no petrel library.  Build and run from the repository root:
 **   nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_kernels.cu \
 **     src/backends/cuda/ops/norm_k.cu src/backends/cuda/ops/fused_k.cu \
-**     src/backends/cuda/ops/sdpa_k.cu -o /tmp/bench_kernels && /tmp/bench_kernels
+**     src/backends/cuda/ops/sdpa_k.cu src/backends/cuda/ops/argmax_k.cu \
+**     -o /tmp/bench_kernels && /tmp/bench_kernels
 ** Exit status 1 when a check fails.  Built with -DPCU_ATTN_TRACE (for
 ** this program only), the decode attention kernel records clock stamps at
 ** its phases and each decode case prints them for its last launch: cycles
@@ -345,6 +346,20 @@ static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid, int64
 #ifdef PCU_ATTN_TRACE
     pcu_attn_trace_dump(64);
 #endif
+    { /* the same over copies of the caches that the L2 cannot hold, as in a decode step, where the weights
+       * streamed since a layer's previous step have evicted its cache */
+        const int nc = (int)((96ll << 20) / (int64_t)(kc.size() * 4)) + 1;
+        std::vector<uint16_t *> ck((size_t)nc), cv((size_t)nc);
+        std::vector<pcu_attn> ac((size_t)nc, a);
+        for (int c = 0; c < nc; c++) ck[c] = dev_copy(kc), cv[c] = dev_copy(vc), ac[c].k = ck[c], ac[c].v = cv[c];
+        double us = graph_us(s, REPS, [&](int i) { return pcu_attn_launch(s, &ac[(size_t)i % nc], sm_count, NULL); });
+        printf("  time  %-44s %7.2f us/launch in a graph (%d cache copies)\n", "attention, write fused, caches cold", us,
+               nc);
+        for (int c = 0; c < nc; c++) {
+            CK(cudaFree(ck[c]));
+            CK(cudaFree(cv[c]));
+        }
+    }
     bench("cache write + attention (2 launches)", s, two_launches);
     if (split_scratch) CK(cudaFree(split_scratch));
     CK(cudaFree(dq));
