@@ -53,8 +53,7 @@ struct petrel_llm {
     float *logits;            /* (vocab_size) the last position's logits */
     bool greedy;              /* this generate call samples by plain argmax: */
     int32_t argmax;           /* ... then forward leaves only the argmax here */
-    bool no_feed;             /* greedy steps do not feed their argmax (fed_step): all on the
-                               * CPU, or the program cannot */
+    bool no_feed;             /* greedy steps do not feed their argmax (fed_step): all on the CPU */
     bool top;                 /* or from the top_k + 1 best candidates (petrel_sampler_takes_top): */
     int32_t top_ids[PETREL_TOPK_MAX], top_n; /* ... then forward leaves only them here */
     float top_vals[PETREL_TOPK_MAX];
@@ -375,12 +374,11 @@ static petrel_status forward(petrel_llm_t *llm, const int64_t *ids, int32_t n) {
 
 /* Enqueue one greedy decode step whose argmax the program feeds into the
  * next (petrel_program_feed_argmax): for `token` at position llm->pos, or
- * (token < 0) for the token the step before feeds.  *fed false: the
- * program cannot feed (llm->no_feed from now on), so the step ran as
- * forward runs it, its argmax in llm->argmax. */
-static petrel_status fed_step(petrel_llm_t *llm, int64_t token, bool *fed) {
+ * (token < 0) for the token the step before feeds.  (Where a host step
+ * reads the inputs, the program computes the index at once and sets them
+ * on the host: the same results, the host waiting.) */
+static petrel_status fed_step(petrel_llm_t *llm, int64_t token) {
     petrel_status st = PETREL_OK;
-    *fed = true;
     if (token >= 0) {
         llm->chunk_pos[0] = llm->pos;
         petrel_tensor_desc in_ids = {.dtype = PETREL_DTYPE_I64, .rank = 2, .shape = {1, 1}, .data = &token};
@@ -390,19 +388,8 @@ static petrel_status fed_step(petrel_llm_t *llm, int64_t token, bool *fed) {
             return pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
     }
     if ((st = petrel_program_execute(llm->prog)) != PETREL_OK ||
-        ((st = petrel_program_feed_argmax(llm->prog, 0, -1, llm->in_ids, llm->in_pos)) != PETREL_OK &&
-         st != PETREL_ERR_UNSUPPORTED))
+        (st = petrel_program_feed_argmax(llm->prog, 0, -1, llm->in_ids, llm->in_pos)) != PETREL_OK)
         return pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
-    if (st == PETREL_OK) return PETREL_OK;
-    /* a host step reads the inputs: this step's argmax the usual way */
-    llm->no_feed = true;
-    *fed = false;
-    int64_t t;
-    if ((st = petrel_program_output_argmax(llm->prog, 0, -1, &t)) != PETREL_OK)
-        return pt_fail(&llm->err, st, "%s", petrel_program_error(llm->prog));
-    if (t < 0) return pt_fail(&llm->err, PETREL_ERR_INVALID_ARG, "sampler: every logit is NaN");
-    llm->argmax = (int32_t)t;
-    llm->pos++;
     return PETREL_OK;
 }
 
@@ -668,18 +655,14 @@ petrel_status petrel_llm_generate(petrel_llm_t *llm, const int32_t *ids, size_t 
             /* a step for `next` (unless one is in flight already), then,
              * while the device runs it, the step for the token it feeds
              * when that one will not end the generation by its count */
-            bool fed = true;
-            if (!inflight && (st = fed_step(llm, next, &fed)) != PETREL_OK) break;
-            if (!fed) {
-                llm->pending = -1;
-                steps++;
-                continue;
+            if (!inflight) {
+                if ((st = fed_step(llm, next)) != PETREL_OK) break;
+                inflight++;
             }
-            if (!inflight) inflight++;
             bool more = (gp.max_new_tokens < 0 || stats->generated_tokens + 1 < gp.max_new_tokens) &&
                         llm->pos + 1 < llm->max_cache_len;
             if (more) {
-                if ((st = fed_step(llm, -1, &fed)) != PETREL_OK) break;
+                if ((st = fed_step(llm, -1)) != PETREL_OK) break;
                 inflight++;
             }
             continue;
