@@ -199,38 +199,24 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
     std::vector<DevW> dw;
     for (auto &h : hw) dw.push_back(upload(h, copies));
 
-    /* x, residual (values of the dtype), outputs */
-    std::vector<double> xv((size_t)(M * K)), rv((size_t)(M * Ns[0]));
-    std::vector<uint8_t> xb(xv.size() * es), rb(rv.size() * es);
-    for (size_t i = 0; i < xv.size(); i++) {
-        float f = frand();
-        if (bf16) {
-            uint16_t h = f2bf(f);
-            memcpy(&xb[i * 2], &h, 2), xv[i] = bf2f(h);
-        } else {
-            memcpy(&xb[i * 4], &f, 4), xv[i] = f;
+    /* x, residual, norm weight: random values of the dtype, as bytes b and their values v */
+    auto draw = [&](std::vector<double> &v, std::vector<uint8_t> &b) {
+        b.resize(v.size() * es);
+        for (size_t i = 0; i < v.size(); i++) {
+            float f = frand();
+            if (bf16) {
+                uint16_t h = f2bf(f);
+                memcpy(&b[i * 2], &h, 2), v[i] = bf2f(h);
+            } else {
+                memcpy(&b[i * 4], &f, 4), v[i] = f;
+            }
         }
-    }
-    for (size_t i = 0; i < rv.size(); i++) {
-        float f = frand();
-        if (bf16) {
-            uint16_t h = f2bf(f);
-            memcpy(&rb[i * 2], &h, 2), rv[i] = bf2f(h);
-        } else {
-            memcpy(&rb[i * 4], &f, 4), rv[i] = f;
-        }
-    }
-    std::vector<double> nv((size_t)K);
-    std::vector<uint8_t> nb(nv.size() * es);
-    for (size_t i = 0; i < nv.size(); i++) {
-        float f = frand();
-        if (bf16) {
-            uint16_t h = f2bf(f);
-            memcpy(&nb[i * 2], &h, 2), nv[i] = bf2f(h);
-        } else {
-            memcpy(&nb[i * 4], &f, 4), nv[i] = f;
-        }
-    }
+    };
+    std::vector<double> xv((size_t)(M * K)), rv((size_t)(M * Ns[0])), nv((size_t)K);
+    std::vector<uint8_t> xb, rb, nb;
+    draw(xv, xb);
+    draw(rv, rb);
+    draw(nv, nb);
     void *dx, *dr, *dn;
     CK(cudaMalloc(&dn, nb.size()));
     CK(cudaMemcpy(dn, nb.data(), nb.size(), cudaMemcpyHostToDevice));
