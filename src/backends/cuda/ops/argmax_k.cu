@@ -11,8 +11,9 @@
 ** 64-bit atomicMax per warp; the last block to finish (a counter) reads the
 ** word, writes the index (and, when asked, into an integer input of the
 ** next run, growing another by one) and clears the word and the counter
-** for the next launch, so the argmax is one kernel.  NaN never makes a key; a key of 0 (no non-NaN value) reads
-** as -1.  A row of 128k logits takes a few microseconds.
+** for the next launch, so the argmax is one kernel.  NaN never makes a
+** key; a key of 0 (no non-NaN value) reads as -1.  A row of 128k logits
+** takes a few microseconds.
 */
 #include "argmax_k.h"
 #include "dense_k.cuh"
