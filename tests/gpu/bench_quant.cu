@@ -13,6 +13,9 @@
 **     and with the RMSNorm prologue (x * w, x * (1 + w));
 **   - int4 with bf16 x on odd shapes: rows that are no multiple of a
 **     block's, stacked weights of such sizes, short and long rows;
+**   - int4 through the ring kernel (one row of x, K a multiple of 1024),
+**     f32 and bf16: stacked, gated + norm, residual, computed weights,
+**     row counts that leave a partial item at the end;
 **   - the panel dequantization and the embedding: bit-equal to the host's
 **     W rounded to the output dtype.
 ** Benchmark: int4 (groups of 32) and int8 GEMVs of Llama-3.2-1B's decode
@@ -414,6 +417,14 @@ int main(void) {
     gemv_case(s, sm, PT_QFMT_INT4S, 64, PCU_GEMV_GATED, true, 1, {37, 37}, 576, true, false, 1);
     gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, true, 1, {29}, 64, false, false);
     gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, true, 1, {300}, 16384, true, false);
+
+    printf("int4, one row of x, K a multiple of 1024 (the ring kernel): 1, 2 and 4 rows per item\n");
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, bf16, 1, {1000, 333, 77}, 3072, true, false, 1);
+        gemv_case(s, sm, PT_QFMT_INT4, 64, PCU_GEMV_GATED, bf16, 1, {5001, 5001}, 1024, true, false, 2);
+        gemv_case(s, sm, PT_QFMT_INT4S, 128, PCU_GEMV_RESID, bf16, 1, {2051}, 2048, true, false);
+        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, bf16, 1, {50001}, 1024, false, false);
+    }
 
     printf("Llama-3.2-1B decode shapes, bf16, one row of x\n");
     for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) {

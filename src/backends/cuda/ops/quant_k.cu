@@ -37,6 +37,12 @@
 ** (Taking the scale out of the group's dot product would halve it, but
 ** then W is no longer rounded as ops.def defines it.)
 **
+** One row of x with int4 codes and K a multiple of 1024 takes a kernel of
+** its own (q4gemv_kernel, below): a grid that fits on the GPU at once,
+** each warp streaming row sets through a ring of cp.async copies in
+** shared memory, with the zero point taken out of each chunk's dot
+** product (3 instructions per weight).
+**
 ** Prefill dequantizes weight panels (qdequant_kernel) that cuBLAS
 ** multiplies (quant.c); the embedding gathers and dequantizes rows.  Both
 ** compute each weight with quant_fmt.h's decoders exactly as the CPU's
@@ -388,10 +394,299 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
     return g.mode == PCU_GEMV_GATED ? qgemv_rows<T, KIND, 2>(s, g, sm_count) : qgemv_rows<T, KIND, 1>(s, g, sm_count);
 }
 
+/* ---- int4 decode GEMV: warps streaming rows through a copy ring ------------------ */
+
+/* One row of x (decode), int4 codes.  The kernel above gives each block
+ * a few rows and splits K over its threads, so a block makes one round
+ * trip to memory (a 1 KB row is 64 chunks) and then computes with nothing
+ * in flight; measured, it streamed 1.0-1.6 TB/s.  Here the grid is what
+ * fits on the GPU at once and each warp walks items: a set of RW rows
+ * (gated: RW rows of gate and the same of up) and one pass of 32 chunks
+ * along K, lane l taking chunk 32 p + l.  The codes, scales and zero
+ * points of an item are copied into a ring of Q4_STAGES slots in the
+ * warp's shared memory (cp.async, 16 bytes a copy), issued Q4_STAGES - 1
+ * items ahead, so a warp keeps three items in flight while it computes
+ * one, and registers hold no loads.
+ *
+ * x (after the norm prologue's weight, rounded to T as the other GEMVs
+ * do) goes into shared memory as floats once per block, with each
+ * 32-element chunk's sum.  The zero point comes out of the chunk's dot
+ * product: sum (u - zp') s x = s (sum u x - zp' sum x), 3 instructions
+ * per weight (LOP3 and one FFMA make u exact, one FFMA accumulates)
+ * instead of 4.  So W is not rounded per weight as ops.def writes it; the
+ * difference is the fp32 rounding of the sums (bench_quant's f32 checks
+ * hold it within 1e-5).
+ *
+ * Shared memory: x at k + 4 (k / 32) (a lane's chunk starts 36 floats
+ * after its neighbour's, so its 16-byte reads are free of bank
+ * conflicts), the chunk sums, then each warp's ring.  It takes K a
+ * multiple of 1024 (whole passes) and scales and zero points whose pass
+ * spans are whole, aligned 16-byte pieces (q4_fits); others take the
+ * kernel above.
+ *
+ * Measured on an H200 (bench_quant, Llama-3.2-1B's shapes, int4 groups of
+ * 32, bf16, us per launch; every check passed):
+ *
+ *                               q/k/v+norm  o+res  gate/up+norm  down+res  LM head
+ *   the kernel above               6.92     3.92      19.75        9.17     107.1
+ *   ring, 4 slots, 256 threads     4.64     2.97      12.51        9.40      90.7
+ *   ring, 3 slots                  4.73     3.21      14.25        9.89      88.7
+ *   ring, 6 slots                  5.87     3.06      14.43       11.95     117.2
+ *   ring, 128 threads              4.51     3.60      13.03       10.47      93.0
+ *   ring, no dot product (probe)   3.57     2.24       7.25        6.22      50.0
+ *   two FFMA chains per row        4.69     3.15      12.56        9.84      96.6
+ *
+ * The probe (codes copied and read, the dot product left out; its sums
+ * are wrong) streams the LM head at 3.1 TB/s, so the ring keeps enough in
+ * flight and the rest is instruction issue: Nsight Compute on the LM head
+ * shows issue slots 66 % busy, the integer pipe the busiest (address
+ * arithmetic of each item's copies), 1.6 eligible warps per scheduler.
+ * Llama-3.2-1B int4 with the quantized embedding: 1,053 -> 1,131 tok/s. */
+#ifndef Q4_THREADS
+#define Q4_THREADS 256
+#endif
+#define Q4_WARPS (Q4_THREADS / 32)
+#ifndef Q4_STAGES
+#define Q4_STAGES 4 /* ring slots per warp */
+#endif
+
+/* Bytes of x's floats and chunk sums. */
+static size_t q4_xbytes(int64_t K) { return (size_t)(K + K / 8 + K / 32) * sizeof(float); }
+
+/* Bytes of one ring slot: S rows' codes, scales and zero points. */
+static size_t q4_slot(int S, int64_t G, int es, bool asym) {
+    int64_t ngs = 1024 / G;
+    return (size_t)S * (512 + ngs * es + (asym ? ngs : 0));
+}
+
+__device__ __forceinline__ void q4_cp16(void *dst, const void *src) {
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void q4_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void q4_wait(void) { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+/* The row set and pass of a warp's item j. */
+struct q4_item {
+    int rs, p;
+};
+__device__ __forceinline__ q4_item q4_at(int gw, int tw, int npass, int j) { return {gw + (j / npass) * tw, j % npass}; }
+
+/* Issue the copies of item j into slot (ring + j % stages); always one commit group. */
+template <int RW, int NG>
+__device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *ring, size_t slot, int gw, int tw, int npass,
+                                         int nit, int j, int es, int ngs, bool asym) {
+    if (j < nit) {
+        constexpr int S = RW * NG;
+        const int lane = threadIdx.x & 31;
+        const q4_item t = q4_at(gw, tw, npass, j);
+        uint8_t *sl = ring + (size_t)(j % Q4_STAGES) * slot;
+        uint8_t *sc = sl + S * 512, *zp = sc + S * ngs * es;
+        const int sb = ngs * es; /* scale bytes per row and pass */
+#pragma unroll
+        for (int r = 0; r < RW; r++) {
+            int64_t n = (int64_t)t.rs * RW + r;
+            n = n < g.N ? n : g.N - 1; /* past the end: a valid row, never stored */
+#pragma unroll
+            for (int k = 0; k < NG; k++) {
+                const int wi = NG == 2 ? k : qk_seg(g, n), i = k * RW + r;
+                const pcu_qweight &w = g.w[wi];
+                const int64_t nl = n - g.seg_start[wi];
+                q4_cp16(sl + (i * 32 + lane) * 16, w.codes + nl * w.code_rs + ((int64_t)t.p * 32 + lane) * 16);
+                if (lane * 16 < sb)
+                    q4_cp16(sc + i * sb + lane * 16,
+                            (const uint8_t *)w.scales + (nl * w.s_rs + (int64_t)t.p * ngs) * es + lane * 16);
+                if (asym && lane * 16 < ngs)
+                    q4_cp16(zp + i * ngs + lane * 16, w.zeros + nl * w.z_rs + (int64_t)t.p * ngs + lane * 16);
+            }
+        }
+    }
+    q4_commit();
+}
+
+template <typename T, int RW, int NG, bool NORM>
+__global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slot) {
+    constexpr int S = RW * NG, es = (int)sizeof(T);
+    extern __shared__ float4 q4_shared[];
+    float *xs = (float *)q4_shared, *xsum = xs + g.K + g.K / 8;
+    __shared__ float red[Q4_WARPS];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    uint8_t *ring = (uint8_t *)(xsum + g.K / 32) + (size_t)warp * Q4_STAGES * slot;
+    const int npass = (int)(g.K / 1024), nrs = (int)((g.N + RW - 1) / RW), ngs = (int)(1024 / g.G);
+    const int gw = blockIdx.x * Q4_WARPS + warp, tw = gridDim.x * Q4_WARPS;
+    const int nit = gw < nrs ? ((nrs - 1 - gw) / tw + 1) * npass : 0; /* this warp's items */
+    const int qmin = pt_qfmt_qmin((pt_qfmt)g.fmt);
+    const bool asym = pt_qfmt_asym((pt_qfmt)g.fmt);
+
+    if (!g.w_const) dn_pdl_wait(); /* computed weights: they may not be written yet */
+#pragma unroll
+    for (int j = 0; j < Q4_STAGES - 1; j++) q4_issue<RW, NG>(g, ring, slot, gw, tw, npass, nit, j, es, ngs, asym);
+    if (g.w_const) dn_pdl_wait();
+    dn_pdl_release();
+
+    /* x into shared memory (norm: x * w rounded to T), chunk sums, x's sum of squares */
+    constexpr int V = dn_vec<T>::n, L = 32 / V; /* elements per vector, lanes per chunk */
+    float ss = 0.0f;
+    for (int64_t v0 = 0; v0 < g.K / V; v0 += Q4_THREADS) {
+        const int64_t v = v0 + threadIdx.x;
+        float f[V], part = 0.0f;
+        if (v < g.K / V) {
+            dn_unpack(*(const uint4 *)((const T *)g.x + v * V), f, T());
+            if (NORM) {
+                float nv[V];
+                dn_unpack(*(const uint4 *)((const T *)g.norm_w + v * V), nv, T());
+#pragma unroll
+                for (int e = 0; e < V; e++) {
+                    ss = fmaf(f[e], f[e], ss);
+                    f[e] = dn_round<T>(g.norm_add_one ? fmaf(f[e], nv[e], f[e]) : f[e] * nv[e]);
+                }
+            }
+            float4 *d = (float4 *)(xs + v * V + (v * V / 32) * 4);
+#pragma unroll
+            for (int e = 0; e < V; e += 4) d[e / 4] = make_float4(f[e], f[e + 1], f[e + 2], f[e + 3]);
+#pragma unroll
+            for (int e = 0; e < V; e++) part += f[e];
+        }
+#pragma unroll
+        for (int o = 1; o < L; o <<= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+        if (v < g.K / V && lane % L == 0) xsum[v / L] = part;
+    }
+    float rstd = 1.0f;
+    if (NORM) {
+        float t = dn_warp_sum(ss);
+        if (lane == 0) red[warp] = t;
+    }
+    __syncthreads();
+    if (NORM) {
+        float t = 0.0f;
+#pragma unroll
+        for (int k = 0; k < Q4_WARPS; k++) t += red[k];
+        rstd = 1.0f / sqrtf(t / (float)g.K + g.norm_eps);
+    }
+
+    const int gl = (lane * 32) >> g.lg_group; /* the lane's group within a pass */
+    float acc[S];
+#pragma unroll
+    for (int r = 0; r < S; r++) acc[r] = 0.0f;
+    for (int j = 0; j < nit; j++) {
+        __syncwarp(); /* every lane is done with the slot the next copies overwrite */
+        q4_issue<RW, NG>(g, ring, slot, gw, tw, npass, nit, j + Q4_STAGES - 1, es, ngs, asym);
+        q4_wait<Q4_STAGES - 1>(); /* item j's copies are in */
+        __syncwarp();             /* and the other lanes' (scales, zero points) */
+        const q4_item t = q4_at(gw, tw, npass, j);
+        const uint8_t *sl = ring + (size_t)(j % Q4_STAGES) * slot;
+        const T *sc = (const T *)(sl + S * 512);
+        const int8_t *zp = (const int8_t *)(sl + S * 512 + S * ngs * es);
+        const int c = t.p * 32 + lane;
+        const float *xc = xs + c * 36;
+        uint4 cv[S];
+#pragma unroll
+        for (int r = 0; r < S; r++) cv[r] = ((const uint4 *)sl)[r * 32 + lane];
+        float d[S];
+#pragma unroll
+        for (int r = 0; r < S; r++) d[r] = 0.0f;
+#pragma unroll
+        for (int wd = 0; wd < 4; wd++) {
+            const float4 xa = *(const float4 *)(xc + wd * 8), xb = *(const float4 *)(xc + wd * 8 + 4);
+            const float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+            for (int r = 0; r < S; r++) {
+                const uint32_t w = qk_word(cv[r], wd);
+                float u[8];
+                qk_codes<4>(w, u); /* the low half word's codes (the masks drop the rest) */
+                qk_codes<4>(w >> 16, u + 4);
+#pragma unroll
+                for (int e = 0; e < 8; e++) d[r] = fmaf(u[e], xv[e], d[r]);
+            }
+        }
+        const float xsc = xsum[c];
+#pragma unroll
+        for (int r = 0; r < S; r++) {
+            const float s = qk_scale(sc[r * ngs + gl]);
+            const float z = (float)((asym ? (int)zp[r * ngs + gl] : 0) - qmin);
+            acc[r] = fmaf(s, fmaf(-z, xsc, d[r]), acc[r]);
+        }
+        if (t.p == npass - 1) { /* the row set is done: sum over the warp, store */
+#pragma unroll
+            for (int r = 0; r < S; r++) acc[r] = dn_warp_sum(acc[r]) * rstd;
+#pragma unroll
+            for (int r = 0; r < RW; r++) {
+                const int64_t n = (int64_t)t.rs * RW + r;
+                if (lane == r && n < g.N) {
+                    if (NG == 2) {
+                        float v = dn_round<T>(pcu_act(dn_round<T>(acc[r]), g.act)) * dn_round<T>(acc[RW + r]);
+                        ((T *)g.out[0])[n] = dn_from<T>(v);
+                    } else if (g.mode == PCU_GEMV_RESID) {
+                        float v = dn_round<T>(acc[r]) + dn_load(g.res, g.res_dtype, n * g.res_sn);
+                        ((T *)g.out[0])[n] = dn_from<T>(v);
+                    } else {
+                        int sg = qk_seg(g, n);
+                        ((T *)g.out[sg])[n - g.seg_start[sg]] = dn_from<T>(acc[r]);
+                    }
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < S; r++) acc[r] = 0.0f;
+        }
+    }
+    q4_wait<0>();
+}
+
+/* Can the ring kernel take g (one row of x, int4)?  Whole passes along K,
+ * and each row's scale and zero-point span of a pass in whole, aligned
+ * 16-byte pieces. */
+static bool q4_fits(const pcu_qgemv &g) {
+    if (g.M != 1 || g.K % 1024 || g.G > 1024 || g.K / 1024 > INT32_MAX / 32) return false;
+    const int es = g.dtype == PETREL_DTYPE_F32 ? 4 : 2;
+    const bool asym = pt_qfmt_asym((pt_qfmt)g.fmt);
+    const int64_t ngs = 1024 / g.G;
+    if ((ngs * es) % 16 || (asym && ngs % 16)) return false;
+    for (int i = 0; i < g.nw; i++) {
+        const pcu_qweight &w = g.w[i];
+        if ((uintptr_t)w.scales % 16 || (w.s_rs * es) % 16) return false;
+        if (asym && ((uintptr_t)w.zeros % 16 || w.z_rs % 16)) return false;
+    }
+    return true;
+}
+
+template <typename T, int RW, int NG, bool NORM>
+static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
+    auto k = q4gemv_kernel<T, RW, NG, NORM>;
+    const size_t slot = q4_slot(RW * NG, g.G, (int)sizeof(T), pt_qfmt_asym((pt_qfmt)g.fmt));
+    const size_t smem = q4_xbytes(g.K) + (size_t)Q4_WARPS * Q4_STAGES * slot;
+    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    int per_sm = 0;
+    if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, Q4_THREADS, smem);
+    if (e != cudaSuccess) return e;
+    if (per_sm < 1) return cudaErrorInvalidConfiguration;
+    const int64_t nrs = (g.N + RW - 1) / RW, most = (int64_t)sm_count * per_sm;
+    const int64_t blocks = (nrs + Q4_WARPS - 1) / Q4_WARPS;
+    return dn_launch_pdl(k, dim3((unsigned)(blocks < most ? blocks : most)), dim3(Q4_THREADS), smem, s, g, (int)slot);
+}
+
+/* Rows per item: as many as still give every warp of a full grid a row
+ * set (gated: at most 2 of each weight). */
+template <typename T, int NG, bool NORM> static cudaError_t q4gemv_rows(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
+    const int64_t warps = (int64_t)sm_count * 2 * Q4_WARPS;
+    if (NG == 1 && g.N / 4 >= warps) return q4gemv_go<T, NG == 1 ? 4 : 2, NG, NORM>(s, g, sm_count);
+    if (g.N / 2 >= warps) return q4gemv_go<T, 2, NG, NORM>(s, g, sm_count);
+    return q4gemv_go<T, 1, NG, NORM>(s, g, sm_count);
+}
+
+template <typename T> static cudaError_t q4gemv(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
+    if (g.mode == PCU_GEMV_GATED)
+        return g.norm ? q4gemv_rows<T, 2, true>(s, g, sm_count) : q4gemv_rows<T, 2, false>(s, g, sm_count);
+    return g.norm ? q4gemv_rows<T, 1, true>(s, g, sm_count) : q4gemv_rows<T, 1, false>(s, g, sm_count);
+}
+
 template <typename T> static cudaError_t qgemv_kind(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     switch (qk_kind_of(g.fmt)) {
     case QK_INT8: return qgemv_mode<T, QK_INT8>(s, g, sm_count);
-    case QK_INT4: return qgemv_mode<T, QK_INT4>(s, g, sm_count);
+    case QK_INT4:
+#ifndef QK4_OFF
+        if (q4_fits(g)) return q4gemv<T>(s, g, sm_count);
+#endif
+        return qgemv_mode<T, QK_INT4>(s, g, sm_count);
     case QK_INT2: return qgemv_mode<T, QK_INT2>(s, g, sm_count);
     default: return qgemv_mode<T, QK_FP4>(s, g, sm_count);
     }
@@ -491,13 +786,15 @@ extern "C" cudaError_t pcu_qdequant_launch(cudaStream_t s, int32_t fmt, int64_t 
     return cudaGetLastError();
 }
 
-/* One output row per block step: the row of W at index i, or zeros. */
+/* Output rows along x (the row of W at index i, or zeros), each row's
+ * elements split over gridDim.y blocks: a decode step's single row takes
+ * several multiprocessors, not one block's eight rounds. */
 __global__ void qembedding_kernel(int32_t fmt, int32_t G, int32_t K, pcu_qweight w, const void *idx, int32_t idt,
                                   int64_t nidx, void *out, int32_t dtype) {
     float t = w.t ? *w.t : 1.0f;
     for (int64_t i = blockIdx.x; i < nidx; i += gridDim.x) {
         int64_t n = dk_wrap(dk_load_i64(dk_at(idx, idt, i), idt), w.N);
-        for (int32_t k = threadIdx.x; k < K; k += blockDim.x)
+        for (int32_t k = blockIdx.y * blockDim.x + threadIdx.x; k < K; k += gridDim.y * blockDim.x)
             dn_store(out, dtype, i * K + k, n < 0 ? 0.0f : qk_value(w, fmt, G, n, k, t));
     }
 }
@@ -507,8 +804,9 @@ extern "C" cudaError_t pcu_qembedding_launch(cudaStream_t s, int32_t fmt, int64_
     if (fmt < 0 || fmt >= PT_QFMT_COUNT || G < 1 || K < 0 || K > INT32_MAX || nidx < 0) return cudaErrorInvalidValue;
     if (nidx == 0 || K == 0) return cudaSuccess;
     int threads = 32;
-    while (threads < 256 && threads < K) threads *= 2;
-    qembedding_kernel<<<(unsigned)(nidx < 65536 ? nidx : 65536), threads, 0, s>>>(fmt, (int32_t)G, (int32_t)K, *w,
-                                                                                  idx, idt, nidx, out, dtype);
+    while (threads < 128 && threads < K) threads *= 2;
+    int64_t parts = (K + threads - 1) / threads;
+    dim3 grid((unsigned)(nidx < 65536 ? nidx : 65536), (unsigned)(parts < 16 ? parts : 16));
+    qembedding_kernel<<<grid, threads, 0, s>>>(fmt, (int32_t)G, (int32_t)K, *w, idx, idt, nidx, out, dtype);
     return cudaGetLastError();
 }
