@@ -425,7 +425,7 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
  * kernel above.
  *
  * Measured on an H200 (bench_quant, Llama-3.2-1B's shapes, int4 groups of
- * 32, bf16, us per launch; every check passed):
+ * 32, bf16, us per launch; every check passed but the probe's):
  *
  *                               q/k/v+norm  o+res  gate/up+norm  down+res  LM head
  *   the kernel above               6.92     3.92      19.75        9.17     107.1
