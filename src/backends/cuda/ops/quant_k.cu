@@ -683,7 +683,7 @@ template <typename T> static cudaError_t qgemv_kind(cudaStream_t s, const pcu_qg
     switch (qk_kind_of(g.fmt)) {
     case QK_INT8: return qgemv_mode<T, QK_INT8>(s, g, sm_count);
     case QK_INT4:
-#ifndef QK4_OFF
+#ifndef QK4_OFF /* -DQK4_OFF: every int4 GEMV on the kernel above (the table's first row) */
         if (q4_fits(g)) return q4gemv<T>(s, g, sm_count);
 #endif
         return qgemv_mode<T, QK_INT4>(s, g, sm_count);
