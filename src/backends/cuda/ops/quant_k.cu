@@ -435,13 +435,18 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
  *   ring, 128 threads              4.51     3.60      13.03       10.47      93.0
  *   ring, no dot product (probe)   3.57     2.24       7.25        6.22      50.0
  *   two FFMA chains per row        4.69     3.15      12.56        9.84      96.6
+ *   items by a cursor, SEG flag    4.52     3.14      12.21        8.04      75.0
  *
  * The probe (codes copied and read, the dot product left out; its sums
  * are wrong) streams the LM head at 3.1 TB/s, so the ring keeps enough in
  * flight and the rest is instruction issue: Nsight Compute on the LM head
  * shows issue slots 66 % busy, the integer pipe the busiest (address
  * arithmetic of each item's copies), 1.6 eligible warps per scheduler.
- * Llama-3.2-1B int4 with the quantized embedding: 1,053 -> 1,131 tok/s. */
+ * Llama-3.2-1B int4 with the quantized embedding: 1,053 -> 1,131 tok/s.
+ * The last row (as landed): items advance by a cursor instead of a
+ * division, and a weight that is not stacked is indexed at compile time
+ * (SEG false), not found per row among the segments; the LM head, all
+ * copy-address work, gained 17 %. */
 #ifndef Q4_THREADS
 #define Q4_THREADS 256
 #endif
@@ -466,21 +471,24 @@ __device__ __forceinline__ void q4_cp16(void *dst, const void *src) {
 __device__ __forceinline__ void q4_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void q4_wait(void) { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
-/* The row set and pass of a warp's item j. */
-struct q4_item {
+/* A warp's place in its items: row set rs (every tw-th), pass p; next()
+ * steps to the following item without a division. */
+struct q4_cursor {
     int rs, p;
+    __device__ __forceinline__ void next(int npass, int tw) {
+        if (++p == npass) p = 0, rs += tw;
+    }
 };
-__device__ __forceinline__ q4_item q4_at(int gw, int tw, int npass, int j) { return {gw + (j / npass) * tw, j % npass}; }
 
-/* Issue the copies of item j into slot (ring + j % stages); always one commit group. */
-template <int RW, int NG>
-__device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *ring, size_t slot, int gw, int tw, int npass,
-                                         int nit, int j, int es, int ngs, bool asym) {
-    if (j < nit) {
+/* Issue the copies of item t into slot sl (nothing past the last row
+ * set); always one commit group.  SEG: the rows are stacked weights (found
+ * by qk_seg); otherwise weight 0 (gated: k), indexed at compile time. */
+template <int RW, int NG, bool SEG>
+__device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *sl, q4_cursor t, int nrs, int es, int ngs,
+                                         bool asym) {
+    if (t.rs < nrs) {
         constexpr int S = RW * NG;
         const int lane = threadIdx.x & 31;
-        const q4_item t = q4_at(gw, tw, npass, j);
-        uint8_t *sl = ring + (size_t)(j % Q4_STAGES) * slot;
         uint8_t *sc = sl + S * 512, *zp = sc + S * ngs * es;
         const int sb = ngs * es; /* scale bytes per row and pass */
 #pragma unroll
@@ -489,7 +497,7 @@ __device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *ring, size
             n = n < g.N ? n : g.N - 1; /* past the end: a valid row, never stored */
 #pragma unroll
             for (int k = 0; k < NG; k++) {
-                const int wi = NG == 2 ? k : qk_seg(g, n), i = k * RW + r;
+                const int wi = NG == 2 ? k : SEG ? qk_seg(g, n) : 0, i = k * RW + r;
                 const pcu_qweight &w = g.w[wi];
                 const int64_t nl = n - g.seg_start[wi];
                 q4_cp16(sl + (i * 32 + lane) * 16, w.codes + nl * w.code_rs + ((int64_t)t.p * 32 + lane) * 16);
@@ -504,7 +512,7 @@ __device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *ring, size
     q4_commit();
 }
 
-template <typename T, int RW, int NG, bool NORM>
+template <typename T, int RW, int NG, bool NORM, bool SEG>
 __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slot) {
     constexpr int S = RW * NG, es = (int)sizeof(T);
     extern __shared__ float4 q4_shared[];
@@ -519,8 +527,12 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     const bool asym = pt_qfmt_asym((pt_qfmt)g.fmt);
 
     if (!g.w_const) dn_pdl_wait(); /* computed weights: they may not be written yet */
+    q4_cursor is = {gw, 0}; /* the next item to copy */
 #pragma unroll
-    for (int j = 0; j < Q4_STAGES - 1; j++) q4_issue<RW, NG>(g, ring, slot, gw, tw, npass, nit, j, es, ngs, asym);
+    for (int j = 0; j < Q4_STAGES - 1; j++) {
+        q4_issue<RW, NG, SEG>(g, ring + (size_t)j * slot, is, nrs, es, ngs, asym);
+        is.next(npass, tw);
+    }
     if (g.w_const) dn_pdl_wait();
     dn_pdl_release();
 
@@ -568,12 +580,13 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     float acc[S];
 #pragma unroll
     for (int r = 0; r < S; r++) acc[r] = 0.0f;
-    for (int j = 0; j < nit; j++) {
+    q4_cursor t = {gw, 0}; /* the item computed */
+    for (int j = 0; j < nit; j++, t.next(npass, tw)) {
         __syncwarp(); /* every lane is done with the slot the next copies overwrite */
-        q4_issue<RW, NG>(g, ring, slot, gw, tw, npass, nit, j + Q4_STAGES - 1, es, ngs, asym);
+        q4_issue<RW, NG, SEG>(g, ring + (size_t)((j + Q4_STAGES - 1) % Q4_STAGES) * slot, is, nrs, es, ngs, asym);
+        is.next(npass, tw);
         q4_wait<Q4_STAGES - 1>(); /* item j's copies are in */
         __syncwarp();             /* and the other lanes' (scales, zero points) */
-        const q4_item t = q4_at(gw, tw, npass, j);
         const uint8_t *sl = ring + (size_t)(j % Q4_STAGES) * slot;
         const T *sc = (const T *)(sl + S * 512);
         const int8_t *zp = (const int8_t *)(sl + S * 512 + S * ngs * es);
@@ -620,7 +633,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
                         float v = dn_round<T>(acc[r]) + dn_load(g.res, g.res_dtype, n * g.res_sn);
                         ((T *)g.out[0])[n] = dn_from<T>(v);
                     } else {
-                        int sg = qk_seg(g, n);
+                        int sg = SEG ? qk_seg(g, n) : 0;
                         ((T *)g.out[sg])[n - g.seg_start[sg]] = dn_from<T>(acc[r]);
                     }
                 }
@@ -649,9 +662,9 @@ static bool q4_fits(const pcu_qgemv &g) {
     return true;
 }
 
-template <typename T, int RW, int NG, bool NORM>
+template <typename T, int RW, int NG, bool NORM, bool SEG>
 static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
-    auto k = q4gemv_kernel<T, RW, NG, NORM>;
+    auto k = q4gemv_kernel<T, RW, NG, NORM, SEG>;
     const size_t slot = q4_slot(RW * NG, g.G, (int)sizeof(T), pt_qfmt_asym((pt_qfmt)g.fmt));
     const size_t smem = q4_xbytes(g.K) + (size_t)Q4_WARPS * Q4_STAGES * slot;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -666,17 +679,20 @@ static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
 
 /* Rows per item: as many as still give every warp of a full grid a row
  * set (gated: at most 2 of each weight). */
-template <typename T, int NG, bool NORM> static cudaError_t q4gemv_rows(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
+template <typename T, int NG, bool NORM, bool SEG>
+static cudaError_t q4gemv_rows(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     const int64_t warps = (int64_t)sm_count * 2 * Q4_WARPS;
-    if (NG == 1 && g.N / 4 >= warps) return q4gemv_go<T, NG == 1 ? 4 : 2, NG, NORM>(s, g, sm_count);
-    if (g.N / 2 >= warps) return q4gemv_go<T, 2, NG, NORM>(s, g, sm_count);
-    return q4gemv_go<T, 1, NG, NORM>(s, g, sm_count);
+    if (NG == 1 && g.N / 4 >= warps) return q4gemv_go<T, NG == 1 ? 4 : 2, NG, NORM, SEG>(s, g, sm_count);
+    if (g.N / 2 >= warps) return q4gemv_go<T, 2, NG, NORM, SEG>(s, g, sm_count);
+    return q4gemv_go<T, 1, NG, NORM, SEG>(s, g, sm_count);
 }
 
 template <typename T> static cudaError_t q4gemv(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     if (g.mode == PCU_GEMV_GATED)
-        return g.norm ? q4gemv_rows<T, 2, true>(s, g, sm_count) : q4gemv_rows<T, 2, false>(s, g, sm_count);
-    return g.norm ? q4gemv_rows<T, 1, true>(s, g, sm_count) : q4gemv_rows<T, 1, false>(s, g, sm_count);
+        return g.norm ? q4gemv_rows<T, 2, true, false>(s, g, sm_count) : q4gemv_rows<T, 2, false, false>(s, g, sm_count);
+    if (g.nw > 1) /* stacked weights (PLAIN) */
+        return g.norm ? q4gemv_rows<T, 1, true, true>(s, g, sm_count) : q4gemv_rows<T, 1, false, true>(s, g, sm_count);
+    return g.norm ? q4gemv_rows<T, 1, true, false>(s, g, sm_count) : q4gemv_rows<T, 1, false, false>(s, g, sm_count);
 }
 
 template <typename T> static cudaError_t qgemv_kind(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
