@@ -8,7 +8,8 @@
 **
 ** Each case is checked once against a host reference in double from the
 ** same bf16 inputs with the kernel's rounding points (relative L2 <= 1e-2,
-** the bf16 tolerance), then timed over REPS launches captured in one CUDA
+** the bf16 tolerance; first, checks only: f32 and f16 products in every
+** mode, at their tolerances), then timed over REPS launches captured in one CUDA
 ** graph (as the decode step runs, programmatic dependent launch included)
 ** that rotate through copies of the weights filling > 400 MB, so the 50
 ** MB L2 cannot hold them.  Printed: us per launch, GB/s of weight bytes
@@ -33,6 +34,7 @@
 #include <cstring>
 #include <vector>
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "bench_util.h"
@@ -215,6 +217,111 @@ static double gemv_case(cudaStream_t s, int sm, double bw, const char *what, int
     return us;
 }
 
+/*
+** Checks beyond the bf16 step shapes, each against a double reference of
+** the kernel's rounding points: f32 and f16 (T), PLAIN with alpha, beta
+** and an addend, segments, GATED and RESID, the norm prologue with
+** x * (1 + w), row counts that leave a partial row set (N not a multiple
+** of 4) and the large-N path (4 rows per item), and K that the ring kernel
+** does not take (the other kernel).  fp32 tolerance 1e-5, f16 1e-3.
+*/
+template <typename T> struct hostf;
+template <> struct hostf<float> {
+    static float to(double v) { return (float)v; }
+    static double from(float v) { return v; }
+    static constexpr int dtype = PETREL_DTYPE_F32;
+    static constexpr double tol = 1e-5;
+};
+template <> struct hostf<__half> {
+    static __half to(double v) { return __float2half_rn((float)v); }
+    static double from(__half v) { return __half2float(v); }
+    static constexpr int dtype = PETREL_DTYPE_F16;
+    static constexpr double tol = 1e-3;
+};
+
+template <typename T> static T *dev_vec(const std::vector<T> &h) {
+    T *d;
+    CK(cudaMalloc(&d, h.size() * sizeof(T)));
+    CK(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return d;
+}
+
+template <typename T>
+static void dtype_case(cudaStream_t s, int sm, const char *what, int mode, bool norm, int nseg, int64_t N, int64_t K) {
+    typedef hostf<T> H;
+    auto rt = [](double v) { return H::from(H::to(v)); }; /* v rounded to T */
+    const int nw = mode == PCU_GEMV_GATED ? 2 : 1;
+    std::vector<std::vector<T>> hw(nw);
+    std::vector<T *> dw;
+    for (int i = 0; i < nw; i++) {
+        hw[i].resize((size_t)(N * K));
+        for (auto &v : hw[i]) v = H::to(frand() / sqrt((double)K));
+        dw.push_back(dev_vec(hw[i]));
+    }
+    std::vector<T> x((size_t)K), nwt((size_t)K), self((size_t)N);
+    for (auto &v : x) v = H::to(2.0 * frand());
+    for (auto &v : nwt) v = H::to(frand());
+    for (auto &v : self) v = H::to(frand());
+    T *dx = dev_vec(x), *dn = dev_vec(nwt), *dself = dev_vec(self), *dout;
+    CK(cudaMalloc(&dout, (size_t)N * sizeof(T)));
+    CK(cudaMemset(dout, 0xff, (size_t)N * sizeof(T))); /* NaN: an unwritten output fails */
+    pcu_gemv g = {};
+    g.dtype = H::dtype, g.x = dx, g.ldx = K, g.M = 1, g.N = N, g.K = K, g.mode = mode, g.act = PCU_ACT_SILU;
+    g.alpha = mode == PCU_GEMV_PLAIN ? 0.5f : 1.0f, g.beta = 0.25f, g.w_const = 1, g.w = dw[0], g.out = dout;
+    if (mode == PCU_GEMV_GATED) g.w2 = dw[1];
+    if (mode != PCU_GEMV_GATED) g.self = dself, g.self_dtype = H::dtype, g.self_sm = N, g.self_sn = 1;
+    if (norm) g.norm = 1, g.norm_add_one = 1, g.nw = dn, g.norm_eps = 1e-6f;
+    if (nseg) { /* segments of N / nseg rows (the last takes the rest), out in one buffer */
+        g.nseg = nseg, g.seg_start[0] = 0;
+        for (int i = 0; i < nseg; i++) {
+            g.seg_start[i + 1] = i == nseg - 1 ? N : (i + 1) * (N / nseg);
+            g.seg_w[i] = dw[0] + g.seg_start[i] * K, g.seg_out[i] = dout + g.seg_start[i];
+        }
+    }
+    CK(pcu_gemv_launch(s, &g, sm));
+    CK(cudaStreamSynchronize(s));
+    std::vector<T> o((size_t)N);
+    CK(cudaMemcpy(o.data(), dout, o.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    std::vector<double> xs((size_t)K), got, ref;
+    double ss = 0;
+    for (int64_t k = 0; k < K; k++) {
+        double v = H::from(x[k]);
+        ss += v * v;
+        xs[k] = norm ? rt(v * H::from(nwt[k]) + v) : v;
+    }
+    const double rstd = norm ? 1.0 / sqrt(ss / (double)K + 1e-6) : 1.0;
+    for (int64_t n = 0; n < N; n++) {
+        double p[2] = {0, 0};
+        for (int i = 0; i < nw; i++) {
+            for (int64_t k = 0; k < K; k++) p[i] += H::from(hw[i][(size_t)(n * K + k)]) * xs[k];
+            p[i] *= rstd;
+        }
+        double r;
+        if (mode == PCU_GEMV_GATED) r = rt(rt(rt(p[0]) / (1.0 + exp(-rt(p[0])))) * rt(p[1]));
+        else if (mode == PCU_GEMV_RESID) r = rt(rt(p[0]) + H::from(self[n]));
+        else r = rt(0.5 * p[0] + 0.25 * H::from(self[n]));
+        ref.push_back(r), got.push_back(H::from(o[n]));
+    }
+    check(what, got, ref, H::tol);
+    for (auto d : dw) CK(cudaFree(d));
+    CK(cudaFree(dx));
+    CK(cudaFree(dn));
+    CK(cudaFree(dself));
+    CK(cudaFree(dout));
+}
+
+static void dtype_cases(cudaStream_t s, int sm) {
+    printf("f32 and f16, other modes and shapes\n");
+    dtype_case<float>(s, sm, "f32 plain + beta self, N 300", PCU_GEMV_PLAIN, false, 0, 300, 1024);
+    dtype_case<float>(s, sm, "f32 segments + norm, N 9001", PCU_GEMV_PLAIN, true, 3, 9001, 512);
+    dtype_case<float>(s, sm, "f32 gated + norm, N 8703", PCU_GEMV_GATED, true, 0, 8703, 256);
+    dtype_case<float>(s, sm, "f32 residual, K 4096", PCU_GEMV_RESID, false, 0, 777, 4096);
+    dtype_case<float>(s, sm, "f32 plain, K 200 (other kernel)", PCU_GEMV_PLAIN, false, 0, 333, 200);
+    dtype_case<__half>(s, sm, "f16 plain + beta self, N 9003", PCU_GEMV_PLAIN, false, 0, 9003, 1024);
+    dtype_case<__half>(s, sm, "f16 gated + norm, N 301", PCU_GEMV_GATED, true, 0, 301, 2048);
+    dtype_case<__half>(s, sm, "f16 residual, K 768", PCU_GEMV_RESID, false, 0, 513, 768);
+}
+
 struct shape {
     const char *name;
     int layers;
@@ -247,6 +354,7 @@ int main(void) {
     double bw = copy_bw(s);
     printf("%s, %d SMs; %d launches per timing; copy bandwidth %.0f GB/s\n", prop.name, sm, REPS, bw * 1e-9);
     /* the real configurations (bench/models.py) */
+    dtype_cases(s, sm);
     model(s, sm, bw, {"Llama-3.2-1B", 16, 2048, 8192, 2048, 512, 128256});
     model(s, sm, bw, {"Qwen3-1.7B", 28, 2048, 6144, 2048, 1024, 151936});
     CK(cudaStreamDestroy(s));
