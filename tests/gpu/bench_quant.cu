@@ -418,12 +418,16 @@ int main(void) {
     gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, true, 1, {29}, 64, false, false);
     gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, true, 1, {300}, 16384, true, false);
 
-    printf("int4, one row of x, K a multiple of 1024 (the ring kernel): 1, 2 and 4 rows per item\n");
+    printf("int4, one row of x, K a multiple of 1024 (the ring kernel): 1, 2 and 4 rows per item, 1-8 warps per row set\n");
     for (int bf16 = 0; bf16 < 2; bf16++) {
         gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, bf16, 1, {1000, 333, 77}, 3072, true, false, 1);
         gemv_case(s, sm, PT_QFMT_INT4, 64, PCU_GEMV_GATED, bf16, 1, {5001, 5001}, 1024, true, false, 2);
         gemv_case(s, sm, PT_QFMT_INT4S, 128, PCU_GEMV_RESID, bf16, 1, {2051}, 2048, true, false);
         gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, bf16, 1, {50001}, 1024, false, false);
+        /* a row set's passes split over 2, 4 and 8 warps (q4gemv_rows) */
+        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, bf16, 1, {1400, 301, 300}, 2048, true, false, 1);
+        gemv_case(s, sm, PT_QFMT_INT4S, 32, PCU_GEMV_PLAIN, bf16, 1, {700, 150, 150}, 8192, true, false, 2);
+        gemv_case(s, sm, PT_QFMT_INT4, 64, PCU_GEMV_RESID, bf16, 1, {479}, 8192, true, false);
     }
 
     printf("Llama-3.2-1B decode shapes, bf16, one row of x\n");

@@ -471,20 +471,20 @@ __device__ __forceinline__ void q4_cp16(void *dst, const void *src) {
 __device__ __forceinline__ void q4_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void q4_wait(void) { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
-/* A warp's place in its items: row set rs (every tw-th), pass p; next()
- * steps to the following item without a division. */
-struct q4_cursor {
-    int rs, p;
+/* A warp's place in its items: row set rs (every tw-th), pass p (every
+ * KS-th from p0); next() steps to the following item without a division. */
+template <int KS> struct q4_cursor {
+    int rs, p, p0;
     __device__ __forceinline__ void next(int npass, int tw) {
-        if (++p == npass) p = 0, rs += tw;
+        if ((p += KS) >= npass) p = p0, rs += tw;
     }
 };
 
 /* Issue the copies of item t into slot sl (nothing past the last row
  * set); always one commit group.  SEG: the rows are stacked weights (found
  * by qk_seg); otherwise weight 0 (gated: k), indexed at compile time. */
-template <int RW, int NG, bool SEG>
-__device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *sl, q4_cursor t, int nrs, int es, int ngs,
+template <int RW, int NG, bool SEG, int KS>
+__device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *sl, q4_cursor<KS> t, int nrs, int es, int ngs,
                                          bool asym) {
     if (t.rs < nrs) {
         constexpr int S = RW * NG;
@@ -512,25 +512,27 @@ __device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *sl, q4_cur
     q4_commit();
 }
 
-template <typename T, int RW, int NG, bool NORM, bool SEG>
+template <typename T, int RW, int NG, bool NORM, bool SEG, int KS>
 __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slot) {
-    constexpr int S = RW * NG, es = (int)sizeof(T);
+    constexpr int S = RW * NG, es = (int)sizeof(T), GPB = Q4_WARPS / KS; /* groups per block */
     extern __shared__ float4 q4_shared[];
     float *xs = (float *)q4_shared, *xsum = xs + g.K + g.K / 8;
     __shared__ float red[Q4_WARPS];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __shared__ float part[KS > 1 ? 2 : 1][KS > 1 ? Q4_WARPS : 1][S]; /* KS > 1: the warps' sums, two row sets */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % KS;
     uint8_t *ring = (uint8_t *)(xsum + g.K / 32) + (size_t)warp * Q4_STAGES * slot;
     const int npass = (int)(g.K / 1024), nrs = (int)((g.N + RW - 1) / RW), ngs = (int)(1024 / g.G);
-    const int gw = blockIdx.x * Q4_WARPS + warp, tw = gridDim.x * Q4_WARPS;
-    const int nit = gw < nrs ? ((nrs - 1 - gw) / tw + 1) * npass : 0; /* this warp's items */
+    /* the KS warps of group gw take the row sets gw, gw + tw, ...; warp sub of them passes sub, sub + KS, ... */
+    const int gw = blockIdx.x * GPB + warp / KS, tw = gridDim.x * GPB;
+    const int nit = gw < nrs ? ((nrs - 1 - gw) / tw + 1) * (npass / KS) : 0; /* this warp's items */
     const int qmin = pt_qfmt_qmin((pt_qfmt)g.fmt);
     const bool asym = pt_qfmt_asym((pt_qfmt)g.fmt);
 
     if (!g.w_const) dn_pdl_wait(); /* computed weights: they may not be written yet */
-    q4_cursor is = {gw, 0}; /* the next item to copy */
+    q4_cursor<KS> is = {gw, sub, sub}; /* the next item to copy */
 #pragma unroll
     for (int j = 0; j < Q4_STAGES - 1; j++) {
-        q4_issue<RW, NG, SEG>(g, ring + (size_t)j * slot, is, nrs, es, ngs, asym);
+        q4_issue<RW, NG, SEG, KS>(g, ring + (size_t)j * slot, is, nrs, es, ngs, asym);
         is.next(npass, tw);
     }
     if (g.w_const) dn_pdl_wait();
@@ -580,10 +582,11 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     float acc[S];
 #pragma unroll
     for (int r = 0; r < S; r++) acc[r] = 0.0f;
-    q4_cursor t = {gw, 0}; /* the item computed */
+    q4_cursor<KS> t = {gw, sub, sub}; /* the item computed */
+    int half = 0; /* KS > 1: which half of part the row set's sums go to */
     for (int j = 0; j < nit; j++, t.next(npass, tw)) {
         __syncwarp(); /* every lane is done with the slot the next copies overwrite */
-        q4_issue<RW, NG, SEG>(g, ring + (size_t)((j + Q4_STAGES - 1) % Q4_STAGES) * slot, is, nrs, es, ngs, asym);
+        q4_issue<RW, NG, SEG, KS>(g, ring + (size_t)((j + Q4_STAGES - 1) % Q4_STAGES) * slot, is, nrs, es, ngs, asym);
         is.next(npass, tw);
         q4_wait<Q4_STAGES - 1>(); /* item j's copies are in */
         __syncwarp();             /* and the other lanes' (scales, zero points) */
@@ -619,13 +622,33 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
             const float z = (float)((asym ? (int)zp[r * ngs + gl] : 0) - qmin);
             acc[r] = fmaf(s, fmaf(-z, xsc, d[r]), acc[r]);
         }
-        if (t.p == npass - 1) { /* the row set is done: sum over the warp, store */
+        if (t.p + KS >= npass) { /* the row set is done: sum over the warp (and the group), store */
 #pragma unroll
-            for (int r = 0; r < S; r++) acc[r] = dn_warp_sum(acc[r]) * rstd;
+            for (int r = 0; r < S; r++) acc[r] = dn_warp_sum(acc[r]);
+            if (KS > 1) {
+                /* the group's warps meet at a barrier of their own; the sums
+                 * alternate between two halves, so the next row set's may be
+                 * written while the first warp still reads these */
+                if (lane == 0)
+#pragma unroll
+                    for (int r = 0; r < S; r++) part[half][warp][r] = acc[r];
+                asm volatile("bar.sync %0, %1;" ::"r"(1 + warp / KS), "r"(KS * 32) : "memory");
+                if (sub == 0)
+#pragma unroll
+                    for (int r = 0; r < S; r++) {
+                        float t2 = 0.0f;
+#pragma unroll
+                        for (int w = 0; w < KS; w++) t2 += part[half][warp + w][r];
+                        acc[r] = t2;
+                    }
+                half ^= 1;
+            }
+#pragma unroll
+            for (int r = 0; r < S; r++) acc[r] *= rstd;
 #pragma unroll
             for (int r = 0; r < RW; r++) {
                 const int64_t n = (int64_t)t.rs * RW + r;
-                if (lane == r && n < g.N) {
+                if (sub == 0 && lane == r && n < g.N) {
                     if (NG == 2) {
                         float v = dn_round<T>(pcu_act(dn_round<T>(acc[r]), g.act)) * dn_round<T>(acc[RW + r]);
                         ((T *)g.out[0])[n] = dn_from<T>(v);
@@ -662,9 +685,9 @@ static bool q4_fits(const pcu_qgemv &g) {
     return true;
 }
 
-template <typename T, int RW, int NG, bool NORM, bool SEG>
+template <typename T, int RW, int NG, bool NORM, bool SEG, int KS = 1>
 static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
-    auto k = q4gemv_kernel<T, RW, NG, NORM, SEG>;
+    auto k = q4gemv_kernel<T, RW, NG, NORM, SEG, KS>;
     const size_t slot = q4_slot(RW * NG, g.G, (int)sizeof(T), pt_qfmt_asym((pt_qfmt)g.fmt));
     const size_t smem = q4_xbytes(g.K) + (size_t)Q4_WARPS * Q4_STAGES * slot;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -673,16 +696,34 @@ static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     if (e != cudaSuccess) return e;
     if (per_sm < 1) return cudaErrorInvalidConfiguration;
     const int64_t nrs = (g.N + RW - 1) / RW, most = (int64_t)sm_count * per_sm;
-    const int64_t blocks = (nrs + Q4_WARPS - 1) / Q4_WARPS;
+    const int64_t blocks = (nrs * KS + Q4_WARPS - 1) / Q4_WARPS;
     return dn_launch_pdl(k, dim3((unsigned)(blocks < most ? blocks : most)), dim3(Q4_THREADS), smem, s, g, (int)slot);
 }
 
 /* Rows per item: as many as still give every warp of a full grid a row
- * set (gated: at most 2 of each weight). */
+ * set (gated: at most 2 of each weight).  Products with fewer rows (q/k/v,
+ * o, down) keep 4 rows per item and split each row set's passes over KS
+ * warps of a block (their sums meet in shared memory at a barrier of the
+ * group's own), when that still keeps at least Q4_KS_FILL percent of the
+ * warps busy; otherwise they take fewer rows per item.  On an H200 alone
+ * (bench_quant) Llama-3.2-1B's q/k/v, o and down (KS 2, 2, 4) ran as fast
+ * as with 1 row per item (4.58 / 3.06 / 8.08 us against 4.55 / 3.08 /
+ * 7.77), but in the decode step Llama-3.2-1B int4 with the quantized
+ * embedding went from 1,236 to 1,368 tok/s (same machine, two runs
+ * each; -DQ4_KS_FILL=0 turns the split off). */
+#ifndef Q4_KS_FILL
+#define Q4_KS_FILL 45
+#endif
 template <typename T, int NG, bool NORM, bool SEG>
 static cudaError_t q4gemv_rows(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
-    const int64_t warps = (int64_t)sm_count * 2 * Q4_WARPS;
+    const int64_t warps = (int64_t)sm_count * 2 * Q4_WARPS, npass = g.K / 1024;
     if (NG == 1 && g.N / 4 >= warps) return q4gemv_go<T, NG == 1 ? 4 : 2, NG, NORM, SEG>(s, g, sm_count);
+    if (NG == 1 && Q4_KS_FILL > 0) {
+        const int64_t need = warps * Q4_KS_FILL / 100, nrs = (g.N + 3) / 4;
+        if (npass % 2 == 0 && nrs * 2 >= need) return q4gemv_go<T, 4, NG, NORM, SEG, 2>(s, g, sm_count);
+        if (npass % 4 == 0 && nrs * 4 >= need) return q4gemv_go<T, 4, NG, NORM, SEG, 4>(s, g, sm_count);
+        if (npass % 8 == 0 && nrs * 8 >= need) return q4gemv_go<T, 4, NG, NORM, SEG, 8>(s, g, sm_count);
+    }
     if (g.N / 2 >= warps) return q4gemv_go<T, 2, NG, NORM, SEG>(s, g, sm_count);
     return q4gemv_go<T, 1, NG, NORM, SEG>(s, g, sm_count);
 }
