@@ -396,6 +396,8 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
 
 /* ---- int4 decode GEMV: warps streaming rows through a copy ring ------------------ */
 
+#ifndef QK4_OFF /* -DQK4_OFF: every int4 GEMV on the kernel above (the table's first row) */
+
 /* One row of x (decode), int4 codes.  The kernel above gives each block
  * a few rows and splits K over its threads, so a block makes one round
  * trip to memory (a 1 KB row is 64 chunks) and then computes with nothing
@@ -406,7 +408,11 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
  * points of an item are copied into a ring of Q4_STAGES slots in the
  * warp's shared memory (cp.async, 16 bytes a copy), issued Q4_STAGES - 1
  * items ahead, so a warp keeps three items in flight while it computes
- * one, and registers hold no loads.
+ * one, and registers hold no loads.  A row set's passes may be split
+ * over KS warps of a block (KS = 2, 4, 8: warp s of the group takes
+ * passes s, s + KS, ...), for products with too few rows to give every
+ * warp 4 of them; the group's sums then meet in shared memory at a named
+ * barrier of its own, and its first warp stores them (q4gemv_rows).
  *
  * x (after the norm prologue's weight, rounded to T as the other GEMVs
  * do) goes into shared memory as floats once per block, with each
@@ -736,11 +742,13 @@ template <typename T> static cudaError_t q4gemv(cudaStream_t s, const pcu_qgemv 
     return g.norm ? q4gemv_rows<T, 1, true, false>(s, g, sm_count) : q4gemv_rows<T, 1, false, false>(s, g, sm_count);
 }
 
+#endif /* QK4_OFF */
+
 template <typename T> static cudaError_t qgemv_kind(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     switch (qk_kind_of(g.fmt)) {
     case QK_INT8: return qgemv_mode<T, QK_INT8>(s, g, sm_count);
     case QK_INT4:
-#ifndef QK4_OFF /* -DQK4_OFF: every int4 GEMV on the kernel above (the table's first row) */
+#ifndef QK4_OFF
         if (q4_fits(g)) return q4gemv<T>(s, g, sm_count);
 #endif
         return qgemv_mode<T, QK_INT4>(s, g, sm_count);
