@@ -117,6 +117,12 @@ __device__ __forceinline__ float qk_scale(__half v) { return __half2float(v); }
 __device__ __forceinline__ float qk_scale(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float qk_scale(uint8_t v) { return pt_e4m3_to_float(v); }
 
+/* The norm prologue's x * w, or x * (1 + w) as fma(x, w, x), rounded once
+ * to T (the float GEMV's gemv_norm_scale, in float). */
+template <typename T> __device__ __forceinline__ float qk_norm_scale(float x, float w, bool add_one) {
+    return dn_round<T>(add_one ? fmaf(x, w, x) : x * w);
+}
+
 /* N consecutive elements of x at p (aligned to their size, at least 4
  * bytes) as floats: plain loads (x comes from the kernel before). */
 template <typename T, int N> __device__ __forceinline__ void qk_load_x(const T *p, float *f) {
@@ -255,7 +261,7 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
                         qk_load_x<T, F::HW>((const T *)g.norm_w + k, nv);
 #pragma unroll
                         for (int e = 0; e < F::HW; e++)
-                            xv[0][e] = dn_round<T>(g.norm_add_one ? fmaf(xv[0][e], nv[e], xv[0][e]) : xv[0][e] * nv[e]);
+                            xv[0][e] = qk_norm_scale<T>(xv[0][e], nv[e], g.norm_add_one);
                     }
 #pragma unroll
                     for (int r = 0; r < R; r++) {
@@ -558,7 +564,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
 #pragma unroll
                 for (int e = 0; e < V; e++) {
                     ss = fmaf(f[e], f[e], ss);
-                    f[e] = dn_round<T>(g.norm_add_one ? fmaf(f[e], nv[e], f[e]) : f[e] * nv[e]);
+                    f[e] = qk_norm_scale<T>(f[e], nv[e], g.norm_add_one);
                 }
             }
             float4 *d = (float4 *)(xs + v * V + (v * V / 32) * 4);
