@@ -56,12 +56,13 @@ static std::vector<uint16_t> bf_random(size_t n, float scale) {
     return v;
 }
 
-static uint16_t *dev_copy(const std::vector<uint16_t> &h, int copies = 1) {
-    uint16_t *d;
-    size_t n = h.size();
-    CK(cudaMalloc(&d, n * 2 * (size_t)copies));
-    CK(cudaMemcpy(d, h.data(), n * 2, cudaMemcpyHostToDevice));
-    for (int c = 1; c < copies; c++) CK(cudaMemcpy(d + n * (size_t)c, d, n * 2, cudaMemcpyDeviceToDevice));
+/* h on the device, `copies` times back to back. */
+template <typename E> static E *dev_copy(const std::vector<E> &h, int copies = 1) {
+    E *d;
+    size_t n = h.size(), bytes = n * sizeof(E);
+    CK(cudaMalloc(&d, bytes * (size_t)copies));
+    CK(cudaMemcpy(d, h.data(), bytes, cudaMemcpyHostToDevice));
+    for (int c = 1; c < copies; c++) CK(cudaMemcpy(d + n * (size_t)c, d, bytes, cudaMemcpyDeviceToDevice));
     return d;
 }
 
@@ -239,13 +240,6 @@ template <> struct hostf<__half> {
     static constexpr double tol = 1e-3;
 };
 
-template <typename T> static T *dev_vec(const std::vector<T> &h) {
-    T *d;
-    CK(cudaMalloc(&d, h.size() * sizeof(T)));
-    CK(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-    return d;
-}
-
 template <typename T>
 static void dtype_case(cudaStream_t s, int sm, const char *what, int mode, bool norm, int nseg, int64_t N, int64_t K) {
     typedef hostf<T> H;
@@ -256,13 +250,13 @@ static void dtype_case(cudaStream_t s, int sm, const char *what, int mode, bool 
     for (int i = 0; i < nw; i++) {
         hw[i].resize((size_t)(N * K));
         for (auto &v : hw[i]) v = H::to(frand() / sqrt((double)K));
-        dw.push_back(dev_vec(hw[i]));
+        dw.push_back(dev_copy(hw[i]));
     }
     std::vector<T> x((size_t)K), nwt((size_t)K), self((size_t)N);
     for (auto &v : x) v = H::to(2.0 * frand());
     for (auto &v : nwt) v = H::to(frand());
     for (auto &v : self) v = H::to(frand());
-    T *dx = dev_vec(x), *dn = dev_vec(nwt), *dself = dev_vec(self), *dout;
+    T *dx = dev_copy(x), *dn = dev_copy(nwt), *dself = dev_copy(self), *dout;
     CK(cudaMalloc(&dout, (size_t)N * sizeof(T)));
     CK(cudaMemset(dout, 0xff, (size_t)N * sizeof(T))); /* NaN: an unwritten output fails */
     pcu_gemv g = {};
