@@ -237,13 +237,20 @@ static cudaError_t gemv_go(cudaStream_t s, const pcu_gemv *g, int threads) {
  * 1,133 tok/s (same run; 1 row per block: 1,059).  Measured in the same
  * decode and not kept: q/k/v with 2 rows per block (1,070), 2 rows for
  * the down projection's two-pass rows (1,106 against 1,134), 1 row for
- * the 2048 x 2048 output projection (1,109). */
+ * the 2048 x 2048 output projection (1,109).  That projection takes 4
+ * rows per block (512 blocks, leaving room on the GPU for the next
+ * kernel's early blocks): Llama-3.2-1B 1,162.8 / 1,162.1 -> 1,167.3 /
+ * 1,166.9 tok/s, same machine (another: 1,157.3 -> 1,159.9).  Not kept,
+ * measured beside it: releasing the next kernel as soon as the weight
+ * loads are issued (1,154; with 4 rows for o 1,162; with 8 rows for q/k/v
+ * and o 1,146), the gated GEMV on 128 threads of 2 chunks (1,143), 8 rows
+ * for the LM head (1,148). */
 template <typename T, int MR, int G, bool NORM = false>
 static cudaError_t gemv_rows(cudaStream_t s, const pcu_gemv *g, int sm_count) {
     int64_t nch = g->K / dn_vec<T>::n;
     int threads = nch >= GEMV_MAX_THREADS ? GEMV_MAX_THREADS : (int)((nch + 31) / 32 * 32);
     if (g->w_const && nch <= threads) {
-        if (G == 1 && g->N >= 4LL * 4 * sm_count) return gemv_go<T, MR, 4, 1, G, NORM>(s, g, threads);
+        if (G == 1 && g->N >= 4LL * sm_count) return gemv_go<T, MR, 4, 1, G, NORM>(s, g, threads);
         if (g->N >= 2LL * 2 * sm_count) return gemv_go<T, MR, 2, 1, G, NORM>(s, g, threads);
         return gemv_go<T, MR, 1, 1, G, NORM>(s, g, threads);
     }
