@@ -85,7 +85,12 @@ __device__ __forceinline__ uint4 gemv_norm_scale(uint4 x, uint4 w, bool add_one,
  * norm prologue (pcu_gemv.norm); a template argument because its few
  * extra live values, as a runtime branch, raised the registers of every
  * variant (39 -> 58 for 4 rows of one pass) and slowed them all (q/k/v
- * 6.7 -> 22.6 us in isolation on an H200). */
+ * 6.7 -> 22.6 us in isolation on an H200).  x's sum of squares comes
+ * from the chunks the product reads, and each storing thread takes 1/rms
+ * from the warps' sums itself.  Reading x again after the loop, with a
+ * second block barrier for 1/rms, had cost a few us per launch (H200,
+ * bench_gemv, Llama-3.2-1B's shapes: gate/up 19.5 -> 17.8 us, q/k/v 5.25
+ * -> 4.59, LM head 124.7 -> 117.3; its decode 1,166 -> 1,232 tok/s). */
 template <typename T, int MR, int RB, int CPT, int G, bool NORM>
 __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
     constexpr int V = dn_vec<T>::n; /* elements per 16-byte chunk */
@@ -143,7 +148,13 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
                     if (m < g.M) {
                         float xf[V];
                         uint4 xu = *(const uint4 *)(x + m * g.ldx + c * V); /* not __ldg: see dn_pdl_wait */
-                        if (NORM) xu = gemv_norm_scale(xu, nu, g.norm_add_one, T());
+                        if (NORM) { /* x's sum of squares from the same chunk, then x * w */
+                            float xr[V];
+                            dn_unpack(xu, xr, T());
+#pragma unroll
+                            for (int v = 0; v < V; v++) ss[m] = fmaf(xr[v], xr[v], ss[m]);
+                            xu = gemv_norm_scale(xu, nu, g.norm_add_one, T());
+                        }
                         dn_unpack(xu, xf, T());
 #pragma unroll
                         for (int r = 0; r < R; r++)
@@ -157,18 +168,8 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
 
     if (!waited) dn_pdl_wait();
     dn_pdl_release(); /* what is left is the reduction and the stores */
-    if (NORM) /* the sums of x^2, once the weights' registers are free: x again, from cache */
-        for (int64_t c = threadIdx.x; c < nch; c += nt)
-#pragma unroll
-            for (int m = 0; m < MR; m++) {
-                float xf[V];
-                dn_unpack(*(const uint4 *)(x + m * g.ldx + c * V), xf, T());
-#pragma unroll
-                for (int v = 0; v < V; v++) ss[m] = fmaf(xf[v], xf[v], ss[m]);
-            }
 
     __shared__ float red[GEMV_MAX_THREADS / 32][MR * R + MR]; /* then MR sums of x^2 */
-    __shared__ float rstd[MR];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = nt >> 5;
 #pragma unroll
     for (int m = 0; m < MR; m++) {
@@ -183,12 +184,6 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
         }
     }
     __syncthreads();
-    if (NORM && threadIdx.x < MR) {
-        float t = 0.0f;
-        for (int k = 0; k < nw; k++) t += red[k][MR * R + threadIdx.x];
-        rstd[threadIdx.x] = 1.0f / sqrtf(t / (float)g.K + g.norm_eps);
-    }
-    if (NORM) __syncthreads();
     for (int t = threadIdx.x; t < MR * RB; t += nt) {
         int m = t / RB, r = t % RB;
         int64_t n = n0 + r;
@@ -198,7 +193,12 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
             s += red[k][m * R + r];
             if (G == 2) s2 += red[k][m * R + RB + r];
         }
-        if (NORM) s *= rstd[m], s2 *= rstd[m];
+        if (NORM) { /* 1 / rms of x's row m, from the warps' sums of squares */
+            float t = 0.0f;
+            for (int k = 0; k < nw; k++) t += red[k][MR * R + m];
+            const float rstd = 1.0f / sqrtf(t / (float)g.K + g.norm_eps);
+            s *= rstd, s2 *= rstd;
+        }
         float v;
         if (G == 2) {
             v = dn_round<T>(pcu_act(dn_round<T>(s), g.act)) * dn_round<T>(s2);
