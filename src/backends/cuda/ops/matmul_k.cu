@@ -194,9 +194,9 @@ __global__ void __launch_bounds__(GEMV_MAX_THREADS) gemv_kernel(pcu_gemv g) {
             if (G == 2) s2 += red[k][m * R + RB + r];
         }
         if (NORM) { /* 1 / rms of x's row m, from the warps' sums of squares */
-            float t = 0.0f;
-            for (int k = 0; k < nw; k++) t += red[k][MR * R + m];
-            const float rstd = 1.0f / sqrtf(t / (float)g.K + g.norm_eps);
+            float sq = 0.0f;
+            for (int k = 0; k < nw; k++) sq += red[k][MR * R + m];
+            const float rstd = 1.0f / sqrtf(sq / (float)g.K + g.norm_eps);
             s *= rstd, s2 *= rstd;
         }
         float v;
