@@ -222,9 +222,11 @@ static double gemv_case(cudaStream_t s, int sm, double bw, const char *what, int
 ** Checks beyond the bf16 step shapes, each against a double reference of
 ** the kernel's rounding points: f32 and f16 (T), PLAIN with alpha, beta
 ** and an addend, segments, GATED and RESID, the norm prologue with
-** x * (1 + w), row counts that leave a partial row set (N not a multiple
-** of 4) and the large-N path (4 rows per item), and K that the ring kernel
-** does not take (the other kernel).  fp32 tolerance 1e-5, f16 1e-3.
+** x * (1 + w), row counts that leave the last block a partial set of
+** rows (N not a multiple of its rows per block) and N large enough for 4
+** rows per block, the two-pass path (f32, K 4096) and a K whose chunks
+** leave some of a block's threads idle (f32, K 200).  fp32 tolerance
+** 1e-5, f16 1e-3.
 */
 template <typename T> struct hostf;
 template <> struct hostf<float> {
@@ -310,7 +312,7 @@ static void dtype_cases(cudaStream_t s, int sm) {
     dtype_case<float>(s, sm, "f32 segments + norm, N 9001", PCU_GEMV_PLAIN, true, 3, 9001, 512);
     dtype_case<float>(s, sm, "f32 gated + norm, N 8703", PCU_GEMV_GATED, true, 0, 8703, 256);
     dtype_case<float>(s, sm, "f32 residual, K 4096", PCU_GEMV_RESID, false, 0, 777, 4096);
-    dtype_case<float>(s, sm, "f32 plain, K 200 (other kernel)", PCU_GEMV_PLAIN, false, 0, 333, 200);
+    dtype_case<float>(s, sm, "f32 plain, K 200 (idle threads)", PCU_GEMV_PLAIN, false, 0, 333, 200);
     dtype_case<__half>(s, sm, "f16 plain + beta self, N 9003", PCU_GEMV_PLAIN, false, 0, 9003, 1024);
     dtype_case<__half>(s, sm, "f16 gated + norm, N 301", PCU_GEMV_GATED, true, 0, 301, 2048);
     dtype_case<__half>(s, sm, "f16 residual, K 768", PCU_GEMV_RESID, false, 0, 513, 768);
