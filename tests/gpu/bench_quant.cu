@@ -7,15 +7,18 @@
 ** Checks, against a host reference that dequantizes W exactly as ops.def
 ** and the CPU kernel do (core/quant_fmt.h) and sums in double:
 **   - every format (int8, int8s, int4, int4s, int2, int2s, nvfp4) through
-**     the GEMV in each mode (n with three weights, gated, add), f32 with 1
-**     and 3 rows of x (relative L2 <= 1e-5: W is exact, sums are fp32) and
-**     bf16 (1e-2, the bf16 tolerance), once with non-constant weights,
-**     and with the RMSNorm prologue (x * w, x * (1 + w));
+**     the GEMV in each mode (n with three weights, gated, add), with 1
+**     and 3 rows of x of f32 (relative L2 <= 1e-5: W is exact, sums are
+**     fp32), bf16 (1e-2) and f16 (1e-3), the dtypes' tolerances, once
+**     with non-constant weights, and with the RMSNorm prologue (x * w,
+**     x * (1 + w));
 **   - int4 with bf16 x on odd shapes: rows that are no multiple of a
 **     block's, stacked weights of such sizes, short and long rows;
 **   - int4 through the ring kernel (one row of x, K a multiple of 1024),
-**     f32 and bf16: stacked, gated + norm, residual, computed weights,
-**     row counts that leave a partial item at the end;
+**     f32, bf16 and f16: stacked, gated + norm, residual, computed
+**     weights, row counts that leave a partial item at the end (with f16
+**     and bf16 that kernel takes x as 16-bit integers, so a few outputs
+**     differ from the reference by one rounding of the dtype);
 **   - the panel dequantization and the embedding: bit-equal to the host's
 **     W rounded to the output dtype.
 ** Benchmark: int4 (groups of 32) and int8 GEMVs of Llama-3.2-1B's decode
@@ -42,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "bench_util.h"
@@ -55,7 +59,24 @@
 #endif
 #define ROTATE_BYTES ((size_t)400 << 20)
 
-static double bfr(double v) { return bf2f(f2bf((float)v)); } /* v rounded to bf16 */
+/* The compute dtype of a case: x, outputs and scales. */
+enum { DT_F32, DT_BF16, DT_F16 };
+static const char *dt_name(int dt) { return dt == DT_BF16 ? "bf16" : dt == DT_F16 ? "f16" : "f32"; }
+static int32_t dt_petrel(int dt) { return dt == DT_BF16 ? PETREL_DTYPE_BF16 : dt == DT_F16 ? PETREL_DTYPE_F16 : PETREL_DTYPE_F32; }
+static uint16_t f2h(float f, int dt) { /* to a 16-bit dtype, rounded to nearest even */
+    if (dt == DT_BF16) return f2bf(f);
+    __half h = __float2half_rn(f);
+    uint16_t u;
+    memcpy(&u, &h, 2);
+    return u;
+}
+static float h2f(uint16_t u, int dt) {
+    if (dt == DT_BF16) return bf2f(u);
+    __half h;
+    memcpy(&h, &u, 2);
+    return __half2float(h);
+}
+static double dtr(double v, int dt) { return dt == DT_F32 ? (double)(float)v : h2f(f2h((float)v, dt), dt); } /* v rounded to dt */
 
 static float frand(void) { return (float)(urand() & 0xffffff) / 8388608.0f - 1.0f; } /* [-1, 1) */
 
@@ -67,7 +88,7 @@ static float frand(void) { return (float)(urand() & 0xffffff) / 8388608.0f - 1.0
 struct HostW {
     int fmt;
     int64_t N, K, G;
-    bool bf16; /* scales in bf16 (else f32) */
+    int dt; /* the compute dtype, the scales' (nvfp4: E4M3 bytes) */
     std::vector<uint8_t> codes, scales;
     std::vector<int8_t> zeros;
     float t = 1.0f;
@@ -76,10 +97,10 @@ struct HostW {
     size_t bytes() const { return codes.size() + scales.size() + zeros.size(); }
     float scale(int64_t n, int64_t g) const {
         if (fmt == PT_QFMT_NVFP4) return pt_e4m3_to_float(scales[n * ng() + g]);
-        if (bf16) {
+        if (dt != DT_F32) {
             uint16_t h;
             memcpy(&h, &scales[(n * ng() + g) * 2], 2);
-            return bf2f(h);
+            return h2f(h, dt);
         }
         float f;
         memcpy(&f, &scales[(n * ng() + g) * 4], 4);
@@ -96,9 +117,9 @@ struct HostW {
     }
 };
 
-static HostW make_weight(int fmt, int64_t N, int64_t K, int64_t G, bool bf16) {
+static HostW make_weight(int fmt, int64_t N, int64_t K, int64_t G, int dt) {
     HostW h;
-    h.fmt = fmt, h.N = N, h.K = K, h.G = G, h.bf16 = bf16;
+    h.fmt = fmt, h.N = N, h.K = K, h.G = G, h.dt = dt;
     h.codes.resize((size_t)(N * K * pt_qfmt_bits((pt_qfmt)fmt) / 8));
     for (auto &c : h.codes) c = (uint8_t)urand();
     size_t ns = (size_t)(N * (K / G));
@@ -107,11 +128,11 @@ static HostW make_weight(int fmt, int64_t N, int64_t K, int64_t G, bool bf16) {
         for (auto &s : h.scales) s = (uint8_t)(((5 + urand() % 5) << 3) | (urand() & 7)); /* 2^-2 .. 2^2 */
         h.t = 0.01f;
     } else {
-        h.scales.resize(ns * (bf16 ? 2 : 4));
+        h.scales.resize(ns * (dt != DT_F32 ? 2 : 4));
         for (size_t i = 0; i < ns; i++) {
             float s = (0.5f + 0.5f * fabsf(frand())) / (float)(1 << pt_qfmt_bits((pt_qfmt)fmt)) * 0.1f;
-            if (bf16) {
-                uint16_t b = f2bf(s);
+            if (dt != DT_F32) {
+                uint16_t b = f2h(s, dt);
                 memcpy(&h.scales[i * 2], &b, 2);
             } else {
                 memcpy(&h.scales[i * 4], &s, 4);
@@ -156,7 +177,7 @@ static pcu_qweight qweight(const HostW &h, const DevW &d, int copy) {
     pcu_qweight w = {};
     w.codes = b + d.oc, w.code_rs = h.K * pt_qfmt_bits((pt_qfmt)h.fmt) / 8;
     w.scales = b + d.os;
-    w.sdt = h.fmt == PT_QFMT_NVFP4 ? PETREL_DTYPE_U8 : h.bf16 ? PETREL_DTYPE_BF16 : PETREL_DTYPE_F32;
+    w.sdt = h.fmt == PT_QFMT_NVFP4 ? PETREL_DTYPE_U8 : dt_petrel(h.dt);
     w.s_rs = h.ng(), w.s_cs = 1;
     if (!h.zeros.empty()) w.zeros = (const int8_t *)(b + d.oz), w.z_rs = h.ng(), w.z_cs = 1;
     if (h.fmt == PT_QFMT_NVFP4) w.t = (const float *)(b + d.ot);
@@ -188,15 +209,15 @@ static const char *mode_name(int mode) {
 }
 
 /* One GEMV case: weights of rows Ns (PLAIN: one output each; GATED: gate
- * and up; RESID: one + residual), x (M, K) of dtype bf16 or f32, norm 1 or
+ * and up; RESID: one + residual), x (M, K) of dtype dt, norm 1 or
  * 2: the RMSNorm prologue (x * w, or x * (1 + w)).  Checks it; with bench,
  * also times it over rotating weight copies. */
-static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode, bool bf16, int M,
+static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode, int dt, int M,
                       const std::vector<int64_t> &Ns, int64_t K, bool w_const, bool bench, int norm = 0) {
     int nw = (int)Ns.size();
-    size_t es = bf16 ? 2 : 4, wbytes = 0;
+    size_t es = dt != DT_F32 ? 2 : 4, wbytes = 0;
     std::vector<HostW> hw;
-    for (int i = 0; i < nw; i++) hw.push_back(make_weight(fmt, Ns[i], K, G, bf16));
+    for (int i = 0; i < nw; i++) hw.push_back(make_weight(fmt, Ns[i], K, G, dt));
     for (auto &h : hw) wbytes += h.bytes();
     int copies = bench ? (int)(ROTATE_BYTES / wbytes) + 2 : 1;
     std::vector<DevW> dw;
@@ -207,9 +228,9 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
         b.resize(v.size() * es);
         for (size_t i = 0; i < v.size(); i++) {
             float f = frand();
-            if (bf16) {
-                uint16_t h = f2bf(f);
-                memcpy(&b[i * 2], &h, 2), v[i] = bf2f(h);
+            if (dt != DT_F32) {
+                uint16_t h = f2h(f, dt);
+                memcpy(&b[i * 2], &h, 2), v[i] = h2f(h, dt);
             } else {
                 memcpy(&b[i * 4], &f, 4), v[i] = f;
             }
@@ -233,7 +254,7 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
 
     auto args = [&](int copy) {
         pcu_qgemv g = {};
-        g.dtype = bf16 ? PETREL_DTYPE_BF16 : PETREL_DTYPE_F32, g.fmt = fmt, g.G = G;
+        g.dtype = dt_petrel(dt), g.fmt = fmt, g.G = G;
         g.x = dx, g.ldx = K, g.M = M, g.K = K, g.mode = mode, g.act = PCU_ACT_SILU, g.w_const = w_const;
         g.nw = nw;
         for (int i = 0; i < nw; i++) g.w[i] = qweight(hw[i], dw[i], copy);
@@ -245,7 +266,7 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
     pcu_qgemv g0 = args(0);
     char what[160];
     snprintf(what, sizeof what, "%s g%lld %s%s %s M=%d K=%lld N=%lld%s%s", fmt_name(fmt), (long long)G,
-             mode_name(mode), norm == 2 ? "+norm1" : norm ? "+norm" : "", bf16 ? "bf16" : "f32", M, (long long)K,
+             mode_name(mode), norm == 2 ? "+norm1" : norm ? "+norm" : "", dt_name(dt), M, (long long)K,
              (long long)Ns[0], nw > 1 ? "..." : "", w_const ? "" : " (computed weights)");
     if (!pcu_qgemv_fits(&g0)) {
         printf("  check %-52s FAIL: the GEMV does not take it\n", what);
@@ -257,7 +278,7 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
     CK(cudaStreamSynchronize(s));
 
     /* reference: products in double from W exactly, then the mode's rounding points */
-    auto rnd = [&](double v) { return bf16 ? bfr(v) : (double)(float)v; };
+    auto rnd = [&](double v) { return dtr(v, dt); };
     std::vector<double> xn = xv; /* x as the products see it: norm 1, 2: round(x * w), round(x * w + x) */
     double rstd = 1.0;
     if (norm) {
@@ -285,10 +306,10 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
         CK(cudaMemcpy(ob.data(), dout[i], ob.size(), cudaMemcpyDeviceToHost));
         for (int64_t j = 0; j < M * Ns[i]; j++) {
             double v;
-            if (bf16) {
+            if (dt != DT_F32) {
                 uint16_t h;
                 memcpy(&h, &ob[j * 2], 2);
-                v = bf2f(h);
+                v = h2f(h, dt);
             } else {
                 float f;
                 memcpy(&f, &ob[j * 4], 4);
@@ -307,7 +328,7 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
             ref.push_back(r);
         }
     }
-    check(what, got, ref, bf16 ? 1e-2 : 1e-5);
+    check(what, got, ref, dt == DT_BF16 ? 1e-2 : dt == DT_F16 ? 1e-3 : 1e-5);
 
     if (bench) {
         std::vector<pcu_qgemv> gs;
@@ -327,28 +348,27 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
 /* ---- dequantization and embedding --------------------------------------------------------- */
 
 /* Panel rows [n0, n0 + rows) and embedding rows at some indices (one out
- * of range, one negative): bit-equal to the host's W rounded to bf16 / f32. */
-static void dequant_case(cudaStream_t s, int fmt, int64_t G, bool bf16) {
+ * of range, one negative): bit-equal to the host's W rounded to dt. */
+static void dequant_case(cudaStream_t s, int fmt, int64_t G, int dt) {
     const int64_t N = 37, K = 256, n0 = 5, rows = 29;
-    HostW h = make_weight(fmt, N, K, G, bf16);
+    HostW h = make_weight(fmt, N, K, G, dt);
     DevW d = upload(h, 1);
     pcu_qweight w = qweight(h, d, 0);
-    int32_t dt = bf16 ? PETREL_DTYPE_BF16 : PETREL_DTYPE_F32;
-    size_t es = bf16 ? 2 : 4;
+    size_t es = dt != DT_F32 ? 2 : 4;
     auto as_double = [&](const uint8_t *p) {
-        if (bf16) {
+        if (dt != DT_F32) {
             uint16_t v;
             memcpy(&v, p, 2);
-            return (double)bf2f(v);
+            return (double)h2f(v, dt);
         }
         float f;
         memcpy(&f, p, 4);
         return (double)f;
     };
-    auto rnd = [&](float v) { return bf16 ? bfr(v) : (double)v; };
+    auto rnd = [&](float v) { return dtr(v, dt); };
     void *dp;
     CK(cudaMalloc(&dp, (size_t)(rows * K) * es));
-    CK(pcu_qdequant_launch(s, fmt, G, K, &w, n0, rows, dp, dt));
+    CK(pcu_qdequant_launch(s, fmt, G, K, &w, n0, rows, dp, dt_petrel(dt)));
     std::vector<uint8_t> pb((size_t)(rows * K) * es);
     CK(cudaStreamSynchronize(s)); /* a non-blocking stream: cudaMemcpy does not wait for it */
     CK(cudaMemcpy(pb.data(), dp, pb.size(), cudaMemcpyDeviceToHost));
@@ -361,7 +381,7 @@ static void dequant_case(cudaStream_t s, int fmt, int64_t G, bool bf16) {
     CK(cudaMalloc(&di, idx.size() * 8));
     CK(cudaMalloc(&de, idx.size() * (size_t)K * es));
     CK(cudaMemcpy(di, idx.data(), idx.size() * 8, cudaMemcpyHostToDevice));
-    CK(pcu_qembedding_launch(s, fmt, G, K, &w, di, PETREL_DTYPE_I64, (int64_t)idx.size(), de, dt));
+    CK(pcu_qembedding_launch(s, fmt, G, K, &w, di, PETREL_DTYPE_I64, (int64_t)idx.size(), de, dt_petrel(dt)));
     std::vector<uint8_t> eb(idx.size() * (size_t)K * es);
     CK(cudaStreamSynchronize(s)); /* a non-blocking stream: cudaMemcpy does not wait for it */
     CK(cudaMemcpy(eb.data(), de, eb.size(), cudaMemcpyDeviceToHost));
@@ -371,7 +391,7 @@ static void dequant_case(cudaStream_t s, int fmt, int64_t G, bool bf16) {
             ok = as_double(&eb[(i * K + k) * es]) == (n >= N ? 0.0 : rnd(h.w(n, k)));
     }
     printf("  check %-52s %s\n",
-           (std::string(fmt_name(fmt)) + " g" + std::to_string(G) + (bf16 ? " bf16" : " f32") +
+           (std::string(fmt_name(fmt)) + " g" + std::to_string(G) + " " + dt_name(dt) +
             ": dequantized panel, embedding rows").c_str(),
            ok ? "ok" : "FAIL");
     if (!ok) g_fail = 1;
@@ -397,46 +417,45 @@ int main(void) {
     } fmts[] = {{PT_QFMT_INT8, 32}, {PT_QFMT_INT8S, 64}, {PT_QFMT_INT4, 32}, {PT_QFMT_INT4S, 128},
                 {PT_QFMT_INT2, 32}, {PT_QFMT_INT2S, 64}, {PT_QFMT_NVFP4, 16}};
     for (auto f : fmts) {
-        for (int bf16 = 0; bf16 < 2; bf16++)
+        for (int dt : {DT_F32, DT_BF16, DT_F16})
             for (int M : {1, 3}) {
-                gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, bf16, M, {96, 32, 32}, 512, true, false);
-                gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_GATED, bf16, M, {160, 160}, 256, true, false);
-                gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_RESID, bf16, M, {64}, 1024, true, false);
+                gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, dt, M, {96, 32, 32}, 512, true, false);
+                gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_GATED, dt, M, {160, 160}, 256, true, false);
+                gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_RESID, dt, M, {64}, 1024, true, false);
             }
-        for (int bf16 = 0; bf16 < 2; bf16++) { /* the RMSNorm prologue */
-            gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, bf16, 1, {96, 32, 32}, 512, true, false, 1);
-            gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_GATED, bf16, 1, {160, 160}, 256, true, false, 2);
+        for (int dt : {DT_F32, DT_BF16, DT_F16}) { /* the RMSNorm prologue */
+            gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, dt, 1, {96, 32, 32}, 512, true, false, 1);
+            gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_GATED, dt, 1, {160, 160}, 256, true, false, 2);
         }
-        gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, true, 1, {1200}, 256, false, false); /* 4 rows per block */
-        dequant_case(s, f.fmt, f.G, false);
-        dequant_case(s, f.fmt, f.G, true);
+        gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, DT_BF16, 1, {1200}, 256, false, false); /* 4 rows per block */
+        for (int dt : {DT_F32, DT_BF16, DT_F16}) dequant_case(s, f.fmt, f.G, dt);
     }
 
     printf("int4, bf16, odd shapes\n");
-    gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, true, 1, {43, 22}, 576, true, false);
-    gemv_case(s, sm, PT_QFMT_INT4S, 64, PCU_GEMV_GATED, true, 1, {37, 37}, 576, true, false, 1);
-    gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, true, 1, {29}, 64, false, false);
-    gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, true, 1, {300}, 16384, true, false);
+    gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {43, 22}, 576, true, false);
+    gemv_case(s, sm, PT_QFMT_INT4S, 64, PCU_GEMV_GATED, DT_BF16, 1, {37, 37}, 576, true, false, 1);
+    gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, DT_BF16, 1, {29}, 64, false, false);
+    gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, DT_BF16, 1, {300}, 16384, true, false);
 
     printf("int4, one row of x, K a multiple of 1024 (the ring kernel): 1, 2 and 4 rows per item, 1-8 warps per row set\n");
-    for (int bf16 = 0; bf16 < 2; bf16++) {
-        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, bf16, 1, {1000, 333, 77}, 3072, true, false, 1);
-        gemv_case(s, sm, PT_QFMT_INT4, 64, PCU_GEMV_GATED, bf16, 1, {5001, 5001}, 1024, true, false, 2);
-        gemv_case(s, sm, PT_QFMT_INT4S, 128, PCU_GEMV_RESID, bf16, 1, {2051}, 2048, true, false);
-        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, bf16, 1, {50001}, 1024, false, false);
+    for (int dt : {DT_F32, DT_BF16, DT_F16}) {
+        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, dt, 1, {1000, 333, 77}, 3072, true, false, 1);
+        gemv_case(s, sm, PT_QFMT_INT4, 64, PCU_GEMV_GATED, dt, 1, {5001, 5001}, 1024, true, false, 2);
+        gemv_case(s, sm, PT_QFMT_INT4S, 128, PCU_GEMV_RESID, dt, 1, {2051}, 2048, true, false);
+        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, dt, 1, {50001}, 1024, false, false);
         /* a row set's passes split over 2, 4 and 8 warps (q4gemv_rows) */
-        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, bf16, 1, {1400, 301, 300}, 2048, true, false, 1);
-        gemv_case(s, sm, PT_QFMT_INT4S, 32, PCU_GEMV_PLAIN, bf16, 1, {700, 150, 150}, 8192, true, false, 2);
-        gemv_case(s, sm, PT_QFMT_INT4, 64, PCU_GEMV_RESID, bf16, 1, {479}, 8192, true, false);
+        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, dt, 1, {1400, 301, 300}, 2048, true, false, 1);
+        gemv_case(s, sm, PT_QFMT_INT4S, 32, PCU_GEMV_PLAIN, dt, 1, {700, 150, 150}, 8192, true, false, 2);
+        gemv_case(s, sm, PT_QFMT_INT4, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
     }
 
     printf("Llama-3.2-1B decode shapes, bf16, one row of x\n");
     for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) {
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, true, 1, {2048, 512, 512}, 2048, true, true, 1); /* q, k, v */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, true, 1, {2048}, 2048, true, true);             /* o + residual */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, true, 1, {8192, 8192}, 2048, true, true, 1);    /* gate, up */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, true, 1, {2048}, 8192, true, true);           /* down + residual */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, true, 1, {128256}, 2048, true, true);         /* LM head */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {2048, 512, 512}, 2048, true, true, 1); /* q, k, v */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {2048}, 2048, true, true);             /* o + residual */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, DT_BF16, 1, {8192, 8192}, 2048, true, true, 1);    /* gate, up */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {2048}, 8192, true, true);           /* down + residual */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {128256}, 2048, true, true);         /* LM head */
     }
     CK(cudaStreamDestroy(s));
     printf(g_fail ? "SOME CHECKS FAILED\n" : "all checks passed\n");

@@ -41,7 +41,8 @@
 ** its own (q4gemv_kernel, below): a grid that fits on the GPU at once,
 ** each warp streaming row sets through a ring of cp.async copies in
 ** shared memory, with the zero point taken out of each chunk's dot
-** product (3 instructions per weight).
+** product; with f16/bf16 x it takes x as 16-bit integers and multiplies
+** codes by them four at a time (dp4a: about 1 instruction per weight).
 **
 ** Prefill dequantizes weight panels (qdequant_kernel) that cuBLAS
 ** multiplies (quant.c); the embedding gathers and dequantizes rows.  Both
@@ -421,20 +422,33 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
  * barrier of its own, and its first warp stores them (q4gemv_rows).
  *
  * x (after the norm prologue's weight, rounded to T as the other GEMVs
- * do) goes into shared memory as floats once per block, with each
- * 32-element chunk's sum.  The zero point comes out of the chunk's dot
- * product: sum (u - zp') s x = s (sum u x - zp' sum x), 3 instructions
- * per weight (LOP3 and one FFMA make u exact, one FFMA accumulates)
- * instead of 4.  So W is not rounded per weight as ops.def writes it; the
- * difference is the fp32 rounding of the sums (bench_quant's f32 checks
- * hold it within 1e-5).
+ * do) goes into shared memory once per block.  The zero point comes out
+ * of each 32-element chunk's dot product: sum (u - zp') s x = s (sum u x
+ * - zp' sum x).  So W is not rounded per weight as ops.def writes it.
+ *  - f32: x as floats with each chunk's sum; 3 instructions per weight
+ *    (LOP3 and one FFMA make u exact, one FFMA accumulates).  The
+ *    difference from ops.def's W is the fp32 rounding of the sums
+ *    (bench_quant's f32 checks hold it within 1e-5).
+ *  - f16/bf16: each chunk of x as integers v = rint(x 32639 / max|x|),
+ *    so x = sx v to 15 bits of the chunk's largest value (f16 and bf16
+ *    carry 11 and 8), v split into signed bytes h and l (v = 256 h + l;
+ *    q4_xquant).  A code word of 8 nibbles gives two words of 4 bytes
+ *    with one AND each (the low nibbles u, the high ones as 16 u), and
+ *    dp4a multiplies 4 of them by 4 bytes of h or l at once: 8 LOP3 and
+ *    16 dp4a per chunk and row, where the float path takes 64 FFMA and
+ *    32 LOP3.  The chunk's integer sum is exact; one I2F and one FFMA
+ *    scale it.  Its results differ from the float path's by one rounding
+ *    of T at a few outputs (bench_quant: relative L2 2e-4 to 7e-4 against
+ *    the bf16 reference, which the float path met exactly).
  *
- * Shared memory: x at k + 4 (k / 32) (a lane's chunk starts 36 floats
- * after its neighbour's, so its 16-byte reads are free of bank
- * conflicts), the chunk sums, then each warp's ring.  It takes K a
- * multiple of 1024 (whole passes) and scales and zero points whose pass
- * spans are whole, aligned 16-byte pieces (q4_fits); others take the
- * kernel above.
+ * Shared memory: f32 x at k + 4 (k / 32) (a lane's chunk starts 36
+ * floats after its neighbour's, so its 16-byte reads are free of bank
+ * conflicts) and the chunk sums; f16/bf16 x as one 80-byte record per
+ * chunk (h, l, the chunk's scale and sum; 80 bytes apart, a quarter
+ * warp's 16-byte reads meet no bank twice); then each warp's ring.  It
+ * takes K a multiple of 1024 (whole passes) and scales and zero points
+ * whose pass spans are whole, aligned 16-byte pieces (q4_fits); others
+ * take the kernel above.
  *
  * Measured on an H200 (bench_quant, Llama-3.2-1B's shapes, int4 groups of
  * 32, bf16, us per launch; every check passed but the probe's):
@@ -448,6 +462,7 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
  *   ring, no dot product (probe)   3.57     2.24       7.25        6.22      50.0
  *   two FFMA chains per row        4.69     3.15      12.56        9.84      96.6
  *   items by a cursor, SEG flag    4.52     3.14      12.21        8.04      75.0
+ *   f16/bf16 x as integers, dp4a   4.04     2.88       8.20        5.91      41.4
  *
  * The probe (codes copied and read, the dot product left out; its sums
  * are wrong) streams the LM head at 3.1 TB/s, so the ring keeps enough in
@@ -458,7 +473,11 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
  * The last row (as landed): items advance by a cursor instead of a
  * division, and a weight that is not stacked is indexed at compile time
  * (SEG false), not found per row among the segments; the LM head, all
- * copy-address work, gained 17 %. */
+ * copy-address work, gained 17 %.  The last row, with x as 16-bit
+ * integers and dp4a (the cursor row and the last in one run, same
+ * machine; every check passed): the LM head streams 3.76 TB/s of packed
+ * bytes, and Llama-3.2-1B int4 with the quantized embedding decoded
+ * 1,369 -> 1,722 tok/s. */
 #ifndef Q4_THREADS
 #define Q4_THREADS 256
 #endif
@@ -467,8 +486,12 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
 #define Q4_STAGES 4 /* ring slots per warp */
 #endif
 
-/* Bytes of x's floats and chunk sums. */
-static size_t q4_xbytes(int64_t K) { return (size_t)(K + K / 8 + K / 32) * sizeof(float); }
+/* Bytes of x in shared memory: f32, floats and chunk sums; f16/bf16,
+ * one Q4_XREC-byte record per 32-element chunk (q4_xquant). */
+#define Q4_XREC 80
+static size_t q4_xbytes(int64_t K, int es) {
+    return es == 4 ? (size_t)(K + K / 8 + K / 32) * sizeof(float) : (size_t)(K / 32) * Q4_XREC;
+}
 
 /* Bytes of one ring slot: S rows' codes, scales and zero points. */
 static size_t q4_slot(int S, int64_t G, int es, bool asym) {
@@ -524,15 +547,57 @@ __device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *sl, q4_cur
     q4_commit();
 }
 
+/* d + the dot product of a's unsigned bytes with b's signed bytes. */
+__device__ __forceinline__ int q4_dp4a(uint32_t a, uint32_t b, int d) {
+    int r;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(d));
+    return r;
+}
+
+/* f16/bf16 x as integers: the 8 values f of word q (0..3) of a 32-element
+ * chunk (4 consecutive lanes hold a chunk, every lane of the warp calls
+ * this) go into the chunk's record rec as v = rint(f 32639 / max |f|) =
+ * 256 h + l with h and l signed bytes: h at bytes 0..31, l at 32..63, each
+ * in the order the codes' nibbles are taken (word 2q: the even elements
+ * of word q, 2q + 1: the odd ones); at byte 64 the float max|f| / (32639
+ * 16), at 68 the int 16 sum v. */
+__device__ __forceinline__ void q4_xquant(const float *f, uint8_t *rec, int q, bool in) {
+    float m = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(f[e]));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+    const float inv = m > 0.0f ? 32639.0f / m : 0.0f;
+    uint32_t hw[2] = {0, 0}, lw[2] = {0, 0};
+    int sum = 0;
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        const int v = max(-32639, min(32639, __float2int_rn(f[e] * inv)));
+        const int h = (v + 128) >> 8, l = v - h * 256; /* h in [-127, 127], l in [-128, 127] */
+        hw[e & 1] |= (uint32_t)(h & 0xff) << (8 * (e >> 1));
+        lw[e & 1] |= (uint32_t)(l & 0xff) << (8 * (e >> 1));
+        sum += v;
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    if (in) {
+        *(uint2 *)(rec + q * 8) = make_uint2(hw[0], hw[1]);
+        *(uint2 *)(rec + 32 + q * 8) = make_uint2(lw[0], lw[1]);
+        if (q == 0) *(float2 *)(rec + 64) = make_float2(m / (32639.0f * 16.0f), __int_as_float(sum * 16));
+    }
+}
+
 template <typename T, int RW, int NG, bool NORM, bool SEG, int KS>
 __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slot) {
     constexpr int S = RW * NG, es = (int)sizeof(T), GPB = Q4_WARPS / KS; /* groups per block */
+    constexpr bool DP = !std::is_same<T, float>::value; /* x as integers, dp4a */
     extern __shared__ float4 q4_shared[];
     float *xs = (float *)q4_shared, *xsum = xs + g.K + g.K / 8;
+    uint8_t *xr = (uint8_t *)q4_shared; /* DP: x's chunk records */
     __shared__ float red[Q4_WARPS];
     __shared__ float part[KS > 1 ? 2 : 1][KS > 1 ? Q4_WARPS : 1][S]; /* KS > 1: the warps' sums, two row sets */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % KS;
-    uint8_t *ring = (uint8_t *)(xsum + g.K / 32) + (size_t)warp * Q4_STAGES * slot;
+    uint8_t *ring = (DP ? xr + (g.K / 32) * Q4_XREC : (uint8_t *)(xsum + g.K / 32)) + (size_t)warp * Q4_STAGES * slot;
     const int npass = (int)(g.K / 1024), nrs = (int)((g.N + RW - 1) / RW), ngs = (int)(1024 / g.G);
     /* the KS warps of group gw take the row sets gw, gw + tw, ...; warp sub of them passes sub, sub + KS, ... */
     const int gw = blockIdx.x * GPB + warp / KS, tw = gridDim.x * GPB;
@@ -567,15 +632,24 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
                     f[e] = qk_norm_scale<T>(f[e], nv[e], g.norm_add_one);
                 }
             }
-            float4 *d = (float4 *)(xs + v * V + (v * V / 32) * 4);
+            if constexpr (!DP) {
+                float4 *d = (float4 *)(xs + v * V + (v * V / 32) * 4);
 #pragma unroll
-            for (int e = 0; e < V; e += 4) d[e / 4] = make_float4(f[e], f[e + 1], f[e + 2], f[e + 3]);
+                for (int e = 0; e < V; e += 4) d[e / 4] = make_float4(f[e], f[e + 1], f[e + 2], f[e + 3]);
 #pragma unroll
-            for (int e = 0; e < V; e++) part += f[e];
+                for (int e = 0; e < V; e++) part += f[e];
+            }
+        } else {
+#pragma unroll
+            for (int e = 0; e < V; e++) f[e] = 0.0f;
         }
+        if constexpr (DP) {
+            q4_xquant(f, xr + (v / 4) * Q4_XREC, (int)(v % 4), v < g.K / V);
+        } else {
 #pragma unroll
-        for (int o = 1; o < L; o <<= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-        if (v < g.K / V && lane % L == 0) xsum[v / L] = part;
+            for (int o = 1; o < L; o <<= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+            if (v < g.K / V && lane % L == 0) xsum[v / L] = part;
+        }
     }
     float rstd = 1.0f;
     if (NORM) {
@@ -606,33 +680,67 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         const T *sc = (const T *)(sl + S * 512);
         const int8_t *zp = (const int8_t *)(sl + S * 512 + S * ngs * es);
         const int c = t.p * 32 + lane;
-        const float *xc = xs + c * 36;
         uint4 cv[S];
 #pragma unroll
         for (int r = 0; r < S; r++) cv[r] = ((const uint4 *)sl)[r * 32 + lane];
-        float d[S];
+        if constexpr (DP) {
+            /* low nibbles as bytes u, high ones as bytes 16 u: with x = sx v,
+             * v = 256 h + l, D16 = 16 sum u v = 4096 eh + 256 oh + 16 el + ol */
+            const uint8_t *rec = xr + c * Q4_XREC;
+            const uint4 h0 = ((const uint4 *)rec)[0], h1 = ((const uint4 *)rec)[1];
+            const uint4 l0 = ((const uint4 *)rec)[2], l1 = ((const uint4 *)rec)[3];
+            const float2 sv = *(const float2 *)(rec + 64);
+            int eh[S], oh[S], el[S], ol[S];
 #pragma unroll
-        for (int r = 0; r < S; r++) d[r] = 0.0f;
+            for (int r = 0; r < S; r++) eh[r] = oh[r] = el[r] = ol[r] = 0;
 #pragma unroll
-        for (int wd = 0; wd < 4; wd++) {
-            const float4 xa = *(const float4 *)(xc + wd * 8), xb = *(const float4 *)(xc + wd * 8 + 4);
-            const float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+            for (int wd = 0; wd < 4; wd++) {
+                const uint4 &hv = wd < 2 ? h0 : h1, &lv = wd < 2 ? l0 : l1;
+                const uint32_t xhe = qk_word(hv, (wd % 2) * 2), xho = qk_word(hv, (wd % 2) * 2 + 1);
+                const uint32_t xle = qk_word(lv, (wd % 2) * 2), xlo = qk_word(lv, (wd % 2) * 2 + 1);
+#pragma unroll
+                for (int r = 0; r < S; r++) {
+                    const uint32_t w = qk_word(cv[r], wd), a = w & 0x0f0f0f0fu, b = w & 0xf0f0f0f0u;
+                    eh[r] = q4_dp4a(a, xhe, eh[r]);
+                    oh[r] = q4_dp4a(b, xho, oh[r]);
+                    el[r] = q4_dp4a(a, xle, el[r]);
+                    ol[r] = q4_dp4a(b, xlo, ol[r]);
+                }
+            }
+            const int v16 = __float_as_int(sv.y);
 #pragma unroll
             for (int r = 0; r < S; r++) {
-                const uint32_t w = qk_word(cv[r], wd);
-                float u[8];
-                qk_codes<4>(w, u); /* the low half word's codes (the masks drop the rest) */
-                qk_codes<4>(w >> 16, u + 4);
-#pragma unroll
-                for (int e = 0; e < 8; e++) d[r] = fmaf(u[e], xv[e], d[r]);
+                const float s = qk_scale(sc[r * ngs + gl]) * sv.x;
+                const int z = (asym ? (int)zp[r * ngs + gl] : 0) - qmin;
+                const int d16 = eh[r] * 4096 + oh[r] * 256 + el[r] * 16 + ol[r] - z * v16;
+                acc[r] = fmaf(s, (float)d16, acc[r]);
             }
-        }
-        const float xsc = xsum[c];
+        } else {
+            const float *xc = xs + c * 36;
+            float d[S];
 #pragma unroll
-        for (int r = 0; r < S; r++) {
-            const float s = qk_scale(sc[r * ngs + gl]);
-            const float z = (float)((asym ? (int)zp[r * ngs + gl] : 0) - qmin);
-            acc[r] = fmaf(s, fmaf(-z, xsc, d[r]), acc[r]);
+            for (int r = 0; r < S; r++) d[r] = 0.0f;
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                const float4 xa = *(const float4 *)(xc + wd * 8), xb = *(const float4 *)(xc + wd * 8 + 4);
+                const float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+                for (int r = 0; r < S; r++) {
+                    const uint32_t w = qk_word(cv[r], wd);
+                    float u[8];
+                    qk_codes<4>(w, u); /* the low half word's codes (the masks drop the rest) */
+                    qk_codes<4>(w >> 16, u + 4);
+#pragma unroll
+                    for (int e = 0; e < 8; e++) d[r] = fmaf(u[e], xv[e], d[r]);
+                }
+            }
+            const float xsc = xsum[c];
+#pragma unroll
+            for (int r = 0; r < S; r++) {
+                const float s = qk_scale(sc[r * ngs + gl]);
+                const float z = (float)((asym ? (int)zp[r * ngs + gl] : 0) - qmin);
+                acc[r] = fmaf(s, fmaf(-z, xsc, d[r]), acc[r]);
+            }
         }
         if (t.p + KS >= npass) { /* the row set is done: sum over the warp (and the group), store */
 #pragma unroll
@@ -701,7 +809,7 @@ template <typename T, int RW, int NG, bool NORM, bool SEG, int KS = 1>
 static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     auto k = q4gemv_kernel<T, RW, NG, NORM, SEG, KS>;
     const size_t slot = q4_slot(RW * NG, g.G, (int)sizeof(T), pt_qfmt_asym((pt_qfmt)g.fmt));
-    const size_t smem = q4_xbytes(g.K) + (size_t)Q4_WARPS * Q4_STAGES * slot;
+    const size_t smem = q4_xbytes(g.K, (int)sizeof(T)) + (size_t)Q4_WARPS * Q4_STAGES * slot;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     int per_sm = 0;
     if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, Q4_THREADS, smem);
