@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
             tsc[k * RB + r] = 1.0f;
         }
     }
-    float acc[MR][R];
+    float acc[MR][R], ss = 0.0f; /* ss: NORM, x's sum of squares */
 #pragma unroll
     for (int m = 0; m < MR; m++)
 #pragma unroll
@@ -257,12 +257,15 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
 #pragma unroll
                     for (int m = 0; m < MR; m++)
                         if (m < g.M) qk_load_x<T, F::HW>(x + m * g.ldx + k, xv[m]);
-                    if (NORM) { /* x * nw (or x * (1 + nw)) rounded once to T, as the float GEMV */
+                    if (NORM) { /* x's sum of squares from the same piece, then x * nw (or x * (1 + nw))
+                                   rounded once to T, as the float GEMV */
                         float nv[F::HW];
                         qk_load_x<T, F::HW>((const T *)g.norm_w + k, nv);
 #pragma unroll
-                        for (int e = 0; e < F::HW; e++)
+                        for (int e = 0; e < F::HW; e++) {
+                            ss = fmaf(xv[0][e], xv[0][e], ss);
                             xv[0][e] = qk_norm_scale<T>(xv[0][e], nv[e], g.norm_add_one);
+                        }
                     }
 #pragma unroll
                     for (int r = 0; r < R; r++) {
@@ -298,16 +301,7 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
     if (!waited) dn_pdl_wait();
     dn_pdl_release(); /* what is left is the reduction and the stores */
 
-    float ss = 0.0f; /* NORM: x's sum of squares, read again (from cache) now that the loop's registers are free */
-    if (NORM)
-        for (int64_t i = threadIdx.x; i < g.K / dn_vec<T>::n; i += nt) {
-            float xf[dn_vec<T>::n];
-            dn_unpack(*(const uint4 *)(x + i * dn_vec<T>::n), xf, T());
-#pragma unroll
-            for (int e = 0; e < dn_vec<T>::n; e++) ss = fmaf(xf[e], xf[e], ss);
-        }
     __shared__ float red[QK_MAX_THREADS / 32][MR * R + 1]; /* then the sum of squares */
-    __shared__ float rstd;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = nt >> 5;
 #pragma unroll
     for (int m = 0; m < MR; m++)
@@ -321,14 +315,6 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
         if (lane == 0) red[warp][MR * R] = t;
     }
     __syncthreads();
-    if (NORM) {
-        if (threadIdx.x == 0) {
-            float t = 0.0f;
-            for (int k = 0; k < nwarp; k++) t += red[k][MR * R];
-            rstd = 1.0f / sqrtf(t / (float)g.K + g.norm_eps);
-        }
-        __syncthreads();
-    }
     for (int t = threadIdx.x; t < MR * RB; t += nt) {
         int m = t / RB, r = t % RB;
         int64_t n = n0 + r;
@@ -338,7 +324,12 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
             s += red[k][m * R + r];
             if (NG == 2) s2 += red[k][m * R + RB + r];
         }
-        if (NORM) s *= rstd, s2 *= rstd;
+        if (NORM) { /* 1 / rms of x, from the warps' sums of squares */
+            float sq = 0.0f;
+            for (int k = 0; k < nwarp; k++) sq += red[k][MR * R];
+            const float rstd = 1.0f / sqrtf(sq / (float)g.K + g.norm_eps);
+            s *= rstd, s2 *= rstd;
+        }
         if (NG == 2) {
             float v = dn_round<T>(pcu_act(dn_round<T>(s), g.act)) * dn_round<T>(s2);
             ((T *)g.out[0])[m * g.N + n] = dn_from<T>(v);
