@@ -14,6 +14,8 @@
 **     x * (1 + w));
 **   - int4 with bf16 x on odd shapes: rows that are no multiple of a
 **     block's, stacked weights of such sizes, short and long rows;
+**   - int8 through the ring kernel (one row of x, K a multiple of 512, f16
+**     and bf16), the same kinds of cases;
 **   - int4 through the ring kernel (one row of x, K a multiple of 1024),
 **     f32, bf16 and f16: stacked, gated + norm, residual, computed
 **     weights, row counts that leave a partial item at the end (with f16
@@ -447,6 +449,17 @@ int main(void) {
         gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, dt, 1, {1400, 301, 300}, 2048, true, false, 1);
         gemv_case(s, sm, PT_QFMT_INT4S, 32, PCU_GEMV_PLAIN, dt, 1, {700, 150, 150}, 8192, true, false, 2);
         gemv_case(s, sm, PT_QFMT_INT4, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
+    }
+
+    printf("int8, one row of x, K a multiple of 512, f16 / bf16 (the ring kernel): as int4's\n");
+    for (int dt : {DT_BF16, DT_F16}) {
+        gemv_case(s, sm, PT_QFMT_INT8, 32, PCU_GEMV_PLAIN, dt, 1, {1000, 333, 77}, 3072, true, false, 1);
+        gemv_case(s, sm, PT_QFMT_INT8, 64, PCU_GEMV_GATED, dt, 1, {5001, 5001}, 1024, true, false, 2);
+        gemv_case(s, sm, PT_QFMT_INT8S, 64, PCU_GEMV_RESID, dt, 1, {2051}, 2048, true, false);
+        gemv_case(s, sm, PT_QFMT_INT8, 32, PCU_GEMV_PLAIN, dt, 1, {50001}, 1024, false, false);
+        gemv_case(s, sm, PT_QFMT_INT8, 32, PCU_GEMV_PLAIN, dt, 1, {1400, 301, 300}, 2048, true, false, 1);
+        gemv_case(s, sm, PT_QFMT_INT8S, 32, PCU_GEMV_PLAIN, dt, 1, {700, 150, 150}, 8192, true, false, 2);
+        gemv_case(s, sm, PT_QFMT_INT8, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
     }
 
     printf("Llama-3.2-1B decode shapes, bf16, one row of x\n");

@@ -37,12 +37,14 @@
 ** (Taking the scale out of the group's dot product would halve it, but
 ** then W is no longer rounded as ops.def defines it.)
 **
-** One row of x with int4 codes and K a multiple of 1024 takes a kernel of
-** its own (q4gemv_kernel, below): a grid that fits on the GPU at once,
-** each warp streaming row sets through a ring of cp.async copies in
-** shared memory, with the zero point taken out of each chunk's dot
-** product; with f16/bf16 x it takes x as 16-bit integers and multiplies
-** codes by them four at a time (dp4a: about 1 instruction per weight).
+** One row of x with int4 codes and K a multiple of 1024, or int8 codes,
+** f16/bf16 x and K a multiple of 512, takes a kernel of its own
+** (q4gemv_kernel, below): a grid that fits on the GPU at once, each warp
+** streaming row sets through a ring of cp.async copies in shared memory,
+** with the zero point taken out of each chunk's dot product; with
+** f16/bf16 x it takes x as 16-bit integers and multiplies codes by them
+** four at a time (dp4a: about 1 instruction per weight for int4, 1/2
+** for int8).
 **
 ** Prefill dequantizes weight panels (qdequant_kernel) that cuBLAS
 ** multiplies (quant.c); the embedding gathers and dequantizes rows.  Both
@@ -421,7 +423,7 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
 
 #ifndef QK4_OFF /* -DQK4_OFF: every int4 GEMV on the kernel above (the table's first row) */
 
-/* One row of x (decode), int4 codes.  The kernel above gives each block
+/* One row of x (decode), int4 codes (int8: below).  The kernel above gives each block
  * a few rows and splits K over its threads, so a block makes one round
  * trip to memory (a 1 KB row is 64 chunks) and then computes with nothing
  * in flight; measured, it streamed 1.0-1.6 TB/s.  Here the grid is what
@@ -460,11 +462,21 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
  * Shared memory: f32 x at k + 4 (k / 32) (a lane's chunk starts 36
  * floats after its neighbour's, so its 16-byte reads are free of bank
  * conflicts) and the chunk sums; f16/bf16 x as one 80-byte record per
- * chunk (h, l, the chunk's scale and sum; 80 bytes apart, a quarter
- * warp's 16-byte reads meet no bank twice); then each warp's ring.  It
- * takes K a multiple of 1024 (whole passes) and scales and zero points
- * whose pass spans are whole, aligned 16-byte pieces (q4_fits); others
- * take the kernel above.
+ * chunk (h, l, the chunk's scale and its halves' sums; 80 bytes apart, a
+ * quarter warp's 16-byte reads meet no bank twice); then each warp's
+ * ring.  It takes K a multiple of 1024 (whole passes) and scales and zero
+ * points whose pass spans are whole, aligned 16-byte pieces (q4_fits);
+ * others take the kernel above.
+ *
+ * int8 codes (f16/bf16 x only) take the same kernel (B = 8): a pass is
+ * 512 codes, a lane's chunk 16, half of an x record, whose h and l are
+ * then kept in order.  The codes are bytes already, so a chunk and row
+ * is 8 dp4a and no LOP3; the sum 256 dh + dl - zp' (sum v) fits in 32
+ * bits (at most 2.7e8).  H200, bench_quant, Llama-3.2-1B's shapes, int8
+ * groups of 32, bf16, us per launch (qgemv_kernel -> this kernel): q/k/v
+ * + norm 6.92 -> 5.04, o + residual 3.85 -> 3.79, gate/up + norm 19.95 ->
+ * 11.44, down + residual 10.10 -> 8.41, LM head 138.6 -> 70.1 (4.1 TB/s);
+ * Llama-3.2-1B int8 decoded 1,010 -> 1,312 tok/s (same call).
  *
  * Measured on an H200 (bench_quant, Llama-3.2-1B's shapes, int4 groups of
  * 32, bf16, us per launch; every check passed but the probe's):
@@ -502,6 +514,9 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
 #define Q4_STAGES 4 /* ring slots per warp */
 #endif
 
+/* Codes per pass: 32 lanes x 16 bytes of int4 or int8 codes. */
+__host__ __device__ constexpr int q4_cpp(int bits) { return 32 * 128 / bits; }
+
 /* Bytes of x in shared memory: f32, floats and chunk sums; f16/bf16,
  * one Q4_XREC-byte record per 32-element chunk (q4_xquant). */
 #define Q4_XREC 80
@@ -510,8 +525,8 @@ static size_t q4_xbytes(int64_t K, int es) {
 }
 
 /* Bytes of one ring slot: S rows' codes, scales and zero points. */
-static size_t q4_slot(int S, int64_t G, int es, bool asym) {
-    int64_t ngs = 1024 / G;
+static size_t q4_slot(int S, int64_t G, int es, bool asym, int bits) {
+    int64_t ngs = q4_cpp(bits) / G;
     return (size_t)S * (512 + ngs * es + (asym ? ngs : 0));
 }
 
@@ -574,10 +589,11 @@ __device__ __forceinline__ int q4_dp4a(uint32_t a, uint32_t b, int d) {
  * chunk (4 consecutive lanes hold a chunk, every lane of the warp calls
  * this) go into the chunk's record rec as v = rint(f 32639 / max |f|) =
  * 256 h + l with h and l signed bytes: h at bytes 0..31, l at 32..63, each
- * in the order the codes' nibbles are taken (word 2q: the even elements
- * of word q, 2q + 1: the odd ones); at byte 64 the float max|f| / (32639
- * 16), at 68 the int 16 sum v. */
-__device__ __forceinline__ void q4_xquant(const float *f, uint8_t *rec, int q, bool in) {
+ * in the order the codes are taken (int4, NIB: word 2q holds the even
+ * elements of nibble word q, 2q + 1 the odd ones; int8: in order); at
+ * byte 64 the float max|f| / 32639, at 68 and 72 the int sums of v over
+ * elements 0..15 and 16..31. */
+template <bool NIB> __device__ __forceinline__ void q4_xquant(const float *f, uint8_t *rec, int q, bool in) {
     float m = 0.0f;
 #pragma unroll
     for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(f[e]));
@@ -590,20 +606,21 @@ __device__ __forceinline__ void q4_xquant(const float *f, uint8_t *rec, int q, b
     for (int e = 0; e < 8; e++) {
         const int v = max(-32639, min(32639, __float2int_rn(f[e] * inv)));
         const int h = (v + 128) >> 8, l = v - h * 256; /* h in [-127, 127], l in [-128, 127] */
-        hw[e & 1] |= (uint32_t)(h & 0xff) << (8 * (e >> 1));
-        lw[e & 1] |= (uint32_t)(l & 0xff) << (8 * (e >> 1));
+        const int wi = NIB ? e & 1 : e >> 2, sh = NIB ? 8 * (e >> 1) : 8 * (e & 3);
+        hw[wi] |= (uint32_t)(h & 0xff) << sh;
+        lw[wi] |= (uint32_t)(l & 0xff) << sh;
         sum += v;
     }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1); /* the half's: words q and q ^ 1 */
     if (in) {
         *(uint2 *)(rec + q * 8) = make_uint2(hw[0], hw[1]);
         *(uint2 *)(rec + 32 + q * 8) = make_uint2(lw[0], lw[1]);
-        if (q == 0) *(float2 *)(rec + 64) = make_float2(m / (32639.0f * 16.0f), __int_as_float(sum * 16));
+        if (q == 0) *(float *)(rec + 64) = m / 32639.0f;
+        if (q % 2 == 0) *(int *)(rec + 68 + 2 * q) = sum;
     }
 }
 
-template <typename T, int RW, int NG, bool NORM, bool SEG, int KS>
+template <typename T, int B, int RW, int NG, bool NORM, bool SEG, int KS>
 __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slot) {
     constexpr int S = RW * NG, es = (int)sizeof(T), GPB = Q4_WARPS / KS; /* groups per block */
     constexpr bool DP = !std::is_same<T, float>::value; /* x as integers, dp4a */
@@ -614,7 +631,9 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     __shared__ float part[KS > 1 ? 2 : 1][KS > 1 ? Q4_WARPS : 1][S]; /* KS > 1: the warps' sums, two row sets */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % KS;
     uint8_t *ring = (DP ? xr + (g.K / 32) * Q4_XREC : (uint8_t *)(xsum + g.K / 32)) + (size_t)warp * Q4_STAGES * slot;
-    const int npass = (int)(g.K / 1024), nrs = (int)((g.N + RW - 1) / RW), ngs = (int)(1024 / g.G);
+    constexpr int CPP = q4_cpp(B), CPC = CPP / 32; /* codes per pass, per chunk */
+    static_assert(B == 4 || DP, "int8 codes take f16/bf16 x only");
+    const int npass = (int)(g.K / CPP), nrs = (int)((g.N + RW - 1) / RW), ngs = (int)(CPP / g.G);
     /* the KS warps of group gw take the row sets gw, gw + tw, ...; warp sub of them passes sub, sub + KS, ... */
     const int gw = blockIdx.x * GPB + warp / KS, tw = gridDim.x * GPB;
     const int nit = gw < nrs ? ((nrs - 1 - gw) / tw + 1) * (npass / KS) : 0; /* this warp's items */
@@ -660,7 +679,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
             for (int e = 0; e < V; e++) f[e] = 0.0f;
         }
         if constexpr (DP) {
-            q4_xquant(f, xr + (v / 4) * Q4_XREC, (int)(v % 4), v < g.K / V);
+            q4_xquant<B == 4>(f, xr + (v / 4) * Q4_XREC, (int)(v % 4), v < g.K / V);
         } else {
 #pragma unroll
             for (int o = 1; o < L; o <<= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
@@ -680,7 +699,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         rstd = 1.0f / sqrtf(t / (float)g.K + g.norm_eps);
     }
 
-    const int gl = (lane * 32) >> g.lg_group; /* the lane's group within a pass */
+    const int gl = (lane * CPC) >> g.lg_group; /* the lane's group within a pass */
     float acc[S];
 #pragma unroll
     for (int r = 0; r < S; r++) acc[r] = 0.0f;
@@ -699,13 +718,37 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         uint4 cv[S];
 #pragma unroll
         for (int r = 0; r < S; r++) cv[r] = ((const uint4 *)sl)[r * 32 + lane];
-        if constexpr (DP) {
+        if constexpr (DP && B == 8) {
+            /* the chunk's 16 codes are bytes u: with x = sx v, v = 256 h + l,
+             * D = sum u v = 256 dh + dl (half c % 2 of x's record c / 2) */
+            const uint8_t *rec = xr + (c / 2) * Q4_XREC;
+            const uint4 hv = ((const uint4 *)rec)[c % 2], lv = ((const uint4 *)rec)[2 + c % 2];
+            const float4 sv = *(const float4 *)(rec + 64);
+            int dh[S], dl[S];
+#pragma unroll
+            for (int r = 0; r < S; r++) dh[r] = dl[r] = 0;
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++)
+#pragma unroll
+                for (int r = 0; r < S; r++) {
+                    const uint32_t w = qk_word(cv[r], wd);
+                    dh[r] = q4_dp4a(w, qk_word(hv, wd), dh[r]);
+                    dl[r] = q4_dp4a(w, qk_word(lv, wd), dl[r]);
+                }
+            const int vs = __float_as_int(c % 2 ? sv.z : sv.y);
+#pragma unroll
+            for (int r = 0; r < S; r++) {
+                const float s = qk_scale(sc[r * ngs + gl]) * sv.x;
+                const int z = (asym ? (int)zp[r * ngs + gl] : 0) - qmin;
+                acc[r] = fmaf(s, (float)(dh[r] * 256 + dl[r] - z * vs), acc[r]);
+            }
+        } else if constexpr (DP) {
             /* low nibbles as bytes u, high ones as bytes 16 u: with x = sx v,
              * v = 256 h + l, D16 = 16 sum u v = 4096 eh + 256 oh + 16 el + ol */
             const uint8_t *rec = xr + c * Q4_XREC;
             const uint4 h0 = ((const uint4 *)rec)[0], h1 = ((const uint4 *)rec)[1];
             const uint4 l0 = ((const uint4 *)rec)[2], l1 = ((const uint4 *)rec)[3];
-            const float2 sv = *(const float2 *)(rec + 64);
+            const float4 sv = *(const float4 *)(rec + 64);
             int eh[S], oh[S], el[S], ol[S];
 #pragma unroll
             for (int r = 0; r < S; r++) eh[r] = oh[r] = el[r] = ol[r] = 0;
@@ -723,10 +766,11 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
                     ol[r] = q4_dp4a(b, xlo, ol[r]);
                 }
             }
-            const int v16 = __float_as_int(sv.y);
+            const int v16 = (__float_as_int(sv.y) + __float_as_int(sv.z)) * 16;
+            const float sx = sv.x * 0.0625f;
 #pragma unroll
             for (int r = 0; r < S; r++) {
-                const float s = qk_scale(sc[r * ngs + gl]) * sv.x;
+                const float s = qk_scale(sc[r * ngs + gl]) * sx;
                 const int z = (asym ? (int)zp[r * ngs + gl] : 0) - qmin;
                 const int d16 = eh[r] * 4096 + oh[r] * 256 + el[r] * 16 + ol[r] - z * v16;
                 acc[r] = fmaf(s, (float)d16, acc[r]);
@@ -807,11 +851,13 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
 /* Can the ring kernel take g (one row of x, int4)?  Whole passes along K,
  * and each row's scale and zero-point span of a pass in whole, aligned
  * 16-byte pieces. */
-static bool q4_fits(const pcu_qgemv &g) {
-    if (g.M != 1 || g.K % 1024 || g.G > 1024 || g.K / 1024 > INT32_MAX / 32) return false;
+static bool q4_fits(const pcu_qgemv &g, int bits) {
+    const int64_t cpp = q4_cpp(bits);
+    if (bits == 8 && g.dtype == PETREL_DTYPE_F32) return false;
+    if (g.M != 1 || g.K % cpp || g.G > cpp || g.K / cpp > INT32_MAX / 32) return false;
     const int es = g.dtype == PETREL_DTYPE_F32 ? 4 : 2;
     const bool asym = pt_qfmt_asym((pt_qfmt)g.fmt);
-    const int64_t ngs = 1024 / g.G;
+    const int64_t ngs = cpp / g.G;
     if ((ngs * es) % 16 || (asym && ngs % 16)) return false;
     for (int i = 0; i < g.nw; i++) {
         const pcu_qweight &w = g.w[i];
@@ -821,10 +867,10 @@ static bool q4_fits(const pcu_qgemv &g) {
     return true;
 }
 
-template <typename T, int RW, int NG, bool NORM, bool SEG, int KS = 1>
+template <typename T, int B, int RW, int NG, bool NORM, bool SEG, int KS = 1>
 static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
-    auto k = q4gemv_kernel<T, RW, NG, NORM, SEG, KS>;
-    const size_t slot = q4_slot(RW * NG, g.G, (int)sizeof(T), pt_qfmt_asym((pt_qfmt)g.fmt));
+    auto k = q4gemv_kernel<T, B, RW, NG, NORM, SEG, KS>;
+    const size_t slot = q4_slot(RW * NG, g.G, (int)sizeof(T), pt_qfmt_asym((pt_qfmt)g.fmt), B);
     const size_t smem = q4_xbytes(g.K, (int)sizeof(T)) + (size_t)Q4_WARPS * Q4_STAGES * slot;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     int per_sm = 0;
@@ -850,36 +896,43 @@ static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
 #ifndef Q4_KS_FILL
 #define Q4_KS_FILL 45
 #endif
-template <typename T, int NG, bool NORM, bool SEG>
+template <typename T, int B, int NG, bool NORM, bool SEG>
 static cudaError_t q4gemv_rows(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
-    const int64_t warps = (int64_t)sm_count * 2 * Q4_WARPS, npass = g.K / 1024;
-    if (NG == 1 && g.N / 4 >= warps) return q4gemv_go<T, NG == 1 ? 4 : 2, NG, NORM, SEG>(s, g, sm_count);
+    const int64_t warps = (int64_t)sm_count * 2 * Q4_WARPS, npass = g.K / q4_cpp(B);
+    if (NG == 1 && g.N / 4 >= warps) return q4gemv_go<T, B, NG == 1 ? 4 : 2, NG, NORM, SEG>(s, g, sm_count);
     if (NG == 1 && Q4_KS_FILL > 0) {
         const int64_t need = warps * Q4_KS_FILL / 100, nrs = (g.N + 3) / 4;
-        if (npass % 2 == 0 && nrs * 2 >= need) return q4gemv_go<T, 4, NG, NORM, SEG, 2>(s, g, sm_count);
-        if (npass % 4 == 0 && nrs * 4 >= need) return q4gemv_go<T, 4, NG, NORM, SEG, 4>(s, g, sm_count);
-        if (npass % 8 == 0 && nrs * 8 >= need) return q4gemv_go<T, 4, NG, NORM, SEG, 8>(s, g, sm_count);
+        if (npass % 2 == 0 && nrs * 2 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, 2>(s, g, sm_count);
+        if (npass % 4 == 0 && nrs * 4 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, 4>(s, g, sm_count);
+        if (npass % 8 == 0 && nrs * 8 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, 8>(s, g, sm_count);
     }
-    if (g.N / 2 >= warps) return q4gemv_go<T, 2, NG, NORM, SEG>(s, g, sm_count);
-    return q4gemv_go<T, 1, NG, NORM, SEG>(s, g, sm_count);
+    if (g.N / 2 >= warps) return q4gemv_go<T, B, 2, NG, NORM, SEG>(s, g, sm_count);
+    return q4gemv_go<T, B, 1, NG, NORM, SEG>(s, g, sm_count);
 }
 
-template <typename T> static cudaError_t q4gemv(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
+template <typename T, int B> static cudaError_t q4gemv(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     if (g.mode == PCU_GEMV_GATED)
-        return g.norm ? q4gemv_rows<T, 2, true, false>(s, g, sm_count) : q4gemv_rows<T, 2, false, false>(s, g, sm_count);
+        return g.norm ? q4gemv_rows<T, B, 2, true, false>(s, g, sm_count)
+                      : q4gemv_rows<T, B, 2, false, false>(s, g, sm_count);
     if (g.nw > 1) /* stacked weights (PLAIN) */
-        return g.norm ? q4gemv_rows<T, 1, true, true>(s, g, sm_count) : q4gemv_rows<T, 1, false, true>(s, g, sm_count);
-    return g.norm ? q4gemv_rows<T, 1, true, false>(s, g, sm_count) : q4gemv_rows<T, 1, false, false>(s, g, sm_count);
+        return g.norm ? q4gemv_rows<T, B, 1, true, true>(s, g, sm_count)
+                      : q4gemv_rows<T, B, 1, false, true>(s, g, sm_count);
+    return g.norm ? q4gemv_rows<T, B, 1, true, false>(s, g, sm_count) : q4gemv_rows<T, B, 1, false, false>(s, g, sm_count);
 }
 
 #endif /* QK4_OFF */
 
 template <typename T> static cudaError_t qgemv_kind(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     switch (qk_kind_of(g.fmt)) {
-    case QK_INT8: return qgemv_mode<T, QK_INT8>(s, g, sm_count);
+    case QK_INT8:
+#ifndef QK4_OFF
+        if constexpr (!std::is_same<T, float>::value)
+            if (q4_fits(g, 8)) return q4gemv<T, 8>(s, g, sm_count);
+#endif
+        return qgemv_mode<T, QK_INT8>(s, g, sm_count);
     case QK_INT4:
 #ifndef QK4_OFF
-        if (q4_fits(g)) return q4gemv<T>(s, g, sm_count);
+        if (q4_fits(g, 4)) return q4gemv<T, 4>(s, g, sm_count);
 #endif
         return qgemv_mode<T, QK_INT4>(s, g, sm_count);
     case QK_INT2: return qgemv_mode<T, QK_INT2>(s, g, sm_count);
