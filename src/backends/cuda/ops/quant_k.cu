@@ -421,7 +421,7 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
 
 /* ---- int4 decode GEMV: warps streaming rows through a copy ring ------------------ */
 
-#ifndef QK4_OFF /* -DQK4_OFF: every int4 GEMV on the kernel above (the table's first row) */
+#ifndef QK4_OFF /* -DQK4_OFF: every int4 and int8 GEMV on the kernel above (the table's first row) */
 
 /* One row of x (decode), int4 codes (int8: below).  The kernel above gives each block
  * a few rows and splits K over its threads, so a block makes one round
@@ -848,7 +848,8 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     q4_wait<0>();
 }
 
-/* Can the ring kernel take g (one row of x, int4)?  Whole passes along K,
+/* Can the ring kernel take g (one row of x; int4, or int8 with f16/bf16
+ * x; bits: the codes')?  Whole passes along K,
  * and each row's scale and zero-point span of a pass in whole, aligned
  * 16-byte pieces. */
 static bool q4_fits(const pcu_qgemv &g, int bits) {
