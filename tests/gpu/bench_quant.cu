@@ -403,6 +403,20 @@ static void dequant_case(cudaStream_t s, int fmt, int64_t G, int dt) {
     CK(cudaFree(d.base));
 }
 
+/* The ring kernel's cases for one code width, dtype dt: asym and sym are
+ * the width's two formats, gr the group of the symmetric residual case
+ * (int8's passes are 512 codes, so its groups stop at 64 there). */
+static void ring_cases(cudaStream_t s, int sm, int asym, int sym, int64_t gr, int dt) {
+    gemv_case(s, sm, asym, 32, PCU_GEMV_PLAIN, dt, 1, {1000, 333, 77}, 3072, true, false, 1);
+    gemv_case(s, sm, asym, 64, PCU_GEMV_GATED, dt, 1, {5001, 5001}, 1024, true, false, 2);
+    gemv_case(s, sm, sym, gr, PCU_GEMV_RESID, dt, 1, {2051}, 2048, true, false);
+    gemv_case(s, sm, asym, 32, PCU_GEMV_PLAIN, dt, 1, {50001}, 1024, false, false);
+    /* a row set's passes split over 2, 4 and 8 warps (q4gemv_rows) */
+    gemv_case(s, sm, asym, 32, PCU_GEMV_PLAIN, dt, 1, {1400, 301, 300}, 2048, true, false, 1);
+    gemv_case(s, sm, sym, 32, PCU_GEMV_PLAIN, dt, 1, {700, 150, 150}, 8192, true, false, 2);
+    gemv_case(s, sm, asym, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows through a pipe */
     cudaDeviceProp prop;
@@ -440,27 +454,10 @@ int main(void) {
     gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_RESID, DT_BF16, 1, {300}, 16384, true, false);
 
     printf("int4, one row of x, K a multiple of 1024 (the ring kernel): 1, 2 and 4 rows per item, 1-8 warps per row set\n");
-    for (int dt : {DT_F32, DT_BF16, DT_F16}) {
-        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, dt, 1, {1000, 333, 77}, 3072, true, false, 1);
-        gemv_case(s, sm, PT_QFMT_INT4, 64, PCU_GEMV_GATED, dt, 1, {5001, 5001}, 1024, true, false, 2);
-        gemv_case(s, sm, PT_QFMT_INT4S, 128, PCU_GEMV_RESID, dt, 1, {2051}, 2048, true, false);
-        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, dt, 1, {50001}, 1024, false, false);
-        /* a row set's passes split over 2, 4 and 8 warps (q4gemv_rows) */
-        gemv_case(s, sm, PT_QFMT_INT4, 32, PCU_GEMV_PLAIN, dt, 1, {1400, 301, 300}, 2048, true, false, 1);
-        gemv_case(s, sm, PT_QFMT_INT4S, 32, PCU_GEMV_PLAIN, dt, 1, {700, 150, 150}, 8192, true, false, 2);
-        gemv_case(s, sm, PT_QFMT_INT4, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
-    }
+    for (int dt : {DT_F32, DT_BF16, DT_F16}) ring_cases(s, sm, PT_QFMT_INT4, PT_QFMT_INT4S, 128, dt);
 
     printf("int8, one row of x, K a multiple of 512, f16 / bf16 (the ring kernel): as int4's\n");
-    for (int dt : {DT_BF16, DT_F16}) {
-        gemv_case(s, sm, PT_QFMT_INT8, 32, PCU_GEMV_PLAIN, dt, 1, {1000, 333, 77}, 3072, true, false, 1);
-        gemv_case(s, sm, PT_QFMT_INT8, 64, PCU_GEMV_GATED, dt, 1, {5001, 5001}, 1024, true, false, 2);
-        gemv_case(s, sm, PT_QFMT_INT8S, 64, PCU_GEMV_RESID, dt, 1, {2051}, 2048, true, false);
-        gemv_case(s, sm, PT_QFMT_INT8, 32, PCU_GEMV_PLAIN, dt, 1, {50001}, 1024, false, false);
-        gemv_case(s, sm, PT_QFMT_INT8, 32, PCU_GEMV_PLAIN, dt, 1, {1400, 301, 300}, 2048, true, false, 1);
-        gemv_case(s, sm, PT_QFMT_INT8S, 32, PCU_GEMV_PLAIN, dt, 1, {700, 150, 150}, 8192, true, false, 2);
-        gemv_case(s, sm, PT_QFMT_INT8, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
-    }
+    for (int dt : {DT_BF16, DT_F16}) ring_cases(s, sm, PT_QFMT_INT8, PT_QFMT_INT8S, 64, dt);
 
     printf("Llama-3.2-1B decode shapes, bf16, one row of x\n");
     for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) {
