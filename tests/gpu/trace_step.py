@@ -5,9 +5,13 @@ greedy tokens through the public API) under torch.profiler's CUDA activity
 tracer, which records each kernel node of the captured decode graph with
 its device start and end (copies and fills too, as "memcpy" / "memset").  Steps are cut at the output argmax kernel.
 Prints, for the steps after the first few, the median step time and per
-kernel name: launches per step, median time per step, and the median idle
+kernel name: launches per step, median time per step, the median idle
 gap before those launches (end of the kernel before to its start; negative
-when programmatic dependent launch overlaps them).
+when programmatic dependent launch overlaps them), and its credit: the
+time from the end of the kernel before to its own end, which is what the
+step would lose without it when kernels overlap (a step's credits add up
+to its time from the first kernel's start).  The JSON's sequence gives each
+position of the middle step with its median credit over the steps.
 
 usage: python tests/gpu/trace_step.py trace_step.so MODEL.petrel [tokens=64] [--json OUT.json]
 """
@@ -81,34 +85,44 @@ def main():
         agg = {}
         prev_end = None
         for n, ts, dur in s:
-            a = agg.setdefault(n, [0, 0.0, 0.0])
+            a = agg.setdefault(n, [0, 0.0, 0.0, 0.0])
             a[0] += 1
             a[1] += dur
             if prev_end is not None:
                 a[2] += ts - prev_end
+            a[3] += ts + dur - (ts if prev_end is None else prev_end)
             prev_end = ts + dur
         for n, a in agg.items():
             rows.setdefault(n, []).append(a)
     step_us = statistics.median(per_step)
     print(f"trace_step: {len(steps)} steps, median {step_us:.1f} us from the first kernel's start to the argmax's end "
           f"({len(ks)} kernels, copies and fills traced)")
-    print(f"{'kernel':40s} {'per step':>8s} {'us/step':>9s} {'gaps us':>8s}")
+    print(f"{'kernel':40s} {'per step':>8s} {'us/step':>9s} {'gaps us':>8s} {'credit us':>9s}")
     table = []
     for n, v in sorted(rows.items(), key=lambda kv: -statistics.median(x[1] for x in kv[1])):
         cnt = statistics.median(x[0] for x in v)
         t = statistics.median(x[1] for x in v)
         g = statistics.median(x[2] for x in v)
-        table.append({"kernel": n, "per_step": cnt, "us": t, "gap_us": g})
-        print(f"{n[:40]:40s} {cnt:8.0f} {t:9.1f} {g:8.1f}")
+        c = statistics.median(x[3] for x in v)
+        table.append({"kernel": n, "per_step": cnt, "us": t, "gap_us": g, "credit_us": c})
+        print(f"{n[:40]:40s} {cnt:8.0f} {t:9.1f} {g:8.1f} {c:9.1f}")
     busy = sum(r["us"] for r in table)
     gaps = sum(r["gap_us"] for r in table)
-    print(f"{'sum':40s} {'':8s} {busy:9.1f} {gaps:8.1f}")
+    credit = sum(r["credit_us"] for r in table)
+    print(f"{'sum':40s} {'':8s} {busy:9.1f} {gaps:8.1f} {credit:9.1f}")
     # one step in order, for the sequence
     s = steps[len(steps) // 2]
+    same = [t for t in steps if [k[0] for k in t] == [k[0] for k in s]]  # steps of the same kernels
+
+    def credits(t):
+        return [t[0][2]] + [t[i][1] + t[i][2] - (t[i - 1][1] + t[i - 1][2]) for i in range(1, len(t))]
+
+    cred = [statistics.median(c) for c in zip(*(credits(t) for t in same))]
     seq = []
     prev_end = None
-    for n, ts, dur in s:
-        seq.append({"kernel": n, "us": dur, "gap_us": 0.0 if prev_end is None else ts - prev_end})
+    for i, (n, ts, dur) in enumerate(s):
+        seq.append({"kernel": n, "us": dur, "gap_us": 0.0 if prev_end is None else ts - prev_end,
+                    "credit_us": cred[i]})
         prev_end = ts + dur
     if out_json:
         json.dump({"step_us": step_us, "steps": len(steps), "table": table, "sequence": seq}, open(out_json, "w"),
