@@ -78,19 +78,22 @@ def main():
     steps = steps[4:]  # the first ones after the prompt
     if not steps:
         sys.exit(f"trace_step: no decode steps found among {len(ks)} kernels")
+    def credits(t):  # each kernel's: end of the kernel before (the first: its start) to its own end
+        return [t[0][2]] + [t[i][1] + t[i][2] - (t[i - 1][1] + t[i - 1][2]) for i in range(1, len(t))]
+
     per_step = []
     rows = {}
     for s in steps:
         per_step.append(s[-1][1] + s[-1][2] - s[0][1])
         agg = {}
         prev_end = None
-        for n, ts, dur in s:
+        for (n, ts, dur), c in zip(s, credits(s)):
             a = agg.setdefault(n, [0, 0.0, 0.0, 0.0])
             a[0] += 1
             a[1] += dur
             if prev_end is not None:
                 a[2] += ts - prev_end
-            a[3] += ts + dur - (ts if prev_end is None else prev_end)
+            a[3] += c
             prev_end = ts + dur
         for n, a in agg.items():
             rows.setdefault(n, []).append(a)
@@ -113,10 +116,6 @@ def main():
     # one step in order, for the sequence
     s = steps[len(steps) // 2]
     same = [t for t in steps if [k[0] for k in t] == [k[0] for k in s]]  # steps of the same kernels
-
-    def credits(t):
-        return [t[0][2]] + [t[i][1] + t[i][2] - (t[i - 1][1] + t[i - 1][2]) for i in range(1, len(t))]
-
     cred = [statistics.median(c) for c in zip(*(credits(t) for t in same))]
     seq = []
     prev_end = None
