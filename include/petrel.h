@@ -248,6 +248,15 @@ PETREL_API petrel_status petrel_program_feed_argmax(petrel_program_t *p, int out
  */
 PETREL_API petrel_status petrel_program_fed_result(petrel_program_t *p, int64_t *index);
 
+/**
+ * A hint: the next executes compute positions up to `last` (for an LM, the
+ * last cache position of the chunk; -1: unknown, the default).  Results do
+ * not depend on it; a device backend may pick kernels for the range of
+ * positions it falls in (the CUDA decode attention: one query row per warp
+ * below 512 positions) and keeps a captured run per range.
+ */
+PETREL_API petrel_status petrel_program_hint_position(petrel_program_t *p, int64_t last);
+
 /** The most candidates petrel_program_output_topk gives. */
 #define PETREL_TOPK_MAX 64
 

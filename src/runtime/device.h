@@ -41,6 +41,12 @@ typedef struct pt_device_ops {
     petrel_status (*capture_end)(void *ctx, void **graph, pt_err *err); /* *graph NULL: not capturable */
     petrel_status (*replay)(void *ctx, void *graph, pt_err *err);
     void (*graph_free)(void *graph);
+    /* The range of positions a run whose last position is `last` (-1:
+     * unknown) falls in, as the bound its kernels may assume: positions
+     * below it, 0 for none (NULL: the device has no ranges).  The executor
+     * keeps a captured run per range and gives kernels the bound
+     * (pt_exec.pos_bound). */
+    int64_t (*pos_bound)(int64_t last);
     /* Profiling marks: marks_init makes n marks (n = 0 frees them); mark i
      * records when the device reaches this point of its work; elapsed
      * gives the milliseconds from mark a to mark b once synchronized. */

@@ -316,15 +316,19 @@ static petrel_status init_devices(pt_exec *ex) {
             return pt_fail(ex->err, PETREL_ERR_UNSUPPORTED_OP, "node '%s' (%s) is placed on %s, which has no kernel for it",
                            n->name, pt_op_table[n->op].target, ex->dev->name);
     }
-    /* the key of a run: every input's shape (or scalar value) */
-    ex->nkey = 0;
+    /* the key of a run: every input's shape (or scalar value), then the
+     * bound of its range of positions */
+    ex->nkey = 1;
     for (int32_t i = 0; i < g->ninputs; i++) ex->nkey += 1 + g->values[g->inputs[i]].rank;
-    size_t nk = (size_t)(ex->nkey ? ex->nkey : 1);
-    ex->gkey = pt_calloc(nk, sizeof *ex->gkey);
+    size_t nk = (size_t)ex->nkey;
     ex->lkey = pt_calloc(nk, sizeof *ex->lkey);
     ex->key = pt_calloc(nk, sizeof *ex->key);
-    ex->gout = pt_calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *ex->gout);
-    if (!ex->gkey || !ex->lkey || !ex->key || !ex->gout) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
+    if (!ex->lkey || !ex->key) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
+    for (int e = 0; e < PT_GRAPHS; e++) {
+        ex->gc[e].key = pt_calloc(nk, sizeof *ex->gc[e].key);
+        ex->gc[e].gout = pt_calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof *ex->gc[e].gout);
+        if (!ex->gc[e].key || !ex->gc[e].gout) return pt_fail(ex->err, PETREL_ERR_NOMEM, "out of memory");
+    }
     return PETREL_OK;
 }
 
@@ -332,6 +336,7 @@ petrel_status pt_exec_init(pt_exec *ex, const pt_graph *g, pt_err *err) {
     memset(ex, 0, sizeof *ex);
     ex->g = g;
     ex->err = err;
+    ex->hint_pos = -1;
     size_t nv = (size_t)(g->nvalues ? g->nvalues : 1);
     ex->vals = pt_calloc(nv, sizeof *ex->vals);
     ex->last_use = pt_calloc(nv, sizeof *ex->last_use);
@@ -467,10 +472,9 @@ void pt_exec_free(pt_exec *ex) {
     pt_free(ex->feed_ok);
     pt_free(ex->vdev);
     pt_free(ex->subst);
-    pt_free(ex->gkey);
+    for (int e = 0; e < PT_GRAPHS; e++) pt_free(ex->gc[e].key), pt_free(ex->gc[e].gout);
     pt_free(ex->lkey);
     pt_free(ex->key);
-    pt_free(ex->gout);
     pt_free(ex->prof_ms);
     pt_free(ex->prof_calls);
     memset(ex, 0, sizeof *ex);
@@ -478,13 +482,17 @@ void pt_exec_free(pt_exec *ex) {
 
 /* ---- inputs ------------------------------------------------------------- */
 
-/* Forget the captured run (its pointers are about to change). */
+/* Forget captured run e. */
+static void drop_entry(pt_exec *ex, struct pt_gentry *e) {
+    if (e->graph) ex->dev->graph_free(e->graph);
+    e->graph = NULL;
+    if (e->gout)
+        for (int32_t i = 0; i < ex->g->noutputs; i++) release_value(&e->gout[i]);
+}
+
+/* Forget every captured run (their pointers are about to change). */
 static void drop_graph(pt_exec *ex) {
-    if (ex->graph) ex->dev->graph_free(ex->graph);
-    ex->graph = NULL;
-    ex->gkey_set = false;
-    if (ex->gout)
-        for (int32_t i = 0; i < ex->g->noutputs; i++) release_value(&ex->gout[i]);
+    for (int e = 0; e < PT_GRAPHS; e++) drop_entry(ex, &ex->gc[e]);
 }
 
 static void format_shape(char *buf, size_t cap, int rank, const int64_t *shape) {
@@ -792,8 +800,9 @@ static void make_key(pt_exec *ex) {
             continue;
         }
         ex->key[k++] = v->t.rank;
-        for (int d = 0; d < v->t.rank && k < ex->nkey; d++) ex->key[k++] = v->t.shape[d];
+        for (int d = 0; d < v->t.rank && k < ex->nkey - 1; d++) ex->key[k++] = v->t.shape[d];
     }
+    ex->key[ex->nkey - 1] = ex->pos_bound;
 }
 
 static bool key_eq(const pt_exec *ex, const int64_t *a) { return !memcmp(a, ex->key, (size_t)ex->nkey * sizeof *a); }
@@ -928,19 +937,23 @@ static petrel_status run_captured(pt_exec *ex, bool *done) {
         ex->graph_off = true;
         return PETREL_OK;
     }
-    drop_graph(ex);
-    ex->graph = graph;
-    memcpy(ex->gkey, ex->key, (size_t)ex->nkey * sizeof *ex->key);
-    ex->gkey_set = true;
+    /* into a free entry, or over the least recently run */
+    struct pt_gentry *e = &ex->gc[0];
+    for (int j = 1; j < PT_GRAPHS && e->graph; j++)
+        if (!ex->gc[j].graph || ex->gc[j].used < e->used) e = &ex->gc[j];
+    drop_entry(ex, e);
+    e->graph = graph;
+    e->used = ++ex->tick;
+    memcpy(e->key, ex->key, (size_t)ex->nkey * sizeof *ex->key);
     /* the outputs as this run left them: an eager run with other shapes
      * may replace them before the graph is replayed */
     for (int32_t i = 0; i < ex->g->noutputs; i++) {
         int32_t vid = ex->g->outputs[i].item.vid;
         if (vid < 0) continue;
-        ex->gout[i] = ex->vals[vid];
-        if (ex->gout[i].kind == PT_V_TENSOR) ex->gout[i].t.storage->refs++;
+        e->gout[i] = ex->vals[vid];
+        if (e->gout[i].kind == PT_V_TENSOR) e->gout[i].t.storage->refs++;
     }
-    PT_TRY(ex->dev->replay(ex->dctx, ex->graph, ex->err));
+    PT_TRY(ex->dev->replay(ex->dctx, e->graph, ex->err));
     graph_wrote(ex);
     *done = true;
     return PETREL_OK;
@@ -954,9 +967,13 @@ petrel_status pt_exec_run(pt_exec *ex) {
     PT_TRY(bind_symbols(ex));
     ex->ran = false;
     bool done = false;
+    ex->pos_bound = ex->dev && ex->dev->pos_bound ? ex->dev->pos_bound(ex->hint_pos) : 0;
     if (ex->graph_ok && !ex->graph_off && !ex->profiling) {
         make_key(ex);
-        if (ex->gkey_set && key_eq(ex, ex->gkey)) {
+        struct pt_gentry *e = NULL;
+        for (int j = 0; j < PT_GRAPHS && !e; j++)
+            if (ex->gc[j].graph && key_eq(ex, ex->gc[j].key)) e = &ex->gc[j];
+        if (e) {
             /* same shapes as the captured run: replay it */
             PT_TRY(upload_inputs(ex));
             if (!(ex->lkey_set && key_eq(ex, ex->lkey)))
@@ -964,10 +981,11 @@ petrel_status pt_exec_run(pt_exec *ex) {
                     int32_t vid = g->outputs[i].item.vid;
                     if (vid < 0) continue;
                     release_value(&ex->vals[vid]);
-                    ex->vals[vid] = ex->gout[i];
+                    ex->vals[vid] = e->gout[i];
                     if (ex->vals[vid].kind == PT_V_TENSOR) ex->vals[vid].t.storage->refs++;
                 }
-            PT_TRY(ex->dev->replay(ex->dctx, ex->graph, ex->err));
+            PT_TRY(ex->dev->replay(ex->dctx, e->graph, ex->err));
+            e->used = ++ex->tick;
             graph_wrote(ex);
             ex->replays++;
             done = true;

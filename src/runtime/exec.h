@@ -15,6 +15,8 @@
 
 #include "device.h"
 
+#define PT_GRAPHS 4 /* captured runs kept (shapes and position ranges) */
+
 struct pt_exec {
     const pt_graph *g;
     pt_err *err;
@@ -49,11 +51,18 @@ struct pt_exec {
     /* whole-run device graph */
     bool graph_ok;            /* every data node runs on the device */
     bool graph_off;           /* a capture failed: run eagerly from now on */
-    void *graph;              /* captured run for inputs shaped as gkey */
-    int64_t *gkey, *lkey, *key; /* (nkey) shapes of the graph's / last run's / this run's inputs */
+    struct pt_gentry {        /* a captured run, for runs keyed as key */
+        void *graph;          /* NULL: the entry is free */
+        int64_t *key;         /* (nkey) */
+        pt_rvalue *gout;      /* (noutputs) its outputs, restored on replay */
+        uint64_t used;        /* when it last ran (the least recent goes first) */
+    } gc[PT_GRAPHS];
+    uint64_t tick;
+    int64_t *lkey, *key;      /* (nkey) the last run's / this run's key: inputs' shapes, the position bound */
     int32_t nkey;
-    bool gkey_set, lkey_set;
-    pt_rvalue *gout;          /* (noutputs) the captured run's outputs, restored on replay */
+    bool lkey_set;
+    int64_t hint_pos;         /* petrel_program_hint_position: the last position of the next runs, -1 unknown */
+    int64_t pos_bound;        /* this run's: its positions are below this (0: no bound; device.h pos_bound) */
     bool capturing;           /* inside a capture: a heap allocation on the device spoils it */
     bool capture_spoiled;
     int64_t replays;          /* runs served by the graph (stats) */

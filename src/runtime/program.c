@@ -307,6 +307,12 @@ petrel_status petrel_program_feed_argmax(petrel_program_t *p, int output, int64_
     return pt_exec_feed_argmax(&p->exec, output, row, next, step);
 }
 
+petrel_status petrel_program_hint_position(petrel_program_t *p, int64_t last) {
+    if (!p) return pt_fail(NULL, PETREL_ERR_INVALID_ARG, "petrel_program_hint_position: bad argument");
+    p->exec.hint_pos = last < 0 ? -1 : last;
+    return PETREL_OK;
+}
+
 petrel_status petrel_program_fed_result(petrel_program_t *p, int64_t *index) {
     if (!p || !index) return pt_fail(p ? &p->err : NULL, PETREL_ERR_INVALID_ARG, "petrel_program_fed_result: bad argument");
     return pt_exec_fed_result(&p->exec, index);

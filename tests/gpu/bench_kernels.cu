@@ -2,7 +2,8 @@
 ** bench_kernels.cu -- micro-benchmark of the small per-layer CUDA kernels
 ** of a Llama-3.2-1B decode step (bf16): the row norm (petrel.rms_norm),
 ** petrel.rope, and petrel.sdpa_cache's decode step at several numbers of
-** valid cache positions; also the norm's long-row path (checked only),
+** valid cache positions, without and with the executor's bound on the
+** positions (pcu_attn.keys_below, also a wrong one); also the norm's long-row path (checked only),
 ** prefill attention (the general attention kernel, unsplit and split) and
 ** the output top-k of sampling (its keys against a host sort, exactly),
 ** and the decode step with its rope and q/k norm at Qwen3-0.6B's shape.
@@ -278,10 +279,11 @@ static std::vector<uint8_t> decode_garbage(std::vector<uint16_t> &kc, std::vecto
  * 64), caches (1, 8, 2048, 64), pos = nvalid - 1, bool mask (1, 1, 1,
  * 2048) true for lo <= j <= pos.  Cache rows past pos hold large garbage,
  * rows below lo NaN, that the mask must hide. */
-static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid, int64_t lo = 0) {
+static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid, int64_t lo = 0, int64_t below = 0) {
     const int64_t Hq = 32, Hkv = 8, S = 2048, E = 64, pos = nvalid - 1;
     printf("sdpa_cache decode bf16, cache S = %lld, %lld valid positions", (long long)S, (long long)nvalid);
     if (lo) printf(" from %lld on", (long long)lo);
+    if (below) printf(", hint: positions below %lld%s", (long long)below, pos >= below ? " (wrong)" : "");
     printf("\n");
     auto q = bf_random((size_t)(Hq * E), 2.0f), kn = bf_random((size_t)(Hkv * E), 2.0f),
          vn = bf_random((size_t)(Hkv * E), 1.0f);
@@ -302,6 +304,7 @@ static void case_sdpa_decode(cudaStream_t s, int sm_count, int64_t nvalid, int64
 
     pcu_attn a = attn_args(dq, dkc, dvc, dout, dmask, Hq, Hkv, 1, S, E, false);
     decode_write(&a, dpos, dkn, dvn, Hkv, E);
+    a.keys_below = below;
     pcu_attn split = a; /* the same with the separate cache-write kernel (the split kernel) */
     split.pos = NULL;
     void *split_scratch = NULL;
@@ -403,11 +406,13 @@ static std::vector<uint16_t> norm_rope_ref(const std::vector<uint16_t> &x, const
  * 128), caches (1, 8, 2048, 128), pos = nvalid - 1, the bool mask and the
  * garbage past pos of case_sdpa_decode.  Qwen3's norm (w, n rounded to
  * bf16), or Gemma 3's (1 + w, n in float) with add_one. */
-static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bool add_one) {
+static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bool add_one, int64_t below = 0) {
     const int64_t Hq = 16, Hkv = 8, S = 2048, E = 128, pos = nvalid - 1;
     const double eps = 1e-6;
-    printf("sdpa_cache decode bf16 with rope and %s q/k norm, E = %lld, cache S = %lld, %lld valid positions\n",
+    printf("sdpa_cache decode bf16 with rope and %s q/k norm, E = %lld, cache S = %lld, %lld valid positions",
            add_one ? "Gemma 3's" : "Qwen3's", (long long)E, (long long)S, (long long)nvalid);
+    if (below) printf(", hint: positions below %lld", (long long)below);
+    printf("\n");
     auto q = bf_random((size_t)(Hq * E), 3.0f), kn = bf_random((size_t)(Hkv * E), 3.0f),
          vn = bf_random((size_t)(Hkv * E), 1.0f);
     auto kc = bf_random((size_t)(Hkv * S * E), 2.0f), vc = bf_random((size_t)(Hkv * S * E), 1.0f);
@@ -440,6 +445,7 @@ static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bo
     decode_write(&a, dpos, dkn, dvn, Hkv, E);
     a.rcos = dcs, a.rsin = dsn, a.R = E; /* rcb: 0, one row for every head */
     a.qnw = dwq, a.knw = dwk, a.neps = (float)eps, a.nadd_one = add_one, a.nround = !add_one;
+    a.keys_below = below;
     if (!pcu_attn_norm_ok(&a, sm_count)) {
         printf("  FAIL: the decode launch does not take the rope and norm\n");
         g_fail = 1;
@@ -577,6 +583,12 @@ int main(void) {
     const int64_t valid[] = {128, 384, 1024, 2048};
     for (int64_t n : valid) case_sdpa_decode(s, prop.multiProcessorCount, n);
     case_sdpa_decode(s, prop.multiProcessorCount, 1024, 500); /* a window: NaN rows below it */
+    /* the executor's range of positions (one query row per warp below 512) */
+    case_sdpa_decode(s, prop.multiProcessorCount, 128, 0, 512);
+    case_sdpa_decode(s, prop.multiProcessorCount, 384, 0, 512);
+    case_sdpa_decode(s, prop.multiProcessorCount, 384, 100, 512); /* a window inside the range */
+    case_sdpa_decode(s, prop.multiProcessorCount, 128, 0, 64);    /* a wrong bound: keys past it still count */
+    case_sdpa_decode_qk(s, prop.multiProcessorCount, 128, false, 512); /* two rows: one per warp either way */
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 128, false);
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 1024, false);
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 384, true);

@@ -7,6 +7,9 @@
 #   2. every fixture compiled with --backend cuda, from the .petrel;
 #   3. the tiny LLM fixtures: greedy ids equal Hugging Face's, on CUDA;
 #      the output top-k of sampling on CUDA equals a sort of the logits;
+#      greedy ids across the executor's ranges of positions (a tiny
+#      random Llama past position 512) equal the CPU's (needs torch:
+#      PYTHON, default the pinned environment of scripts/setup_venv.sh);
 #   4. the partition of the LLM fixtures (no CPU fallback expected);
 #   5. `petrel bench --profile` on the tiny Llama (profiling on the device);
 #   6. tests/gpu/bench_kernels.cu: the decode kernels (norm, rope, cached
@@ -50,6 +53,9 @@ tail -60 "$log/fixtures_cuda_compiled.txt"
 
 echo "== LLM fixtures: greedy ids on cuda vs Hugging Face"
 python3 tests/gpu/check_llm.py "$petrel" tests/fixtures/llm || fail=1
+
+echo "== greedy ids across the ranges of positions, cuda vs cpu"
+python3 tests/gpu/check_positions.py "$petrel" "${PYTHON:-$(scripts/setup_venv.sh)/bin/python}" || fail=1
 
 echo "== output top-k on cuda (sampling's candidates) vs the downloaded logits"
 "$build/tests/test_topk" --cuda || fail=1

@@ -97,6 +97,8 @@ static void check_backend(const char *backend) {
                 petrel_tensor_desc tp = {.dtype = PETREL_DTYPE_I64, .rank = 1, .shape = {1}, .data = &pos};
                 CHECK(!petrel_program_set_input(p, in_pos, &tp), "%s: bind the position", label);
             }
+            /* a position hint changes no result, right or wrong */
+            CHECK(!petrel_program_hint_position(p, v & 2 ? 0 : PROMPT + k), "%s: hint", label);
             CHECK(!petrel_program_execute(p), "%s: fed step %d: %s", label, k, petrel_program_error(p));
             if (k == STEPS - 1) break;
             CHECK(!petrel_program_feed_argmax(p, 0, -1, in_ids, feed_pos ? in_pos : -1), "%s: feed %d: %s", label, k,
@@ -148,6 +150,8 @@ static void check_backend(const char *backend) {
           label);
     CHECK(petrel_program_feed_argmax(p, 1, -1, in_ids, in_pos) == PETREL_ERR_INVALID_ARG, "%s: output 1", label);
     CHECK(petrel_program_feed_argmax(p, 0, 1, in_ids, in_pos) == PETREL_ERR_INVALID_ARG, "%s: row 1 of 1", label);
+    CHECK(petrel_program_hint_position(NULL, 1) == PETREL_ERR_INVALID_ARG, "%s: hint without a program", label);
+    CHECK(!petrel_program_hint_position(p, -1), "%s: hint: unknown", label);
     for (int k = 0; k < PETREL_FEED_MAX; k++)
         CHECK(!petrel_program_feed_argmax(p, 0, -1, in_ids, -1), "%s: feed %d", label, k);
     CHECK(petrel_program_feed_argmax(p, 0, -1, in_ids, -1) == PETREL_ERR_STATE, "%s: one feed too many", label);

@@ -19,8 +19,8 @@
 **    kernel never synchronizes, never allocates device memory with
 **    cudaMalloc, never copies device data to the host: the decode step is
 **    captured into a CUDA graph and replayed, so a kernel's host-side work
-**    must depend on shapes and scalar arguments only, never on tensor
-**    values.
+**    must depend on shapes, scalar arguments and the run's range of
+**    positions (pk_pos_bound) only, never on tensor values.
 **  - Every CUDA / cuBLAS call is checked: PCU_TRY / PCU_BLAS / PCU_LAUNCHED
 **    turn a failure into a status naming the failing call.
 **
@@ -75,6 +75,9 @@ static inline cudaStream_t pcu_stream(pt_exec *ex) { return pk_cuda(ex)->stream;
  * region is exhausted (the node then fails with a clear message and the
  * region grows before the next call). */
 PT_HIDDEN void *pk_dev_scratch(pt_exec *ex, size_t nbytes);
+/* This run's range of positions: every position is below it (0: unknown;
+ * pcu_pos_bound). */
+PT_HIDDEN int64_t pk_pos_bound(pt_exec *ex);
 
 /* A wrapped Python number: a 0-d tensor that lives on the host. */
 static inline bool pcu_is_host_scalar(const pt_tensor *t) {
@@ -104,6 +107,10 @@ PT_HIDDEN petrel_status pcu_fail_blas(pt_exec *ex, cublasStatus_t s, const char 
 
 /* Strided tensor description passed to launchers by value (plain C). */
 #define PCU_MAX_RANK 8
+/* The executor's ranges of positions (pcu_pos_bound): below this bound,
+ * and the rest.  The decode attention runs one query row per warp in the
+ * first (sdpa_k.cu, attn_dec_plan). */
+#define PCU_SHORT_POSITIONS 512
 typedef struct pcu_tdesc {
     void *data;                       /* device pointer to element (0,...,0) */
     int32_t dtype;                    /* petrel_dtype */

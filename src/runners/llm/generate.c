@@ -327,6 +327,7 @@ petrel_status petrel_llm_reset(petrel_llm_t *llm) {
  * candidates (llm->top). */
 static petrel_status forward(petrel_llm_t *llm, const int64_t *ids, int32_t n) {
     for (int32_t i = 0; i < n; i++) llm->chunk_pos[i] = llm->pos + i;
+    petrel_program_hint_position(llm->prog, llm->pos + n - 1);
     petrel_tensor_desc in_ids = {.dtype = PETREL_DTYPE_I64, .rank = 2, .shape = {1, n}, .data = (void *)ids};
     petrel_tensor_desc in_pos = {.dtype = PETREL_DTYPE_I64, .rank = 1, .shape = {n}, .data = llm->chunk_pos};
     petrel_status st;
@@ -377,8 +378,9 @@ static petrel_status forward(petrel_llm_t *llm, const int64_t *ids, int32_t n) {
  * (token < 0) for the token the step before feeds.  (Where a host step
  * reads the inputs, the program computes the index at once and sets them
  * on the host: the same results, the host waiting.) */
-static petrel_status fed_step(petrel_llm_t *llm, int64_t token) {
+static petrel_status fed_step(petrel_llm_t *llm, int64_t token, int64_t pos) {
     petrel_status st = PETREL_OK;
+    petrel_program_hint_position(llm->prog, pos);
     if (token >= 0) {
         llm->chunk_pos[0] = llm->pos;
         petrel_tensor_desc in_ids = {.dtype = PETREL_DTYPE_I64, .rank = 2, .shape = {1, 1}, .data = &token};
@@ -656,13 +658,13 @@ petrel_status petrel_llm_generate(petrel_llm_t *llm, const int32_t *ids, size_t 
              * while the device runs it, the step for the token it feeds
              * when that one will not end the generation by its count */
             if (!inflight) {
-                if ((st = fed_step(llm, next)) != PETREL_OK) break;
+                if ((st = fed_step(llm, next, llm->pos)) != PETREL_OK) break;
                 inflight++;
             }
             bool more = (gp.max_new_tokens < 0 || stats->generated_tokens + 1 < gp.max_new_tokens) &&
                         llm->pos + 1 < llm->max_cache_len;
             if (more) {
-                if ((st = fed_step(llm, -1)) != PETREL_OK) break;
+                if ((st = fed_step(llm, -1, llm->pos + inflight)) != PETREL_OK) break;
                 inflight++;
             }
             continue;

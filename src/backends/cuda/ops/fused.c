@@ -245,7 +245,7 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
                   .vb = {vc->stride[0], vc->stride[1]}, .kdiv = Hq / Hkv, .vdiv = Hq / Hkv, .group = Hq / Hkv,
                   .L = L, .S = S, .E = E, .Ev = Ev, .q_sl = q->stride[2], .q_se = q->stride[3],
                   .k_ss = kc->stride[2], .k_se = kc->stride[3], .v_ss = vc->stride[2], .v_se = vc->stride[3],
-                  .causal = pk_bool(ex, n, 8)};
+                  .causal = pk_bool(ex, n, 8), .keys_below = pk_pos_bound(ex)};
     a.scale = (float)(pk_is_none(ex, n, 7) ? 1.0 / sqrt((double)E) : pk_float(ex, n, 7));
     if (mask) {
         a.mask = m.data, a.mask_dtype = m.dtype;

@@ -44,7 +44,8 @@
 ** of valid positions, not the cache's size.  The warps of a block and the
 ** blocks of a thread block cluster (gridDim.y, at most 8) take
 ** interleaved 32-key chunks (a group of at most two query rows takes one
-** warp per row and chunk: attn_dec_plan); their partial softmaxes merge
+** warp per row and chunk, and so does a larger one while the executor's
+** range of positions, keys_below, fits one pass of that: attn_dec_plan); their partial softmaxes merge
 ** in shared memory, then every block sends its merged partial into block 0's shared
 ** memory (st.async, counted by an mbarrier there) and block 0 merges them:
 ** no scratch, no second kernel, and no cluster barrier after the loop (the
@@ -66,7 +67,11 @@
 ** running the scores and values as loops over it, on the guess that the
 ** unrolled kernel waits on instruction fetch: slower (Llama's shape 8.9
 ** against 8.6 at 128 valid positions, 11.2 against 10.3 at 2048; Qwen3's
-** 12.8 / 18.5 against 10.8 / 13.0 at 128 / 1024).  In Llama-3.2-1B's
+** 12.8 / 18.5 against 10.8 / 13.0 at 128 / 1024).  Also not kept: below
+** the executor's range, one block per row block without a cluster, its
+** cache rows copied into shared memory before the dependent-launch wait
+** (8.4 against 6.6 us at 128 positions; Llama-3.2-1B int4 1,357 against
+** 1,781 tok/s).  In Llama-3.2-1B's
 ** decode step this kernel costs about 10 us per layer: the step without
 ** its work ran at 1,288 tok/s against 1,067.
 */
@@ -180,13 +185,28 @@ static bool attn_dec_ok(const pcu_attn *a, const attn_grid *g) {
  * shape: 15.2 -> 10.8 us at 128 valid positions, 15.9 -> 13.0 at 1024);
  * Llama's four rows stay together, as one row per warp took four times
  * the passes at 2048 positions (10.8 -> 16.3 us). */
-static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
-    int64_t nch = (a->S + 31) / 32, mc = a->E > a->Ev ? a->E / g->V : a->Ev / g->V;
-    g->drpw = g->qb <= 2 ? 1 : ATTN_ROWS;
-    int64_t ngr = g->drpw == 1 ? g->qb : 1; /* warps per 32-key chunk */
+static void attn_dec_geom(attn_grid *g, int64_t nch, int rpw) {
+    g->drpw = rpw;
+    int64_t ngr = rpw == 1 ? g->qb : 1; /* warps per 32-key chunk */
     g->dw = nch * ngr < DEC_WARPS ? (int)(nch * ngr) : DEC_WARPS;
     int64_t slots = g->dw / ngr, ncl = (nch + slots - 1) / slots;
     g->dcl = ncl < DEC_CLUSTER ? (int)ncl : DEC_CLUSTER;
+}
+
+static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
+    int64_t nch = (a->S + 31) / 32, mc = a->E > a->Ev ? a->E / g->V : a->Ev / g->V;
+    attn_dec_geom(g, nch, g->qb <= 2 ? 1 : ATTN_ROWS);
+    /* Llama's four rows: one per warp too while the positions fit one pass
+     * of that (H200, Llama-3.2-1B int4 with the quantized embedding: +4 %
+     * at 128-384 positions; at 2048 its four passes take 14.3 us against
+     * 8.7).  The range comes from the executor (keys_below), so each range
+     * is its own captured graph: one kernel holding both paths and choosing
+     * by the position lost 12 % in the decode step. */
+    if (g->drpw > 1 && a->keys_below > 0) {
+        attn_grid t = *g;
+        attn_dec_geom(&t, nch, 1);
+        if (t.dw >= t.qb && a->keys_below <= (int64_t)(t.dw / t.qb) * t.dcl * 32) *g = t;
+    }
     g->dmc = mc <= 4 ? 4 : mc <= 8 ? 8 : 16;
     g->smem = sizeof(float) * (size_t)(ATTN_ROWS * a->E + (g->dw + g->dcl) * g->qb * (a->Ev + 2));
     g->smem = (g->smem + 7) / 8 * 8 + 8; /* the mbarrier of block 0's inbox */

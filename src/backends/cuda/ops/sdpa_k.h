@@ -58,6 +58,10 @@ typedef struct pcu_attn {
      * A position outside [0, S) writes nothing. */
     const void *pos;                      /* (1) int64 */
     int32_t pos_dt;
+    /* every position the launch sees is below this (0: unknown; the
+     * executor's range, pcu_pos_bound): the decode kernel's rows per warp
+     * follow it, its results do not */
+    int64_t keys_below;
     const void *kn, *vn;                  /* (batch..., 1, E) and (batch..., 1, Ev) */
     int32_t kn_dt, vn_dt;
     int64_t knb[PCU_ATTN_MAX_BATCH], vnb[PCU_ATTN_MAX_BATCH]; /* per output batch dim, as kb / vb */

@@ -49,6 +49,7 @@ petrel_status pcu_fail_blas(pt_exec *ex, cublasStatus_t s, const char *call) {
 /* ---- context ------------------------------------------------------------ */
 
 pcu_ctx *pk_cuda(pt_exec *ex) { return (pcu_ctx *)ex->dctx; }
+int64_t pk_pos_bound(pt_exec *ex) { return ex->pos_bound; }
 
 static void marks_free(pcu_ctx *c) {
     for (int32_t i = 0; i < c->nmarks; i++)
@@ -251,6 +252,8 @@ static petrel_status pcu_replay(void *ctx, void *graph, pt_err *err) {
     return PETREL_OK;
 }
 
+static int64_t pcu_pos_bound(int64_t last) { return last >= 0 && last < PCU_SHORT_POSITIONS ? PCU_SHORT_POSITIONS : 0; }
+
 static void pcu_graph_free(void *graph) {
     pcu_graph *pg = graph;
     if (!pg) return;
@@ -366,6 +369,7 @@ const pt_device_ops pcu_device_ops = {
     .capture_end = pcu_capture_end,
     .replay = pcu_replay,
     .graph_free = pcu_graph_free,
+    .pos_bound = pcu_pos_bound,
     .marks_init = pcu_marks_init,
     .mark = pcu_mark,
     .elapsed = pcu_elapsed,
