@@ -781,6 +781,15 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
         }
     __syncthreads();
     TR(3);
+    /* Now the next kernel may launch: it streams its weights during the
+     * key loop and the merges.  Measured on an H200 (Llama-3.2-1B, same
+     * runs): here, int4 with the quantized embedding 1,787 tok/s, int8
+     * 1,404, bf16 1,253; after the key loop 1,773, 1,400 and 1,234; at
+     * the start 1,776, 1,391 and 1,237; from a 1,536-token prompt (int4e)
+     * 1,643, 1,643 and 1,633.  Earlier (four rows per warp at every
+     * length), after the sends or at the exit: 2-3 % slower than after
+     * the loop. */
+    dn_pdl_release();
     if (p < 0 || p >= a.S) p = -1; /* outside the cache: nothing written */
 
     const bool writer = rb == 0 && rg == 0; /* the warps that write the new rows into the caches */
@@ -902,12 +911,6 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     }
 
     TR(4);
-    /* Only now may the next kernel launch (it streams its weights while
-     * the partials merge).  Released at the start (its weight loads then
-     * overlap the loop's, which may be why), Llama-3.2-1B's decode
-     * measured 1,110 tok/s against 1,122 released here (H200, same run);
-     * released after the sends, or at the exit, 1,088-1,099. */
-    dn_pdl_release();
     /* the warp's partials: sum acc over the lanes holding the same columns;
      * the block's rows it does not own are empty in its slot (m = -inf) */
     for (int off = ncv; off < 32; off <<= 1)
