@@ -375,9 +375,10 @@ static petrel_status forward(petrel_llm_t *llm, const int64_t *ids, int32_t n) {
 
 /* Enqueue one greedy decode step whose argmax the program feeds into the
  * next (petrel_program_feed_argmax): for `token` at position llm->pos, or
- * (token < 0) for the token the step before feeds.  (Where a host step
- * reads the inputs, the program computes the index at once and sets them
- * on the host: the same results, the host waiting.) */
+ * (token < 0) for the token the step before feeds.  `pos` is the step's
+ * position, for the program's hint (petrel_program_hint_position).
+ * (Where a host step reads the inputs, the program computes the index at
+ * once and sets them on the host: the same results, the host waiting.) */
 static petrel_status fed_step(petrel_llm_t *llm, int64_t token, int64_t pos) {
     petrel_status st = PETREL_OK;
     petrel_program_hint_position(llm->prog, pos);

@@ -45,9 +45,10 @@
 ** blocks of a thread block cluster (gridDim.y, at most 8) take
 ** interleaved 32-key chunks (a group of at most two query rows takes one
 ** warp per row and chunk, and so does a larger one while the executor's
-** range of positions, keys_below, fits one pass of that: attn_dec_plan); their partial softmaxes merge
-** in shared memory, then every block sends its merged partial into block 0's shared
-** memory (st.async, counted by an mbarrier there) and block 0 merges them:
+** range of positions, keys_below, fits one pass of that: attn_dec_plan);
+** their partial softmaxes merge in shared memory, then every block sends
+** its merged partial into block 0's shared memory (st.async, counted by an
+** mbarrier there) and block 0 merges them:
 ** no scratch, no second kernel, and no cluster barrier after the loop (the
 ** one that publishes the mbarrier is arrived at in the prologue and waited
 ** for after the loop).  A warp's rows take their softmax steps side by
