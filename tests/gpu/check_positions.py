@@ -19,8 +19,8 @@ import zipfile
 CACHE, BOUNDARY, GEN = 640, 512, 48
 
 
-def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, stdin=None):
+    r = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"FAIL: {' '.join(cmd[:3])}: {r.stderr.strip()[-400:]}")
     return r.stdout
@@ -45,15 +45,12 @@ def main():
              "--max-cache-len", str(CACHE), "--max-chunk", "64", "-o", model])
         # a prompt that ends a little before the boundary
         sentence = "The quick brown fox jumps over the lazy dog. "
-        text = ""
+        text, plen = "", 0
         while True:
-            ids = subprocess.run([petrel, "tokenize", "--tokenizer", tok, "--no-special"], input=text + sentence,
-                                 capture_output=True, text=True).stdout.split()
-            if len(ids) > BOUNDARY - 16:
+            n = len(run([petrel, "tokenize", "--tokenizer", tok, "--no-special"], text + sentence).split())
+            if n > BOUNDARY - 16:
                 break
-            text += sentence
-        plen = len(subprocess.run([petrel, "tokenize", "--tokenizer", tok, "--no-special"], input=text, capture_output=True,
-                                  text=True).stdout.split())
+            text, plen = text + sentence, n
         got = {}
         for be in ("cuda", "cpu"):
             out = os.path.join(tmp, f"ids.{be}")
