@@ -411,9 +411,9 @@ static void ring_cases(cudaStream_t s, int sm, int asym, int sym, int64_t gr, in
     gemv_case(s, sm, asym, 64, PCU_GEMV_GATED, dt, 1, {5001, 5001}, 1024, true, false, 2);
     gemv_case(s, sm, sym, gr, PCU_GEMV_RESID, dt, 1, {2051}, 2048, true, false);
     gemv_case(s, sm, asym, 32, PCU_GEMV_PLAIN, dt, 1, {50001}, 1024, false, false);
-    /* a row set's passes split over 2, 4 and 8 warps (q4gemv_rows) */
+    /* a row set's passes split over 2, 4 and 8 warps (q4gemv_rows; on 132 multiprocessors) */
     gemv_case(s, sm, asym, 32, PCU_GEMV_PLAIN, dt, 1, {1400, 301, 300}, 2048, true, false, 1);
-    gemv_case(s, sm, sym, 32, PCU_GEMV_PLAIN, dt, 1, {700, 150, 150}, 8192, true, false, 2);
+    gemv_case(s, sm, sym, 32, PCU_GEMV_PLAIN, dt, 1, {700, 700, 700}, 8192, true, false, 2);
     gemv_case(s, sm, asym, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
 }
 

@@ -893,7 +893,12 @@ static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
  * as with 1 row per item (4.58 / 3.06 / 8.08 us against 4.55 / 3.08 /
  * 7.77), but in the decode step Llama-3.2-1B int4 with the quantized
  * embedding went from 1,236 to 1,368 tok/s (same machine, two runs
- * each; -DQ4_KS_FILL=0 turns the split off). */
+ * each; -DQ4_KS_FILL=0 turns the split off).  A product whose row sets
+ * still fit one wave of the full grid with 4 or 8 warps each takes the
+ * most (Llama-3.2-1B's down, K = 8192: KS 4 instead of 2, each warp two
+ * items instead of four): H200, the decode step of int4 with the
+ * quantized embedding 1,795 -> 1,836 tok/s, int8 1,411 -> 1,425 (same
+ * call, two runs each). */
 #ifndef Q4_KS_FILL
 #define Q4_KS_FILL 45
 #endif
@@ -903,6 +908,8 @@ static cudaError_t q4gemv_rows(cudaStream_t s, const pcu_qgemv &g, int sm_count)
     if (NG == 1 && g.N / 4 >= warps) return q4gemv_go<T, B, NG == 1 ? 4 : 2, NG, NORM, SEG>(s, g, sm_count);
     if (NG == 1 && Q4_KS_FILL > 0) {
         const int64_t need = warps * Q4_KS_FILL / 100, nrs = (g.N + 3) / 4;
+        if (npass % 8 == 0 && nrs * 8 <= warps) return q4gemv_go<T, B, 4, NG, NORM, SEG, 8>(s, g, sm_count);
+        if (npass % 4 == 0 && nrs * 4 <= warps) return q4gemv_go<T, B, 4, NG, NORM, SEG, 4>(s, g, sm_count);
         if (npass % 2 == 0 && nrs * 2 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, 2>(s, g, sm_count);
         if (npass % 4 == 0 && nrs * 4 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, 4>(s, g, sm_count);
         if (npass % 8 == 0 && nrs * 8 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, 8>(s, g, sm_count);
