@@ -16,6 +16,7 @@
 **     block's, stacked weights of such sizes, short and long rows;
 **   - int8 through the ring kernel (one row of x, K a multiple of 512, f16
 **     and bf16), the same kinds of cases;
+**   - int2 the same way (K a multiple of 2048);
 **   - int4 through the ring kernel (one row of x, K a multiple of 1024),
 **     f32, bf16 and f16: stacked, gated + norm, residual, computed
 **     weights, row counts that leave a partial item at the end (with f16
@@ -23,7 +24,7 @@
 **     differ from the reference by one rounding of the dtype);
 **   - the panel dequantization and the embedding: bit-equal to the host's
 **     W rounded to the output dtype.
-** Benchmark: int4 (groups of 32) and int8 GEMVs of Llama-3.2-1B's decode
+** Benchmark: int4, int8 and int2 (groups of 32) GEMVs of Llama-3.2-1B's decode
 ** shapes, bf16, one row of x -- q/k/v (3072 x 2048 as three weights, one
 ** launch), o (2048 x 2048, + residual), gate and up (2 x 8192 x 2048),
 ** down (2048 x 8192, + residual) and the LM head (128256 x 2048) -- each
@@ -417,6 +418,18 @@ static void ring_cases(cudaStream_t s, int sm, int asym, int sym, int64_t gr, in
     gemv_case(s, sm, asym, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
 }
 
+/* int2 through the ring kernel: K a multiple of 2048 (its pass), the
+ * same kinds of cases (on 132 multiprocessors the last two split a row
+ * set's passes over 4 warps). */
+static void ring2_cases(cudaStream_t s, int sm, int dt) {
+    gemv_case(s, sm, PT_QFMT_INT2, 32, PCU_GEMV_PLAIN, dt, 1, {1000, 333, 77}, 4096, true, false, 1);
+    gemv_case(s, sm, PT_QFMT_INT2, 64, PCU_GEMV_GATED, dt, 1, {5001, 5001}, 2048, true, false, 2);
+    gemv_case(s, sm, PT_QFMT_INT2S, 128, PCU_GEMV_RESID, dt, 1, {2051}, 2048, true, false);
+    gemv_case(s, sm, PT_QFMT_INT2, 32, PCU_GEMV_PLAIN, dt, 1, {50001}, 2048, false, false);
+    gemv_case(s, sm, PT_QFMT_INT2S, 32, PCU_GEMV_PLAIN, dt, 1, {700, 700, 700}, 8192, true, false, 2);
+    gemv_case(s, sm, PT_QFMT_INT2, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows through a pipe */
     cudaDeviceProp prop;
@@ -459,8 +472,11 @@ int main(void) {
     printf("int8, one row of x, K a multiple of 512, f16 / bf16 (the ring kernel): as int4's\n");
     for (int dt : {DT_BF16, DT_F16}) ring_cases(s, sm, PT_QFMT_INT8, PT_QFMT_INT8S, 64, dt);
 
+    printf("int2, one row of x, K a multiple of 2048, f16 / bf16 (the ring kernel)\n");
+    for (int dt : {DT_BF16, DT_F16}) ring2_cases(s, sm, dt);
+
     printf("Llama-3.2-1B decode shapes, bf16, one row of x\n");
-    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) {
+    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) {
         gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {2048, 512, 512}, 2048, true, true, 1); /* q, k, v */
         gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {2048}, 2048, true, true);             /* o + residual */
         gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, DT_BF16, 1, {8192, 8192}, 2048, true, true, 1);    /* gate, up */

@@ -468,6 +468,15 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
  * points whose pass spans are whole, aligned 16-byte pieces (q4_fits);
  * others take the kernel above.
  *
+ * int2 codes (f16/bf16 x only, B = 2): a pass is 2048 codes, a lane's
+ * chunk 64, two x records, each with its own group when G = 32.  Each
+ * 32-bit code word of 16 codes meets its 16 x values through 4 masks
+ * (w & 0x03030303 << 2j keeps codes j, j + 4, ... as bytes 4^j u) and
+ * dp4a against the record's words j, which q4_xquant lays out in that
+ * order: 8 LOP3 and 32 dp4a per chunk and row, and 4^(3 - j) weights the
+ * sums.  Llama-3.2-1B int2 (groups of 32, bf16, the embedding float)
+ * decoded 462 tok/s on an H200 before (the kernel above).
+ *
  * int8 codes (f16/bf16 x only) take the same kernel (B = 8): a pass is
  * 512 codes, a lane's chunk 16, half of an x record, whose h and l are
  * then kept in order.  The codes are bytes already, so a chunk and row
@@ -589,32 +598,49 @@ __device__ __forceinline__ int q4_dp4a(uint32_t a, uint32_t b, int d) {
  * chunk (4 consecutive lanes hold a chunk, every lane of the warp calls
  * this) go into the chunk's record rec as v = rint(f 32639 / max |f|) =
  * 256 h + l with h and l signed bytes: h at bytes 0..31, l at 32..63, each
- * in the order the codes are taken (int4, NIB: word 2q holds the even
- * elements of nibble word q, 2q + 1 the odd ones; int8: in order); at
- * byte 64 the float max|f| / 32639, at 68 and 72 the int sums of v over
- * elements 0..15 and 16..31. */
-template <bool NIB> __device__ __forceinline__ void q4_xquant(const float *f, uint8_t *rec, int q, bool in) {
+ * in the order the codes of B bits are taken (int8: in order; int4: word
+ * 2q holds the even elements of nibble word q, 2q + 1 the odd ones; int2:
+ * each 16 elements, one code word, as four words, word j holding elements
+ * j, j + 4, j + 8, j + 12); at byte 64 the float max|f| / 32639, at 68 and
+ * 72 the int sums of v over elements 0..15 and 16..31. */
+template <int B> __device__ __forceinline__ void q4_xquant(const float *f, uint8_t *rec, int q, bool in) {
     float m = 0.0f;
 #pragma unroll
     for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(f[e]));
     m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
     m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
     const float inv = m > 0.0f ? 32639.0f / m : 0.0f;
-    uint32_t hw[2] = {0, 0}, lw[2] = {0, 0};
+    uint32_t hw[4] = {0, 0, 0, 0}, lw[4] = {0, 0, 0, 0};
     int sum = 0;
 #pragma unroll
     for (int e = 0; e < 8; e++) {
         const int v = max(-32639, min(32639, __float2int_rn(f[e] * inv)));
         const int h = (v + 128) >> 8, l = v - h * 256; /* h in [-127, 127], l in [-128, 127] */
-        const int wi = NIB ? e & 1 : e >> 2, sh = NIB ? 8 * (e >> 1) : 8 * (e & 3);
+        /* int2: element 8 (q % 2) + e of the 16 goes to word e % 4, byte 2 (q % 2) + e / 4 */
+        const int wi = B == 4 ? e & 1 : B == 8 ? e >> 2 : e & 3;
+        const int sh = B == 4 ? 8 * (e >> 1) : B == 8 ? 8 * (e & 3) : 8 * (2 * (q & 1) + (e >> 2));
         hw[wi] |= (uint32_t)(h & 0xff) << sh;
         lw[wi] |= (uint32_t)(l & 0xff) << sh;
         sum += v;
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1); /* the half's: words q and q ^ 1 */
+    if constexpr (B == 2) { /* lanes q and q ^ 1 hold the two halves of each word's bytes */
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            hw[j] |= __shfl_xor_sync(0xffffffffu, hw[j], 1);
+            lw[j] |= __shfl_xor_sync(0xffffffffu, lw[j], 1);
+        }
+    }
     if (in) {
-        *(uint2 *)(rec + q * 8) = make_uint2(hw[0], hw[1]);
-        *(uint2 *)(rec + 32 + q * 8) = make_uint2(lw[0], lw[1]);
+        if constexpr (B == 2) {
+            if (q % 2 == 0) {
+                *(uint4 *)(rec + q * 8) = make_uint4(hw[0], hw[1], hw[2], hw[3]);
+                *(uint4 *)(rec + 32 + q * 8) = make_uint4(lw[0], lw[1], lw[2], lw[3]);
+            }
+        } else {
+            *(uint2 *)(rec + q * 8) = make_uint2(hw[0], hw[1]);
+            *(uint2 *)(rec + 32 + q * 8) = make_uint2(lw[0], lw[1]);
+        }
         if (q == 0) *(float *)(rec + 64) = m / 32639.0f;
         if (q % 2 == 0) *(int *)(rec + 68 + 2 * q) = sum;
     }
@@ -632,7 +658,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = warp % KS;
     uint8_t *ring = (DP ? xr + (g.K / 32) * Q4_XREC : (uint8_t *)(xsum + g.K / 32)) + (size_t)warp * Q4_STAGES * slot;
     constexpr int CPP = q4_cpp(B), CPC = CPP / 32; /* codes per pass, per chunk */
-    static_assert(B == 4 || DP, "int8 codes take f16/bf16 x only");
+    static_assert(B == 4 || DP, "int8 and int2 codes take f16/bf16 x only");
     const int npass = (int)(g.K / CPP), nrs = (int)((g.N + RW - 1) / RW), ngs = (int)(CPP / g.G);
     /* the KS warps of group gw take the row sets gw, gw + tw, ...; warp sub of them passes sub, sub + KS, ... */
     const int gw = blockIdx.x * GPB + warp / KS, tw = gridDim.x * GPB;
@@ -679,7 +705,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
             for (int e = 0; e < V; e++) f[e] = 0.0f;
         }
         if constexpr (DP) {
-            q4_xquant<B == 4>(f, xr + (v / 4) * Q4_XREC, (int)(v % 4), v < g.K / V);
+            q4_xquant<B>(f, xr + (v / 4) * Q4_XREC, (int)(v % 4), v < g.K / V);
         } else {
 #pragma unroll
             for (int o = 1; o < L; o <<= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
@@ -718,7 +744,49 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         uint4 cv[S];
 #pragma unroll
         for (int r = 0; r < S; r++) cv[r] = ((const uint4 *)sl)[r * 32 + lane];
-        if constexpr (DP && B == 8) {
+        if constexpr (DP && B == 2) {
+            /* the chunk's 64 codes u span x records 2c and 2c + 1, two code
+             * words each; mask j of a word keeps codes 4b + j as bytes 4^j u,
+             * met by word j of the record's h and l: with x = sx v,
+             * D64 = 64 sum u v = sum_j 4^(3 - j) (256 dh_j + dl_j), per record
+             * (its own sx, and its own group when G = 32) */
+#pragma unroll
+            for (int hx = 0; hx < 2; hx++) {
+                const uint8_t *rec = xr + (2 * c + hx) * Q4_XREC;
+                const float4 sv = *(const float4 *)(rec + 64);
+                int dh[S][4], dl[S][4];
+#pragma unroll
+                for (int r = 0; r < S; r++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++) dh[r][j] = dl[r][j] = 0;
+#pragma unroll
+                for (int bk = 0; bk < 2; bk++) {
+                    const uint4 hv = ((const uint4 *)rec)[bk], lv = ((const uint4 *)rec)[2 + bk];
+#pragma unroll
+                    for (int r = 0; r < S; r++) {
+                        const uint32_t w = qk_word(cv[r], 2 * hx + bk);
+#pragma unroll
+                        for (int j = 0; j < 4; j++) {
+                            const uint32_t t = w & (0x03030303u << (2 * j));
+                            dh[r][j] = q4_dp4a(t, qk_word(hv, j), dh[r][j]);
+                            dl[r][j] = q4_dp4a(t, qk_word(lv, j), dl[r][j]);
+                        }
+                    }
+                }
+                const int v64 = (__float_as_int(sv.y) + __float_as_int(sv.z)) * 64;
+                const float sx = sv.x * 0.015625f;
+                const int gx = (lane * CPC + 32 * hx) >> g.lg_group; /* the record's group within the pass */
+#pragma unroll
+                for (int r = 0; r < S; r++) {
+                    const float sw = qk_scale(sc[r * ngs + gx]) * sx;
+                    const int z = (asym ? (int)zp[r * ngs + gx] : 0) - qmin;
+                    int d64 = -z * v64;
+#pragma unroll
+                    for (int j = 0; j < 4; j++) d64 += (dh[r][j] * 256 + dl[r][j]) * (1 << (6 - 2 * j));
+                    acc[r] = fmaf(sw, (float)d64, acc[r]);
+                }
+            }
+        } else if constexpr (DP && B == 8) {
             /* the chunk's 16 codes are bytes u: with x = sx v, v = 256 h + l,
              * D = sum u v = 256 dh + dl (half c % 2 of x's record c / 2) */
             const uint8_t *rec = xr + (c / 2) * Q4_XREC;
@@ -848,13 +916,13 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     q4_wait<0>();
 }
 
-/* Can the ring kernel take g (one row of x; int4, or int8 with f16/bf16
- * x; bits: the codes')?  Whole passes along K,
+/* Can the ring kernel take g (one row of x; int4, or int8 or int2 with
+ * f16/bf16 x; bits: the codes')?  Whole passes along K,
  * and each row's scale and zero-point span of a pass in whole, aligned
  * 16-byte pieces. */
 static bool q4_fits(const pcu_qgemv &g, int bits) {
     const int64_t cpp = q4_cpp(bits);
-    if (bits == 8 && g.dtype == PETREL_DTYPE_F32) return false;
+    if (bits != 4 && g.dtype == PETREL_DTYPE_F32) return false;
     if (g.M != 1 || g.K % cpp || g.G > cpp || g.K / cpp > INT32_MAX / 32) return false;
     const int es = g.dtype == PETREL_DTYPE_F32 ? 4 : 2;
     const bool asym = pt_qfmt_asym((pt_qfmt)g.fmt);
@@ -943,7 +1011,12 @@ template <typename T> static cudaError_t qgemv_kind(cudaStream_t s, const pcu_qg
         if (q4_fits(g, 4)) return q4gemv<T, 4>(s, g, sm_count);
 #endif
         return qgemv_mode<T, QK_INT4>(s, g, sm_count);
-    case QK_INT2: return qgemv_mode<T, QK_INT2>(s, g, sm_count);
+    case QK_INT2:
+#ifndef QK4_OFF
+        if constexpr (!std::is_same<T, float>::value)
+            if (q4_fits(g, 2)) return q4gemv<T, 2>(s, g, sm_count);
+#endif
+        return qgemv_mode<T, QK_INT2>(s, g, sm_count);
     default: return qgemv_mode<T, QK_FP4>(s, g, sm_count);
     }
 }
