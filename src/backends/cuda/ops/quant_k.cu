@@ -998,25 +998,22 @@ template <typename T, int B> static cudaError_t q4gemv(cudaStream_t s, const pcu
 
 #endif /* QK4_OFF */
 
+/* An integer format's GEMV: the ring kernel when it takes g (int4; int8
+ * and int2 with f16/bf16 x only), else the kernel above. */
+template <typename T, int KIND> static cudaError_t qgemv_int(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
+#ifndef QK4_OFF
+    constexpr int B = qk_kind<KIND>::bits;
+    if constexpr (B == 4 || !std::is_same<T, float>::value)
+        if (q4_fits(g, B)) return q4gemv<T, B>(s, g, sm_count);
+#endif
+    return qgemv_mode<T, KIND>(s, g, sm_count);
+}
+
 template <typename T> static cudaError_t qgemv_kind(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     switch (qk_kind_of(g.fmt)) {
-    case QK_INT8:
-#ifndef QK4_OFF
-        if constexpr (!std::is_same<T, float>::value)
-            if (q4_fits(g, 8)) return q4gemv<T, 8>(s, g, sm_count);
-#endif
-        return qgemv_mode<T, QK_INT8>(s, g, sm_count);
-    case QK_INT4:
-#ifndef QK4_OFF
-        if (q4_fits(g, 4)) return q4gemv<T, 4>(s, g, sm_count);
-#endif
-        return qgemv_mode<T, QK_INT4>(s, g, sm_count);
-    case QK_INT2:
-#ifndef QK4_OFF
-        if constexpr (!std::is_same<T, float>::value)
-            if (q4_fits(g, 2)) return q4gemv<T, 2>(s, g, sm_count);
-#endif
-        return qgemv_mode<T, QK_INT2>(s, g, sm_count);
+    case QK_INT8: return qgemv_int<T, QK_INT8>(s, g, sm_count);
+    case QK_INT4: return qgemv_int<T, QK_INT4>(s, g, sm_count);
+    case QK_INT2: return qgemv_int<T, QK_INT2>(s, g, sm_count);
     default: return qgemv_mode<T, QK_FP4>(s, g, sm_count);
     }
 }
