@@ -676,6 +676,15 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     if (g.w_const) dn_pdl_wait();
     dn_pdl_release();
 
+    /* the residual of the row set whose store comes first (its last
+     * pass): loaded now, in the shadow of x's prologue, not after the sums
+     * (H200, Llama-3.2-1B: int2 +0.9 %, int4 and int8 unchanged) */
+    float res0 = 0.0f;
+    int64_t rn0 = -1;
+    if (NG == 1 && g.mode == PCU_GEMV_RESID && sub == 0 && lane < RW && nit > 0 && (int64_t)gw * RW + lane < g.N) {
+        rn0 = (int64_t)gw * RW + lane;
+        res0 = dn_load(g.res, g.res_dtype, rn0 * g.res_sn);
+    }
     /* x into shared memory (norm: x * w rounded to T), chunk sums, x's sum of squares */
     constexpr int V = dn_vec<T>::n, L = 32 / V; /* elements per vector, lanes per chunk */
     float ss = 0.0f;
@@ -901,7 +910,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
                         float v = dn_round<T>(pcu_act(dn_round<T>(acc[r]), g.act)) * dn_round<T>(acc[RW + r]);
                         ((T *)g.out[0])[n] = dn_from<T>(v);
                     } else if (g.mode == PCU_GEMV_RESID) {
-                        float v = dn_round<T>(acc[r]) + dn_load(g.res, g.res_dtype, n * g.res_sn);
+                        float v = dn_round<T>(acc[r]) + (n == rn0 ? res0 : dn_load(g.res, g.res_dtype, n * g.res_sn));
                         ((T *)g.out[0])[n] = dn_from<T>(v);
                     } else {
                         int sg = SEG ? qk_seg(g, n) : 0;
