@@ -155,4 +155,61 @@ static cudaError_t dn_launch_pdl(void (*k)(P...), dim3 grid, dim3 block, size_t 
     return cudaLaunchKernelEx(&cfg, k, args...);
 }
 
+
+/* ---- step timeline (a build with -DPCU_STEP_TRACE only) ------------------ */
+
+/* Each block of an instrumented kernel leaves one record: its launch
+ * (%gridid, distinct per launch and replay), the global timer (ns) at its
+ * start (t0), after its dependent-launch wait (t1) and at its end (t2),
+ * and kind << 24 | smid << 16 | block.  The buffer is per translation
+ * unit; PCU_ST_EXPORT(name) defines `int name(void *out, int max)`, which
+ * copies the records out (at most max), clears them and returns their
+ * count (or -1).  Used by tests/gpu/step_timeline.c. */
+#ifdef PCU_STEP_TRACE
+#define PCU_ST_MAX (1 << 19)
+typedef struct pcu_st_rec {
+    unsigned long long grid, t0, t1, t2;
+    unsigned info, pad;
+} pcu_st_rec;
+static __device__ pcu_st_rec pcu_st_buf[PCU_ST_MAX];
+static __device__ unsigned pcu_st_count;
+__device__ __forceinline__ unsigned long long pcu_st_now(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ void pcu_st_put(unsigned kind, unsigned long long t0, unsigned long long t1) {
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    unsigned long long g, t2 = pcu_st_now();
+    unsigned sm;
+    asm volatile("mov.u64 %0, %%gridid;" : "=l"(g));
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    unsigned i = atomicAdd(&pcu_st_count, 1u);
+    if (i < PCU_ST_MAX) {
+        pcu_st_rec r = {g, t0, t1, t2, kind << 24 | (sm & 0xffu) << 16 | ((blockIdx.x + blockIdx.y * gridDim.x) & 0xffffu), 0};
+        pcu_st_buf[i] = r;
+    }
+}
+#define ST_START() unsigned long long st_t0 = pcu_st_now(), st_t1 = st_t0
+#define ST_WAITED() (st_t1 = pcu_st_now())
+#define ST_END(kind) pcu_st_put(kind, st_t0, st_t1)
+#define PCU_ST_EXPORT(name)                                                                                  \
+    extern "C" __attribute__((visibility("default"))) int name(void *out, int max) {                         \
+        unsigned n = 0, z = 0;                                                                               \
+        if (cudaDeviceSynchronize() != cudaSuccess || cudaMemcpyFromSymbol(&n, pcu_st_count, sizeof n) != cudaSuccess) \
+            return -1;                                                                                       \
+        if (n > PCU_ST_MAX) n = PCU_ST_MAX;                                                                  \
+        if ((int)n > max) n = (unsigned)max;                                                                 \
+        if (n && cudaMemcpyFromSymbol(out, pcu_st_buf, n * sizeof(pcu_st_rec)) != cudaSuccess) return -1;    \
+        if (cudaMemcpyToSymbol(pcu_st_count, &z, sizeof z) != cudaSuccess) return -1;                        \
+        return (int)n;                                                                                       \
+    }
+#else
+#define ST_START() ((void)0)
+#define ST_WAITED() ((void)0)
+#define ST_END(kind) ((void)0)
+#define PCU_ST_EXPORT(name)
+#endif
+
 #endif /* PETREL_CUDA_DENSE_K_CUH */

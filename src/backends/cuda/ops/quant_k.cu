@@ -665,6 +665,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     const int nit = gw < nrs ? ((nrs - 1 - gw) / tw + 1) * (npass / KS) : 0; /* this warp's items */
     const int qmin = pt_qfmt_qmin((pt_qfmt)g.fmt);
     const bool asym = pt_qfmt_asym((pt_qfmt)g.fmt);
+    ST_START();
 
     if (!g.w_const) dn_pdl_wait(); /* computed weights: they may not be written yet */
     q4_cursor<KS> is = {gw, sub, sub}; /* the next item to copy */
@@ -674,6 +675,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         is.next(npass, tw);
     }
     if (g.w_const) dn_pdl_wait();
+    ST_WAITED();
     dn_pdl_release();
 
     /* the residual of the row set whose store comes first (its last
@@ -923,7 +925,10 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         }
     }
     q4_wait<0>();
+    ST_END(1);
 }
+
+PCU_ST_EXPORT(pcu_st_take_quant)
 
 /* Can the ring kernel take g (one row of x; int4, or int8 or int2 with
  * f16/bf16 x; bits: the codes')?  Whole passes along K,

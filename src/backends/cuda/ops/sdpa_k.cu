@@ -682,6 +682,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     extern __shared__ float sm[];
     TR(0);
     TR(1);
+    ST_START();
     cg::cluster_group cluster = cg::this_cluster();
     const int E = (int)a.E, Ev = (int)a.Ev, qb = g.qb, nw = blockDim.x >> 5, pitch = Ev + 2;
     const int nck = E / V, ncv = Ev / V, kpl = 32 / ncv;
@@ -725,6 +726,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     const int64_t nch = (a.S + 31) / 32, cstep = (int64_t)nslot * ncl;
     int64_t ch = nmine ? (int64_t)slot * ncl + crank : nch;
     dn_pdl_wait(); /* launched early (attn_dec_go): q and the caches come from the kernels before */
+    ST_WAITED();
     TR(2);
     float mv[RPW]; /* the first chunk's mask, loaded with the prologue's loads */
     dec_mask<RPW>(a, mrow, irow, nmine, ch * 32 + lane, mv);
@@ -972,7 +974,10 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     }
     TR(7);
     TR(8);
+    ST_END(2);
 }
+
+PCU_ST_EXPORT(pcu_st_take_attn)
 
 #ifdef PCU_ATTN_TRACE
 /* Print the last decode launch's phases: cycles of block 0 and the mean
