@@ -3,8 +3,8 @@
 ** attentions starts, passes its dependent-launch wait and ends, inside the
 ** runner's real greedy loop (CUDA graph, programmatic dependent launches
 ** and all).  Needs a library built with -DPCU_STEP_TRACE (dense_k.cuh);
-** writes one line per block: grid kind block smid t0 t1 t2 (ns, global
-** timer), for tests/gpu/step_timeline.py.
+** writes one line per block: grid kind block smid t0 t1 t2 t3 t4 t5 (ns,
+** global timer; dense_k.cuh's pcu_st_rec), for tests/gpu/step_timeline.py.
 **
 ** build: a library with the trace compiled in, then this against it:
 **   cmake -B build-trace -DCMAKE_CUDA_FLAGS=-DPCU_STEP_TRACE && make -C build-trace petrel
@@ -22,7 +22,7 @@
 #include "petrel_llm.h"
 
 typedef struct rec {
-    unsigned long long grid, t0, t1, t2;
+    unsigned long long grid, t[6];
     unsigned info, pad;
 } rec;
 typedef int (*take_fn)(void *out, int max);
@@ -74,8 +74,8 @@ int main(int argc, char **argv) {
         int n = take[k](r, MAXREC);
         if (n < 0) return 1;
         for (int i = 0; i < n; i++)
-            fprintf(f, "%llu %u %u %u %llu %llu %llu\n", r[i].grid, r[i].info >> 24, r[i].info & 0xffffu,
-                    (r[i].info >> 16) & 0xffu, r[i].t0, r[i].t1, r[i].t2);
+            fprintf(f, "%llu %u %u %u %llu %llu %llu %llu %llu %llu\n", r[i].grid, r[i].info >> 24, r[i].info & 0xffffu,
+                    (r[i].info >> 16) & 0xffu, r[i].t[0], r[i].t[1], r[i].t[2], r[i].t[3], r[i].t[4], r[i].t[5]);
     }
     fclose(f);
     petrel_llm_free(llm);

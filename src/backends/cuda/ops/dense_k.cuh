@@ -159,16 +159,18 @@ static cudaError_t dn_launch_pdl(void (*k)(P...), dim3 grid, dim3 block, size_t 
 /* ---- step timeline (a build with -DPCU_STEP_TRACE only) ------------------ */
 
 /* Each block of an instrumented kernel leaves one record: its launch
- * (%gridid, distinct per launch and replay), the global timer (ns) at its
- * start (t0), after its dependent-launch wait (t1) and at its end (t2),
- * and kind << 24 | smid << 16 | block.  The buffer is per translation
- * unit; PCU_ST_EXPORT(name) defines `int name(void *out, int max)`, which
- * copies the records out (at most max), clears them and returns their
- * count (or -1).  Used by tests/gpu/step_timeline.c. */
+ * (%gridid: the graph's kernel node, the same at every replay), and the
+ * global timer (ns) of its thread 0 at its start (t[0]), after its
+ * dependent-launch wait (t[1]), at its end (t[2]) and at up to three
+ * points of the kernel's own (t[3..5], ST_MARK; 0 = not passed), with
+ * kind << 24 | smid << 16 | block.  The buffer is per translation unit;
+ * PCU_ST_EXPORT(name) defines `int name(void *out, int max)`, which copies
+ * the records out (at most max), clears them and returns their count (or
+ * -1).  Read by tests/gpu/step_timeline.c. */
 #ifdef PCU_STEP_TRACE
 #define PCU_ST_MAX (1 << 19)
 typedef struct pcu_st_rec {
-    unsigned long long grid, t0, t1, t2;
+    unsigned long long grid, t[6];
     unsigned info, pad;
 } pcu_st_rec;
 static __device__ pcu_st_rec pcu_st_buf[PCU_ST_MAX];
@@ -178,22 +180,25 @@ __device__ __forceinline__ unsigned long long pcu_st_now(void) {
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
 }
-__device__ __forceinline__ void pcu_st_put(unsigned kind, unsigned long long t0, unsigned long long t1) {
+__device__ __forceinline__ void pcu_st_put(unsigned kind, unsigned long long *t) {
     __syncthreads();
     if (threadIdx.x != 0) return;
-    unsigned long long g, t2 = pcu_st_now();
+    unsigned long long g;
     unsigned sm;
+    t[2] = pcu_st_now();
     asm volatile("mov.u64 %0, %%gridid;" : "=l"(g));
     asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
     unsigned i = atomicAdd(&pcu_st_count, 1u);
     if (i < PCU_ST_MAX) {
-        pcu_st_rec r = {g, t0, t1, t2, kind << 24 | (sm & 0xffu) << 16 | ((blockIdx.x + blockIdx.y * gridDim.x) & 0xffffu), 0};
+        pcu_st_rec r = {g, {t[0], t[1], t[2], t[3], t[4], t[5]},
+                        kind << 24 | (sm & 0xffu) << 16 | ((blockIdx.x + blockIdx.y * gridDim.x) & 0xffffu), 0};
         pcu_st_buf[i] = r;
     }
 }
-#define ST_START() unsigned long long st_t0 = pcu_st_now(), st_t1 = st_t0
-#define ST_WAITED() (st_t1 = pcu_st_now())
-#define ST_END(kind) pcu_st_put(kind, st_t0, st_t1)
+#define ST_START() unsigned long long st_t[6] = {pcu_st_now(), 0, 0, 0, 0, 0}
+#define ST_WAITED() (st_t[1] = pcu_st_now())
+#define ST_MARK(k) (st_t[k] = st_t[k] ? st_t[k] : pcu_st_now()) /* the first pass only */
+#define ST_END(kind) pcu_st_put(kind, st_t)
 #define PCU_ST_EXPORT(name)                                                                                  \
     extern "C" __attribute__((visibility("default"))) int name(void *out, int max) {                         \
         unsigned n = 0, z = 0;                                                                               \
@@ -208,6 +213,7 @@ __device__ __forceinline__ void pcu_st_put(unsigned kind, unsigned long long t0,
 #else
 #define ST_START() ((void)0)
 #define ST_WAITED() ((void)0)
+#define ST_MARK(k) ((void)0)
 #define ST_END(kind) ((void)0)
 #define PCU_ST_EXPORT(name)
 #endif

@@ -735,6 +735,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         for (int k = 0; k < Q4_WARPS; k++) t += red[k];
         rstd = 1.0f / sqrtf(t / (float)g.K + g.norm_eps);
     }
+    ST_MARK(3); /* x's prologue done */
 
     const int gl = (lane * CPC) >> g.lg_group; /* the lane's group within a pass */
     float acc[S];
@@ -748,6 +749,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         is.next(npass, tw);
         q4_wait<Q4_STAGES - 1>(); /* item j's copies are in */
         __syncwarp();             /* and the other lanes' (scales, zero points) */
+        ST_MARK(4);               /* the first item's copies are in */
         const uint8_t *sl = ring + (size_t)(j % Q4_STAGES) * slot;
         const T *sc = (const T *)(sl + S * 512);
         const int8_t *zp = (const int8_t *)(sl + S * 512 + S * ngs * es);
@@ -922,6 +924,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
             }
 #pragma unroll
             for (int r = 0; r < S; r++) acc[r] = 0.0f;
+            ST_MARK(5); /* the first row set stored */
         }
     }
     q4_wait<0>();
