@@ -646,7 +646,7 @@ template <int B> __device__ __forceinline__ void q4_xquant(const float *f, uint8
     }
 }
 
-template <typename T, int B, int RW, int NG, bool NORM, bool SEG, int KS>
+template <typename T, int B, int RW, int NG, bool NORM, bool SEG, int KS, int XB>
 __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slot) {
     constexpr int S = RW * NG, es = (int)sizeof(T), GPB = Q4_WARPS / KS; /* groups per block */
     constexpr bool DP = !std::is_same<T, float>::value; /* x as integers, dp4a */
@@ -687,40 +687,59 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         rn0 = (int64_t)gw * RW + lane;
         res0 = dn_load(g.res, g.res_dtype, rn0 * g.res_sn);
     }
-    /* x into shared memory (norm: x * w rounded to T), chunk sums, x's sum of squares */
+    /* x into shared memory (norm: x * w rounded to T), chunk sums, x's sum
+     * of squares.  XB vectors per thread are loaded before any is used:
+     * x was just written by the kernel before, and each batch is a round
+     * trip through a memory system busy with the weights' streams (H200,
+     * step timeline: down's K = 8192 took 2.9 us in four batches of one) */
     constexpr int V = dn_vec<T>::n, L = 32 / V; /* elements per vector, lanes per chunk */
+    const int64_t nv = g.K / V;
     float ss = 0.0f;
-    for (int64_t v0 = 0; v0 < g.K / V; v0 += Q4_THREADS) {
-        const int64_t v = v0 + threadIdx.x;
-        float f[V], part = 0.0f;
-        if (v < g.K / V) {
-            dn_unpack(*(const uint4 *)((const T *)g.x + v * V), f, T());
-            if (NORM) {
-                float nv[V];
-                dn_unpack(*(const uint4 *)((const T *)g.norm_w + v * V), nv, T());
+    for (int64_t b0 = 0; b0 < nv; b0 += XB * Q4_THREADS) {
+        uint4 xu[XB], wu[XB];
 #pragma unroll
-                for (int e = 0; e < V; e++) {
-                    ss = fmaf(f[e], f[e], ss);
-                    f[e] = qk_norm_scale<T>(f[e], nv[e], g.norm_add_one);
-                }
+        for (int i = 0; i < XB; i++) {
+            const int64_t v = b0 + i * Q4_THREADS + threadIdx.x;
+            xu[i] = wu[i] = make_uint4(0, 0, 0, 0);
+            if (v < nv) {
+                xu[i] = *(const uint4 *)((const T *)g.x + v * V); /* not __ldg: see dn_pdl_wait */
+                if (NORM) wu[i] = *(const uint4 *)((const T *)g.norm_w + v * V);
             }
-            if constexpr (!DP) {
-                float4 *d = (float4 *)(xs + v * V + (v * V / 32) * 4);
-#pragma unroll
-                for (int e = 0; e < V; e += 4) d[e / 4] = make_float4(f[e], f[e + 1], f[e + 2], f[e + 3]);
-#pragma unroll
-                for (int e = 0; e < V; e++) part += f[e];
-            }
-        } else {
-#pragma unroll
-            for (int e = 0; e < V; e++) f[e] = 0.0f;
         }
-        if constexpr (DP) {
-            q4_xquant<B>(f, xr + (v / 4) * Q4_XREC, (int)(v % 4), v < g.K / V);
-        } else {
 #pragma unroll
-            for (int o = 1; o < L; o <<= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-            if (v < g.K / V && lane % L == 0) xsum[v / L] = part;
+        for (int i = 0; i < XB; i++) {
+            const int64_t v0 = b0 + i * Q4_THREADS, v = v0 + threadIdx.x;
+            if (v0 >= nv) break; /* the same for the whole block: q4_xquant's shuffles take every lane */
+            float f[V], part = 0.0f;
+            if (v < nv) {
+                dn_unpack(xu[i], f, T());
+                if (NORM) {
+                    float nw[V];
+                    dn_unpack(wu[i], nw, T());
+#pragma unroll
+                    for (int e = 0; e < V; e++) {
+                        ss = fmaf(f[e], f[e], ss);
+                        f[e] = qk_norm_scale<T>(f[e], nw[e], g.norm_add_one);
+                    }
+                }
+                if constexpr (!DP) {
+                    float4 *d = (float4 *)(xs + v * V + (v * V / 32) * 4);
+#pragma unroll
+                    for (int e = 0; e < V; e += 4) d[e / 4] = make_float4(f[e], f[e + 1], f[e + 2], f[e + 3]);
+#pragma unroll
+                    for (int e = 0; e < V; e++) part += f[e];
+                }
+            } else {
+#pragma unroll
+                for (int e = 0; e < V; e++) f[e] = 0.0f;
+            }
+            if constexpr (DP) {
+                q4_xquant<B>(f, xr + (v / 4) * Q4_XREC, (int)(v % 4), v < nv);
+            } else {
+#pragma unroll
+                for (int o = 1; o < L; o <<= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+                if (v < nv && lane % L == 0) xsum[v / L] = part;
+            }
         }
     }
     float rstd = 1.0f;
@@ -955,7 +974,15 @@ static bool q4_fits(const pcu_qgemv &g, int bits) {
 
 template <typename T, int B, int RW, int NG, bool NORM, bool SEG, int KS = 1>
 static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
-    auto k = q4gemv_kernel<T, B, RW, NG, NORM, SEG, KS>;
+    /* x in batches of 4 vectors per thread where K spans 4 (down's K of
+     * 8192 at bf16), else 1 (no registers held for nothing).  H200,
+     * Llama-3.2-1B, both in one call: int4 with the quantized embedding
+     * +1.0 %, int8 +0.8 %, int2 -0.8 % (so int2 keeps batches of 1); on a
+     * machine that ran the whole step 26 % slower than the others of its
+     * kind, so to be measured again on another */
+    constexpr bool BIG = !NORM && NG == 1 && !SEG && B != 2;
+    auto k = BIG && g.K >= 4 * Q4_THREADS * dn_vec<T>::n ? q4gemv_kernel<T, B, RW, NG, NORM, SEG, KS, BIG ? 4 : 1>
+                                                         : q4gemv_kernel<T, B, RW, NG, NORM, SEG, KS, 1>;
     const size_t slot = q4_slot(RW * NG, g.G, (int)sizeof(T), pt_qfmt_asym((pt_qfmt)g.fmt), B);
     const size_t smem = q4_xbytes(g.K, (int)sizeof(T)) + (size_t)Q4_WARPS * Q4_STAGES * slot;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
