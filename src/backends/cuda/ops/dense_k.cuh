@@ -136,7 +136,9 @@ __device__ __forceinline__ float dn_block_sum(float v, float *red) {
  * runs, and they would read the previous kernel's output before it is
  * written.  dn_pdl_release() lets the kernel
  * after it start the same way (that kernel's own wait still orders it
- * after this one's completion).  Both are no-ops without such a launch. */
+ * after this one's completion).  Both are no-ops without such a launch.
+ * Release only after the wait: then every kernel before the one right
+ * before a starting kernel has completed, whatever their release points. */
 __device__ __forceinline__ void dn_pdl_wait(void) { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void dn_pdl_release(void) { asm volatile("griddepcontrol.launch_dependents;" :::); }
 
@@ -154,7 +156,6 @@ static cudaError_t dn_launch_pdl(void (*k)(P...), dim3 grid, dim3 block, size_t 
     cfg.numAttrs = 1;
     return cudaLaunchKernelEx(&cfg, k, args...);
 }
-
 
 /* ---- step timeline (a build with -DPCU_STEP_TRACE only) ------------------ */
 
