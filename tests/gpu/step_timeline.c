@@ -7,7 +7,7 @@
 ** global timer; dense_k.cuh's pcu_st_rec), for tests/gpu/step_timeline.py.
 **
 ** build: a library with the trace compiled in, then this against it:
-**   cmake -B build-trace -DCMAKE_CUDA_FLAGS=-DPCU_STEP_TRACE && make -C build-trace petrel
+**   make BUILD=build-trace CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_FLAGS=-DPCU_STEP_TRACE"
 **   cc -O2 -Iinclude tests/gpu/step_timeline.c -Lbuild-trace -lpetrel -ldl -o step_timeline
 ** usage: step_timeline MODEL.petrel TOKENS OUT.txt (the records of a fresh
 ** session's prompt and TOKENS greedy steps; about 100,000 per 8 steps of
