@@ -3,7 +3,8 @@
 ** tests/gpu/trace_step.py, which runs it under a CUDA activity tracer
 ** (torch.profiler) to time every kernel of the real decode step (inside
 ** its CUDA graph, programmatic dependent launches and all) and the gaps
-** between them.  Public API only.
+** between them.  tests/gpu/step_timeline.c drives the same loop.  Public
+** API only.
 **
 ** build: cc -O2 -shared -fPIC -Iinclude tests/gpu/trace_step.c -Lbuild-cuda -lpetrel -o trace_step.so
 */
