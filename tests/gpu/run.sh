@@ -24,7 +24,8 @@
 #      are the oracle; relative L2 within the fixture's tolerance, at least
 #      1e-3),
 #      the partition of the quantized LLM fixtures, and greedy ids of the
-#      tiny LLMs quantized int4 on CUDA vs the CPU (the first 8 equal);
+#      tiny LLMs quantized int4, int8 and int2 on CUDA vs the CPU (the
+#      first 8 equal);
 #   8. tests/gpu/bench_quant.cu: the quantized GEMV, dequantization and
 #      embedding kernels against a host reference, and the GEMV's timings
 #      on Llama-3.2-1B decode shapes (int4 and int8).
@@ -94,7 +95,9 @@ for m in llama qwen3; do
     "$petrel" compile tests/fixtures/llm/$m.pt2 -o "$tmp/$m.q.petrel" --backend cuda --quant int4 --quant-embedding |
         sed -n '2,4p'
 done
-python3 tests/gpu/check_llm_quant.py "$petrel" tests/fixtures/llm int4 || fail=1
+for q in int4 int8 int2; do # each takes its own decode GEMV code path (4, 8, 2 bits)
+    python3 tests/gpu/check_llm_quant.py "$petrel" tests/fixtures/llm $q || fail=1
+done
 
 echo "== quantized-weight kernels"
 nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_quant.cu $k/quant_k.cu -o "$tmp/bench_quant" &&
