@@ -28,7 +28,7 @@
 #      first 8 equal);
 #   8. tests/gpu/bench_quant.cu: the quantized GEMV, dequantization and
 #      embedding kernels against a host reference, and the GEMV's timings
-#      on Llama-3.2-1B decode shapes (int4 and int8).
+#      on Llama-3.2-1B decode shapes (int4, int8 and int2).
 # usage: tests/gpu/run.sh [BUILD_DIR]   (default build-cuda, shared with
 # bench/gpu.sh); exit 1 on any failure.  LOG_DIR=dir keeps the full logs.
 set -u
