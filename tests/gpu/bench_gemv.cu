@@ -4,7 +4,7 @@
 ** per layer q/k/v (petrel.linear_n: three weights in one launch, the
 ** RMSNorm prologue), o (+ residual), gate and up (petrel.gated_linear with
 ** the norm prologue), down (+ residual), and the LM head (the final norm
-** folded in), for Llama-3.2-1B and Qwen3-1.7B.
+** folded in), for Llama-3.2-1B, Qwen3-1.7B and Qwen3-0.6B.
 **
 ** Each case is checked once against a host reference in double from the
 ** same bf16 inputs with the kernel's rounding points (relative L2 <= 1e-2,
@@ -353,6 +353,7 @@ int main(void) {
     dtype_cases(s, sm);
     model(s, sm, bw, {"Llama-3.2-1B", 16, 2048, 8192, 2048, 512, 128256});
     model(s, sm, bw, {"Qwen3-1.7B", 28, 2048, 6144, 2048, 1024, 151936});
+    model(s, sm, bw, {"Qwen3-0.6B", 28, 1024, 3072, 2048, 1024, 151936});
     CK(cudaStreamDestroy(s));
     printf(g_fail ? "SOME CHECKS FAILED\n" : "all checks passed\n");
     return g_fail;

@@ -32,7 +32,10 @@
 ** the decode step runs, programmatic dependent launch included) that
 ** rotate through copies of the weights filling > 400 MB, so that the 50
 ** MB L2 cannot hold them; printed as us per launch and GB/s of packed
-** bytes (codes, scales and zero points).
+** bytes (codes, scales and zero points).  Then int4 and int8 at
+** Qwen3-0.6B's shapes (q/k/v 2048 + 2 x 1024 rows of K = 1024, o 1024 x
+** 2048, gate and up 2 x 3072 x 1024, down 1024 x 3072, LM head 151936 x
+** 1024), timed the same way.
 **
 ** Standalone: it compiles the kernel file directly, no petrel library.
 ** From the repository root:
@@ -482,6 +485,15 @@ int main(void) {
         gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, DT_BF16, 1, {8192, 8192}, 2048, true, true, 1);    /* gate, up */
         gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {2048}, 8192, true, true);           /* down + residual */
         gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {128256}, 2048, true, true);         /* LM head */
+    }
+
+    printf("Qwen3-0.6B decode shapes, bf16, one row of x\n");
+    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) {
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {2048, 1024, 1024}, 1024, true, true, 1); /* q, k, v */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {1024}, 2048, true, true);              /* o + residual */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, DT_BF16, 1, {3072, 3072}, 1024, true, true, 1);     /* gate, up */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {1024}, 3072, true, true);              /* down + residual */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {151936}, 1024, true, true);            /* LM head */
     }
     CK(cudaStreamDestroy(s));
     printf(g_fail ? "SOME CHECKS FAILED\n" : "all checks passed\n");

@@ -15,20 +15,25 @@
 #   6. tests/gpu/bench_kernels.cu: the decode kernels (norm, rope, cached
 #      attention) against an fp64 host reference, and the output top-k of
 #      sampling against a host sort, with their timings; tests/gpu/
-#      bench_gemv.cu: the bf16 decode GEMVs at Llama-3.2-1B's and
-#      Qwen3-1.7B's shapes against a host reference, their timings and
-#      share of the copy bandwidth;
+#      bench_gemv.cu: the bf16 decode GEMVs at Llama-3.2-1B's,
+#      Qwen3-1.7B's and Qwen3-0.6B's shapes against a host reference,
+#      their timings and share of the copy bandwidth;
 #   7. quantized weights: the LLM export fixtures (and Whisper's, whose
 #      encoder-length products take the prefill path) compiled with each
 #      scheme for CUDA and for the CPU, outputs compared (the CPU kernels
 #      are the oracle; relative L2 within the fixture's tolerance, at least
 #      1e-3),
-#      the partition of the quantized LLM fixtures, and greedy ids of the
+#      the partition of the quantized LLM fixtures, greedy ids of the
 #      tiny LLMs quantized int4, int8 and int2 on CUDA vs the CPU (the
-#      first 8 equal);
+#      first 8 equal), and the logits of a prefill and 8 decode steps of
+#      two random LLMs of hidden size 1024 (the decode paths for K a
+#      multiple of 512-2048 the tiny ones cannot reach), bf16 and each
+#      scheme, on CUDA vs the CPU (tests/gpu/check_llm_wide.py; needs torch
+#      as in 3.);
 #   8. tests/gpu/bench_quant.cu: the quantized GEMV, dequantization and
 #      embedding kernels against a host reference, and the GEMV's timings
-#      on Llama-3.2-1B decode shapes (int4, int8 and int2).
+#      on Llama-3.2-1B decode shapes (int4, int8 and int2) and Qwen3-0.6B's
+#      (int4 and int8).
 # usage: tests/gpu/run.sh [BUILD_DIR]   (default build-cuda, shared with
 # bench/gpu.sh); exit 1 on any failure.  LOG_DIR=dir keeps the full logs.
 set -u
@@ -98,6 +103,9 @@ done
 for q in int4 int8 int2; do # each takes its own decode GEMV code path (4, 8, 2 bits)
     python3 tests/gpu/check_llm_quant.py "$petrel" tests/fixtures/llm $q || fail=1
 done
+echo "== wide random LLMs (hidden 1024): logits on cuda vs the cpu, bf16 and each scheme"
+python3 tests/gpu/check_llm_wide.py "$petrel" "${PYTHON:-$(scripts/setup_venv.sh)/bin/python}" \
+    bf16 int4 int4:sym int8 int2 nvfp4 || fail=1
 
 echo "== quantized-weight kernels"
 nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_quant.cu $k/quant_k.cu -o "$tmp/bench_quant" &&
