@@ -35,7 +35,8 @@
 ** bytes (codes, scales and zero points).  Then int4 and int8 at
 ** Qwen3-0.6B's shapes (q/k/v 2048 + 2 x 1024 rows of K = 1024, o 1024 x
 ** 2048, gate and up 2 x 3072 x 1024, down 1024 x 3072, LM head 151936 x
-** 1024), timed the same way.
+** 1024), timed the same way; and the prefill's panel dequantization of
+** Llama-3.2-1B's gate weight (8192 x 2048), int4, int8 and int2.
 **
 ** Standalone: it compiles the kernel file directly, no petrel library.
 ** From the repository root:
@@ -407,6 +408,24 @@ static void dequant_case(cudaStream_t s, int fmt, int64_t G, int dt) {
     CK(cudaFree(d.base));
 }
 
+/* The prefill's panel dequantization of an N x K weight alone: us per
+ * launch (REPS in a graph, the same weight) and GB/s of panel bytes. */
+static void dequant_time(cudaStream_t s, int fmt, int64_t N, int64_t K, int dt) {
+    HostW h = make_weight(fmt, N, K, 32, dt);
+    DevW d = upload(h, 1);
+    pcu_qweight w = qweight(h, d, 0);
+    const size_t bytes = (size_t)(N * K) * (dt != DT_F32 ? 2 : 4);
+    void *dp;
+    CK(cudaMalloc(&dp, bytes));
+    double us = graph_us(s, REPS, [&](int) { return pcu_qdequant_launch(s, fmt, 32, K, &w, 0, N, dp, dt_petrel(dt)); });
+    printf("  time  %-52s %8.2f us %8.0f GB/s written\n",
+           (std::string(fmt_name(fmt)) + " g32 " + dt_name(dt) + " panel " + std::to_string(N) + " x " +
+            std::to_string(K)).c_str(),
+           us, bytes / (us * 1e-6) * 1e-9);
+    CK(cudaFree(dp));
+    CK(cudaFree(d.base));
+}
+
 /* The ring kernel's cases for one code width, dtype dt: asym and sym are
  * the width's two formats, gr the group of the symmetric residual case
  * (int8's passes are 512 codes, so its groups stop at 64 there). */
@@ -486,6 +505,9 @@ int main(void) {
         gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {2048}, 8192, true, true);           /* down + residual */
         gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {128256}, 2048, true, true);         /* LM head */
     }
+
+    printf("prefill: a panel of Llama-3.2-1B's gate weight dequantized, bf16\n");
+    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) dequant_time(s, fmt, 8192, 2048, DT_BF16);
 
     printf("Qwen3-0.6B decode shapes, bf16, one row of x\n");
     for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) {

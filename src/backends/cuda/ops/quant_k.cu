@@ -46,10 +46,11 @@
 ** four at a time (dp4a: about 1 instruction per weight for int4, 1/2
 ** for int8).
 **
-** Prefill dequantizes weight panels (qdequant_kernel) that cuBLAS
-** multiplies (quant.c); the embedding gathers and dequantizes rows.  Both
-** compute each weight with quant_fmt.h's decoders exactly as the CPU's
-** reference does.
+** Prefill dequantizes weight panels that cuBLAS multiplies (quant.c):
+** integer codes a 16-byte chunk per thread (qdequant_vec_kernel), nvfp4
+** and odd layouts a value per thread (qdequant_kernel); the embedding
+** gathers and dequantizes rows.  All compute each weight with
+** quant_fmt.h's decoders exactly as the CPU's reference does.
 */
 #include <type_traits>
 
@@ -1138,11 +1139,93 @@ __global__ void qdequant_kernel(int32_t fmt, int32_t G, int32_t K, pcu_qweight w
             panel[r * K + k] = dn_from<T>(qk_value(w, fmt, G, n0 + r, k, t));
 }
 
+/* The same panel a 16-byte chunk of codes per thread (integer formats:
+ * 16, 32 or 64 codes, at most 4 groups of them), its group parameters
+ * loaded once and its values stored as 16-byte vectors; each value is
+ * qk_value's, rounded to T the same way.  The element-wise kernel above
+ * loads a code byte, a scale and a zero point per value.  H200: Llama-
+ * 3.2-1B's gate panel (8192 x 2048, int4 to bf16) in 24.7 us (1.36 TB/s
+ * written); Llama-3.2-1B int4 with the quantized embedding, time to first
+ * token after 128 tokens 13.4 -> 5.4 ms, 512 tokens prefilled at 24,300 ->
+ * 39,100 tok/s (bench/RESULTS.md, 2026-12-04 (late)). */
+template <typename T, int BITS>
+__global__ void qdequant_vec_kernel(int32_t fmt, int32_t lg, int32_t K, pcu_qweight w, int64_t n0, int64_t rows,
+                                    T *panel) {
+    constexpr int C = 128 / BITS;                   /* codes per chunk */
+    constexpr int NV = C * (int)sizeof(T) / 16;     /* 16-byte stores per chunk */
+    const int cpr = K / C, ngc = C >> lg > 1 ? C >> lg : 1; /* chunks per row, groups per chunk (<= 4) */
+    const int qmin = pt_qfmt_qmin((pt_qfmt)fmt);
+    const int64_t total = rows * cpr;
+    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < total; c += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = c / cpr, n = n0 + r;
+        const int j = (int)(c - r * cpr), g0 = (j * C) >> lg;
+        const uint4 v = *(const uint4 *)(w.codes + n * w.code_rs + (int64_t)j * 16);
+        const uint32_t word[4] = {v.x, v.y, v.z, v.w};
+        float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        int zp[4] = {0, 0, 0, 0};
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+            if (q < ngc) {
+                sc[q] = dn_load(w.scales, w.sdt, n * w.s_rs + (int64_t)(g0 + q) * w.s_cs);
+                zp[q] = w.zeros ? w.zeros[n * w.z_rs + (int64_t)(g0 + q) * w.z_cs] : 0;
+            }
+        union {
+            T t[C];
+            uint4 u[NV];
+        } out;
+#pragma unroll
+        for (int e = 0; e < C; e++) {
+            const unsigned u = (word[(e * BITS) / 32] >> ((e * BITS) % 32)) & ((1u << BITS) - 1u);
+            const int q = e >> lg; /* the chunk starts a group (G <= C) or lies in one (q = 0) */
+            const float sq = q == 0 ? sc[0] : q == 1 ? sc[1] : q == 2 ? sc[2] : sc[3]; /* registers, no local memory */
+            const int zq = q == 0 ? zp[0] : q == 1 ? zp[1] : q == 2 ? zp[2] : zp[3];
+            out.t[e] = dn_from<T>((float)((int)u + qmin - zq) * sq);
+        }
+        uint4 *dst = (uint4 *)(panel + r * K + (int64_t)j * C);
+#pragma unroll
+        for (int i = 0; i < NV; i++) dst[i] = out.u[i];
+    }
+}
+
+template <typename T>
+static cudaError_t qdequant_vec(cudaStream_t s, int32_t fmt, int32_t lg, int32_t K, const pcu_qweight *w, int64_t n0,
+                                int64_t rows, T *panel, int sm_count) {
+    const int bits = pt_qfmt_bits((pt_qfmt)fmt);
+    const int64_t chunks = rows * (K / (128 / bits)), most = (int64_t)sm_count * 8;
+    const int64_t blocks = (chunks + DK_THREADS - 1) / DK_THREADS;
+    const unsigned grid = (unsigned)(blocks < most ? blocks : most);
+    switch (bits) {
+    case 8: qdequant_vec_kernel<T, 8><<<grid, DK_THREADS, 0, s>>>(fmt, lg, K, *w, n0, rows, panel); break;
+    case 4: qdequant_vec_kernel<T, 4><<<grid, DK_THREADS, 0, s>>>(fmt, lg, K, *w, n0, rows, panel); break;
+    default: qdequant_vec_kernel<T, 2><<<grid, DK_THREADS, 0, s>>>(fmt, lg, K, *w, n0, rows, panel); break;
+    }
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t pcu_qdequant_launch(cudaStream_t s, int32_t fmt, int64_t G, int64_t K, const pcu_qweight *w,
                                            int64_t n0, int64_t rows, void *panel, int32_t dtype) {
     if (fmt < 0 || fmt >= PT_QFMT_COUNT || G < 1 || K < 0 || K > INT32_MAX || rows < 0 || n0 < 0 || n0 + rows > w->N)
         return cudaErrorInvalidValue;
     if (rows == 0 || K == 0) return cudaSuccess;
+    /* integer codes in whole 16-byte chunks, 16-byte aligned (rows of the
+     * panel too), a power-of-two group size of at least a quarter chunk */
+    const int bits = pt_qfmt_bits((pt_qfmt)fmt), C = fmt == PT_QFMT_NVFP4 ? 0 : 128 / bits;
+    int lg = 0;
+    while ((1LL << lg) < G) lg++;
+    if (C && K % C == 0 && (1LL << lg) == G && 4 * G >= C && (uintptr_t)w->codes % 16 == 0 && w->code_rs % 16 == 0 &&
+        (uintptr_t)panel % 16 == 0) {
+        int dev = 0, sms = 0;
+        cudaError_t e = cudaGetDevice(&dev);
+        if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        if (e != cudaSuccess) return e;
+        switch (dtype) {
+        case PETREL_DTYPE_F32: return qdequant_vec<float>(s, fmt, lg, (int32_t)K, w, n0, rows, (float *)panel, sms);
+        case PETREL_DTYPE_F16: return qdequant_vec<__half>(s, fmt, lg, (int32_t)K, w, n0, rows, (__half *)panel, sms);
+        case PETREL_DTYPE_BF16:
+            return qdequant_vec<__nv_bfloat16>(s, fmt, lg, (int32_t)K, w, n0, rows, (__nv_bfloat16 *)panel, sms);
+        default: return cudaErrorInvalidValue;
+        }
+    }
     dim3 grid((unsigned)((K + DK_THREADS - 1) / DK_THREADS < 64 ? (K + DK_THREADS - 1) / DK_THREADS : 64),
               (unsigned)(rows < 65535 ? rows : 65535));
 #define QD_GO(T) qdequant_kernel<T><<<grid, DK_THREADS, 0, s>>>(fmt, (int32_t)G, (int32_t)K, *w, n0, rows, (T *)panel)
