@@ -33,7 +33,8 @@
 #   8. tests/gpu/bench_quant.cu: the quantized GEMV, dequantization and
 #      embedding kernels against a host reference, and the GEMV's timings
 #      on Llama-3.2-1B decode shapes (int4, int8 and int2) and Qwen3-0.6B's
-#      (int4 and int8).
+#      (int4 and int8), and the prefill's panel dequantization of a
+#      Llama-3.2-1B weight.
 # usage: tests/gpu/run.sh [BUILD_DIR]   (default build-cuda, shared with
 # bench/gpu.sh); exit 1 on any failure.  LOG_DIR=dir keeps the full logs.
 set -u

@@ -1147,7 +1147,7 @@ __global__ void qdequant_kernel(int32_t fmt, int32_t G, int32_t K, pcu_qweight w
  * 3.2-1B's gate panel (8192 x 2048, int4 to bf16) in 24.7 us (1.36 TB/s
  * written); Llama-3.2-1B int4 with the quantized embedding, time to first
  * token after 128 tokens 13.4 -> 5.4 ms, 512 tokens prefilled at 24,300 ->
- * 39,100 tok/s (bench/RESULTS.md, 2026-12-04 (late)). */
+ * 39,100 tok/s (bench/RESULTS.md, 2026-12-04 (late, prefill)). */
 template <typename T, int BITS>
 __global__ void qdequant_vec_kernel(int32_t fmt, int32_t lg, int32_t K, pcu_qweight w, int64_t n0, int64_t rows,
                                     T *panel) {
