@@ -356,7 +356,7 @@ static void gemv_case(cudaStream_t s, int sm_count, int fmt, int64_t G, int mode
 
 /* Panel rows [n0, n0 + rows) and embedding rows at some indices (one out
  * of range, one negative): bit-equal to the host's W rounded to dt. */
-static void dequant_case(cudaStream_t s, int fmt, int64_t G, int dt) {
+static void dequant_case(cudaStream_t s, int sm, int fmt, int64_t G, int dt) {
     const int64_t N = 37, K = 256, n0 = 5, rows = 29;
     HostW h = make_weight(fmt, N, K, G, dt);
     DevW d = upload(h, 1);
@@ -375,7 +375,7 @@ static void dequant_case(cudaStream_t s, int fmt, int64_t G, int dt) {
     auto rnd = [&](float v) { return dtr(v, dt); };
     void *dp;
     CK(cudaMalloc(&dp, (size_t)(rows * K) * es));
-    CK(pcu_qdequant_launch(s, fmt, G, K, &w, n0, rows, dp, dt_petrel(dt)));
+    CK(pcu_qdequant_launch(s, fmt, G, K, &w, n0, rows, dp, dt_petrel(dt), sm));
     std::vector<uint8_t> pb((size_t)(rows * K) * es);
     CK(cudaStreamSynchronize(s)); /* a non-blocking stream: cudaMemcpy does not wait for it */
     CK(cudaMemcpy(pb.data(), dp, pb.size(), cudaMemcpyDeviceToHost));
@@ -410,14 +410,15 @@ static void dequant_case(cudaStream_t s, int fmt, int64_t G, int dt) {
 
 /* The prefill's panel dequantization of an N x K weight alone: us per
  * launch (REPS in a graph, the same weight) and GB/s of panel bytes. */
-static void dequant_time(cudaStream_t s, int fmt, int64_t N, int64_t K, int dt) {
+static void dequant_time(cudaStream_t s, int sm, int fmt, int64_t N, int64_t K, int dt) {
     HostW h = make_weight(fmt, N, K, 32, dt);
     DevW d = upload(h, 1);
     pcu_qweight w = qweight(h, d, 0);
     const size_t bytes = (size_t)(N * K) * (dt != DT_F32 ? 2 : 4);
     void *dp;
     CK(cudaMalloc(&dp, bytes));
-    double us = graph_us(s, REPS, [&](int) { return pcu_qdequant_launch(s, fmt, 32, K, &w, 0, N, dp, dt_petrel(dt)); });
+    double us =
+        graph_us(s, REPS, [&](int) { return pcu_qdequant_launch(s, fmt, 32, K, &w, 0, N, dp, dt_petrel(dt), sm); });
     printf("  time  %-52s %8.2f us %8.0f GB/s written\n",
            (std::string(fmt_name(fmt)) + " g32 " + dt_name(dt) + " panel " + std::to_string(N) + " x " +
             std::to_string(K)).c_str(),
@@ -479,7 +480,7 @@ int main(void) {
             gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_GATED, dt, 1, {160, 160}, 256, true, false, 2);
         }
         gemv_case(s, sm, f.fmt, f.G, PCU_GEMV_PLAIN, DT_BF16, 1, {1200}, 256, false, false); /* 4 rows per block */
-        for (int dt : {DT_F32, DT_BF16, DT_F16}) dequant_case(s, f.fmt, f.G, dt);
+        for (int dt : {DT_F32, DT_BF16, DT_F16}) dequant_case(s, sm, f.fmt, f.G, dt);
     }
 
     printf("int4, bf16, odd shapes\n");
@@ -507,7 +508,7 @@ int main(void) {
     }
 
     printf("prefill: a panel of Llama-3.2-1B's gate weight dequantized, bf16\n");
-    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) dequant_time(s, fmt, 8192, 2048, DT_BF16);
+    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) dequant_time(s, sm, fmt, 8192, 2048, DT_BF16);
 
     printf("Qwen3-0.6B decode shapes, bf16, one row of x\n");
     for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) {

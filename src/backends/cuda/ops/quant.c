@@ -128,7 +128,8 @@ static petrel_status q_gemm(pt_exec *ex, q_lin *L, const pcu_qweight *w, void *o
     for (int64_t n0 = 0; n0 < N; n0 += L->prows) {
         int64_t nb = N - n0 < L->prows ? N - n0 : L->prows;
         PCU_LAUNCHED(ex,
-                     pcu_qdequant_launch(pcu_stream(ex), (int32_t)L->fmt, L->G, K, w, n0, nb, L->panel, (int32_t)L->dt),
+                     pcu_qdequant_launch(pcu_stream(ex), (int32_t)L->fmt, L->G, K, w, n0, nb, L->panel, (int32_t)L->dt,
+                                         pk_cuda(ex)->sm_count),
                      "qlinear dequantize");
         PCU_BLAS(ex, cublasGemmEx(pk_cuda(ex)->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nb, (int)M, (int)K, &one, L->panel,
                                   ty, (int)K, L->x, ty, (int)L->ldx, &zero, (uint8_t *)out + n0 * es, ty, (int)N,

@@ -1203,7 +1203,7 @@ static cudaError_t qdequant_vec(cudaStream_t s, int32_t fmt, int32_t lg, int32_t
 }
 
 extern "C" cudaError_t pcu_qdequant_launch(cudaStream_t s, int32_t fmt, int64_t G, int64_t K, const pcu_qweight *w,
-                                           int64_t n0, int64_t rows, void *panel, int32_t dtype) {
+                                           int64_t n0, int64_t rows, void *panel, int32_t dtype, int sm_count) {
     if (fmt < 0 || fmt >= PT_QFMT_COUNT || G < 1 || K < 0 || K > INT32_MAX || rows < 0 || n0 < 0 || n0 + rows > w->N)
         return cudaErrorInvalidValue;
     if (rows == 0 || K == 0) return cudaSuccess;
@@ -1213,16 +1213,14 @@ extern "C" cudaError_t pcu_qdequant_launch(cudaStream_t s, int32_t fmt, int64_t 
     int lg = 0;
     while ((1LL << lg) < G) lg++;
     if (C && K % C == 0 && (1LL << lg) == G && 4 * G >= C && (uintptr_t)w->codes % 16 == 0 && w->code_rs % 16 == 0 &&
-        (uintptr_t)panel % 16 == 0) {
-        int dev = 0, sms = 0;
-        cudaError_t e = cudaGetDevice(&dev);
-        if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-        if (e != cudaSuccess) return e;
+        (uintptr_t)panel % 16 == 0 && sm_count > 0) {
         switch (dtype) {
-        case PETREL_DTYPE_F32: return qdequant_vec<float>(s, fmt, lg, (int32_t)K, w, n0, rows, (float *)panel, sms);
-        case PETREL_DTYPE_F16: return qdequant_vec<__half>(s, fmt, lg, (int32_t)K, w, n0, rows, (__half *)panel, sms);
+        case PETREL_DTYPE_F32:
+            return qdequant_vec<float>(s, fmt, lg, (int32_t)K, w, n0, rows, (float *)panel, sm_count);
+        case PETREL_DTYPE_F16:
+            return qdequant_vec<__half>(s, fmt, lg, (int32_t)K, w, n0, rows, (__half *)panel, sm_count);
         case PETREL_DTYPE_BF16:
-            return qdequant_vec<__nv_bfloat16>(s, fmt, lg, (int32_t)K, w, n0, rows, (__nv_bfloat16 *)panel, sms);
+            return qdequant_vec<__nv_bfloat16>(s, fmt, lg, (int32_t)K, w, n0, rows, (__nv_bfloat16 *)panel, sm_count);
         default: return cudaErrorInvalidValue;
         }
     }

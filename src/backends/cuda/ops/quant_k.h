@@ -87,9 +87,10 @@ cudaError_t pcu_qgemv_launch(cudaStream_t s, const pcu_qgemv *g, int sm_count);
 
 /* panel (rows, K) dense of dtype (f32 / f16 / bf16) = rows [n0, n0 + rows)
  * of W as ops.def defines it in float, rounded once to dtype.  fmt, G:
- * the format and group size; any strides and scale dtype. */
+ * the format and group size; any strides and scale dtype; sm_count: the
+ * device's multiprocessors (the grid's size). */
 cudaError_t pcu_qdequant_launch(cudaStream_t s, int32_t fmt, int64_t G, int64_t K, const pcu_qweight *w,
-                                int64_t n0, int64_t rows, void *panel, int32_t dtype);
+                                int64_t n0, int64_t rows, void *panel, int32_t dtype, int sm_count);
 
 /* out (nidx, K) dense of dtype (a float dtype) = the rows of W at the
  * index values idx[0..nidx) (dense, integer dtype idt; negative values
