@@ -35,6 +35,7 @@
 #include <cstring>
 #include <vector>
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "bench_util.h"
@@ -54,6 +55,16 @@ extern "C" void pcu_attn_trace_dump(int nblocks);
 #endif
 
 static float bfr(double v) { return bf2f(f2bf((float)v)); } /* v rounded to bf16 */
+
+static uint16_t f2h(float f) { /* to f16 bits (round to nearest even) */
+    __half_raw r = __float2half_rn(f);
+    return r.x;
+}
+static float h2f(uint16_t b) {
+    __half_raw r;
+    r.x = b;
+    return __half2float(__half(r));
+}
 
 static float frand(void) { return (float)(urand() & 0xffffff) / 8388608.0f - 1.0f; } /* uniform in [-1, 1) */
 static std::vector<uint16_t> bf_random(size_t n, float scale) {
@@ -484,32 +495,61 @@ static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bo
         CK(cudaFree(p));
 }
 
-/* Prefill: q (1, 32, L, 64) over k, v (1, 8, S, 64), causal (top-left:
- * row i sees keys j <= i), no mask: the general (tiled, split) attention
- * kernel. */
-static void case_sdpa_prefill(cudaStream_t s, int sm_count, int64_t L, int64_t S) {
-    const int64_t Hq = 32, Hkv = 8, E = 64;
-    printf("sdpa prefill bf16, L = %lld, S = %lld, causal (general kernel)\n", (long long)L, (long long)S);
+/* Prefill: q (1, Hq, L, E) over k, v (1, Hkv, S, E) in bf16 or f16 (the
+ * data drawn as bf16 values, which f16 holds exactly but for tiny ones).
+ * mode PF_CAUSAL: the causal flag (top-left: row i sees keys j <= i), no
+ * mask; PF_MASK: a bool mask (1, 1, L, S) with row i seeing keys j <= i
+ * (petrel.sdpa_cache's prefill into a static cache), the K and V rows no
+ * row sees holding NaN (an unwritten cache: they must add nothing);
+ * PF_FULL: neither (cross attention: every row sees every key).  L >= 16
+ * with E of 64 or 128 takes the tensor-core kernel, L < 16 the general
+ * one (split keys + combine when its blocks are few). */
+enum { PF_CAUSAL, PF_MASK, PF_FULL };
+static void case_sdpa_prefill(cudaStream_t s, int sm_count, int64_t L, int64_t S, int64_t E = 64, int64_t Hq = 32,
+                              int64_t Hkv = 8, int mode = PF_CAUSAL, bool f16 = false) {
+    static const char *mn[] = {"causal", "bool mask, NaN in the rows no row sees", "no mask"};
+    printf("sdpa prefill %s, L = %lld, S = %lld, E = %lld, %lld / %lld heads, %s\n", f16 ? "f16" : "bf16",
+           (long long)L, (long long)S, (long long)E, (long long)Hq, (long long)Hkv, mn[mode]);
     auto q = bf_random((size_t)(Hq * L * E), 2.0f), k = bf_random((size_t)(Hkv * S * E), 2.0f),
          v = bf_random((size_t)(Hkv * S * E), 1.0f);
-    uint16_t *dq = dev_copy(q), *dk = dev_copy(k), *dv = dev_copy(v), *dout;
+    const int64_t seen = mode == PF_FULL ? S : std::min(L, S); /* keys some row sees */
+    auto dev = [&](const std::vector<uint16_t> &h, bool garbage) {
+        std::vector<uint16_t> d(h);
+        for (size_t x = 0; x < d.size(); x++) {
+            if (garbage && (int64_t)(x / E) % S >= seen) d[x] = 0x7fc0; /* NaN as bf16 */
+            if (f16) d[x] = f2h(bf2f(d[x]));                       /* NaN stays NaN */
+        }
+        return dev_copy(d);
+    };
+    uint16_t *dq = dev(q, false), *dk = dev(k, mode == PF_MASK), *dv = dev(v, mode == PF_MASK), *dout;
+    uint8_t *dm = NULL;
+    if (mode == PF_MASK) {
+        std::vector<uint8_t> m((size_t)(L * S));
+        for (int64_t i = 0; i < L; i++)
+            for (int64_t j = 0; j < S; j++) m[(size_t)(i * S + j)] = j <= i;
+        CK(cudaMalloc(&dm, m.size()));
+        CK(cudaMemcpy(dm, m.data(), m.size(), cudaMemcpyHostToDevice));
+    }
     CK(cudaMalloc(&dout, (size_t)(Hq * L * E) * 2));
-    pcu_attn a = attn_args(dq, dk, dv, dout, NULL, Hq, Hkv, L, S, E, true);
+    pcu_attn a = attn_args(dq, dk, dv, dout, dm, Hq, Hkv, L, S, E, mode == PF_CAUSAL);
+    if (f16) a.dtype = PETREL_DTYPE_F16;
     size_t need = pcu_attn_scratch(&a, sm_count);
     void *scratch = NULL;
     if (need) CK(cudaMalloc(&scratch, need));
     CK(pcu_attn_launch(s, &a, sm_count, scratch));
     auto got = host_copy(dout, (size_t)(Hq * L * E));
-    auto ref = attn_ref(q, k, v, Hq, Hkv, L, S, E, S, true, 1.0 / sqrt((double)E));
+    auto ref = attn_ref(q, k, v, Hq, Hkv, L, S, E, S, mode != PF_FULL, 1.0 / sqrt((double)E));
     std::vector<float> g(got.size());
-    for (size_t i = 0; i < got.size(); i++) g[i] = bf2f(got[i]);
-    check("attention", g, ref, 1e-2);
+    for (size_t i = 0; i < got.size(); i++) g[i] = f16 ? h2f(got[i]) : bf2f(got[i]);
+    check("attention", g, ref, f16 ? 1e-3 : 1e-2);
     double us = bench("attention", s, [&] { return pcu_attn_launch(s, &a, sm_count, scratch); });
-    /* multiply-adds of q k^T and p v over the keys each row sees (causal, top-left) */
+    /* multiply-adds of q k^T and p v over the keys each row sees */
     double macs = 0;
-    for (int64_t i = 0; i < L; i++) macs += 2.0 * (double)(i + 1 < S ? i + 1 : S) * (double)E * (double)Hq;
+    for (int64_t i = 0; i < L; i++)
+        macs += 2.0 * (double)(mode == PF_FULL ? S : i + 1 < S ? i + 1 : S) * (double)E * (double)Hq;
     printf("  rate  %-44s %7.2f TFLOP/s (2 flops per multiply-add)\n", "attention", 2.0 * macs / (us * 1e6));
     if (scratch) CK(cudaFree(scratch));
+    if (dm) CK(cudaFree(dm));
     CK(cudaFree(dq));
     CK(cudaFree(dk));
     CK(cudaFree(dv));
@@ -592,9 +632,21 @@ int main(void) {
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 128, false);
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 1024, false);
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 384, true);
-    case_sdpa_prefill(s, prop.multiProcessorCount, 128, 128);
-    case_sdpa_prefill(s, prop.multiProcessorCount, 512, 512); /* a prefill chunk of Llama-3.2-1B's shape */
-    case_sdpa_prefill(s, prop.multiProcessorCount, 16, 1024); /* few blocks: split keys + combine */
+    const int sm = prop.multiProcessorCount;
+    case_sdpa_prefill(s, sm, 128, 128);
+    case_sdpa_prefill(s, sm, 512, 512);  /* a prefill chunk of Llama-3.2-1B's shape */
+    case_sdpa_prefill(s, sm, 8, 1024);   /* the general kernel, few blocks: split keys + combine */
+    case_sdpa_prefill(s, sm, 12, 40);    /* the general kernel, unsplit */
+    case_sdpa_prefill(s, sm, 16, 1024);  /* the fewest rows the tensor cores take */
+    case_sdpa_prefill(s, sm, 2048, 2048); /* a 2048-token chunk */
+    case_sdpa_prefill(s, sm, 128, 2048, 64, 32, 8, PF_MASK);   /* into a static cache */
+    case_sdpa_prefill(s, sm, 100, 2048, 64, 32, 8, PF_MASK);   /* rows past L in the last block */
+    case_sdpa_prefill(s, sm, 512, 2048, 128, 16, 8, PF_MASK);  /* Qwen3-0.6B's heads */
+    case_sdpa_prefill(s, sm, 2048, 2048, 128, 16, 8, PF_CAUSAL);
+    case_sdpa_prefill(s, sm, 100, 1500, 64, 20, 20, PF_FULL);  /* Whisper's cross attention (S not a tile multiple) */
+    case_sdpa_prefill(s, sm, 128, 128, 64, 32, 8, PF_CAUSAL, true);
+    case_sdpa_prefill(s, sm, 300, 2048, 128, 16, 8, PF_MASK, true);
+    case_sdpa_prefill(s, sm, 100, 1500, 64, 20, 20, PF_FULL, true);
     case_topk(s, 128256, 41); /* Llama 3's vocabulary, the default top_k + 1 */
     case_topk(s, 262144, 64); /* Gemma 3's, the most candidates */
     case_topk(s, 1000, 7);

@@ -33,6 +33,16 @@
 ** them: out = sum_z e^(m_z - M) acc_z / sum_z e^(m_z - M) l_z.  The grid
 ** depends on shapes only, so the launch can be captured in a CUDA graph.
 **
+** Prefill on tensor cores (attn_mma_kernel).  f16 / bf16 prefills of at
+** least 16 query rows with head dims of 64 or 128 take a flash-attention
+** kernel on mma.m16n8k16 instead: 64 query rows per block, 64-key tiles
+** copied with cp.async (the next in flight during the current one), the
+** online softmax in fp32 and P rounded to the dtype for its product with
+** V.  Masks become a per-tile map first (see its section below).  On an
+** H200, Llama-3.2-1B bf16 prefills 2,048 tokens at 129,000 tokens/s with
+** it against 23,200 with the kernel above (bench/RESULTS.md, 2026-12-04,
+** tensor-core prefill).
+**
 ** Decode (attn_decode_kernel).  A few query rows (R <= 8: a decode step's
 ** GQA group) against a k/v of up to 8192 keys, mostly masked (a static KV
 ** cache), take a kernel of their own.  A warp owns 32 consecutive keys,
@@ -1046,10 +1056,394 @@ template <typename T> static cudaError_t attn_dec(cudaStream_t s, const pcu_attn
     return attn_dec_go<T, 16, ATTN_ROWS>(s, a, g);
 }
 
+/* ---- prefill on tensor cores -------------------------------------------------- */
+
+/* f16 / bf16 prefill (L >= 16 query rows, head dims E = Ev of 64 or 128,
+ * rows contiguous): a block of 4 warps takes 64 query rows of one output
+ * batch index (16 per warp) and walks the keys in tiles of 64, flash
+ * attention style.  K and V tiles are copied into shared memory with
+ * cp.async, the next tile's copies in flight while the current one is
+ * computed; S = q k^T on tensor cores (mma.m16n8k16, fp32 sums; B
+ * fragments by ldmatrix), scaled and masked in fp32, the online softmax
+ * in fp32 (exp2 of log2-scaled scores; 4 lanes share a row), then P,
+ * rounded to the dtype, times V (ldmatrix.trans) into fp32 O.  Row sums
+ * add the rounded P, so O / l weighs each key as the product did.
+ *
+ * Masks.  A tile no row of the block sees is skipped without a copy; in a
+ * tile some row sees, the keys no row sees are copied as zeros (so garbage
+ * past a static cache's position never meets the product); a tile that
+ * every row < L sees with a zero term (a true bool, a 0.0 float, causal
+ * allowing) skips the per-element mask.  With a mask tensor, a first
+ * kernel (attn_mma_map) derives that per (mask batch, row block, tile)
+ * into the scratch, reading the mask once rather than once per head;
+ * without one it follows from the shapes. */
+#define MMA_ROWS 64
+#define MMA_KEYS 64
+#define MMA_MAX_TILES 1024 /* key tiles of a row: S up to 65,536 */
+
+typedef struct mma_tile {
+    unsigned long long keys; /* bit k: some row of the block sees key j0 + k */
+    unsigned full;           /* every row < L sees every key with a zero term */
+    unsigned pad;
+} mma_tile;
+
+template <typename T> struct mma_t;
+template <> struct mma_t<__half> {
+    static __device__ __forceinline__ void run(float *c, const uint32_t *a, const uint32_t *b) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+};
+template <> struct mma_t<__nv_bfloat16> {
+    static __device__ __forceinline__ void run(float *c, const uint32_t *a, const uint32_t *b) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+};
+
+/* Two T values in one register (lo in the low half). */
+template <typename T> __device__ __forceinline__ uint32_t mma_pack2(T lo, T hi) {
+    uint16_t a, b;
+    memcpy(&a, &lo, 2), memcpy(&b, &hi, 2);
+    return (uint32_t)a | (uint32_t)b << 16;
+}
+
+/* Four 8x8 matrices of 16-bit elements from shared memory (lane l gives
+ * row l % 8 of matrix l / 8); .trans hands out columns instead of rows. */
+__device__ __forceinline__ void mma_ldm4(uint32_t *r, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((unsigned)__cvta_generic_to_shared(p))
+                 : "memory");
+}
+__device__ __forceinline__ void mma_ldm4t(uint32_t *r, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((unsigned)__cvta_generic_to_shared(p))
+                 : "memory");
+}
+
+/* A 16-byte copy into shared memory; n = 0 writes zeros, reading nothing. */
+__device__ __forceinline__ void mma_cp16(void *dst, const void *src, int n) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
+                 "l"(src), "r"(n)
+                 : "memory");
+}
+__device__ __forceinline__ void mma_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void mma_wait(void) {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* The mask term of (row i, key j): 0, a float to add, or -inf. */
+__device__ __forceinline__ float mma_mask(const pcu_attn &a, int64_t mo, int64_t i, int64_t j) {
+    if (j >= a.S || (a.causal && j > i)) return -INFINITY;
+    if (!a.mask) return 0.0f;
+    const int64_t at = mo + i * a.m_sl + j * a.m_ss;
+    switch (a.mask_dtype) {
+    case PETREL_DTYPE_BOOL: return ((const uint8_t *)a.mask)[at] ? 0.0f : -INFINITY;
+    case PETREL_DTYPE_F32: return ((const float *)a.mask)[at];
+    case PETREL_DTYPE_F16: return __half2float(((const __half *)a.mask)[at]);
+    default: return __bfloat162float(((const __nv_bfloat16 *)a.mask)[at]);
+    }
+}
+
+/* The mask's batch offset and the tile map's batch index of output batch
+ * index ob: the dims the mask broadcasts over (mb 0) do not count. */
+__device__ __forceinline__ void mma_mask_batch(const pcu_attn &a, int64_t ob, int64_t *mo, int64_t *mi) {
+    int64_t rem = ob, o = 0, m = 0, mul = 1;
+    for (int d = a.nb - 1; d >= 0; d--) {
+        const int64_t x = rem % a.bshape[d];
+        rem /= a.bshape[d];
+        if (a.mb[d]) o += x * a.mb[d], m += x * mul, mul *= a.bshape[d];
+    }
+    *mo = o, *mi = m;
+}
+
+/* One tile map entry per block: grid (tiles, row blocks, mask batches),
+ * 256 threads; thread x takes key x % 64 for rows x / 64 + 4u. */
+__global__ void __launch_bounds__(256) attn_mma_map(pcu_attn a, mma_tile *map) {
+    __shared__ int seen[MMA_KEYS];
+    __shared__ unsigned half[2];
+    const int64_t tile = blockIdx.x, rb = blockIdx.y, nrb = gridDim.y, ntl = gridDim.x;
+    int64_t mo = 0, mi = 0, rem = blockIdx.z, mul = 1;
+    for (int d = a.nb - 1; d >= 0; d--) /* blockIdx.z counts the mask's own batch dims only */
+        if (a.mb[d]) {
+            const int64_t x = rem % a.bshape[d];
+            rem /= a.bshape[d];
+            mo += x * a.mb[d], mi += x * mul, mul *= a.bshape[d];
+        }
+    const int kk = threadIdx.x & (MMA_KEYS - 1), rq = threadIdx.x / MMA_KEYS;
+    const int64_t j = tile * MMA_KEYS + kk;
+    if (threadIdx.x < MMA_KEYS) seen[threadIdx.x] = 0;
+    float t[MMA_ROWS / 4];
+#pragma unroll
+    for (int u = 0; u < MMA_ROWS / 4; u++) { /* every load in flight together */
+        const int64_t i = rb * MMA_ROWS + rq + 4 * u;
+        t[u] = i < a.L ? mma_mask(a, mo, i, j) : 0.0f;
+    }
+    bool any = false, all = true;
+#pragma unroll
+    for (int u = 0; u < MMA_ROWS / 4; u++) {
+        if (rb * MMA_ROWS + rq + 4 * u >= a.L) continue; /* rows past L: never stored */
+        any |= t[u] != -INFINITY;
+        all &= t[u] == 0.0f; /* NaN: not all */
+    }
+    __syncthreads();
+    if (any) seen[kk] = 1; /* every writer stores 1 */
+    const bool full = __syncthreads_and(all);
+    if (threadIdx.x < MMA_KEYS) {
+        const unsigned b = __ballot_sync(0xffffffffu, seen[threadIdx.x] != 0);
+        if ((threadIdx.x & 31) == 0) half[threadIdx.x >> 5] = b;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        mma_tile e = {(unsigned long long)half[1] << 32 | half[0], full ? 1u : 0u, 0u};
+        map[(mi * nrb + rb) * ntl + tile] = e;
+    }
+}
+
+template <typename T, int E>
+__global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_tile *map, int ntiles) {
+    constexpr int P = E + 8;                             /* shared row pitch: ldmatrix rows in other banks */
+    constexpr int KS = E / 16, NT = E / 8, NK = MMA_KEYS / 8, TILE = MMA_KEYS * P;
+    constexpr float LOG2E = 1.4426950408889634f;
+    extern __shared__ __align__(16) unsigned char mma_sm[];
+    T *kt = (T *)mma_sm, *vt = kt + 2 * TILE;            /* two stages of K and V tiles */
+    unsigned long long *tkeys = (unsigned long long *)(vt + 2 * TILE); /* (ntiles) */
+    unsigned char *tfull = (unsigned char *)(tkeys + ntiles);         /* (ntiles) */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t nrb = gridDim.x, rbk = nrb - 1 - blockIdx.x; /* late rows (most keys when causal) first */
+    const int64_t ob = blockIdx.y;
+    int64_t qo = 0, ko = 0, vo = 0, rem = ob;
+    for (int d = a.nb - 1; d >= 0; d--) {
+        const int64_t x = rem % a.bshape[d];
+        rem /= a.bshape[d];
+        const bool head = d == a.nb - 1;
+        qo += x * a.qb[d];
+        ko += (head ? x / a.kdiv : x) * a.kb[d], vo += (head ? x / a.vdiv : x) * a.vb[d];
+    }
+    int64_t mo, mi;
+    mma_mask_batch(a, ob, &mo, &mi);
+    const T *q = (const T *)a.q + qo, *kg = (const T *)a.k + ko, *vg = (const T *)a.v + vo;
+    const int64_t rfirst = rbk * MMA_ROWS, rlast = min(rfirst + MMA_ROWS, a.L) - 1;
+    /* the tiles this block sees */
+    for (int x = threadIdx.x; x < ntiles; x += blockDim.x) {
+        if (map) {
+            const mma_tile e = map[(mi * nrb + rbk) * ntiles + x];
+            tkeys[x] = e.keys, tfull[x] = (unsigned char)e.full;
+        } else {
+            const int64_t j0 = (int64_t)x * MMA_KEYS, end = a.causal ? min(a.S, rlast + 1) : a.S;
+            const int64_t nv = min((int64_t)MMA_KEYS, max((int64_t)0, end - j0));
+            tkeys[x] = nv == MMA_KEYS ? ~0ull : (1ull << nv) - 1;
+            tfull[x] = j0 + MMA_KEYS <= a.S && (!a.causal || j0 + MMA_KEYS - 1 <= rfirst);
+        }
+    }
+    const int64_t r0 = rfirst + warp * 16, ra = r0 + g, rb = r0 + g + 8; /* this lane's two rows */
+    /* q's A fragments (rows past L repeat row L - 1: computed, never stored) */
+    uint32_t qa[KS][4];
+    {
+        const T *pa = q + min(ra, a.L - 1) * a.q_sl, *pb = q + min(rb, a.L - 1) * a.q_sl;
+#pragma unroll
+        for (int s = 0; s < KS; s++) {
+            const int c = s * 16 + 2 * t;
+            qa[s][0] = mma_pack2<T>(pa[c], pa[c + 1]), qa[s][1] = mma_pack2<T>(pb[c], pb[c + 1]);
+            qa[s][2] = mma_pack2<T>(pa[c + 8], pa[c + 9]), qa[s][3] = mma_pack2<T>(pb[c + 8], pb[c + 9]);
+        }
+    }
+    __syncthreads(); /* the tile lists */
+    float o[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float ma = -INFINITY, mb = -INFINITY, la = 0.0f, lb = 0.0f; /* running max (log2 units), this lane's sums */
+    const float sl2 = a.scale * LOG2E;
+
+    /* the copies of tile c into stage st: rows no row sees as zeros */
+    auto issue = [&](int c, int st) {
+        const int64_t j0 = (int64_t)c * MMA_KEYS;
+        const unsigned long long bits = tkeys[c];
+        T *kd = kt + st * TILE, *vd = vt + st * TILE;
+        for (int x = threadIdx.x; x < MMA_KEYS * (E / 8); x += blockDim.x) {
+            const int r = x / (E / 8), col = (x - r * (E / 8)) * 8;
+            const int64_t j = min(j0 + r, a.S - 1);
+            const int n = (bits >> r & 1) ? 16 : 0;
+            mma_cp16(kd + r * P + col, kg + j * a.k_ss + col, n);
+            mma_cp16(vd + r * P + col, vg + j * a.v_ss + col, n);
+        }
+    };
+    auto next = [&](int c) {
+        for (c++; c < ntiles && !tkeys[c]; c++) {
+        }
+        return c;
+    };
+    int cur = next(-1), st = 0;
+    if (cur < ntiles) issue(cur, 0);
+    mma_commit();
+    while (cur < ntiles) {
+        const int nxt = next(cur);
+        if (nxt < ntiles) issue(nxt, st ^ 1);
+        mma_commit();
+        const int64_t j0 = (int64_t)cur * MMA_KEYS;
+        const bool full = tfull[cur];
+        float mt[NK][4]; /* a mixed tile's mask terms, loaded while the copies land */
+        if (!full)
+#pragma unroll
+            for (int n = 0; n < NK; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int64_t i = e < 2 ? ra : rb, j = j0 + n * 8 + 2 * t + (e & 1);
+                    mt[n][e] = i < a.L ? mma_mask(a, mo, i, j) : -INFINITY;
+                }
+        mma_wait<1>();
+        __syncthreads();
+        const T *ks = kt + st * TILE, *vs = vt + st * TILE;
+        float sc[NK][4];
+#pragma unroll
+        for (int n = 0; n < NK; n++) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.0f;
+#pragma unroll
+        for (int n = 0; n < NK; n += 2)
+#pragma unroll
+            for (int s = 0; s < KS; s++) { /* b: keys n*8.., dims s*16 / +8, then keys (n+1)*8.. */
+                uint32_t b[4];
+                mma_ldm4(b, ks + (n * 8 + (lane >> 4) * 8 + (lane & 7)) * P + s * 16 + ((lane >> 3) & 1) * 8);
+                mma_t<T>::run(sc[n], qa[s], b);
+                mma_t<T>::run(sc[n + 1], qa[s], b + 2);
+            }
+        /* scale and mask in log2 units; the rows' new max (4 lanes a row) */
+        float na = ma, nb = mb;
+#pragma unroll
+        for (int n = 0; n < NK; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float v = sc[n][e] * sl2;
+                if (!full) v = mt[n][e] == -INFINITY ? -INFINITY : fmaf(mt[n][e], LOG2E, v);
+                sc[n][e] = v;
+                if (e < 2) na = dn_nanmax(na, v);
+                else nb = dn_nanmax(nb, v);
+            }
+#pragma unroll
+        for (int sh = 1; sh < 4; sh <<= 1) {
+            na = dn_nanmax(na, __shfl_xor_sync(0xffffffffu, na, sh));
+            nb = dn_nanmax(nb, __shfl_xor_sync(0xffffffffu, nb, sh));
+        }
+        const float ca = na == -INFINITY ? 1.0f : exp2f(ma - na), cb = nb == -INFINITY ? 1.0f : exp2f(mb - nb);
+        ma = na, mb = nb, la *= ca, lb *= cb;
+#pragma unroll
+        for (int n = 0; n < NT; n++) o[n][0] *= ca, o[n][1] *= ca, o[n][2] *= cb, o[n][3] *= cb;
+        /* P rounded to T: A fragments of the keys' 16-wide k-steps */
+        uint32_t pa[MMA_KEYS / 16][4];
+#pragma unroll
+        for (int n = 0; n < NK; n++) {
+            T p[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float m = e < 2 ? na : nb;
+                p[e] = dn_from<T>(m == -INFINITY ? 0.0f : exp2f(sc[n][e] - m));
+            }
+            la += dn_f32(p[0]) + dn_f32(p[1]), lb += dn_f32(p[2]) + dn_f32(p[3]);
+            pa[n / 2][(n & 1) * 2 + 0] = mma_pack2<T>(p[0], p[1]);
+            pa[n / 2][(n & 1) * 2 + 1] = mma_pack2<T>(p[2], p[3]);
+        }
+        /* O += P V: b of keys s*16 / +8, dims n*8, then dims (n+1)*8 */
+#pragma unroll
+        for (int s = 0; s < MMA_KEYS / 16; s++)
+#pragma unroll
+            for (int n = 0; n < NT; n += 2) {
+                uint32_t b[4];
+                mma_ldm4t(b, vs + (s * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * P + n * 8 + (lane >> 4) * 8);
+                mma_t<T>::run(o[n], pa[s], b);
+                mma_t<T>::run(o[n + 1], pa[s], b + 2);
+            }
+        __syncthreads(); /* stage st is copied into again two tiles on */
+        cur = nxt, st ^= 1;
+    }
+    mma_wait<0>();
+#pragma unroll
+    for (int sh = 1; sh < 4; sh <<= 1) {
+        la += __shfl_xor_sync(0xffffffffu, la, sh);
+        lb += __shfl_xor_sync(0xffffffffu, lb, sh);
+    }
+    T *out = (T *)a.out + ob * a.L * a.Ev;
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        const int c = n * 8 + 2 * t;
+        if (ra < a.L) {
+            out[ra * a.Ev + c] = dn_from<T>(ma == -INFINITY ? 0.0f : o[n][0] / la);
+            out[ra * a.Ev + c + 1] = dn_from<T>(ma == -INFINITY ? 0.0f : o[n][1] / la);
+        }
+        if (rb < a.L) {
+            out[rb * a.Ev + c] = dn_from<T>(mb == -INFINITY ? 0.0f : o[n][2] / lb);
+            out[rb * a.Ev + c + 1] = dn_from<T>(mb == -INFINITY ? 0.0f : o[n][3] / lb);
+        }
+    }
+}
+
+/* The grid of the tensor-core prefill: row blocks, output batch count,
+ * mask batches (the tile map's) and key tiles. */
+typedef struct mma_plan {
+    int64_t nrb, nbatch, nmb, ntiles;
+} mma_plan;
+
+static mma_plan attn_mma_plan(const pcu_attn *a) {
+    mma_plan p = {(a->L + MMA_ROWS - 1) / MMA_ROWS, 1, 1, (a->S + MMA_KEYS - 1) / MMA_KEYS};
+    for (int d = 0; d < a->nb; d++) {
+        p.nbatch *= a->bshape[d];
+        if (a->mb[d]) p.nmb *= a->bshape[d];
+    }
+    return p;
+}
+
+/* Can the tensor-core prefill take a?  f16 / bf16, E = Ev of 64 or 128,
+ * at least 16 query rows, k / v rows contiguous and 16-byte aligned, q's
+ * elements contiguous; no cache write, rope or norm (decode only). */
+static bool attn_mma_ok(const pcu_attn *a) {
+    if ((a->dtype != PETREL_DTYPE_F16 && a->dtype != PETREL_DTYPE_BF16) || a->E != a->Ev ||
+        (a->E != 64 && a->E != 128) || a->L < 16 || a->S < 1 || a->q_se != 1 || a->k_se != 1 || a->v_se != 1 ||
+        a->k_ss % 8 || a->v_ss % 8 || (uintptr_t)a->k % 16 || (uintptr_t)a->v % 16 || a->pos || a->rcos || a->qnw)
+        return false;
+    for (int d = 0; d < a->nb; d++)
+        if (a->kb[d] % 8 || a->vb[d] % 8) return false;
+    const mma_plan p = attn_mma_plan(a);
+    return p.ntiles <= MMA_MAX_TILES && p.nbatch <= 65535 && p.nrb <= 65535 && p.nmb <= 65535 &&
+           p.nrb <= 0x7fffffff;
+}
+
+/* Scratch of the tensor-core prefill: the tile map when there is a mask. */
+static size_t attn_mma_scratch(const pcu_attn *a) {
+    const mma_plan p = attn_mma_plan(a);
+    return a->mask ? sizeof(mma_tile) * (size_t)(p.nmb * p.nrb * p.ntiles) : 0;
+}
+
+template <typename T, int E> static cudaError_t attn_mma_go(cudaStream_t s, const pcu_attn *a, const mma_tile *map) {
+    const mma_plan p = attn_mma_plan(a);
+    auto k = attn_mma_kernel<T, E>;
+    const size_t smem = sizeof(T) * 4 * MMA_KEYS * (E + 8) + 9 * (size_t)p.ntiles;
+    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    k<<<dim3((unsigned)p.nrb, (unsigned)p.nbatch), 128, smem, s>>>(*a, map, (int)p.ntiles);
+    return cudaGetLastError();
+}
+
+template <typename T> static cudaError_t attn_mma(cudaStream_t s, const pcu_attn *a, void *scratch) {
+    const mma_plan p = attn_mma_plan(a);
+    mma_tile *map = NULL;
+    if (a->mask) {
+        map = (mma_tile *)scratch;
+        attn_mma_map<<<dim3((unsigned)p.ntiles, (unsigned)p.nrb, (unsigned)p.nmb), 256, 0, s>>>(*a, map);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+    }
+    return a->E == 64 ? attn_mma_go<T, 64>(s, a, map) : attn_mma_go<T, 128>(s, a, map);
+}
+
 /* ---- launch --------------------------------------------------------------------- */
 
 extern "C" size_t pcu_attn_scratch(const pcu_attn *a, int sm_count) {
     attn_grid g = attn_plan(a, sm_count);
+    if (!g.dec && attn_mma_ok(a)) return attn_mma_scratch(a);
     if (g.nsplit <= 1) return 0;
     return sizeof(float) * (size_t)(g.nkv * g.R * g.nsplit * (a->Ev + 2));
 }
@@ -1104,6 +1498,8 @@ extern "C" cudaError_t pcu_attn_launch(cudaStream_t s, const pcu_attn *a, int sm
     if (a->rcos && !pcu_attn_rope_ok(a, sm_count)) return cudaErrorInvalidValue;
     attn_grid g = attn_plan(a, sm_count);
     if (g.nrowblk * g.nkv == 0) return cudaSuccess;
+    if (!g.dec && attn_mma_ok(a))
+        return a->dtype == PETREL_DTYPE_F16 ? attn_mma<__half>(s, a, scratch) : attn_mma<__nv_bfloat16>(s, a, scratch);
     if (g.dec) {
         switch (a->dtype) {
         case PETREL_DTYPE_F32: return attn_dec<float>(s, a, &g);
