@@ -4,7 +4,9 @@
 ** petrel.rope, and petrel.sdpa_cache's decode step at several numbers of
 ** valid cache positions, without and with the executor's bound on the
 ** positions (pcu_attn.keys_below, also a wrong one); also the norm's long-row path (checked only),
-** prefill attention (the general attention kernel, unsplit and split) and
+** prefill attention (the tensor-core kernel in bf16 and f16, causal, with
+** a bool mask over a static cache whose unseen rows hold NaN, and without
+** a mask; the general kernel, unsplit and split) and
 ** the output top-k of sampling (its keys against a host sort, exactly),
 ** and the decode step with its rope and q/k norm at Qwen3-0.6B's shape.
 **
