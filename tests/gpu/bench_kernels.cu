@@ -415,15 +415,21 @@ static std::vector<uint16_t> norm_rope_ref(const std::vector<uint16_t> &x, const
 }
 
 /* petrel.sdpa_cache's decode step with its rope and q/k norm in the
- * launch, at Qwen3-0.6B's shape: q (1, 16, 1, 128), new k, v (1, 8, 1,
- * 128), caches (1, 8, 2048, 128), pos = nvalid - 1, the bool mask and the
- * garbage past pos of case_sdpa_decode.  Qwen3's norm (w, n rounded to
- * bf16), or Gemma 3's (1 + w, n in float) with add_one. */
-static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bool add_one, int64_t below = 0) {
-    const int64_t Hq = 16, Hkv = 8, S = 2048, E = 128, pos = nvalid - 1;
+ * launch, by default at Qwen3-0.6B's shape: q (1, 16, 1, 128), new k, v
+ * (1, 8, 1, 128), caches (1, 8, 2048, 128), pos = nvalid - 1, the bool
+ * mask and the garbage past pos of case_sdpa_decode (and NaN below lo: a
+ * sliding window).  Qwen3's norm (w, n rounded to bf16), or Gemma 3's (1 +
+ * w, n in float) with add_one.  Head dim 256 (Gemma 3) takes the kernel's
+ * two-lanes-per-key form. */
+static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bool add_one, int64_t below = 0,
+                                int64_t Hq = 16, int64_t Hkv = 8, int64_t E = 128, int64_t lo = 0) {
+    const int64_t S = 2048, pos = nvalid - 1;
     const double eps = 1e-6;
-    printf("sdpa_cache decode bf16 with rope and %s q/k norm, E = %lld, cache S = %lld, %lld valid positions",
-           add_one ? "Gemma 3's" : "Qwen3's", (long long)E, (long long)S, (long long)nvalid);
+    printf("sdpa_cache decode bf16 with rope and %s q/k norm, %lld / %lld heads, E = %lld, cache S = %lld, %lld valid "
+           "positions",
+           add_one ? "Gemma 3's" : "Qwen3's", (long long)Hq, (long long)Hkv, (long long)E, (long long)S,
+           (long long)nvalid);
+    if (lo) printf(" from %lld on", (long long)lo);
     if (below) printf(", hint: positions below %lld", (long long)below);
     printf("\n");
     auto q = bf_random((size_t)(Hq * E), 3.0f), kn = bf_random((size_t)(Hkv * E), 3.0f),
@@ -437,7 +443,7 @@ static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bo
         double f = pos * pow(10000.0, -(double)(2 * (e % (E / 2))) / (double)E);
         cs[e] = f2bf((float)cos(f)), sn[e] = f2bf((float)sin(f));
     }
-    auto mask = decode_garbage(kc, vc, Hkv, S, E, pos);
+    auto mask = decode_garbage(kc, vc, Hkv, S, E, pos, lo);
     std::vector<int64_t> posv(1, pos);
 
     auto qr = norm_rope_ref(q, wq, cs, sn, Hq, E, eps, add_one, !add_one);
@@ -446,7 +452,7 @@ static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bo
     for (int64_t h = 0; h < Hkv; h++)
         for (int64_t e = 0; e < E; e++)
             kexp[(h * S + pos) * E + e] = kr[h * E + e], vexp[(h * S + pos) * E + e] = vn[h * E + e];
-    auto ref = attn_ref(qr, kexp, vexp, Hq, Hkv, 1, S, E, nvalid, false, 1.0 / sqrt((double)E));
+    auto ref = attn_ref(qr, kexp, vexp, Hq, Hkv, 1, S, E, nvalid, false, 1.0 / sqrt((double)E), lo);
 
     uint16_t *dq = dev_copy(q), *dkn = dev_copy(kn), *dvn = dev_copy(vn), *dkc = dev_copy(kc), *dvc = dev_copy(vc);
     uint16_t *dwq = dev_copy(wq), *dwk = dev_copy(wk), *dcs = dev_copy(cs), *dsn = dev_copy(sn);
@@ -634,6 +640,12 @@ int main(void) {
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 128, false);
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 1024, false);
     case_sdpa_decode_qk(s, prop.multiProcessorCount, 384, true);
+    /* head dim 256: Gemma-3-1B's 4 / 1 heads (four rows per warp), in and past a 512-key window; Gemma-3-4B's 8 / 4
+     * (one row per warp) */
+    case_sdpa_decode_qk(s, prop.multiProcessorCount, 128, true, 512, 4, 1, 256);
+    case_sdpa_decode_qk(s, prop.multiProcessorCount, 1500, true, 0, 4, 1, 256, 1500 - 512);
+    case_sdpa_decode_qk(s, prop.multiProcessorCount, 384, true, 512, 8, 4, 256);
+    case_sdpa_decode_qk(s, prop.multiProcessorCount, 2048, true, 0, 8, 4, 256);
     const int sm = prop.multiProcessorCount;
     case_sdpa_prefill(s, sm, 128, 128);
     case_sdpa_prefill(s, sm, 512, 512);  /* a prefill chunk of Llama-3.2-1B's shape */

@@ -2,9 +2,11 @@
 K a multiple of 512, 1024 or 2048 (the ring GEMV of quant_k.cu), on CUDA
 against the CPU backend (the oracle of the quantized ops), same weights.
 
-Two models, hidden size 1024 and two layers: a Llama (four query heads per
-KV head, head dim 64) and a Qwen3 (two per KV head, head dim 128, q/k
-norms), bfloat16, a KV cache of 2048 positions, weights drawn as Hugging
+Three models, hidden size 1024 and two layers: a Llama (four query heads
+per KV head, head dim 64), a Qwen3 (two per KV head, head dim 128, q/k
+norms) and a Gemma 3 (four query heads on one KV head of head dim 256,
+q/k norms, the first layer in a 16-position sliding window that the 28
+positions pass), bfloat16, a KV cache of 2048 positions, weights drawn as Hugging
 Face initializes them (std 0.02).  Each is compiled with each scheme given
 (bf16: none), for CUDA and for the CPU, and run with `petrel run` on the
 same inputs, its KV cache kept between the calls: a prefill of 20 random
@@ -36,7 +38,12 @@ MODELS = {
                   num_key_value_heads=4, head_dim=64),
     "qwen3": dict(model_type="qwen3", architectures=["Qwen3ForCausalLM"], num_attention_heads=16,
                   num_key_value_heads=8, head_dim=128),
+    "gemma3": dict(model_type="gemma3_text", architectures=["Gemma3ForCausalLM"], num_attention_heads=4,
+                   num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256,
+                   hidden_activation="gelu_pytorch_tanh", sliding_window=16, sliding_window_pattern=2,
+                   rope_local_base_freq=10000.0),
 }
+TOKENIZER = {"llama": "llama", "qwen3": "qwen3", "gemma3": "llama"}  # the fixture whose tokenizer a model takes
 
 # Run by PYTHON: write the calls' inputs, or compare two runs' outputs.
 HELPER = r'''
@@ -83,7 +90,7 @@ def main():
         open(helper, "w").write(HELPER)
         for name, arch in MODELS.items():
             tok = os.path.join(tmp, f"{name}.tokenizer.json")
-            with zipfile.ZipFile(f"tests/fixtures/llm/{name}.pt2") as z:
+            with zipfile.ZipFile(f"tests/fixtures/llm/{TOKENIZER[name]}.pt2") as z:
                 member = next(n for n in z.namelist() if n.endswith("extra/tokenizer.json"))
                 open(tok, "wb").write(z.read(member))
             t = json.load(open(tok))

@@ -26,8 +26,9 @@
 #      the partition of the quantized LLM fixtures, greedy ids of the
 #      tiny LLMs quantized int4, int8 and int2 on CUDA vs the CPU (the
 #      first 8 equal), and the logits of a prefill and 8 decode steps of
-#      two random LLMs of hidden size 1024 (the decode paths for K a
-#      multiple of 512-2048 the tiny ones cannot reach), bf16 and each
+#      three random LLMs of hidden size 1024 (the decode paths for K a
+#      multiple of 512-2048 the tiny ones cannot reach; Gemma 3's head dim
+#      of 256 and sliding window), bf16 and each
 #      scheme, on CUDA vs the CPU (tests/gpu/check_llm_wide.py; needs torch
 #      as in 3.);
 #   8. tests/gpu/bench_quant.cu: the quantized GEMV, dequantization and

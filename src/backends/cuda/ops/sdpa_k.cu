@@ -71,7 +71,14 @@
 ** it to the cache, so the step needs no cache-write kernel either.  Its
 ** rope and q/k norm are applied in the prologue, as q and the new key row
 ** are loaded: every block normalizes (one block barrier for the rows'
-** sums of squares) and rotates them itself.
+** sums of squares) and rotates them itself.  Rows of more than 16 chunks
+** of 16 bytes (Gemma 3's head dim of 256) take the kernel's two-lanes-
+** per-key form (LPK 2): a chunk is 16 keys, lanes l and l + 16 each hold
+** half of key l's K row and add their halves of the score with one
+** shuffle, so the registers per lane stay those of a 128-element row; the
+** one-lane form's machine code is unchanged by it (the template's other
+** instances).  H200, Gemma-3-1B bf16 decode 348 -> 518-561 tok/s
+** (bench/RESULTS.md, 2026-12-04, head dim 256).
 **
 ** Measured and not kept (H200, bench_kernels, us per launch in a graph):
 ** staging each chunk's K and V rows in shared memory (cp.async) and
@@ -134,6 +141,7 @@ __device__ long long tr_buf[1024][TR_N];
 #define DEC_MAXC 16               /* decode: 16-byte chunks per k or v row, at most */
 #define DEC_MAX_ROWS (2 * ATTN_ROWS) /* decode: query rows per k/v matrix, at most */
 #define DEC_MAX_KEYS (4 * DEC_CLUSTER * DEC_WARPS * 32) /* decode: 4 passes; longer k/v split wider */
+#define DEC_SMEM_MAX (160 * 1024) /* decode: shared memory, opted in to past 48 KB (head dim 256) */
 
 /* The launch geometry, from shapes alone. */
 typedef struct attn_grid {
@@ -151,6 +159,7 @@ typedef struct attn_grid {
     int dcl;         /* blocks per cluster = gridDim.y */
     int dmc;         /* register chunks per k / v row: 4, 8 or 16 */
     int drpw;        /* query rows per warp: ATTN_ROWS (all of the block's) or 1 */
+    int dlpk;        /* lanes per key: 1, or 2 for rows past DEC_MAXC chunks (head dim 256) */
 } attn_grid;
 
 /* Shared memory: ks (tk, E + 1), vs (tk, Ev + 1), qs (qb, E), madd (qb,
@@ -172,19 +181,29 @@ static bool attn_vec_ok(const pcu_attn *a) {
     return ok;
 }
 
+/* Lanes per key of the decode kernel: 2 when a k or v row has more than
+ * DEC_MAXC 16-byte chunks (a head dim of 256 at 16 bits): each lane of a
+ * pair then holds half of the key's K row and a chunk is 16 keys. */
+static int attn_dec_lpk(const pcu_attn *a, const attn_grid *g) {
+    return a->E / g->V > DEC_MAXC || a->Ev / g->V > DEC_MAXC ? 2 : 1;
+}
+
 /* Can the decode kernel take the problem?  Few rows, rows that are whole
- * 16-byte vectors (at most DEC_MAXC of them, a power of two for V so that
- * a warp's loads cover whole keys), a mask dtype it reads, and at most
- * DEC_MAX_KEYS keys: its one cluster per k/v matrix walks them in passes,
- * where the split kernel spreads a long k/v over the whole GPU. */
+ * 16-byte vectors (at most DEC_MAXC of them per lane, a power of two for V
+ * so that a warp's loads cover whole keys), a mask dtype it reads, and at
+ * most DEC_MAX_KEYS keys: its one cluster per k/v matrix walks them in
+ * passes, where the split kernel spreads a long k/v over the whole GPU. */
 static bool attn_dec_ok(const pcu_attn *a, const attn_grid *g) {
     int64_t nck = a->E / g->V, ncv = a->Ev / g->V;
     bool mask_ok = !a->mask || a->mask_dtype == PETREL_DTYPE_BOOL || a->mask_dtype == PETREL_DTYPE_F32 ||
                    a->mask_dtype == PETREL_DTYPE_F16 || a->mask_dtype == PETREL_DTYPE_BF16;
+    bool rows_ok = attn_dec_lpk(a, g) == 1
+                       ? nck >= 1 && nck <= DEC_MAXC && ncv >= 1 && ncv <= DEC_MAXC
+                       : nck % 2 == 0 && nck / 2 <= DEC_MAXC && ncv >= 2 && ncv <= 2 * DEC_MAXC;
     /* only with the cache write folded in (a->pos): the only form checked on
      * a GPU so far; a plain call takes the split kernel */
-    return a->pos && g->V > 1 && g->R <= DEC_MAX_ROWS && a->S > 0 && a->S <= DEC_MAX_KEYS && mask_ok && nck >= 1 &&
-           nck <= DEC_MAXC && ncv >= 1 && ncv <= DEC_MAXC && (ncv & (ncv - 1)) == 0;
+    return a->pos && g->V > 1 && g->R <= DEC_MAX_ROWS && a->S > 0 && a->S <= DEC_MAX_KEYS && mask_ok && rows_ok &&
+           (ncv & (ncv - 1)) == 0;
 }
 
 /* The decode kernel's geometry: enough warps and blocks (up to a cluster)
@@ -196,7 +215,7 @@ static bool attn_dec_ok(const pcu_attn *a, const attn_grid *g) {
  * shape: 15.2 -> 10.8 us at 128 valid positions, 15.9 -> 13.0 at 1024);
  * Llama's four rows stay together, as one row per warp took four times
  * the passes at 2048 positions (10.8 -> 16.3 us). */
-static void attn_dec_geom(attn_grid *g, int64_t nch, int rpw) {
+static void attn_dec_geom(attn_grid *g, int64_t nch, int rpw) { /* nch: chunks of 32 / dlpk keys */
     g->drpw = rpw;
     int64_t ngr = rpw == 1 ? g->qb : 1; /* warps per 32-key chunk */
     g->dw = nch * ngr < DEC_WARPS ? (int)(nch * ngr) : DEC_WARPS;
@@ -205,7 +224,9 @@ static void attn_dec_geom(attn_grid *g, int64_t nch, int rpw) {
 }
 
 static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
-    int64_t nch = (a->S + 31) / 32, mc = a->E > a->Ev ? a->E / g->V : a->Ev / g->V;
+    g->dlpk = attn_dec_lpk(a, g);
+    const int64_t kpc = 32 / g->dlpk, nch = (a->S + kpc - 1) / kpc;
+    const int64_t mc = (a->E > a->Ev ? a->E / g->V : a->Ev / g->V) / g->dlpk;
     attn_dec_geom(g, nch, g->qb <= 2 ? 1 : ATTN_ROWS);
     /* Llama's four rows: one per warp too while the positions fit one pass
      * of that (H200, Llama-3.2-1B int4 with the quantized embedding: +4 %
@@ -216,7 +237,7 @@ static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
     if (g->drpw > 1 && a->keys_below > 0) {
         attn_grid t = *g;
         attn_dec_geom(&t, nch, 1);
-        if (t.dw >= t.qb && a->keys_below <= (int64_t)(t.dw / t.qb) * t.dcl * 32) *g = t;
+        if (t.dw >= t.qb && a->keys_below <= (int64_t)(t.dw / t.qb) * t.dcl * kpc) *g = t;
     }
     g->dmc = mc <= 4 ? 4 : mc <= 8 ? 8 : 16;
     g->smem = sizeof(float) * (size_t)(ATTN_ROWS * a->E + (g->dw + g->dcl) * g->qb * (a->Ev + 2));
@@ -228,7 +249,7 @@ static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
 
 static attn_grid attn_plan(const pcu_attn *a, int sm_count) {
     attn_grid g;
-    g.dec = false, g.dw = g.dcl = g.dmc = g.drpw = 0;
+    g.dec = false, g.dw = g.dcl = g.dmc = g.drpw = g.dlpk = 0;
     int64_t nbatch = 1;
     for (int d = 0; d < a->nb; d++) nbatch *= a->bshape[d];
     g.R = a->group * a->L;
@@ -685,10 +706,11 @@ __device__ __forceinline__ void dec_mbar_wait(unsigned mb) {
  * n * (dw / ngr) * dcl, s = w / ngr.  MC bounds the 16-byte chunks per k /
  * v row (registers: lane j holds key j's K row; for V the warp's loads
  * cover kpl = 32 / ncv keys each, lane t holding chunk t % ncv). */
-template <typename T, int MC, int RPW>
+template <typename T, int MC, int RPW, int LPK>
 __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn a, attn_grid g) {
     constexpr int V = 16 / sizeof(T);
     constexpr unsigned FULL = 0xffffffffu;
+    constexpr int KPC = 32 / LPK; /* keys per chunk: lanes l and l + KPC share key l % KPC (LPK 2) */
     extern __shared__ float sm[];
     TR(0);
     TR(1);
@@ -696,6 +718,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     cg::cluster_group cluster = cg::this_cluster();
     const int E = (int)a.E, Ev = (int)a.Ev, qb = g.qb, nw = blockDim.x >> 5, pitch = Ev + 2;
     const int nck = E / V, ncv = Ev / V, kpl = 32 / ncv;
+    /* LPK 2: a lane holds half of its key's K row (chunks kc0 ..) and a
+     * warp's V loads cover KPC keys (ncv / LPK loads) */
+    const int nkl = nck / LPK, kc0 = LPK == 1 ? 0 : (int)(threadIdx.x & 31) / KPC * nkl, nvl = ncv / LPK;
     float *qs = sm;                    /* (ATTN_ROWS, E): the rows' queries */
     float *wp = qs + ATTN_ROWS * E;    /* (nw, qb, Ev + 2): each warp's m, l, acc per row */
     float *cz = wp + nw * qb * pitch;  /* (ncl, qb, Ev + 2): the blocks' (block 0's inbox) */
@@ -733,13 +758,13 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
         unsigned rr = (unsigned)(r0 + min(rg * RPW + r, nr - 1)), gq = rr / (unsigned)a.L, i = rr % (unsigned)a.L;
         mrow[r] = o.m + gq * hm + i * a.m_sl, irow[r] = i;
     }
-    const int64_t nch = (a.S + 31) / 32, cstep = (int64_t)nslot * ncl;
+    const int64_t nch = (a.S + KPC - 1) / KPC, cstep = (int64_t)nslot * ncl;
     int64_t ch = nmine ? (int64_t)slot * ncl + crank : nch;
     dn_pdl_wait(); /* launched early (attn_dec_go): q and the caches come from the kernels before */
     ST_WAITED();
     TR(2);
     float mv[RPW]; /* the first chunk's mask, loaded with the prologue's loads */
-    dec_mask<RPW>(a, mrow, irow, nmine, ch * 32 + lane, mv);
+    dec_mask<RPW>(a, mrow, irow, nmine, ch * KPC + lane % KPC, mv);
 
     /* The prologue's loads in one batch: the cache write's position (it
      * is checked only after the barrier), the queries (typed, unrolled:
@@ -749,7 +774,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     if (a.pos) p = *(const int64_t *)a.pos;
     const T *kn = a.pos ? (const T *)a.kn + o.kn : NULL, *vn = a.pos ? (const T *)a.vn + o.vn : NULL;
     const T *rc = (const T *)a.rcos + o.rc, *rs = (const T *)a.rsin + o.rc; /* the rope's row (a.rcos) */
-    constexpr int QPT = (MC * V + 31) / 32; /* query elements per row and thread (E <= MC * V, >= 32 threads) */
+    constexpr int QPT = (MC * V * LPK + 31) / 32; /* query elements per row and thread (E <= MC * V * LPK, >= 32 threads) */
     float qv[ATTN_ROWS][QPT];
     /* the new key rotated (and normalized) into shared memory: the row read
      * and written below */
@@ -820,7 +845,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     bool trfirst = true;
 #endif
     for (; ch < nch; ch += cstep) {
-        const int64_t j0 = ch * 32, j = j0 + lane;
+        const int64_t j0 = ch * KPC, j = j0 + lane % KPC;
         bool vis = false;
 #pragma unroll
         for (int r = 0; r < RPW; r++) vis |= mv[r] != -INFINITY;
@@ -831,16 +856,16 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
             const T *krow = j == p ? kn : kc + j * a.k_ss;
 #pragma unroll
             for (int c = 0; c < MC; c++)
-                kr[c] = c < nck && kneed ? *(const uint4 *)(krow + c * V) : make_uint4(0, 0, 0, 0);
+                kr[c] = c < nkl && kneed ? *(const uint4 *)(krow + (kc0 + c) * V) : make_uint4(0, 0, 0, 0);
 #pragma unroll
             for (int t = 0; t < MC; t++) {
                 int jj = t * kpl + vkey;
                 const T *vrow = j0 + jj == p ? vn : vc + (j0 + jj) * a.v_ss;
-                vr[t] = t < ncv && (need >> jj & 1u) ? *(const uint4 *)(vrow + vcol) : make_uint4(0, 0, 0, 0);
+                vr[t] = t < nvl && (need >> jj & 1u) ? *(const uint4 *)(vrow + vcol) : make_uint4(0, 0, 0, 0);
             }
         }
         float mvn[RPW]; /* the next chunk's mask, in flight meanwhile */
-        dec_mask<RPW>(a, mrow, irow, nmine, (ch + cstep) * 32 + lane, mvn);
+        dec_mask<RPW>(a, mrow, irow, nmine, (ch + cstep) * KPC + lane % KPC, mvn);
         if (need) {
             TRV(9, kr[0].x ^ vr[0].x, trfirst);
             float s[RPW];
@@ -848,12 +873,12 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
             for (int r = 0; r < RPW; r++) s[r] = 0.0f;
 #pragma unroll
             for (int c = 0; c < MC; c++) {
-                if (c >= nck) break;
+                if (c >= nkl) break;
                 float f[V];
                 dn_unpack(kr[c], f, T());
 #pragma unroll
                 for (int r = 0; r < RPW; r++) {
-                    const float4 *q4 = (const float4 *)(qg + r * E + c * V); /* 16-byte shared loads */
+                    const float4 *q4 = (const float4 *)(qg + r * E + (kc0 + c) * V); /* 16-byte shared loads */
 #pragma unroll
                     for (int h = 0; h < V / 4; h++) {
                         float4 qq = q4[h];
@@ -862,6 +887,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
                     }
                 }
             }
+            if (LPK == 2)
+#pragma unroll
+                for (int r = 0; r < RPW; r++) s[r] += __shfl_xor_sync(FULL, s[r], KPC); /* the row's two halves */
             TRV(10, __float_as_uint(s[0]), trfirst);
             /* the rows' softmax steps side by side (no branch between
              * rows, so their warp reductions overlap): a row that has
@@ -871,7 +899,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
 #pragma unroll
             for (int r = 0; r < RPW; r++) mn[r] = s[r] = mv[r] == -INFINITY ? -INFINITY : s[r] * a.scale + mv[r];
 #pragma unroll
-            for (int sh = 16; sh > 0; sh >>= 1)
+            for (int sh = KPC / 2; sh > 0; sh >>= 1)
 #pragma unroll
                 for (int r = 0; r < RPW; r++) mn[r] = dn_nanmax(mn[r], __shfl_xor_sync(FULL, mn[r], sh));
 #pragma unroll
@@ -882,7 +910,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
                 sum[r] = pr[r] = none ? 0.0f : expf(s[r] - mn[r]);
             }
 #pragma unroll
-            for (int sh = 16; sh > 0; sh >>= 1)
+            for (int sh = KPC / 2; sh > 0; sh >>= 1) /* over one copy of the chunk's keys */
 #pragma unroll
                 for (int r = 0; r < RPW; r++) sum[r] += __shfl_xor_sync(FULL, sum[r], sh);
 #pragma unroll
@@ -895,7 +923,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
             TRV(11, __float_as_uint(pr[0]) ^ __float_as_uint(l[0]), trfirst);
 #pragma unroll
             for (int t = 0; t < MC; t++) {
-                if (t >= ncv) break;
+                if (t >= nvl) break;
                 float f[V];
                 dn_unpack(vr[t], f, T());
 #pragma unroll
@@ -905,15 +933,15 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
                     for (int e = 0; e < V; e++) acc[r][e] = fmaf(pj, f[e], acc[r][e]);
                 }
             }
-            if (writer && p >= j0 && p < j0 + 32) { /* the cache write (once per k/v matrix) */
+            if (writer && p >= j0 && p < j0 + KPC) { /* the cache write (once per k/v matrix) */
                 T *kw = (T *)a.k + o.k + p * a.k_ss, *vw = (T *)a.v + o.v + p * a.v_ss;
                 if (j == p)
 #pragma unroll
                     for (int c = 0; c < MC; c++)
-                        if (c < nck) *(uint4 *)(kw + c * V) = kr[c];
+                        if (c < nkl) *(uint4 *)(kw + (kc0 + c) * V) = kr[c];
 #pragma unroll
                 for (int t = 0; t < MC; t++)
-                    if (t < ncv && j0 + t * kpl + vkey == p) *(uint4 *)(vw + vcol) = vr[t];
+                    if (t < nvl && j0 + t * kpl + vkey == p) *(uint4 *)(vw + vcol) = vr[t];
             }
             TRV(12, __float_as_uint(acc[0][0]), trfirst);
 #ifdef PCU_ATTN_TRACE
@@ -1027,8 +1055,13 @@ extern "C" void pcu_attn_trace_dump(int nblocks) {
 }
 #endif
 
-template <typename T, int MC, int RPW>
+template <typename T, int MC, int RPW, int LPK = 1>
 static cudaError_t attn_dec_go(cudaStream_t s, const pcu_attn *a, const attn_grid *g) {
+    if (g->smem > ATTN_SMEM_MAX) { /* head dim 256: more than the default */
+        cudaError_t e = cudaFuncSetAttribute(attn_decode_kernel<T, MC, RPW, LPK>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g->smem);
+        if (e != cudaSuccess) return e;
+    }
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)(g->nrowblk * g->nkv), (unsigned)g->dcl, 1);
     cfg.blockDim = dim3(32 * (unsigned)g->dw, 1, 1);
@@ -1040,12 +1073,14 @@ static cudaError_t attn_dec_go(cudaStream_t s, const pcu_attn *a, const attn_gri
     at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization; /* see dn_launch_pdl */
     at[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at, cfg.numAttrs = 2;
-    cudaError_t e = cudaLaunchKernelEx(&cfg, attn_decode_kernel<T, MC, RPW>, *a, *g);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, attn_decode_kernel<T, MC, RPW, LPK>, *a, *g);
     cudaError_t last = cudaGetLastError(); /* clear it either way */
     return e != cudaSuccess ? e : last;
 }
 
 template <typename T> static cudaError_t attn_dec(cudaStream_t s, const pcu_attn *a, const attn_grid *g) {
+    if (g->dlpk == 2)
+        return g->drpw == 1 ? attn_dec_go<T, 16, 1, 2>(s, a, g) : attn_dec_go<T, 16, ATTN_ROWS, 2>(s, a, g);
     if (g->drpw == 1) {
         if (g->dmc <= 4) return attn_dec_go<T, 4, 1>(s, a, g);
         if (g->dmc <= 8) return attn_dec_go<T, 8, 1>(s, a, g);
@@ -1468,7 +1503,7 @@ template <typename T> static cudaError_t attn_nv(cudaStream_t s, const pcu_attn 
 
 extern "C" bool pcu_attn_fits(const pcu_attn *a, int sm_count) {
     attn_grid g = attn_plan(a, sm_count);
-    return a->Ev <= PCU_ATTN_MAX_EV && g.smem <= ATTN_SMEM_MAX && g.nrowblk * g.nkv <= 0x7fffffff &&
+    return a->Ev <= PCU_ATTN_MAX_EV && g.smem <= (g.dec ? DEC_SMEM_MAX : ATTN_SMEM_MAX) && g.nrowblk * g.nkv <= 0x7fffffff &&
            g.nkv * g.R <= 0x7fffffff && g.nsplit <= 65535;
 }
 
