@@ -510,7 +510,7 @@ static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bo
  * (petrel.sdpa_cache's prefill into a static cache), the K and V rows no
  * row sees holding NaN (an unwritten cache: they must add nothing);
  * PF_FULL: neither (cross attention: every row sees every key).  L >= 16
- * with E of 64 or 128 takes the tensor-core kernel, L < 16 the general
+ * with E of 64, 128 or 256 takes the tensor-core kernel, L < 16 the general
  * one (split keys + combine when its blocks are few). */
 enum { PF_CAUSAL, PF_MASK, PF_FULL };
 static void case_sdpa_prefill(cudaStream_t s, int sm_count, int64_t L, int64_t S, int64_t E = 64, int64_t Hq = 32,
@@ -661,6 +661,9 @@ int main(void) {
     case_sdpa_prefill(s, sm, 128, 128, 64, 32, 8, PF_CAUSAL, true);
     case_sdpa_prefill(s, sm, 300, 2048, 128, 16, 8, PF_MASK, true);
     case_sdpa_prefill(s, sm, 100, 1500, 64, 20, 20, PF_FULL, true);
+    case_sdpa_prefill(s, sm, 128, 2048, 256, 4, 1, PF_MASK);         /* Gemma-3-1B's heads: q rows staged */
+    case_sdpa_prefill(s, sm, 2048, 2048, 256, 4, 1, PF_CAUSAL);
+    case_sdpa_prefill(s, sm, 200, 2048, 256, 8, 4, PF_MASK, true);   /* Gemma-3-4B's */
     case_topk(s, 128256, 41); /* Llama 3's vocabulary, the default top_k + 1 */
     case_topk(s, 262144, 64); /* Gemma 3's, the most candidates */
     case_topk(s, 1000, 7);

@@ -34,7 +34,7 @@
 ** depends on shapes only, so the launch can be captured in a CUDA graph.
 **
 ** Prefill on tensor cores (attn_mma_kernel).  f16 / bf16 prefills of at
-** least 16 query rows with head dims of 64 or 128 take a flash-attention
+** least 16 query rows with head dims of 64, 128 or 256 take a flash-attention
 ** kernel on mma.m16n8k16 instead: 64 query rows per block, 64-key tiles
 ** copied with cp.async (the next in flight during the current one), the
 ** online softmax in fp32 and P rounded to the dtype for its product with
@@ -1093,8 +1093,8 @@ template <typename T> static cudaError_t attn_dec(cudaStream_t s, const pcu_attn
 
 /* ---- prefill on tensor cores -------------------------------------------------- */
 
-/* f16 / bf16 prefill (L >= 16 query rows, head dims E = Ev of 64 or 128,
- * rows contiguous): a block of 4 warps takes 64 query rows of one output
+/* f16 / bf16 prefill (L >= 16 query rows, head dims E = Ev of 64, 128 or
+ * 256, rows contiguous): a block of 4 warps takes 64 query rows of one output
  * batch index (16 per warp) and walks the keys in tiles of 64, flash
  * attention style.  K and V tiles are copied into shared memory with
  * cp.async, the next tile's copies in flight while the current one is
@@ -1245,10 +1245,12 @@ template <typename T, int E>
 __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_tile *map, int ntiles) {
     constexpr int P = E + 8;                             /* shared row pitch: ldmatrix rows in other banks */
     constexpr int KS = E / 16, NT = E / 8, NK = MMA_KEYS / 8, TILE = MMA_KEYS * P;
+    constexpr bool QS = E > 128; /* q's fragments from shared memory, not registers (E 256: O takes 128) */
     constexpr float LOG2E = 1.4426950408889634f;
     extern __shared__ __align__(16) unsigned char mma_sm[];
     T *kt = (T *)mma_sm, *vt = kt + 2 * TILE;            /* two stages of K and V tiles */
-    unsigned long long *tkeys = (unsigned long long *)(vt + 2 * TILE); /* (ntiles) */
+    T *qt = vt + 2 * TILE;                               /* QS: the block's q rows (MMA_ROWS, P) */
+    unsigned long long *tkeys = (unsigned long long *)(qt + (QS ? MMA_ROWS * P : 0)); /* (ntiles) */
     unsigned char *tfull = (unsigned char *)(tkeys + ntiles);         /* (ntiles) */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int64_t nrb = gridDim.x, rbk = nrb - 1 - blockIdx.x; /* late rows (most keys when causal) first */
@@ -1279,11 +1281,16 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
     }
     const int64_t r0 = rfirst + warp * 16, ra = r0 + g, rb = r0 + g + 8; /* this lane's two rows */
     /* q's A fragments (rows past L repeat row L - 1: computed, never stored) */
-    uint32_t qa[KS][4];
-    {
+    uint32_t qa[QS ? 1 : KS][4];
+    if (QS) { /* 16-byte rows (attn_mma_ok) */
+        for (int x = threadIdx.x; x < MMA_ROWS * (E / 8); x += blockDim.x) {
+            const int r = x / (E / 8), col = (x - r * (E / 8)) * 8;
+            *(uint4 *)(qt + r * P + col) = *(const uint4 *)(q + min(rfirst + r, a.L - 1) * a.q_sl + col);
+        }
+    } else {
         const T *pa = q + min(ra, a.L - 1) * a.q_sl, *pb = q + min(rb, a.L - 1) * a.q_sl;
 #pragma unroll
-        for (int s = 0; s < KS; s++) {
+        for (int s = 0; s < (QS ? 1 : KS); s++) {
             const int c = s * 16 + 2 * t;
             qa[s][0] = mma_pack2<T>(pa[c], pa[c + 1]), qa[s][1] = mma_pack2<T>(pb[c], pb[c + 1]);
             qa[s][2] = mma_pack2<T>(pa[c + 8], pa[c + 9]), qa[s][3] = mma_pack2<T>(pb[c + 8], pb[c + 9]);
@@ -1338,15 +1345,30 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
         float sc[NK][4];
 #pragma unroll
         for (int n = 0; n < NK; n++) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.0f;
+        if (QS) { /* a: rows r0 / +8, dims s*16 / +8 */
 #pragma unroll
-        for (int n = 0; n < NK; n += 2)
+            for (int s = 0; s < KS; s++) {
+                uint32_t qf[4];
+                mma_ldm4(qf, qt + (warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * P + s * 16 + (lane >> 4) * 8);
 #pragma unroll
-            for (int s = 0; s < KS; s++) { /* b: keys n*8.., dims s*16 / +8, then keys (n+1)*8.. */
-                uint32_t b[4];
-                mma_ldm4(b, ks + (n * 8 + (lane >> 4) * 8 + (lane & 7)) * P + s * 16 + ((lane >> 3) & 1) * 8);
-                mma_t<T>::run(sc[n], qa[s], b);
-                mma_t<T>::run(sc[n + 1], qa[s], b + 2);
+                for (int n = 0; n < NK; n += 2) {
+                    uint32_t b[4];
+                    mma_ldm4(b, ks + (n * 8 + (lane >> 4) * 8 + (lane & 7)) * P + s * 16 + ((lane >> 3) & 1) * 8);
+                    mma_t<T>::run(sc[n], qf, b);
+                    mma_t<T>::run(sc[n + 1], qf, b + 2);
+                }
             }
+        } else {
+#pragma unroll
+            for (int n = 0; n < NK; n += 2)
+#pragma unroll
+                for (int s = 0; s < (QS ? 1 : KS); s++) { /* b: keys n*8.., dims s*16 / +8, then keys (n+1)*8.. */
+                    uint32_t b[4];
+                    mma_ldm4(b, ks + (n * 8 + (lane >> 4) * 8 + (lane & 7)) * P + s * 16 + ((lane >> 3) & 1) * 8);
+                    mma_t<T>::run(sc[n], qa[s], b);
+                    mma_t<T>::run(sc[n + 1], qa[s], b + 2);
+                }
+        }
         /* scale and mask in log2 units; the rows' new max (4 lanes a row) */
         float na = ma, nb = mb;
 #pragma unroll
@@ -1431,16 +1453,18 @@ static mma_plan attn_mma_plan(const pcu_attn *a) {
     return p;
 }
 
-/* Can the tensor-core prefill take a?  f16 / bf16, E = Ev of 64 or 128,
- * at least 16 query rows, k / v rows contiguous and 16-byte aligned, q's
- * elements contiguous; no cache write, rope or norm (decode only). */
+/* Can the tensor-core prefill take a?  f16 / bf16, E = Ev of 64, 128 or
+ * 256, at least 16 query rows, k / v rows contiguous and 16-byte aligned
+ * (q's too at 256), q's elements contiguous; no cache write, rope or norm
+ * (decode only). */
 static bool attn_mma_ok(const pcu_attn *a) {
     if ((a->dtype != PETREL_DTYPE_F16 && a->dtype != PETREL_DTYPE_BF16) || a->E != a->Ev ||
-        (a->E != 64 && a->E != 128) || a->L < 16 || a->S < 1 || a->q_se != 1 || a->k_se != 1 || a->v_se != 1 ||
+        (a->E != 64 && a->E != 128 && a->E != 256) || a->L < 16 || a->S < 1 || a->q_se != 1 || a->k_se != 1 || a->v_se != 1 ||
         a->k_ss % 8 || a->v_ss % 8 || (uintptr_t)a->k % 16 || (uintptr_t)a->v % 16 || a->pos || a->rcos || a->qnw)
         return false;
     for (int d = 0; d < a->nb; d++)
-        if (a->kb[d] % 8 || a->vb[d] % 8) return false;
+        if (a->kb[d] % 8 || a->vb[d] % 8 || (a->E > 128 && a->qb[d] % 8)) return false;
+    if (a->E > 128 && (a->q_sl % 8 || (uintptr_t)a->q % 16)) return false; /* q's rows staged as 16-byte vectors */
     const mma_plan p = attn_mma_plan(a);
     return p.ntiles <= MMA_MAX_TILES && p.nbatch <= 65535 && p.nrb <= 65535 && p.nmb <= 65535 &&
            p.nrb <= 0x7fffffff;
@@ -1455,7 +1479,7 @@ static size_t attn_mma_scratch(const pcu_attn *a) {
 template <typename T, int E> static cudaError_t attn_mma_go(cudaStream_t s, const pcu_attn *a, const mma_tile *map) {
     const mma_plan p = attn_mma_plan(a);
     auto k = attn_mma_kernel<T, E>;
-    const size_t smem = sizeof(T) * 4 * MMA_KEYS * (E + 8) + 9 * (size_t)p.ntiles;
+    const size_t smem = sizeof(T) * (4 * MMA_KEYS + (E > 128 ? MMA_ROWS : 0)) * (E + 8) + 9 * (size_t)p.ntiles;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     k<<<dim3((unsigned)p.nrb, (unsigned)p.nbatch), 128, smem, s>>>(*a, map, (int)p.ntiles);
@@ -1471,7 +1495,8 @@ template <typename T> static cudaError_t attn_mma(cudaStream_t s, const pcu_attn
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return e;
     }
-    return a->E == 64 ? attn_mma_go<T, 64>(s, a, map) : attn_mma_go<T, 128>(s, a, map);
+    return a->E == 64 ? attn_mma_go<T, 64>(s, a, map) : a->E == 128 ? attn_mma_go<T, 128>(s, a, map)
+                                                                    : attn_mma_go<T, 256>(s, a, map);
 }
 
 /* ---- launch --------------------------------------------------------------------- */
