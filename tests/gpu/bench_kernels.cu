@@ -509,38 +509,48 @@ static void case_sdpa_decode_qk(cudaStream_t s, int sm_count, int64_t nvalid, bo
  * mask; PF_MASK: a bool mask (1, 1, L, S) with row i seeing keys j <= i
  * (petrel.sdpa_cache's prefill into a static cache), the K and V rows no
  * row sees holding NaN (an unwritten cache: they must add nothing);
- * PF_FULL: neither (cross attention: every row sees every key).  L >= 16
+ * PF_FULL: neither (cross attention: every row sees every key); PF_FMASK:
+ * PF_MASK's visibility as a bf16 additive mask (0, or bf16's lowest value
+ * as Hugging Face writes it), the unseen rows holding large finite values
+ * (300 in K, -1000 in V) that must weigh nothing.  L >= 16
  * with E of 64, 128 or 256 takes the tensor-core kernel, L < 16 the general
  * one (split keys + combine when its blocks are few). */
-enum { PF_CAUSAL, PF_MASK, PF_FULL };
+enum { PF_CAUSAL, PF_MASK, PF_FULL, PF_FMASK };
 static void case_sdpa_prefill(cudaStream_t s, int sm_count, int64_t L, int64_t S, int64_t E = 64, int64_t Hq = 32,
                               int64_t Hkv = 8, int mode = PF_CAUSAL, bool f16 = false) {
-    static const char *mn[] = {"causal", "bool mask, NaN in the rows no row sees", "no mask"};
+    static const char *mn[] = {"causal", "bool mask, NaN in the rows no row sees", "no mask",
+                               "bf16 mask (0 / lowest), large values in the rows no row sees"};
     printf("sdpa prefill %s, L = %lld, S = %lld, E = %lld, %lld / %lld heads, %s\n", f16 ? "f16" : "bf16",
            (long long)L, (long long)S, (long long)E, (long long)Hq, (long long)Hkv, mn[mode]);
     auto q = bf_random((size_t)(Hq * L * E), 2.0f), k = bf_random((size_t)(Hkv * S * E), 2.0f),
          v = bf_random((size_t)(Hkv * S * E), 1.0f);
     const int64_t seen = mode == PF_FULL ? S : std::min(L, S); /* keys some row sees */
-    auto dev = [&](const std::vector<uint16_t> &h, bool garbage) {
+    auto dev = [&](const std::vector<uint16_t> &h, uint16_t garbage) {
         std::vector<uint16_t> d(h);
         for (size_t x = 0; x < d.size(); x++) {
-            if (garbage && (int64_t)(x / E) % S >= seen) d[x] = 0x7fc0; /* NaN as bf16 */
+            if (garbage && (int64_t)(x / E) % S >= seen) d[x] = garbage;
             if (f16) d[x] = f2h(bf2f(d[x]));                       /* NaN stays NaN */
         }
         return dev_copy(d);
     };
-    uint16_t *dq = dev(q, false), *dk = dev(k, mode == PF_MASK), *dv = dev(v, mode == PF_MASK), *dout;
+    const bool fm = mode == PF_FMASK;
+    uint16_t *dq = dev(q, 0), *dk = dev(k, mode == PF_MASK ? 0x7fc0 : fm ? f2bf(300.0f) : 0), /* 0x7fc0: NaN */
+        *dv = dev(v, mode == PF_MASK ? 0x7fc0 : fm ? f2bf(-1000.0f) : 0), *dout;
     uint8_t *dm = NULL;
-    if (mode == PF_MASK) {
-        std::vector<uint8_t> m((size_t)(L * S));
+    if (mode == PF_MASK || fm) {
+        std::vector<uint16_t> m((size_t)(L * S)); /* bool bytes, or bf16 terms */
         for (int64_t i = 0; i < L; i++)
-            for (int64_t j = 0; j < S; j++) m[(size_t)(i * S + j)] = j <= i;
-        CK(cudaMalloc(&dm, m.size()));
-        CK(cudaMemcpy(dm, m.data(), m.size(), cudaMemcpyHostToDevice));
+            for (int64_t j = 0; j < S; j++) m[(size_t)(i * S + j)] = fm ? (j <= i ? 0 : 0xff7f) : j <= i;
+        std::vector<uint8_t> mb((size_t)(L * S));
+        for (size_t x = 0; x < mb.size(); x++) mb[x] = (uint8_t)m[x];
+        CK(cudaMalloc(&dm, m.size() * 2));
+        if (fm) CK(cudaMemcpy(dm, m.data(), m.size() * 2, cudaMemcpyHostToDevice));
+        else CK(cudaMemcpy(dm, mb.data(), mb.size(), cudaMemcpyHostToDevice));
     }
     CK(cudaMalloc(&dout, (size_t)(Hq * L * E) * 2));
     pcu_attn a = attn_args(dq, dk, dv, dout, dm, Hq, Hkv, L, S, E, mode == PF_CAUSAL);
     if (f16) a.dtype = PETREL_DTYPE_F16;
+    if (fm) a.mask_dtype = PETREL_DTYPE_BF16;
     size_t need = pcu_attn_scratch(&a, sm_count);
     void *scratch = NULL;
     if (need) CK(cudaMalloc(&scratch, need));
@@ -664,6 +674,8 @@ int main(void) {
     case_sdpa_prefill(s, sm, 128, 2048, 256, 4, 1, PF_MASK);         /* Gemma-3-1B's heads: q rows staged */
     case_sdpa_prefill(s, sm, 2048, 2048, 256, 4, 1, PF_CAUSAL);
     case_sdpa_prefill(s, sm, 200, 2048, 256, 8, 4, PF_MASK, true);   /* Gemma-3-4B's */
+    case_sdpa_prefill(s, sm, 128, 2048, 64, 32, 8, PF_FMASK);        /* Hugging Face's additive mask */
+    case_sdpa_prefill(s, sm, 100, 2048, 256, 4, 1, PF_FMASK);
     case_topk(s, 128256, 41); /* Llama 3's vocabulary, the default top_k + 1 */
     case_topk(s, 262144, 64); /* Gemma 3's, the most candidates */
     case_topk(s, 1000, 7);

@@ -94,6 +94,7 @@
 ** its work ran at 1,288 tok/s against 1,067.
 */
 #include <cooperative_groups.h>
+#include <float.h>
 #include <math.h>
 
 #include "dense_k.cuh"
@@ -1376,7 +1377,9 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 float v = sc[n][e] * sl2;
-                if (!full) v = mt[n][e] == -INFINITY ? -INFINITY : fmaf(mt[n][e], LOG2E, v);
+                /* a finite mask term stays finite in log2 units (HF's masks hold the dtype's lowest
+                 * value: a row masked everywhere so weighs its keys alike, as the CPU's softmax does) */
+                if (!full) v = mt[n][e] == -INFINITY ? -INFINITY : fmaf(mt[n][e] < -FLT_MAX / 2 ? -FLT_MAX / 2 : mt[n][e], LOG2E, v); /* NaN stays */
                 sc[n][e] = v;
                 if (e < 2) na = dn_nanmax(na, v);
                 else nb = dn_nanmax(nb, v);
