@@ -1105,9 +1105,11 @@ template <typename T> static cudaError_t attn_dec(cudaStream_t s, const pcu_attn
  * rounded to the dtype, times V (ldmatrix.trans) into fp32 O.  Row sums
  * add the rounded P, so O / l weighs each key as the product did.
  *
- * Masks.  A tile no row of the block sees is skipped without a copy; in a
- * tile some row sees, the keys no row sees are copied as zeros (so garbage
- * past a static cache's position never meets the product); a tile that
+ * Masks.  A tile no row of the block sees (every term a false bool or
+ * -inf) is skipped without a copy; in a tile some row sees, the keys no
+ * row sees are copied as zeros (so garbage past a static cache's position
+ * never meets the product; a finite term, however low, counts as seen, as
+ * in the CPU's softmax); a tile that
  * every row < L sees with a zero term (a true bool, a 0.0 float, causal
  * allowing) skips the per-element mask.  With a mask tensor, a first
  * kernel (attn_mma_map) derives that per (mask batch, row block, tile)
@@ -1469,8 +1471,7 @@ static bool attn_mma_ok(const pcu_attn *a) {
         if (a->kb[d] % 8 || a->vb[d] % 8 || (a->E > 128 && a->qb[d] % 8)) return false;
     if (a->E > 128 && (a->q_sl % 8 || (uintptr_t)a->q % 16)) return false; /* q's rows staged as 16-byte vectors */
     const mma_plan p = attn_mma_plan(a);
-    return p.ntiles <= MMA_MAX_TILES && p.nbatch <= 65535 && p.nrb <= 65535 && p.nmb <= 65535 &&
-           p.nrb <= 0x7fffffff;
+    return p.ntiles <= MMA_MAX_TILES && p.nbatch <= 65535 && p.nrb <= 65535 && p.nmb <= 65535; /* grid limits */
 }
 
 /* Scratch of the tensor-core prefill: the tile map when there is a mask. */
