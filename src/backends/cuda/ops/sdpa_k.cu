@@ -184,8 +184,11 @@ static bool attn_vec_ok(const pcu_attn *a) {
 
 /* Lanes per key of the decode kernel: 2 when a k or v row has more than
  * DEC_MAXC 16-byte chunks (a head dim of 256 at 16 bits): each lane of a
- * pair then holds half of the key's K row and a chunk is 16 keys. */
+ * pair then holds half of the key's K row and a chunk is 16 keys.  f16 /
+ * bf16 only (the form checked on a GPU: Gemma 3's rows); fp32 rows that
+ * long (head dim 128) keep the split kernel. */
 static int attn_dec_lpk(const pcu_attn *a, const attn_grid *g) {
+    if (a->dtype == PETREL_DTYPE_F32) return 1;
     return a->E / g->V > DEC_MAXC || a->Ev / g->V > DEC_MAXC ? 2 : 1;
 }
 
