@@ -71,8 +71,8 @@
 ** it to the cache, so the step needs no cache-write kernel either.  Its
 ** rope and q/k norm are applied in the prologue, as q and the new key row
 ** are loaded: every block normalizes (one block barrier for the rows'
-** sums of squares) and rotates them itself.  Rows of more than 16 chunks
-** of 16 bytes (Gemma 3's head dim of 256) take the kernel's two-lanes-
+** sums of squares) and rotates them itself.  f16 / bf16 rows of more than
+** 16 chunks of 16 bytes (Gemma 3's head dim of 256) take the kernel's two-lanes-
 ** per-key form (LPK 2): a chunk is 16 keys, lanes l and l + 16 each hold
 ** half of key l's K row and add their halves of the score with one
 ** shuffle, so the registers per lane stay those of a 128-element row; the
