@@ -1099,6 +1099,13 @@ extern "C" bool pcu_qgemv_fits(const pcu_qgemv *g) {
     return g->mode != PCU_GEMV_GATED || g->w[0].N == g->w[1].N;
 }
 
+/* The least lg with 2^lg >= G: log2 of a power-of-two group size. */
+static int32_t qk_log2(int64_t G) {
+    int32_t lg = 0;
+    while ((1LL << lg) < G) lg++;
+    return lg;
+}
+
 extern "C" cudaError_t pcu_qgemv_launch(cudaStream_t s, const pcu_qgemv *g, int sm_count) {
     if (!pcu_qgemv_fits(g)) return cudaErrorInvalidValue;
     pcu_qgemv a = *g;
@@ -1106,8 +1113,7 @@ extern "C" cudaError_t pcu_qgemv_launch(cudaStream_t s, const pcu_qgemv *g, int 
     a.seg_start[0] = 0;
     for (int i = 0; i < a.nw; i++) a.seg_start[i + 1] = a.seg_start[i] + (a.mode == PCU_GEMV_PLAIN ? a.w[i].N : 0);
     a.N = a.mode == PCU_GEMV_PLAIN ? a.seg_start[a.nw] : a.w[0].N;
-    a.lg_group = 0;
-    while ((1LL << a.lg_group) < a.G) a.lg_group++;
+    a.lg_group = qk_log2(a.G);
     if (a.N == 0) return cudaSuccess;
     switch (a.dtype) {
     case PETREL_DTYPE_F32: return qgemv_kind<float>(s, a, sm_count);
@@ -1118,6 +1124,12 @@ extern "C" cudaError_t pcu_qgemv_launch(cudaStream_t s, const pcu_qgemv *g, int 
 
 /* ---- dequantization: panels and embedding rows ----------------------------------------- */
 
+/* An integer format's weight in float from its stored code u: (u + qmin -
+ * zero point) * scale, as ops.def defines it. */
+__device__ __forceinline__ float qk_affine(unsigned u, int qmin, int zp, float s) {
+    return (float)((int)u + qmin - zp) * s;
+}
+
 /* W[n, k] in float as ops.def defines it, computed as the CPU's reference
  * does (cpu/ops/quant.c, q_row); t: nvfp4's tensor scale. */
 __device__ __forceinline__ float qk_value(const pcu_qweight &w, int fmt, int32_t G, int64_t n, int32_t k, float t) {
@@ -1127,7 +1139,7 @@ __device__ __forceinline__ float qk_value(const pcu_qweight &w, int fmt, int32_t
         return pt_e2m1_to_float(u) * pt_e4m3_to_float(((const uint8_t *)w.scales)[n * w.s_rs + grp * w.s_cs]) * t;
     float s = dn_load(w.scales, w.sdt, n * w.s_rs + grp * w.s_cs);
     int zp = w.zeros ? w.zeros[n * w.z_rs + grp * w.z_cs] : 0;
-    return (float)((int)u + pt_qfmt_qmin((pt_qfmt)fmt) - zp) * s;
+    return qk_affine(u, pt_qfmt_qmin((pt_qfmt)fmt), zp, s);
 }
 
 /* panel[r, k] = W[n0 + r, k] rounded to T: rows along y, K along x. */
@@ -1179,7 +1191,7 @@ __global__ void qdequant_vec_kernel(int32_t fmt, int32_t lg, int32_t K, pcu_qwei
             const int q = e >> lg; /* the chunk starts a group (G <= C) or lies in one (q = 0) */
             const float sq = q == 0 ? sc[0] : q == 1 ? sc[1] : q == 2 ? sc[2] : sc[3]; /* registers, no local memory */
             const int zq = q == 0 ? zp[0] : q == 1 ? zp[1] : q == 2 ? zp[2] : zp[3];
-            out.t[e] = dn_from<T>((float)((int)u + qmin - zq) * sq);
+            out.t[e] = dn_from<T>(qk_affine(u, qmin, zq, sq));
         }
         uint4 *dst = (uint4 *)(panel + r * K + (int64_t)j * C);
 #pragma unroll
@@ -1210,8 +1222,7 @@ extern "C" cudaError_t pcu_qdequant_launch(cudaStream_t s, int32_t fmt, int64_t 
     /* integer codes in whole 16-byte chunks, 16-byte aligned (rows of the
      * panel too), a power-of-two group size of at least a quarter chunk */
     const int bits = pt_qfmt_bits((pt_qfmt)fmt), C = fmt == PT_QFMT_NVFP4 ? 0 : 128 / bits;
-    int lg = 0;
-    while ((1LL << lg) < G) lg++;
+    const int32_t lg = qk_log2(G);
     if (C && K % C == 0 && (1LL << lg) == G && 4 * G >= C && (uintptr_t)w->codes % 16 == 0 && w->code_rs % 16 == 0 &&
         (uintptr_t)panel % 16 == 0 && sm_count > 0) {
         switch (dtype) {
