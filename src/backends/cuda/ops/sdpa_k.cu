@@ -1183,25 +1183,8 @@ template <int N> __device__ __forceinline__ void mma_wait(void) {
 __device__ __forceinline__ float mma_mask(const pcu_attn &a, int64_t mo, int64_t i, int64_t j) {
     if (j >= a.S || (a.causal && j > i)) return -INFINITY;
     if (!a.mask) return 0.0f;
-    const int64_t at = mo + i * a.m_sl + j * a.m_ss;
-    switch (a.mask_dtype) {
-    case PETREL_DTYPE_BOOL: return ((const uint8_t *)a.mask)[at] ? 0.0f : -INFINITY;
-    case PETREL_DTYPE_F32: return ((const float *)a.mask)[at];
-    case PETREL_DTYPE_F16: return __half2float(((const __half *)a.mask)[at]);
-    default: return __bfloat162float(((const __nv_bfloat16 *)a.mask)[at]);
-    }
-}
-
-/* The mask's batch offset and the tile map's batch index of output batch
- * index ob: the dims the mask broadcasts over (mb 0) do not count. */
-__device__ __forceinline__ void mma_mask_batch(const pcu_attn &a, int64_t ob, int64_t *mo, int64_t *mi) {
-    int64_t rem = ob, o = 0, m = 0, mul = 1;
-    for (int d = a.nb - 1; d >= 0; d--) {
-        const int64_t x = rem % a.bshape[d];
-        rem /= a.bshape[d];
-        if (a.mb[d]) o += x * a.mb[d], m += x * mul, mul *= a.bshape[d];
-    }
-    *mo = o, *mi = m;
+    const float v = dn_load(a.mask, a.mask_dtype, mo + i * a.m_sl + j * a.m_ss);
+    return a.mask_dtype != PETREL_DTYPE_BOOL ? v : v != 0.0f ? 0.0f : -INFINITY;
 }
 
 /* One tile map entry per block: grid (tiles, row blocks, mask batches),
@@ -1261,16 +1244,17 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int64_t nrb = gridDim.x, rbk = nrb - 1 - blockIdx.x; /* late rows (most keys when causal) first */
     const int64_t ob = blockIdx.y;
-    int64_t qo = 0, ko = 0, vo = 0, rem = ob;
+    /* the operands' offsets at ob; mi: the tile map's batch index (the dims
+     * the mask broadcasts over, mb 0, do not count) */
+    int64_t qo = 0, ko = 0, vo = 0, mo = 0, mi = 0, mul = 1, rem = ob;
     for (int d = a.nb - 1; d >= 0; d--) {
         const int64_t x = rem % a.bshape[d];
         rem /= a.bshape[d];
         const bool head = d == a.nb - 1;
         qo += x * a.qb[d];
         ko += (head ? x / a.kdiv : x) * a.kb[d], vo += (head ? x / a.vdiv : x) * a.vb[d];
+        if (a.mb[d]) mo += x * a.mb[d], mi += x * mul, mul *= a.bshape[d];
     }
-    int64_t mo, mi;
-    mma_mask_batch(a, ob, &mo, &mi);
     const T *q = (const T *)a.q + qo, *kg = (const T *)a.k + ko, *vg = (const T *)a.v + vo;
     const int64_t rfirst = rbk * MMA_ROWS, rlast = min(rfirst + MMA_ROWS, a.L) - 1;
     /* the tiles this block sees */
@@ -1288,7 +1272,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
     const int64_t r0 = rfirst + warp * 16, ra = r0 + g, rb = r0 + g + 8; /* this lane's two rows */
     /* q's A fragments (rows past L repeat row L - 1: computed, never stored) */
     uint32_t qa[QS ? 1 : KS][4];
-    if (QS) { /* 16-byte rows (attn_mma_ok) */
+    if constexpr (QS) { /* 16-byte rows (attn_mma_ok) */
         for (int x = threadIdx.x; x < MMA_ROWS * (E / 8); x += blockDim.x) {
             const int r = x / (E / 8), col = (x - r * (E / 8)) * 8;
             *(uint4 *)(qt + r * P + col) = *(const uint4 *)(q + min(rfirst + r, a.L - 1) * a.q_sl + col);
@@ -1296,7 +1280,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
     } else {
         const T *pa = q + min(ra, a.L - 1) * a.q_sl, *pb = q + min(rb, a.L - 1) * a.q_sl;
 #pragma unroll
-        for (int s = 0; s < (QS ? 1 : KS); s++) {
+        for (int s = 0; s < KS; s++) {
             const int c = s * 16 + 2 * t;
             qa[s][0] = mma_pack2<T>(pa[c], pa[c + 1]), qa[s][1] = mma_pack2<T>(pb[c], pb[c + 1]);
             qa[s][2] = mma_pack2<T>(pa[c + 8], pa[c + 9]), qa[s][3] = mma_pack2<T>(pb[c + 8], pb[c + 9]);
@@ -1351,7 +1335,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
         float sc[NK][4];
 #pragma unroll
         for (int n = 0; n < NK; n++) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.0f;
-        if (QS) { /* a: rows r0 / +8, dims s*16 / +8 */
+        if constexpr (QS) { /* a: rows r0 / +8, dims s*16 / +8 */
 #pragma unroll
             for (int s = 0; s < KS; s++) {
                 uint32_t qf[4];
@@ -1368,7 +1352,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
 #pragma unroll
             for (int n = 0; n < NK; n += 2)
 #pragma unroll
-                for (int s = 0; s < (QS ? 1 : KS); s++) { /* b: keys n*8.., dims s*16 / +8, then keys (n+1)*8.. */
+                for (int s = 0; s < KS; s++) { /* b: keys n*8.., dims s*16 / +8, then keys (n+1)*8.. */
                     uint32_t b[4];
                     mma_ldm4(b, ks + (n * 8 + (lane >> 4) * 8 + (lane & 7)) * P + s * 16 + ((lane >> 3) & 1) * 8);
                     mma_t<T>::run(sc[n], qa[s], b);
