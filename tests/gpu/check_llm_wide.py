@@ -30,7 +30,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import zipfile
+
+from fixture_tokenizer import fixture_tokenizer
 
 CACHE, PROMPT, STEPS, TOL = 2048, 20, 8, 2e-2
 MODELS = {
@@ -90,11 +91,7 @@ def main():
         open(helper, "w").write(HELPER)
         for name, arch in MODELS.items():
             tok = os.path.join(tmp, f"{name}.tokenizer.json")
-            with zipfile.ZipFile(f"tests/fixtures/llm/{TOKENIZER[name]}.pt2") as z:
-                member = next(n for n in z.namelist() if n.endswith("extra/tokenizer.json"))
-                open(tok, "wb").write(z.read(member))
-            t = json.load(open(tok))
-            vocab = (max(list(t["model"]["vocab"].values()) + [a["id"] for a in t["added_tokens"]]) + 8) // 8 * 8
+            vocab = (fixture_tokenizer(TOKENIZER[name], tok) + 8) // 8 * 8
             cfg = os.path.join(tmp, f"{name}.json")
             json.dump(dict(arch, hidden_size=1024, intermediate_size=2048, num_hidden_layers=2,
                            max_position_embeddings=CACHE, rope_theta=10000.0, tie_word_embeddings=True,

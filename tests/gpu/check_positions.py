@@ -14,7 +14,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import zipfile
+
+from fixture_tokenizer import fixture_tokenizer
 
 CACHE, BOUNDARY, GEN = 640, 512, 48
 
@@ -30,11 +31,7 @@ def main():
     petrel, python = sys.argv[1], sys.argv[2]
     with tempfile.TemporaryDirectory() as tmp:
         tok = os.path.join(tmp, "tokenizer.json")
-        with zipfile.ZipFile("tests/fixtures/llm/llama.pt2") as z:
-            name = next(n for n in z.namelist() if n.endswith("extra/tokenizer.json"))
-            open(tok, "wb").write(z.read(name))
-        t = json.load(open(tok))
-        vocab = max(list(t["model"]["vocab"].values()) + [a["id"] for a in t["added_tokens"]]) + 1
+        vocab = fixture_tokenizer("llama", tok) + 1
         cfg = os.path.join(tmp, "config.json")
         json.dump(dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=64, intermediate_size=128,
                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16,
