@@ -13,7 +13,9 @@
 #   4. the partition of the LLM fixtures (no CPU fallback expected);
 #   5. `petrel bench --profile` on the tiny Llama (profiling on the device);
 #   6. tests/gpu/bench_kernels.cu: the decode kernels (norm, rope, cached
-#      attention) against an fp64 host reference, and the output top-k of
+#      attention, head dims up to 256) and the prefill attention (the
+#      tensor-core and the general kernel) against an fp64 host reference,
+#      and the output top-k of
 #      sampling against a host sort, with their timings; tests/gpu/
 #      bench_gemv.cu: the bf16 decode GEMVs at Llama-3.2-1B's,
 #      Qwen3-1.7B's and Qwen3-0.6B's shapes against a host reference,
