@@ -536,16 +536,16 @@ static void case_sdpa_prefill(cudaStream_t s, int sm_count, int64_t L, int64_t S
     const bool fm = mode == PF_FMASK;
     uint16_t *dq = dev(q, 0), *dk = dev(k, mode == PF_MASK ? 0x7fc0 : fm ? f2bf(300.0f) : 0), /* 0x7fc0: NaN */
         *dv = dev(v, mode == PF_MASK ? 0x7fc0 : fm ? f2bf(-1000.0f) : 0), *dout;
-    uint8_t *dm = NULL;
+    void *dm = NULL;
     if (mode == PF_MASK || fm) {
-        std::vector<uint16_t> m((size_t)(L * S)); /* bool bytes, or bf16 terms */
+        std::vector<uint8_t> mb((size_t)(L * S)); /* bool */
+        std::vector<uint16_t> mf((size_t)(L * S)); /* bf16 terms */
         for (int64_t i = 0; i < L; i++)
-            for (int64_t j = 0; j < S; j++) m[(size_t)(i * S + j)] = fm ? (j <= i ? 0 : 0xff7f) : j <= i;
-        std::vector<uint8_t> mb((size_t)(L * S));
-        for (size_t x = 0; x < mb.size(); x++) mb[x] = (uint8_t)m[x];
-        CK(cudaMalloc(&dm, m.size() * 2));
-        if (fm) CK(cudaMemcpy(dm, m.data(), m.size() * 2, cudaMemcpyHostToDevice));
-        else CK(cudaMemcpy(dm, mb.data(), mb.size(), cudaMemcpyHostToDevice));
+            for (int64_t j = 0; j < S; j++) {
+                mb[(size_t)(i * S + j)] = j <= i;
+                mf[(size_t)(i * S + j)] = j <= i ? 0 : 0xff7f;
+            }
+        dm = fm ? (void *)dev_copy(mf) : (void *)dev_copy(mb);
     }
     CK(cudaMalloc(&dout, (size_t)(Hq * L * E) * 2));
     pcu_attn a = attn_args(dq, dk, dv, dout, dm, Hq, Hkv, L, S, E, mode == PF_CAUSAL);

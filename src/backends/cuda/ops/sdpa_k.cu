@@ -778,7 +778,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     if (a.pos) p = *(const int64_t *)a.pos;
     const T *kn = a.pos ? (const T *)a.kn + o.kn : NULL, *vn = a.pos ? (const T *)a.vn + o.vn : NULL;
     const T *rc = (const T *)a.rcos + o.rc, *rs = (const T *)a.rsin + o.rc; /* the rope's row (a.rcos) */
-    constexpr int QPT = (MC * V * LPK + 31) / 32; /* query elements per row and thread (E <= MC * V * LPK, >= 32 threads) */
+    /* query elements per row and thread (E <= MC * V * LPK, >= 32 threads) */
+    constexpr int QPT = (MC * V * LPK + 31) / 32;
     float qv[ATTN_ROWS][QPT];
     /* the new key rotated (and normalized) into shared memory: the row read
      * and written below */
@@ -1368,7 +1369,10 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
                 float v = sc[n][e] * sl2;
                 /* a finite mask term stays finite in log2 units (HF's masks hold the dtype's lowest
                  * value: a row masked everywhere so weighs its keys alike, as the CPU's softmax does) */
-                if (!full) v = mt[n][e] == -INFINITY ? -INFINITY : fmaf(mt[n][e] < -FLT_MAX / 2 ? -FLT_MAX / 2 : mt[n][e], LOG2E, v); /* NaN stays */
+                if (!full) {
+                    const float m = mt[n][e]; /* finite: at least -FLT_MAX / 2; NaN stays */
+                    v = m == -INFINITY ? -INFINITY : fmaf(m < -FLT_MAX / 2 ? -FLT_MAX / 2 : m, LOG2E, v);
+                }
                 sc[n][e] = v;
                 if (e < 2) na = dn_nanmax(na, v);
                 else nb = dn_nanmax(nb, v);
@@ -1451,7 +1455,8 @@ static mma_plan attn_mma_plan(const pcu_attn *a) {
  * (decode only). */
 static bool attn_mma_ok(const pcu_attn *a) {
     if ((a->dtype != PETREL_DTYPE_F16 && a->dtype != PETREL_DTYPE_BF16) || a->E != a->Ev ||
-        (a->E != 64 && a->E != 128 && a->E != 256) || a->L < 16 || a->S < 1 || a->q_se != 1 || a->k_se != 1 || a->v_se != 1 ||
+        (a->E != 64 && a->E != 128 && a->E != 256) || a->L < 16 || a->S < 1 || a->q_se != 1 || a->k_se != 1 ||
+        a->v_se != 1 ||
         a->k_ss % 8 || a->v_ss % 8 || (uintptr_t)a->k % 16 || (uintptr_t)a->v % 16 || a->pos || a->rcos || a->qnw)
         return false;
     for (int d = 0; d < a->nb; d++)
