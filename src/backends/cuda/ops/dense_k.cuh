@@ -142,6 +142,24 @@ __device__ __forceinline__ float dn_block_sum(float v, float *red) {
 __device__ __forceinline__ void dn_pdl_wait(void) { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void dn_pdl_release(void) { asm volatile("griddepcontrol.launch_dependents;" :::); }
 
+/* Asynchronous 16-byte copies from global into shared memory (sm_80+):
+ * dn_cp16 copies, dn_cp16_fill copies n bytes (0 or 16) and zero-fills
+ * the rest; dn_cp_commit closes a group of them, dn_cp_wait<N> waits
+ * until at most N groups are in flight. */
+__device__ __forceinline__ void dn_cp16(void *dst, const void *src) {
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void dn_cp16_fill(void *dst, const void *src, int n) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
+                 "l"(src), "r"(n)
+                 : "memory");
+}
+__device__ __forceinline__ void dn_cp_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void dn_cp_wait(void) {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
 template <typename... P, typename... A>
 static cudaError_t dn_launch_pdl(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A... args) {
     cudaLaunchAttribute at;

@@ -540,13 +540,6 @@ static size_t q4_slot(int S, int64_t G, int es, bool asym, int bits) {
     return (size_t)S * (512 + ngs * es + (asym ? ngs : 0));
 }
 
-__device__ __forceinline__ void q4_cp16(void *dst, const void *src) {
-    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void q4_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void q4_wait(void) { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
-
 /* A warp's place in its items: row set rs (every tw-th), pass p (every
  * KS-th from p0); next() steps to the following item without a division. */
 template <int KS> struct q4_cursor {
@@ -576,16 +569,16 @@ __device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *sl, q4_cur
                 const int wi = NG == 2 ? k : SEG ? qk_seg(g, n) : 0, i = k * RW + r;
                 const pcu_qweight &w = g.w[wi];
                 const int64_t nl = n - g.seg_start[wi];
-                q4_cp16(sl + (i * 32 + lane) * 16, w.codes + nl * w.code_rs + ((int64_t)t.p * 32 + lane) * 16);
+                dn_cp16(sl + (i * 32 + lane) * 16, w.codes + nl * w.code_rs + ((int64_t)t.p * 32 + lane) * 16);
                 if (lane * 16 < sb)
-                    q4_cp16(sc + i * sb + lane * 16,
+                    dn_cp16(sc + i * sb + lane * 16,
                             (const uint8_t *)w.scales + (nl * w.s_rs + (int64_t)t.p * ngs) * es + lane * 16);
                 if (asym && lane * 16 < ngs)
-                    q4_cp16(zp + i * ngs + lane * 16, w.zeros + nl * w.z_rs + (int64_t)t.p * ngs + lane * 16);
+                    dn_cp16(zp + i * ngs + lane * 16, w.zeros + nl * w.z_rs + (int64_t)t.p * ngs + lane * 16);
             }
         }
     }
-    q4_commit();
+    dn_cp_commit();
 }
 
 /* d + the dot product of a's unsigned bytes with b's signed bytes. */
@@ -767,7 +760,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         __syncwarp(); /* every lane is done with the slot the next copies overwrite */
         q4_issue<RW, NG, SEG, KS>(g, ring + (size_t)((j + Q4_STAGES - 1) % Q4_STAGES) * slot, is, nrs, es, ngs, asym);
         is.next(npass, tw);
-        q4_wait<Q4_STAGES - 1>(); /* item j's copies are in */
+        dn_cp_wait<Q4_STAGES - 1>(); /* item j's copies are in */
         __syncwarp();             /* and the other lanes' (scales, zero points) */
         ST_MARK(4);               /* the first item's copies are in */
         const uint8_t *sl = ring + (size_t)(j % Q4_STAGES) * slot;
@@ -947,7 +940,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
             ST_MARK(5); /* the first row set stored */
         }
     }
-    q4_wait<0>();
+    dn_cp_wait<0>();
     ST_END(1);
 }
 

@@ -1169,16 +1169,6 @@ __device__ __forceinline__ void mma_ldm4t(uint32_t *r, const void *p) {
                  : "memory");
 }
 
-/* A 16-byte copy into shared memory; n = 0 writes zeros, reading nothing. */
-__device__ __forceinline__ void mma_cp16(void *dst, const void *src, int n) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
-                 "l"(src), "r"(n)
-                 : "memory");
-}
-__device__ __forceinline__ void mma_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void mma_wait(void) {
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
 
 /* The mask term of (row i, key j): 0, a float to add, or -inf. */
 __device__ __forceinline__ float mma_mask(const pcu_attn &a, int64_t mo, int64_t i, int64_t j) {
@@ -1303,8 +1293,8 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
             const int r = x / (E / 8), col = (x - r * (E / 8)) * 8;
             const int64_t j = min(j0 + r, a.S - 1);
             const int n = (bits >> r & 1) ? 16 : 0;
-            mma_cp16(kd + r * P + col, kg + j * a.k_ss + col, n);
-            mma_cp16(vd + r * P + col, vg + j * a.v_ss + col, n);
+            dn_cp16_fill(kd + r * P + col, kg + j * a.k_ss + col, n);
+            dn_cp16_fill(vd + r * P + col, vg + j * a.v_ss + col, n);
         }
     };
     auto next = [&](int c) {
@@ -1314,11 +1304,11 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
     };
     int cur = next(-1), st = 0;
     if (cur < ntiles) issue(cur, 0);
-    mma_commit();
+    dn_cp_commit();
     while (cur < ntiles) {
         const int nxt = next(cur);
         if (nxt < ntiles) issue(nxt, st ^ 1);
-        mma_commit();
+        dn_cp_commit();
         const int64_t j0 = (int64_t)cur * MMA_KEYS;
         const bool full = tfull[cur];
         float mt[NK][4]; /* a mixed tile's mask terms, loaded while the copies land */
@@ -1330,7 +1320,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
                     const int64_t i = e < 2 ? ra : rb, j = j0 + n * 8 + 2 * t + (e & 1);
                     mt[n][e] = i < a.L ? mma_mask(a, mo, i, j) : -INFINITY;
                 }
-        mma_wait<1>();
+        dn_cp_wait<1>();
         __syncthreads();
         const T *ks = kt + st * TILE, *vs = vt + st * TILE;
         float sc[NK][4];
@@ -1413,7 +1403,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(pcu_attn a, const mma_til
         __syncthreads(); /* stage st is copied into again two tiles on */
         cur = nxt, st ^= 1;
     }
-    mma_wait<0>();
+    dn_cp_wait<0>();
 #pragma unroll
     for (int sh = 1; sh < 4; sh <<= 1) {
         la += __shfl_xor_sync(0xffffffffu, la, sh);
