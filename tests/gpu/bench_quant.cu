@@ -17,6 +17,8 @@
 **   - int8 through the ring kernel (one row of x, K a multiple of 512, f16
 **     and bf16), the same kinds of cases;
 **   - int2 the same way (K a multiple of 2048);
+**   - the ring kernel's general form (f16/bf16 x, K a multiple of 32 but
+**     not of the pass: a partial last pass) for int4, int8 and int2;
 **   - int4 through the ring kernel (one row of x, K a multiple of 1024),
 **     f32, bf16 and f16: stacked, gated + norm, residual, computed
 **     weights, row counts that leave a partial item at the end (with f16
@@ -35,8 +37,13 @@
 ** bytes (codes, scales and zero points).  Then int4 and int8 at
 ** Qwen3-0.6B's shapes (q/k/v 2048 + 2 x 1024 rows of K = 1024, o 1024 x
 ** 2048, gate and up 2 x 3072 x 1024, down 1024 x 3072, LM head 151936 x
-** 1024), timed the same way; and the prefill's panel dequantization of
-** Llama-3.2-1B's gate weight (8192 x 2048), int4, int8 and int2.
+** 1024), timed the same way; the prefill's panel dequantization of
+** Llama-3.2-1B's gate weight (8192 x 2048), int4, int8 and int2; and int4,
+** int8 and int2 at Gemma-3-1B's shapes (q/k/v 1024 + 2 x 256 rows of K =
+** 1152 with x (1 + w)'s norm, o 1152 x 1024, gate and up 2 x 6912 x 1152,
+** down 1152 x 6912, LM head 262144 x 1152), K no multiple of a pass but
+** o's (-DQ4_GEN_OFF: those on the general kernel, as before the ring's
+** general form).
 **
 ** Standalone: it compiles the kernel file directly, no petrel library.
 ** From the repository root:
@@ -441,6 +448,20 @@ static void ring_cases(cudaStream_t s, int sm, int asym, int sym, int64_t gr, in
     gemv_case(s, sm, asym, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
 }
 
+/* The ring kernel's general form (f16/bf16 x): K a multiple of 32 but
+ * not of the pass, so the last pass is partial, and scale rows that are
+ * not 16-byte aligned (Gemma 3's K of 1152 and 6912, Qwen3-4B's 2560),
+ * for one code width (asym, sym: its two formats).  Passes per row: int4
+ * 2, 7, 3, 8; int8 3, 14, 5, 15; int2 1, 4, 2, 4. */
+static void ring_gen_cases(cudaStream_t s, int sm, int asym, int sym, int dt) {
+    gemv_case(s, sm, asym, 32, PCU_GEMV_PLAIN, dt, 1, {1000, 333, 77}, 1152, true, false, 2);
+    gemv_case(s, sm, asym, 32, PCU_GEMV_GATED, dt, 1, {3001, 3001}, 1152, true, false, 1);
+    gemv_case(s, sm, sym, 64, PCU_GEMV_RESID, dt, 1, {1152}, 6912, true, false);
+    gemv_case(s, sm, asym, 32, PCU_GEMV_PLAIN, dt, 1, {50001}, 2560, false, false);
+    gemv_case(s, sm, sym, 32, PCU_GEMV_RESID, dt, 1, {700}, 7232, true, false);
+    gemv_case(s, sm, asym, 32, PCU_GEMV_RESID, dt, 1, {479}, 6912, true, false);
+}
+
 /* int2 through the ring kernel: K a multiple of 2048 (its pass), the
  * same kinds of cases (on 132 multiprocessors the last two split a row
  * set's passes over 4 warps). */
@@ -498,6 +519,13 @@ int main(void) {
     printf("int2, one row of x, K a multiple of 2048, f16 / bf16 (the ring kernel)\n");
     for (int dt : {DT_BF16, DT_F16}) ring2_cases(s, sm, dt);
 
+    printf("int4, int8, int2, one row of x, f16 / bf16, K no multiple of the pass (the ring kernel's general form)\n");
+    for (int dt : {DT_BF16, DT_F16}) {
+        ring_gen_cases(s, sm, PT_QFMT_INT4, PT_QFMT_INT4S, dt);
+        ring_gen_cases(s, sm, PT_QFMT_INT8, PT_QFMT_INT8S, dt);
+        ring_gen_cases(s, sm, PT_QFMT_INT2, PT_QFMT_INT2S, dt);
+    }
+
     printf("Llama-3.2-1B decode shapes, bf16, one row of x\n");
     for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) {
         gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {2048, 512, 512}, 2048, true, true, 1); /* q, k, v */
@@ -517,6 +545,15 @@ int main(void) {
         gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, DT_BF16, 1, {3072, 3072}, 1024, true, true, 1);     /* gate, up */
         gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {1024}, 3072, true, true);              /* down + residual */
         gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {151936}, 1024, true, true);            /* LM head */
+    }
+
+    printf("Gemma-3-1B decode shapes, bf16, one row of x\n");
+    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) {
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {1024, 256, 256}, 1152, true, true, 2); /* q, k, v */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {1152}, 1024, true, true);            /* o + residual */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, DT_BF16, 1, {6912, 6912}, 1152, true, true, 2);   /* gate, up */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {1152}, 6912, true, true);           /* down + residual */
+        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {262144}, 1152, true, true);         /* LM head */
     }
     CK(cudaStreamDestroy(s));
     printf(g_fail ? "SOME CHECKS FAILED\n" : "all checks passed\n");

@@ -2,9 +2,11 @@
 K a multiple of 512, 1024 or 2048 (the ring GEMV of quant_k.cu), on CUDA
 against the CPU backend (the oracle of the quantized ops), same weights.
 
-Three models, hidden size 1024 and two layers: a Llama (four query heads
-per KV head, head dim 64), a Qwen3 (two per KV head, head dim 128, q/k
-norms) and a Gemma 3 (four query heads on one KV head of head dim 256,
+Three models of two layers: a Llama (hidden size 1024, four query heads
+per KV head, head dim 64), a Qwen3 (1024, two per KV head, head dim 128,
+q/k norms) and a Gemma 3 (Gemma-3-1B's hidden size 1152 and MLP width
+6912, which no pass of the ring GEMV divides, so its products take that
+kernel's general form; four query heads on one KV head of head dim 256,
 q/k norms, the first layer in a 16-position sliding window that the 28
 positions pass), bfloat16, a KV cache of 2048 positions, weights drawn as Hugging
 Face initializes them (std 0.02).  Each is compiled with each scheme given
@@ -42,7 +44,7 @@ MODELS = {
     "gemma3": dict(model_type="gemma3_text", architectures=["Gemma3ForCausalLM"], num_attention_heads=4,
                    num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256,
                    hidden_activation="gelu_pytorch_tanh", sliding_window=16, sliding_window_pattern=2,
-                   rope_local_base_freq=10000.0),
+                   rope_local_base_freq=10000.0, hidden_size=1152, intermediate_size=6912),
 }
 TOKENIZER = {"llama": "llama", "qwen3": "qwen3", "gemma3": "llama"}  # the fixture whose tokenizer a model takes
 
@@ -93,7 +95,7 @@ def main():
             tok = os.path.join(tmp, f"{name}.tokenizer.json")
             vocab = (fixture_tokenizer(TOKENIZER[name], tok) + 8) // 8 * 8
             cfg = os.path.join(tmp, f"{name}.json")
-            json.dump(dict(arch, hidden_size=1024, intermediate_size=2048, num_hidden_layers=2,
+            json.dump(dict(dict(hidden_size=1024, intermediate_size=2048), **arch, num_hidden_layers=2,
                            max_position_embeddings=CACHE, rope_theta=10000.0, tie_word_embeddings=True,
                            initializer_range=0.02, rms_norm_eps=1e-6, vocab_size=vocab), open(cfg, "w"))
             model = os.path.join(tmp, f"{name}.pt2")

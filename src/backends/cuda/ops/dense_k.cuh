@@ -144,8 +144,9 @@ __device__ __forceinline__ void dn_pdl_release(void) { asm volatile("griddepcont
 
 /* Asynchronous 16-byte copies from global into shared memory (sm_80+):
  * dn_cp16 copies, dn_cp16_fill copies n bytes (0 or 16) and zero-fills
- * the rest; dn_cp_commit closes a group of them, dn_cp_wait<N> waits
- * until at most N groups are in flight. */
+ * the rest, dn_cp4 copies 4 bytes (4-byte aligned, through L1);
+ * dn_cp_commit closes a group of them, dn_cp_wait<N> waits until at most N
+ * groups are in flight. */
 __device__ __forceinline__ void dn_cp16(void *dst, const void *src) {
     unsigned d = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
@@ -154,6 +155,10 @@ __device__ __forceinline__ void dn_cp16_fill(void *dst, const void *src, int n) 
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
                  "l"(src), "r"(n)
                  : "memory");
+}
+__device__ __forceinline__ void dn_cp4(void *dst, const void *src) {
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src) : "memory");
 }
 __device__ __forceinline__ void dn_cp_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void dn_cp_wait(void) {

@@ -466,8 +466,10 @@ template <typename T, int KIND> static cudaError_t qgemv_mode(cudaStream_t s, co
  * chunk (h, l, the chunk's scale and its halves' sums; 80 bytes apart, a
  * quarter warp's 16-byte reads meet no bank twice); then each warp's
  * ring.  It takes K a multiple of 1024 (whole passes) and scales and zero
- * points whose pass spans are whole, aligned 16-byte pieces (q4_fits);
- * others take the kernel above.
+ * points whose pass spans are whole, aligned 16-byte pieces; with f16/bf16
+ * x, a general form (template parameter GEN) also takes K a multiple of
+ * 32 with a partial last pass, scales and zero points copied in 4-byte
+ * pieces (q4_form); others take the kernel above.
  *
  * int2 codes (f16/bf16 x only, B = 2): a pass is 2048 codes, a lane's
  * chunk 64, two x records, each with its own group when G = 32.  Each
@@ -551,10 +553,13 @@ template <int KS> struct q4_cursor {
 
 /* Issue the copies of item t into slot sl (nothing past the last row
  * set); always one commit group.  SEG: the rows are stacked weights (found
- * by qk_seg); otherwise weight 0 (gated: k), indexed at compile time. */
-template <int RW, int NG, bool SEG, int KS>
+ * by qk_seg); otherwise weight 0 (gated: k), indexed at compile time.
+ * GEN (the general form): a row has nch chunks of CPC codes, its last
+ * pass may hold fewer than 32 (lanes past them copy no codes), and scales
+ * and zero points come in 4-byte copies, the pass's groups only. */
+template <int RW, int NG, bool SEG, int KS, bool GEN, int CPC>
 __device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *sl, q4_cursor<KS> t, int nrs, int es, int ngs,
-                                         bool asym) {
+                                         bool asym, int nch) {
     if (t.rs < nrs) {
         constexpr int S = RW * NG;
         const int lane = threadIdx.x & 31;
@@ -569,12 +574,22 @@ __device__ __forceinline__ void q4_issue(const pcu_qgemv &g, uint8_t *sl, q4_cur
                 const int wi = NG == 2 ? k : SEG ? qk_seg(g, n) : 0, i = k * RW + r;
                 const pcu_qweight &w = g.w[wi];
                 const int64_t nl = n - g.seg_start[wi];
-                dn_cp16(sl + (i * 32 + lane) * 16, w.codes + nl * w.code_rs + ((int64_t)t.p * 32 + lane) * 16);
-                if (lane * 16 < sb)
-                    dn_cp16(sc + i * sb + lane * 16,
-                            (const uint8_t *)w.scales + (nl * w.s_rs + (int64_t)t.p * ngs) * es + lane * 16);
-                if (asym && lane * 16 < ngs)
-                    dn_cp16(zp + i * ngs + lane * 16, w.zeros + nl * w.z_rs + (int64_t)t.p * ngs + lane * 16);
+                if constexpr (GEN) {
+                    const int nc = min(32, nch - t.p * 32), gb = (nc * CPC) >> g.lg_group; /* chunks, groups */
+                    const int64_t so = (nl * w.s_rs + (int64_t)t.p * ngs) * es, zo = nl * w.z_rs + (int64_t)t.p * ngs;
+                    if (lane < nc)
+                        dn_cp16(sl + (i * 32 + lane) * 16,
+                                w.codes + nl * w.code_rs + ((int64_t)t.p * 32 + lane) * 16);
+                    if (lane * 4 < gb * es) dn_cp4(sc + i * sb + lane * 4, (const uint8_t *)w.scales + so + lane * 4);
+                    if (asym && lane * 4 < gb) dn_cp4(zp + i * ngs + lane * 4, w.zeros + zo + lane * 4);
+                } else {
+                    dn_cp16(sl + (i * 32 + lane) * 16, w.codes + nl * w.code_rs + ((int64_t)t.p * 32 + lane) * 16);
+                    if (lane * 16 < sb)
+                        dn_cp16(sc + i * sb + lane * 16,
+                                (const uint8_t *)w.scales + (nl * w.s_rs + (int64_t)t.p * ngs) * es + lane * 16);
+                    if (asym && lane * 16 < ngs)
+                        dn_cp16(zp + i * ngs + lane * 16, w.zeros + nl * w.z_rs + (int64_t)t.p * ngs + lane * 16);
+                }
             }
         }
     }
@@ -640,7 +655,7 @@ template <int B> __device__ __forceinline__ void q4_xquant(const float *f, uint8
     }
 }
 
-template <typename T, int B, int RW, int NG, bool NORM, bool SEG, int KS, int XB>
+template <typename T, int B, int RW, int NG, bool NORM, bool SEG, int KS, int XB, bool GEN>
 __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slot) {
     constexpr int S = RW * NG, es = (int)sizeof(T), GPB = Q4_WARPS / KS; /* groups per block */
     constexpr bool DP = !std::is_same<T, float>::value; /* x as integers, dp4a */
@@ -653,7 +668,10 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     uint8_t *ring = (DP ? xr + (g.K / 32) * Q4_XREC : (uint8_t *)(xsum + g.K / 32)) + (size_t)warp * Q4_STAGES * slot;
     constexpr int CPP = q4_cpp(B), CPC = CPP / 32; /* codes per pass, per chunk */
     static_assert(B == 4 || DP, "int8 and int2 codes take f16/bf16 x only");
-    const int npass = (int)(g.K / CPP), nrs = (int)((g.N + RW - 1) / RW), ngs = (int)(CPP / g.G);
+    static_assert(!GEN || DP, "the general form takes f16/bf16 x only");
+    const int nch = GEN ? (int)(g.K / CPC) : 0; /* GEN: chunks per row */
+    const int npass = GEN ? (nch + 31) / 32 : (int)(g.K / CPP), nrs = (int)((g.N + RW - 1) / RW),
+              ngs = (int)(CPP / g.G);
     /* the KS warps of group gw take the row sets gw, gw + tw, ...; warp sub of them passes sub, sub + KS, ... */
     const int gw = blockIdx.x * GPB + warp / KS, tw = gridDim.x * GPB;
     const int nit = gw < nrs ? ((nrs - 1 - gw) / tw + 1) * (npass / KS) : 0; /* this warp's items */
@@ -665,7 +683,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     q4_cursor<KS> is = {gw, sub, sub}; /* the next item to copy */
 #pragma unroll
     for (int j = 0; j < Q4_STAGES - 1; j++) {
-        q4_issue<RW, NG, SEG, KS>(g, ring + (size_t)j * slot, is, nrs, es, ngs, asym);
+        q4_issue<RW, NG, SEG, KS, GEN, CPC>(g, ring + (size_t)j * slot, is, nrs, es, ngs, asym, nch);
         is.next(npass, tw);
     }
     if (g.w_const) dn_pdl_wait();
@@ -758,7 +776,8 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
     int half = 0; /* KS > 1: which half of part the row set's sums go to */
     for (int j = 0; j < nit; j++, t.next(npass, tw)) {
         __syncwarp(); /* every lane is done with the slot the next copies overwrite */
-        q4_issue<RW, NG, SEG, KS>(g, ring + (size_t)((j + Q4_STAGES - 1) % Q4_STAGES) * slot, is, nrs, es, ngs, asym);
+        q4_issue<RW, NG, SEG, KS, GEN, CPC>(g, ring + (size_t)((j + Q4_STAGES - 1) % Q4_STAGES) * slot, is, nrs, es,
+                                            ngs, asym, nch);
         is.next(npass, tw);
         dn_cp_wait<Q4_STAGES - 1>(); /* item j's copies are in */
         __syncwarp();             /* and the other lanes' (scales, zero points) */
@@ -770,7 +789,9 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
         uint4 cv[S];
 #pragma unroll
         for (int r = 0; r < S; r++) cv[r] = ((const uint4 *)sl)[r * 32 + lane];
-        if constexpr (DP && B == 2) {
+        if (GEN && c >= nch) {
+            /* GEN: a lane past the row's last chunk (its last pass) adds nothing */
+        } else if constexpr (DP && B == 2) {
             /* the chunk's 64 codes u span x records 2c and 2c + 1, two code
              * words each; mask j of a word keeps codes 4b + j as bytes 4^j u,
              * met by word j of the record's h and l: with x = sx v,
@@ -947,26 +968,39 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
 PCU_ST_EXPORT(pcu_st_take_quant)
 
 /* Can the ring kernel take g (one row of x; int4, or int8 or int2 with
- * f16/bf16 x; bits: the codes')?  Whole passes along K,
- * and each row's scale and zero-point span of a pass in whole, aligned
- * 16-byte pieces. */
-static bool q4_fits(const pcu_qgemv &g, int bits) {
-    const int64_t cpp = q4_cpp(bits);
-    if (bits != 4 && g.dtype == PETREL_DTYPE_F32) return false;
-    if (g.M != 1 || g.K % cpp || g.G > cpp || g.K / cpp > INT32_MAX / 32) return false;
+ * f16/bf16 x; bits: the codes')?  Q4_EXACT: whole passes along K, and
+ * each row's scale and zero-point span of a pass in whole, aligned
+ * 16-byte pieces.  Q4_GENERAL (f16/bf16 x; Gemma 3's K of 1152 and 6912,
+ * Qwen3-4B's 2560 and 9728): K a multiple of 32 and of a lane's chunk,
+ * the last pass possibly partial, the spans of every pass (the last's
+ * included) in whole, aligned 4-byte pieces.  Q4_NONE: the kernel above.
+ * -DQ4_GEN_OFF leaves the general form out (its products take the kernel
+ * above, as before it). */
+enum { Q4_NONE, Q4_EXACT, Q4_GENERAL };
+static int q4_form(const pcu_qgemv &g, int bits) {
+    const int64_t cpp = q4_cpp(bits), cpc = cpp / 32;
+    if (bits != 4 && g.dtype == PETREL_DTYPE_F32) return Q4_NONE;
+    if (g.M != 1 || g.G > cpp || g.K / cpc > INT32_MAX) return Q4_NONE;
     const int es = g.dtype == PETREL_DTYPE_F32 ? 4 : 2;
     const bool asym = pt_qfmt_asym((pt_qfmt)g.fmt);
-    const int64_t ngs = cpp / g.G;
-    if ((ngs * es) % 16 || (asym && ngs % 16)) return false;
+    const int64_t ngs = cpp / g.G, tg = (g.K % cpp) / g.G; /* groups of a full pass, of the last one */
+    bool exact = g.K % cpp == 0 && (ngs * es) % 16 == 0 && !(asym && ngs % 16);
+    bool gen = g.dtype != PETREL_DTYPE_F32 && g.K % 32 == 0 && g.K % cpc == 0 && ngs * es <= 32 * 4 &&
+               (ngs * es) % 4 == 0 && (tg * es) % 4 == 0 && !(asym && (ngs % 4 || tg % 4));
     for (int i = 0; i < g.nw; i++) {
         const pcu_qweight &w = g.w[i];
-        if ((uintptr_t)w.scales % 16 || (w.s_rs * es) % 16) return false;
-        if (asym && ((uintptr_t)w.zeros % 16 || w.z_rs % 16)) return false;
+        if ((uintptr_t)w.scales % 16 || (w.s_rs * es) % 16) exact = false;
+        if (asym && ((uintptr_t)w.zeros % 16 || w.z_rs % 16)) exact = false;
+        if ((uintptr_t)w.scales % 4 || (w.s_rs * es) % 4) gen = false;
+        if (asym && ((uintptr_t)w.zeros % 4 || w.z_rs % 4)) gen = false;
     }
-    return true;
+#ifdef Q4_GEN_OFF
+    gen = false;
+#endif
+    return exact ? Q4_EXACT : gen ? Q4_GENERAL : Q4_NONE;
 }
 
-template <typename T, int B, int RW, int NG, bool NORM, bool SEG, int KS = 1>
+template <typename T, int B, int RW, int NG, bool NORM, bool SEG, bool GEN, int KS = 1>
 static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     /* x in batches of 4 vectors per thread where K spans 4 (down's K of
      * 8192 at bf16), else 1 (no registers held for nothing).  H200,
@@ -974,9 +1008,9 @@ static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
      * +1.0 %, int8 +0.8 %, int2 -0.8 % (so int2 keeps batches of 1); on a
      * machine that ran the whole step 26 % slower than the others of its
      * kind, so to be measured again on another */
-    constexpr bool BIG = !NORM && NG == 1 && !SEG && B != 2;
-    auto k = BIG && g.K >= 4 * Q4_THREADS * dn_vec<T>::n ? q4gemv_kernel<T, B, RW, NG, NORM, SEG, KS, BIG ? 4 : 1>
-                                                         : q4gemv_kernel<T, B, RW, NG, NORM, SEG, KS, 1>;
+    constexpr bool BIG = !NORM && NG == 1 && !SEG && B != 2 && !GEN;
+    auto k = BIG && g.K >= 4 * Q4_THREADS * dn_vec<T>::n ? q4gemv_kernel<T, B, RW, NG, NORM, SEG, KS, BIG ? 4 : 1, GEN>
+                                                         : q4gemv_kernel<T, B, RW, NG, NORM, SEG, KS, 1, GEN>;
     const size_t slot = q4_slot(RW * NG, g.G, (int)sizeof(T), pt_qfmt_asym((pt_qfmt)g.fmt), B);
     const size_t smem = q4_xbytes(g.K, (int)sizeof(T)) + (size_t)Q4_WARPS * Q4_STAGES * slot;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -1008,30 +1042,31 @@ static cudaError_t q4gemv_go(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
 #ifndef Q4_KS_FILL
 #define Q4_KS_FILL 45
 #endif
-template <typename T, int B, int NG, bool NORM, bool SEG>
+template <typename T, int B, int NG, bool NORM, bool SEG, bool GEN>
 static cudaError_t q4gemv_rows(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
-    const int64_t warps = (int64_t)sm_count * 2 * Q4_WARPS, npass = g.K / q4_cpp(B);
-    if (NG == 1 && g.N / 4 >= warps) return q4gemv_go<T, B, NG == 1 ? 4 : 2, NG, NORM, SEG>(s, g, sm_count);
+    const int64_t cpp = q4_cpp(B), warps = (int64_t)sm_count * 2 * Q4_WARPS, npass = (g.K + cpp - 1) / cpp;
+    if (NG == 1 && g.N / 4 >= warps) return q4gemv_go<T, B, NG == 1 ? 4 : 2, NG, NORM, SEG, GEN>(s, g, sm_count);
     if (NG == 1 && Q4_KS_FILL > 0) {
         const int64_t need = warps * Q4_KS_FILL / 100, nrs = (g.N + 3) / 4;
-        if (npass % 8 == 0 && nrs * 8 <= warps) return q4gemv_go<T, B, 4, NG, NORM, SEG, 8>(s, g, sm_count);
-        if (npass % 4 == 0 && nrs * 4 <= warps) return q4gemv_go<T, B, 4, NG, NORM, SEG, 4>(s, g, sm_count);
-        if (npass % 2 == 0 && nrs * 2 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, 2>(s, g, sm_count);
-        if (npass % 4 == 0 && nrs * 4 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, 4>(s, g, sm_count);
-        if (npass % 8 == 0 && nrs * 8 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, 8>(s, g, sm_count);
+        if (npass % 8 == 0 && nrs * 8 <= warps) return q4gemv_go<T, B, 4, NG, NORM, SEG, GEN, 8>(s, g, sm_count);
+        if (npass % 4 == 0 && nrs * 4 <= warps) return q4gemv_go<T, B, 4, NG, NORM, SEG, GEN, 4>(s, g, sm_count);
+        if (npass % 2 == 0 && nrs * 2 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, GEN, 2>(s, g, sm_count);
+        if (npass % 4 == 0 && nrs * 4 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, GEN, 4>(s, g, sm_count);
+        if (npass % 8 == 0 && nrs * 8 >= need) return q4gemv_go<T, B, 4, NG, NORM, SEG, GEN, 8>(s, g, sm_count);
     }
-    if (g.N / 2 >= warps) return q4gemv_go<T, B, 2, NG, NORM, SEG>(s, g, sm_count);
-    return q4gemv_go<T, B, 1, NG, NORM, SEG>(s, g, sm_count);
+    if (g.N / 2 >= warps) return q4gemv_go<T, B, 2, NG, NORM, SEG, GEN>(s, g, sm_count);
+    return q4gemv_go<T, B, 1, NG, NORM, SEG, GEN>(s, g, sm_count);
 }
 
-template <typename T, int B> static cudaError_t q4gemv(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
+template <typename T, int B, bool GEN> static cudaError_t q4gemv(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
     if (g.mode == PCU_GEMV_GATED)
-        return g.norm ? q4gemv_rows<T, B, 2, true, false>(s, g, sm_count)
-                      : q4gemv_rows<T, B, 2, false, false>(s, g, sm_count);
+        return g.norm ? q4gemv_rows<T, B, 2, true, false, GEN>(s, g, sm_count)
+                      : q4gemv_rows<T, B, 2, false, false, GEN>(s, g, sm_count);
     if (g.nw > 1) /* stacked weights (PLAIN) */
-        return g.norm ? q4gemv_rows<T, B, 1, true, true>(s, g, sm_count)
-                      : q4gemv_rows<T, B, 1, false, true>(s, g, sm_count);
-    return g.norm ? q4gemv_rows<T, B, 1, true, false>(s, g, sm_count) : q4gemv_rows<T, B, 1, false, false>(s, g, sm_count);
+        return g.norm ? q4gemv_rows<T, B, 1, true, true, GEN>(s, g, sm_count)
+                      : q4gemv_rows<T, B, 1, false, true, GEN>(s, g, sm_count);
+    return g.norm ? q4gemv_rows<T, B, 1, true, false, GEN>(s, g, sm_count)
+                  : q4gemv_rows<T, B, 1, false, false, GEN>(s, g, sm_count);
 }
 
 #endif /* QK4_OFF */
@@ -1041,8 +1076,12 @@ template <typename T, int B> static cudaError_t q4gemv(cudaStream_t s, const pcu
 template <typename T, int KIND> static cudaError_t qgemv_int(cudaStream_t s, const pcu_qgemv &g, int sm_count) {
 #ifndef QK4_OFF
     constexpr int B = qk_kind<KIND>::bits;
-    if constexpr (B == 4 || !std::is_same<T, float>::value)
-        if (q4_fits(g, B)) return q4gemv<T, B>(s, g, sm_count);
+    if constexpr (B == 4 || !std::is_same<T, float>::value) {
+        const int form = q4_form(g, B);
+        if (form == Q4_EXACT) return q4gemv<T, B, false>(s, g, sm_count);
+        if constexpr (!std::is_same<T, float>::value)
+            if (form == Q4_GENERAL) return q4gemv<T, B, true>(s, g, sm_count);
+    }
 #endif
     return qgemv_mode<T, KIND>(s, g, sm_count);
 }
