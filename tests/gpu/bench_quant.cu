@@ -452,7 +452,8 @@ static void ring_cases(cudaStream_t s, int sm, int asym, int sym, int64_t gr, in
  * not of the pass, so the last pass is partial, and scale rows that are
  * not 16-byte aligned (Gemma 3's K of 1152 and 6912, Qwen3-4B's 2560),
  * for one code width (asym, sym: its two formats).  Passes per row: int4
- * 2, 7, 3, 8; int8 3, 14, 5, 15; int2 1, 4, 2, 4. */
+ * 2, 7, 3, 8; int8 3, 14, 5, 15 (its K of 2560 is whole passes with
+ * aligned scale rows: the exact form); int2 1, 4, 2, 4. */
 static void ring_gen_cases(cudaStream_t s, int sm, int asym, int sym, int dt) {
     gemv_case(s, sm, asym, 32, PCU_GEMV_PLAIN, dt, 1, {1000, 333, 77}, 1152, true, false, 2);
     gemv_case(s, sm, asym, 32, PCU_GEMV_GATED, dt, 1, {3001, 3001}, 1152, true, false, 1);
