@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "petrel.h"
 
@@ -99,16 +100,49 @@ static inline float pt_bf16_to_f32(uint16_t h) {
     v.u = (uint32_t)h << 16;
     return v.f;
 }
-PT_HIDDEN uint16_t pt_f32_to_bf16(float f);
+static inline uint16_t pt_f32_to_bf16(float f) {
+    union { uint32_t u; float f; } v = {.f = f};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); /* quiet nan */
+    uint32_t lsb = (v.u >> 16) & 1;
+    v.u += 0x7fff + lsb;
+    return (uint16_t)(v.u >> 16);
+}
 /* The bits of a bf16 (bf16 true) or f16 number as float. */
 static inline float pt_half_to_f32(uint16_t h, bool bf16) { return bf16 ? pt_bf16_to_f32(h) : pt_f16_to_f32(h); }
 
 /* Read / write one element as double or int64, converting like torch's
  * static_cast (float -> int truncates toward zero; anything -> bool is != 0). */
-PT_HIDDEN double pt_load_f64(const void *p, petrel_dtype dt);
+PT_HIDDEN double pt_load_f64_any(const void *p, petrel_dtype dt);
 PT_HIDDEN int64_t pt_load_i64(const void *p, petrel_dtype dt);
-PT_HIDDEN void pt_store_f64(void *p, petrel_dtype dt, double v);
+PT_HIDDEN void pt_store_f64_any(void *p, petrel_dtype dt, double v);
 PT_HIDDEN void pt_store_i64(void *p, petrel_dtype dt, int64_t v);
+/* pt_load_f64 / pt_store_f64: f32 and bf16 inline (the kernels' loops over
+ * elements call them once per element), every dtype through the _any
+ * forms. */
+static inline double pt_load_f64(const void *p, petrel_dtype dt) {
+    if (dt == PETREL_DTYPE_F32) {
+        float x;
+        memcpy(&x, p, 4);
+        return x;
+    }
+    if (dt == PETREL_DTYPE_BF16) {
+        uint16_t x;
+        memcpy(&x, p, 2);
+        return pt_bf16_to_f32(x);
+    }
+    return pt_load_f64_any(p, dt);
+}
+static inline void pt_store_f64(void *p, petrel_dtype dt, double v) {
+    if (dt == PETREL_DTYPE_F32) {
+        float x = (float)v;
+        memcpy(p, &x, 4);
+    } else if (dt == PETREL_DTYPE_BF16) {
+        uint16_t x = pt_f32_to_bf16((float)v);
+        memcpy(p, &x, 2);
+    } else {
+        pt_store_f64_any(p, dt, v);
+    }
+}
 
 /* torch's type promotion between two dtypes (promoteTypes). */
 PT_HIDDEN petrel_dtype pt_promote(petrel_dtype a, petrel_dtype b);

@@ -81,17 +81,9 @@ uint16_t pt_f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
-uint16_t pt_f32_to_bf16(float f) {
-    union { uint32_t u; float f; } v = {.f = f};
-    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); /* quiet nan */
-    uint32_t lsb = (v.u >> 16) & 1;
-    v.u += 0x7fff + lsb;
-    return (uint16_t)(v.u >> 16);
-}
-
 /* ---- element access ----------------------------------------------------- */
 
-double pt_load_f64(const void *p, petrel_dtype dt) {
+double pt_load_f64_any(const void *p, petrel_dtype dt) {
     switch (dt) {
     case PETREL_DTYPE_F32: { float x; memcpy(&x, p, 4); return x; }
     case PETREL_DTYPE_F16: { uint16_t x; memcpy(&x, p, 2); return pt_f16_to_f32(x); }
@@ -127,7 +119,7 @@ int64_t pt_load_i64(const void *p, petrel_dtype dt) {
     }
 }
 
-void pt_store_f64(void *p, petrel_dtype dt, double v) {
+void pt_store_f64_any(void *p, petrel_dtype dt, double v) {
     switch (dt) {
     case PETREL_DTYPE_F32: { float x = (float)v; memcpy(p, &x, 4); return; }
     case PETREL_DTYPE_F16: { uint16_t x = pt_f32_to_f16((float)v); memcpy(p, &x, 2); return; }
