@@ -14,7 +14,10 @@
 ** (cpu_fast_qmm_prep).  Four weight rows go together, sharing each load
 ** of x and keeping four independent accumulators in flight, and they
 ** prefetch the codes of the next four (the hardware prefetcher alone left
-** int8 at half the DRAM bandwidth: measured 8 vs 17 GB/s).  Prefill
+** int8 at half the DRAM bandwidth: measured 8 vs 17 GB/s).  With bf16
+** scales, decode reads each group's scale and zero point from the weight
+** as it reaches the group, where a pass per row first converted them
+** into arrays (row_params; 10 % of a decode step).  Prefill
 ** (M > 1) dequantizes 16 rows at a time into a buffer and reuses the f32
 ** GEMM, so each code is decoded once per call there too.  Single-threaded,
 ** like the f32 GEMM.
@@ -143,6 +146,8 @@ typedef struct qmm_ctx {
     int64_t K, G;
     int64_t ahead;  /* bytes from a row's codes to the same place in the rows of the next step */
     bool fp4;       /* table = base * s * t, else (base - zp') * s */
+    bool raw;       /* bf16 scales and int8 zero points read from the weight (sb, zb), not from sf, zf */
+    int qmin;
     float t;
     float base[16]; /* table entry u before scaling: e2m1(u), or u's code value (u mod 2^bits) */
 } qmm_ctx;
@@ -151,8 +156,20 @@ typedef struct qmm_ctx {
 typedef struct qmm_rows {
     const uint8_t *c[QMM_MAX_ROWS];
     const float *sf[QMM_MAX_ROWS], *zf[QMM_MAX_ROWS];
+    const uint16_t *sb[QMM_MAX_ROWS]; /* raw: the row's bf16 scales */
+    const int8_t *zb[QMM_MAX_ROWS];   /* raw: its zero points, or NULL */
     float *w[QMM_MAX_ROWS];
 } qmm_rows;
+
+/* Row r's scale and zp - qmin of group g: row_params' values, from its
+ * arrays or (raw) straight from the weight's bytes. */
+QMM_INLINE float row_s(const qmm_ctx *q, const qmm_rows *rows, int r, int64_t g) {
+    return q->raw ? pt_bf16_to_f32(rows->sb[r][g]) : rows->sf[r][g];
+}
+QMM_INLINE float row_z(const qmm_ctx *q, const qmm_rows *rows, int r, int64_t g) {
+    if (!q->raw) return rows->zf[r][g];
+    return (float)((rows->zb[r] ? rows->zb[r][g] : 0) - q->qmin);
+}
 
 /* The 16-entry table of one group. */
 QMM_INLINE __m512 group_table(const qmm_ctx *q, __m512 base, float s, float z) {
@@ -182,17 +199,17 @@ QMM_INLINE void qmm_run(const qmm_ctx *q, int e, bool half, int R, bool store, c
     for (int64_t k0 = 0, off = 0; k0 < q->K; k0 += blk, off += 16) {
         if (half) {
             for (int r = 0; r < R; r++) {
-                ta[r] = group_table(q, base, rows->sf[r][g], rows->zf[r][g]);
-                tb[r] = group_table(q, base, rows->sf[r][g + 1], rows->zf[r][g + 1]);
+                ta[r] = group_table(q, base, row_s(q, rows, r, g), row_z(q, rows, r, g));
+                tb[r] = group_table(q, base, row_s(q, rows, r, g + 1), row_z(q, rows, r, g + 1));
             }
             g += 2;
         } else if (k0 == gnext) {
             for (int r = 0; r < R; r++) {
                 if (e == 1) { /* int8: ta = s, tb = zp' */
-                    ta[r] = _mm512_set1_ps(rows->sf[r][g]);
-                    tb[r] = _mm512_set1_ps(rows->zf[r][g]);
+                    ta[r] = _mm512_set1_ps(row_s(q, rows, r, g));
+                    tb[r] = _mm512_set1_ps(row_z(q, rows, r, g));
                 } else {
-                    ta[r] = group_table(q, base, rows->sf[r][g], rows->zf[r][g]);
+                    ta[r] = group_table(q, base, row_s(q, rows, r, g), row_z(q, rows, r, g));
                 }
             }
             g++;
@@ -272,14 +289,23 @@ QMM_TARGET void cpu_fast_qmm(const cpu_qweight *w, int64_t n0, int64_t nb, int64
         rows.zf[r] = zf + r * ng;
     }
     if (M == 1) {
+        /* bf16 scales are read in the loop, not first converted into sf
+         * and zf per row (a pass of its own: 10 % of a decode step) */
+        q.raw = w->sdt == PETREL_DTYPE_BF16 && !q.fp4, q.qmin = pt_qfmt_qmin((pt_qfmt)w->fmt);
         int R = e == 4 ? 2 : 4;
         float res[QMM_MAX_ROWS];
         for (int64_t j = 0; j < nb;) {
             int step = nb - j >= R ? R : 1;
             q.ahead = step * w->code_rs;
             for (int r = 0; r < step; r++) {
-                row_params(w, n0 + j + r, sf + r * ng, zf + r * ng);
-                rows.c[r] = w->codes + (n0 + j + r) * w->code_rs;
+                const int64_t n = n0 + j + r;
+                if (q.raw) {
+                    rows.sb[r] = (const uint16_t *)w->scales + n * w->s_rs;
+                    rows.zb[r] = w->zeros ? w->zeros + n * w->z_rs : NULL;
+                } else {
+                    row_params(w, n, sf + r * ng, zf + r * ng);
+                }
+                rows.c[r] = w->codes + n * w->code_rs;
             }
             fn[step == R ? 0 : 1](&q, &rows, x, res);
             for (int r = 0; r < step; r++) out[j + r] = res[r];
