@@ -475,6 +475,21 @@ static void ring2_cases(cudaStream_t s, int sm, int dt) {
     gemv_case(s, sm, PT_QFMT_INT2, 64, PCU_GEMV_RESID, dt, 1, {479}, 8192, true, false);
 }
 
+/* One decoder layer's products and the LM head of a model, format fmt
+ * (groups of 32), bf16, one row of x, each checked then timed: q/k/v
+ * (qrows + 2 x kvrows rows of K = hidden) with the norm prologue (norm:
+ * 1 x * w, 2 x * (1 + w)), o + residual (hidden x qrows), gate and up (2
+ * x inter x hidden) with the norm, down + residual (hidden x inter), the
+ * LM head (vocab x hidden). */
+static void decode_shapes(cudaStream_t s, int sm, int fmt, int64_t hidden, int64_t qrows, int64_t kvrows,
+                          int64_t inter, int64_t vocab, int norm) {
+    gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {qrows, kvrows, kvrows}, hidden, true, true, norm);
+    gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {hidden}, qrows, true, true);
+    gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, DT_BF16, 1, {inter, inter}, hidden, true, true, norm);
+    gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {hidden}, inter, true, true);
+    gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {vocab}, hidden, true, true);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows through a pipe */
     cudaDeviceProp prop;
@@ -528,34 +543,16 @@ int main(void) {
     }
 
     printf("Llama-3.2-1B decode shapes, bf16, one row of x\n");
-    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) {
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {2048, 512, 512}, 2048, true, true, 1); /* q, k, v */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {2048}, 2048, true, true);             /* o + residual */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, DT_BF16, 1, {8192, 8192}, 2048, true, true, 1);    /* gate, up */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {2048}, 8192, true, true);           /* down + residual */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {128256}, 2048, true, true);         /* LM head */
-    }
+    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) decode_shapes(s, sm, fmt, 2048, 2048, 512, 8192, 128256, 1);
 
     printf("prefill: a panel of Llama-3.2-1B's gate weight dequantized, bf16\n");
     for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) dequant_time(s, sm, fmt, 8192, 2048, DT_BF16);
 
     printf("Qwen3-0.6B decode shapes, bf16, one row of x\n");
-    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) {
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {2048, 1024, 1024}, 1024, true, true, 1); /* q, k, v */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {1024}, 2048, true, true);              /* o + residual */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, DT_BF16, 1, {3072, 3072}, 1024, true, true, 1);     /* gate, up */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {1024}, 3072, true, true);              /* down + residual */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {151936}, 1024, true, true);            /* LM head */
-    }
+    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8}) decode_shapes(s, sm, fmt, 1024, 2048, 1024, 3072, 151936, 1);
 
     printf("Gemma-3-1B decode shapes, bf16, one row of x\n");
-    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) {
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {1024, 256, 256}, 1152, true, true, 2); /* q, k, v */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {1152}, 1024, true, true);            /* o + residual */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_GATED, DT_BF16, 1, {6912, 6912}, 1152, true, true, 2);   /* gate, up */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_RESID, DT_BF16, 1, {1152}, 6912, true, true);           /* down + residual */
-        gemv_case(s, sm, fmt, 32, PCU_GEMV_PLAIN, DT_BF16, 1, {262144}, 1152, true, true);         /* LM head */
-    }
+    for (int fmt : {PT_QFMT_INT4, PT_QFMT_INT8, PT_QFMT_INT2}) decode_shapes(s, sm, fmt, 1152, 1024, 256, 6912, 262144, 2);
     CK(cudaStreamDestroy(s));
     printf(g_fail ? "SOME CHECKS FAILED\n" : "all checks passed\n");
     return g_fail;
