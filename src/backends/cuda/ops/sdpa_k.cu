@@ -1169,7 +1169,6 @@ __device__ __forceinline__ void mma_ldm4t(uint32_t *r, const void *p) {
                  : "memory");
 }
 
-
 /* The mask term of (row i, key j): 0, a float to add, or -inf. */
 __device__ __forceinline__ float mma_mask(const pcu_attn &a, int64_t mo, int64_t i, int64_t j) {
     if (j >= a.S || (a.causal && j > i)) return -INFINITY;
