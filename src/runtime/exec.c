@@ -1450,14 +1450,14 @@ void pk_out_bool(pt_exec *ex, const pt_node *n, int k, bool v) {
     if (s) { s->kind = PT_V_BOOL; s->i = v; s->f = v; }
 }
 
-void *pk_scratch(pt_exec *ex, size_t nbytes) {
+static void *scratch_take(pt_exec *ex, size_t nbytes, bool zero) {
     size_t n = (nbytes + 63) & ~(size_t)63;
     if (n == 0) n = 64;
     ex->scr_need += n;
     if (ex->scr_used + n <= ex->scr_cap) {
         void *p = ex->scr + ex->scr_used;
         ex->scr_used += n;
-        memset(p, 0, nbytes); /* kernels get zeroed scratch, as from calloc */
+        if (zero) memset(p, 0, nbytes); /* pk_scratch: zeroed, as from calloc */
         return p;
     }
     /* overflow: a temporary block until the node ends */
@@ -1476,6 +1476,10 @@ void *pk_scratch(pt_exec *ex, size_t nbytes) {
     else ex->oom = true;
     return p;
 }
+
+void *pk_scratch(pt_exec *ex, size_t nbytes) { return scratch_take(ex, nbytes, true); }
+
+void *pk_scratch_raw(pt_exec *ex, size_t nbytes) { return scratch_take(ex, nbytes, false); }
 
 petrel_status pk_fail(pt_exec *ex, petrel_status st, const char *fmt, ...) {
     va_list ap;

@@ -175,8 +175,11 @@ PT_HIDDEN void pk_out_bool(pt_exec *ex, const pt_node *n, int k, bool v);
 /* pt_copy_into for tensors that may live on a device: dst and src on the
  * same side (the node's); fails with a status instead of crashing. */
 PT_HIDDEN petrel_status pk_copy_into(pt_exec *ex, const pt_tensor *dst, const pt_tensor *src);
-/* Scratch memory valid until the node finishes (NULL on failure). */
+/* Scratch memory valid until the node finishes, zeroed (NULL on failure). */
 PT_HIDDEN void *pk_scratch(pt_exec *ex, size_t nbytes);
+/* The same, its bytes unspecified: for buffers a kernel writes before it
+ * reads them, where zeroing would cost a pass over memory. */
+PT_HIDDEN void *pk_scratch_raw(pt_exec *ex, size_t nbytes);
 /* fn over items [0, items) on the program's CPU threads (runtime/pool.h):
  * one contiguous range per thread, at least min_items each; returns when
  * all are done.  Each item must be computed whole by the range that holds

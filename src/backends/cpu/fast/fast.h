@@ -75,4 +75,26 @@ PT_HIDDEN void cpu_fast_qmm_prep(int fmt, int64_t M, int64_t K, float *x);
 PT_HIDDEN void cpu_fast_qmm(const cpu_qweight *w, int64_t n0, int64_t nb, int64_t M, const float *x, float *out,
                             int64_t ldo, float *work);
 
+/* ---- attention (attn.c) -------------------------------------------------- */
+
+/* For each row r < M of scores s (row r at s + r * lds; columns outside
+ * [j0[r], j1[r]) are never read, and -inf marks an excluded column inside
+ * it): out[r * ldo + e] = sum_j w_j v[j, e] / sum_j w_j over that range,
+ * with w_j = exp(s_j - max s), for e < Ev; v's rows (f32, bf16 or f16) ldv
+ * elements apart, contiguous along e.  Float accumulation; a row with
+ * every column excluded, or an empty range, gives zeros; s is
+ * overwritten.  AVX-512 when the CPU has it and Ev is a multiple of 16
+ * (and cpu_fast_attn_simd left it on), else a portable loop. */
+PT_HIDDEN void cpu_fast_softmax_pv(int64_t M, float *s, int64_t lds, const int32_t *j0, const int32_t *j1,
+                                   const void *v, int64_t ldv, petrel_dtype vdt, int64_t Ev, float *out,
+                                   int64_t ldo);
+/* Test hook: false makes cpu_fast_softmax_pv take its portable loop
+ * (process-wide; tests only). */
+PT_HIDDEN void cpu_fast_attn_simd(bool on);
+/* Does the attention kernel take the float path?  False after
+ * cpu_fast_attn_enable(false) (process-wide; tests only): the double
+ * reference loops run. */
+PT_HIDDEN bool cpu_fast_attn_enabled(void);
+PT_HIDDEN void cpu_fast_attn_enable(bool on);
+
 #endif /* PETREL_CPU_FAST_H */

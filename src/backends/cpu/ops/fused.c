@@ -6,7 +6,9 @@
 ** (cpu_rms_norm_prologue, for matmul.c and quant.c).  Their meaning is
 ** written down next to their ops.def entries; these loops are its
 ** executable form and the oracle for other backends.  Computed in double,
-** rounded at the points ops.def names.  Part of the CPU backend.
+** rounded at the points ops.def names; sdpa_cache's attention takes the
+** float path of sdpa.c (nu_fa_run) where it can, these loops otherwise.
+** Part of the CPU backend.
 */
 #include <math.h>
 
@@ -345,22 +347,30 @@ static petrel_status fused_sdpa_cache(pt_exec *ex, const pt_node *n) {
                         used = j + 1;
                         break;
                     }
-    /* per thread: q (L, E), the used prefix of the cache head's k (used, E)
-     * and v (used, Ev), scores (used) and the output row (Ev), in double
-     * (scratch is zeroed: sized by the prefix, not the cache) */
+    /* the reference, per thread: q (L, E), the used prefix of the cache
+     * head's k (used, E) and v (used, Ev), scores (used) and the output
+     * row (Ev), in double; sized by the prefix, not the cache, and not
+     * zeroed (each buffer is written before it is read).  Taken even when
+     * the float path runs: the reference redoes a call whose output is
+     * not finite, after the caches are written. */
     int np = pk_threads(ex);
     int64_t per = L * E + used * E + used * Ev + used + Ev;
-    double *work = (double *)nu_scratch(ex, (int64_t)np * per, sizeof(double));
+    double *work = (double *)pk_scratch_raw(ex, (size_t)np * (size_t)per * sizeof(double));
     if (!work) return NU_NOMEM(ex);
+    nu_fa fa = {0}; /* the float path's scratch, when it takes these caches */
+    bool fast = nu_fa_fits(kc, vc);
+    if (fast) PT_TRY(nu_fa_reserve(ex, E, Ev, used, &fa));
     /* every check and allocation done: only now touch the state, so a
      * failing call leaves the caches as they were */
     cache_write(kc, k, pos);
     cache_write(vc, v, pos);
     if (B * Hq * L * Ev == 0) return PETREL_OK;
+    /* each output row is computed whole by one thread, so results do not
+     * depend on the thread count */
+    if (fast && nu_fa_run(ex, &fa, q, kc, vc, mask ? &m : NULL, causal, scale, used, out)) return PETREL_OK;
     sc_job jb = {.q = q, .kc = kc, .vc = vc, .m = mask ? &m : NULL, .out = out, .work = work, .per = per,
                  .Hq = Hq, .Hkv = Hkv, .L = L, .E = E, .Ev = Ev, .used = used, .scale = scale, .causal = causal};
-    /* a thread per (batch, cache head) group: each output row is computed
-     * whole by one, so results do not depend on the thread count */
+    /* a thread per (batch, cache head) group */
     pk_parallel(ex, B * Hkv, pt_pool_min_items(group * L * used * (E + Ev)), sc_groups, &jb);
     return PETREL_OK;
 }

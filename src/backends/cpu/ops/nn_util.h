@@ -114,4 +114,29 @@ PT_HIDDEN void nu_attend_row(const double *q, const double *k, const double *v, 
                              double scale, bool causal, int64_t i, const pt_tensor *m, int64_t *midx, double *sc,
                              double *acc);
 
+/* Attention in float (sdpa.c, over cpu/fast): the CPU's attention kernels
+ * take it where nu_fa_fits, and their double loops (nu_attend_row) redo a
+ * call whose output it leaves non-finite (they skip what a float product
+ * cannot: an excluded column's key, a zero weight's value).  Operands are
+ * 4-D: q (B, Hq, L, E), keys k (B, Hkv, S, E) and values v (B, Hkv, S, Ev)
+ * (query head h reads key/value head h / (Hq / Hkv)); the mask broadcast
+ * to (B, Hq, L, S) or NULL; out (B, Hq, L, Ev) dense. */
+typedef struct nu_fa {
+    uint8_t *work; /* per thread, per bytes apart */
+    size_t per;
+    bool *bad;     /* per thread: a non-finite output */
+    int np;
+} nu_fa;
+/* Do k and v fit: 4-D, one of f32, bf16, f16, contiguous along E (and
+ * cpu_fast_attn_enabled)? */
+PT_HIDDEN bool nu_fa_fits(const pt_tensor *k, const pt_tensor *v);
+/* Take the float path's scratch for columns [0, used) (before a kernel
+ * changes any state). */
+PT_HIDDEN petrel_status nu_fa_reserve(pt_exec *ex, int64_t E, int64_t Ev, int64_t used, nu_fa *fa);
+/* out = softmax(q k^T scale + mask) v over key columns [0, used) (the
+ * columns past them excluded), causal masking j > i; false when an output
+ * is not finite (the caller then runs the reference). */
+PT_HIDDEN bool nu_fa_run(pt_exec *ex, const nu_fa *fa, const pt_tensor *q, const pt_tensor *k, const pt_tensor *v,
+                         const pt_tensor *m, bool causal, double scale, int64_t used, const pt_tensor *out);
+
 #endif /* PETREL_CPU_NN_UTIL_H */

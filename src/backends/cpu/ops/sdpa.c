@@ -5,6 +5,11 @@
 ** (enable_gqa: query head h reads key/value head h / (Hq / Hkv)) and
 ** broadcasting of leading batch dims.  Part of the CPU backend.
 **
+** Operands of f32, bf16 or f16 keys and values in 4-D take a float path
+** first (nu_fa_run, also sdpa_cache's: float accumulation, as torch's CPU
+** kernels), the double loops when it does not fit or leaves an output
+** non-finite.
+**
 ** A row whose scores are all masked out yields zeros, which is what torch's
 ** CPU kernel returns (the unfused math formula would give NaN).  A non-zero
 ** dropout_p fails the node: torch would drop randomly, which no reference
@@ -12,6 +17,7 @@
 */
 #include <math.h>
 
+#include "../fast/fast.h"
 #include "nn_util.h"
 
 /* An operand (batch..., rows, cols) and how its batch dims map onto the
@@ -101,6 +107,129 @@ nu_attend_row(const double *q, const double *k, const double *v, int64_t S, int6
     for (int64_t j = 0; j < S; j++)
         if (sc[j] != 0.0)
             for (int64_t e = e0; e < Ev; e++) acc[e] += sc[j] * v[j * Ev + e];
+}
+
+/* ---- the float path --------------------------------------------------------- */
+
+/* Work items are blocks of up to FA_ROWS query rows of one (batch,
+ * key/value head) group, the group's rows in (query head, position)
+ * order: a decode step's query heads share each key row, and a prefill's
+ * blocks of one group follow each other, so its key and value rows stay
+ * in cache.  Per block: each row's columns in play [j0, j1) (its first and
+ * last not excluded), the scores of the union of those ranges by the float
+ * product of the rows of q with the key rows (cpu/fast/gemm.c), the mask
+ * inside each row's range (an excluded column scores -inf whatever its
+ * product, a float mask is added), then cpu_fast_softmax_pv. */
+enum { FA_ROWS = 32 };
+
+typedef struct fa_job {
+    const pt_tensor *q, *k, *v, *m; /* m: the broadcast mask or NULL */
+    const pt_tensor *out;
+    const nu_fa *fa;
+    int64_t Hq, Hkv, L, E, Ev, used, nblk, rows;
+    float scale;
+    bool causal, mbool;
+} fa_job;
+
+bool nu_fa_fits(const pt_tensor *k, const pt_tensor *v) {
+    petrel_dtype dt = k->dtype;
+    return cpu_fast_attn_enabled() && (dt == PETREL_DTYPE_F32 || dt == PETREL_DTYPE_BF16 || dt == PETREL_DTYPE_F16) &&
+           v->dtype == dt && k->rank == 4 && v->rank == 4 && k->stride[3] == 1 && v->stride[3] == 1;
+}
+
+petrel_status nu_fa_reserve(pt_exec *ex, int64_t E, int64_t Ev, int64_t used, nu_fa *fa) {
+    /* per thread: q (FA_ROWS, E), scores (FA_ROWS, used), outputs
+     * (FA_ROWS, Ev) in float, row ranges (2 FA_ROWS); each written before
+     * it is read (not zeroed); a flag per thread */
+    fa->np = pk_threads(ex);
+    fa->per = (size_t)(FA_ROWS * (E + used + Ev) + 2 * FA_ROWS) * sizeof(float);
+    fa->work = pk_scratch_raw(ex, (size_t)fa->np * fa->per);
+    fa->bad = nu_scratch(ex, fa->np, sizeof(bool));
+    return fa->work && fa->bad ? PETREL_OK : NU_NOMEM(ex);
+}
+
+/* Does the mask row exclude column j (false, or a float -inf)? */
+static inline bool fa_out(const fa_job *jb, const uint8_t *mrow, int64_t mstep, int64_t j) {
+    const uint8_t *mp = mrow + j * mstep;
+    return jb->mbool ? !*mp : pt_load_f64(mp, jb->m->dtype) == -INFINITY;
+}
+
+static void fa_blocks(void *ctx, int part, int64_t it0, int64_t it1) {
+    const fa_job *jb = ctx;
+    int64_t E = jb->E, Ev = jb->Ev, used = jb->used, group = jb->Hq / jb->Hkv;
+    uint8_t *w = jb->fa->work + (size_t)part * jb->fa->per;
+    float *qf = (float *)w, *sc = qf + FA_ROWS * E, *of = sc + FA_ROWS * used;
+    int32_t *j0 = (int32_t *)(of + FA_ROWS * Ev), *j1 = j0 + FA_ROWS;
+    const uint8_t *mrows[FA_ROWS];
+    int64_t es = (int64_t)pt_elsize(jb->out), mstep = 0;
+    if (jb->m) mstep = jb->m->stride[3] * (int64_t)pt_elsize(jb->m);
+    int64_t qs = jb->q->stride[3] * (int64_t)pt_elsize(jb->q);
+    petrel_dtype kdt = jb->k->dtype;
+    for (int64_t it = it0; it < it1; it++) {
+        int64_t g = it / jb->nblk, r0 = it % jb->nblk * FA_ROWS, b = g / jb->Hkv, hk = g % jb->Hkv;
+        int64_t nr = jb->rows - r0 < FA_ROWS ? jb->rows - r0 : FA_ROWS;
+        int64_t c0 = used, c1 = 0; /* the union of the rows' ranges */
+        for (int64_t r = 0; r < nr; r++) {
+            int64_t h = hk * group + (r0 + r) / jb->L, i = (r0 + r) % jb->L;
+            int64_t idx[4] = {b, h, i, 0};
+            mrows[r] = jb->m ? pt_at(jb->m, idx) : NULL;
+            int64_t lo = 0, hi = jb->causal && i + 1 < used ? i + 1 : used;
+            while (jb->m && hi > lo && fa_out(jb, mrows[r], mstep, hi - 1)) hi--;
+            while (jb->m && lo < hi && fa_out(jb, mrows[r], mstep, lo)) lo++;
+            j0[r] = (int32_t)lo, j1[r] = (int32_t)hi;
+            if (lo < hi) c0 = lo < c0 ? lo : c0, c1 = hi > c1 ? hi : c1;
+            const uint8_t *qp = pt_at(jb->q, idx);
+            for (int64_t e = 0; e < E; e++) qf[r * E + e] = (float)pt_load_f64(qp + e * qs, jb->q->dtype);
+        }
+        if (c1 <= c0) c0 = c1 = 0;
+        int64_t lds = c1 - c0, kvi[4] = {b, hk, c0, 0};
+        const uint8_t *k = pt_at(jb->k, kvi), *v = pt_at(jb->v, kvi);
+        if (lds > 0 && kdt == PETREL_DTYPE_F32)
+            cpu_fast_gemm_nt_f32(nr, lds, E, qf, E, (const float *)k, jb->k->stride[2], sc, lds, jb->scale);
+        else if (lds > 0)
+            cpu_fast_gemm_nt_half(nr, lds, E, qf, E, (const uint16_t *)k, jb->k->stride[2],
+                                  kdt == PETREL_DTYPE_BF16, sc, lds, jb->scale);
+        for (int64_t r = 0; r < nr; r++) {
+            int64_t i = (r0 + r) % jb->L;
+            if (j1[r] <= j0[r]) {
+                j0[r] = j1[r] = 0;
+                continue;
+            }
+            float *s = sc + r * lds - c0; /* s[j]: column j's score */
+            for (int64_t j = j0[r]; jb->m && j < j1[r]; j++) {
+                if (jb->causal && j > i) s[j] = -INFINITY;
+                else if (jb->mbool) s[j] = mrows[r][j * mstep] ? s[j] : -INFINITY;
+                else s[j] += (float)pt_load_f64(mrows[r] + j * mstep, jb->m->dtype);
+            }
+            j0[r] -= (int32_t)c0, j1[r] -= (int32_t)c0;
+        }
+        cpu_fast_softmax_pv(nr, sc, lds, j0, j1, v, jb->v->stride[2], jb->v->dtype, Ev, of, Ev);
+        for (int64_t r = 0; r < nr; r++) {
+            int64_t h = hk * group + (r0 + r) / jb->L, i = (r0 + r) % jb->L;
+            uint8_t *orow = jb->out->data + (((b * jb->Hq + h) * jb->L + i) * Ev) * es;
+            const float *o = of + r * Ev;
+            for (int64_t e = 0; e < Ev; e++) {
+                if (!isfinite(o[e])) jb->fa->bad[part] = true;
+                pt_store_f64(orow + e * es, jb->out->dtype, o[e]);
+            }
+        }
+    }
+}
+
+bool nu_fa_run(pt_exec *ex, const nu_fa *fa, const pt_tensor *q, const pt_tensor *k, const pt_tensor *v,
+               const pt_tensor *m, bool causal, double scale, int64_t used, const pt_tensor *out) {
+    int64_t B = q->shape[0], Hq = q->shape[1], L = q->shape[2], Hkv = k->shape[1];
+    int64_t rows = Hq / Hkv * L, nblk = (rows + FA_ROWS - 1) / FA_ROWS, nr = rows < FA_ROWS ? rows : FA_ROWS;
+    fa_job jb = {.q = q, .k = k, .v = v, .m = m, .out = out, .fa = fa, .Hq = Hq, .Hkv = Hkv, .L = L,
+                 .E = q->shape[3], .Ev = v->shape[3], .used = used, .nblk = nblk, .rows = rows,
+                 .scale = (float)scale, .causal = causal, .mbool = m && m->dtype == PETREL_DTYPE_BOOL};
+    for (int t = 0; t < fa->np; t++) fa->bad[t] = false;
+    /* each output row is computed whole by one thread, so results do not
+     * depend on the thread count */
+    pk_parallel(ex, B * Hkv * nblk, pt_pool_min_items(nr * used * (jb.E + jb.Ev)), fa_blocks, &jb);
+    for (int t = 0; t < fa->np; t++)
+        if (fa->bad[t]) return false;
+    return true;
 }
 
 /* Element offset of the operand's matrix for output batch index bi (rank
@@ -211,6 +340,20 @@ petrel_status cpu_k_sdpa(pt_exec *ex, const pt_node *n) {
     PT_TRY(pk_out_alloc(ex, n, 0, nb + 2, oshape, &out));
     int64_t nbatch = nu_prod(bshape, nb);
     if (nbatch == 0 || L == 0 || Ev == 0) return PETREL_OK;
+
+    /* the float path for 4-D operands (batch, heads, rows, width), a
+     * key/value head count that divides the query heads' (GQA, or 1
+     * broadcast), their batch dim broadcast */
+    if (nb == 2 && q->rank == 4 && nu_fa_fits(k, v) && k->shape[1] == v->shape[1] && bshape[1] % k->shape[1] == 0) {
+        pt_tensor qb, kb, vb;
+        int64_t B = bshape[0], Hq = bshape[1], Hkv = k->shape[1];
+        if (pt_broadcast_to(q, 4, (int64_t[]){B, Hq, L, E}, &qb) && pt_broadcast_to(k, 4, (int64_t[]){B, Hkv, S, E}, &kb) &&
+            pt_broadcast_to(v, 4, (int64_t[]){B, Hkv, S, Ev}, &vb)) {
+            nu_fa fa;
+            PT_TRY(nu_fa_reserve(ex, E, Ev, S, &fa));
+            if (nu_fa_run(ex, &fa, &qb, &kb, &vb, mask ? &m : NULL, causal, scale, S, out)) return PETREL_OK;
+        }
+    }
 
     double *qd = (double *)nu_scratch(ex, L * E, sizeof(double));   /* (L, E) */
     double *kd = (double *)nu_scratch(ex, S * E, sizeof(double));   /* (S, E) */
