@@ -28,6 +28,7 @@ test: all
 test-torch: all
 	@venv=$$(./scripts/setup_venv.sh) && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/run_live.py \
 	  && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/test_tokenizer_hf.py --count 10 \
+	  && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/test_export_logits.py \
 	  && PETREL=$(BUILD)/petrel $$venv/bin/python tests/torch/test_real_model.py
 
 test-asan: deps

@@ -8,8 +8,12 @@ positions) and exported with torch.export; the program takes
     input_ids       int64 [1, T]    T = 1 .. --max-chunk (a dynamic size)
     cache_position  int64 [T]       the cache positions of those tokens
 
-and returns logits [1, T, vocab].  The KV cache lives in mutable buffers, so
-one program serves both the prefill chunks of a prompt and the single-token
+and returns the logits of the last of those positions, [1, 1, vocab] (with
+--logits all, of every position: [1, T, vocab]; a prompt's prefill needs
+only its last token's, and the LM head over every position is a fifth
+(Llama-3.2-1B) to over a quarter (Qwen3-0.6B) of a prefill's multiply-adds;
+HF's generate() and ExecuTorch's export leave it out too).  The KV cache lives in mutable buffers, so one
+program serves both the prefill chunks of a prompt and the single-token
 decode steps.  The archive carries two extra files the runner reads:
 
     petrel_meta.json  family, bos_id, eos_ids, pad_id, max_cache_len,
@@ -77,6 +81,9 @@ def parse_args(argv):
     p.add_argument("--form", choices=("export", "aten"), default="export",
                    help="export: torch.export's program (default); aten: after run_decompositions()")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="weight dtype (default float32)")
+    p.add_argument("--logits", choices=("last", "all"), default="last",
+                   help="logits of the call's last position only (default), or of every position "
+                        "(scoring, perplexity)")
     p.add_argument("--family", choices=sorted(set(FAMILIES.values())),
                    help="override the family derived from config.model_type")
     a = p.parse_args(argv)
@@ -256,12 +263,20 @@ def sanitize(ep):
     ep.example_inputs = None
 
 
-def export(lm, max_cache_len: int, max_chunk: int, form: str):
+def export(lm, max_cache_len: int, max_chunk: int, form: str, logits: str = "last"):
     """torch.export the static-cache wrapper of `lm`: (input_ids [1, T],
-    cache_position [T]) -> logits [1, T, vocab], T dynamic in 1..max_chunk."""
+    cache_position [T]) -> logits [1, 1, vocab] of the last position
+    (logits "all": [1, T, vocab]), T dynamic in 1..max_chunk."""
+    import functools
+
     import torch
     from torch.export import Dim
     from transformers.integrations.executorch import TorchExportableModuleForDecoderOnlyLM
+
+    if logits == "last":
+        # HF's logits_to_keep: the hidden states are cut to the last
+        # position before the LM head (the wrapper passes no such argument)
+        lm.forward = functools.partial(type(lm).forward, lm, logits_to_keep=1)
 
     lm.generation_config.cache_implementation = "static"
     lm.generation_config.use_cache = True  # a saved generation_config.json may leave it unset
@@ -301,7 +316,7 @@ def main(argv=None) -> int:
     lm, config = load_model(a)
     tok_path = find_tokenizer(a)
     meta = make_meta(a, lm, config, tok_path)
-    ep = export(lm, a.max_cache_len, a.max_chunk, a.form)
+    ep = export(lm, a.max_cache_len, a.max_chunk, a.form, a.logits)
     extra = {"petrel_meta.json": json.dumps(meta, indent=1, ensure_ascii=False)}
     if tok_path:
         with open(tok_path, encoding="utf-8") as f:

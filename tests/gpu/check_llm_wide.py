@@ -100,7 +100,8 @@ def main():
                            initializer_range=0.02, rms_norm_eps=1e-6, vocab_size=vocab), open(cfg, "w"))
             model = os.path.join(tmp, f"{name}.pt2")
             run([python, "python/petrel_export.py", "--config", cfg, "--random-weights", "--seed", "3", "--tokenizer",
-                 tok, "--max-cache-len", str(CACHE), "--max-chunk", "64", "--dtype", "bfloat16", "-o", model])
+                 tok, "--max-cache-len", str(CACHE), "--max-chunk", "64", "--dtype", "bfloat16", "--logits", "all",
+                 "-o", model])
             run([python, helper, "inputs", tmp, str(vocab), str(PROMPT), str(STEPS)])
             for scheme in schemes:
                 for be in ("cuda", "cpu"):

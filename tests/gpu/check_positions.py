@@ -39,7 +39,7 @@ def main():
                        initializer_range=0.5, vocab_size=vocab), open(cfg, "w"))
         model = os.path.join(tmp, "tiny.pt2")
         run([python, "python/petrel_export.py", "--config", cfg, "--random-weights", "--seed", "1", "--tokenizer", tok,
-             "--max-cache-len", str(CACHE), "--max-chunk", "64", "-o", model])
+             "--max-cache-len", str(CACHE), "--max-chunk", "64", "--logits", "all", "-o", model])
         # a prompt that ends a little before the boundary
         sentence = "The quick brown fox jumps over the lazy dog. "
         text, plen = "", 0
