@@ -141,6 +141,20 @@ static int check_softmax_pv(void) {
 
 /* ---- 2. petrel.sdpa_cache: the float path against the reference ------------- */
 
+/* Graph g with value `out` as its output, written as a program file and
+ * loaded (the file removed, g freed); NULL after a failure (counted). */
+static petrel_program_t *load_graph(pt_graph *g, int32_t out, const char *name) {
+    g->outputs = pt_calloc(1, sizeof *g->outputs);
+    g->outputs[g->noutputs++] = (pt_user_output){{out, 0, 0}, PT_V_TENSOR};
+    char why[600] = "";
+    petrel_program_t *p = tg_load(g, "build-test-fast-attn.petrel", why, sizeof why);
+    remove("build-test-fast-attn.petrel");
+    pt_graph_free(g);
+    CHECK(p, "%s: load: %s", name, why);
+    return p;
+}
+
+
 typedef struct attn_case {
     const char *name;
     petrel_dtype cdt;           /* the caches' dtype */
@@ -173,16 +187,8 @@ static float *run_attn(const attn_case *c, const float *data, const uint8_t *bma
     int32_t o = HN(&g, PETREL_OP_PETREL_SDPA_CACHE, like, q, k, v, kc, vc, pos, m, -1, -2);
     g.nodes[g.nnodes - 1].args[8].items[0].i = c->causal; /* is_causal */
     tg_defaults(&g);
-    g.outputs = pt_calloc(1, sizeof *g.outputs);
-    g.outputs[g.noutputs++] = (pt_user_output){{o, 0, 0}, PT_V_TENSOR};
-    char why[600] = "";
-    petrel_program_t *p = tg_load(&g, "build-test-fast-attn.petrel", why, sizeof why);
-    remove("build-test-fast-attn.petrel");
-    pt_graph_free(&g);
-    if (!p) {
-        CHECK(0, "%s: load: %s", c->name, why);
-        return NULL;
-    }
+    petrel_program_t *p = load_graph(&g, o, c->name);
+    if (!p) return NULL;
     int64_t per_call = Hq * L * Ev;
     float *res = malloc(sizeof(float) * (size_t)(c->calls * per_call));
     cpu_fast_attn_enable(fast);
@@ -330,16 +336,8 @@ static float *run_sdpa(const sdpa_case *c, void *const in[4], bool fast) {
     n->args[4].kind = PT_ARG_FLOAT, n->args[4].n = 1, n->args[4].items = pt_calloc(1, sizeof(pt_item)); /* dropout 0 */
     n->args[4].items[0].vid = -1;
     n->args[5].items[0].i = c->causal, n->args[7].items[0].i = c->gqa;
-    g.outputs = pt_calloc(1, sizeof *g.outputs);
-    g.outputs[g.noutputs++] = (pt_user_output){{o, 0, 0}, PT_V_TENSOR};
-    char why[600] = "";
-    petrel_program_t *p = tg_load(&g, "build-test-fast-attn-sdpa.petrel", why, sizeof why);
-    remove("build-test-fast-attn-sdpa.petrel");
-    pt_graph_free(&g);
-    if (!p) {
-        CHECK(0, "sdpa %s: load: %s", c->name, why);
-        return NULL;
-    }
+    petrel_program_t *p = load_graph(&g, o, c->name);
+    if (!p) return NULL;
     int64_t nout = c->B * c->Hq * c->L * c->Ev;
     float *res = malloc(sizeof(float) * (size_t)nout);
     petrel_tensor_desc d[4] = {{f, 4, {c->B, c->Hq, c->L, c->E}, in[0]},
