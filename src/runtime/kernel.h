@@ -68,7 +68,9 @@ static inline int64_t pt_numel(const pt_tensor *t) {
     for (int i = 0; i < t->rank; i++) n *= t->shape[i];
     return n;
 }
-static inline size_t pt_elsize(const pt_tensor *t) { return petrel_dtype_size(t->dtype); }
+static inline size_t pt_elsize(const pt_tensor *t) { /* petrel_dtype_size, inline: kernels call it per element */
+    return (unsigned)t->dtype < PETREL_DTYPE_COUNT ? pt_dtype_traits_table[t->dtype].size : 0;
+}
 /* True when strides are row-major contiguous (size-1 dims ignored). */
 PT_HIDDEN bool pt_is_contiguous(const pt_tensor *t);
 /* Pointer to the element at multi-index idx (idx has t->rank entries). */

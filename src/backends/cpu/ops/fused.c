@@ -24,6 +24,33 @@ static double round_to(double v, petrel_dtype dt) {
 
 /* ---- petrel.rms_norm ----------------------------------------------------- */
 
+/* Rows [m0, m1) of rms_norm_rows' output (threads take whole rows). */
+typedef struct rms_job {
+    const double *xd, *wd;
+    double eps;
+    int64_t D;
+    int norm_dt;
+    const pt_tensor *out;
+} rms_job;
+
+static void rms_rows(void *ctx, int part, int64_t m0, int64_t m1) {
+    (void)part;
+    const rms_job *jb = ctx;
+    int64_t D = jb->D, es = (int64_t)pt_elsize(jb->out);
+    for (int64_t m = m0; m < m1; m++) {
+        const double *row = jb->xd + m * D;
+        double ss = 0.0;
+        for (int64_t d = 0; d < D; d++) ss += row[d] * row[d];
+        double r = 1.0 / sqrt(ss / (double)D + jb->eps);
+        for (int64_t d = 0; d < D; d++) {
+            double v = row[d] * r;
+            if (jb->norm_dt >= 0) v = round_to(v, (petrel_dtype)jb->norm_dt);
+            if (jb->wd) v *= jb->wd[d];
+            pt_store_f64(jb->out->data + (m * D + d) * es, jb->out->dtype, v);
+        }
+    }
+}
+
 /* out (x's shape, dense) = petrel.rms_norm(x, w, eps, add_one, norm_dt)
  * (norm_dt -1: n stays in float). */
 static petrel_status rms_norm_rows(pt_exec *ex, const pt_tensor *w, double eps, bool add_one, int norm_dt,
@@ -40,19 +67,8 @@ static petrel_status rms_norm_rows(pt_exec *ex, const pt_tensor *w, double eps, 
     }
     double *xd = nu_load_f64(ex, x); /* (M, D) row-major */
     if (!xd) return NU_NOMEM(ex);
-    int64_t es = (int64_t)pt_elsize(out);
-    for (int64_t m = 0; m < M; m++) {
-        const double *row = xd + m * D;
-        double ss = 0.0;
-        for (int64_t d = 0; d < D; d++) ss += row[d] * row[d];
-        double r = 1.0 / sqrt(ss / (double)D + eps);
-        for (int64_t d = 0; d < D; d++) {
-            double v = row[d] * r;
-            if (norm_dt >= 0) v = round_to(v, (petrel_dtype)norm_dt);
-            if (wd) v *= wd[d];
-            pt_store_f64(out->data + (m * D + d) * es, out->dtype, v);
-        }
-    }
+    rms_job jb = {.xd = xd, .wd = wd, .eps = eps, .D = D, .norm_dt = norm_dt, .out = out};
+    pk_parallel(ex, M, pt_pool_min_items(2 * D), rms_rows, &jb); /* rows are independent */
     return PETREL_OK;
 }
 
@@ -116,25 +132,29 @@ static petrel_status rope_operands(pt_exec *ex, const char *what, const pt_tenso
     return PETREL_OK;
 }
 
-/* y = petrel.rope(x, cos, sin, interleaved), cb and sb from
- * rope_operands; y is a contiguous tensor of x's shape, each product
- * rounded to its dtype.  Channel d < R pairs with p (rotate-half: d -+ R/2;
- * interleaved: d ^ 1), rotated as -x[p] when d is the pair's first. */
-static void rope_rows(const pt_tensor *x, const pt_tensor *cb, const pt_tensor *sb, bool interleaved,
-                      const pt_tensor *y) {
-    if (pt_numel(x) == 0) return;
+typedef struct rope_job {
+    const pt_tensor *x, *cb, *sb, *y;
+    bool interleaved;
+} rope_job;
+
+/* Rows [i0, i1) of the rotation (a row: the last dim; threads take whole
+ * rows). */
+static void rope_part(void *ctx, int part, int64_t i0, int64_t i1) {
+    (void)part;
+    const rope_job *jb = ctx;
+    const pt_tensor *x = jb->x, *cb = jb->cb, *sb = jb->sb, *y = jb->y;
+    bool interleaved = jb->interleaved;
     int r = x->rank;
     petrel_dtype odt = y->dtype;
     int64_t D = x->shape[r - 1], R = cb->shape[r - 1];
-    int64_t es = (int64_t)pt_elsize(y), half = R / 2, o = 0;
-    int64_t idx[PETREL_MAX_RANK] = {0};
-    /* one row (the last dim) at a time: idx[r-1] stays 0 */
-    int64_t rows_shape[PETREL_MAX_RANK];
-    for (int i = 0; i < r; i++) rows_shape[i] = i == r - 1 ? 1 : x->shape[i];
-    do {
+    int64_t es = (int64_t)pt_elsize(y), half = R / 2;
+    int64_t xs = x->stride[r - 1] * (int64_t)pt_elsize(x);
+    int64_t cs = cb->stride[r - 1] * (int64_t)pt_elsize(cb), ss = sb->stride[r - 1] * (int64_t)pt_elsize(sb);
+    for (int64_t row = i0; row < i1; row++) {
+        int64_t idx[PETREL_MAX_RANK] = {0}, q = row; /* the row's index, idx[r-1] = 0 */
+        for (int i = r - 2; i >= 0; i--) idx[i] = q % x->shape[i], q /= x->shape[i];
         const uint8_t *xr = pt_at(x, idx), *cr = pt_at(cb, idx), *sr = pt_at(sb, idx);
-        int64_t xs = x->stride[r - 1] * (int64_t)pt_elsize(x);
-        int64_t cs = cb->stride[r - 1] * (int64_t)pt_elsize(cb), ss = sb->stride[r - 1] * (int64_t)pt_elsize(sb);
+        int64_t o = row * D;
         for (int64_t d = 0; d < D; d++, o++) {
             double xv = pt_load_f64(xr + d * xs, x->dtype), v;
             if (d < R) {
@@ -149,7 +169,19 @@ static void rope_rows(const pt_tensor *x, const pt_tensor *cb, const pt_tensor *
             }
             pt_store_f64(y->data + o * es, odt, v);
         }
-    } while (pt_next_index(idx, rows_shape, r));
+    }
+}
+
+/* y = petrel.rope(x, cos, sin, interleaved), cb and sb from
+ * rope_operands; y is a contiguous tensor of x's shape, each product
+ * rounded to its dtype.  Channel d < R pairs with p (rotate-half: d -+ R/2;
+ * interleaved: d ^ 1), rotated as -x[p] when d is the pair's first. */
+static void rope_rows(pt_exec *ex, const pt_tensor *x, const pt_tensor *cb, const pt_tensor *sb, bool interleaved,
+                      const pt_tensor *y) {
+    int64_t D = x->shape[x->rank - 1];
+    if (pt_numel(x) == 0 || D == 0) return;
+    rope_job jb = {.x = x, .cb = cb, .sb = sb, .y = y, .interleaved = interleaved};
+    pk_parallel(ex, pt_numel(x) / D, pt_pool_min_items(4 * D), rope_part, &jb);
 }
 
 static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
@@ -157,7 +189,7 @@ static petrel_status fused_rope(pt_exec *ex, const pt_node *n) {
     pt_tensor cb, sb, *out;
     PT_TRY(rope_operands(ex, "rope", x, pk_tensor(ex, n, 1), pk_tensor(ex, n, 2), &cb, &sb));
     PT_TRY(pk_out_alloc(ex, n, 0, x->rank, x->shape, &out));
-    rope_rows(x, &cb, &sb, pk_bool(ex, n, 3), out);
+    rope_rows(ex, x, &cb, &sb, pk_bool(ex, n, 3), out);
     return PETREL_OK;
 }
 
@@ -170,7 +202,7 @@ static petrel_status rope_scratch(pt_exec *ex, const char *what, const pt_tensor
     pt_tensor cb, sb;
     PT_TRY(rope_operands(ex, what, x, c, s, &cb, &sb));
     PT_TRY(dense_scratch(ex, x, y));
-    rope_rows(x, &cb, &sb, false, y); /* sdpa_cache folds rotate-half ropes only */
+    rope_rows(ex, x, &cb, &sb, false, y); /* sdpa_cache folds rotate-half ropes only */
     return PETREL_OK;
 }
 
@@ -186,7 +218,12 @@ static void cache_write(const pt_tensor *cache, const pt_tensor *src, const int6
     size_t des = pt_elsize(cache);
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
-            for (int64_t i = 0; i < L; i++)
+            for (int64_t i = 0; i < L; i++) {
+                int64_t drow[4] = {b, h, pos[i], 0}, srow[4] = {b, h, i, 0};
+                if (cache->dtype == src->dtype && cache->stride[3] == 1 && src->stride[3] == 1) {
+                    memcpy(pt_at(cache, drow), pt_at(src, srow), des * (size_t)E); /* a row at once */
+                    continue;
+                }
                 for (int64_t e = 0; e < E; e++) {
                     int64_t di[4] = {b, h, pos[i], e}, si[4] = {b, h, i, e};
                     uint8_t *dp = pt_at(cache, di);
@@ -194,6 +231,7 @@ static void cache_write(const pt_tensor *cache, const pt_tensor *src, const int6
                     if (cache->dtype == src->dtype) memcpy(dp, sp, des);
                     else pt_store_f64(dp, cache->dtype, pt_load_f64(sp, src->dtype));
                 }
+            }
 }
 
 /* Load the first `rows` rows of the matrix t[b, h] (rows, cols) into

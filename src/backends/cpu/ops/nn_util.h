@@ -48,12 +48,31 @@ static inline void *nu_scratch(pt_exec *ex, int64_t count, size_t elsize) {
     return pk_scratch(ex, (size_t)count * elsize);
 }
 
+/* n contiguous elements of dtype dt at p as doubles (pt_load_f64's values). */
+static inline void nu_widen_f64(const uint8_t *p, petrel_dtype dt, int64_t n, double *dst) {
+    if (dt == PETREL_DTYPE_F32) {
+        const float *f = (const float *)p;
+        for (int64_t i = 0; i < n; i++) dst[i] = f[i];
+    } else if (dt == PETREL_DTYPE_BF16 || dt == PETREL_DTYPE_F16) {
+        const uint16_t *h = (const uint16_t *)p;
+        bool bf16 = dt == PETREL_DTYPE_BF16;
+        for (int64_t i = 0; i < n; i++) dst[i] = pt_half_to_f32(h[i], bf16);
+    } else {
+        int64_t es = (int64_t)pt_dtype_traits_table[dt].size;
+        for (int64_t i = 0; i < n; i++) dst[i] = pt_load_f64(p + i * es, dt);
+    }
+}
+
 /* Read any strided tensor into a row-major array of doubles in scratch.
  * Returns NULL when scratch is exhausted. */
 static inline double *nu_load_f64(pt_exec *ex, const pt_tensor *t) {
     int64_t numel = pt_numel(t);
     double *buf = (double *)nu_scratch(ex, numel, sizeof(double));
     if (!buf || numel == 0) return buf;
+    if (pt_is_contiguous(t)) { /* the usual case: no index arithmetic, a loop per dtype */
+        nu_widen_f64(t->data, t->dtype, numel, buf);
+        return buf;
+    }
     int64_t idx[PETREL_MAX_RANK] = {0};
     int64_t i = 0;
     do {

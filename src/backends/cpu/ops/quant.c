@@ -123,10 +123,18 @@ static void q_block(const q_mm *c, const q_part *t, const cpu_qweight *w, int64_
 static float *q_load_x_f32(pt_exec *ex, const pt_tensor *x, pt_qfmt fmt, int64_t M, int64_t K) {
     float *buf = (float *)nu_scratch(ex, M * K, sizeof(float));
     if (!buf || M * K == 0) return buf;
-    int64_t idx[PETREL_MAX_RANK] = {0}, i = 0;
-    do {
-        buf[i++] = (float)pt_load_f64(pt_at(x, idx), x->dtype);
-    } while (pt_next_index(idx, x->shape, x->rank));
+    if (pt_is_contiguous(x) && (x->dtype == PETREL_DTYPE_BF16 || x->dtype == PETREL_DTYPE_F16)) {
+        const uint16_t *h = (const uint16_t *)x->data; /* the same floats, without index arithmetic */
+        bool bf16 = x->dtype == PETREL_DTYPE_BF16;
+        for (int64_t i = 0; i < M * K; i++) buf[i] = pt_half_to_f32(h[i], bf16);
+    } else if (pt_is_contiguous(x) && x->dtype == PETREL_DTYPE_F32) {
+        memcpy(buf, x->data, sizeof(float) * (size_t)(M * K));
+    } else {
+        int64_t idx[PETREL_MAX_RANK] = {0}, i = 0;
+        do {
+            buf[i++] = (float)pt_load_f64(pt_at(x, idx), x->dtype);
+        } while (pt_next_index(idx, x->shape, x->rank));
+    }
     cpu_fast_qmm_prep(fmt, M, K, buf);
     return buf;
 }
