@@ -1,18 +1,18 @@
 /*
 ** attn.c -- the softmax and value product of attention in float, for the
-** CPU's attention kernel (ops/fused.c's petrel.sdpa_cache, whose double
-** loops stay the reference and take over wherever this gives a non-finite
-** value).  A row of scores s_j becomes weights w_j = exp(s_j - max s) and
-** the output sum_j w_j v_j / sum_j w_j, in float, as torch's CPU attention
-** accumulates.  With AVX-512 the exponential is a polynomial on sixteen
-** lanes (within about 2 ulp of exp; -inf gives exactly 0) and two rows go
-** together, so each value row, converted from bf16 or f16 as it is loaded,
-** serves both rows' sums; a portable loop (expf, one row at a time) takes
-** every other CPU and head widths that are not a multiple of 16.
+** CPU's attention kernels (ops/sdpa.c's nu_fa_run, which aten SDPA and
+** petrel.sdpa_cache take; their double loops stay the reference and redo
+** a call this leaves non-finite).  A row of scores s_j becomes weights
+** w_j = exp(s_j - max s) and the output sum_j w_j v_j / sum_j w_j, in
+** float, as torch's CPU attention accumulates.  With AVX-512 the
+** exponential is a polynomial on sixteen lanes (within 0.9 ulp of exp
+** down to -87, measured; -inf gives exactly 0) and two rows go together,
+** so each value row, converted from bf16 or f16 as it is loaded, serves
+** both rows' sums; a portable loop (expf, one row at a time) takes every
+** other CPU and head widths that are not a multiple of 16.
 */
 #include <immintrin.h>
 #include <math.h>
-#include <string.h>
 
 #include "fast.h"
 
