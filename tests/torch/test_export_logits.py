@@ -103,7 +103,8 @@ def main() -> int:
                 last_pos = int(pos[-1])
                 for tag, tol in (("f32", 1e-6), ("int4", 1e-5)):
                     lo, al = outs["last", tag][c], outs["all", tag][c]
-                    shapes_ok = tuple(lo.shape) == (1, 1, cfg["vocab_size"]) and tuple(al.shape) == (1, t, cfg["vocab_size"])
+                    V = cfg["vocab_size"]
+                    shapes_ok = tuple(lo.shape) == (1, 1, V) and tuple(al.shape) == (1, t, V)
                     err = rel(lo[0, -1], al[0, -1])
                     ok = shapes_ok and err <= tol and torch.isfinite(lo).all()
                     if tag == "f32":

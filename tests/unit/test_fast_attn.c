@@ -317,7 +317,8 @@ typedef struct sdpa_case {
 
 /* Fill n values of dtype dt at p with random numbers in [-1, 1). */
 static void fill(void *p, petrel_dtype dt, int64_t n) {
-    for (int64_t i = 0; i < n; i++) make_value(dt, rng_uniform(-1.0, 1.0), (uint8_t *)p + i * (dt == PETREL_DTYPE_F32 ? 4 : 2));
+    int64_t es = dt == PETREL_DTYPE_F32 ? 4 : 2;
+    for (int64_t i = 0; i < n; i++) make_value(dt, rng_uniform(-1.0, 1.0), (uint8_t *)p + i * es);
 }
 
 static float *run_sdpa(const sdpa_case *c, void *const in[4], bool fast) {
@@ -328,7 +329,8 @@ static float *run_sdpa(const sdpa_case *c, void *const in[4], bool fast) {
     int32_t k = tg_value(&g, "k", PT_SRC_USER_INPUT, c->kvdt, 4, DIMS(c->Bkv, c->Hkv, c->S, c->E));
     int32_t v = tg_value(&g, "v", PT_SRC_USER_INPUT, c->kvdt, 4, DIMS(c->Bkv, c->Hkv, c->S, c->Ev));
     int32_t m = -1;
-    if (c->mask) m = tg_value(&g, "m", PT_SRC_USER_INPUT, c->mask == 1 ? PETREL_DTYPE_BOOL : f, 4, DIMS(1, 1, c->L, c->S));
+    petrel_dtype mdt = c->mask == 1 ? PETREL_DTYPE_BOOL : f;
+    if (c->mask) m = tg_value(&g, "m", PT_SRC_USER_INPUT, mdt, 4, DIMS(1, 1, c->L, c->S));
     int32_t like = tg_value(&g, "like", PT_SRC_USER_INPUT, f, 4, DIMS(c->B, c->Hq, c->L, c->Ev));
     g.ninputs--; /* the output's shape, not an input */
     int32_t o = HN(&g, PETREL_OP_SDPA, like, q, k, v, m, -1, -2, -1, -2);
@@ -376,7 +378,8 @@ static int check_sdpa(void) {
             const sdpa_case *c = &cases[ci];
             int64_t nq = c->B * c->Hq * c->L * c->E, nk = c->Bkv * c->Hkv * c->S * c->E,
                     nv = c->Bkv * c->Hkv * c->S * c->Ev, nm = c->L * c->S;
-            void *in[4] = {malloc((size_t)nq * 4), malloc((size_t)nk * 4), malloc((size_t)nv * 4), malloc((size_t)nm * 4)};
+            void *in[4] = {malloc((size_t)nq * 4), malloc((size_t)nk * 4), malloc((size_t)nv * 4),
+                           malloc((size_t)nm * 4)};
             if (!in[0] || !in[1] || !in[2] || !in[3]) {
                 CHECK(0, "out of memory");
                 for (int i = 0; i < 4; i++) free(in[i]);

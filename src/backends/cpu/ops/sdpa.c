@@ -347,7 +347,8 @@ petrel_status cpu_k_sdpa(pt_exec *ex, const pt_node *n) {
     if (nb == 2 && q->rank == 4 && nu_fa_fits(k, v) && k->shape[1] == v->shape[1] && bshape[1] % k->shape[1] == 0) {
         pt_tensor qb, kb, vb;
         int64_t B = bshape[0], Hq = bshape[1], Hkv = k->shape[1];
-        if (pt_broadcast_to(q, 4, (int64_t[]){B, Hq, L, E}, &qb) && pt_broadcast_to(k, 4, (int64_t[]){B, Hkv, S, E}, &kb) &&
+        if (pt_broadcast_to(q, 4, (int64_t[]){B, Hq, L, E}, &qb) &&
+            pt_broadcast_to(k, 4, (int64_t[]){B, Hkv, S, E}, &kb) &&
             pt_broadcast_to(v, 4, (int64_t[]){B, Hkv, S, Ev}, &vb)) {
             nu_fa fa;
             PT_TRY(nu_fa_reserve(ex, E, Ev, S, &fa));
