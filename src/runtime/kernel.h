@@ -69,7 +69,7 @@ static inline int64_t pt_numel(const pt_tensor *t) {
     return n;
 }
 static inline size_t pt_elsize(const pt_tensor *t) { /* petrel_dtype_size, inline: kernels call it per element */
-    return (unsigned)t->dtype < PETREL_DTYPE_COUNT ? pt_dtype_traits_table[t->dtype].size : 0;
+    return pt_dtype_valid((int)t->dtype) ? pt_dtype_traits_table[t->dtype].size : 0;
 }
 /* True when strides are row-major contiguous (size-1 dims ignored). */
 PT_HIDDEN bool pt_is_contiguous(const pt_tensor *t);

@@ -235,23 +235,15 @@ static void cache_write(const pt_tensor *cache, const pt_tensor *src, const int6
 }
 
 /* Load the first `rows` rows of the matrix t[b, h] (rows, cols) into
- * row-major doubles; f32, bf16 and f16 rows contiguous along cols take a
- * direct path (the same values: a KV cache's rows are most of a decode
- * step's attention work on the CPU). */
+ * row-major doubles; rows contiguous along cols take nu_widen_f64's
+ * direct loops (the same values). */
 static void load_mat(const pt_tensor *t, int64_t b, int64_t h, int64_t rows, double *dst) {
     int64_t cols = t->shape[3];
     for (int64_t i = 0; i < rows; i++) {
         int64_t idx[4] = {b, h, i, 0};
         const uint8_t *row = pt_at(t, idx);
-        if (t->dtype == PETREL_DTYPE_F32 && t->stride[3] == 1) {
-            const float *f = (const float *)row;
-            for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = f[j];
-            continue;
-        }
-        if ((t->dtype == PETREL_DTYPE_BF16 || t->dtype == PETREL_DTYPE_F16) && t->stride[3] == 1) {
-            const uint16_t *hv = (const uint16_t *)row;
-            bool bf16 = t->dtype == PETREL_DTYPE_BF16;
-            for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = pt_half_to_f32(hv[j], bf16);
+        if (t->stride[3] == 1) {
+            nu_widen_f64(row, t->dtype, cols, dst + i * cols);
             continue;
         }
         for (int64_t j = 0; j < cols; j++)
@@ -267,8 +259,7 @@ static bool col_excluded(const pt_tensor *m, bool has_mask, bool mbool, bool cau
     if (causal && j > i) return true;
     if (!has_mask) return false;
     int64_t mi[4] = {b, h, i, j};
-    const uint8_t *mp = pt_at(m, mi);
-    return mbool ? !*mp : pt_load_f64(mp, m->dtype) == -INFINITY;
+    return nu_mask_drops(m, mbool, pt_at(m, mi));
 }
 
 /* The attention of sdpa_cache for (batch, cache head) groups [g0, g1),

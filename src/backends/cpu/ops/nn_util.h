@@ -133,6 +133,13 @@ PT_HIDDEN void nu_attend_row(const double *q, const double *k, const double *v, 
                              double scale, bool causal, int64_t i, const pt_tensor *m, int64_t *midx, double *sc,
                              double *acc);
 
+/* Does the attention mask element at mp (of m, bool when mbool) exclude
+ * its column exactly: false, or a float -inf (exp(-inf) = 0, so skipping
+ * the column changes nothing)? */
+static inline bool nu_mask_drops(const pt_tensor *m, bool mbool, const uint8_t *mp) {
+    return mbool ? !*mp : pt_load_f64(mp, m->dtype) == -INFINITY;
+}
+
 /* Attention in float (sdpa.c, over cpu/fast): the CPU's attention kernels
  * take it where nu_fa_fits, and their double loops (nu_attend_row) redo a
  * call whose output it leaves non-finite (they skip what a float product

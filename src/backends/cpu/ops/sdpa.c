@@ -148,10 +148,9 @@ petrel_status nu_fa_reserve(pt_exec *ex, int64_t E, int64_t Ev, int64_t used, nu
     return fa->work && fa->bad ? PETREL_OK : NU_NOMEM(ex);
 }
 
-/* Does the mask row exclude column j (false, or a float -inf)? */
+/* Does the mask row exclude column j (nu_mask_drops)? */
 static inline bool fa_out(const fa_job *jb, const uint8_t *mrow, int64_t mstep, int64_t j) {
-    const uint8_t *mp = mrow + j * mstep;
-    return jb->mbool ? !*mp : pt_load_f64(mp, jb->m->dtype) == -INFINITY;
+    return nu_mask_drops(jb->m, jb->mbool, mrow + j * mstep);
 }
 
 static void fa_blocks(void *ctx, int part, int64_t it0, int64_t it1) {
