@@ -60,7 +60,7 @@ static double make_value(petrel_dtype dt, double x, void *bits) {
 /* ---- 1. cpu_fast_softmax_pv ------------------------------------------------- */
 
 static void pv_case(int path, petrel_dtype dt, int64_t M, int64_t n, int64_t Ev, int64_t pad) {
-    int64_t lds = n + pad, ldv = Ev + pad, ldo = Ev + pad, es = dt == PETREL_DTYPE_F32 ? 4 : 2;
+    int64_t lds = n + pad, ldv = Ev + pad, ldo = Ev + pad, es = (int64_t)petrel_dtype_size(dt);
     float *s = malloc(sizeof(float) * (size_t)(M * lds)), *s0 = malloc(sizeof(float) * (size_t)(M * lds));
     uint8_t *v = malloc((size_t)(n * ldv * es) + 1);
     double *vd = malloc(sizeof(double) * (size_t)(n * ldv + 1));
@@ -317,7 +317,7 @@ typedef struct sdpa_case {
 
 /* Fill n values of dtype dt at p with random numbers in [-1, 1). */
 static void fill(void *p, petrel_dtype dt, int64_t n) {
-    int64_t es = dt == PETREL_DTYPE_F32 ? 4 : 2;
+    int64_t es = (int64_t)petrel_dtype_size(dt);
     for (int64_t i = 0; i < n; i++) make_value(dt, rng_uniform(-1.0, 1.0), (uint8_t *)p + i * es);
 }
 
