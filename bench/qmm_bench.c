@@ -133,8 +133,10 @@ static void bench_linear(petrel_dtype dt) {
     free(wd);
 }
 
-/* petrel.qlinear(x, [codes], [scales], [zeros], format, G) with x and scales bf16. */
-static void bench_qlinear(const char *fmt, int bits, bool asym, int64_t G, bool fast) {
+/* petrel.qlinear(x, [codes], [scales], [zeros], format, G) with x and scales
+ * bf16, on path 0 (the reference loops), 1 (the fast kernels: AVX-512
+ * where the CPU has it) or 2 (the fast kernels' AVX2 loops). */
+static void bench_qlinear(const char *fmt, int bits, bool asym, int64_t G, int path) {
     petrel_dtype dt = PETREL_DTYPE_BF16;
     bool fp4 = !strcmp(fmt, "nvfp4");
     pt_graph g;
@@ -185,11 +187,16 @@ static void bench_qlinear(const char *fmt, int bits, bool asym, int64_t G, bool 
     g.outputs = pt_calloc(1, sizeof *g.outputs);
     g.outputs[g.noutputs++] = (pt_user_output){{y, 0, 0}, PT_V_TENSOR};
     char name[64];
-    snprintf(name, sizeof name, "qlinear %s g%lld %s", fmt, (long long)G, fast ? "fast" : "reference");
-    cpu_fast_qmm_enable(fast);
+    static const char *paths[3] = {"reference", "fast", "fast avx2"};
+    snprintf(name, sizeof name, "qlinear %s g%lld %s", fmt, (long long)G, paths[path]);
+    cpu_fast_qmm_enable(path > 0);
+    cpu_fast_qmm_avx512(path != 2);
+    cpu_fast_gemm_avx512(path != 2);
     double bytes = (double)(N * K * bits / 8) + (double)(N * K / G) * (fp4 ? 1 : 2 + asym);
     report(name, time_graph(&g), bytes);
     cpu_fast_qmm_enable(true);
+    cpu_fast_qmm_avx512(true);
+    cpu_fast_gemm_avx512(true);
     pt_graph_free(&g);
     free(xd);
     free(cd);
@@ -204,13 +211,16 @@ int main(int argc, char **argv) {
            reps);
     bench_linear(PETREL_DTYPE_F32);
     bench_linear(PETREL_DTYPE_BF16);
-    bench_qlinear("int8", 8, true, 32, true);
-    bench_qlinear("int8s", 8, false, 32, true);
-    bench_qlinear("int4", 4, true, 32, true);
-    bench_qlinear("int4s", 4, false, 32, true);
-    bench_qlinear("int4", 4, true, 128, true);
-    bench_qlinear("int2", 2, true, 64, true);
-    bench_qlinear("nvfp4", 4, false, 16, true);
-    bench_qlinear("int4", 4, true, 32, false);
+    const int last = __builtin_cpu_supports("avx512f") ? 2 : 1; /* the AVX2 loops as a path of their own */
+    for (int path = 1; path <= last; path++) {
+        bench_qlinear("int8", 8, true, 32, path);
+        bench_qlinear("int8s", 8, false, 32, path);
+        bench_qlinear("int4", 4, true, 32, path);
+        bench_qlinear("int4s", 4, false, 32, path);
+        bench_qlinear("int4", 4, true, 128, path);
+        bench_qlinear("int2", 2, true, 64, path);
+        bench_qlinear("nvfp4", 4, false, 16, path);
+    }
+    bench_qlinear("int4", 4, true, 32, 0);
     return 0;
 }

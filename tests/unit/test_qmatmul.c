@@ -9,7 +9,8 @@
 ** fast kernels and ones that do not, modes n (one and three weights),
 ** gated (each activation) and add, x in f32/bf16/f16, scales in each
 ** float dtype, decode (M = 1) and prefill shapes, once on the reference
-** loops and once on the fast path.  Seeded random codes, scales, zero
+** loops, once on the fast path and, on a CPU with AVX-512, once on the
+** AVX2 kernels.  Seeded random codes, scales, zero
 ** points and inputs.  f32 results within 1e-5 relative L2; bf16/f16
 ** results are compared with the reference rounded at ops.def's points,
 ** within 1e-3; NaN fails.  The RMSNorm prologue (modes n and gated, both
@@ -307,10 +308,28 @@ typedef struct qcase {
     int64_t M;
 } qcase;
 
-static int cases_run, cases_fast;
+static int cases_run, cases_fast, cases_avx2;
+
+/* The paths a product can take: the reference loops, the fast kernels
+ * (AVX-512 where the CPU has it, else AVX2), and the AVX2 kernels on a
+ * CPU that has both (the AVX-512 loops switched off). */
+enum { PATH_REF, PATH_FAST, PATH_AVX2 };
+static const char *path_names[] = {"reference", "fast", "fast avx2"};
+
+static bool cpu_avx2(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+/* Set the hooks for path p (PATH_REF: every fast kernel off); back to
+ * the defaults with PATH_FAST. */
+static void use_path(int p) {
+    cpu_fast_qmm_enable(p != PATH_REF);
+    cpu_fast_qmm_avx512(p != PATH_AVX2);
+    cpu_fast_gemm_avx512(p != PATH_AVX2);
+}
 
 /* Build qlinear over random operands, run it, compare every output. */
-static void run_qlinear(const qcase *c, bool fast) {
+static void run_qlinear(const qcase *c, int path) {
     const fmt_def *f = &fmts[c->fmt];
     const int64_t K = 256, Ns[3] = {70, 24, 9};
     int nw = c->mode == MODE_N3 ? 3 : c->mode == MODE_GATED ? 2 : 1;
@@ -356,24 +375,25 @@ static void run_qlinear(const qcase *c, bool fast) {
     arg_str(&n->args[8], act_names[c->act]);
     arg_norm(n, false, -1, 1e-6, false, -1);
 
-    /* does the fast kernel take it? (what cpu_fast_qmm_ok must say on an AVX-512 CPU) */
+    /* does the fast kernel take it? (what cpu_fast_qmm_ok must say on an AVX-512 or AVX2 CPU) */
     int e = 8 / f->bits;
     bool fits = K % (16 * e) == 0 && (c->G % (16 * e) == 0 || (e > 1 && c->G == 8 * e));
     cpu_qweight probe = {.fmt = c->fmt, .N = 1, .K = K, .G = c->G, .sdt = ws[0].scales.dt, .s_cs = 1, .z_cs = 1};
-    bool avx512 = __builtin_cpu_supports("avx512f");
-    cpu_fast_qmm_enable(fast);
-    CHECK(cpu_fast_qmm_ok(&probe) == (fast && avx512 && fits), "%s G=%lld: cpu_fast_qmm_ok says %d", f->name,
-          (long long)c->G, cpu_fast_qmm_ok(&probe));
+    bool simd = __builtin_cpu_supports("avx512f") || cpu_avx2();
+    use_path(path);
+    CHECK(cpu_fast_qmm_ok(&probe) == (path != PATH_REF && simd && fits), "%s G=%lld: cpu_fast_qmm_ok says %d",
+          f->name, (long long)c->G, cpu_fast_qmm_ok(&probe));
     cases_fast += cpu_fast_qmm_ok(&probe);
+    cases_avx2 += path == PATH_AVX2 && cpu_fast_qmm_ok(&probe);
 
     double *got[3] = {NULL, NULL, NULL};
     pt_err err = {{0}};
     petrel_status st = run_graph(&g, got, &err);
-    cpu_fast_qmm_enable(true);
+    use_path(PATH_FAST);
     char what[160];
     snprintf(what, sizeof what, "qlinear %s G=%lld mode=%s%s%s x=%s scales=%s M=%lld %s", f->name, (long long)c->G,
              mode_names[c->mode], c->mode == MODE_N3 ? "(3)" : "", c->mode == MODE_GATED ? act_names[c->act] : "",
-             petrel_dtype_name(c->xdt), petrel_dtype_name(ws[0].scales.dt), (long long)M, fast ? "fast" : "reference");
+             petrel_dtype_name(c->xdt), petrel_dtype_name(ws[0].scales.dt), (long long)M, path_names[path]);
     CHECK(st == PETREL_OK, "%s: %s", what, err.msg);
     cases_run++;
     double tol = c->xdt == PETREL_DTYPE_F32 ? 1e-5 : 1e-3;
@@ -424,8 +444,9 @@ static void test_qlinear(void) {
                         for (int shape = 0; shape < 2; shape++) {
                             qcase c = {.fmt = f, .G = gs[gi], .mode = mode, .act = (gi + xi + shape) % 3,
                                        .xdt = dts[xi], .sdt = dts[si], .xrank = shape ? 3 : 2, .M = shape ? 6 : 1};
-                            run_qlinear(&c, false);
-                            run_qlinear(&c, true);
+                            run_qlinear(&c, PATH_REF);
+                            run_qlinear(&c, PATH_FAST);
+                            if (cpu_avx2() && __builtin_cpu_supports("avx512f")) run_qlinear(&c, PATH_AVX2);
                         }
                     }
     }
@@ -435,7 +456,7 @@ static void test_qlinear(void) {
  * petrel.rms_norm(x, ...) to the bit (ops.def: exactly that op, rounded to
  * x's dtype), in modes n and gated, on both paths. */
 static void run_qlinear_norm(const fmt_def *f, int64_t G, int mode, petrel_dtype xdt, int variant, int xrank,
-                             bool fast) {
+                             int path) {
     const int64_t K = 256, Ns[3] = {40, 24, 9};
     int nw = mode == MODE_N3 ? 3 : 2, nout = mode == MODE_N3 ? 3 : 1;
     int64_t xshape[3] = {2, 3, K}, yshape[3] = {2, 3, 0};
@@ -450,7 +471,7 @@ static void run_qlinear_norm(const fmt_def *f, int64_t G, int mode, petrel_dtype
     qw ws[3];
     for (int i = 0; i < nw; i++) ws[i] = qw_random(f, mode == MODE_GATED ? Ns[0] : Ns[i], K, G, xdt);
     double *got[2][4] = {{NULL}};
-    cpu_fast_qmm_enable(fast);
+    use_path(path);
     for (int folded = 0; folded < 2; folded++) {
         pt_graph g;
         tg_init(&g);
@@ -489,13 +510,13 @@ static void run_qlinear_norm(const fmt_def *f, int64_t G, int mode, petrel_dtype
         CHECK(st == PETREL_OK, "qlinear norm %s %s %s: %s", f->name, mode_names[mode], petrel_dtype_name(xdt), err.msg);
         pt_graph_free(&g);
     }
-    cpu_fast_qmm_enable(true);
+    use_path(PATH_FAST);
     for (int i = 0; i < nout && got[0][1 + i] && got[1][i]; i++) {
         int64_t count = tb_numel(&x) / K * ws[i].N, bad = 0;
         for (int64_t e = 0; e < count; e++) bad += memcmp(&got[0][1 + i][e], &got[1][i][e], sizeof(double)) != 0;
         CHECK(bad == 0, "qlinear %s G=%lld mode=%s x=%s norm variant %d %s: output %d differs from rms_norm then "
               "qlinear in %lld of %lld values", f->name, (long long)G, mode_names[mode], petrel_dtype_name(xdt),
-              variant, fast ? "fast" : "reference", i, (long long)bad, (long long)count);
+              variant, path_names[path], i, (long long)bad, (long long)count);
     }
     cases_run++;
     for (int k = 0; k < 2; k++)
@@ -513,9 +534,10 @@ static void test_qlinear_norm(void) {
             for (int di = 0; di < 2; di++)
                 for (int variant = 0; variant < 2; variant++)
                     for (int xrank = 2; xrank <= 3; xrank++)
-                        for (int fast = 0; fast < 2; fast++)
-                            run_qlinear_norm(&fmts[fs[fi]], fmts[fs[fi]].fp4 ? 16 : 32, mode, dts[di], variant, xrank,
-                                             fast);
+                        for (int path = PATH_REF; path <= PATH_AVX2; path++)
+                            if (path != PATH_AVX2 || (cpu_avx2() && __builtin_cpu_supports("avx512f")))
+                                run_qlinear_norm(&fmts[fs[fi]], fmts[fs[fi]].fp4 ? 16 : 32, mode, dts[di], variant,
+                                                 xrank, path);
 }
 
 /* ---- qembedding ------------------------------------------------------------------ */
@@ -667,7 +689,7 @@ int main(void) {
     test_qlinear_norm();
     test_qembedding();
     test_bad();
-    printf("test_qmatmul: %d qlinear runs (%d on the fast kernels), %d failure%s\n", cases_run, cases_fast, failures,
-           failures == 1 ? "" : "s");
+    printf("test_qmatmul: %d qlinear runs (%d on the fast kernels, %d of them on the AVX2 ones), %d failure%s\n",
+           cases_run, cases_fast, cases_avx2, failures, failures == 1 ? "" : "s");
     return failures != 0;
 }

@@ -53,14 +53,17 @@ typedef struct cpu_qweight {
     float t;               /* nvfp4's per-tensor scale (1 otherwise) */
 } cpu_qweight;
 
-/* Can cpu_fast_qmm compute w: an AVX-512 CPU, a group size and K its
- * blocks fit (int8: G % 16 == 0; 4-bit: G % 32 == 0 or G == 16; 2-bit:
- * G % 64 == 0 or G == 32), scales and zeros contiguous along k?  False
- * after cpu_fast_qmm_enable(false). */
+/* Can cpu_fast_qmm compute w: an AVX-512 CPU, or one with AVX2, FMA and
+ * F16C, a group size and K its blocks fit (int8: G % 16 == 0; 4-bit:
+ * G % 32 == 0 or G == 16; 2-bit: G % 64 == 0 or G == 32), scales and
+ * zeros contiguous along k?  False after cpu_fast_qmm_enable(false). */
 PT_HIDDEN bool cpu_fast_qmm_ok(const cpu_qweight *w);
 /* Test hook: false makes cpu_fast_qmm_ok refuse everything, so the
  * reference loops run (process-wide; tests only). */
 PT_HIDDEN void cpu_fast_qmm_enable(bool on);
+/* Test hook: false keeps cpu_fast_qmm off its AVX-512 loops (the AVX2
+ * ones then run on a CPU that has both; process-wide; tests only). */
+PT_HIDDEN void cpu_fast_qmm_avx512(bool on);
 /* Floats of workspace cpu_fast_qmm needs for w and M rows of x. */
 PT_HIDDEN int64_t cpu_fast_qmm_work(const cpu_qweight *w, int64_t M);
 /* Reorder x (M, K) f32, in place, into the layout cpu_fast_qmm reads for

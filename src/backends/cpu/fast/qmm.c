@@ -1,8 +1,8 @@
 /*
 ** qmm.c -- products with quantized weights (petrel.qlinear; ops/quant.c is
-** the reference and the caller), AVX-512F.  Codes are read 16 bytes at a
-** time and turned into their float weights in registers, never stored for
-** decode (M = 1):
+** the reference and the caller), AVX-512F, or AVX2 with FMA and F16C.
+** Codes are read 16 bytes at a time and turned into their float weights
+** in registers, never stored for decode (M = 1):
 **   int8, int8s: w = (u - zp') * s on 16 lanes (zp' = zp - qmin);
 **   4- and 2-bit codes and nvfp4: one vpermps looks 16 weights up in a
 **   16-entry table per group, (u - zp') * s, or e2m1(u) * e4m3(s) * t, so
@@ -20,13 +20,15 @@
 ** into arrays (row_params; 10 % of a decode step).  Prefill
 ** (M > 1) dequantizes 16 rows at a time into a buffer and reuses the f32
 ** GEMM, so each code is decoded once per call there too.  Single-threaded,
-** like the f32 GEMM.
+** like the f32 GEMM.  CPUs with AVX2 and FMA but not AVX-512 take 8-lane
+** versions of the same loops (the AVX2 section below).
 */
 #include <immintrin.h>
 #include <string.h>
 
 #include "../../../core/quant_fmt.h"
 #include "fast.h"
+#include "simd.h"
 
 #define QMM_TARGET __attribute__((target("avx512f")))
 #define QMM_INLINE static inline __attribute__((always_inline)) QMM_TARGET
@@ -36,11 +38,17 @@ enum {
     QMM_MAX_ROWS = 4  /* rows per step of the M = 1 loop */
 };
 
-static bool qmm_on = true;
+static bool qmm_on = true, qmm_avx512 = true; /* the test hooks: tests only */
 
 void cpu_fast_qmm_enable(bool on) { qmm_on = on; }
+void cpu_fast_qmm_avx512(bool on) { qmm_avx512 = on; }
 
-static bool have_avx512(void) { return __builtin_cpu_supports("avx512f"); } /* no cache: threads call this */
+/* No cache: threads call these. */
+static bool have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+static bool have_avx2(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+static bool use_avx512(void) { return qmm_avx512 && have_avx512(); }
 
 /* Codes per byte: 1, 2 or 4.  A 16-byte block holds 16 * per_byte codes. */
 static int per_byte(int fmt) { return 8 / pt_qfmt_bits((pt_qfmt)fmt); }
@@ -57,7 +65,7 @@ bool cpu_fast_qmm_ok(const cpu_qweight *w) {
     bool sdt_ok = w->fmt == PT_QFMT_NVFP4 ? w->sdt == PETREL_DTYPE_U8
                                           : w->sdt == PETREL_DTYPE_F32 || w->sdt == PETREL_DTYPE_BF16 ||
                                                 w->sdt == PETREL_DTYPE_F16;
-    return qmm_on && have_avx512() && sdt_ok && w->K > 0 && w->K % blk == 0 &&
+    return qmm_on && (have_avx512() || have_avx2()) && sdt_ok && w->K > 0 && w->K % blk == 0 &&
            (w->G % blk == 0 || half_groups(w)) && (w->s_cs == 1 || ng == 1) &&
            (!w->zeros || w->z_cs == 1 || ng == 1);
 }
@@ -163,10 +171,10 @@ typedef struct qmm_rows {
 
 /* Row r's scale and zp - qmin of group g: row_params' values, from its
  * arrays or (raw) straight from the weight's bytes. */
-QMM_INLINE float row_s(const qmm_ctx *q, const qmm_rows *rows, int r, int64_t g) {
+static inline float row_s(const qmm_ctx *q, const qmm_rows *rows, int r, int64_t g) {
     return q->raw ? pt_bf16_to_f32(rows->sb[r][g]) : rows->sf[r][g];
 }
-QMM_INLINE float row_z(const qmm_ctx *q, const qmm_rows *rows, int r, int64_t g) {
+static inline float row_z(const qmm_ctx *q, const qmm_rows *rows, int r, int64_t g) {
     if (!q->raw) return rows->zf[r][g];
     return (float)((rows->zb[r] ? rows->zb[r][g] : 0) - q->qmin);
 }
@@ -270,17 +278,157 @@ QMM_SPECIAL(deq4h, 2, true, 1, true)
 QMM_SPECIAL(deq2, 4, false, 1, true)
 QMM_SPECIAL(deq2h, 4, true, 1, true)
 
-QMM_TARGET void cpu_fast_qmm(const cpu_qweight *w, int64_t n0, int64_t nb, int64_t M, const float *x, float *out,
-                             int64_t ldo, float *work) {
-    int e = per_byte(w->fmt), bits = 8 / e;
-    bool half = half_groups(w);
-    qmm_ctx q = {.K = w->K, .G = w->G, .fp4 = w->fmt == PT_QFMT_NVFP4, .t = w->t};
-    for (unsigned u = 0; u < 16; u++)
-        q.base[u] = q.fp4 ? pt_e2m1_to_float(u) : (float)(u & ((1u << bits) - 1u));
-    /* [0] a step of R rows, [1] one row, [2] dequantize one row */
-    qmm_fn fns[3][3] = {{dot8_4, dot8_1, deq8}, {half ? dot4h_4 : dot4_4, half ? dot4h_1 : dot4_1, half ? deq4h : deq4},
-                        {half ? dot2h_2 : dot2_2, half ? dot2h_1 : dot2_1, half ? deq2h : deq2}};
-    qmm_fn *fn = fns[e == 1 ? 0 : e == 2 ? 1 : 2];
+/* ---- AVX2 ---------------------------------------------------------------- */
+
+/* The same products on 8 lanes for CPUs with AVX2, FMA and F16C but not
+ * AVX-512: a vector holds one code position of 8 consecutive bytes, half
+ * of a 16-byte block, so x's layout from cpu_fast_qmm_prep serves both
+ * (positions p of a block's bytes 0-7, then of bytes 8-15).  A half
+ * block lies inside one group (G is a multiple of its 8 * e codes, as
+ * cpu_fast_qmm_ok requires).  Integer weights are (u - zp') * s, the
+ * subtraction in integers; nvfp4's e2m1(u) * s * t is the group's entry
+ * |e2m1| * s * t for the code's magnitude (one 8-entry permute) with the
+ * code's sign bit put on it (IEEE products are symmetric in sign, so that
+ * is the same float); either way w is the float ops.def defines, the bits
+ * of the reference's q_row, and it meets x in a float FMA.  Two weight rows go together (sixteen
+ * vector registers), prefetching the codes of the next two. */
+#define Q2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define Q2_INLINE static inline __attribute__((always_inline)) Q2_TARGET
+
+enum { Q2_ROWS = 2 };
+
+/* R rows over all of K, e codes per byte, nvfp4 (fp4) or an integer
+ * format: dot products with x into res[r], or (store) the dequantized
+ * rows written to rows->w[r] in x's block order.  Constant arguments:
+ * each caller below is one specialization. */
+Q2_INLINE void qmm2_run(const qmm_ctx *q, int e, bool fp4, int R, bool store, const qmm_rows *rows, const float *x,
+                        float *res) {
+    const int bits = 8 / e;
+    const int64_t blk = 16 * e, hc = 8 * e; /* codes per block, per half block */
+    const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
+    const __m256 mag = _mm256_loadu_ps(q->base); /* nvfp4: e2m1 of codes 0-7, the magnitudes */
+    const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
+    __m256 acc[Q2_ROWS][4], sv[Q2_ROWS], tab[Q2_ROWS];
+    __m256i zv[Q2_ROWS];
+    for (int r = 0; r < R; r++) {
+        for (int p = 0; p < e; p++) acc[r][p] = _mm256_setzero_ps();
+        sv[r] = tab[r] = _mm256_setzero_ps();
+        zv[r] = _mm256_setzero_si256();
+    }
+    int64_t g = 0, gnext = 0;
+    for (int64_t k0 = 0, off = 0; k0 < q->K; k0 += blk, off += 16) {
+        for (int h = 0; h < 2; h++) {
+            if (k0 + h * hc == gnext) { /* a new group */
+                for (int r = 0; r < R; r++) {
+                    const float sc = row_s(q, rows, r, g);
+                    if (fp4) {
+                        tab[r] = _mm256_mul_ps(_mm256_mul_ps(mag, _mm256_set1_ps(sc)), _mm256_set1_ps(q->t));
+                    } else {
+                        sv[r] = _mm256_set1_ps(sc);
+                        zv[r] = _mm256_set1_epi32((int)row_z(q, rows, r, g));
+                    }
+                }
+                g++;
+                gnext += q->G;
+            }
+            __m256 xv[4];
+            for (int p = 0; p < e && !store; p++) xv[p] = _mm256_loadu_ps(x + k0 + 16 * p + 8 * h);
+            for (int r = 0; r < R; r++) {
+                if (!store && h == 0 && (off & 63) == 0)
+                    _mm_prefetch((const char *)(rows->c[r] + q->ahead + off), _MM_HINT_T0);
+                const __m256i d = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(rows->c[r] + off + 8 * h)));
+                for (int p = 0; p < e; p++) {
+                    __m256i u = p ? _mm256_srl_epi32(d, _mm_cvtsi32_si128(p * bits)) : d;
+                    if (e > 1) u = _mm256_and_si256(u, mask);
+                    __m256 w;
+                    if (fp4) { /* the magnitude's entry (index bits 0-2), then code bit 3 as the sign */
+                        const __m256i sb = _mm256_and_si256(_mm256_slli_epi32(u, 28), sign);
+                        w = _mm256_xor_ps(_mm256_permutevar8x32_ps(tab[r], u), _mm256_castsi256_ps(sb));
+                    } else {
+                        w = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(u, zv[r])), sv[r]);
+                    }
+                    if (store)
+                        _mm256_storeu_ps(rows->w[r] + k0 + 16 * p + 8 * h, w);
+                    else
+                        acc[r][p] = _mm256_fmadd_ps(xv[p], w, acc[r][p]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < R && !store; r++) {
+        __m256 t = acc[r][0];
+        for (int p = 1; p < e; p++) t = _mm256_add_ps(t, acc[r][p]);
+        res[r] = fast_hsum256(t);
+    }
+}
+
+#define Q2_SPECIAL(name, e, fp4, R, store)                                                                \
+    Q2_TARGET static void name(const qmm_ctx *q, const qmm_rows *rows, const float *x, float *res) {     \
+        qmm2_run(q, e, fp4, R, store, rows, x, res);                                                      \
+    }
+Q2_SPECIAL(dot8_2x, 1, false, 2, false)
+Q2_SPECIAL(dot8_1x, 1, false, 1, false)
+Q2_SPECIAL(dot4_2x, 2, false, 2, false)
+Q2_SPECIAL(dot4_1x, 2, false, 1, false)
+Q2_SPECIAL(dotf4_2x, 2, true, 2, false)
+Q2_SPECIAL(dotf4_1x, 2, true, 1, false)
+Q2_SPECIAL(dot2_2x, 4, false, 2, false)
+Q2_SPECIAL(dot2_1x, 4, false, 1, false)
+Q2_SPECIAL(deq8x, 1, false, 1, true)
+Q2_SPECIAL(deq4x, 2, false, 1, true)
+Q2_SPECIAL(deqf4x, 2, true, 1, true)
+Q2_SPECIAL(deq2x, 4, false, 1, true)
+
+/* 8 E4M3 bytes as floats: pt_e4m3_to_float on every lane (e4m3x16's
+ * steps on 8 lanes). */
+Q2_INLINE __m256 e4m3x8(const uint8_t *p) {
+    const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    const __m256i mag = _mm256_and_si256(b, _mm256_set1_epi32(0x7f));
+    const __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23));
+    const __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(0.001953125f)); /* m * 2^-9 */
+    __m256i v = _mm256_blendv_epi8(normal, _mm256_castps_si256(sub), _mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag));
+    v = _mm256_blendv_epi8(v, _mm256_set1_epi32(0x7fc00000), _mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7f)));
+    return _mm256_castsi256_ps(_mm256_or_si256(v, _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24)));
+}
+
+/* row_params on 8 lanes: the same values. */
+Q2_TARGET static void row_params2(const cpu_qweight *w, int64_t n, float *sf, float *zf) {
+    int64_t ng = w->K / w->G, g = 0;
+    const uint8_t *s = w->scales + n * w->s_rs * (int64_t)petrel_dtype_size(w->sdt);
+    for (; g + 8 <= ng; g += 8) {
+        __m256 v;
+        switch (w->sdt) {
+        case PETREL_DTYPE_F32: v = _mm256_loadu_ps((const float *)s + g); break;
+        case PETREL_DTYPE_BF16:
+            v = _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)s + g))), 16));
+            break;
+        case PETREL_DTYPE_F16: v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)s + g))); break;
+        default: v = e4m3x8(s + g); break;
+        }
+        _mm256_storeu_ps(sf + g, v);
+    }
+    for (; g < ng; g++) sf[g] = scale_at(w, s, g);
+    int qmin = pt_qfmt_qmin((pt_qfmt)w->fmt);
+    g = 0;
+    if (w->zeros) {
+        const int8_t *z = w->zeros + n * w->z_rs;
+        for (; g + 8 <= ng; g += 8) {
+            __m256i zi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(z + g)));
+            _mm256_storeu_ps(zf + g, _mm256_cvtepi32_ps(_mm256_sub_epi32(zi, _mm256_set1_epi32(qmin))));
+        }
+        for (; g < ng; g++) zf[g] = (float)(z[g * w->z_cs] - qmin);
+    }
+    for (; g < ng; g++) zf[g] = (float)-qmin;
+}
+
+/* Both sides of cpu_fast_qmm: the row steps (R rows, or one), their
+ * group parameters (params, or the bf16 ones read in the loop) and the
+ * dequantizing prefill; fn: the side's kernels for the format ([0] a step
+ * of R rows, [1] one row, [2] dequantize one row). */
+static void qmm_rows_loop(const cpu_qweight *w, int64_t n0, int64_t nb, int64_t M, const float *x, float *out,
+                          int64_t ldo, float *work, qmm_ctx *q, qmm_fn *fn, int R,
+                          void (*params)(const cpu_qweight *, int64_t, float *, float *)) {
     int64_t ng = w->K / w->G;
     float *sf = work, *zf = work + QMM_MAX_ROWS * ng, *wbuf = work + 2 * QMM_MAX_ROWS * ng;
     qmm_rows rows;
@@ -291,23 +439,22 @@ QMM_TARGET void cpu_fast_qmm(const cpu_qweight *w, int64_t n0, int64_t nb, int64
     if (M == 1) {
         /* bf16 scales are read in the loop, not first converted into sf
          * and zf per row (a pass of its own: 10 % of a decode step) */
-        q.raw = w->sdt == PETREL_DTYPE_BF16 && !q.fp4, q.qmin = pt_qfmt_qmin((pt_qfmt)w->fmt);
-        int R = e == 4 ? 2 : 4;
+        q->raw = w->sdt == PETREL_DTYPE_BF16 && !q->fp4, q->qmin = pt_qfmt_qmin((pt_qfmt)w->fmt);
         float res[QMM_MAX_ROWS];
         for (int64_t j = 0; j < nb;) {
             int step = nb - j >= R ? R : 1;
-            q.ahead = step * w->code_rs;
+            q->ahead = step * w->code_rs;
             for (int r = 0; r < step; r++) {
                 const int64_t n = n0 + j + r;
-                if (q.raw) {
+                if (q->raw) {
                     rows.sb[r] = (const uint16_t *)w->scales + n * w->s_rs;
                     rows.zb[r] = w->zeros ? w->zeros + n * w->z_rs : NULL;
                 } else {
-                    row_params(w, n, sf + r * ng, zf + r * ng);
+                    params(w, n, sf + r * ng, zf + r * ng);
                 }
                 rows.c[r] = w->codes + n * w->code_rs;
             }
-            fn[step == R ? 0 : 1](&q, &rows, x, res);
+            fn[step == R ? 0 : 1](q, &rows, x, res);
             for (int r = 0; r < step; r++) out[j + r] = res[r];
             j += step;
         }
@@ -316,11 +463,33 @@ QMM_TARGET void cpu_fast_qmm(const cpu_qweight *w, int64_t n0, int64_t nb, int64
     for (int64_t j0 = 0; j0 < nb; j0 += QMM_DQ_ROWS) {
         int64_t jn = nb - j0 < QMM_DQ_ROWS ? nb - j0 : QMM_DQ_ROWS;
         for (int64_t j = 0; j < jn; j++) {
-            row_params(w, n0 + j0 + j, sf, zf);
+            params(w, n0 + j0 + j, sf, zf);
             rows.c[0] = w->codes + (n0 + j0 + j) * w->code_rs;
             rows.w[0] = wbuf + j * w->K;
-            fn[2](&q, &rows, NULL, NULL);
+            fn[2](q, &rows, NULL, NULL);
         }
         cpu_fast_gemm_nt_f32(M, jn, w->K, x, w->K, wbuf, w->K, out + j0, ldo, 1.0f);
     }
+}
+
+void cpu_fast_qmm(const cpu_qweight *w, int64_t n0, int64_t nb, int64_t M, const float *x, float *out, int64_t ldo,
+                  float *work) {
+    int e = per_byte(w->fmt), bits = 8 / e;
+    bool half = half_groups(w);
+    qmm_ctx q = {.K = w->K, .G = w->G, .fp4 = w->fmt == PT_QFMT_NVFP4, .t = w->t};
+    for (unsigned u = 0; u < 16; u++)
+        q.base[u] = q.fp4 ? pt_e2m1_to_float(u) : (float)(u & ((1u << bits) - 1u));
+    if (use_avx512()) {
+        /* [0] a step of R rows, [1] one row, [2] dequantize one row */
+        qmm_fn fns[3][3] = {{dot8_4, dot8_1, deq8},
+                            {half ? dot4h_4 : dot4_4, half ? dot4h_1 : dot4_1, half ? deq4h : deq4},
+                            {half ? dot2h_2 : dot2_2, half ? dot2h_1 : dot2_1, half ? deq2h : deq2}};
+        qmm_rows_loop(w, n0, nb, M, x, out, ldo, work, &q, fns[e == 1 ? 0 : e == 2 ? 1 : 2], e == 4 ? 2 : 4,
+                      row_params);
+        return;
+    }
+    qmm_fn fns[4][3] = {{dot8_2x, dot8_1x, deq8x}, {dot4_2x, dot4_1x, deq4x}, {dotf4_2x, dotf4_1x, deqf4x},
+                        {dot2_2x, dot2_1x, deq2x}};
+    qmm_rows_loop(w, n0, nb, M, x, out, ldo, work, &q, fns[e == 1 ? 0 : e == 4 ? 3 : q.fp4 ? 2 : 1], Q2_ROWS,
+                  row_params2);
 }
