@@ -179,18 +179,60 @@ static inline float row_z(const qmm_ctx *q, const qmm_rows *rows, int r, int64_t
     return (float)((rows->zb[r] ? rows->zb[r][g] : 0) - q->qmin);
 }
 
-/* The 16-entry table of one group. */
-QMM_INLINE __m512 group_table(const qmm_ctx *q, __m512 base, float s, float z) {
-    __m512 sv = _mm512_set1_ps(s);
+/* The 16-entry table of one group, from its scale and zp - qmin on every
+ * lane. */
+QMM_INLINE __m512 group_table(const qmm_ctx *q, __m512 base, __m512 sv, __m512 zv) {
     if (q->fp4) return _mm512_mul_ps(_mm512_mul_ps(base, sv), _mm512_set1_ps(q->t));
-    return _mm512_mul_ps(_mm512_sub_ps(base, _mm512_set1_ps(z)), sv);
+    return _mm512_mul_ps(_mm512_sub_ps(base, zv), sv);
+}
+
+/* The raw group parameters (bf16 scales, int8 zero points) of 16 groups
+ * of each row from group g0 on, as floats in lanes (row_s, row_z): one
+ * vector load and conversion per row and 16 groups, then a lane broadcast
+ * per group (win_get), where a scalar load, conversion and broadcast per
+ * group and row took a quarter of an int4 decode with groups of 32. */
+typedef struct qmm_win {
+    __m512 s[QMM_MAX_ROWS], z[QMM_MAX_ROWS];
+    int64_t g0;
+} qmm_win;
+
+QMM_INLINE void win_load(const qmm_ctx *q, const qmm_rows *rows, int R, int64_t g0, qmm_win *w) {
+    const int64_t ng = q->K / q->G;
+    w->g0 = g0;
+    for (int r = 0; r < R; r++) {
+        if (g0 + 16 > ng) { /* the row's last groups: lanes past them are never read */
+            float sb[16] = {0}, zb[16] = {0};
+            for (int64_t g = g0; g < ng; g++) sb[g - g0] = row_s(q, rows, r, g), zb[g - g0] = row_z(q, rows, r, g);
+            w->s[r] = _mm512_loadu_ps(sb), w->z[r] = _mm512_loadu_ps(zb);
+        } else {
+            w->s[r] = _mm512_castsi512_ps(_mm512_slli_epi32(
+                _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(rows->sb[r] + g0))), 16));
+            w->z[r] = rows->zb[r] ? _mm512_cvtepi32_ps(_mm512_sub_epi32(
+                                        _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(rows->zb[r] + g0))),
+                                        _mm512_set1_epi32(q->qmin)))
+                                  : _mm512_set1_ps((float)-q->qmin);
+        }
+    }
+}
+
+/* Row r's scale and zp - qmin of group g on every lane: from the window
+ * (raw; g in its 16), else broadcast from sf and zf (a load each). */
+QMM_INLINE void win_get(bool raw, const qmm_rows *rows, const qmm_win *w, int r, int64_t g, __m512 *sv,
+                        __m512 *zv) {
+    if (!raw) {
+        *sv = _mm512_set1_ps(rows->sf[r][g]), *zv = _mm512_set1_ps(rows->zf[r][g]);
+        return;
+    }
+    const __m512i idx = _mm512_set1_epi32((int)(g - w->g0));
+    *sv = _mm512_permutexvar_ps(idx, w->s[r]), *zv = _mm512_permutexvar_ps(idx, w->z[r]);
 }
 
 /* R rows over all of K, e codes per byte, `half`: two groups per block.
  * Dot products with x into res[r] (store false), or the dequantized rows
  * written to rows->w[r] in x's block order (store true).  Constant
  * arguments: each caller below is one specialization. */
-QMM_INLINE void qmm_run(const qmm_ctx *q, int e, bool half, int R, bool store, const qmm_rows *rows, const float *x,
+QMM_INLINE void qmm_run(const qmm_ctx *q, int e, bool half, int R, bool store, bool raw, const qmm_rows *rows,
+                        const float *x,
                         float *res) {
     const int bits = 8 / e;
     const int64_t blk = 16 * e;
@@ -204,23 +246,26 @@ QMM_INLINE void qmm_run(const qmm_ctx *q, int e, bool half, int R, bool store, c
         ta[r] = tb[r] = _mm512_setzero_ps();
     }
     int64_t g = 0, gnext = 0;
+    qmm_win win;
+    win.g0 = -16; /* loaded at the first group */
+    for (int r = 0; r < QMM_MAX_ROWS; r++) win.s[r] = win.z[r] = _mm512_setzero_ps();
     for (int64_t k0 = 0, off = 0; k0 < q->K; k0 += blk, off += 16) {
-        if (half) {
+        if (half || k0 == gnext) {
+            if (raw && g - win.g0 >= 16) win_load(q, rows, R, g, &win); /* 16 is even: g, g + 1 share it */
             for (int r = 0; r < R; r++) {
-                ta[r] = group_table(q, base, row_s(q, rows, r, g), row_z(q, rows, r, g));
-                tb[r] = group_table(q, base, row_s(q, rows, r, g + 1), row_z(q, rows, r, g + 1));
-            }
-            g += 2;
-        } else if (k0 == gnext) {
-            for (int r = 0; r < R; r++) {
+                __m512 sv, zv;
+                win_get(raw, rows, &win, r, g, &sv, &zv);
                 if (e == 1) { /* int8: ta = s, tb = zp' */
-                    ta[r] = _mm512_set1_ps(row_s(q, rows, r, g));
-                    tb[r] = _mm512_set1_ps(row_z(q, rows, r, g));
+                    ta[r] = sv, tb[r] = zv;
                 } else {
-                    ta[r] = group_table(q, base, row_s(q, rows, r, g), row_z(q, rows, r, g));
+                    ta[r] = group_table(q, base, sv, zv);
+                }
+                if (half) {
+                    win_get(raw, rows, &win, r, g + 1, &sv, &zv);
+                    tb[r] = group_table(q, base, sv, zv);
                 }
             }
-            g++;
+            g += half ? 2 : 1;
             gnext += q->G;
         }
         __m512 xv[4];
@@ -258,25 +303,38 @@ QMM_INLINE void qmm_run(const qmm_ctx *q, int e, bool half, int R, bool store, c
 
 typedef void (*qmm_fn)(const qmm_ctx *q, const qmm_rows *rows, const float *x, float *res);
 
-#define QMM_SPECIAL(name, e, half, R, store)                                                  \
-    QMM_TARGET static void name(const qmm_ctx *q, const qmm_rows *rows, const float *x, float *res) { \
-        qmm_run(q, e, half, R, store, rows, x, res);                                          \
+#define QMM_SPECIAL(name, e, half, R, store, raw)                                                        \
+    QMM_TARGET static void name(const qmm_ctx *q, const qmm_rows *rows, const float *x, float *res) {     \
+        qmm_run(q, e, half, R, store, raw, rows, x, res);                                                 \
     }
-QMM_SPECIAL(dot8_4, 1, false, 4, false)
-QMM_SPECIAL(dot8_1, 1, false, 1, false)
-QMM_SPECIAL(dot4_4, 2, false, 4, false)
-QMM_SPECIAL(dot4_1, 2, false, 1, false)
-QMM_SPECIAL(dot4h_4, 2, true, 4, false)
-QMM_SPECIAL(dot4h_1, 2, true, 1, false)
-QMM_SPECIAL(dot2_2, 4, false, 2, false)
-QMM_SPECIAL(dot2_1, 4, false, 1, false)
-QMM_SPECIAL(dot2h_2, 4, true, 2, false)
-QMM_SPECIAL(dot2h_1, 4, true, 1, false)
-QMM_SPECIAL(deq8, 1, false, 1, true)
-QMM_SPECIAL(deq4, 2, false, 1, true)
-QMM_SPECIAL(deq4h, 2, true, 1, true)
-QMM_SPECIAL(deq2, 4, false, 1, true)
-QMM_SPECIAL(deq2h, 4, true, 1, true)
+/* decode, group parameters from sf / zf (nvfp4, scales not bf16) */
+QMM_SPECIAL(dot8_4, 1, false, 4, false, false)
+QMM_SPECIAL(dot8_1, 1, false, 1, false, false)
+QMM_SPECIAL(dot4_4, 2, false, 4, false, false)
+QMM_SPECIAL(dot4_1, 2, false, 1, false, false)
+QMM_SPECIAL(dot4h_4, 2, true, 4, false, false)
+QMM_SPECIAL(dot4h_1, 2, true, 1, false, false)
+QMM_SPECIAL(dot2_2, 4, false, 2, false, false)
+QMM_SPECIAL(dot2_1, 4, false, 1, false, false)
+QMM_SPECIAL(dot2h_2, 4, true, 2, false, false)
+QMM_SPECIAL(dot2h_1, 4, true, 1, false, false)
+/* decode, raw bf16 scales and int8 zero points (qmm_win) */
+QMM_SPECIAL(dot8_4r, 1, false, 4, false, true)
+QMM_SPECIAL(dot8_1r, 1, false, 1, false, true)
+QMM_SPECIAL(dot4_4r, 2, false, 4, false, true)
+QMM_SPECIAL(dot4_1r, 2, false, 1, false, true)
+QMM_SPECIAL(dot4h_4r, 2, true, 4, false, true)
+QMM_SPECIAL(dot4h_1r, 2, true, 1, false, true)
+QMM_SPECIAL(dot2_2r, 4, false, 2, false, true)
+QMM_SPECIAL(dot2_1r, 4, false, 1, false, true)
+QMM_SPECIAL(dot2h_2r, 4, true, 2, false, true)
+QMM_SPECIAL(dot2h_1r, 4, true, 1, false, true)
+/* prefill: dequantize one row */
+QMM_SPECIAL(deq8, 1, false, 1, true, false)
+QMM_SPECIAL(deq4, 2, false, 1, true, false)
+QMM_SPECIAL(deq4h, 2, true, 1, true, false)
+QMM_SPECIAL(deq2, 4, false, 1, true, false)
+QMM_SPECIAL(deq2h, 4, true, 1, true, false)
 
 /* ---- AVX2 ---------------------------------------------------------------- */
 
@@ -481,9 +539,12 @@ void cpu_fast_qmm(const cpu_qweight *w, int64_t n0, int64_t nb, int64_t M, const
         q.base[u] = q.fp4 ? pt_e2m1_to_float(u) : (float)(u & ((1u << bits) - 1u));
     if (use_avx512()) {
         /* [0] a step of R rows, [1] one row, [2] dequantize one row */
-        qmm_fn fns[3][3] = {{dot8_4, dot8_1, deq8},
-                            {half ? dot4h_4 : dot4_4, half ? dot4h_1 : dot4_1, half ? deq4h : deq4},
-                            {half ? dot2h_2 : dot2_2, half ? dot2h_1 : dot2_1, half ? deq2h : deq2}};
+        const bool raw = M == 1 && w->sdt == PETREL_DTYPE_BF16 && !q.fp4; /* as qmm_rows_loop sets q.raw */
+        qmm_fn fns[3][3] = {{raw ? dot8_4r : dot8_4, raw ? dot8_1r : dot8_1, deq8},
+                            {half ? raw ? dot4h_4r : dot4h_4 : raw ? dot4_4r : dot4_4,
+                             half ? raw ? dot4h_1r : dot4h_1 : raw ? dot4_1r : dot4_1, half ? deq4h : deq4},
+                            {half ? raw ? dot2h_2r : dot2h_2 : raw ? dot2_2r : dot2_2,
+                             half ? raw ? dot2h_1r : dot2h_1 : raw ? dot2_1r : dot2_1, half ? deq2h : deq2}};
         qmm_rows_loop(w, n0, nb, M, x, out, ldo, work, &q, fns[e == 1 ? 0 : e == 2 ? 1 : 2], e == 4 ? 2 : 4,
                       row_params);
         return;
