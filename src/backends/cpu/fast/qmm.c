@@ -187,12 +187,15 @@ QMM_INLINE __m512 group_table(const qmm_ctx *q, __m512 base, __m512 sv, __m512 z
 }
 
 /* The raw group parameters (bf16 scales, int8 zero points) of 16 groups
- * of each row from group g0 on, as floats in lanes (row_s, row_z): one
- * vector load and conversion per row and 16 groups, then a lane broadcast
- * per group (win_get), where a scalar load, conversion and broadcast per
- * group and row took a quarter of an int4 decode with groups of 32. */
+ * of each row from group g0 on, as floats (row_s, row_z): one vector load
+ * and conversion per row and 16 groups, stored here, then a broadcast
+ * load per group (win_get; a load, not a shuffle: the loop's shuffles,
+ * the code bytes' widening and the table lookups, all take one port),
+ * where a scalar load, conversion and shuffle broadcast per group and row
+ * took a quarter of an int4 decode with groups of 32. */
 typedef struct qmm_win {
-    __m512 s[QMM_MAX_ROWS], z[QMM_MAX_ROWS];
+    _Alignas(64) float s[QMM_MAX_ROWS][16];
+    _Alignas(64) float z[QMM_MAX_ROWS][16];
     int64_t g0;
 } qmm_win;
 
@@ -200,31 +203,31 @@ QMM_INLINE void win_load(const qmm_ctx *q, const qmm_rows *rows, int R, int64_t 
     const int64_t ng = q->K / q->G;
     w->g0 = g0;
     for (int r = 0; r < R; r++) {
-        if (g0 + 16 > ng) { /* the row's last groups: lanes past them are never read */
-            float sb[16] = {0}, zb[16] = {0};
-            for (int64_t g = g0; g < ng; g++) sb[g - g0] = row_s(q, rows, r, g), zb[g - g0] = row_z(q, rows, r, g);
-            w->s[r] = _mm512_loadu_ps(sb), w->z[r] = _mm512_loadu_ps(zb);
+        if (g0 + 16 > ng) { /* the row's last groups */
+            for (int64_t g = g0; g < ng; g++) w->s[r][g - g0] = row_s(q, rows, r, g);
+            for (int64_t g = g0; g < ng; g++) w->z[r][g - g0] = row_z(q, rows, r, g);
+            continue;
+        }
+        const __m512i sb = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(rows->sb[r] + g0)));
+        _mm512_store_ps(w->s[r], _mm512_castsi512_ps(_mm512_slli_epi32(sb, 16)));
+        if (rows->zb[r]) {
+            const __m512i zb = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(rows->zb[r] + g0)));
+            _mm512_store_ps(w->z[r], _mm512_cvtepi32_ps(_mm512_sub_epi32(zb, _mm512_set1_epi32(q->qmin))));
         } else {
-            w->s[r] = _mm512_castsi512_ps(_mm512_slli_epi32(
-                _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(rows->sb[r] + g0))), 16));
-            w->z[r] = rows->zb[r] ? _mm512_cvtepi32_ps(_mm512_sub_epi32(
-                                        _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(rows->zb[r] + g0))),
-                                        _mm512_set1_epi32(q->qmin)))
-                                  : _mm512_set1_ps((float)-q->qmin);
+            _mm512_store_ps(w->z[r], _mm512_set1_ps((float)-q->qmin));
         }
     }
 }
 
 /* Row r's scale and zp - qmin of group g on every lane: from the window
- * (raw; g in its 16), else broadcast from sf and zf (a load each). */
+ * (raw; g in its 16), else from sf and zf; broadcast loads either way. */
 QMM_INLINE void win_get(bool raw, const qmm_rows *rows, const qmm_win *w, int r, int64_t g, __m512 *sv,
                         __m512 *zv) {
     if (!raw) {
         *sv = _mm512_set1_ps(rows->sf[r][g]), *zv = _mm512_set1_ps(rows->zf[r][g]);
         return;
     }
-    const __m512i idx = _mm512_set1_epi32((int)(g - w->g0));
-    *sv = _mm512_permutexvar_ps(idx, w->s[r]), *zv = _mm512_permutexvar_ps(idx, w->z[r]);
+    *sv = _mm512_set1_ps(w->s[r][g - w->g0]), *zv = _mm512_set1_ps(w->z[r][g - w->g0]);
 }
 
 /* R rows over all of K, e codes per byte, `half`: two groups per block.
@@ -248,7 +251,6 @@ QMM_INLINE void qmm_run(const qmm_ctx *q, int e, bool half, int R, bool store, b
     int64_t g = 0, gnext = 0;
     qmm_win win;
     win.g0 = -16; /* loaded at the first group */
-    for (int r = 0; r < QMM_MAX_ROWS; r++) win.s[r] = win.z[r] = _mm512_setzero_ps();
     for (int64_t k0 = 0, off = 0; k0 < q->K; k0 += blk, off += 16) {
         if (half || k0 == gnext) {
             if (raw && g - win.g0 >= 16) win_load(q, rows, R, g, &win); /* 16 is even: g, g + 1 share it */
