@@ -15,13 +15,14 @@
 ** of x and keeping four independent accumulators in flight, and they
 ** prefetch the codes of the next four (the hardware prefetcher alone left
 ** int8 at half the DRAM bandwidth: measured 8 vs 17 GB/s).  With bf16
-** scales, decode reads each group's scale and zero point from the weight
-** as it reaches the group, where a pass per row first converted them
-** into arrays (row_params; 10 % of a decode step).  Prefill
-** (M > 1) dequantizes 16 rows at a time into a buffer and reuses the f32
-** GEMM, so each code is decoded once per call there too.  Single-threaded,
-** like the f32 GEMM.  CPUs with AVX2 and FMA but not AVX-512 take 8-lane
-** versions of the same loops (the AVX2 section below).
+** scales, decode converts 16 groups' scales and zero points of each row
+** at a time as it reaches them (qmm_win), where a pass per row first
+** converted them into arrays (row_params; 10 % of a decode step).
+** Prefill (M > 1) dequantizes 16 rows at a time into a buffer and reuses
+** the f32 GEMM, so each code is decoded once per call there too.
+** Single-threaded, like the f32 GEMM.  CPUs with AVX2, FMA and F16C but
+** not AVX-512 take 8-lane versions of the same loops (the AVX2 section
+** below).
 */
 #include <immintrin.h>
 #include <string.h>
