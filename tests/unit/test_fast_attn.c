@@ -1,10 +1,10 @@
 /*
 ** test_fast_attn.c -- the CPU attention's float path, white-box:
-**  1. cpu_fast_softmax_pv (backends/cpu/fast/attn.c) on its AVX-512 path
-**     (when the CPU has it) and its portable loop, against the same
+**  1. cpu_fast_softmax_pv (backends/cpu/fast/attn.c) on its AVX-512 and
+**     AVX2 paths (when the CPU has them) and its portable loop, against the same
 **     softmax and value sum computed here in double from the values' exact
 **     bits: value rows of f32, bf16 and f16, head widths that are and are
-**     not multiples of 16 (and take 8-, 4-, 2- and 1-vector steps), odd
+**     not multiples of 16 or of 8 (and take each vector step), odd
 **     and even row counts, per-row column ranges (empty ones included),
 **     excluded (-inf) columns and rows with every column excluded (zeros),
 **     padded strides.  Each output within (4 n 2^-24 + 2e-6) of the sum
@@ -33,8 +33,14 @@
 #include "graph_util.h"
 #include "rng_util.h"
 
-enum { PORTABLE, AVX512 };
-static const char *path_name[] = {"portable", "avx512"};
+enum { PORTABLE, AVX2, AVX512 }; /* AVX2: the AVX-512 loops off (on a CPU without AVX-512, as AVX512) */
+static const char *path_name[] = {"portable", "avx2", "avx512"};
+
+/* Set the hooks for path p; back to the defaults with AVX512. */
+static void use_path(int p) {
+    cpu_fast_attn_simd(p != PORTABLE);
+    cpu_fast_attn_avx512(p == AVX512);
+}
 
 /* A value of dtype dt near x, its bits in *bits and its exact value
  * returned. */
@@ -88,9 +94,9 @@ static void pv_case(int path, petrel_dtype dt, int64_t M, int64_t n, int64_t Ev,
     }
     memcpy(s0, s, sizeof(float) * (size_t)(M * lds));
     for (int64_t i = 0; i < M * ldo; i++) out[i] = NAN; /* every output must be written */
-    cpu_fast_attn_simd(path == AVX512);
+    use_path(path);
     cpu_fast_softmax_pv(M, s, lds, j0, j1, v, ldv, dt, Ev, out, ldo);
-    cpu_fast_attn_simd(true);
+    use_path(AVX512);
     int bad = 0;
     double err2 = 0, ref2 = 0;
     for (int64_t r = 0; r < M; r++) {
@@ -129,7 +135,8 @@ static int check_softmax_pv(void) {
     static const int64_t shapes[][3] = {/* M, n, Ev */
                                         {1, 1, 16},   {2, 37, 64},  {3, 100, 128}, {5, 300, 256},
                                         {4, 17, 80},  {7, 64, 96},  {2, 1000, 48}, {6, 33, 40},
-                                        {1, 2048, 128}, {9, 5, 16}, {8, 129, 112}, {3, 0, 32}};
+                                        {1, 2048, 128}, {9, 5, 16}, {8, 129, 112}, {3, 0, 32},
+                                        {3, 50, 20},  {2, 70, 8}};
     static const petrel_dtype dts[] = {PETREL_DTYPE_F32, PETREL_DTYPE_BF16, PETREL_DTYPE_F16};
     int n = 0;
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++)
@@ -252,9 +259,9 @@ static void attn_case_run(const attn_case *c, int path) {
         }
     if (c->inf_v) /* the value the first call writes at cache position `dead` (L > dead) */
         data[((Hq + c->Hkv) * L + dead) * WMAX] = INFINITY;
-    cpu_fast_attn_simd(path == AVX512);
+    use_path(path);
     float *got = run_attn(c, data, bmask, fmask, true), *ref = run_attn(c, data, bmask, fmask, false);
-    cpu_fast_attn_simd(true);
+    use_path(AVX512);
     if (got && ref) {
         double err2 = 0, ref2 = 0;
         int nonfinite = 0;
@@ -392,9 +399,9 @@ static int check_sdpa(void) {
                     if (c->mask == 1) ((uint8_t *)in[3])[i * c->S + j] = keep;
                     else ((float *)in[3])[i * c->S + j] = keep ? (float)rng_uniform(-2.0, 2.0) : -INFINITY;
                 }
-            cpu_fast_attn_simd(path == AVX512);
+            use_path(path);
             float *got = run_sdpa(c, in, true), *ref = run_sdpa(c, in, false);
-            cpu_fast_attn_simd(true);
+            use_path(AVX512);
             if (got && ref) {
                 int64_t no = c->B * c->Hq * c->L * c->Ev;
                 double err2 = 0, ref2 = 0;

@@ -86,14 +86,18 @@ PT_HIDDEN void cpu_fast_qmm(const cpu_qweight *w, int64_t n0, int64_t nb, int64_
  * with w_j = exp(s_j - max s), for e < Ev; v's rows (f32, bf16 or f16) ldv
  * elements apart, contiguous along e.  Float accumulation; a row with
  * every column excluded, or an empty range, gives zeros; s is
- * overwritten.  AVX-512 when the CPU has it and Ev is a multiple of 16
- * (and cpu_fast_attn_simd left it on), else a portable loop. */
+ * overwritten.  AVX-512 when the CPU has it and Ev is a multiple of 16,
+ * else AVX2 (with FMA and F16C) when the CPU has it and Ev is a multiple
+ * of 8 (and cpu_fast_attn_simd left them on), else a portable loop. */
 PT_HIDDEN void cpu_fast_softmax_pv(int64_t M, float *s, int64_t lds, const int32_t *j0, const int32_t *j1,
                                    const void *v, int64_t ldv, petrel_dtype vdt, int64_t Ev, float *out,
                                    int64_t ldo);
 /* Test hook: false makes cpu_fast_softmax_pv take its portable loop
  * (process-wide; tests only). */
 PT_HIDDEN void cpu_fast_attn_simd(bool on);
+/* Test hook: false keeps cpu_fast_softmax_pv off its AVX-512 loops (the
+ * AVX2 ones then run on a CPU that has both; process-wide; tests only). */
+PT_HIDDEN void cpu_fast_attn_avx512(bool on);
 /* Does the attention kernel take the float path?  False after
  * cpu_fast_attn_enable(false) (process-wide; tests only): the double
  * reference loops run. */
