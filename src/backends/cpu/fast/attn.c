@@ -161,27 +161,38 @@ ATTN_INLINE void pv_rows(int R, const float *w0, const float *w1, int64_t j0, in
     if (e + 16 <= Ev) pv16(R, 1, w0, w1, j0, j1, v, ldv, dt, e, o0, o1, inv0, inv1);
 }
 
-/* The rows two at a time over the union of their column ranges (a
- * row's weights outside its own range set to 0). */
+/* Rows go two at a time over the union of their column ranges [u0, u1),
+ * each row's weights outside its own range set to 0: pair_ranges gives
+ * the ranges of rows r and r + 1 (an empty one joins the other's),
+ * pair_union zeroes those weights once they are computed. */
+static inline void pair_ranges(const int32_t *j0, const int32_t *j1, int64_t r, int64_t *a0, int64_t *a1,
+                               int64_t *b0, int64_t *b1) {
+    *a0 = j0[r], *a1 = j1[r], *b0 = j0[r + 1], *b1 = j1[r + 1];
+    if (*a1 <= *a0) *a0 = *b0, *a1 = *b0;
+    if (*b1 <= *b0) *b0 = *a0, *b1 = *a0;
+}
+static inline void pair_union(float *s0, float *s1, int64_t a0, int64_t a1, int64_t b0, int64_t b1, int64_t *u0,
+                              int64_t *u1) {
+    *u0 = a0 < b0 ? a0 : b0, *u1 = a1 > b1 ? a1 : b1;
+    for (int64_t j = *u0; j < *u1; j++) {
+        if (j < a0 || j >= a1) s0[j] = 0.0f;
+        if (j < b0 || j >= b1) s1[j] = 0.0f;
+    }
+}
+
 ATTN_INLINE void rows_avx512(int64_t M, float *s, int64_t lds, const int32_t *j0, const int32_t *j1,
                              const void *v, int64_t ldv, petrel_dtype dt, int64_t Ev, float *out, int64_t ldo) {
-    int64_t r = 0;
+    int64_t r = 0, a0, a1, b0, b1, u0, u1;
     for (; r + 2 <= M; r += 2) {
         float *s0 = s + r * lds, *s1 = s0 + lds;
-        int64_t a0 = j0[r], a1 = j1[r], b0 = j0[r + 1], b1 = j1[r + 1];
-        if (a1 <= a0) a0 = b0, a1 = b0; /* an empty range joins the other's */
-        if (b1 <= b0) b0 = a0, b1 = a0;
+        pair_ranges(j0, j1, r, &a0, &a1, &b0, &b1);
         float i0 = weights16(s0, a0, a1), i1 = weights16(s1, b0, b1);
-        int64_t u0 = a0 < b0 ? a0 : b0, u1 = a1 > b1 ? a1 : b1;
-        for (int64_t j = u0; j < u1; j++) {
-            if (j < a0 || j >= a1) s0[j] = 0.0f;
-            if (j < b0 || j >= b1) s1[j] = 0.0f;
-        }
+        pair_union(s0, s1, a0, a1, b0, b1, &u0, &u1);
         pv_rows(2, s0, s1, u0, u1, v, ldv, dt, Ev, out + r * ldo, out + (r + 1) * ldo, i0, i1);
     }
     if (r < M) {
         float *s0 = s + r * lds;
-        int64_t a0 = j0[r], a1 = j1[r] > j0[r] ? j1[r] : j0[r];
+        a0 = j0[r], a1 = j1[r] > j0[r] ? j1[r] : j0[r];
         float i0 = weights16(s0, a0, a1);
         pv_rows(1, s0, s0, a0, a1, v, ldv, dt, Ev, out + r * ldo, out + r * ldo, i0, i0);
     }
@@ -315,23 +326,17 @@ A2_INLINE void pv_rows8(int R, const float *w0, const float *w1, int64_t j0, int
 /* rows_avx512 on eight lanes. */
 A2_INLINE void rows_avx2(int64_t M, float *s, int64_t lds, const int32_t *j0, const int32_t *j1, const void *v,
                          int64_t ldv, petrel_dtype dt, int64_t Ev, float *out, int64_t ldo) {
-    int64_t r = 0;
+    int64_t r = 0, a0, a1, b0, b1, u0, u1;
     for (; r + 2 <= M; r += 2) {
         float *s0 = s + r * lds, *s1 = s0 + lds;
-        int64_t a0 = j0[r], a1 = j1[r], b0 = j0[r + 1], b1 = j1[r + 1];
-        if (a1 <= a0) a0 = b0, a1 = b0; /* an empty range joins the other's */
-        if (b1 <= b0) b0 = a0, b1 = a0;
+        pair_ranges(j0, j1, r, &a0, &a1, &b0, &b1);
         float i0 = weights8(s0, a0, a1), i1 = weights8(s1, b0, b1);
-        int64_t u0 = a0 < b0 ? a0 : b0, u1 = a1 > b1 ? a1 : b1;
-        for (int64_t j = u0; j < u1; j++) {
-            if (j < a0 || j >= a1) s0[j] = 0.0f;
-            if (j < b0 || j >= b1) s1[j] = 0.0f;
-        }
+        pair_union(s0, s1, a0, a1, b0, b1, &u0, &u1);
         pv_rows8(2, s0, s1, u0, u1, v, ldv, dt, Ev, out + r * ldo, out + (r + 1) * ldo, i0, i1);
     }
     if (r < M) {
         float *s0 = s + r * lds;
-        int64_t a0 = j0[r], a1 = j1[r] > j0[r] ? j1[r] : j0[r];
+        a0 = j0[r], a1 = j1[r] > j0[r] ? j1[r] : j0[r];
         float i0 = weights8(s0, a0, a1);
         pv_rows8(1, s0, s0, a0, a1, v, ldv, dt, Ev, out + r * ldo, out + r * ldo, i0, i0);
     }
