@@ -233,11 +233,11 @@ QMM_INLINE void win_get(bool raw, const qmm_rows *rows, const qmm_win *w, int r,
 
 /* R rows over all of K, e codes per byte, `half`: two groups per block.
  * Dot products with x into res[r] (store false), or the dequantized rows
- * written to rows->w[r] in x's block order (store true).  Constant
- * arguments: each caller below is one specialization. */
+ * written to rows->w[r] in x's block order (store true); raw: the group
+ * parameters come from the weight's bf16 scales (qmm_win), else from sf
+ * and zf.  Constant arguments: each caller below is one specialization. */
 QMM_INLINE void qmm_run(const qmm_ctx *q, int e, bool half, int R, bool store, bool raw, const qmm_rows *rows,
-                        const float *x,
-                        float *res) {
+                        const float *x, float *res) {
     const int bits = 8 / e;
     const int64_t blk = 16 * e;
     const __m512 base = _mm512_loadu_ps(q->base);
@@ -351,8 +351,9 @@ QMM_SPECIAL(deq2h, 4, true, 1, true, false)
  * |e2m1| * s * t for the code's magnitude (one 8-entry permute) with the
  * code's sign bit put on it (IEEE products are symmetric in sign, so that
  * is the same float); either way w is the float ops.def defines, the bits
- * of the reference's q_row, and it meets x in a float FMA.  Two weight rows go together (sixteen
- * vector registers), prefetching the codes of the next two. */
+ * of the reference's q_row, and it meets x in a float FMA.  Two weight
+ * rows go together (sixteen vector registers), prefetching the codes of
+ * the next two. */
 #define Q2_TARGET __attribute__((target("avx2,fma,f16c")))
 #define Q2_INLINE static inline __attribute__((always_inline)) Q2_TARGET
 
@@ -449,7 +450,8 @@ Q2_INLINE __m256 e4m3x8(const uint8_t *p) {
     const __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(0.001953125f)); /* m * 2^-9 */
     __m256i v = _mm256_blendv_epi8(normal, _mm256_castps_si256(sub), _mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag));
     v = _mm256_blendv_epi8(v, _mm256_set1_epi32(0x7fc00000), _mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7f)));
-    return _mm256_castsi256_ps(_mm256_or_si256(v, _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24)));
+    const __m256i sgn = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
+    return _mm256_castsi256_ps(_mm256_or_si256(v, sgn));
 }
 
 /* row_params on 8 lanes: the same values. */
