@@ -16,6 +16,7 @@
 #include <math.h>
 
 #include "fast.h"
+#include "simd.h"
 
 static bool attn_on = true, attn_float = true, attn_avx512 = true; /* the test hooks */
 
@@ -24,11 +25,6 @@ void cpu_fast_attn_avx512(bool on) { attn_avx512 = on; }
 void cpu_fast_attn_enable(bool on) { attn_float = on; }
 bool cpu_fast_attn_enabled(void) { return attn_float; }
 
-/* No cache: threads call these. */
-static bool have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
-static bool have_avx2(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
 
 /* Value e of row p (f32, bf16 or f16), as a float. */
 static inline float vat(const void *p, int64_t e, petrel_dtype dt) {
@@ -252,13 +248,6 @@ A2_INLINE float hmax8(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
-A2_INLINE float hsum8(__m256 v) {
-    __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
-    return _mm_cvtss_f32(m);
-}
-
 /* weights16 on eight lanes. */
 A2_INLINE float weights8(float *s, int64_t j0, int64_t j1) {
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
@@ -284,7 +273,7 @@ A2_INLINE float weights8(float *s, int64_t j0, int64_t j1) {
         _mm256_maskstore_ps(s + j, k, w);
         sum = _mm256_add_ps(sum, w);
     }
-    return 1.0f / hsum8(sum);
+    return 1.0f / fast_hsum256(sum);
 }
 
 /* Eight values from e on, as floats. */
@@ -352,11 +341,11 @@ A2_TARGET static void softmax_pv_avx2(int64_t M, float *s, int64_t lds, const in
 
 void cpu_fast_softmax_pv(int64_t M, float *s, int64_t lds, const int32_t *j0, const int32_t *j1, const void *v,
                          int64_t ldv, petrel_dtype vdt, int64_t Ev, float *out, int64_t ldo) {
-    if (attn_on && attn_avx512 && Ev % 16 == 0 && have_avx512()) {
+    if (attn_on && attn_avx512 && Ev % 16 == 0 && fast_have_avx512()) {
         softmax_pv_avx512(M, s, lds, j0, j1, v, ldv, vdt, Ev, out, ldo);
         return;
     }
-    if (attn_on && Ev % 8 == 0 && have_avx2()) {
+    if (attn_on && Ev % 8 == 0 && fast_have_avx2()) {
         softmax_pv_avx2(M, s, lds, j0, j1, v, ldv, vdt, Ev, out, ldo);
         return;
     }

@@ -274,13 +274,7 @@ __attribute__((always_inline)) static inline void gemm_generic(int64_t M, int64_
             out[i * ldo + j] = alpha * wdot_generic(a + i * lda, wrow(b, j, ldb, kind), K, kind);
 }
 
-/* Does this CPU run the AVX2 kernels?  (Not cached in a static: threads
- * call this.) */
-static bool have_avx2(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
-
-static bool have_avx512(void) { return have_avx2() && __builtin_cpu_supports("avx512f"); }
+static bool have_avx512(void) { return fast_have_avx2() && fast_have_avx512(); } /* its loops use both */
 
 static bool g_f32_simd = true, g_half_simd = true, g_avx512 = true; /* the test hooks: tests only */
 
@@ -291,7 +285,7 @@ void cpu_fast_gemm_avx512(bool on) { g_avx512 = on; }
 void cpu_fast_gemm_nt_f32(int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const float *b,
                           int64_t ldb, float *out, int64_t ldo, float alpha) {
     if (g_f32_simd && g_avx512 && have_avx512()) gemm_avx512_f32(M, N, K, a, lda, b, ldb, out, ldo, alpha);
-    else if (g_f32_simd && have_avx2()) gemm_avx2_f32(M, N, K, a, lda, b, ldb, out, ldo, alpha);
+    else if (g_f32_simd && fast_have_avx2()) gemm_avx2_f32(M, N, K, a, lda, b, ldb, out, ldo, alpha);
     else gemm_generic(M, N, K, a, lda, b, ldb, W_F32, out, ldo, alpha);
 }
 
@@ -299,7 +293,7 @@ void cpu_fast_gemm_nt_half(int64_t M, int64_t N, int64_t K, const float *a, int6
                            int64_t ldb, bool bf16, float *out, int64_t ldo, float alpha) {
     if (g_half_simd && g_avx512 && have_avx512()) {
         gemm_avx512_half(M, N, K, a, lda, b, ldb, bf16, out, ldo, alpha);
-    } else if (g_half_simd && have_avx2()) {
+    } else if (g_half_simd && fast_have_avx2()) {
         if (bf16) gemm_avx2_bf16(M, N, K, a, lda, b, ldb, out, ldo, alpha);
         else gemm_avx2_f16(M, N, K, a, lda, b, ldb, out, ldo, alpha);
     } else {

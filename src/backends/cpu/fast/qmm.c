@@ -44,12 +44,7 @@ static bool qmm_on = true, qmm_avx512 = true; /* the test hooks: tests only */
 void cpu_fast_qmm_enable(bool on) { qmm_on = on; }
 void cpu_fast_qmm_avx512(bool on) { qmm_avx512 = on; }
 
-/* No cache: threads call these. */
-static bool have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
-static bool have_avx2(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
-static bool use_avx512(void) { return qmm_avx512 && have_avx512(); }
+static bool use_avx512(void) { return qmm_avx512 && fast_have_avx512(); }
 
 /* Codes per byte: 1, 2 or 4.  A 16-byte block holds 16 * per_byte codes. */
 static int per_byte(int fmt) { return 8 / pt_qfmt_bits((pt_qfmt)fmt); }
@@ -66,7 +61,7 @@ bool cpu_fast_qmm_ok(const cpu_qweight *w) {
     bool sdt_ok = w->fmt == PT_QFMT_NVFP4 ? w->sdt == PETREL_DTYPE_U8
                                           : w->sdt == PETREL_DTYPE_F32 || w->sdt == PETREL_DTYPE_BF16 ||
                                                 w->sdt == PETREL_DTYPE_F16;
-    return qmm_on && (have_avx512() || have_avx2()) && sdt_ok && w->K > 0 && w->K % blk == 0 &&
+    return qmm_on && (fast_have_avx512() || fast_have_avx2()) && sdt_ok && w->K > 0 && w->K % blk == 0 &&
            (w->G % blk == 0 || half_groups(w)) && (w->s_cs == 1 || ng == 1) &&
            (!w->zeros || w->z_cs == 1 || ng == 1);
 }
@@ -500,9 +495,6 @@ static void qmm_rows_loop(const cpu_qweight *w, int64_t n0, int64_t nb, int64_t 
         rows.zf[r] = zf + r * ng;
     }
     if (M == 1) {
-        /* bf16 scales are read in the loop, not first converted into sf
-         * and zf per row (a pass of its own: 10 % of a decode step) */
-        q->raw = w->sdt == PETREL_DTYPE_BF16 && !q->fp4, q->qmin = pt_qfmt_qmin((pt_qfmt)w->fmt);
         float res[QMM_MAX_ROWS];
         for (int64_t j = 0; j < nb;) {
             int step = nb - j >= R ? R : 1;
@@ -539,12 +531,15 @@ void cpu_fast_qmm(const cpu_qweight *w, int64_t n0, int64_t nb, int64_t M, const
                   float *work) {
     int e = per_byte(w->fmt), bits = 8 / e;
     bool half = half_groups(w);
-    qmm_ctx q = {.K = w->K, .G = w->G, .fp4 = w->fmt == PT_QFMT_NVFP4, .t = w->t};
+    qmm_ctx q = {.K = w->K, .G = w->G, .fp4 = w->fmt == PT_QFMT_NVFP4, .t = w->t,
+                 .qmin = pt_qfmt_qmin((pt_qfmt)w->fmt)};
+    /* decode reads bf16 scales in the loop, not first converted into sf
+     * and zf per row (a pass of its own: 10 % of a decode step) */
+    const bool raw = q.raw = M == 1 && w->sdt == PETREL_DTYPE_BF16 && !q.fp4;
     for (unsigned u = 0; u < 16; u++)
         q.base[u] = q.fp4 ? pt_e2m1_to_float(u) : (float)(u & ((1u << bits) - 1u));
     if (use_avx512()) {
         /* [0] a step of R rows, [1] one row, [2] dequantize one row */
-        const bool raw = M == 1 && w->sdt == PETREL_DTYPE_BF16 && !q.fp4; /* as qmm_rows_loop sets q.raw */
         qmm_fn fns[3][3] = {{raw ? dot8_4r : dot8_4, raw ? dot8_1r : dot8_1, deq8},
                             {half ? raw ? dot4h_4r : dot4h_4 : raw ? dot4_4r : dot4_4,
                              half ? raw ? dot4h_1r : dot4h_1 : raw ? dot4_1r : dot4_1, half ? deq4h : deq4},
