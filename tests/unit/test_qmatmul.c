@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "backends/cpu/fast/fast.h"
+#include "backends/cpu/fast/simd.h"
 #include "core/quant_fmt.h"
 #include "runtime/exec.h"
 
@@ -316,9 +317,6 @@ static int cases_run, cases_fast, cases_avx2;
 enum { PATH_REF, PATH_FAST, PATH_AVX2 };
 static const char *path_names[] = {"reference", "fast", "fast avx2"};
 
-static bool cpu_avx2(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
 
 /* Set the hooks for path p (PATH_REF: every fast kernel off); back to
  * the defaults with PATH_FAST. */
@@ -379,7 +377,7 @@ static void run_qlinear(const qcase *c, int path) {
     int e = 8 / f->bits;
     bool fits = K % (16 * e) == 0 && (c->G % (16 * e) == 0 || (e > 1 && c->G == 8 * e));
     cpu_qweight probe = {.fmt = c->fmt, .N = 1, .K = K, .G = c->G, .sdt = ws[0].scales.dt, .s_cs = 1, .z_cs = 1};
-    bool simd = __builtin_cpu_supports("avx512f") || cpu_avx2();
+    bool simd = fast_have_avx512() || fast_have_avx2();
     use_path(path);
     CHECK(cpu_fast_qmm_ok(&probe) == (path != PATH_REF && simd && fits), "%s G=%lld: cpu_fast_qmm_ok says %d",
           f->name, (long long)c->G, cpu_fast_qmm_ok(&probe));
@@ -446,7 +444,7 @@ static void test_qlinear(void) {
                                        .xdt = dts[xi], .sdt = dts[si], .xrank = shape ? 3 : 2, .M = shape ? 6 : 1};
                             run_qlinear(&c, PATH_REF);
                             run_qlinear(&c, PATH_FAST);
-                            if (cpu_avx2() && __builtin_cpu_supports("avx512f")) run_qlinear(&c, PATH_AVX2);
+                            if (fast_have_avx2() && fast_have_avx512()) run_qlinear(&c, PATH_AVX2);
                         }
                     }
     }
@@ -535,7 +533,7 @@ static void test_qlinear_norm(void) {
                 for (int variant = 0; variant < 2; variant++)
                     for (int xrank = 2; xrank <= 3; xrank++)
                         for (int path = PATH_REF; path <= PATH_AVX2; path++)
-                            if (path != PATH_AVX2 || (cpu_avx2() && __builtin_cpu_supports("avx512f")))
+                            if (path != PATH_AVX2 || (fast_have_avx2() && fast_have_avx512()))
                                 run_qlinear_norm(&fmts[fs[fi]], fmts[fs[fi]].fp4 ? 16 : 32, mode, dts[di], variant,
                                                  xrank, path);
 }
