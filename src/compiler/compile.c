@@ -61,6 +61,10 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
         r.noops_removed = pc_remove_noops(&g);
         pc_canonicalize(&g); /* fusion and quantization match aten.linear */
         r.fused = pc_fuse(&g);
+        /* MoE experts only for a backend that has their kernels: the
+         * unfused gather and bmm run on every device */
+        if (dev == PT_DEV_CPU || pt_cuda_has_op(PETREL_OP_PETREL_EXPERT_LINEAR)) r.fused += pc_fuse_experts(&g);
+        qo.experts = dev == PT_DEV_CPU || pt_cuda_has_op(PETREL_OP_PETREL_QEXPERT_LINEAR);
         /* after fusion, whose patterns count readers; merged twins are
          * nodes nobody reads any more, too */
         r.dead_removed = pc_forward_state(&g);

@@ -67,6 +67,13 @@ PT_HIDDEN int pc_canonicalize(pt_graph *g);
  * partly fused, valid either way). */
 PT_HIDDEN int pc_fuse(pt_graph *g);
 
+/* The experts' products of MoE layers (HF's batched_mm experts: a gather
+ * of the experts' weights, then bmm) => petrel.expert_linear (fuse.c).
+ * Separate from pc_fuse because a backend without that kernel runs the
+ * gather and bmm on the device instead; run it after pc_fuse.  Returns
+ * the number made. */
+PT_HIDDEN int pc_fuse_experts(pt_graph *g);
+
 /* Overwritten state (see state.c): reads of a tensor that was just
  * overwritten by copy_ / copy read the copy's source instead; in-place
  * writes whose memory nobody reads afterwards in the run, and that no
@@ -124,6 +131,8 @@ typedef struct pc_quant_opts {
     pt_qfmt format;
     int group_size;                /* 32, 64 or 128; 16 for nvfp4 */
     bool embedding;                /* also aten.embedding -> petrel.qembedding */
+    bool experts;                  /* also petrel.expert_linear -> petrel.qexpert_linear
+                                      (false: the target backend has no kernel for it) */
     const char *const *skip;       /* fnmatch patterns on weight names kept float */
     int nskip;
     petrel_progress_fn progress;   /* optional: called as weights are done */

@@ -28,6 +28,11 @@
 **   residual          add(r, linear(x, W))                   => petrel.linear_add
 **   shared input      several linear(x, W_i) (q/k/v)         => petrel.linear_n
 **
+** And, as a pass of its own (pc_fuse_experts: only for a backend with
+** the kernel), the experts of an MoE layer (HF's batched_mm experts):
+**
+**   squeeze(bmm(index(W, [ids]), unsqueeze(x, -1)), -1) => petrel.expert_linear
+**
 ** Last, two folds (not counted as fused ops).  petrel.sdpa_cache of
 ** petrel.rope(q, cos, sin) and petrel.rope(k, cos, sin) (rotate-half
 ** ones: its rope_cos/rope_sin mean that), the same cos and
@@ -1026,6 +1031,47 @@ static bool commute_norm_view(pt_graph *g, const fz *f, int32_t ni) {
     av2->dtype = xv->dtype;
     return true;
 }
+
+/* ---- MoE experts ------------------------------------------------------------- */
+
+/* Anchor: squeeze(bmm(index(W, [ids]), unsqueeze(x, -1)), -1) (squeeze.dim
+ * or .dims), HF's batched_mm experts: W (E, N, K), ids (T) integers, x
+ * (T, K) and the result of W's float dtype  => petrel.expert_linear(x, W,
+ * ids).  The gathered weights (T, N, K) are never made. */
+static bool match_expert(const fz *f, int32_t si, fz_match *m) {
+    const pt_node *sq = node(f, si);
+    int64_t d[2];
+    int dim = sq->op == PETREL_OP_SQUEEZE_DIM    ? lit_dim_arg(sq, 1, 3)
+              : sq->op == PETREL_OP_SQUEEZE_DIMS ? (lit_ints(sq, 1, d, 2) == 1 ? wrap_dim(d[0], 3) : -1)
+                                                 : -1;
+    if (dim != 2 || sq->nout != 1) return false;
+    const pt_node *bmm = def_op(f, tin(sq, 0), PETREL_OP_BMM);
+    if (!bmm || only_user(f, out0(bmm)) != si) return false;
+    int32_t bi = node_index(f, bmm);
+    const pt_node *ix = def_op(f, tin(bmm, 0), PETREL_OP_INDEX_TENSOR), *us = def_op(f, tin(bmm, 1), PETREL_OP_UNSQUEEZE);
+    if (!ix || !us || only_user(f, out0(ix)) != bi || only_user(f, out0(us)) != bi || lit_dim_arg(us, 1, 3) != 2 ||
+        ix->nargs < 2 || ix->args[1].kind != PT_ARG_TENSORS || ix->args[1].n != 1)
+        return false;
+    int32_t wv = tin(ix, 0), iv = ix->args[1].items[0].vid, xv = tin(us, 0);
+    const pt_value *w = val(f, wv), *ids = val(f, iv), *x = val(f, xv), *y = val(f, out0(sq));
+    if (!is_float_tensor(w) || w->rank != 3 || ids->kind != PT_V_TENSOR || ids->rank != 1 ||
+        pt_dtype_is_float(ids->dtype) || ids->dtype == PETREL_DTYPE_BOOL || !is_float_tensor(x) || x->rank != 2 ||
+        x->dtype != w->dtype || y->kind != PT_V_TENSOR || y->rank != 2 || y->dtype != w->dtype ||
+        !pt_dim_eq(&x->shape[0], &ids->shape[0]) || !pt_dim_eq(&x->shape[1], &w->shape[2]))
+        return false;
+    take(m, f, ix);
+    take(m, f, us);
+    take(m, f, bmm);
+    take(m, f, sq);
+    m->final = si;
+    m->op = PETREL_OP_PETREL_EXPERT_LINEAR;
+    put_tensor(m, xv);
+    put_tensor(m, wv);
+    put_tensor(m, iv);
+    return true;
+}
+
+int pc_fuse_experts(pt_graph *g) { return pc_match_all(g, match_expert); }
 
 /* ---- driver ------------------------------------------------------------------ */
 

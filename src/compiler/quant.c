@@ -10,6 +10,8 @@
 **   petrel.gated_linear    -> qlinear mode "gated" (both weights or neither)
 **   petrel.linear_add      -> qlinear mode "add"
 **   aten.embedding         -> qembedding
+**   petrel.expert_linear   -> qexpert_linear (an MoE layer's experts: the
+**                             weight (E, N, K) quantized as E * N rows)
 **
 ** The RMSNorm prologue of a linear_n or gated_linear (fuse.c folds it in)
 ** goes along to its qlinear, both halves of a split linear_n keeping it.
@@ -78,7 +80,8 @@ petrel_status pc_quant_parse(const char *scheme, pc_quant_opts *o, pt_err *err) 
 /* One float weight to quantize (a storage view; tied readers share it). */
 typedef struct qz_weight {
     int32_t vid;                   /* a value holding it (the first seen) */
-    int64_t n, k;
+    int64_t n, k;                  /* rows (all experts') and K */
+    int64_t e;                     /* experts of a 3-D weight (E, N, K); 1 for 2-D */
     bool wanted;                   /* a node that will be rewritten reads it */
     bool done;                     /* quantized (false: not finite, stays float) */
     bool used;                     /* a rewritten node reads its codes */
@@ -126,15 +129,18 @@ static void kept(qz *q, int32_t vid, const char *why) {
  * program constant at all, which is not worth a note). */
 static const char *refuse(const qz *q, int32_t vid, char *buf, size_t cap) {
     const pt_value *v = &q->g->values[vid];
-    if ((v->src != PT_SRC_PARAM && v->src != PT_SRC_CONST) || !v->data || v->kind != PT_V_TENSOR || v->rank != 2 ||
-        v->shape[0].expr || v->shape[1].expr)
+    if ((v->src != PT_SRC_PARAM && v->src != PT_SRC_CONST) || !v->data || v->kind != PT_V_TENSOR || v->rank < 2 ||
+        v->rank > 3)
         return ""; /* not a weight: nothing to report */
+    for (int d = 0; d < v->rank; d++)
+        if (v->shape[d].expr) return "";
     if (v->dtype != PETREL_DTYPE_F32 && v->dtype != PETREL_DTYPE_BF16 && v->dtype != PETREL_DTYPE_F16)
         return "not f32, bf16 or f16";
     for (int i = 0; i < q->o->nskip; i++)
         if (fnmatch(q->o->skip[i], wname(v), 0) == 0) return "--quant-skip";
-    if (v->shape[1].lit % q->o->group_size || v->shape[1].lit == 0) {
-        snprintf(buf, cap, "K = %lld is not a multiple of %d", (long long)v->shape[1].lit, q->o->group_size);
+    int64_t K = v->shape[v->rank - 1].lit;
+    if (K % q->o->group_size || K == 0) {
+        snprintf(buf, cap, "K = %lld is not a multiple of %d", (long long)K, q->o->group_size);
         return buf;
     }
     return NULL;
@@ -153,8 +159,9 @@ static int32_t weight_of(qz *q, int32_t vid) {
         q->w = nw;
         q->capw = cap;
     }
-    q->w[q->nw] = (qz_weight){.vid = vid, .n = v->shape[0].lit, .k = v->shape[1].lit, .codes = -1,
-                              .scales = -1, .zeros = -1};
+    int64_t e = v->rank == 3 ? v->shape[0].lit : 1;
+    q->w[q->nw] = (qz_weight){.vid = vid, .n = e * v->shape[v->rank - 2].lit, .k = v->shape[v->rank - 1].lit, .e = e,
+                              .codes = -1, .scales = -1, .zeros = -1};
     return q->wof[vid] = q->nw++;
 }
 
@@ -189,6 +196,18 @@ static int node_weights(const qz *q, const pt_node *n, int32_t *vids, const char
         if (!q->o->embedding || n->args[0].kind != PT_ARG_TENSOR) return 0;
         vids[0] = n->args[0].items[0].vid;
         return 1;
+    case PETREL_OP_PETREL_EXPERT_LINEAR:
+        if (!q->o->experts) *why = "the backend has no quantized expert kernel";
+        vids[0] = n->args[1].items[0].vid;
+        return 1;
+    case PETREL_OP_INDEX_TENSOR: { /* experts the backend could not take fused: reported */
+        if (q->o->experts || n->args[0].kind != PT_ARG_TENSOR) return 0;
+        const pt_value *w = &g->values[n->args[0].items[0].vid];
+        if (w->rank != 3 || !w->data || !pt_dtype_is_float(w->dtype)) return 0;
+        *why = "MoE experts: the backend has no expert kernel";
+        vids[0] = n->args[0].items[0].vid;
+        return 1;
+    }
     default: return 0;
     }
 }
@@ -223,9 +242,17 @@ static bool node_plan(qz *q, const pt_node *n, bool *ok, int stage) {
 
 /* ---- quantizing ---------------------------------------------------------------- */
 
-/* Element (row, col) of a 2-D float weight as f32. */
+/* Element offset of row `row` of a weight: (N, K), or (E, N, K) whose
+ * rows are numbered expert by expert. */
+static int64_t row_at(const pt_value *v, int64_t row) {
+    if (v->rank == 2) return v->storage_offset + row * v->strides[0];
+    int64_t n = v->shape[1].lit;
+    return v->storage_offset + row / n * v->strides[0] + row % n * v->strides[1];
+}
+
+/* Element (row, col) of a float weight as f32. */
 static float load_w(const pt_value *v, int64_t row, int64_t col) {
-    int64_t i = v->storage_offset + row * v->strides[0] + col * v->strides[1];
+    int64_t i = row_at(v, row) + col * v->strides[v->rank - 1];
     switch (v->dtype) {
     case PETREL_DTYPE_BF16: { uint16_t h; memcpy(&h, v->data + i * 2, 2); return pt_bf16_to_f32(h); }
     case PETREL_DTYPE_F16: { uint16_t h; memcpy(&h, v->data + i * 2, 2); return pt_f16_to_f32(h); }
@@ -235,16 +262,17 @@ static float load_w(const pt_value *v, int64_t row, int64_t col) {
 
 /* Row `row` of v as f32 into out (K values). */
 static void load_row(const pt_value *v, int64_t row, float *out) {
-    int64_t K = v->shape[1].lit;
-    if (v->dtype == PETREL_DTYPE_BF16 && v->strides[1] == 1) {
-        const uint8_t *p = v->data + (v->storage_offset + row * v->strides[0]) * 2;
+    int64_t K = v->shape[v->rank - 1].lit;
+    bool dense = v->strides[v->rank - 1] == 1;
+    if (v->dtype == PETREL_DTYPE_BF16 && dense) {
+        const uint8_t *p = v->data + row_at(v, row) * 2;
         for (int64_t k = 0; k < K; k++) {
             uint16_t h;
             memcpy(&h, p + k * 2, 2);
             out[k] = pt_bf16_to_f32(h);
         }
-    } else if (v->dtype == PETREL_DTYPE_F32 && v->strides[1] == 1) {
-        memcpy(out, v->data + (v->storage_offset + row * v->strides[0]) * 4, (size_t)K * 4);
+    } else if (v->dtype == PETREL_DTYPE_F32 && dense) {
+        memcpy(out, v->data + row_at(v, row) * 4, (size_t)K * 4);
     } else {
         for (int64_t k = 0; k < K; k++) out[k] = load_w(v, row, k);
     }
@@ -300,7 +328,8 @@ static bool quantize_one(qz *q, qz_weight *w) {
 
 /* ---- graph edits ----------------------------------------------------------------- */
 
-/* Append a constant tensor value (N, C) of dtype dt over `data`. */
+/* Append a constant tensor value of dtype dt over `data`: rank 2, (N, C)
+ * or, for an experts' weight, (E, N, C); rank 1, (C). */
 static int32_t add_const(qz *q, const qz_weight *w, const char *suffix, petrel_dtype dt, int rank, int64_t cols,
                          const uint8_t *data, int64_t bytes) {
     pt_graph *g = q->g;
@@ -321,11 +350,18 @@ static int32_t add_const(qz *q, const qz_weight *w, const char *suffix, petrel_d
     v->kind = PT_V_TENSOR;
     v->src = src->src;
     v->dtype = dt;
-    v->rank = rank;
-    v->shape[0].lit = rank == 2 ? w->n : cols;
-    v->shape[1].lit = cols;
-    v->strides[0] = rank == 2 ? cols : 1;
-    v->strides[1] = 1;
+    if (rank == 1) {
+        v->rank = 1;
+        v->shape[0].lit = cols;
+        v->strides[0] = 1;
+    } else {
+        int64_t e = src->rank == 3 ? w->e : 1, n = w->n / e;
+        v->rank = src->rank;
+        int d = 0;
+        if (src->rank == 3) v->shape[d].lit = e, v->strides[d++] = n * cols;
+        v->shape[d].lit = n, v->strides[d++] = cols;
+        v->shape[d].lit = cols, v->strides[d] = 1;
+    }
     v->data = data;
     v->data_bytes = bytes;
     return g->nvalues++;
@@ -421,11 +457,12 @@ static void free_args(pt_arg *args, int n) {
 /* The arguments of the quantized op for weights vids[0..n) (all
  * quantized): x, codes, scales, zeros, residual, format, group_size,
  * mode, act and the RMSNorm prologue's five (copies of `norm`, or off when
- * NULL) for qlinear; codes, scales, zeros, indices, format, group_size for
- * qembedding. */
+ * NULL) for qlinear; codes, scales, zeros, indices (x), format, group_size
+ * for qembedding; x, ids (residual), codes, scales, zeros, format,
+ * group_size for qexpert_linear. */
 static pt_arg *quant_args(const qz *q, pt_op op, int32_t x, const int32_t *vids, int n, int32_t residual,
                           const char *mode, const char *act, const pt_arg *norm, int *nargs) {
-    int32_t c[12], s[12], z[12];
+    int32_t c[12] = {0}, s[12] = {0}, z[12] = {0};
     int nz = 0;
     for (int k = 0; k < n; k++) {
         const qz_weight *w = &q->w[q->wof[vids[k]]];
@@ -433,7 +470,7 @@ static pt_arg *quant_args(const qz *q, pt_op op, int32_t x, const int32_t *vids,
         s[k] = w->scales;
         if (w->zeros >= 0) z[nz++] = w->zeros;
     }
-    *nargs = op == PETREL_OP_PETREL_QLINEAR ? 14 : 6;
+    *nargs = op == PETREL_OP_PETREL_QLINEAR ? 14 : op == PETREL_OP_PETREL_QEXPERT_LINEAR ? 7 : 6;
     pt_arg *a = pt_calloc((size_t)*nargs, sizeof *a);
     if (!a) return NULL;
     const char *fmt = pt_qfmt_name(q->o->format);
@@ -443,6 +480,10 @@ static pt_arg *quant_args(const qz *q, pt_op op, int32_t x, const int32_t *vids,
              set_tensors(&a[3], z, nz) && set_tensor(&a[4], residual) && set_str(&a[5], fmt) &&
              set_int(&a[6], q->o->group_size) && set_str(&a[7], mode) && set_str(&a[8], act) &&
              set_norm(&a[9], norm);
+    else if (op == PETREL_OP_PETREL_QEXPERT_LINEAR)
+        ok = set_tensor(&a[0], x) && set_tensor(&a[1], residual) && set_tensor(&a[2], c[0]) &&
+             set_tensor(&a[3], s[0]) && set_tensors(&a[4], z, nz) && set_str(&a[5], fmt) &&
+             set_int(&a[6], q->o->group_size);
     else
         ok = set_tensor(&a[0], c[0]) && set_tensor(&a[1], s[0]) && set_tensors(&a[2], z, nz) &&
              set_tensor(&a[3], x) && set_str(&a[4], fmt) && set_int(&a[5], q->o->group_size);
@@ -526,6 +567,10 @@ static int rewrite_node(qz *q, int32_t i, const bool *ok) {
     case PETREL_OP_PETREL_LINEAR_ADD: {
         int32_t res = n->args[2].items[0].vid;
         return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, 1, res, "add", "silu", NULL) ? 0 : -1;
+    }
+    case PETREL_OP_PETREL_EXPERT_LINEAR: { /* (x, weight, ids) */
+        int32_t ids = n->args[2].items[0].vid;
+        return rewrite(q, i, PETREL_OP_PETREL_QEXPERT_LINEAR, a0, vids, 1, ids, NULL, NULL, NULL) ? 0 : -1;
     }
     default: { /* embedding(weight, indices, ...) */
         int32_t ind = n->args[1].items[0].vid;

@@ -7,7 +7,9 @@
 ** are made, then folded in: no petrel.rope left), with no attention left
 ** decomposed: no _softmax, no scaled_dot_product_attention,
 ** no index_copy_/index_put, no KV-cache buffer mutation, no bmm and
-** softmax but those outside attention (MoE routing and experts), and no
+** softmax but those outside attention (MoE routing), the MoE experts'
+** gather + bmm as petrel.expert_linear (and left as they are when
+** compiled for CUDA, which has no kernel for it yet), and no
 ** rotary table left decomposed (no cos, no sin).  2. RMSNorm op fixtures: the decomposed chain (casts included)
 ** and aten.rms_norm over the last dim become one petrel.rms_norm.
 ** 3. Fusion is conservative: an intermediate that is a graph result
@@ -54,7 +56,9 @@ typedef struct fusion_case {
     const char *fixture;
     int layers;
     int norms_per_layer; /* RMSNorms in a decoder layer (final norm: one more) */
-    int other_bmm;       /* bmm outside attention: MoE experts (the rotary
+    int experts;         /* MoE experts' products (gather + bmm), all
+                            petrel.expert_linear when compiled for the CPU;
+                            no bmm is left outside attention (the rotary
                             frequencies' are in petrel.rope_table) */
     int other_softmax;   /* _softmax outside attention: MoE routing (aten form) */
     /* fused linears per layer (the core-ATen form's permute + mm made
@@ -208,8 +212,8 @@ static void test_compiled(const fusion_case *c) {
      * the norms likewise into the linears */
     int rms = c->norms_per_layer * c->layers + 1, rope = 2 * c->layers, sdpa = c->layers;
     int lin = c->layers * (c->linear_n + c->gated + c->linear_add), folded = c->layers * c->folded + 1; /* + LM head */
-    CHECK(r.fused == rms + rope + sdpa + lin + c->tables, "%s: report says %lld fused ops, want %d", c->fixture,
-          (long long)r.fused, rms + rope + sdpa + lin + c->tables);
+    CHECK(r.fused == rms + rope + sdpa + lin + c->tables + c->experts, "%s: report says %lld fused ops, want %d",
+          c->fixture, (long long)r.fused, rms + rope + sdpa + lin + c->tables + c->experts);
     pt_mapping map;
     pt_err err = {{0}};
     pt_graph g;
@@ -221,7 +225,10 @@ static void test_compiled(const fusion_case *c) {
     if (pf_read(&g, map.data, map.size, false, &err) != PETREL_OK) {
         CHECK(0, "%s: reading the program: %s", c->fixture, err.msg);
     } else {
-        check_fused(c->fixture, &g, rms - folded - c->layers * c->qk, 0, sdpa, sdpa, c->other_bmm, c->other_softmax);
+        check_fused(c->fixture, &g, rms - folded - c->layers * c->qk, 0, sdpa, sdpa, 0, c->other_softmax);
+        CHECK(count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR) == c->experts && count_op(&g, PETREL_OP_INDEX_TENSOR) == 0,
+              "%s: %d expert_linear (want %d), %d index.Tensor left", c->fixture,
+              count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR), c->experts, count_op(&g, PETREL_OP_INDEX_TENSOR));
         CHECK(qk_attentions(&g) == (c->qk ? sdpa : 0), "%s: %d attentions take the q/k norms, want %d", c->fixture,
               qk_attentions(&g), c->qk ? sdpa : 0);
         CHECK(norm_linears(&g) == folded && foldable_norms(&g) == 0,
@@ -244,6 +251,31 @@ static void test_compiled(const fusion_case *c) {
         CHECK(count_op(&g, PETREL_OP_MM) == 0 && count_op(&g, PETREL_OP_ADDMM) == 0, "%s: %d mm, %d addmm left",
               c->fixture, count_op(&g, PETREL_OP_MM), count_op(&g, PETREL_OP_ADDMM));
         pt_graph_free(&g);
+    }
+    pt_unmap_file(&map);
+    remove(out_path);
+    if (!c->experts) return;
+    /* for a backend without the experts' kernel (CUDA, so far) their
+     * gather and bmm stay, and run there */
+    petrel_compile_opts cuda = {.backend = "cuda"};
+    if (petrel_compile(&r, in, out_path, &cuda) != PETREL_OK) {
+        CHECK(0, "%s: compile for cuda: %s", c->fixture, petrel_last_error());
+        return;
+    }
+    if (pt_map_file(&map, out_path, &err) != PETREL_OK) {
+        CHECK(0, "%s: %s", c->fixture, err.msg);
+        return;
+    }
+    memset(&g, 0, sizeof g);
+    if (pf_read(&g, map.data, map.size, false, &err) == PETREL_OK) {
+        CHECK(r.fused == rms + rope + sdpa + lin + c->tables && count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR) == 0 &&
+                  count_op(&g, PETREL_OP_BMM) == c->experts,
+              "%s for cuda: %lld fused ops, %d expert_linear, %d bmm (want %d, 0, %d)", c->fixture, (long long)r.fused,
+              count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR), count_op(&g, PETREL_OP_BMM),
+              rms + rope + sdpa + lin + c->tables, c->experts);
+        pt_graph_free(&g);
+    } else {
+        CHECK(0, "%s: reading the cuda program: %s", c->fixture, err.msg);
     }
     pt_unmap_file(&map);
     remove(out_path);

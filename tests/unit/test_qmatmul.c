@@ -15,8 +15,13 @@
 ** results are compared with the reference rounded at ops.def's points,
 ** within 1e-3; NaN fails.  The RMSNorm prologue (modes n and gated, both
 ** paths, Llama's and Gemma's norm) gives exactly what petrel.rms_norm
-** followed by qlinear gives.  qembedding must match exactly.  3. Bad
-** operands fail the node with a message naming the problem.
+** followed by qlinear gives.  qembedding must match exactly.
+** 2b. petrel.qexpert_linear (an MoE layer's experts) and its float twin
+** petrel.expert_linear: rows routed to random experts (repeats, unused
+** experts, negative ids), each row against "its expert's matrix,
+** dequantized here, then matmul" in double, on the same three paths; an
+** id out of bounds fails the node and names it.  3. Bad operands fail
+** the node with a message naming the problem.
 */
 #include <math.h>
 #include <stdio.h>
@@ -581,6 +586,110 @@ static void test_qembedding(void) {
         }
 }
 
+/* ---- 2b. experts -------------------------------------------------------------------- */
+
+static int expert_runs;
+
+/* x (T, K) routed by ids to E experts of (N, K): qexpert_linear over the
+ * quantized weight (fmt >= 0; the E * N rows of one random qw, viewed as
+ * (E, N, ...)) or expert_linear over a float one (fmt < 0, dtype xdt);
+ * every row against its expert's dequantized matrix in double. */
+static void run_expert(int fmt, int64_t G, petrel_dtype xdt, int64_t T, int path) {
+    const int64_t E = 5, N = 70, K = 256;
+    const fmt_def *f = fmt >= 0 ? &fmts[fmt] : NULL;
+    tbuf x = tb_new(xdt, 2, (int64_t[]){T, K}), ids = tb_new(PETREL_DTYPE_I64, 1, (int64_t[]){T});
+    for (int64_t i = 0; i < tb_numel(&x); i++) tb_set(&x, i, rng_uniform(-1, 1));
+    /* experts 0 and 3 only for one row (a repeat and a negative id then), expert 2 never */
+    static const int64_t route[] = {1, 4, -4, 1, 3, 4, -1, 1, 0, -5, 4, 1, 3};
+    for (int64_t t = 0; t < T; t++) ((int64_t *)ids.data)[t] = T == 1 ? rng_int(-5, 4) : route[t % 13];
+    qw q = {0};
+    tbuf wf = {0};
+    double *wd; /* (E * N, K) the weights in double */
+    if (f) {
+        q = qw_random(f, E * N, K, G, xdt);
+        q.codes.rank = 3, q.codes.shape[2] = q.codes.shape[1], q.codes.shape[1] = N, q.codes.shape[0] = E;
+        q.scales.rank = 3, q.scales.shape[2] = q.scales.shape[1], q.scales.shape[1] = N, q.scales.shape[0] = E;
+        if (f->asym) q.zeros.rank = 3, q.zeros.shape[2] = q.zeros.shape[1], q.zeros.shape[1] = N, q.zeros.shape[0] = E;
+        wd = q.w;
+    } else {
+        wf = tb_new(xdt, 3, (int64_t[]){E, N, K});
+        wd = malloc(sizeof(double) * (size_t)(E * N * K));
+        for (int64_t i = 0; i < E * N * K; i++) tb_set(&wf, i, rng_uniform(-0.1, 0.1)), wd[i] = tb_get(&wf, i);
+    }
+    pt_graph g;
+    tg_init(&g);
+    int32_t xv = value(&g, "x", &x, 0, 0, NULL), iv = value(&g, "ids", &ids, 0, 0, NULL);
+    int32_t out = value(&g, "y", NULL, xdt, 2, (int64_t[]){T, N});
+    pt_node *n;
+    if (f) {
+        int32_t cv = value(&g, "codes", &q.codes, 0, 0, NULL), sv = value(&g, "scales", &q.scales, 0, 0, NULL);
+        int32_t zv = q.has_zeros ? value(&g, "zeros", &q.zeros, 0, 0, NULL) : -1;
+        n = add_node(&g, PETREL_OP_PETREL_QEXPERT_LINEAR, 7, &out, 1);
+        arg_tensor(&n->args[0], xv);
+        arg_tensor(&n->args[1], iv);
+        arg_tensor(&n->args[2], cv);
+        arg_tensor(&n->args[3], sv);
+        arg_tensors(&n->args[4], &zv, q.has_zeros ? 1 : 0);
+        arg_str(&n->args[5], f->name);
+        arg_int(&n->args[6], G);
+    } else {
+        n = add_node(&g, PETREL_OP_PETREL_EXPERT_LINEAR, 3, &out, 1);
+        arg_tensor(&n->args[0], xv);
+        arg_tensor(&n->args[1], value(&g, "weight", &wf, 0, 0, NULL));
+        arg_tensor(&n->args[2], iv);
+    }
+    use_path(path);
+    double *got = NULL;
+    pt_err err = {{0}};
+    petrel_status st = run_graph(&g, &got, &err);
+    use_path(PATH_FAST);
+    char what[160];
+    snprintf(what, sizeof what, "%s %s G=%lld x=%s T=%lld %s", f ? "qexpert_linear" : "expert_linear",
+             f ? f->name : "float", (long long)G, petrel_dtype_name(xdt), (long long)T, path_names[path]);
+    CHECK(st == PETREL_OK, "%s: %s", what, err.msg);
+    expert_runs++;
+    if (st == PETREL_OK) {
+        double *want = malloc(sizeof(double) * (size_t)(T * N));
+        for (int64_t t = 0; t < T; t++) {
+            int64_t e = ((int64_t *)ids.data)[t];
+            e = e < 0 ? e + E : e;
+            for (int64_t j = 0; j < N; j++) {
+                double acc = 0;
+                for (int64_t k = 0; k < K; k++) acc += tb_get(&x, t * K + k) * wd[(e * N + j) * K + k];
+                want[t * N + j] = round_to(acc, xdt);
+            }
+        }
+        double d = rel_l2(got, want, T * N);
+        CHECK(d <= (xdt == PETREL_DTYPE_F32 ? 1e-5 : 1e-3), "%s: relative L2 %.3g", what, d);
+        free(want);
+    }
+    free(got);
+    /* an id out of bounds fails the node, naming it */
+    ((int64_t *)ids.data)[T - 1] = E;
+    st = run_graph(&g, &got, &err);
+    CHECK(st != PETREL_OK && strstr(err.msg, "expert id 5 (row") && strstr(err.msg, "out of bounds for 5 experts"),
+          "%s: id 5 of 5 experts: status %d, '%s'", what, st, err.msg);
+    free(x.data);
+    free(ids.data);
+    if (f) qw_free(&q);
+    else free(wf.data), free(wd);
+    pt_graph_free(&g);
+}
+
+static void test_experts(void) {
+    static const petrel_dtype dts[2] = {PETREL_DTYPE_F32, PETREL_DTYPE_BF16};
+    static const int64_t Ts[3] = {1, 8, 13};
+    int paths = fast_have_avx2() && fast_have_avx512() ? 3 : 2;
+    for (int f = -1; f < NFMTS; f++) {
+        int64_t gs[4];
+        int ng = f < 0 ? 1 : groups_of(f, gs);
+        for (int gi = 0; gi < ng; gi += ng > 1 ? ng - 1 : 1) /* a group the fast kernels take, and the last */
+            for (int xi = 0; xi < 2; xi++)
+                for (int ti = 0; ti < 3; ti++)
+                    for (int p = 0; p < paths; p++) run_expert(f, f < 0 ? 0 : gs[gi], dts[xi], Ts[ti], p);
+    }
+}
+
 /* ---- 3. bad operands ------------------------------------------------------------- */
 
 typedef enum bad_kind {
@@ -686,8 +795,10 @@ int main(void) {
     test_qlinear();
     test_qlinear_norm();
     test_qembedding();
+    test_experts();
     test_bad();
-    printf("test_qmatmul: %d qlinear runs (%d on the fast kernels, %d of them on the AVX2 ones), %d failure%s\n",
-           cases_run, cases_fast, cases_avx2, failures, failures == 1 ? "" : "s");
+    printf("test_qmatmul: %d qlinear runs (%d on the fast kernels, %d of them on the AVX2 ones), %d expert runs, "
+           "%d failure%s\n",
+           cases_run, cases_fast, cases_avx2, expert_runs, failures, failures == 1 ? "" : "s");
     return failures != 0;
 }

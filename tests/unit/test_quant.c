@@ -9,7 +9,8 @@
 ** pass (compiler/quant.c) on the LLM fixtures: the expected petrel.qlinear
 ** nodes for each scheme, no float copy of a quantized weight left, the
 ** program smaller by exactly what the quantization saves, --quant-skip
-** (whole nodes and a split q/k/v), a tied embedding and LM head sharing one
+** (whole nodes and a split q/k/v), the MoE fixture's expert weights
+** (E, N, K) as petrel.qexpert_linear, a tied embedding and LM head sharing one
 ** set of codes under --quant-embedding, scheme errors, and the bytes a call
 ** reads (the embedding table out of them unless the LM head reads it).  3. Out of memory at
 ** any allocation of the pass fails cleanly (ASan: no leak).  4. Every LLM
@@ -162,20 +163,48 @@ static void release(pt_mapping *map, pt_graph *g) {
     remove(out_path);
 }
 
-/* Linears in a float program whose weight K is a multiple of G: (nodes
- * fully quantizable, weights quantizable, weights in all). */
+/* The weights of a node the pass quantizes (a bias-free linear, a fused
+ * linear, an MoE experts' product): their value ids, the count returned;
+ * 0 for any other node. */
+static int node_weights(const pt_node *n, int32_t *vids) {
+    int nw = 0;
+    switch (n->op) {
+    case PETREL_OP_LINEAR:
+        if (n->args[2].kind != PT_ARG_NONE) return 0;
+        /* fall through */
+    case PETREL_OP_PETREL_LINEAR_ADD:
+    case PETREL_OP_PETREL_EXPERT_LINEAR: vids[nw++] = n->args[1].items[0].vid; break;
+    case PETREL_OP_PETREL_GATED_LINEAR:
+        vids[nw++] = n->args[1].items[0].vid;
+        vids[nw++] = n->args[2].items[0].vid;
+        break;
+    case PETREL_OP_PETREL_LINEAR_N:
+        for (int k = 0; k < n->args[1].n && k < 12; k++) vids[nw++] = n->args[1].items[k].vid;
+        break;
+    default: break;
+    }
+    return nw;
+}
+
+/* K (the last dim) and the rows (all the others: an experts' weight
+ * (E, N, K) has E * N) of weight v. */
+static int64_t w_k(const pt_value *v) { return v->shape[v->rank - 1].lit; }
+static int64_t w_rows(const pt_value *v) {
+    int64_t r = 1;
+    for (int d = 0; d < v->rank - 1; d++) r *= v->shape[d].lit;
+    return r;
+}
+
+/* Weighted nodes in a float program whose weight K is a multiple of G:
+ * (nodes fully quantizable, weights quantizable, weights in all). */
 static void quantizable(const pt_graph *g, int G, int *nodes, int *weights, int *all) {
     *nodes = *weights = *all = 0;
     for (int32_t i = 0; i < g->nnodes; i++) {
         const pt_node *n = &g->nodes[i];
-        bool lin = n->op == PETREL_OP_LINEAR || n->op == PETREL_OP_PETREL_LINEAR_N ||
-                   n->op == PETREL_OP_PETREL_GATED_LINEAR || n->op == PETREL_OP_PETREL_LINEAR_ADD;
-        if (!lin || (n->op == PETREL_OP_LINEAR && n->args[2].kind != PT_ARG_NONE)) continue;
-        int nw = n->op == PETREL_OP_PETREL_LINEAR_N ? n->args[1].n : n->op == PETREL_OP_PETREL_GATED_LINEAR ? 2 : 1, ok = 0;
-        for (int k = 0; k < nw; k++) {
-            int32_t v = n->op == PETREL_OP_PETREL_LINEAR_N ? n->args[1].items[k].vid : n->args[1 + k].items[0].vid;
-            ok += g->values[v].shape[1].lit % G == 0;
-        }
+        int32_t vids[12];
+        int nw = node_weights(n, vids), ok = 0;
+        if (!nw) continue;
+        for (int k = 0; k < nw; k++) ok += w_k(&g->values[vids[k]]) % G == 0;
         if (n->op == PETREL_OP_PETREL_GATED_LINEAR && ok == 1) ok = 0;
         *nodes += ok > 0;
         *weights += ok;
@@ -234,28 +263,22 @@ static void test_schemes(const char *fixture) {
         bool *seen = calloc((size_t)g.nvalues, 1);
         for (int32_t i = 0; i < g.nnodes; i++) {
             const pt_node *n = &g.nodes[i];
-            if (n->op != PETREL_OP_PETREL_LINEAR_N && n->op != PETREL_OP_PETREL_GATED_LINEAR &&
-                n->op != PETREL_OP_PETREL_LINEAR_ADD && !(n->op == PETREL_OP_LINEAR && n->args[2].kind == PT_ARG_NONE))
-                continue;
-            int nw = n->op == PETREL_OP_PETREL_LINEAR_N ? n->args[1].n : n->op == PETREL_OP_PETREL_GATED_LINEAR ? 2 : 1;
-            int ok = 0;
+            int32_t vids[12];
+            int nw = node_weights(n, vids), ok = 0;
+            for (int k = 0; k < nw; k++) ok += w_k(&g.values[vids[k]]) % schemes[s].G == 0;
             for (int k = 0; k < nw; k++) {
-                int32_t v = n->op == PETREL_OP_PETREL_LINEAR_N ? n->args[1].items[k].vid : n->args[1 + k].items[0].vid;
-                ok += g.values[v].shape[1].lit % schemes[s].G == 0;
-            }
-            for (int k = 0; k < nw; k++) {
-                int32_t v = n->op == PETREL_OP_PETREL_LINEAR_N ? n->args[1].items[k].vid : n->args[1 + k].items[0].vid;
+                int32_t v = vids[k];
                 const pt_value *w = &g.values[v];
-                if (seen[v] || w->shape[1].lit % schemes[s].G || (n->op == PETREL_OP_PETREL_GATED_LINEAR && ok < 2))
+                if (seen[v] || w_k(w) % schemes[s].G || (n->op == PETREL_OP_PETREL_GATED_LINEAR && ok < 2))
                     continue;
                 seen[v] = true;
                 size_t es = petrel_dtype_size(w->dtype);
-                want_before[s] += w->shape[0].lit * w->shape[1].lit * (int64_t)es;
-                want_after[s] += qbytes(w->shape[0].lit, w->shape[1].lit, schemes[s].f, schemes[s].G, es);
+                want_before[s] += w_rows(w) * w_k(w) * (int64_t)es;
+                want_after[s] += qbytes(w_rows(w), w_k(w), schemes[s].f, schemes[s].G, es);
                 /* a tied weight the (float) embedding still reads stays too */
                 for (int32_t j = 0; j < g.nnodes; j++)
                     if (g.nodes[j].op == PETREL_OP_EMBEDDING && g.nodes[j].args[0].items[0].vid == v)
-                        want_kept[s] += w->shape[0].lit * w->shape[1].lit * (int64_t)es;
+                        want_kept[s] += w_rows(w) * w_k(w) * (int64_t)es;
             }
         }
         free(seen);
@@ -266,8 +289,8 @@ static void test_schemes(const char *fixture) {
         petrel_compile_opts o = {.quant = schemes[s].name};
         if (!compile_read(in, &o, &rq, &map, &g)) continue;
         const char *sn = schemes[s].name;
-        CHECK(count_op(&g, PETREL_OP_PETREL_QLINEAR) == qn[s], "%s %s: %d qlinear, want %d", fixture, sn,
-              count_op(&g, PETREL_OP_PETREL_QLINEAR), qn[s]);
+        int nq = count_op(&g, PETREL_OP_PETREL_QLINEAR) + count_op(&g, PETREL_OP_PETREL_QEXPERT_LINEAR);
+        CHECK(nq == qn[s], "%s %s: %d qlinear and qexpert_linear, want %d", fixture, sn, nq, qn[s]);
         CHECK(rq.quant_kept == all - qw[s], "%s %s: %d kept float, want %d (%s)", fixture, sn, rq.quant_kept,
               all - qw[s], rq.quant_kept_why);
         CHECK(rq.quant_bytes_before == want_before[s] && rq.quant_bytes_after == want_after[s],
@@ -294,6 +317,18 @@ static void test_schemes(const char *fixture) {
                       n->args[2].n == nw && n->args[3].n == nz,
                   "%s %s: qlinear '%s': format %s g%lld, %d scales, %d zeros", fixture, sn, n->name, n->args[5].str,
                   (long long)n->args[6].items[0].i, n->args[2].n, n->args[3].n);
+        }
+        /* every qexpert_linear likewise, its codes (E, N, K * bits / 8) */
+        for (int32_t i = 0; i < g.nnodes; i++) {
+            const pt_node *n = &g.nodes[i];
+            if (n->op != PETREL_OP_PETREL_QEXPERT_LINEAR) continue;
+            const pt_value *x = &g.values[n->args[0].items[0].vid], *c = &g.values[n->args[2].items[0].vid];
+            int nz = schemes[s].f == PT_QFMT_NVFP4 || !pt_qsym(schemes[s].f);
+            CHECK(!strcmp(n->args[5].str, pt_qfmt_name(schemes[s].f)) && n->args[6].items[0].i == schemes[s].G &&
+                      n->args[4].n == nz && c->rank == 3 &&
+                      c->shape[2].lit == x->shape[1].lit * pt_qfmt_bits(schemes[s].f) / 8,
+                  "%s %s: qexpert_linear '%s': format %s g%lld, %d zeros, codes rank %d", fixture, sn, n->name,
+                  n->args[5].str, (long long)n->args[6].items[0].i, n->args[4].n, c->rank);
         }
         release(&map, &g);
     }
@@ -479,7 +514,7 @@ done:
  * codes wrongly gives int8 an int2-sized error. */
 static void test_end_to_end(void) {
     static const char *fixtures[] = {"llama_export", "llama_bf16_export", "qwen3_export", "gemma3_export",
-                                     "phi3_export"};
+                                     "phi3_export", "qwen3_moe_export"};
     static const struct {
         const char *scheme;
         double bound;
@@ -568,13 +603,15 @@ static bool import(const char *in, pt_mapping *map, pz_archive *z, pt_graph *g) 
         return false;
     }
     pc_fuse(g);
+    pc_fuse_experts(g);
     return true;
 }
 
-static void test_out_of_memory(void) {
-    const char *in = "tests/fixtures/llm/llama.pt2"; /* tied: shared codes, dropped weight */
-    const char *skip[] = {"*k_proj*"};               /* a split */
-    pc_quant_opts o = {.embedding = true, .skip = skip, .nskip = 1};
+/* in: a tied model (shared codes, a dropped weight) or an MoE one (3-D
+ * expert weights). */
+static void test_out_of_memory(const char *in) {
+    const char *skip[] = {"*k_proj*"}; /* a split */
+    pc_quant_opts o = {.embedding = true, .experts = true, .skip = skip, .nskip = 1};
     pt_err err = {{0}};
     CHECK(pc_quant_parse("int4", &o, &err) == PETREL_OK, "parse: %s", err.msg);
     pt_mapping map;
@@ -607,14 +644,15 @@ static void test_out_of_memory(void) {
 int main(void) {
     test_reference();
     static const char *fixtures[] = {"llama_export", "llama_bf16_export", "qwen3_export", "gemma3_export",
-                                     "phi3_export"};
+                                     "phi3_export", "qwen3_moe_export"};
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) test_schemes(fixtures[i]);
     test_skip();
     test_tied("tests/fixtures/llm/llama.pt2", "model.model.embed_tokens.weight");
     test_tied("tests/fixtures/gemma3_export/model.pt2", "model.model.embed_tokens.weight");
     test_bad_schemes();
     test_step_bytes();
-    test_out_of_memory();
+    test_out_of_memory("tests/fixtures/llm/llama.pt2");
+    test_out_of_memory("tests/fixtures/qwen3_moe_export/model.pt2");
     test_end_to_end();
     printf("test_quant: %d failure%s\n", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;

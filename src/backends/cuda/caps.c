@@ -26,6 +26,8 @@ static const char *declined_args(const pt_node *n) {
     return NULL;
 }
 
+bool pt_cuda_has_op(pt_op op) { return (unsigned)op < PETREL_OP_COUNT && cap_mask[op] != 0; }
+
 bool pt_cuda_supports(const pt_graph *g, const pt_node *n, const char **why) {
     uint32_t mask = cap_mask[n->op];
     if (!mask) {

@@ -21,4 +21,7 @@
  * Otherwise *why (a static string) says what is missing. */
 PT_HIDDEN bool pt_cuda_supports(const pt_graph *g, const pt_node *n, const char **why);
 
+/* True when a caps table lists op (its kernel exists for some dtypes). */
+PT_HIDDEN bool pt_cuda_has_op(pt_op op);
+
 #endif /* PETREL_CUDA_CAPS_H */

@@ -278,6 +278,62 @@ static petrel_status mm_grouped(pt_exec *ex, const pt_node *n) {
     return PETREL_OK;
 }
 
+/* petrel.expert_linear: y[t] = x[t] @ weight[ids[t]]^T.  The rows are
+ * grouped by expert (nu_expert_groups), gathered into a dense copy of x,
+ * each group is one product with its expert's weight (mm_run, as
+ * grouped_mm's groups are) into a dense copy of y, and the rows go back
+ * to their places.  Each expert's weight is read once per call, however
+ * many rows chose it. */
+static petrel_status mm_expert(pt_exec *ex, const pt_node *n) {
+    const char *op = "expert_linear";
+    const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1), *ids = pk_tensor(ex, n, 2);
+    if (!x || !w || !ids || x->rank != 2 || w->rank != 3 || ids->rank != 1 || x->shape[1] != w->shape[2] ||
+        ids->shape[0] != x->shape[0] || !pt_dtype_is_float(x->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s expects x (T, K) float, weight (E, N, K), ids (T)", op);
+    if (pt_dtype_is_float(ids->dtype) || ids->dtype == PETREL_DTYPE_BOOL)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: ids must be integers", op);
+    int64_t T = x->shape[0], K = x->shape[1], E = w->shape[0], N = w->shape[1];
+    int64_t *perm = NULL, *start = NULL;
+    PT_TRY(nu_expert_groups(ex, op, ids, E, &perm, &start));
+    int64_t shape[2] = {T, N};
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, 2, shape, &out));
+    if (T == 0 || N == 0) return PETREL_OK;
+    int64_t xes = (int64_t)pt_elsize(x), oes = (int64_t)pt_elsize(out);
+    pt_tensor xs = {.dtype = x->dtype, .rank = 2, .shape = {T, K}, .stride = {K, 1}};
+    pt_tensor ys = {.dtype = out->dtype, .rank = 2, .shape = {T, N}, .stride = {N, 1}};
+    xs.data = (uint8_t *)pk_scratch_raw(ex, (size_t)(T * K * xes));
+    ys.data = (uint8_t *)pk_scratch_raw(ex, (size_t)(T * N * oes));
+    if (!xs.data || !ys.data) return NU_NOMEM(ex);
+    for (int64_t i = 0; i < T; i++) {
+        const uint8_t *src = x->data + perm[i] * x->stride[0] * xes;
+        uint8_t *dst = xs.data + i * K * xes;
+        if (x->stride[1] == 1) memcpy(dst, src, (size_t)(K * xes));
+        else
+            for (int64_t k = 0; k < K; k++) memcpy(dst + k * xes, src + k * x->stride[1] * xes, (size_t)xes);
+    }
+    mm_sink snk = {.out = &ys, .alpha = 1.0};
+    mm_bufs bufs = {.rows = T};
+    for (int64_t e = 0; e < E; e++) {
+        int64_t s0 = start[e], s1 = start[e + 1];
+        if (s0 == s1) continue;
+        mm_plan p = {.nb = 0, .M = s1 - s0, .K = K, .N = N};
+        p.a = xs; /* rows [s0, s1) of the gathered x */
+        p.a.shape[0] = s1 - s0;
+        p.a.data = xs.data + s0 * K * xes;
+        p.b = *w; /* weight[e]^T, (K, N) */
+        p.b.rank = 2;
+        p.b.shape[0] = K, p.b.shape[1] = N;
+        p.b.stride[0] = w->stride[2], p.b.stride[1] = w->stride[1];
+        p.b.data = w->data + e * w->stride[0] * (int64_t)pt_elsize(w);
+        snk.row0 = s0;
+        mm_run(ex, &p, &snk, &bufs);
+    }
+    for (int64_t i = 0; i < T; i++) /* (out of scratch in mm_run: flagged for the executor) */
+        memcpy(out->data + perm[i] * N * oes, ys.data + i * N * oes, (size_t)(N * oes));
+    return PETREL_OK;
+}
+
 /* ---- fused linears (ops.def: petrel.linear_n, gated_linear, linear_add) ---- */
 
 /* x (..., K) @ w (N, K)^T, rounded once: into output k of the node, or
@@ -432,6 +488,8 @@ petrel_status cpu_k_matmul(pt_exec *ex, const pt_node *n) {
     }
     case PETREL_OP_GROUPED_MM_FALLBACK:
         return mm_grouped(ex, n);
+    case PETREL_OP_PETREL_EXPERT_LINEAR:
+        return mm_expert(ex, n);
     case PETREL_OP_PETREL_LINEAR_N:
     case PETREL_OP_PETREL_GATED_LINEAR:
     case PETREL_OP_PETREL_LINEAR_ADD:

@@ -117,6 +117,35 @@ static inline bool nu_ints_n(pt_exec *ex, const pt_node *n, int a, int want, int
 
 #define NU_NOMEM(ex) pk_fail((ex), PETREL_ERR_NOMEM, "out of scratch memory")
 
+/* The rows of an MoE expert product (petrel.expert_linear and
+ * qexpert_linear) grouped by expert: ids (T) integers, each in [-E, E)
+ * (negative ones count from the end, as torch's indexing), sorted stably
+ * by counting; expert e's rows are perm[start[e]] .. perm[start[e + 1] - 1]
+ * (start has E + 1 entries).  An id outside [-E, E) fails the node with a
+ * message naming op, before anything is written. */
+static inline petrel_status nu_expert_groups(pt_exec *ex, const char *op, const pt_tensor *ids, int64_t E,
+                                             int64_t **perm, int64_t **start) {
+    int64_t T = ids->shape[0], es = (int64_t)pt_elsize(ids);
+    int64_t *p = (int64_t *)pk_scratch_raw(ex, (size_t)(T ? T : 1) * sizeof *p);
+    int64_t *st = (int64_t *)pk_scratch(ex, (size_t)(E + 2) * sizeof *st);
+    if (!p || !st) return pk_fail(ex, PETREL_ERR_NOMEM, "%s: out of scratch memory", op);
+    for (int64_t t = 0; t < T; t++) {
+        int64_t e = pt_load_i64(ids->data + t * ids->stride[0] * es, ids->dtype);
+        if (e < -E || e >= E)
+            return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: expert id %lld (row %lld) is out of bounds for %lld experts",
+                           op, (long long)e, (long long)t, (long long)E);
+        st[(e < 0 ? e + E : e) + 2]++;
+    }
+    for (int64_t e = 0; e < E; e++) st[e + 2] += st[e + 1]; /* st[e + 1]: where e's rows begin */
+    for (int64_t t = 0; t < T; t++) {
+        int64_t e = pt_load_i64(ids->data + t * ids->stride[0] * es, ids->dtype);
+        p[st[(e < 0 ? e + E : e) + 1]++] = t;
+    }
+    *perm = p;
+    *start = st; /* st[e + 1] moved to e's end: st[e] is e's beginning */
+    return PETREL_OK;
+}
+
 /* True when output k of the node is used (tuple outputs may be None). */
 static inline bool nu_out_used(const pt_node *n, int k) { return k < n->nout && n->outs[k] >= 0; }
 

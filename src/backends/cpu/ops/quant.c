@@ -298,6 +298,79 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
     return q_linear_2(ex, n, x, ws, nc, act, &c);
 }
 
+/* ---- petrel.qexpert_linear ---------------------------------------------------- */
+
+/* The rows grouped by expert (nu_expert_groups) and x gathered in that
+ * order, so that each expert's rows are one block of M rows for q_block;
+ * items are (expert used, block of QB weight rows) pairs, spread over the
+ * threads in one call, each computed whole by one thread. */
+typedef struct q_x_job {
+    const q_mm *c;             /* over the gathered x: all T rows */
+    const cpu_qweight *ws;     /* (nused) the experts' weights */
+    const int64_t *r0, *perm;  /* (nused + 1) first gathered row per expert used; (T) original row */
+    int64_t nblk;              /* blocks of QB rows per expert */
+    pt_tensor *out;
+} q_x_job;
+
+static void q_x_blocks(void *ctx, int part, int64_t i0, int64_t i1) {
+    const q_x_job *jb = ctx;
+    const q_part *t = &jb->c->parts[part];
+    int64_t N = jb->ws[0].N, K = jb->c->K, es = (int64_t)pt_elsize(jb->out);
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t u = i / jb->nblk, n0 = i % jb->nblk * QB, nb = N - n0 < QB ? N - n0 : QB;
+        int64_t s0 = jb->r0[u], M = jb->r0[u + 1] - s0;
+        q_mm c = *jb->c; /* the expert's rows only */
+        c.M = M;
+        if (c.xs) c.xs += s0 * K;
+        else c.xd += s0 * K;
+        q_block(&c, t, &jb->ws[u], n0, nb, t->acc[0]);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t j = 0; j < nb; j++)
+                pt_store_f64(jb->out->data + (jb->perm[s0 + m] * N + n0 + j) * es, jb->out->dtype,
+                             t->acc[0][m * QB + j]);
+    }
+}
+
+static petrel_status q_expert(pt_exec *ex, const pt_node *n) {
+    const char *op = "qexpert_linear";
+    q_expert_args qa;
+    PT_TRY(q_expert_args_of(ex, n, &qa));
+    int64_t T = qa.T, K = qa.K, E = qa.E, *perm = NULL, *start = NULL;
+    PT_TRY(nu_expert_groups(ex, op, qa.ids, E, &perm, &start));
+    /* the experts some row chose, each checked */
+    cpu_qweight *ws = (cpu_qweight *)nu_scratch(ex, T, sizeof *ws);
+    int64_t *r0 = (int64_t *)nu_scratch(ex, T + 1, sizeof *r0), nused = 0;
+    if (!ws || !r0) return NU_NOMEM(ex);
+    for (int64_t e = 0; e < E; e++) {
+        if (start[e] == start[e + 1]) continue;
+        pt_tensor v[3];
+        q_weight_ref ref;
+        PT_TRY(q_expert_operand(ex, &qa, e, v, &ref));
+        PT_TRY(q_weight(ex, op, (int)e, qa.fmt, qa.G, K, &v[0], &v[1], qa.zero ? &v[2] : NULL, &ws[nused]));
+        r0[nused++] = start[e];
+    }
+    r0[nused] = T;
+    int64_t N = nused ? ws[0].N : qa.codes->shape[1], shape[2] = {T, N};
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, 2, shape, &out));
+    if (T == 0 || N == 0) return PETREL_OK;
+    /* x's rows in expert order */
+    int64_t xes = (int64_t)pt_elsize(qa.x);
+    pt_tensor xg = {.dtype = qa.x->dtype, .rank = 2, .shape = {T, K}, .stride = {K, 1}};
+    if (!(xg.data = (uint8_t *)pk_scratch_raw(ex, (size_t)(T * K * xes)))) return NU_NOMEM(ex);
+    for (int64_t i = 0; i < T; i++) {
+        const uint8_t *src = qa.x->data + perm[i] * qa.x->stride[0] * xes;
+        for (int64_t k = 0; k < K; k++)
+            memcpy(xg.data + (i * K + k) * xes, src + k * qa.x->stride[1] * xes, (size_t)xes);
+    }
+    q_mm c;
+    PT_TRY(q_mm_init(ex, &xg, ws, (int)nused, &c));
+    int64_t nblk = (N + QB - 1) / QB;
+    q_x_job jb = {.c = &c, .ws = ws, .r0 = r0, .perm = perm, .nblk = nblk, .out = out};
+    pk_parallel(ex, nused * nblk, pt_pool_min_items(QB * K * ((T + nused - 1) / nused)), q_x_blocks, &jb);
+    return PETREL_OK;
+}
+
 /* ---- petrel.qembedding -------------------------------------------------------- */
 
 static petrel_status q_embedding(pt_exec *ex, const pt_node *n) {
@@ -335,6 +408,7 @@ petrel_status cpu_k_quant(pt_exec *ex, const pt_node *n) {
     switch (n->op) {
     case PETREL_OP_PETREL_QLINEAR: return q_linear(ex, n);
     case PETREL_OP_PETREL_QEMBEDDING: return q_embedding(ex, n);
+    case PETREL_OP_PETREL_QEXPERT_LINEAR: return q_expert(ex, n);
     default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a quant op", (int)n->op);
     }
 }

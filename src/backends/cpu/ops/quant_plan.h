@@ -192,4 +192,64 @@ static inline petrel_status q_embedding_args_of(pt_exec *ex, const pt_node *n, q
     return PETREL_OK;
 }
 
+/* Expert e's matrix of a 3-D tensor (E, rows, cols): a 2-D view. */
+static inline pt_tensor q_expert_slice(const pt_tensor *t, int64_t e) {
+    pt_tensor r = *t;
+    r.rank = 2;
+    r.shape[0] = t->shape[1], r.shape[1] = t->shape[2];
+    r.stride[0] = t->stride[1], r.stride[1] = t->stride[2];
+    r.data = t->data + e * t->stride[0] * (int64_t)pt_elsize(t);
+    return r;
+}
+
+/* petrel.qexpert_linear's arguments, checked as far as both backends
+ * agree: x (T, K) float, ids (T) integers, codes (E, N, K * bits / 8),
+ * scales (E, ...) and the zeros list (3-D entries for asymmetric formats;
+ * each expert's matrices are then checked by q_operand on
+ * q_expert_slice views), the format and group size against K. */
+typedef struct q_expert_args {
+    const pt_tensor *x, *ids, *codes, *scales, *zero; /* zero: NULL for symmetric formats */
+    int64_t T, K, E, G;
+    pt_qfmt fmt;
+} q_expert_args;
+
+static inline petrel_status q_expert_args_of(pt_exec *ex, const pt_node *n, q_expert_args *a) {
+    const char *op = "qexpert_linear";
+    char b1[96];
+    memset(a, 0, sizeof *a);
+    const pt_tensor *x = a->x = pk_tensor(ex, n, 0), *ids = a->ids = pk_tensor(ex, n, 1);
+    a->codes = pk_tensor(ex, n, 2), a->scales = pk_tensor(ex, n, 3);
+    if (!x || x->rank != 2 || !pt_dtype_is_float(x->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: x must be a float tensor (T, K)", op);
+    a->T = x->shape[0], a->K = x->shape[1], a->G = pk_int(ex, n, 6);
+    if (!ids || ids->rank != 1 || ids->shape[0] != a->T || ids->dtype == PETREL_DTYPE_BOOL ||
+        pt_dtype_is_float(ids->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: ids must be integers of shape (%lld), one per row of x", op,
+                       (long long)a->T);
+    PT_TRY(q_format(ex, op, pk_str(ex, n, 5), a->G, a->K, &a->fmt));
+    if (!a->codes || a->codes->rank != 3 || !a->scales || a->scales->rank != 3 ||
+        a->scales->shape[0] != a->codes->shape[0])
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: codes and scales must be 3-D (E, N, ...), one matrix per expert, got %s",
+                       op, a->codes ? q_shape(a->codes, b1, sizeof b1) : "None");
+    a->E = a->codes->shape[0];
+    int nz = 0;
+    const pt_tensor **zeros = pk_tensors(ex, n, 4, &nz);
+    PT_TRY(q_zeros_count(ex, op, a->fmt, nz, 1));
+    a->zero = nz ? zeros[0] : NULL;
+    if (pt_qfmt_asym(a->fmt) && (!a->zero || a->zero->rank != 3 || a->zero->shape[0] != a->E))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s: zeros must be 3-D (E, N, K / group_size) like the scales", op);
+    return PETREL_OK;
+}
+
+/* Expert e's weight of a checked qexpert_linear: its matrices' views
+ * checked by q_operand (the same checks and messages as a qlinear's). */
+static inline petrel_status q_expert_operand(pt_exec *ex, const q_expert_args *a, int64_t e, pt_tensor v[3],
+                                             q_weight_ref *w) {
+    v[0] = q_expert_slice(a->codes, e);
+    v[1] = q_expert_slice(a->scales, e);
+    if (a->zero && a->zero->rank == 3) v[2] = q_expert_slice(a->zero, e);
+    else if (a->zero) v[2] = *a->zero; /* nvfp4's tensor scale serves every expert */
+    return q_operand(ex, "qexpert_linear", (int)e, a->fmt, a->G, a->K, &v[0], &v[1], a->zero ? &v[2] : NULL, w);
+}
+
 #endif /* PETREL_CPU_QUANT_PLAN_H */
