@@ -325,9 +325,13 @@ typedef struct petrel_program_stats {
     const char *device;       /* that backend ("cuda"), or NULL when all run on the cpu */
     int64_t device_arena_bytes; /* planned activation arena on the device */
     /* weight bytes one call reads whole: all of weight_bytes but the tables
-     * that only embedding lookups read (a token reads one row of those) --
-     * the bytes a decode step must stream at least */
+     * that only embedding lookups read (a token reads one row of those) and
+     * the MoE experts' weights (below) -- the bytes a decode step must
+     * stream at least */
     int64_t step_weight_bytes;
+    /* weight bytes only MoE layers' experts read (a token reads the experts
+     * its router chooses: top_k of each layer's E) */
+    int64_t expert_weight_bytes;
 } petrel_program_stats;
 
 PETREL_API petrel_status petrel_program_get_stats(petrel_program_stats *out,
@@ -358,9 +362,10 @@ typedef struct petrel_quant_info {
     char name[256];           /* the float weight it replaces ("model.layers.0.mlp.up_proj.weight") */
     const char *format;       /* "int8", "int8s", "int4", "int4s", "int2", "int2s", "nvfp4" (borrowed) */
     int32_t group_size;       /* values per scale along K */
-    int64_t rows, cols;       /* N, K of the weight */
+    int64_t rows, cols;       /* N, K of the weight (of each expert's matrix) */
+    int64_t experts;          /* E of an MoE layer's experts' weight (E, N, K); 1 otherwise */
     int64_t bytes;            /* codes + scales + zeros */
-    int64_t float_bytes;      /* N * K in the compute dtype: what the float weight took */
+    int64_t float_bytes;      /* E * N * K in the compute dtype: what the float weight took */
     int32_t readers;          /* quantized ops reading it (2: a tied embedding and LM head) */
 } petrel_quant_info;
 

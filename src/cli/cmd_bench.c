@@ -371,11 +371,12 @@ static void print_json(const bench_opts *o, const petrel_llm_info *info, const p
     printf(", \"backend\": \"%s\", \"family\": \"%s\", \"vocab_size\": %d, \"max_cache_len\": %d, "
            "\"max_chunk\": %d,\n",
            backend_name(o, ps), info->family_name, info->vocab_size, info->max_cache_len, info->max_chunk);
-    printf(" \"weight_bytes\": %" PRId64 ", \"step_weight_bytes\": %" PRId64 ", \"state_bytes\": %" PRId64
+    printf(" \"weight_bytes\": %" PRId64 ", \"step_weight_bytes\": %" PRId64 ", \"expert_weight_bytes\": %" PRId64
+           ", \"state_bytes\": %" PRId64
            ", \"arena_bytes\": %" PRId64
            ", \"device_arena_bytes\": %" PRId64 ", \"nodes\": %" PRId64 ", \"nodes_on_device\": %" PRId64
            ", \"compiled\": %s, \"load_s\": %.4f,\n",
-           ps->weight_bytes, ps->step_weight_bytes, ps->state_bytes, ps->arena_bytes, ps->device_arena_bytes, ps->n_nodes,
+           ps->weight_bytes, ps->step_weight_bytes, ps->expert_weight_bytes, ps->state_bytes, ps->arena_bytes, ps->device_arena_bytes, ps->n_nodes,
            ps->nodes_on_device, ps->compiled ? "true" : "false", load_s);
     printf(" \"prompt\": %d, \"gen\": %d, \"reps\": %d, \"warmup\": %d, \"seed\": %" PRIu64 ",\n", o->prompt,
            o->gen, o->reps, o->warmup, o->seed);

@@ -45,9 +45,13 @@ int cmd_inspect(int argc, char **argv) {
     else
         printf("format:   torch.export archive, schema %d.%d, dialect %s\n", st.schema_major, st.schema_minor, st.dialect);
     printf("nodes:    %" PRId64 "\n", st.n_nodes);
-    printf("weights:  %" PRId64 " tensors, %.2f MB, %.2f MB of them read whole by a call (embedding tables aside); "
+    printf("weights:  %" PRId64 " tensors, %.2f MB, %.2f MB of them read whole by a call (embedding tables%s aside); "
            "state %.2f MB\n",
-           st.n_weights, (double)st.weight_bytes / 1e6, (double)st.step_weight_bytes / 1e6, (double)st.state_bytes / 1e6);
+           st.n_weights, (double)st.weight_bytes / 1e6, (double)st.step_weight_bytes / 1e6,
+           st.expert_weight_bytes ? " and MoE experts" : "", (double)st.state_bytes / 1e6);
+    if (st.expert_weight_bytes)
+        printf("          MoE experts: %.2f MB (a token reads the experts its router chooses)\n",
+               (double)st.expert_weight_bytes / 1e6);
     petrel_quant_info qi;
     int64_t qbytes = 0, fbytes = 0;
     int nq = 0;
@@ -80,10 +84,11 @@ int cmd_inspect(int argc, char **argv) {
         for (int i = 0; petrel_program_section(&si, prog, i) == PETREL_OK; i++)
             printf("  %-8s offset %10" PRIu64 "  size %10" PRIu64 "  align %u\n", si.kind, si.offset, si.size, si.align);
     }
-    if (nq) printf("quantized weights (format, group size, N x K, size, size in float):\n");
+    if (nq) printf("quantized weights (format, group size, [E x] N x K, size, size in float):\n");
     for (int i = 0; i < nq && petrel_program_quant_weight(&qi, prog, i) == PETREL_OK; i++) {
-        char b[32], fb[32];
-        printf("  %-5s g%-3d %7" PRId64 " x %-6" PRId64 " %10s %10s  %s%s\n", qi.format, qi.group_size, qi.rows,
+        char b[32], fb[32], ex[32] = "";
+        if (qi.experts > 1) snprintf(ex, sizeof ex, "%" PRId64 " x ", qi.experts);
+        printf("  %-5s g%-3d %7s%" PRId64 " x %-6" PRId64 " %10s %10s  %s%s\n", qi.format, qi.group_size, ex, qi.rows,
                qi.cols, human(b, sizeof b, qi.bytes), human(fb, sizeof fb, qi.float_bytes), qi.name,
                qi.readers > 1 ? "  (tied: read by several ops)" : "");
     }

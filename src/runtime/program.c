@@ -378,22 +378,32 @@ int petrel_program_profile(const petrel_program_t *p, petrel_profile_entry *out,
     return g->nnodes;
 }
 
-/* Is weight v read only as the table of embedding lookups (aten.embedding's
- * weight, petrel.qembedding's codes, scales or zeros)?  A weight nothing
- * reads is not. */
-static bool table_only(const pt_graph *g, int32_t v) {
-    int reads = 0;
+/* How a call reads weight v: only as the table of embedding lookups
+ * (aten.embedding's weight, petrel.qembedding's codes, scales or zeros: a
+ * token reads one row), only as an MoE layer's experts (expert_linear's
+ * weight, qexpert_linear's codes, scales or zeros, or a 3-D weight an
+ * unfused index.Tensor gathers from: a token reads the experts it
+ * chooses), or whole (any other read, or no read at all). */
+enum { READ_WHOLE, READ_TABLE, READ_EXPERTS };
+static int read_kind(const pt_graph *g, int32_t v) {
+    int kind = -1;
     for (int32_t i = 0; i < g->nnodes; i++) {
         const pt_node *n = &g->nodes[i];
         for (int a = 0; a < n->nargs; a++)
             for (int k = 0; k < n->args[a].n; k++) {
                 if (n->args[a].items[k].vid != v) continue;
-                bool table = (n->op == PETREL_OP_EMBEDDING && a == 0) || (n->op == PETREL_OP_PETREL_QEMBEDDING && a <= 2);
-                if (!table) return false;
-                reads++;
+                int r = (n->op == PETREL_OP_EMBEDDING && a == 0) || (n->op == PETREL_OP_PETREL_QEMBEDDING && a <= 2)
+                            ? READ_TABLE
+                        : (n->op == PETREL_OP_PETREL_EXPERT_LINEAR && a == 1) ||
+                                (n->op == PETREL_OP_PETREL_QEXPERT_LINEAR && a >= 2 && a <= 4) ||
+                                (n->op == PETREL_OP_INDEX_TENSOR && a == 0 && g->values[v].rank == 3)
+                            ? READ_EXPERTS
+                            : READ_WHOLE;
+                if (r == READ_WHOLE || (kind >= 0 && r != kind)) return READ_WHOLE;
+                kind = r;
             }
     }
-    return reads > 0;
+    return kind < 0 ? READ_WHOLE : kind;
 }
 
 petrel_status petrel_program_get_stats(petrel_program_stats *out, const petrel_program_t *p) {
@@ -412,7 +422,9 @@ petrel_status petrel_program_get_stats(petrel_program_stats *out, const petrel_p
             out->state_bytes += b;
         } else {
             out->weight_bytes += b;
-            if (!table_only(g, i)) out->step_weight_bytes += b;
+            int r = read_kind(g, i);
+            if (r == READ_WHOLE) out->step_weight_bytes += b;
+            else if (r == READ_EXPERTS) out->expert_weight_bytes += b;
         }
     }
     out->schema_major = g->schema_major;
@@ -459,12 +471,25 @@ int petrel_program_op_counts_on(const petrel_program_t *p, const char *backend, 
     return dev == -2 ? 0 : op_counts(p, dev, targets, counts, max);
 }
 
-/* The codes argument of a quantized node (qlinear: a list, qembedding:
- * one tensor): its items. */
+/* Where a quantized node keeps its codes, scales, zeros and format
+ * arguments (qlinear: lists; qembedding, qexpert_linear: one tensor each). */
+typedef struct quant_args {
+    int codes, scales, zeros, fmt;
+} quant_args;
+
+static bool quant_layout(const pt_node *n, quant_args *q) {
+    switch (n->op) {
+    case PETREL_OP_PETREL_QLINEAR: *q = (quant_args){1, 2, 3, 5}; return true;
+    case PETREL_OP_PETREL_QEMBEDDING: *q = (quant_args){0, 1, 2, 4}; return true;
+    case PETREL_OP_PETREL_QEXPERT_LINEAR: *q = (quant_args){2, 3, 4, 5}; return true;
+    default: return false;
+    }
+}
+
+/* The codes argument of a quantized node: its items (NULL for others). */
 static const pt_arg *quant_codes(const pt_node *n) {
-    if (n->op == PETREL_OP_PETREL_QLINEAR) return &n->args[1];
-    if (n->op == PETREL_OP_PETREL_QEMBEDDING) return &n->args[0];
-    return NULL;
+    quant_args q;
+    return quant_layout(n, &q) ? &n->args[q.codes] : NULL;
 }
 
 petrel_status petrel_program_quant_weight(petrel_quant_info *out, const petrel_program_t *p, int i) {
@@ -484,10 +509,12 @@ petrel_status petrel_program_quant_weight(petrel_quant_info *out, const petrel_p
             for (int m = 0; m < k; m++) first &= codes->items[m].vid != c;
             if (!first || seen++ != i) continue;
             /* the i-th distinct codes tensor: describe it */
+            quant_args qa;
+            quant_layout(n, &qa);
+            bool list = n->op == PETREL_OP_PETREL_QLINEAR; /* one entry per weight */
             const pt_value *cv = &g->values[c];
-            const pt_value *sv = &g->values[n->op == PETREL_OP_PETREL_QLINEAR ? n->args[2].items[k].vid
-                                                                              : n->args[1].items[0].vid];
-            int fa = n->op == PETREL_OP_PETREL_QLINEAR ? 5 : 4;
+            const pt_value *sv = &g->values[n->args[qa.scales].items[list ? k : 0].vid];
+            int fa = qa.fmt;
             int fmt = pt_qfmt_parse(n->args[fa].str);
             const char *nm = cv->fqn ? cv->fqn : cv->name;
             size_t len = strlen(nm), cut = len > 7 && !strcmp(nm + len - 7, ".qcodes") ? len - 7 : len;
@@ -495,14 +522,17 @@ petrel_status petrel_program_quant_weight(petrel_quant_info *out, const petrel_p
             snprintf(out->name, sizeof out->name, "%.*s", (int)cut, nm);
             out->format = fmt >= 0 ? pt_qfmt_name((pt_qfmt)fmt) : "?";
             out->group_size = (int32_t)n->args[fa + 1].items[0].i;
-            out->rows = cv->shape[0].lit;
-            out->cols = fmt >= 0 ? cv->shape[1].lit * 8 / pt_qfmt_bits((pt_qfmt)fmt) : 0;
+            int r = cv->rank;
+            out->experts = r == 3 ? cv->shape[0].lit : 1;
+            out->rows = cv->shape[r - 2].lit;
+            out->cols = fmt >= 0 ? cv->shape[r - 1].lit * 8 / pt_qfmt_bits((pt_qfmt)fmt) : 0;
             out->bytes = cv->data_bytes + sv->data_bytes;
-            const pt_arg *zeros = &n->args[n->op == PETREL_OP_PETREL_QLINEAR ? 3 : 2];
-            int zi = n->op == PETREL_OP_PETREL_QLINEAR ? k : 0;
+            const pt_arg *zeros = &n->args[qa.zeros];
+            int zi = list ? k : 0;
             if (zeros->n > zi) out->bytes += g->values[zeros->items[zi].vid].data_bytes;
-            int32_t y = n->outs[n->op == PETREL_OP_PETREL_QLINEAR && n->nout > k ? k : 0];
-            out->float_bytes = out->rows * out->cols * (int64_t)petrel_dtype_size(y >= 0 ? g->values[y].dtype : 0);
+            int32_t y = n->outs[list && n->nout > k ? k : 0];
+            out->float_bytes = out->experts * out->rows * out->cols *
+                               (int64_t)petrel_dtype_size(y >= 0 ? g->values[y].dtype : 0);
             for (int32_t nj = 0; nj < g->nnodes; nj++) {
                 const pt_arg *o = quant_codes(&g->nodes[nj]);
                 for (int m = 0; o && m < o->n; m++) out->readers += o->items[m].vid == c;

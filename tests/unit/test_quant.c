@@ -589,6 +589,35 @@ static void test_step_bytes(void) {
         petrel_program_free(p);
         remove(out_path);
     }
+    /* MoE: the experts' weights are neither read whole nor tables.  The
+     * fixture's two layers have 4 experts of gate_up (64, 32) and down
+     * (32, 32) in f32: 2 * 4 * (64 + 32) * 32 * 4 bytes float; quantized,
+     * what petrel_program_quant_weight reports for its 3-D weights. */
+    for (int q = 0; q < 2; q++) {
+        petrel_compile_opts o = {.quant = q ? "int8" : NULL};
+        petrel_compile_report r;
+        petrel_program_t *p = NULL;
+        petrel_program_stats st;
+        if (petrel_compile(&r, "tests/fixtures/qwen3_moe_export/model.pt2", out_path, &o) != PETREL_OK ||
+            petrel_program_load(&p, out_path, NULL) != PETREL_OK || petrel_program_get_stats(&st, p) != PETREL_OK) {
+            CHECK(0, "qwen3_moe_export %s: %s", q ? "int8" : "float", petrel_last_error());
+        } else {
+            int64_t want = 2 * 4 * (64 + 32) * 32 * 4, table = 256 * 32 * 4;
+            petrel_quant_info qi;
+            int nexp = 0;
+            if (q) want = 0;
+            for (int i = 0; q && petrel_program_quant_weight(&qi, p, i) == PETREL_OK; i++)
+                if (qi.experts > 1) want += qi.bytes, nexp++;
+            CHECK(st.expert_weight_bytes == want && st.weight_bytes - st.step_weight_bytes == want + table &&
+                      (!q || nexp == 4),
+                  "qwen3_moe_export %s: %lld expert bytes (want %lld, %d quantized expert weights), %lld weight bytes, "
+                  "%lld read by a call",
+                  q ? "int8" : "float", (long long)st.expert_weight_bytes, (long long)want, nexp,
+                  (long long)st.weight_bytes, (long long)st.step_weight_bytes);
+        }
+        petrel_program_free(p);
+        remove(out_path);
+    }
 }
 
 /* ---- 3. out of memory -------------------------------------------------------------- */
