@@ -231,6 +231,25 @@ static petrel_status mm_matmul(pt_exec *ex, const pt_node *n, const pt_tensor *a
     return PETREL_OK;
 }
 
+/* Rows [r0, r1) of a (S, K) times expert e's matrix of w, into the sink's
+ * rows [r0, r1): w (E, K, N) as grouped_mm has it, or with nk (E, N, K),
+ * expert_linear's, read transposed. */
+static void mm_expert_rows(pt_exec *ex, const pt_tensor *a, int64_t r0, int64_t r1, const pt_tensor *w, int64_t e,
+                           bool nk, mm_sink *snk, mm_bufs *bufs) {
+    int64_t K = a->shape[1], N = w->shape[nk ? 1 : 2];
+    mm_plan p = {.nb = 0, .M = r1 - r0, .K = K, .N = N};
+    p.a = *a;
+    p.a.shape[0] = r1 - r0;
+    p.a.data = a->data + r0 * a->stride[0] * (int64_t)pt_elsize(a);
+    p.b = *w; /* weight[e] as (K, N) */
+    p.b.rank = 2;
+    p.b.shape[0] = K, p.b.shape[1] = N;
+    p.b.stride[0] = w->stride[nk ? 2 : 1], p.b.stride[1] = w->stride[nk ? 1 : 2];
+    p.b.data = w->data + e * w->stride[0] * (int64_t)pt_elsize(w);
+    snk->row0 = r0;
+    mm_run(ex, &p, snk, bufs);
+}
+
 /* transformers' grouped_mm_fallback: input (S, K) has its rows sorted by
  * expert, offs (E) holds each expert's cumulative end row, and
  * out[start:end] = input[start:end] @ weight[e] (weight (E, K, N)).  Rows
@@ -244,7 +263,7 @@ static petrel_status mm_grouped(pt_exec *ex, const pt_node *n) {
                        "grouped_mm expects input (S, K), weight (E, K, N), offs (E)");
     if (pt_dtype_is_float(offs->dtype) || offs->dtype == PETREL_DTYPE_BOOL)
         return pk_fail(ex, PETREL_ERR_RUNTIME, "grouped_mm offs must be integers");
-    int64_t S = x->shape[0], K = x->shape[1], E = w->shape[0], N = w->shape[2];
+    int64_t S = x->shape[0], E = w->shape[0], N = w->shape[2];
     int64_t shape[2] = {S, N};
     mm_sink snk = {.alpha = 1.0};
     PT_TRY(pk_out_alloc(ex, n, 0, 2, shape, &snk.out));
@@ -260,17 +279,7 @@ static petrel_status mm_grouped(pt_exec *ex, const pt_node *n) {
                            "(offs[%lld] = %lld)",
                            (long long)S, (long long)e, (long long)end);
         if (end == start) continue;
-        mm_plan p = {.nb = 0, .M = end - start, .K = K, .N = N};
-        p.a = *x; /* rows [start, end) of input */
-        p.a.shape[0] = end - start;
-        p.a.data = x->data + start * x->stride[0] * (int64_t)pt_elsize(x);
-        p.b = *w; /* weight[e], (K, N) */
-        p.b.rank = 2;
-        p.b.shape[0] = K, p.b.shape[1] = N;
-        p.b.stride[0] = w->stride[1], p.b.stride[1] = w->stride[2];
-        p.b.data = w->data + e * w->stride[0] * (int64_t)pt_elsize(w);
-        snk.row0 = start;
-        mm_run(ex, &p, &snk, &bufs);
+        mm_expert_rows(ex, x, start, end, w, e, false, &snk, &bufs);
         start = end;
     }
     for (int64_t i = start * N; i < S * N; i++)
@@ -315,19 +324,7 @@ static petrel_status mm_expert(pt_exec *ex, const pt_node *n) {
     mm_sink snk = {.out = &ys, .alpha = 1.0};
     mm_bufs bufs = {.rows = T};
     for (int64_t e = 0; e < E; e++) {
-        int64_t s0 = start[e], s1 = start[e + 1];
-        if (s0 == s1) continue;
-        mm_plan p = {.nb = 0, .M = s1 - s0, .K = K, .N = N};
-        p.a = xs; /* rows [s0, s1) of the gathered x */
-        p.a.shape[0] = s1 - s0;
-        p.a.data = xs.data + s0 * K * xes;
-        p.b = *w; /* weight[e]^T, (K, N) */
-        p.b.rank = 2;
-        p.b.shape[0] = K, p.b.shape[1] = N;
-        p.b.stride[0] = w->stride[2], p.b.stride[1] = w->stride[1];
-        p.b.data = w->data + e * w->stride[0] * (int64_t)pt_elsize(w);
-        snk.row0 = s0;
-        mm_run(ex, &p, &snk, &bufs);
+        if (start[e] < start[e + 1]) mm_expert_rows(ex, &xs, start[e], start[e + 1], w, e, true, &snk, &bufs);
     }
     for (int64_t i = 0; i < T; i++) /* (out of scratch in mm_run: flagged for the executor) */
         memcpy(out->data + perm[i] * N * oes, ys.data + i * N * oes, (size_t)(N * oes));
