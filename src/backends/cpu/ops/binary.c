@@ -130,13 +130,56 @@ static bool bin_i64(bin_fn fn, int64_t a, int64_t b, int64_t alpha, int64_t *r) 
 
 /* ---- operands ------------------------------------------------------------ */
 
-static double bin_load_f64(const bin_operand *o, const int64_t *idx, petrel_dtype rnd) {
-    double v = o->t ? pt_load_f64(pt_at(&o->view, idx), o->t->dtype) : (o->is_int ? (double)o->i : o->f);
-    return ew_round(v, rnd);
-}
-
 static int64_t bin_load_i64(const bin_operand *o, const int64_t *idx) {
     return o->t ? pt_load_i64(pt_at(&o->view, idx), o->t->dtype) : o->i;
+}
+
+/* ---- the float loop ---------------------------------------------------- */
+
+/* A float op over the output's rows (its last dim), spread over the
+ * program's threads: each operand's row start is found once per row and
+ * the row walked with its last-dim stride.  The same values as one
+ * element at a time: every element is computed alone. */
+typedef struct bin_rows {
+    const bin_operand *x, *y;
+    bin_fn fn;
+    double alpha;
+    petrel_dtype rnd;
+    const pt_tensor *out;
+    int lead;               /* leading dims (rank - 1; 0 for a 0-d output) */
+    const int64_t *shape;
+    int64_t inner;          /* elements per row */
+} bin_rows;
+
+static void bin_float_rows(void *ctx, int part, int64_t r0, int64_t r1) {
+    (void)part;
+    const bin_rows *c = ctx;
+    const bin_operand *ops[2] = {c->x, c->y};
+    int64_t idx[PETREL_MAX_RANK] = {0}, rem = r0;
+    for (int d = c->lead - 1; d >= 0; d--) idx[d] = rem % c->shape[d], rem /= c->shape[d];
+    petrel_dtype odt = c->out->dtype;
+    int64_t oes = (int64_t)pt_elsize(c->out);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *p[2] = {NULL, NULL};
+        int64_t step[2] = {0, 0};
+        double sc[2] = {0, 0};
+        for (int k = 0; k < 2; k++) {
+            const bin_operand *o = ops[k];
+            if (o->t) {
+                p[k] = pt_at(&o->view, idx);
+                step[k] = c->lead < o->view.rank ? o->view.stride[c->lead] * (int64_t)pt_elsize(o->t) : 0;
+            } else {
+                sc[k] = ew_round(o->is_int ? (double)o->i : o->f, c->rnd);
+            }
+        }
+        uint8_t *dst = c->out->data + r * c->inner * oes;
+        for (int64_t j = 0; j < c->inner; j++) {
+            double a = p[0] ? ew_round(pt_load_f64(p[0] + j * step[0], c->x->t->dtype), c->rnd) : sc[0];
+            double b = p[1] ? ew_round(pt_load_f64(p[1] + j * step[1], c->y->t->dtype), c->rnd) : sc[1];
+            pt_store_f64(dst + j * oes, odt, bin_f64(c->fn, a, b, c->alpha, c->rnd));
+        }
+        pt_next_index(idx, c->shape, c->lead);
+    }
 }
 
 /* ---- kernel -------------------------------------------------------------- */
@@ -181,18 +224,19 @@ petrel_status cpu_k_binary(pt_exec *ex, const pt_node *n) {
     }
 
     int64_t total = pt_numel(out);
+    if (in_float) {
+        if (total == 0) return PETREL_OK;
+        bin_rows c = {.x = &x, .y = &y, .fn = d.fn, .alpha = alpha_f, .rnd = rnd, .out = out,
+                      .lead = rank > 0 ? rank - 1 : 0, .shape = shape, .inner = rank > 0 ? shape[rank - 1] : 1};
+        pk_parallel(ex, total / c.inner, pt_pool_min_items(8 * c.inner), bin_float_rows, &c);
+        return PETREL_OK;
+    }
     int64_t idx[PETREL_MAX_RANK] = {0};
     for (int64_t i = 0; i < total; i++, pt_next_index(idx, shape, rank)) {
-        uint8_t *dst = ew_elem(out, i);
-        if (in_float) {
-            double a = bin_load_f64(&x, idx, rnd), b = bin_load_f64(&y, idx, rnd);
-            pt_store_f64(dst, odt, bin_f64(d.fn, a, b, alpha_f, rnd));
-        } else {
-            int64_t r;
-            if (!bin_i64(d.fn, bin_load_i64(&x, idx), bin_load_i64(&y, idx), alpha_i, &r))
-                return pk_fail(ex, PETREL_ERR_RUNTIME, "integer division by zero");
-            pt_store_i64(dst, odt, r);
-        }
+        int64_t r;
+        if (!bin_i64(d.fn, bin_load_i64(&x, idx), bin_load_i64(&y, idx), alpha_i, &r))
+            return pk_fail(ex, PETREL_ERR_RUNTIME, "integer division by zero");
+        pt_store_i64(ew_elem(out, i), odt, r);
     }
     return PETREL_OK;
 }
