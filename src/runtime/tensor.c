@@ -65,6 +65,15 @@ void pt_copy_into(const pt_tensor *dst, const pt_tensor *src) {
         return;
     }
     int64_t idx[PETREL_MAX_RANK] = {0};
+    int r = dst->rank;
+    if (dst->dtype == src->dtype && r > 1 && dst->stride[r - 1] == 1 && src->stride[r - 1] == 1) {
+        /* rows contiguous on both sides: one move per row */
+        size_t row = (size_t)dst->shape[r - 1] * es;
+        do {
+            memmove(pt_at(dst, idx), pt_at(src, idx), row);
+        } while (pt_next_index(idx, dst->shape, r - 1));
+        return;
+    }
     bool fl = pt_dtype_is_float(dst->dtype) || pt_dtype_is_float(src->dtype);
     do {
         uint8_t *d = pt_at(dst, idx);

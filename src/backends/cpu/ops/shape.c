@@ -371,14 +371,30 @@ petrel_status cpu_k_shape(pt_exec *ex, const pt_node *n) {
         shape[d] *= rep;
         PT_TRY(pk_out_alloc(ex, n, 0, r, shape, &out));
         if (pt_numel(out) == 0) return PETREL_OK;
-        es = pt_elsize(out);
-        int64_t idx[PETREL_MAX_RANK] = {0}, src[PETREL_MAX_RANK];
-        uint8_t *o = out->data;
-        do {
-            for (int i = 0; i < x->rank; i++) src[i] = i == d ? idx[i] / rep : idx[i];
-            nu_copy_elem(o, out->dtype, pt_at(x, src), x->dtype);
-            o += es;
-        } while (pt_next_index(idx, shape, r));
+        if (x->rank == 0 || x->rank >= PETREL_MAX_RANK || out->dtype != x->dtype) {
+            es = pt_elsize(out);
+            int64_t idx[PETREL_MAX_RANK] = {0}, src[PETREL_MAX_RANK];
+            uint8_t *o = out->data;
+            do {
+                for (int i = 0; i < x->rank; i++) src[i] = i == d ? idx[i] / rep : idx[i];
+                nu_copy_elem(o, out->dtype, pt_at(x, src), x->dtype);
+                o += es;
+            } while (pt_next_index(idx, shape, r));
+            return PETREL_OK;
+        }
+        /* out viewed as (..., x.shape[d], rep, ...) is x with a stride-0 dim
+         * of rep after d: one copy (whole rows when the dims after d are) */
+        pt_tensor dv = *out, sv = *x;
+        dv.rank = sv.rank = x->rank + 1;
+        for (int i = x->rank; i > d + 1; i--) {
+            dv.shape[i] = out->shape[i - 1], dv.stride[i] = out->stride[i - 1];
+            sv.shape[i] = x->shape[i - 1], sv.stride[i] = x->stride[i - 1];
+        }
+        dv.shape[d] = sv.shape[d] = x->shape[d];
+        dv.shape[d + 1] = sv.shape[d + 1] = rep;
+        dv.stride[d + 1] = out->stride[d], dv.stride[d] = out->stride[d] * rep;
+        sv.stride[d + 1] = 0;
+        pt_copy_into(&dv, &sv);
         return PETREL_OK;
     }
     case PETREL_OP_TRIL:
