@@ -128,6 +128,40 @@ static bool un_i64(pt_op op, int64_t x, petrel_dtype in_dt, int64_t *r) {
 ** approximation or an op applied to a dtype torch does not define it on
 ** (e.g. bitwise_not of a float tensor).
 */
+/* Float results over the output's rows (x's last dim), spread over the
+ * program's threads, x's row start found once per row: the same values as
+ * one element at a time. */
+typedef struct un_rows {
+    const pt_tensor *x, *out;
+    pt_op op;
+    const un_params *p;
+    bool in_float;
+    petrel_dtype rnd;
+    int lead;       /* leading dims (rank - 1; 0 for a 0-d tensor) */
+    int64_t inner;  /* elements per row */
+} un_rows;
+
+static void un_float_rows(void *ctx, int part, int64_t r0, int64_t r1) {
+    (void)part;
+    const un_rows *c = ctx;
+    const pt_tensor *x = c->x;
+    int64_t idx[PETREL_MAX_RANK] = {0}, rem = r0;
+    for (int d = c->lead - 1; d >= 0; d--) idx[d] = rem % x->shape[d], rem /= x->shape[d];
+    int64_t xes = (int64_t)pt_elsize(x), oes = (int64_t)pt_elsize(c->out);
+    int64_t step = c->lead < x->rank ? x->stride[c->lead] * xes : 0;
+    petrel_dtype odt = c->out->dtype;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *src = pt_at(x, idx);
+        uint8_t *dst = c->out->data + r * c->inner * oes;
+        for (int64_t j = 0; j < c->inner; j++) {
+            double v = pt_load_f64(src + j * step, x->dtype);
+            if (!c->in_float) v = ew_round(v, c->rnd);
+            pt_store_f64(dst + j * oes, odt, un_f64(c->op, v, c->p));
+        }
+        pt_next_index(idx, x->shape, c->lead);
+    }
+}
+
 petrel_status cpu_k_unary(pt_exec *ex, const pt_node *n) {
     const pt_tensor *x = pk_tensor(ex, n, 0);
     if (!x) return pk_fail(ex, PETREL_ERR_RUNTIME, "argument 0 must be a tensor");
@@ -178,6 +212,13 @@ petrel_status cpu_k_unary(pt_exec *ex, const pt_node *n) {
     petrel_dtype rnd = ew_opmath(odt);
 
     int64_t total = pt_numel(out), idx[PETREL_MAX_RANK] = {0};
+    if (!predicate && ew_is_float(odt)) {
+        if (total == 0) return PETREL_OK;
+        un_rows c = {.x = x, .out = out, .op = op, .p = &p, .in_float = in_float, .rnd = rnd,
+                     .lead = x->rank > 0 ? x->rank - 1 : 0, .inner = x->rank > 0 ? x->shape[x->rank - 1] : 1};
+        pk_parallel(ex, total / c.inner, pt_pool_min_items(8 * c.inner), un_float_rows, &c);
+        return PETREL_OK;
+    }
     for (int64_t i = 0; i < total; i++, pt_next_index(idx, x->shape, x->rank)) {
         const uint8_t *src = pt_at(x, idx);
         uint8_t *dst = ew_elem(out, i);
@@ -186,10 +227,7 @@ petrel_status cpu_k_unary(pt_exec *ex, const pt_node *n) {
             bool r = op == PETREL_OP_LOGICAL_NOT ? v == 0 : op == PETREL_OP_ISNAN ? isnan(v) != 0
                                                                                 : isinf(v) != 0;
             pt_store_i64(dst, odt, r);
-        } else if (ew_is_float(odt)) {
-            double v = in_float ? pt_load_f64(src, x->dtype) : ew_round(pt_load_f64(src, x->dtype), rnd);
-            pt_store_f64(dst, odt, un_f64(op, v, &p));
-        } else {
+        } else { /* integer results (float ones: un_float_rows) */
             int64_t r = 0;
             un_i64(op, pt_load_i64(src, x->dtype), x->dtype, &r);
             pt_store_i64(dst, odt, r);
