@@ -355,7 +355,7 @@ static int32_t add_const(qz *q, const qz_weight *w, const char *suffix, petrel_d
         v->shape[0].lit = cols;
         v->strides[0] = 1;
     } else {
-        int64_t e = src->rank == 3 ? w->e : 1, n = w->n / e;
+        int64_t e = w->e, n = src->shape[src->rank - 2].lit; /* (E,) N, as the float weight */
         v->rank = src->rank;
         int d = 0;
         if (src->rank == 3) v->shape[d].lit = e, v->strides[d++] = n * cols;

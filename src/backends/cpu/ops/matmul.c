@@ -314,13 +314,7 @@ static petrel_status mm_expert(pt_exec *ex, const pt_node *n) {
     xs.data = (uint8_t *)pk_scratch_raw(ex, (size_t)(T * K * xes));
     ys.data = (uint8_t *)pk_scratch_raw(ex, (size_t)(T * N * oes));
     if (!xs.data || !ys.data) return NU_NOMEM(ex);
-    for (int64_t i = 0; i < T; i++) {
-        const uint8_t *src = x->data + perm[i] * x->stride[0] * xes;
-        uint8_t *dst = xs.data + i * K * xes;
-        if (x->stride[1] == 1) memcpy(dst, src, (size_t)(K * xes));
-        else
-            for (int64_t k = 0; k < K; k++) memcpy(dst + k * xes, src + k * x->stride[1] * xes, (size_t)xes);
-    }
+    nu_gather_rows(x, perm, T, xs.data);
     mm_sink snk = {.out = &ys, .alpha = 1.0};
     mm_bufs bufs = {.rows = T};
     for (int64_t e = 0; e < E; e++) {

@@ -146,6 +146,18 @@ static inline petrel_status nu_expert_groups(pt_exec *ex, const char *op, const 
     return PETREL_OK;
 }
 
+/* Rows perm[0 .. T) of x (any rows, K) copied in that order into dst,
+ * dense (T, K) of x's dtype (an expert product's rows in expert order). */
+static inline void nu_gather_rows(const pt_tensor *x, const int64_t *perm, int64_t T, uint8_t *dst) {
+    int64_t K = x->shape[1], es = (int64_t)pt_elsize(x);
+    for (int64_t i = 0; i < T; i++, dst += K * es) {
+        const uint8_t *src = x->data + perm[i] * x->stride[0] * es;
+        if (x->stride[1] == 1) memcpy(dst, src, (size_t)(K * es));
+        else
+            for (int64_t k = 0; k < K; k++) memcpy(dst + k * es, src + k * x->stride[1] * es, (size_t)es);
+    }
+}
+
 /* True when output k of the node is used (tuple outputs may be None). */
 static inline bool nu_out_used(const pt_node *n, int k) { return k < n->nout && n->outs[k] >= 0; }
 

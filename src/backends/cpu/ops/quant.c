@@ -358,11 +358,7 @@ static petrel_status q_expert(pt_exec *ex, const pt_node *n) {
     int64_t xes = (int64_t)pt_elsize(qa.x);
     pt_tensor xg = {.dtype = qa.x->dtype, .rank = 2, .shape = {T, K}, .stride = {K, 1}};
     if (!(xg.data = (uint8_t *)pk_scratch_raw(ex, (size_t)(T * K * xes)))) return NU_NOMEM(ex);
-    for (int64_t i = 0; i < T; i++) {
-        const uint8_t *src = qa.x->data + perm[i] * qa.x->stride[0] * xes;
-        for (int64_t k = 0; k < K; k++)
-            memcpy(xg.data + (i * K + k) * xes, src + k * qa.x->stride[1] * xes, (size_t)xes);
-    }
+    nu_gather_rows(qa.x, perm, T, xg.data);
     q_mm c;
     PT_TRY(q_mm_init(ex, &xg, ws, (int)nused, &c));
     int64_t nblk = (N + QB - 1) / QB;
