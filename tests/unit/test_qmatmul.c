@@ -18,7 +18,7 @@
 ** followed by qlinear gives.  qembedding must match exactly.
 ** 2b. petrel.qexpert_linear (an MoE layer's experts) and its float twin
 ** petrel.expert_linear: rows routed to random experts (repeats, unused
-** experts, negative ids), each row against "its expert's matrix,
+** experts, negative ids; x also a strided view), each row against "its expert's matrix,
 ** dequantized here, then matmul" in double, on the same three paths; an
 ** id out of bounds fails the node and names it.  3. Bad operands fail
 ** the node with a message naming the problem.
@@ -594,7 +594,7 @@ static int expert_runs;
  * quantized weight (fmt >= 0; the E * N rows of one random qw, viewed as
  * (E, N, ...)) or expert_linear over a float one (fmt < 0, dtype xdt);
  * every row against its expert's dequantized matrix in double. */
-static void run_expert(int fmt, int64_t G, petrel_dtype xdt, int64_t T, int path) {
+static void run_expert(int fmt, int64_t G, petrel_dtype xdt, int64_t T, int path, bool xt) {
     const int64_t E = 5, N = 70, K = 256;
     const fmt_def *f = fmt >= 0 ? &fmts[fmt] : NULL;
     tbuf x = tb_new(xdt, 2, (int64_t[]){T, K}), ids = tb_new(PETREL_DTYPE_I64, 1, (int64_t[]){T});
@@ -619,6 +619,14 @@ static void run_expert(int fmt, int64_t G, petrel_dtype xdt, int64_t T, int path
     pt_graph g;
     tg_init(&g);
     int32_t xv = value(&g, "x", &x, 0, 0, NULL), iv = value(&g, "ids", &ids, 0, 0, NULL);
+    tbuf xs = {0}; /* xt: x's values stored (K, T), x a strided view of them */
+    if (xt) {
+        xs = tb_new(xdt, 2, (int64_t[]){K, T});
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = 0; k < K; k++) tb_set(&xs, k * T + t, tb_get(&x, t * K + k));
+        g.values[xv].data = xs.data;
+        g.values[xv].strides[0] = 1, g.values[xv].strides[1] = T;
+    }
     int32_t out = value(&g, "y", NULL, xdt, 2, (int64_t[]){T, N});
     pt_node *n;
     if (f) {
@@ -644,8 +652,9 @@ static void run_expert(int fmt, int64_t G, petrel_dtype xdt, int64_t T, int path
     petrel_status st = run_graph(&g, &got, &err);
     use_path(PATH_FAST);
     char what[160];
-    snprintf(what, sizeof what, "%s %s G=%lld x=%s T=%lld %s", f ? "qexpert_linear" : "expert_linear",
-             f ? f->name : "float", (long long)G, petrel_dtype_name(xdt), (long long)T, path_names[path]);
+    snprintf(what, sizeof what, "%s %s G=%lld x=%s%s T=%lld %s", f ? "qexpert_linear" : "expert_linear",
+             f ? f->name : "float", (long long)G, petrel_dtype_name(xdt), xt ? " (strided)" : "", (long long)T,
+             path_names[path]);
     CHECK(st == PETREL_OK, "%s: %s", what, err.msg);
     expert_runs++;
     if (st == PETREL_OK) {
@@ -670,6 +679,7 @@ static void run_expert(int fmt, int64_t G, petrel_dtype xdt, int64_t T, int path
     CHECK(st != PETREL_OK && strstr(err.msg, "expert id 5 (row") && strstr(err.msg, "out of bounds for 5 experts"),
           "%s: id 5 of 5 experts: status %d, '%s'", what, st, err.msg);
     free(x.data);
+    free(xs.data);
     free(ids.data);
     if (f) qw_free(&q);
     else free(wf.data), free(wd);
@@ -686,7 +696,9 @@ static void test_experts(void) {
         for (int gi = 0; gi < ng; gi += ng > 1 ? ng - 1 : 1) /* a group the fast kernels take, and the last */
             for (int xi = 0; xi < 2; xi++)
                 for (int ti = 0; ti < 3; ti++)
-                    for (int p = 0; p < paths; p++) run_expert(f, f < 0 ? 0 : gs[gi], dts[xi], Ts[ti], p);
+                    for (int p = 0; p < paths; p++) run_expert(f, f < 0 ? 0 : gs[gi], dts[xi], Ts[ti], p, false);
+        /* x a strided view (a transposed one): rows gathered element by element */
+        run_expert(f, f < 0 ? 0 : gs[0], PETREL_DTYPE_BF16, 8, PATH_FAST, true);
     }
 }
 
