@@ -58,17 +58,20 @@ const char *__asan_default_options(void) { return "allocator_may_return_null=1:m
 #define DEFAULT_CASES 6000
 #endif
 
-/* Fixtures: two tiny LLMs (export and core-ATen forms, static KV cache) and
- * three op tests (a weight gather, a convolution, a mutable buffer). */
+/* Fixtures: tiny LLMs (export and core-ATen forms, static KV cache; the
+ * MoE one's program compiled with int4 weights, its experts quantized)
+ * and three op tests (a weight gather, a convolution, a mutable buffer). */
 static const struct {
     const char *model, *inputs;
     int share; /* relative number of cases: the LLMs cost more per load */
+    const char *quant; /* the .petrel form's --quant, or NULL */
 } fixtures[] = {
-    {"tests/fixtures/llama_export/model.pt2", "tests/fixtures/llama_export/step0.in.safetensors", 3},
-    {"tests/fixtures/llm/qwen3.pt2", "tests/fixtures/llama_export/step0.in.safetensors", 3},
-    {"tests/fixtures/embedding_export/model.pt2", "tests/fixtures/embedding_export/step0.in.safetensors", 2},
-    {"tests/fixtures/conv2d_dilation_nobias_aten/model.pt2", "tests/fixtures/conv2d_dilation_nobias_aten/step0.in.safetensors", 2},
-    {"tests/fixtures/state_buffer_add_export/model.pt2", "tests/fixtures/state_buffer_add_export/step0.in.safetensors", 2},
+    {"tests/fixtures/llama_export/model.pt2", "tests/fixtures/llama_export/step0.in.safetensors", 3, NULL},
+    {"tests/fixtures/llm/qwen3.pt2", "tests/fixtures/llama_export/step0.in.safetensors", 3, NULL},
+    {"tests/fixtures/embedding_export/model.pt2", "tests/fixtures/embedding_export/step0.in.safetensors", 2, NULL},
+    {"tests/fixtures/conv2d_dilation_nobias_aten/model.pt2", "tests/fixtures/conv2d_dilation_nobias_aten/step0.in.safetensors", 2, NULL},
+    {"tests/fixtures/state_buffer_add_export/model.pt2", "tests/fixtures/state_buffer_add_export/step0.in.safetensors", 2, NULL},
+    {"tests/fixtures/qwen3_moe_export/model.pt2", "tests/fixtures/qwen3_moe_export/step0.in.safetensors", 3, "int4"},
 };
 #define NFIX (int)(sizeof fixtures / sizeof fixtures[0])
 
@@ -778,7 +781,8 @@ int main(int argc, char **argv) {
             char compiled[600];
             if (!g.is_pt2) {
                 snprintf(compiled, sizeof compiled, "%s/%d.petrel", tmp, f);
-                petrel_status st = petrel_compile(NULL, path, compiled, NULL);
+                petrel_compile_opts co = {.quant = fixtures[f].quant};
+                petrel_status st = petrel_compile(NULL, path, compiled, &co);
                 CHECK(st == PETREL_OK, "compile %s: %s", path, petrel_last_error());
                 if (st != PETREL_OK) continue;
                 path = compiled;
