@@ -3,7 +3,9 @@
 ** formulas (core/quant.h, pt_quant_row) give exactly the codes, scales and
 ** zero points that torch computes independently from the same formulas
 ** (tests/fixtures/quant/reference.safetensors, written by
-** tools/fixtures/make_quant_fixtures.py): every format, group sizes 32, 64
+** tools/fixtures/make_quant_fixtures.py; moe_reference.safetensors for
+** the MoE fixture's expert weights, compared with what the compiler
+** stores for them): every format, group sizes 32, 64
 ** and 128, f32, bf16 and f16 weights, groups all positive, all negative,
 ** all zero, on rounding ties and below the scale floor.  2. The compiler
 ** pass (compiler/quant.c) on the LLM fixtures: the expected petrel.qlinear
@@ -131,6 +133,90 @@ static void test_reference(void) {
     CHECK(pt_e4m3_bits(1e9f) == 0x7e && pt_e4m3_bits(0.0f) == 0, "e4m3 saturation / zero");
     for (int c = 0; c < 16; c++)
         CHECK(pt_e2m1_code(pt_e2m1_to_float((uint8_t)c)) == c || (c == 8 && pt_e2m1_code(-0.0f) == 8), "e2m1 %d", c);
+}
+
+/* The MoE fixture's expert weights as `petrel compile --quant` stores them
+ * (petrel.qexpert_linear's (E, N, ...) codes, scales and zeros) against
+ * tests/fixtures/quant/moe_reference.safetensors: torch's quantization
+ * of the same weights as E * N rows (make_quant_fixtures.py), bit for bit. */
+static bool compile_read(const char *in, const petrel_compile_opts *opts, petrel_compile_report *r, pt_mapping *map,
+                         pt_graph *g);
+static void release(pt_mapping *map, pt_graph *g);
+
+static const pt_value *value_named(const pt_graph *g, const char *fqn) {
+    for (int32_t i = 0; i < g->nvalues; i++)
+        if (g->values[i].fqn && !strcmp(g->values[i].fqn, fqn)) return &g->values[i];
+    return NULL;
+}
+
+static void test_moe_reference(void) {
+    petrel_tensor_file_t *f = NULL;
+    if (petrel_tensor_file_read(&f, "tests/fixtures/quant/moe_reference.safetensors") != PETREL_OK) {
+        CHECK(0, "moe reference: %s", petrel_last_error());
+        return;
+    }
+    static const struct {
+        const char *scheme, *tag;
+    } schemes[] = {{"int4", "int4"}, {"int8:sym", "int8s"}, {"int2", "int2"}, {"nvfp4", "nvfp4"}};
+    static const char *weights[] = {"model.model.layers.0.mlp.experts.gate_up_proj",
+                                    "model.model.layers.0.mlp.experts.down_proj",
+                                    "model.model.layers.1.mlp.experts.gate_up_proj",
+                                    "model.model.layers.1.mlp.experts.down_proj"};
+    int compared = 0;
+    for (size_t si = 0; si < sizeof schemes / sizeof schemes[0]; si++) {
+        petrel_compile_opts o = {.quant = schemes[si].scheme};
+        petrel_compile_report r;
+        pt_mapping map;
+        pt_graph g;
+        if (!compile_read("tests/fixtures/qwen3_moe_export/model.pt2", &o, &r, &map, &g)) continue;
+        pt_qfmt qf = (pt_qfmt)pt_qfmt_parse(schemes[si].tag);
+        int bits = pt_qfmt_bits(qf), qmin = qf == PT_QFMT_NVFP4 ? 0 : pt_qfmt_qmin(qf);
+        for (size_t wi = 0; wi < sizeof weights / sizeof weights[0]; wi++) {
+            char key[320], name[320];
+            petrel_tensor_desc q, s, zp;
+            snprintf(key, sizeof key, "%s/%s/q", weights[wi], schemes[si].tag);
+            bool have = petrel_tensor_file_get(&q, f, key) == PETREL_OK;
+            snprintf(key, sizeof key, "%s/%s/s", weights[wi], schemes[si].tag);
+            have = have && petrel_tensor_file_get(&s, f, key) == PETREL_OK;
+            snprintf(key, sizeof key, "%s/%s/zp", weights[wi], schemes[si].tag);
+            bool has_zp = petrel_tensor_file_get(&zp, f, key) == PETREL_OK;
+            snprintf(name, sizeof name, "%s.qcodes", weights[wi]);
+            const pt_value *cv = value_named(&g, name);
+            snprintf(name, sizeof name, "%s.qscales", weights[wi]);
+            const pt_value *sv = value_named(&g, name);
+            snprintf(name, sizeof name, "%s.qzeros", weights[wi]);
+            const pt_value *zv = value_named(&g, name);
+            if (!have || !cv || !sv || cv->rank != 3 || (has_zp && !zv)) {
+                CHECK(0, "%s %s: reference or quantized tensors missing", weights[wi], schemes[si].scheme);
+                continue;
+            }
+            int64_t rows = q.shape[0], K = q.shape[1], E = cv->shape[0].lit, N = cv->shape[1].lit;
+            int64_t cols = cv->shape[2].lit, groups = s.shape[s.rank - 1];
+            CHECK(E * N == rows && cols == K * bits / 8, "%s %s: codes (%lld, %lld, %lld) for %lld rows of %lld",
+                  weights[wi], schemes[si].scheme, (long long)E, (long long)N, (long long)cols, (long long)rows,
+                  (long long)K);
+            if (E * N != rows || cols != K * bits / 8) continue;
+            int bad = 0;
+            for (int64_t r0 = 0; r0 < rows; r0++)
+                for (int64_t k = 0; k < K; k++)
+                    bad += (int)pt_q_code(cv->data + r0 * cols, k, bits) + qmin != ((const int8_t *)q.data)[r0 * K + k];
+            size_t ssz = petrel_dtype_size(s.dtype);
+            bad += sv->data_bytes != rows * groups * (int64_t)ssz ||
+                   memcmp(sv->data, s.data, (size_t)(rows * groups) * ssz) != 0;
+            if (has_zp) { /* i8 zero points, or nvfp4's f32 tensor scale */
+                int64_t zn = 1;
+                for (int d = 0; d < zp.rank; d++) zn *= zp.shape[d];
+                int64_t zb = zn * (int64_t)petrel_dtype_size(zp.dtype);
+                bad += zv->data_bytes != zb || memcmp(zv->data, zp.data, (size_t)zb) != 0;
+            }
+            CHECK(bad == 0, "%s %s: %d codes, scales or zero points differ from torch's", weights[wi],
+                  schemes[si].scheme, bad);
+            compared++;
+        }
+        release(&map, &g);
+    }
+    CHECK(compared == 16, "moe reference: %d of 16 weights compared", compared);
+    petrel_tensor_file_free(f);
 }
 
 /* ---- 2. the pass --------------------------------------------------------------- */
@@ -672,6 +758,7 @@ static void test_out_of_memory(const char *in) {
 
 int main(void) {
     test_reference();
+    test_moe_reference();
     static const char *fixtures[] = {"llama_export", "llama_bf16_export", "qwen3_export", "gemma3_export",
                                      "phi3_export", "qwen3_moe_export"};
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) test_schemes(fixtures[i]);
