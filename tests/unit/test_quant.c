@@ -135,90 +135,6 @@ static void test_reference(void) {
         CHECK(pt_e2m1_code(pt_e2m1_to_float((uint8_t)c)) == c || (c == 8 && pt_e2m1_code(-0.0f) == 8), "e2m1 %d", c);
 }
 
-/* The MoE fixture's expert weights as `petrel compile --quant` stores them
- * (petrel.qexpert_linear's (E, N, ...) codes, scales and zeros) against
- * tests/fixtures/quant/moe_reference.safetensors: torch's quantization
- * of the same weights as E * N rows (make_quant_fixtures.py), bit for bit. */
-static bool compile_read(const char *in, const petrel_compile_opts *opts, petrel_compile_report *r, pt_mapping *map,
-                         pt_graph *g);
-static void release(pt_mapping *map, pt_graph *g);
-
-static const pt_value *value_named(const pt_graph *g, const char *fqn) {
-    for (int32_t i = 0; i < g->nvalues; i++)
-        if (g->values[i].fqn && !strcmp(g->values[i].fqn, fqn)) return &g->values[i];
-    return NULL;
-}
-
-static void test_moe_reference(void) {
-    petrel_tensor_file_t *f = NULL;
-    if (petrel_tensor_file_read(&f, "tests/fixtures/quant/moe_reference.safetensors") != PETREL_OK) {
-        CHECK(0, "moe reference: %s", petrel_last_error());
-        return;
-    }
-    static const struct {
-        const char *scheme, *tag;
-    } schemes[] = {{"int4", "int4"}, {"int8:sym", "int8s"}, {"int2", "int2"}, {"nvfp4", "nvfp4"}};
-    static const char *weights[] = {"model.model.layers.0.mlp.experts.gate_up_proj",
-                                    "model.model.layers.0.mlp.experts.down_proj",
-                                    "model.model.layers.1.mlp.experts.gate_up_proj",
-                                    "model.model.layers.1.mlp.experts.down_proj"};
-    int compared = 0;
-    for (size_t si = 0; si < sizeof schemes / sizeof schemes[0]; si++) {
-        petrel_compile_opts o = {.quant = schemes[si].scheme};
-        petrel_compile_report r;
-        pt_mapping map;
-        pt_graph g;
-        if (!compile_read("tests/fixtures/qwen3_moe_export/model.pt2", &o, &r, &map, &g)) continue;
-        pt_qfmt qf = (pt_qfmt)pt_qfmt_parse(schemes[si].tag);
-        int bits = pt_qfmt_bits(qf), qmin = qf == PT_QFMT_NVFP4 ? 0 : pt_qfmt_qmin(qf);
-        for (size_t wi = 0; wi < sizeof weights / sizeof weights[0]; wi++) {
-            char key[320], name[320];
-            petrel_tensor_desc q, s, zp;
-            snprintf(key, sizeof key, "%s/%s/q", weights[wi], schemes[si].tag);
-            bool have = petrel_tensor_file_get(&q, f, key) == PETREL_OK;
-            snprintf(key, sizeof key, "%s/%s/s", weights[wi], schemes[si].tag);
-            have = have && petrel_tensor_file_get(&s, f, key) == PETREL_OK;
-            snprintf(key, sizeof key, "%s/%s/zp", weights[wi], schemes[si].tag);
-            bool has_zp = petrel_tensor_file_get(&zp, f, key) == PETREL_OK;
-            snprintf(name, sizeof name, "%s.qcodes", weights[wi]);
-            const pt_value *cv = value_named(&g, name);
-            snprintf(name, sizeof name, "%s.qscales", weights[wi]);
-            const pt_value *sv = value_named(&g, name);
-            snprintf(name, sizeof name, "%s.qzeros", weights[wi]);
-            const pt_value *zv = value_named(&g, name);
-            if (!have || !cv || !sv || cv->rank != 3 || (has_zp && !zv)) {
-                CHECK(0, "%s %s: reference or quantized tensors missing", weights[wi], schemes[si].scheme);
-                continue;
-            }
-            int64_t rows = q.shape[0], K = q.shape[1], E = cv->shape[0].lit, N = cv->shape[1].lit;
-            int64_t cols = cv->shape[2].lit, groups = s.shape[s.rank - 1];
-            CHECK(E * N == rows && cols == K * bits / 8, "%s %s: codes (%lld, %lld, %lld) for %lld rows of %lld",
-                  weights[wi], schemes[si].scheme, (long long)E, (long long)N, (long long)cols, (long long)rows,
-                  (long long)K);
-            if (E * N != rows || cols != K * bits / 8) continue;
-            int bad = 0;
-            for (int64_t r0 = 0; r0 < rows; r0++)
-                for (int64_t k = 0; k < K; k++)
-                    bad += (int)pt_q_code(cv->data + r0 * cols, k, bits) + qmin != ((const int8_t *)q.data)[r0 * K + k];
-            size_t ssz = petrel_dtype_size(s.dtype);
-            bad += sv->data_bytes != rows * groups * (int64_t)ssz ||
-                   memcmp(sv->data, s.data, (size_t)(rows * groups) * ssz) != 0;
-            if (has_zp) { /* i8 zero points, or nvfp4's f32 tensor scale */
-                int64_t zn = 1;
-                for (int d = 0; d < zp.rank; d++) zn *= zp.shape[d];
-                int64_t zb = zn * (int64_t)petrel_dtype_size(zp.dtype);
-                bad += zv->data_bytes != zb || memcmp(zv->data, zp.data, (size_t)zb) != 0;
-            }
-            CHECK(bad == 0, "%s %s: %d codes, scales or zero points differ from torch's", weights[wi],
-                  schemes[si].scheme, bad);
-            compared++;
-        }
-        release(&map, &g);
-    }
-    CHECK(compared == 16, "moe reference: %d of 16 weights compared", compared);
-    petrel_tensor_file_free(f);
-}
-
 /* ---- 2. the pass --------------------------------------------------------------- */
 
 static int count_op(const pt_graph *g, pt_op op) {
@@ -468,10 +384,85 @@ static int32_t head_codes(const pt_graph *g) {
     return -1;
 }
 
-static bool has_fqn(const pt_graph *g, const char *fqn) {
+/* The value whose fqn is `fqn`, or NULL. */
+static const pt_value *value_named(const pt_graph *g, const char *fqn) {
     for (int32_t i = 0; i < g->nvalues; i++)
-        if (g->values[i].fqn && !strcmp(g->values[i].fqn, fqn)) return true;
-    return false;
+        if (g->values[i].fqn && !strcmp(g->values[i].fqn, fqn)) return &g->values[i];
+    return NULL;
+}
+
+/* The MoE fixture's expert weights as `petrel compile --quant` stores them
+ * (petrel.qexpert_linear's (E, N, ...) codes, scales and zeros) against
+ * tests/fixtures/quant/moe_reference.safetensors: torch's quantization
+ * of the same weights as E * N rows (make_quant_fixtures.py), bit for bit. */
+static void test_moe_reference(void) {
+    petrel_tensor_file_t *f = NULL;
+    if (petrel_tensor_file_read(&f, "tests/fixtures/quant/moe_reference.safetensors") != PETREL_OK) {
+        CHECK(0, "moe reference: %s", petrel_last_error());
+        return;
+    }
+    static const struct {
+        const char *scheme, *tag;
+    } moe_schemes[] = {{"int4", "int4"}, {"int8:sym", "int8s"}, {"int2", "int2"}, {"nvfp4", "nvfp4"}};
+    static const char *weights[] = {"model.model.layers.0.mlp.experts.gate_up_proj",
+                                    "model.model.layers.0.mlp.experts.down_proj",
+                                    "model.model.layers.1.mlp.experts.gate_up_proj",
+                                    "model.model.layers.1.mlp.experts.down_proj"};
+    int compared = 0;
+    for (size_t si = 0; si < sizeof moe_schemes / sizeof moe_schemes[0]; si++) {
+        petrel_compile_opts o = {.quant = moe_schemes[si].scheme};
+        petrel_compile_report r;
+        pt_mapping map;
+        pt_graph g;
+        if (!compile_read("tests/fixtures/qwen3_moe_export/model.pt2", &o, &r, &map, &g)) continue;
+        pt_qfmt qf = (pt_qfmt)pt_qfmt_parse(moe_schemes[si].tag);
+        int bits = pt_qfmt_bits(qf), qmin = qf == PT_QFMT_NVFP4 ? 0 : pt_qfmt_qmin(qf);
+        for (size_t wi = 0; wi < sizeof weights / sizeof weights[0]; wi++) {
+            char key[320], name[320];
+            petrel_tensor_desc q, s, zp;
+            snprintf(key, sizeof key, "%s/%s/q", weights[wi], moe_schemes[si].tag);
+            bool have = petrel_tensor_file_get(&q, f, key) == PETREL_OK;
+            snprintf(key, sizeof key, "%s/%s/s", weights[wi], moe_schemes[si].tag);
+            have = have && petrel_tensor_file_get(&s, f, key) == PETREL_OK;
+            snprintf(key, sizeof key, "%s/%s/zp", weights[wi], moe_schemes[si].tag);
+            bool has_zp = petrel_tensor_file_get(&zp, f, key) == PETREL_OK;
+            snprintf(name, sizeof name, "%s.qcodes", weights[wi]);
+            const pt_value *cv = value_named(&g, name);
+            snprintf(name, sizeof name, "%s.qscales", weights[wi]);
+            const pt_value *sv = value_named(&g, name);
+            snprintf(name, sizeof name, "%s.qzeros", weights[wi]);
+            const pt_value *zv = value_named(&g, name);
+            if (!have || !cv || !sv || cv->rank != 3 || (has_zp && !zv)) {
+                CHECK(0, "%s %s: reference or quantized tensors missing", weights[wi], moe_schemes[si].scheme);
+                continue;
+            }
+            int64_t rows = q.shape[0], K = q.shape[1], E = cv->shape[0].lit, N = cv->shape[1].lit;
+            int64_t cols = cv->shape[2].lit, groups = s.shape[s.rank - 1];
+            CHECK(E * N == rows && cols == K * bits / 8, "%s %s: codes (%lld, %lld, %lld) for %lld rows of %lld",
+                  weights[wi], moe_schemes[si].scheme, (long long)E, (long long)N, (long long)cols, (long long)rows,
+                  (long long)K);
+            if (E * N != rows || cols != K * bits / 8) continue;
+            int bad = 0;
+            for (int64_t r0 = 0; r0 < rows; r0++)
+                for (int64_t k = 0; k < K; k++)
+                    bad += (int)pt_q_code(cv->data + r0 * cols, k, bits) + qmin != ((const int8_t *)q.data)[r0 * K + k];
+            size_t ssz = petrel_dtype_size(s.dtype);
+            bad += sv->data_bytes != rows * groups * (int64_t)ssz ||
+                   memcmp(sv->data, s.data, (size_t)(rows * groups) * ssz) != 0;
+            if (has_zp) { /* i8 zero points, or nvfp4's f32 tensor scale */
+                int64_t zn = 1;
+                for (int d = 0; d < zp.rank; d++) zn *= zp.shape[d];
+                int64_t zb = zn * (int64_t)petrel_dtype_size(zp.dtype);
+                bad += zv->data_bytes != zb || memcmp(zv->data, zp.data, (size_t)zb) != 0;
+            }
+            CHECK(bad == 0, "%s %s: %d codes, scales or zero points differ from torch's", weights[wi],
+                  moe_schemes[si].scheme, bad);
+            compared++;
+        }
+        release(&map, &g);
+    }
+    CHECK(compared == 16, "moe reference: %d of 16 weights compared", compared);
+    petrel_tensor_file_free(f);
 }
 
 /* Tied embedding and LM head (one weight value in the export). */
@@ -495,9 +486,9 @@ static void test_tied(const char *in, const char *emb) {
     if (compile_read(in, &o, &r, &map, &g)) {
         int32_t ec = first_arg(&g, PETREL_OP_PETREL_QEMBEDDING, 0, 0), hc = head_codes(&g);
         int32_t es = first_arg(&g, PETREL_OP_PETREL_QEMBEDDING, 1, 0);
-        CHECK(ec >= 0 && ec == hc && count_op(&g, PETREL_OP_EMBEDDING) == 0 && !has_fqn(&g, emb) && es >= 0,
+        CHECK(ec >= 0 && ec == hc && count_op(&g, PETREL_OP_EMBEDDING) == 0 && !value_named(&g, emb) && es >= 0,
               "%s: tied under --quant-embedding: embedding codes %d, head codes %d, float weight %s", in, ec, hc,
-              has_fqn(&g, emb) ? "left" : "gone");
+              value_named(&g, emb) ? "left" : "gone");
         /* the shared codes count once */
         int nq = 0;
         petrel_program_t *p = NULL;
