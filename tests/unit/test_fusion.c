@@ -199,86 +199,88 @@ static void check_fused(const char *name, const pt_graph *g, int rms, int rope, 
     }
 }
 
+/* Compile `in` for `backend` (NULL: the CPU) and read the program back
+ * into *g (mapped in *map); false, after a failed CHECK, when either
+ * fails.  release_graph undoes it. */
+static bool compile_graph(const char *name, const char *in, const char *backend, petrel_compile_report *r,
+                          pt_mapping *map, pt_graph *g) {
+    petrel_compile_opts o = {.backend = backend};
+    pt_err err = {{0}};
+    memset(g, 0, sizeof *g);
+    if (petrel_compile(r, in, out_path, &o) != PETREL_OK) {
+        CHECK(0, "%s: compile%s%s: %s", name, backend ? " for " : "", backend ? backend : "", petrel_last_error());
+        return false;
+    }
+    if (pt_map_file(map, out_path, &err) != PETREL_OK) {
+        CHECK(0, "%s: %s", name, err.msg);
+        remove(out_path);
+        return false;
+    }
+    if (pf_read(g, map->data, map->size, false, &err) != PETREL_OK) {
+        CHECK(0, "%s: reading the program: %s", name, err.msg);
+        pt_unmap_file(map);
+        remove(out_path);
+        return false;
+    }
+    return true;
+}
+
+static void release_graph(pt_mapping *map, pt_graph *g) {
+    pt_graph_free(g);
+    pt_unmap_file(map);
+    remove(out_path);
+}
+
 /* 1. Compile, read the program back, count. */
 static void test_compiled(const fusion_case *c) {
     char in[256];
     snprintf(in, sizeof in, "tests/fixtures/%s/model.pt2", c->fixture);
     petrel_compile_report r;
-    if (petrel_compile(&r, in, out_path, NULL) != PETREL_OK) {
-        CHECK(0, "%s: compile: %s", c->fixture, petrel_last_error());
-        return;
-    }
+    pt_mapping map;
+    pt_graph g;
+    if (!compile_graph(c->fixture, in, NULL, &r, &map, &g)) return;
     /* the ropes are made (and counted), then folded into the attentions;
      * the norms likewise into the linears */
     int rms = c->norms_per_layer * c->layers + 1, rope = 2 * c->layers, sdpa = c->layers;
     int lin = c->layers * (c->linear_n + c->gated + c->linear_add), folded = c->layers * c->folded + 1; /* + LM head */
     CHECK(r.fused == rms + rope + sdpa + lin + c->tables + c->experts, "%s: report says %lld fused ops, want %d",
           c->fixture, (long long)r.fused, rms + rope + sdpa + lin + c->tables + c->experts);
-    pt_mapping map;
-    pt_err err = {{0}};
-    pt_graph g;
-    memset(&g, 0, sizeof g);
-    if (pt_map_file(&map, out_path, &err) != PETREL_OK) {
-        CHECK(0, "%s: %s", c->fixture, err.msg);
-        return;
-    }
-    if (pf_read(&g, map.data, map.size, false, &err) != PETREL_OK) {
-        CHECK(0, "%s: reading the program: %s", c->fixture, err.msg);
-    } else {
-        check_fused(c->fixture, &g, rms - folded - c->layers * c->qk, 0, sdpa, sdpa, 0, c->other_softmax);
-        CHECK(count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR) == c->experts && count_op(&g, PETREL_OP_INDEX_TENSOR) == 0,
-              "%s: %d expert_linear (want %d), %d index.Tensor left", c->fixture,
-              count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR), c->experts, count_op(&g, PETREL_OP_INDEX_TENSOR));
-        CHECK(qk_attentions(&g) == (c->qk ? sdpa : 0), "%s: %d attentions take the q/k norms, want %d", c->fixture,
-              qk_attentions(&g), c->qk ? sdpa : 0);
-        CHECK(norm_linears(&g) == folded && foldable_norms(&g) == 0,
-              "%s: %d linears take their norm (want %d), %d norms left that could", c->fixture, norm_linears(&g),
-              folded, foldable_norms(&g));
-        static const pt_op lops[3] = {PETREL_OP_PETREL_LINEAR_N, PETREL_OP_PETREL_GATED_LINEAR,
-                                      PETREL_OP_PETREL_LINEAR_ADD};
-        const int want[3] = {c->layers * (c->linear_n + c->single) + 1, c->layers * c->gated,
-                             c->layers * c->linear_add};
-        for (int k = 0; k < 3; k++)
-            CHECK(count_op(&g, lops[k]) == want[k], "%s: %d %s, want %d", c->fixture, count_op(&g, lops[k]),
-                  pt_op_table[lops[k]].target, want[k]);
-        /* the rotary tables: one node each, no cos or sin left */
-        CHECK(count_op(&g, PETREL_OP_PETREL_ROPE_TABLE) == c->tables && count_op(&g, PETREL_OP_COS) == 0 &&
-                  count_op(&g, PETREL_OP_SIN) == 0,
-              "%s: %d rope_table (want %d), %d cos and %d sin left", c->fixture,
-              count_op(&g, PETREL_OP_PETREL_ROPE_TABLE), c->tables, count_op(&g, PETREL_OP_COS),
-              count_op(&g, PETREL_OP_SIN));
-        /* the core-ATen linears became aten.linear (canon.c) */
-        CHECK(count_op(&g, PETREL_OP_MM) == 0 && count_op(&g, PETREL_OP_ADDMM) == 0, "%s: %d mm, %d addmm left",
-              c->fixture, count_op(&g, PETREL_OP_MM), count_op(&g, PETREL_OP_ADDMM));
-        pt_graph_free(&g);
-    }
-    pt_unmap_file(&map);
-    remove(out_path);
+    check_fused(c->fixture, &g, rms - folded - c->layers * c->qk, 0, sdpa, sdpa, 0, c->other_softmax);
+    CHECK(count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR) == c->experts && count_op(&g, PETREL_OP_INDEX_TENSOR) == 0,
+          "%s: %d expert_linear (want %d), %d index.Tensor left", c->fixture,
+          count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR), c->experts, count_op(&g, PETREL_OP_INDEX_TENSOR));
+    CHECK(qk_attentions(&g) == (c->qk ? sdpa : 0), "%s: %d attentions take the q/k norms, want %d", c->fixture,
+          qk_attentions(&g), c->qk ? sdpa : 0);
+    CHECK(norm_linears(&g) == folded && foldable_norms(&g) == 0,
+          "%s: %d linears take their norm (want %d), %d norms left that could", c->fixture, norm_linears(&g),
+          folded, foldable_norms(&g));
+    static const pt_op lops[3] = {PETREL_OP_PETREL_LINEAR_N, PETREL_OP_PETREL_GATED_LINEAR,
+                                  PETREL_OP_PETREL_LINEAR_ADD};
+    const int want[3] = {c->layers * (c->linear_n + c->single) + 1, c->layers * c->gated,
+                         c->layers * c->linear_add};
+    for (int k = 0; k < 3; k++)
+        CHECK(count_op(&g, lops[k]) == want[k], "%s: %d %s, want %d", c->fixture, count_op(&g, lops[k]),
+              pt_op_table[lops[k]].target, want[k]);
+    /* the rotary tables: one node each, no cos or sin left */
+    CHECK(count_op(&g, PETREL_OP_PETREL_ROPE_TABLE) == c->tables && count_op(&g, PETREL_OP_COS) == 0 &&
+              count_op(&g, PETREL_OP_SIN) == 0,
+          "%s: %d rope_table (want %d), %d cos and %d sin left", c->fixture,
+          count_op(&g, PETREL_OP_PETREL_ROPE_TABLE), c->tables, count_op(&g, PETREL_OP_COS),
+          count_op(&g, PETREL_OP_SIN));
+    /* the core-ATen linears became aten.linear (canon.c) */
+    CHECK(count_op(&g, PETREL_OP_MM) == 0 && count_op(&g, PETREL_OP_ADDMM) == 0, "%s: %d mm, %d addmm left",
+          c->fixture, count_op(&g, PETREL_OP_MM), count_op(&g, PETREL_OP_ADDMM));
+    release_graph(&map, &g);
     if (!c->experts) return;
     /* for a backend without the experts' kernel (CUDA, so far) their
      * gather and bmm stay, and run there */
-    petrel_compile_opts cuda = {.backend = "cuda"};
-    if (petrel_compile(&r, in, out_path, &cuda) != PETREL_OK) {
-        CHECK(0, "%s: compile for cuda: %s", c->fixture, petrel_last_error());
-        return;
-    }
-    if (pt_map_file(&map, out_path, &err) != PETREL_OK) {
-        CHECK(0, "%s: %s", c->fixture, err.msg);
-        return;
-    }
-    memset(&g, 0, sizeof g);
-    if (pf_read(&g, map.data, map.size, false, &err) == PETREL_OK) {
-        CHECK(r.fused == rms + rope + sdpa + lin + c->tables && count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR) == 0 &&
-                  count_op(&g, PETREL_OP_BMM) == c->experts,
-              "%s for cuda: %lld fused ops, %d expert_linear, %d bmm (want %d, 0, %d)", c->fixture, (long long)r.fused,
-              count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR), count_op(&g, PETREL_OP_BMM),
-              rms + rope + sdpa + lin + c->tables, c->experts);
-        pt_graph_free(&g);
-    } else {
-        CHECK(0, "%s: reading the cuda program: %s", c->fixture, err.msg);
-    }
-    pt_unmap_file(&map);
-    remove(out_path);
+    if (!compile_graph(c->fixture, in, "cuda", &r, &map, &g)) return;
+    CHECK(r.fused == rms + rope + sdpa + lin + c->tables && count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR) == 0 &&
+              count_op(&g, PETREL_OP_BMM) == c->experts,
+          "%s for cuda: %lld fused ops, %d expert_linear, %d bmm (want %d, 0, %d)", c->fixture, (long long)r.fused,
+          count_op(&g, PETREL_OP_PETREL_EXPERT_LINEAR), count_op(&g, PETREL_OP_BMM),
+          rms + rope + sdpa + lin + c->tables, c->experts);
+    release_graph(&map, &g);
 }
 
 /* 2. Single-op fixtures: (fused ops made, nodes left). */
