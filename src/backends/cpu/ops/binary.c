@@ -155,8 +155,8 @@ static void bin_float_rows(void *ctx, int part, int64_t r0, int64_t r1) {
     (void)part;
     const bin_rows *c = ctx;
     const bin_operand *ops[2] = {c->x, c->y};
-    int64_t idx[PETREL_MAX_RANK] = {0}, rem = r0;
-    for (int d = c->lead - 1; d >= 0; d--) idx[d] = rem % c->shape[d], rem /= c->shape[d];
+    int64_t idx[PETREL_MAX_RANK] = {0};
+    ew_row_index(r0, c->lead, c->shape, idx);
     petrel_dtype odt = c->out->dtype;
     int64_t oes = (int64_t)pt_elsize(c->out);
     for (int64_t r = r0; r < r1; r++) {

@@ -124,6 +124,12 @@ static inline petrel_dtype ew_out_dtype(pt_exec *ex, const pt_node *n, int k,
     return k < n->nout && n->outs[k] >= 0 ? pk_out_dtype(ex, n, k) : fallback;
 }
 
+/* The index (its first `lead` dims) of row r of `shape` walked row by
+ * row, its last dim a row (the row loops of binary.c and unary.c). */
+static inline void ew_row_index(int64_t r, int lead, const int64_t *shape, int64_t *idx) {
+    for (int d = lead - 1; d >= 0; d--) idx[d] = r % shape[d], r /= shape[d];
+}
+
 /* Pointer to element i of a freshly allocated (contiguous) output. */
 static inline uint8_t *ew_elem(const pt_tensor *t, int64_t i) {
     return t->data + i * (int64_t)pt_elsize(t);

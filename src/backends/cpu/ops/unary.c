@@ -145,8 +145,8 @@ static void un_float_rows(void *ctx, int part, int64_t r0, int64_t r1) {
     (void)part;
     const un_rows *c = ctx;
     const pt_tensor *x = c->x;
-    int64_t idx[PETREL_MAX_RANK] = {0}, rem = r0;
-    for (int d = c->lead - 1; d >= 0; d--) idx[d] = rem % x->shape[d], rem /= x->shape[d];
+    int64_t idx[PETREL_MAX_RANK] = {0};
+    ew_row_index(r0, c->lead, x->shape, idx);
     int64_t xes = (int64_t)pt_elsize(x), oes = (int64_t)pt_elsize(c->out);
     int64_t step = c->lead < x->rank ? x->stride[c->lead] * xes : 0;
     petrel_dtype odt = c->out->dtype;
