@@ -2,13 +2,14 @@
 K a multiple of 512, 1024 or 2048 (the ring GEMV of quant_k.cu), on CUDA
 against the CPU backend (the oracle of the quantized ops), same weights.
 
-Three models of two layers: a Llama (hidden size 1024, four query heads
+Four models of two layers: a Llama (hidden size 1024, four query heads
 per KV head, head dim 64), a Qwen3 (1024, two per KV head, head dim 128,
 q/k norms) and a Gemma 3 (Gemma-3-1B's hidden size 1152 and MLP width
 6912, which no pass of the ring GEMV divides, so its products take that
 kernel's general form; four query heads on one KV head of head dim 256,
 q/k norms, the first layer in a 16-position sliding window that the 28
-positions pass), bfloat16, a KV cache of 2048 positions, weights drawn as Hugging
+positions pass) and a Qwen3-MoE (1024, 16 experts of width 384, top-4:
+petrel.expert_linear / qexpert_linear), bfloat16, a KV cache of 2048 positions, weights drawn as Hugging
 Face initializes them (std 0.02).  Each is compiled with each scheme given
 (bf16: none), for CUDA and for the CPU, and run with `petrel run` on the
 same inputs, its KV cache kept between the calls: a prefill of 20 random
@@ -45,8 +46,11 @@ MODELS = {
                    num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256,
                    hidden_activation="gelu_pytorch_tanh", sliding_window=16, sliding_window_pattern=2,
                    rope_local_base_freq=10000.0, hidden_size=1152, intermediate_size=6912),
+    "qwen3_moe": dict(model_type="qwen3_moe", architectures=["Qwen3MoeForCausalLM"], num_attention_heads=16,
+                      num_key_value_heads=4, head_dim=64, num_experts=16, num_experts_per_tok=4,
+                      moe_intermediate_size=384, decoder_sparse_step=1, norm_topk_prob=True),
 }
-TOKENIZER = {"llama": "llama", "qwen3": "qwen3", "gemma3": "llama"}  # the fixture whose tokenizer a model takes
+TOKENIZER = {"llama": "llama", "qwen3": "qwen3", "gemma3": "llama", "qwen3_moe": "qwen3"}  # whose tokenizer a model takes
 
 # Run by PYTHON: write the calls' inputs, or compare two runs' outputs.
 HELPER = r'''

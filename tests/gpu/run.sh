@@ -93,7 +93,7 @@ grep -E "FAIL|time|step|CHECKS|bandwidth" "$log/gemv.txt"
 
 echo "== quantized weights: LLM fixtures on cuda vs the cpu"
 mkdir -p "$tmp/quant"
-qfixtures="llama_export llama_bf16_export qwen3_export gemma3_export phi3_export whisper_export"
+qfixtures="llama_export llama_bf16_export qwen3_export gemma3_export phi3_export whisper_export qwen3_moe_export"
 for q in int8 int8:sym int4 int4:sym int2 nvfp4 "int4 --quant-embedding"; do
     # $q and $qfixtures unquoted: one scheme's words, then a list of names
     "$build/tests/test_fixtures" tests/fixtures --backend cuda --compile "$tmp/quant" --quant $q $qfixtures \

@@ -22,6 +22,7 @@ PCU_CAP(LINEAR, PCU_DT_FLOAT, matmul)
 PCU_CAP(PETREL_LINEAR_N, PCU_DT_FLOAT, matmul)
 PCU_CAP(PETREL_GATED_LINEAR, PCU_DT_FLOAT, matmul)
 PCU_CAP(PETREL_LINEAR_ADD, PCU_DT_FLOAT, matmul)
+PCU_CAP(PETREL_EXPERT_LINEAR, PCU_DT_FLOAT | PCU_DT_INT, matmul) /* + integer ids */
 
 /* ---- norm ------------------------------------------------------------------ */
 PCU_CAP(LAYER_NORM, PCU_DT_FLOAT, norm)

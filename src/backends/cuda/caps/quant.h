@@ -1,5 +1,6 @@
 /* caps/quant.h -- PCU_CAP(OP_ID, dtype mask, kernel family) lines; see ../caps.h.
- * The quant family (ops/quant.c): petrel.qlinear and petrel.qembedding
+ * The quant family (ops/quant.c): petrel.qlinear, petrel.qembedding and
+ * petrel.qexpert_linear
  * over quantized weights -- u8 codes, i8 zero points, nvfp4's u8 scales
  * and f32 tensor scale -- with f32 / f16 / bf16 activations and outputs.
  *
@@ -11,3 +12,4 @@
 
 PCU_CAP(PETREL_QLINEAR, PCU_DT_QLINEAR, quant)
 PCU_CAP(PETREL_QEMBEDDING, PCU_DT_QEMBEDDING, quant)
+PCU_CAP(PETREL_QEXPERT_LINEAR, PCU_DT_QLINEAR | PCU_DT_INT, quant)   /* + integer ids */

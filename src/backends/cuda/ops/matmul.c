@@ -23,6 +23,7 @@
 
 #include "../../cpu/ops/matmul_plan.h"
 #include "../cuda.h"
+#include "expert_k.h"
 #include "matmul_k.h"
 #include "norm_k.h"
 
@@ -467,6 +468,32 @@ static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
 ** Kernel family "matmul": mm, bmm, addmm, baddbmm, matmul, linear and the
 ** fused linears.  Operands may be any strided views of one float dtype.
 */
+/* petrel.expert_linear: the CPU kernel's checks, then one launch of
+ * expert_k.cu's kernel (each row reads its expert's weight in place). */
+static petrel_status mm_expert(pt_exec *ex, const pt_node *n) {
+    const char *op = "expert_linear";
+    const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1), *ids = pk_tensor(ex, n, 2);
+    if (!x || !w || !ids || x->rank != 2 || w->rank != 3 || ids->rank != 1 || x->shape[1] != w->shape[2] ||
+        ids->shape[0] != x->shape[0] || !pt_dtype_is_float(x->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s expects x (T, K) float, weight (E, N, K), ids (T)", op);
+    if (pt_dtype_is_float(ids->dtype) || ids->dtype == PETREL_DTYPE_BOOL)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: ids must be integers", op);
+    if (w->dtype != x->dtype || pk_out_dtype(ex, n, 0) != x->dtype || x->dtype == PETREL_DTYPE_F64)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA %s needs x, weight and output of one f32/f16/bf16 dtype", op);
+    if (pcu_is_host_scalar(ids) || (x->shape[1] > 1 && x->stride[1] != 1))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA %s needs device ids and x contiguous along K", op);
+    int64_t T = x->shape[0], N = w->shape[1], shape[2] = {T, N};
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, 2, shape, &out));
+    if (T == 0 || N == 0) return PETREL_OK;
+    pcu_expert a = {.dtype = (int32_t)x->dtype, .x = x->data, .ldx = x->stride[0], .ids = ids->data,
+                    .ids_dtype = (int32_t)ids->dtype, .ids_stride = ids->stride[0], .T = T, .E = w->shape[0],
+                    .N = N, .K = x->shape[1], .out = out->data, .fmt = -1, .w = w->data, .w_se = w->stride[0],
+                    .w_sn = w->stride[1], .w_sk = w->stride[2]};
+    PCU_LAUNCHED(ex, pcu_expert_launch(pcu_stream(ex), &a), op);
+    return PETREL_OK;
+}
+
 petrel_status cuda_k_matmul(pt_exec *ex, const pt_node *n) {
     switch (n->op) {
     case PETREL_OP_MM:
@@ -483,6 +510,8 @@ petrel_status cuda_k_matmul(pt_exec *ex, const pt_node *n) {
     case PETREL_OP_PETREL_GATED_LINEAR:
     case PETREL_OP_PETREL_LINEAR_ADD:
         return mm_fused(ex, n);
+    case PETREL_OP_PETREL_EXPERT_LINEAR:
+        return mm_expert(ex, n);
     default:
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a CUDA matmul op", (int)n->op);
     }

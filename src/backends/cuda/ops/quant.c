@@ -32,6 +32,7 @@
 #include "../../cpu/ops/matmul_plan.h"
 #include "../../cpu/ops/quant_plan.h"
 #include "../cuda.h"
+#include "expert_k.h"
 #include "norm_k.h"
 #include "quant_k.h"
 
@@ -299,15 +300,52 @@ static petrel_status q_embedding(pt_exec *ex, const pt_node *n) {
     return PETREL_OK;
 }
 
+/* ---- petrel.qexpert_linear ---------------------------------------------------------- */
+
+/* The experts' weight checked as the CPU checks it (every expert's
+ * matrices share one layout: expert 0's views stand for all), then one
+ * launch of expert_k.cu's kernel. */
+static petrel_status q_expert(pt_exec *ex, const pt_node *n) {
+    const char *op = "qexpert_linear";
+    q_expert_args qa;
+    PT_TRY(q_expert_args_of(ex, n, &qa));
+    pt_tensor v[3];
+    q_weight_ref ref = {0};
+    if (qa.E > 0) PT_TRY(q_expert_operand(ex, &qa, 0, v, &ref));
+    const pt_tensor *x = qa.x;
+    if (!q_float(x->dtype) || pk_out_dtype(ex, n, 0) != x->dtype)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA %s needs an f32/f16/bf16 input and output of its dtype", op);
+    if (pcu_is_host_scalar(qa.ids) || (ref.tscale && pcu_is_host_scalar(ref.tscale)))
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA %s needs device tensors as ids and zeros", op);
+    if (qa.K > 1 && x->stride[1] != 1)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA %s needs x contiguous along K", op);
+    int64_t N = qa.codes->shape[1], shape[2] = {qa.T, N};
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, 2, shape, &out));
+    if (qa.T == 0 || N == 0) return PETREL_OK;
+    const pt_tensor *sc = qa.scales, *z = qa.zero && qa.zero->rank == 3 ? qa.zero : NULL;
+    pcu_expert a = {.dtype = (int32_t)x->dtype, .x = x->data, .ldx = x->stride[0], .ids = qa.ids->data,
+                    .ids_dtype = (int32_t)qa.ids->dtype, .ids_stride = qa.ids->stride[0], .T = qa.T, .E = qa.E,
+                    .N = N, .K = qa.K, .out = out->data, .fmt = (int32_t)qa.fmt, .G = qa.G,
+                    .codes = qa.codes->data, .c_se = qa.codes->stride[0], .c_sn = qa.codes->stride[1],
+                    .scales = sc->data, .sdt = (int32_t)sc->dtype, .s_se = sc->stride[0], .s_sn = sc->stride[1],
+                    .s_sg = sc->stride[2], .zeros = z ? (const int8_t *)z->data : NULL,
+                    .z_se = z ? z->stride[0] : 0, .z_sn = z ? z->stride[1] : 0, .z_sg = z ? z->stride[2] : 0,
+                    .t = ref.tscale ? (const float *)ref.tscale->data : NULL};
+    PCU_LAUNCHED(ex, pcu_expert_launch(pcu_stream(ex), &a), op);
+    return PETREL_OK;
+}
+
 /*
-** Kernel family "quant" on CUDA: petrel.qlinear (modes n, gated, add) and
-** petrel.qembedding.  Every operand is checked before anything is
+** Kernel family "quant" on CUDA: petrel.qlinear (modes n, gated, add),
+** petrel.qembedding and petrel.qexpert_linear.  Every operand is checked before anything is
 ** launched; a bad one fails the node with the CPU kernel's message.
 */
 petrel_status cuda_k_quant(pt_exec *ex, const pt_node *n) {
     switch (n->op) {
     case PETREL_OP_PETREL_QLINEAR: return q_linear(ex, n);
     case PETREL_OP_PETREL_QEMBEDDING: return q_embedding(ex, n);
+    case PETREL_OP_PETREL_QEXPERT_LINEAR: return q_expert(ex, n);
     default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a CUDA quant op", (int)n->op);
     }
 }
