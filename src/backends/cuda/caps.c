@@ -17,7 +17,10 @@ static bool dtype_ok(const pt_graph *g, int32_t vid, uint32_t mask) {
 
 /* Arguments of a listed op that its CUDA kernel does not implement, by
  * what they ask for (a static string), or NULL when it runs n. */
-static const char *declined_args(const pt_node *n) {
+static const char *declined_args(const pt_graph *g, const pt_node *n) {
+    if (n->op == PETREL_OP_TOPK && n->nargs > 0 && n->args[0].kind == PT_ARG_TENSOR && n->args[0].items[0].vid >= 0 &&
+        !pt_dtype_is_float(g->values[n->args[0].items[0].vid].dtype))
+        return "topk of integers has no CUDA kernel";
     if (n->op == PETREL_OP_PETREL_ROPE && n->nargs > 3) { /* anything but a literal false */
         const pt_arg *il = &n->args[3];
         if (il->kind != PT_ARG_BOOL || il->n != 1 || il->items[0].vid >= 0 || il->items[0].i != 0)
@@ -34,7 +37,7 @@ bool pt_cuda_supports(const pt_graph *g, const pt_node *n, const char **why) {
         *why = "no CUDA kernel";
         return false;
     }
-    const char *declined = declined_args(n);
+    const char *declined = declined_args(g, n);
     if (declined) {
         *why = declined;
         return false;

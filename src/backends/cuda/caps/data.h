@@ -2,7 +2,7 @@
  * The data-movement families: shape (ops/shape.c), index (ops/index.c) and
  * reduce (ops/reduce.c).
  *
- * Left on the CPU: histc, topk, sort, argsort, and boolean / uint8 mask
+ * Left on the CPU: histc, topk of integers (caps.c), sort, argsort, and boolean / uint8 mask
  * indices (their result shape depends on the mask's values; the mask
  * below excludes those dtypes from every tensor of index.Tensor and
  * index_put, which also keeps bool and uint8 `self` tensors there).
@@ -38,6 +38,7 @@ PCU_CAP(SLICE_SCATTER, PCU_DT_ALL, index)
 PCU_CAP(SELECT_SCATTER, PCU_DT_ALL, index)
 PCU_CAP(SCATTER_SRC, PCU_DT_ALL, index)
 PCU_CAP(SCATTER_VALUE, PCU_DT_ALL, index)
+PCU_CAP(TOPK, PCU_DT_FLOAT | PCU_DT(I64), index) /* + its i64 indices; float inputs only (caps.c) */
 PCU_CAP(SCATTER_ADD, PCU_DT_ALL, index)
 PCU_CAP(SCATTER__SRC, PCU_DT_ALL, index)
 PCU_CAP(SCATTER__VALUE, PCU_DT_ALL, index)

@@ -442,11 +442,45 @@ static petrel_status ix_one_hot(pt_exec *ex, const pt_node *n, const pt_tensor *
     return PETREL_OK;
 }
 
+/* topk of a float tensor along a dim (the CPU kernel's order: see
+ * index_k.h); integer inputs stay on the CPU (caps.c). */
+static petrel_status ix_topk(pt_exec *ex, const pt_node *n, const pt_tensor *self) {
+    int64_t k = pk_int(ex, n, 1);
+    int r = self->rank, d = pt_wrap_dim(pk_int(ex, n, 2), r > 0 ? r : 1);
+    if (d < 0) return pk_fail(ex, PETREL_ERR_RUNTIME, "dim %lld out of range for rank %d", (long long)pk_int(ex, n, 2), r);
+    int64_t len = r > 0 ? self->shape[d] : 1;
+    if (k < 0 || k > len)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "topk k=%lld out of range for size %lld", (long long)k, (long long)len);
+    if (self->dtype != PETREL_DTYPE_F32 && self->dtype != PETREL_DTYPE_F16 && self->dtype != PETREL_DTYPE_BF16)
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA topk needs an f32/f16/bf16 input, got %s",
+                       petrel_dtype_name(self->dtype));
+    int64_t shape[PETREL_MAX_RANK];
+    for (int i = 0; i < r; i++) shape[i] = i == d ? k : self->shape[i];
+    pt_tensor *ov = NULL, *oi = NULL;
+    if (n->nout > 0 && n->outs[0] >= 0) PT_TRY(pk_out_alloc(ex, n, 0, r, shape, &ov));
+    if (n->nout > 1 && n->outs[1] >= 0) PT_TRY(pk_out_alloc_dtype(ex, n, 1, PETREL_DTYPE_I64, r, shape, &oi));
+    pcu_topk_rows a;
+    memset(&a, 0, sizeof a);
+    a.self = pcu_desc(self);
+    if (r == 0) a.self.rank = 1, a.self.shape[0] = 1, a.self.stride[0] = 0; /* a 0-d tensor: one row of one */
+    a.dim = d, a.len = len, a.k = k, a.largest = pk_bool(ex, n, 3);
+    a.rows = len > 0 ? pt_numel(self) / len : 0;
+    int64_t st = 1;
+    for (int i = a.self.rank - 1; i >= 0; i--) {
+        a.ostride[i] = st;
+        st *= i == d ? k : a.self.shape[i];
+    }
+    a.vals = ov ? ov->data : NULL, a.idx = oi ? oi->data : NULL;
+    if (a.rows == 0 || k == 0 || (!ov && !oi)) return PETREL_OK;
+    PCU_LAUNCHED(ex, pcu_topk_rows_launch(&a, pcu_stream(ex)), "topk kernel");
+    return PETREL_OK;
+}
+
 /*
 ** Kernel family "index" on CUDA: embedding, index.Tensor, index_select,
 ** gather, index_put(_), index_copy(_), index_add(_), slice_scatter,
 ** select_scatter, scatter.src/.value, scatter_add (and their in-place
-** spellings) and one_hot.
+** spellings), one_hot and topk (float inputs).
 */
 petrel_status cuda_k_index(pt_exec *ex, const pt_node *n) {
     const pt_tensor *self = pk_tensor(ex, n, 0);
@@ -484,6 +518,8 @@ petrel_status cuda_k_index(pt_exec *ex, const pt_node *n) {
         return ix_region_scatter(ex, n, self);
     case PETREL_OP_ONE_HOT:
         return ix_one_hot(ex, n, self);
+    case PETREL_OP_TOPK:
+        return ix_topk(ex, n, self);
     default:
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "%s has no CUDA kernel",
                        pt_op_table[n->op].target);

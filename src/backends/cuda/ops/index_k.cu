@@ -167,6 +167,77 @@ __global__ void one_hot_k(pcu_one_hot a) {
     }
 }
 
+/* ---- topk ---------------------------------------------------------------- */
+
+constexpr int TK_THREADS = 128;
+
+/* Does (a, ia) come before (b, ib) in topk's order? */
+__device__ __forceinline__ bool tk_before(float a, int64_t ia, float b, int64_t ib, bool largest) {
+    bool an = isnan(a), bn = isnan(b);
+    if (an || bn) return an != bn ? (largest ? an : bn) : ia < ib;
+    if (a != b) return largest ? a > b : a < b;
+    return ia < ib;
+}
+
+/* The first of two candidates (i < 0: none). */
+__device__ __forceinline__ void tk_pick(float &v, int64_t &i, float v2, int64_t i2, bool largest) {
+    if (i2 >= 0 && (i < 0 || tk_before(v2, i2, v, i, largest))) v = v2, i = i2;
+}
+
+__device__ __forceinline__ void tk_warp_pick(float &v, int64_t &i, bool largest) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float v2 = __shfl_xor_sync(0xffffffffu, v, o);
+        int64_t i2 = __shfl_xor_sync(0xffffffffu, i, o);
+        tk_pick(v, i, v2, i2, largest);
+    }
+}
+
+__global__ void topk_rows_k(pcu_topk_rows a) {
+    __shared__ float sv[TK_THREADS / 32];
+    __shared__ int64_t si[TK_THREADS / 32];
+    __shared__ float pv;
+    __shared__ int64_t pi;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    bool largest = a.largest != 0;
+    for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+        /* row r's coordinates over the other dims: its offsets in self and the outputs */
+        int64_t rest = r, sbase = 0, obase = 0;
+        for (int d = a.self.rank - 1; d >= 0; d--) {
+            if (d == a.dim) continue;
+            int64_t c = rest % a.self.shape[d];
+            rest /= a.self.shape[d];
+            sbase += c * a.self.stride[d], obase += c * a.ostride[d];
+        }
+        int64_t sd = a.self.stride[a.dim], od = a.ostride[a.dim];
+        for (int64_t j = 0; j < a.k; j++) {
+            float bv = 0.0f;
+            int64_t bi = -1;
+            for (int64_t p = threadIdx.x; p < a.len; p += TK_THREADS) {
+                float v = dn_load(a.self.data, a.self.dtype, sbase + p * sd);
+                if (j > 0 && !tk_before(pv, pi, v, p, largest)) continue; /* picked already */
+                tk_pick(bv, bi, v, p, largest);
+            }
+            tk_warp_pick(bv, bi, largest);
+            if (lane == 0) sv[warp] = bv, si[warp] = bi;
+            __syncthreads();
+            if (warp == 0) {
+                bv = lane < TK_THREADS / 32 ? sv[lane] : 0.0f;
+                bi = lane < TK_THREADS / 32 ? si[lane] : -1;
+                tk_warp_pick(bv, bi, largest);
+                if (lane == 0) {
+                    if (a.vals)
+                        dk_copy_elem(dk_at(a.vals, a.self.dtype, obase + j * od), a.self.dtype,
+                                     dk_at(a.self.data, a.self.dtype, sbase + bi * sd), a.self.dtype);
+                    if (a.idx) ((int64_t *)a.idx)[obase + j * od] = bi;
+                    pv = bv, pi = bi;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
 } // namespace
 
 /* ---- launchers ----------------------------------------------------------- */
@@ -197,6 +268,12 @@ extern "C" cudaError_t pcu_walk_launch(const pcu_walk *a, cudaStream_t s) {
 
 extern "C" cudaError_t pcu_adv_launch(const pcu_adv *a, cudaStream_t s) {
     adv_k<<<dk_blocks(a->numel, DK_THREADS), DK_THREADS, 0, s>>>(*a);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t pcu_topk_rows_launch(const pcu_topk_rows *a, cudaStream_t s) {
+    if (a->rows <= 0 || a->k <= 0) return cudaSuccess;
+    topk_rows_k<<<(unsigned)(a->rows < 65535 ? a->rows : 65535), TK_THREADS, 0, s>>>(*a);
     return cudaGetLastError();
 }
 

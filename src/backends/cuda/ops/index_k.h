@@ -90,10 +90,27 @@ typedef struct pcu_one_hot {
     int32_t odt;
 } pcu_one_hot;
 
+/* topk along dim of a float tensor (MoE routing): every row (a position
+ * of the other dims) ordered as the CPU kernel's stable sort orders it --
+ * by value, largest first when `largest` (NaN counting as larger than
+ * everything), ties by position -- and its first k written: vals (self's
+ * dtype) and idx (i64), both dense of self's shape with dim of size k.
+ * One block per row, k passes, each picking the element that comes next
+ * after the one the pass before picked. */
+typedef struct pcu_topk_rows {
+    pcu_tdesc self;               /* f32 / f16 / bf16 */
+    int32_t dim;
+    int64_t len, k, rows;         /* self.shape[dim]; rows: the other dims' product */
+    int32_t largest;
+    int64_t ostride[PCU_MAX_RANK]; /* the outputs' dense strides */
+    void *vals, *idx;             /* NULL: not wanted */
+} pcu_topk_rows;
+
 PT_HIDDEN cudaError_t pcu_take_launch(const pcu_take *a, cudaStream_t s);
 PT_HIDDEN cudaError_t pcu_walk_launch(const pcu_walk *a, cudaStream_t s);
 PT_HIDDEN cudaError_t pcu_adv_launch(const pcu_adv *a, cudaStream_t s);
 PT_HIDDEN cudaError_t pcu_one_hot_launch(const pcu_one_hot *a, cudaStream_t s);
+PT_HIDDEN cudaError_t pcu_topk_rows_launch(const pcu_topk_rows *a, cudaStream_t s);
 
 #ifdef __cplusplus
 }
