@@ -245,6 +245,29 @@ static int64_t rd_value_i64(rd_kind k, const int64_t *row, int64_t count) {
     }
 }
 
+/* A float sum or mean over one dim followed by a kept innermost dim of
+ * stride 1 (an MoE layer's weighted sum over its top-k, (T, k, H) -> (T,
+ * H)): each block of `inner` outputs adds its count rows into doubles,
+ * rows in order, so every output gets the same additions in the same
+ * order as the gathered path below, reading whole rows instead of one
+ * element at a time.  False when x does not have that layout. */
+static bool rd_sum_rows(const rd_plan *p, rd_kind k, pt_tensor *out, double *acc) {
+    const pt_tensor *x = p->t;
+    if ((k != RD_SUM && k != RD_MEAN) || p->nr != 1 || p->nk < 1 || p->kstride[p->nk - 1] != 1 ||
+        !ew_is_float(x->dtype) || !ew_is_float(out->dtype) || p->count < 1)
+        return false;
+    int64_t inner = p->kshape[p->nk - 1], es = (int64_t)pt_elsize(x), rs = p->rstride[0] * es;
+    for (int64_t o0 = 0; o0 < p->outer; o0 += inner) {
+        const uint8_t *row = x->data + rd_base(p, o0) * es;
+        for (int64_t i = 0; i < inner; i++) acc[i] = 0;
+        for (int64_t j = 0; j < p->count; j++, row += rs)
+            for (int64_t i = 0; i < inner; i++) acc[i] += pt_load_f64(row + i * es, x->dtype);
+        for (int64_t i = 0; i < inner; i++)
+            pt_store_f64(ew_elem(out, o0 + i), out->dtype, k == RD_MEAN ? acc[i] / (double)p->count : acc[i]);
+    }
+    return true;
+}
+
 /* Reduce x over mask into output 0.  Integer sums, products and extremes
  * stay in int64 when the output is an integer dtype; everything else is
  * computed in double. */
@@ -260,6 +283,11 @@ static petrel_status rd_simple(pt_exec *ex, const pt_node *n, const pt_tensor *x
     PT_TRY(pk_out_alloc(ex, n, 0, p.out_rank, p.out_shape, &out));
     bool int_math = !ew_is_float(out->dtype) &&
                     (k == RD_SUM || k == RD_PROD || k == RD_AMAX || k == RD_AMIN);
+    if (p.outer > 0 && p.nk > 0 && p.kshape[p.nk - 1] > 0) {
+        double *acc = (double *)rd_row(ex, p.kshape[p.nk - 1]);
+        if (!acc) return EW_NOMEM(ex);
+        if (rd_sum_rows(&p, k, out, acc)) return PETREL_OK;
+    }
     void *row = rd_row(ex, p.count);
     if (!row) return EW_NOMEM(ex);
     for (int64_t o = 0; o < p.outer; o++) {
