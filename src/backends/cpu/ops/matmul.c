@@ -295,12 +295,8 @@ static petrel_status mm_grouped(pt_exec *ex, const pt_node *n) {
  * many rows chose it. */
 static petrel_status mm_expert(pt_exec *ex, const pt_node *n) {
     const char *op = "expert_linear";
-    const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1), *ids = pk_tensor(ex, n, 2);
-    if (!x || !w || !ids || x->rank != 2 || w->rank != 3 || ids->rank != 1 || x->shape[1] != w->shape[2] ||
-        ids->shape[0] != x->shape[0] || !pt_dtype_is_float(x->dtype))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s expects x (T, K) float, weight (E, N, K), ids (T)", op);
-    if (pt_dtype_is_float(ids->dtype) || ids->dtype == PETREL_DTYPE_BOOL)
-        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: ids must be integers", op);
+    const pt_tensor *x, *w, *ids;
+    PT_TRY(mm_expert_operands(ex, n, &x, &w, &ids));
     int64_t T = x->shape[0], K = x->shape[1], E = w->shape[0], N = w->shape[1];
     int64_t *perm = NULL, *start = NULL;
     PT_TRY(nu_expert_groups(ex, op, ids, E, &perm, &start));

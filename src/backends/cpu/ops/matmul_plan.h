@@ -141,4 +141,19 @@ static inline bool mm_row_stride(const pt_tensor *t, int64_t *rs) {
     return true;
 }
 
+/* petrel.expert_linear's operands x (T, K) float, weight (E, N, K), ids
+ * (T) integers, checked (both backends' messages). */
+static inline petrel_status mm_expert_operands(pt_exec *ex, const pt_node *n, const pt_tensor **x,
+                                               const pt_tensor **w, const pt_tensor **ids) {
+    const char *op = "expert_linear";
+    *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1), *ids = pk_tensor(ex, n, 2);
+    const pt_tensor *xt = *x, *wt = *w, *it = *ids;
+    if (!xt || !wt || !it || xt->rank != 2 || wt->rank != 3 || it->rank != 1 || xt->shape[1] != wt->shape[2] ||
+        it->shape[0] != xt->shape[0] || !pt_dtype_is_float(xt->dtype))
+        return pk_fail(ex, PETREL_ERR_SHAPE, "%s expects x (T, K) float, weight (E, N, K), ids (T)", op);
+    if (pt_dtype_is_float(it->dtype) || it->dtype == PETREL_DTYPE_BOOL)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: ids must be integers", op);
+    return PETREL_OK;
+}
+
 #endif /* PETREL_CPU_MATMUL_PLAN_H */

@@ -472,12 +472,8 @@ static petrel_status mm_fused(pt_exec *ex, const pt_node *n) {
  * expert_k.cu's kernel (each row reads its expert's weight in place). */
 static petrel_status mm_expert(pt_exec *ex, const pt_node *n) {
     const char *op = "expert_linear";
-    const pt_tensor *x = pk_tensor(ex, n, 0), *w = pk_tensor(ex, n, 1), *ids = pk_tensor(ex, n, 2);
-    if (!x || !w || !ids || x->rank != 2 || w->rank != 3 || ids->rank != 1 || x->shape[1] != w->shape[2] ||
-        ids->shape[0] != x->shape[0] || !pt_dtype_is_float(x->dtype))
-        return pk_fail(ex, PETREL_ERR_SHAPE, "%s expects x (T, K) float, weight (E, N, K), ids (T)", op);
-    if (pt_dtype_is_float(ids->dtype) || ids->dtype == PETREL_DTYPE_BOOL)
-        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: ids must be integers", op);
+    const pt_tensor *x, *w, *ids;
+    PT_TRY(mm_expert_operands(ex, n, &x, &w, &ids));
     if (w->dtype != x->dtype || pk_out_dtype(ex, n, 0) != x->dtype || x->dtype == PETREL_DTYPE_F64)
         return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA %s needs x, weight and output of one f32/f16/bf16 dtype", op);
     if (pcu_is_host_scalar(ids) || (x->shape[1] > 1 && x->stride[1] != 1))
