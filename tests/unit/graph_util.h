@@ -1,6 +1,7 @@
 /*
 ** graph_util.h -- building small graphs by hand in the white-box unit
-** tests (test_state, test_fusion, test_fold, test_qmatmul, test_threads).
+** tests (test_state, test_fusion, test_fold, test_qmatmul, test_threads,
+** test_quant, test_float_paths).
 */
 #ifndef PETREL_TESTS_GRAPH_UTIL_H
 #define PETREL_TESTS_GRAPH_UTIL_H
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "ir/ir.h"
+#include "petrel.h"
 
 /* An empty graph of the export ("TRAINING") dialect. */
 static inline void tg_init(pt_graph *g) {
@@ -124,6 +126,38 @@ static inline petrel_program_t *tg_load(const pt_graph *g, const char *path, cha
         return NULL;
     }
     return p;
+}
+
+/* Compile `in` with opts (NULL: the defaults) into the program file
+ * `path` and read it back into *g, mapped in *map: false with why in
+ * why[n] when either fails (nothing is then left mapped or at path).
+ * tg_release undoes it. */
+static inline bool tg_compile_read(const char *in, const char *path, const petrel_compile_opts *opts,
+                                   petrel_compile_report *r, pt_mapping *map, pt_graph *g, char *why, size_t n) {
+    pt_err err = {{0}};
+    memset(g, 0, sizeof *g);
+    if (petrel_compile(r, in, path, opts) != PETREL_OK) {
+        snprintf(why, n, "compile: %s", petrel_last_error());
+        return false;
+    }
+    if (pt_map_file(map, path, &err) != PETREL_OK) {
+        snprintf(why, n, "%s", err.msg);
+        remove(path);
+        return false;
+    }
+    if (pf_read(g, map->data, map->size, true, &err) != PETREL_OK) {
+        snprintf(why, n, "reading the program: %s", err.msg);
+        pt_unmap_file(map);
+        remove(path);
+        return false;
+    }
+    return true;
+}
+
+static inline void tg_release(const char *path, pt_mapping *map, pt_graph *g) {
+    pt_graph_free(g);
+    pt_unmap_file(map);
+    remove(path);
 }
 #endif
 

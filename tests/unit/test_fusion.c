@@ -201,34 +201,14 @@ static void check_fused(const char *name, const pt_graph *g, int rms, int rope, 
 
 /* Compile `in` for `backend` (NULL: the CPU) and read the program back
  * into *g (mapped in *map); false, after a failed CHECK, when either
- * fails.  release_graph undoes it. */
+ * fails.  tg_release undoes it. */
 static bool compile_graph(const char *name, const char *in, const char *backend, petrel_compile_report *r,
                           pt_mapping *map, pt_graph *g) {
     petrel_compile_opts o = {.backend = backend};
-    pt_err err = {{0}};
-    memset(g, 0, sizeof *g);
-    if (petrel_compile(r, in, out_path, &o) != PETREL_OK) {
-        CHECK(0, "%s: compile%s%s: %s", name, backend ? " for " : "", backend ? backend : "", petrel_last_error());
-        return false;
-    }
-    if (pt_map_file(map, out_path, &err) != PETREL_OK) {
-        CHECK(0, "%s: %s", name, err.msg);
-        remove(out_path);
-        return false;
-    }
-    if (pf_read(g, map->data, map->size, false, &err) != PETREL_OK) {
-        CHECK(0, "%s: reading the program: %s", name, err.msg);
-        pt_unmap_file(map);
-        remove(out_path);
-        return false;
-    }
-    return true;
-}
-
-static void release_graph(pt_mapping *map, pt_graph *g) {
-    pt_graph_free(g);
-    pt_unmap_file(map);
-    remove(out_path);
+    char why[600];
+    bool ok = tg_compile_read(in, out_path, &o, r, map, g, why, sizeof why);
+    CHECK(ok, "%s%s%s: %s", name, backend ? " for " : "", backend ? backend : "", why);
+    return ok;
 }
 
 /* 1. Compile, read the program back, count. */
@@ -270,7 +250,7 @@ static void test_compiled(const fusion_case *c) {
     /* the core-ATen linears became aten.linear (canon.c) */
     CHECK(count_op(&g, PETREL_OP_MM) == 0 && count_op(&g, PETREL_OP_ADDMM) == 0, "%s: %d mm, %d addmm left",
           c->fixture, count_op(&g, PETREL_OP_MM), count_op(&g, PETREL_OP_ADDMM));
-    release_graph(&map, &g);
+    tg_release(out_path, &map, &g);
     if (!c->experts) return;
     /* compiled for CUDA the experts fuse too, and run there */
     if (!compile_graph(c->fixture, in, "cuda", &r, &map, &g)) return;
@@ -282,7 +262,7 @@ static void test_compiled(const fusion_case *c) {
           "%s for cuda: %lld fused ops, %d expert_linear on cuda, %d bmm (want %d, %d, 0)", c->fixture,
           (long long)r.fused, on_cuda, count_op(&g, PETREL_OP_BMM), rms + rope + sdpa + lin + c->tables + c->experts,
           c->experts);
-    release_graph(&map, &g);
+    tg_release(out_path, &map, &g);
 }
 
 /* 2. Single-op fixtures: (fused ops made, nodes left). */

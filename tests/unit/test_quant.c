@@ -33,6 +33,7 @@
 
 static const char *out_path = "build-test-quant.petrel";
 #include "check.h"
+#include "graph_util.h"
 
 /* ---- 1. formulas against torch ------------------------------------------------- */
 
@@ -143,26 +144,14 @@ static int count_op(const pt_graph *g, pt_op op) {
     return c;
 }
 
-/* Compile fixture (a path) with `opts`; read the program into g. */
+/* Compile fixture (a path) with `opts`; read the program into g (false
+ * after a failed CHECK).  tg_release undoes it. */
 static bool compile_read(const char *in, const petrel_compile_opts *opts, petrel_compile_report *r, pt_mapping *map,
                          pt_graph *g) {
-    pt_err err = {{0}};
-    memset(g, 0, sizeof *g);
-    if (petrel_compile(r, in, out_path, opts) != PETREL_OK) {
-        CHECK(0, "%s (%s): compile: %s", in, opts && opts->quant ? opts->quant : "float", petrel_last_error());
-        return false;
-    }
-    if (pt_map_file(map, out_path, &err) != PETREL_OK || pf_read(g, map->data, map->size, true, &err) != PETREL_OK) {
-        CHECK(0, "%s: reading the program: %s", in, err.msg);
-        return false;
-    }
-    return true;
-}
-
-static void release(pt_mapping *map, pt_graph *g) {
-    pt_graph_free(g);
-    pt_unmap_file(map);
-    remove(out_path);
+    char why[600];
+    bool ok = tg_compile_read(in, out_path, opts, r, map, g, why, sizeof why);
+    CHECK(ok, "%s (%s): %s", in, opts && opts->quant ? opts->quant : "float", why);
+    return ok;
 }
 
 /* The weights of a node the pass quantizes (a bias-free linear, a fused
@@ -285,7 +274,7 @@ static void test_schemes(const char *fixture) {
         }
         free(seen);
     }
-    release(&map, &g);
+    tg_release(out_path, &map, &g);
     CHECK(qw[2] == all && all > 0, "%s: %d of %d linear weights quantizable at group 32", fixture, qw[2], all);
     for (size_t s = 0; s < sizeof schemes / sizeof schemes[0]; s++) {
         petrel_compile_opts o = {.quant = schemes[s].name};
@@ -332,7 +321,7 @@ static void test_schemes(const char *fixture) {
                   "%s %s: qexpert_linear '%s': format %s g%lld, %d zeros, codes rank %d", fixture, sn, n->name,
                   n->args[5].str, (long long)n->args[6].items[0].i, n->args[4].n, c->rank);
         }
-        release(&map, &g);
+        tg_release(out_path, &map, &g);
     }
 }
 
@@ -350,7 +339,7 @@ static void test_skip(void) {
                   count_op(&g, PETREL_OP_PETREL_GATED_LINEAR) == 2,
               "skip *.mlp.*: %d qlinear, %d kept (%s)", count_op(&g, PETREL_OP_PETREL_QLINEAR), r.quant_kept,
               r.quant_kept_why);
-        release(&map, &g);
+        tg_release(out_path, &map, &g);
     }
     o.quant_skip = kproj;
     o.n_quant_skip = 2;
@@ -366,7 +355,7 @@ static void test_skip(void) {
         CHECK(split == 1 && count_op(&g, PETREL_OP_PETREL_QLINEAR) == 4 + 1 && r.quant_kept == 1 + 7,
               "skip k_proj + layer 1: %d split, %d qlinear, %d kept (%s)", split,
               count_op(&g, PETREL_OP_PETREL_QLINEAR), r.quant_kept, r.quant_kept_why);
-        release(&map, &g);
+        tg_release(out_path, &map, &g);
     }
 }
 
@@ -459,7 +448,7 @@ static void test_moe_reference(void) {
                   moe_schemes[si].scheme, bad);
             compared++;
         }
-        release(&map, &g);
+        tg_release(out_path, &map, &g);
     }
     CHECK(compared == 16, "moe reference: %d of 16 weights compared", compared);
     petrel_tensor_file_free(f);
@@ -480,7 +469,7 @@ static void test_tied(const char *in, const char *emb) {
                   !strcmp(g.values[hc].fqn, codes) && count_op(&g, PETREL_OP_PETREL_QEMBEDDING) == 0,
               "%s: tied, no --quant-embedding: embedding reads %s, head codes %s", in,
               ew >= 0 ? g.values[ew].fqn : "?", hc >= 0 ? g.values[hc].fqn : "?");
-        release(&map, &g);
+        tg_release(out_path, &map, &g);
     }
     o.quant_embedding = true;
     if (compile_read(in, &o, &r, &map, &g)) {
@@ -502,7 +491,7 @@ static void test_tied(const char *in, const char *emb) {
                   r.quantized, tied);
             petrel_program_free(p);
         }
-        release(&map, &g);
+        tg_release(out_path, &map, &g);
     }
 }
 
