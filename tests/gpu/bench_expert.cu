@@ -257,6 +257,17 @@ static bool tk_first(float a, int64_t ia, float b, int64_t ib, bool largest) { /
     return ia < ib;
 }
 
+/* topk along the last dim of dense f32 rows (rows, len) into vals / idx (rows, k). */
+static pcu_topk_rows topk_args(float *dv, int64_t rows, int64_t len, int64_t k, bool largest, float *dvals,
+                               int64_t *didx) {
+    pcu_topk_rows a = {};
+    a.self.data = dv, a.self.dtype = PETREL_DTYPE_F32, a.self.rank = 2;
+    a.self.shape[0] = rows, a.self.shape[1] = len, a.self.stride[0] = len, a.self.stride[1] = 1;
+    a.dim = 1, a.len = len, a.k = k, a.rows = rows, a.largest = largest;
+    a.ostride[0] = k, a.ostride[1] = 1, a.vals = dvals, a.idx = didx;
+    return a;
+}
+
 static void check_topk(int64_t rows, int64_t len, int64_t k, bool largest) {
     std::vector<float> v((size_t)(rows * len));
     for (auto &f : v) f = (urand() % 97 == 0) ? NAN : (float)(urand() % 13) * 0.25f - 1.5f; /* ties, NaNs */
@@ -265,11 +276,7 @@ static void check_topk(int64_t rows, int64_t len, int64_t k, bool largest) {
     int64_t *didx;
     CK(cudaMalloc(&dvals, (size_t)(rows * k) * 4));
     CK(cudaMalloc(&didx, (size_t)(rows * k) * 8));
-    pcu_topk_rows a = {};
-    a.self.data = dv, a.self.dtype = PETREL_DTYPE_F32, a.self.rank = 2;
-    a.self.shape[0] = rows, a.self.shape[1] = len, a.self.stride[0] = len, a.self.stride[1] = 1;
-    a.dim = 1, a.len = len, a.k = k, a.rows = rows, a.largest = largest;
-    a.ostride[0] = k, a.ostride[1] = 1, a.vals = dvals, a.idx = didx;
+    pcu_topk_rows a = topk_args(dv, rows, len, k, largest, dvals, didx);
     CK(pcu_topk_rows_launch(&a, 0));
     CK(cudaDeviceSynchronize());
     std::vector<float> vals((size_t)(rows * k));
@@ -338,11 +345,7 @@ static void time_topk(int64_t rows) {
     int64_t *didx;
     CK(cudaMalloc(&dvals, (size_t)(rows * k) * 4));
     CK(cudaMalloc(&didx, (size_t)(rows * k) * 8));
-    pcu_topk_rows a = {};
-    a.self.data = dv, a.self.dtype = PETREL_DTYPE_F32, a.self.rank = 2;
-    a.self.shape[0] = rows, a.self.shape[1] = len, a.self.stride[0] = len, a.self.stride[1] = 1;
-    a.dim = 1, a.len = len, a.k = k, a.rows = rows, a.largest = 1;
-    a.ostride[0] = k, a.ostride[1] = 1, a.vals = dvals, a.idx = didx;
+    pcu_topk_rows a = topk_args(dv, rows, len, k, true, dvals, didx);
     cudaStream_t s;
     CK(cudaStreamCreate(&s));
     double r[3];

@@ -205,6 +205,15 @@ __device__ __forceinline__ void tk_row(const pcu_topk_rows &a, int64_t r, int64_
     }
 }
 
+/* The j-th pick of a row: element bi's value and index. */
+__device__ __forceinline__ void tk_store(const pcu_topk_rows &a, int64_t sbase, int64_t obase, int64_t j, int64_t bi) {
+    const int64_t o = obase + j * a.ostride[a.dim];
+    if (a.vals)
+        dk_copy_elem(dk_at(a.vals, a.self.dtype, o), a.self.dtype,
+                     dk_at(a.self.data, a.self.dtype, sbase + bi * a.self.stride[a.dim]), a.self.dtype);
+    if (a.idx) ((int64_t *)a.idx)[o] = bi;
+}
+
 __global__ void topk_rows_k(pcu_topk_rows a) {
     __shared__ float sv[TK_THREADS / 32];
     __shared__ int64_t si[TK_THREADS / 32];
@@ -215,7 +224,7 @@ __global__ void topk_rows_k(pcu_topk_rows a) {
     for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
         int64_t sbase, obase;
         tk_row(a, r, sbase, obase);
-        int64_t sd = a.self.stride[a.dim], od = a.ostride[a.dim];
+        const int64_t sd = a.self.stride[a.dim];
         for (int64_t j = 0; j < a.k; j++) {
             float bv = 0.0f;
             int64_t bi = -1;
@@ -232,10 +241,7 @@ __global__ void topk_rows_k(pcu_topk_rows a) {
                 bi = lane < TK_THREADS / 32 ? si[lane] : -1;
                 tk_warp_pick(bv, bi, largest);
                 if (lane == 0) {
-                    if (a.vals)
-                        dk_copy_elem(dk_at(a.vals, a.self.dtype, obase + j * od), a.self.dtype,
-                                     dk_at(a.self.data, a.self.dtype, sbase + bi * sd), a.self.dtype);
-                    if (a.idx) ((int64_t *)a.idx)[obase + j * od] = bi;
+                    tk_store(a, sbase, obase, j, bi);
                     pv = bv, pi = bi;
                 }
             }
@@ -255,7 +261,7 @@ __global__ void topk_warp_k(pcu_topk_rows a) {
     for (int64_t r = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); r < a.rows; r += (int64_t)gridDim.x * wpb) {
         int64_t sbase, obase;
         tk_row(a, r, sbase, obase);
-        const int64_t sd = a.self.stride[a.dim], od = a.ostride[a.dim];
+        const int64_t sd = a.self.stride[a.dim];
         float v[PER];
 #pragma unroll
         for (int i = 0; i < PER; i++) {
@@ -273,12 +279,7 @@ __global__ void topk_warp_k(pcu_topk_rows a) {
                 if (p < a.len && (j == 0 || tk_before(pv, pi, v[i], p, largest))) tk_pick(bv, bi, v[i], p, largest);
             }
             tk_warp_pick(bv, bi, largest); /* every lane holds the pick */
-            if (lane == 0) {
-                if (a.vals)
-                    dk_copy_elem(dk_at(a.vals, a.self.dtype, obase + j * od), a.self.dtype,
-                                 dk_at(a.self.data, a.self.dtype, sbase + bi * sd), a.self.dtype);
-                if (a.idx) ((int64_t *)a.idx)[obase + j * od] = bi;
-            }
+            if (lane == 0) tk_store(a, sbase, obase, j, bi);
             pv = bv, pi = bi;
         }
     }
