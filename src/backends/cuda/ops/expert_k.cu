@@ -36,9 +36,9 @@ __device__ __forceinline__ void ek_w16(const pcu_expert &a, int64_t e, int64_t n
     const uint8_t *cr = a.codes + e * a.c_se + n * a.c_sn;
     const int64_t g = k0 / a.G;
     if (f == PT_QFMT_NVFP4) {
-        const float s = pt_e4m3_to_float(((const uint8_t *)a.scales)[e * a.s_se + n * a.s_sn + g * a.s_sg]) * *a.t;
+        const float s = pt_e4m3_to_float(((const uint8_t *)a.scales)[e * a.s_se + n * a.s_sn + g * a.s_sg]), t = *a.t;
 #pragma unroll
-        for (int i = 0; i < 16; i++) w[i] = pt_e2m1_to_float(pt_q_code(cr, k0 + i, bits)) * s;
+        for (int i = 0; i < 16; i++) w[i] = pt_e2m1_to_float(pt_q_code(cr, k0 + i, bits)) * s * t; /* ops.def's order */
     } else {
         const float s = ek_scale(a, e * a.s_se + n * a.s_sn + g * a.s_sg);
         const int base = pt_qfmt_qmin(f) - (a.zeros ? a.zeros[e * a.z_se + n * a.z_sn + g * a.z_sg] : 0);
