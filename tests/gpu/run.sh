@@ -33,7 +33,10 @@
 #      of 256 and sliding window), bf16 and each
 #      scheme, on CUDA vs the CPU (tests/gpu/check_llm_wide.py; needs torch
 #      as in 3.);
-#   8. tests/gpu/bench_quant.cu: the quantized GEMV, dequantization and
+#   8. tests/gpu/bench_expert.cu: the MoE experts' kernels (row and grouped
+#      forms, float and every format) against a host reference, the
+#      router's topk against a host sort, and their timings;
+#   9. tests/gpu/bench_quant.cu: the quantized GEMV, dequantization and
 #      embedding kernels against a host reference, and the GEMV's timings
 #      on Llama-3.2-1B decode shapes (int4, int8 and int2) and Qwen3-0.6B's
 #      (int4 and int8), and the prefill's panel dequantization of a
@@ -110,6 +113,11 @@ done
 echo "== wide random LLMs (hidden 1024): logits on cuda vs the cpu, bf16 and each scheme"
 python3 tests/gpu/check_llm_wide.py "$petrel" "${PYTHON:-$(scripts/setup_venv.sh)/bin/python}" \
     bf16 int4 int4:sym int8 int2 nvfp4 || fail=1
+
+echo "== MoE kernels (experts, both forms; the router's topk)"
+nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_expert.cu src/core/dtype.c $k/expert_k.cu $k/index_k.cu \
+    -o "$tmp/bench_expert" && "$tmp/bench_expert" >"$log/expert_kernels.txt" 2>&1 || fail=1
+grep -E "FAIL|time|CHECKS" "$log/expert_kernels.txt"
 
 echo "== quantized-weight kernels"
 nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_quant.cu $k/quant_k.cu -o "$tmp/bench_quant" &&

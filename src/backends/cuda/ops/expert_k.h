@@ -7,6 +7,7 @@
 #ifndef PETREL_CUDA_EXPERT_K_H
 #define PETREL_CUDA_EXPERT_K_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cuda_runtime.h>
@@ -44,7 +45,16 @@ typedef struct pcu_expert {
     const float *t;             /* nvfp4: the f32 tensor scale (1); else NULL */
 } pcu_expert;
 
-cudaError_t pcu_expert_launch(cudaStream_t s, const pcu_expert *a);
+/* Bytes of device scratch the grouped form needs for a (rows sorted by
+ * expert on the device, each expert's matrix read once per tile of rows:
+ * prefill), or 0 where a takes the row form (each row reads its expert's
+ * matrix: decode).  The grouped form rounds a dequantized W to the compute
+ * dtype for the tensor cores, as quant.c's prefill panels do. */
+size_t pcu_expert_scratch(const pcu_expert *a);
+
+/* scratch: pcu_expert_scratch(a) bytes of device memory, or NULL for the
+ * row form. */
+cudaError_t pcu_expert_launch(cudaStream_t s, const pcu_expert *a, void *scratch);
 
 #ifdef __cplusplus
 }

@@ -193,6 +193,27 @@ __device__ __forceinline__ void tk_warp_pick(float &v, int64_t &i, bool largest)
     }
 }
 
+/* Row r's offsets in self and the outputs. */
+__device__ __forceinline__ void tk_row(const pcu_topk_rows &a, int64_t r, int64_t &sbase, int64_t &obase) {
+    int64_t rest = r;
+    sbase = 0, obase = 0;
+    for (int d = a.self.rank - 1; d >= 0; d--) {
+        if (d == a.dim) continue;
+        int64_t c = rest % a.self.shape[d];
+        rest /= a.self.shape[d];
+        sbase += c * a.self.stride[d], obase += c * a.ostride[d];
+    }
+}
+
+/* The j-th pick of a row: element bi's value and index. */
+__device__ __forceinline__ void tk_store(const pcu_topk_rows &a, int64_t sbase, int64_t obase, int64_t j, int64_t bi) {
+    const int64_t o = obase + j * a.ostride[a.dim];
+    if (a.vals)
+        dk_copy_elem(dk_at(a.vals, a.self.dtype, o), a.self.dtype,
+                     dk_at(a.self.data, a.self.dtype, sbase + bi * a.self.stride[a.dim]), a.self.dtype);
+    if (a.idx) ((int64_t *)a.idx)[o] = bi;
+}
+
 __global__ void topk_rows_k(pcu_topk_rows a) {
     __shared__ float sv[TK_THREADS / 32];
     __shared__ int64_t si[TK_THREADS / 32];
@@ -201,15 +222,9 @@ __global__ void topk_rows_k(pcu_topk_rows a) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     bool largest = a.largest != 0;
     for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
-        /* row r's coordinates over the other dims: its offsets in self and the outputs */
-        int64_t rest = r, sbase = 0, obase = 0;
-        for (int d = a.self.rank - 1; d >= 0; d--) {
-            if (d == a.dim) continue;
-            int64_t c = rest % a.self.shape[d];
-            rest /= a.self.shape[d];
-            sbase += c * a.self.stride[d], obase += c * a.ostride[d];
-        }
-        int64_t sd = a.self.stride[a.dim], od = a.ostride[a.dim];
+        int64_t sbase, obase;
+        tk_row(a, r, sbase, obase);
+        const int64_t sd = a.self.stride[a.dim];
         for (int64_t j = 0; j < a.k; j++) {
             float bv = 0.0f;
             int64_t bi = -1;
@@ -226,14 +241,46 @@ __global__ void topk_rows_k(pcu_topk_rows a) {
                 bi = lane < TK_THREADS / 32 ? si[lane] : -1;
                 tk_warp_pick(bv, bi, largest);
                 if (lane == 0) {
-                    if (a.vals)
-                        dk_copy_elem(dk_at(a.vals, a.self.dtype, obase + j * od), a.self.dtype,
-                                     dk_at(a.self.data, a.self.dtype, sbase + bi * sd), a.self.dtype);
-                    if (a.idx) ((int64_t *)a.idx)[obase + j * od] = bi;
+                    tk_store(a, sbase, obase, j, bi);
                     pv = bv, pi = bi;
                 }
             }
             __syncthreads();
+        }
+    }
+}
+
+/* Rows of at most 32 * PER elements (a router's experts): a warp per row,
+ * its values read once into registers (lane l holds elements l, l + 32,
+ * ...), then k passes of warp shuffles in the same order as topk_rows_k,
+ * with no block barrier. */
+template <int PER>
+__global__ void topk_warp_k(pcu_topk_rows a) {
+    const int lane = threadIdx.x & 31, wpb = TK_THREADS / 32;
+    const bool largest = a.largest != 0;
+    for (int64_t r = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); r < a.rows; r += (int64_t)gridDim.x * wpb) {
+        int64_t sbase, obase;
+        tk_row(a, r, sbase, obase);
+        const int64_t sd = a.self.stride[a.dim];
+        float v[PER];
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            const int64_t p = lane + 32 * i;
+            v[i] = p < a.len ? dn_load(a.self.data, a.self.dtype, sbase + p * sd) : 0.0f;
+        }
+        float pv = 0.0f;
+        int64_t pi = -1;
+        for (int64_t j = 0; j < a.k; j++) {
+            float bv = 0.0f;
+            int64_t bi = -1;
+#pragma unroll
+            for (int i = 0; i < PER; i++) {
+                const int64_t p = lane + 32 * i;
+                if (p < a.len && (j == 0 || tk_before(pv, pi, v[i], p, largest))) tk_pick(bv, bi, v[i], p, largest);
+            }
+            tk_warp_pick(bv, bi, largest); /* every lane holds the pick */
+            if (lane == 0) tk_store(a, sbase, obase, j, bi);
+            pv = bv, pi = bi;
         }
     }
 }
@@ -273,7 +320,14 @@ extern "C" cudaError_t pcu_adv_launch(const pcu_adv *a, cudaStream_t s) {
 
 extern "C" cudaError_t pcu_topk_rows_launch(const pcu_topk_rows *a, cudaStream_t s) {
     if (a->rows <= 0 || a->k <= 0) return cudaSuccess;
-    topk_rows_k<<<(unsigned)(a->rows < 65535 ? a->rows : 65535), TK_THREADS, 0, s>>>(*a);
+    const int64_t wb = (a->rows + TK_THREADS / 32 - 1) / (TK_THREADS / 32); /* blocks of a warp per row */
+    const unsigned g = (unsigned)(wb < 65535 ? wb : 65535);
+    if (a->len <= 32) topk_warp_k<1><<<g, TK_THREADS, 0, s>>>(*a);
+    else if (a->len <= 64) topk_warp_k<2><<<g, TK_THREADS, 0, s>>>(*a);
+    else if (a->len <= 128) topk_warp_k<4><<<g, TK_THREADS, 0, s>>>(*a);
+    else if (a->len <= 256) topk_warp_k<8><<<g, TK_THREADS, 0, s>>>(*a);
+    else if (a->len <= 512) topk_warp_k<16><<<g, TK_THREADS, 0, s>>>(*a);
+    else topk_rows_k<<<(unsigned)(a->rows < 65535 ? a->rows : 65535), TK_THREADS, 0, s>>>(*a);
     return cudaGetLastError();
 }
 

@@ -95,8 +95,9 @@ typedef struct pcu_one_hot {
  * by value, largest first when `largest` (NaN counting as larger than
  * everything), ties by position -- and its first k written: vals (self's
  * dtype) and idx (i64), both dense of self's shape with dim of size k.
- * One block per row, k passes, each picking the element that comes next
- * after the one the pass before picked. */
+ * k passes, each picking the element that comes next after the one the
+ * pass before picked: a warp per row of up to 512 elements (its values
+ * held in registers), a block per longer row. */
 typedef struct pcu_topk_rows {
     pcu_tdesc self;               /* f32 / f16 / bf16 */
     int32_t dim;

@@ -486,7 +486,10 @@ static petrel_status mm_expert(pt_exec *ex, const pt_node *n) {
                     .ids_dtype = (int32_t)ids->dtype, .ids_stride = ids->stride[0], .T = T, .E = w->shape[0],
                     .N = N, .K = x->shape[1], .out = out->data, .fmt = -1, .w = w->data, .w_se = w->stride[0],
                     .w_sn = w->stride[1], .w_sk = w->stride[2]};
-    PCU_LAUNCHED(ex, pcu_expert_launch(pcu_stream(ex), &a), op);
+    size_t sb = pcu_expert_scratch(&a);
+    void *scr = sb ? pk_dev_scratch(ex, sb) : NULL;
+    if (sb && !scr) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for %s's row order", op);
+    PCU_LAUNCHED(ex, pcu_expert_launch(pcu_stream(ex), &a, scr), op);
     return PETREL_OK;
 }
 

@@ -332,7 +332,10 @@ static petrel_status q_expert(pt_exec *ex, const pt_node *n) {
                     .s_sg = sc->stride[2], .zeros = z ? (const int8_t *)z->data : NULL,
                     .z_se = z ? z->stride[0] : 0, .z_sn = z ? z->stride[1] : 0, .z_sg = z ? z->stride[2] : 0,
                     .t = ref.tscale ? (const float *)ref.tscale->data : NULL};
-    PCU_LAUNCHED(ex, pcu_expert_launch(pcu_stream(ex), &a), op);
+    size_t sb = pcu_expert_scratch(&a);
+    void *scr = sb ? pk_dev_scratch(ex, sb) : NULL;
+    if (sb && !scr) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for %s's row order", op);
+    PCU_LAUNCHED(ex, pcu_expert_launch(pcu_stream(ex), &a, scr), op);
     return PETREL_OK;
 }
 
