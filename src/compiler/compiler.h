@@ -133,6 +133,8 @@ typedef struct pc_quant_opts {
     bool embedding;                /* also aten.embedding -> petrel.qembedding */
     bool experts;                  /* also petrel.expert_linear -> petrel.qexpert_linear
                                       (false: the target backend has no kernel for it) */
+    bool bias;                     /* also linears with a bias -> qlinear mode "bias"
+                                      (false: the target backend has no kernel for it) */
     const char *const *skip;       /* fnmatch patterns on weight names kept float */
     int nskip;
     petrel_progress_fn progress;   /* optional: called as weights are done */

@@ -4,7 +4,9 @@
 ** `embedding` the embeddings become petrel.qembedding (formats, layout and
 ** meaning: ops.def; formulas: core/quant.h).
 **
-**   aten.linear (no bias)  -> qlinear mode "n", one weight
+**   aten.linear            -> qlinear mode "n", one weight; with a bias
+**                             mode "bias" (the bias as its residual), for a
+**                             backend that has that kernel (opts.bias)
 **   petrel.linear_n        -> qlinear mode "n" (split when only some of its
 **                             weights can be quantized)
 **   petrel.gated_linear    -> qlinear mode "gated" (both weights or neither)
@@ -20,7 +22,8 @@
 ** float weight that nothing reads afterwards leaves the program.  Weights
 ** stay float when a --quant-skip pattern matches their name, when K is not
 ** a multiple of the group size, when they are not float or not finite, and
-** (for now) when their linear has a bias; the result says which and why.
+** when their linear has a bias the target backend's kernels do not take;
+** the result says which and why.
 ** The new constants' bytes are owned by the result until pc_quant_free
 ** (after the program is written).  Layer: compiler.
 */
@@ -179,7 +182,8 @@ static int node_weights(const qz *q, const pt_node *n, int32_t *vids, const char
         if (n->nout != 1 || n->args[1].kind != PT_ARG_TENSOR || n->args[0].kind != PT_ARG_TENSOR) return 0;
         const pt_value *x = &g->values[n->args[0].items[0].vid], *w = &g->values[n->args[1].items[0].vid];
         if (x->kind != PT_V_TENSOR || x->dtype != w->dtype) return 0;
-        if (n->args[2].kind != PT_ARG_NONE) *why = "linear with a bias";
+        if (n->args[2].kind != PT_ARG_NONE && (!q->o->bias || n->args[2].kind != PT_ARG_TENSOR))
+            *why = "linear with a bias: the backend has no quantized kernel for it";
         vids[0] = n->args[1].items[0].vid;
         return 1;
     }
@@ -554,8 +558,11 @@ static int rewrite_node(qz *q, int32_t i, const bool *ok) {
     for (int k = 0; k < nw; k++) all &= ok[k];
     int32_t a0 = n->args[0].items[0].vid;
     switch (n->op) {
-    case PETREL_OP_LINEAR:
-        return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, 1, -1, "n", "silu", NULL) ? 0 : -1;
+    case PETREL_OP_LINEAR: {
+        const bool bias = n->args[2].kind == PT_ARG_TENSOR;
+        int32_t b = bias ? n->args[2].items[0].vid : -1;
+        return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, 1, b, bias ? "bias" : "n", "silu", NULL) ? 0 : -1;
+    }
     case PETREL_OP_PETREL_LINEAR_N:
         if (!all) return split_linear_n(q, i, ok) ? 1 : -1;
         return rewrite(q, i, PETREL_OP_PETREL_QLINEAR, a0, vids, nw, -1, "n", "silu", &n->args[2]) ? 0 : -1;

@@ -14,8 +14,8 @@
 **
 ** With --quant SCHEME (petrel compile --quant; needs --compile DIR, and
 ** --quant-embedding quantizes embeddings too) each fixture is compiled
-** with quantized weights twice, for the backend and for the CPU, and the
-** backend's outputs are compared with the CPU's on the same inputs:
+** with quantized weights for the backend and run there and on the CPU, and
+** the backend's outputs are compared with the CPU's on the same inputs:
 ** torch has no reference for quantized weights, the CPU kernels are their
 ** oracle.  Tolerance: the fixture's, at least 1e-3.
 ** usage: test_fixtures FIXTURE_DIR [--compile DIR] [--backend cpu|cuda] [--loopback]
@@ -99,13 +99,13 @@ static bool quant_embedding;
 void pt_device_use_loopback(void);
 
 /* Compile the fixture's model (path) into DIR/<name><suffix>.petrel for
- * backend `be` (with --quant's weights), then load it for `be`. */
+ * backend `cbe` (with --quant's weights), then load it for `be`. */
 static bool load_program(const char *path, const char *compile_dir, const char *name, const char *suffix,
-                         const char *be, petrel_program_t **prog, char *why, size_t cap) {
+                         const char *cbe, const char *be, petrel_program_t **prog, char *why, size_t cap) {
     char out[1024];
     if (compile_dir) {
         snprintf(out, sizeof out, "%s/%s%s.petrel", compile_dir, name, suffix);
-        petrel_compile_opts co = {.backend = be, .quant = quant, .quant_embedding = quant_embedding};
+        petrel_compile_opts co = {.backend = cbe, .quant = quant, .quant_embedding = quant_embedding};
         if (petrel_compile(NULL, path, out, &co) != PETREL_OK) {
             snprintf(why, cap, "compile%s: %s", suffix, petrel_last_error());
             return false;
@@ -130,14 +130,16 @@ static bool run_step(petrel_program_t *p, petrel_tensor_file_t *in, int s, char 
 }
 
 /* Runs the fixture's steps and compares every output with torch's, or
- * with --quant with the CPU run of the same quantized program (ref). */
+ * with --quant with the CPU run of the same quantized program (ref: compiled
+ * for the backend too, so the same weights are quantized -- a backend
+ * keeps float what its kernels cannot take -- then loaded for the CPU). */
 static bool run_fixture(const char *dir, const char *name, int steps, double tol, const char *compile_dir,
                         char *why, size_t cap) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s/model.pt2", dir, name);
     petrel_program_t *prog = NULL, *ref = NULL;
-    if (!load_program(path, compile_dir, name, quant ? ".q" : "", backend, &prog, why, cap)) return false;
-    if (quant && !load_program(path, compile_dir, name, ".qcpu", NULL, &ref, why, cap)) {
+    if (!load_program(path, compile_dir, name, quant ? ".q" : "", backend, backend, &prog, why, cap)) return false;
+    if (quant && !load_program(path, compile_dir, name, ".qcpu", backend, "cpu", &ref, why, cap)) {
         petrel_program_free(prog);
         return false;
     }

@@ -7,7 +7,7 @@
 ** "dequantize with ops.def's formula, then matmul" computed here in
 ** double with its own unpacking: every format, group sizes that take the
 ** fast kernels and ones that do not, modes n (one and three weights),
-** gated (each activation) and add, x in f32/bf16/f16, scales in each
+** gated (each activation), add and bias, x in f32/bf16/f16, scales in each
 ** float dtype, decode (M = 1) and prefill shapes, once on the reference
 ** loops, once on the fast path and, on a CPU with AVX-512, once on the
 ** AVX2 kernels.  Seeded random codes, scales, zero
@@ -293,8 +293,8 @@ static double rel_l2(const double *got, const double *want, int64_t n) {
 
 /* ---- 2. qlinear ------------------------------------------------------------------ */
 
-enum { MODE_N1, MODE_N3, MODE_GATED, MODE_ADD, MODE_COUNT };
-static const char *const mode_names[MODE_COUNT] = {"n", "n", "gated", "add"};
+enum { MODE_N1, MODE_N3, MODE_GATED, MODE_ADD, MODE_BIAS, MODE_COUNT };
+static const char *const mode_names[MODE_COUNT] = {"n", "n", "gated", "add", "bias"};
 static const char *const act_names[3] = {"silu", "gelu", "gelu_tanh"};
 
 static double act(double v, int a) {
@@ -350,6 +350,9 @@ static void run_qlinear(const qcase *c, int path) {
     if (c->mode == MODE_ADD) {
         res = tb_new(c->xdt, c->xrank, yshape);
         for (int64_t i = 0; i < tb_numel(&res); i++) tb_set(&res, i, rng_uniform(-2, 2));
+    } else if (c->mode == MODE_BIAS) { /* one bias (N), broadcast over the rows */
+        res = tb_new(c->xdt, 1, &Ns[0]);
+        for (int64_t i = 0; i < tb_numel(&res); i++) tb_set(&res, i, rng_uniform(-2, 2));
     }
 
     pt_graph g;
@@ -360,7 +363,9 @@ static void run_qlinear(const qcase *c, int path) {
         sv[i] = value(&g, "scales", &ws[i].scales, 0, 0, NULL);
         zv[i] = ws[i].has_zeros ? value(&g, "zeros", &ws[i].zeros, 0, 0, NULL) : -1;
     }
-    int32_t rv = c->mode == MODE_ADD ? value(&g, "residual", &res, 0, 0, NULL) : -1;
+    int32_t rv = c->mode == MODE_ADD ? value(&g, "residual", &res, 0, 0, NULL)
+                 : c->mode == MODE_BIAS ? value(&g, "bias", &res, 0, 0, NULL)
+                                        : -1;
     int nout = c->mode == MODE_N3 ? 3 : 1;
     for (int i = 0; i < nout; i++) {
         yshape[c->xrank - 1] = ws[i].N;
@@ -410,6 +415,8 @@ static void run_qlinear(const qcase *c, int path) {
             free(up);
         } else if (c->mode == MODE_ADD) {
             for (int64_t e2 = 0; e2 < M * N; e2++) want[e2] = tb_get(&res, e2) + round_to(want[e2], c->xdt);
+        } else if (c->mode == MODE_BIAS) { /* inside the one rounding, as aten.linear's bias */
+            for (int64_t e2 = 0; e2 < M * N; e2++) want[e2] += tb_get(&res, e2 % N);
         }
         for (int64_t e2 = 0; e2 < M * N; e2++) want[e2] = round_to(want[e2], c->xdt);
         double d = rel_l2(got[i], want, M * N);
@@ -707,7 +714,7 @@ static void test_experts(void) {
 typedef enum bad_kind {
     BAD_FORMAT, BAD_GROUP, BAD_NVFP4_GROUP, BAD_CODES, BAD_SCALES, BAD_SCALE_DTYPE, BAD_NO_ZEROS, BAD_SYM_ZEROS,
     BAD_ZERO_SHAPE, BAD_MODE, BAD_ACT, BAD_COUNT_N, BAD_GATED_N, BAD_SCALES_COUNT, BAD_RESIDUAL, BAD_EMB_INDEX,
-    BAD_ADD_NORM, BAD_KIND_COUNT
+    BAD_ADD_NORM, BAD_BIAS, BAD_BIAS_NORM, BAD_KIND_COUNT
 } bad_kind;
 
 static const char *const bad_want[BAD_KIND_COUNT] = {
@@ -720,7 +727,7 @@ static const char *const bad_want[BAD_KIND_COUNT] = {
     "format int4 needs one zeros entry per weight (1), got 0",
     "format int4s is symmetric: zeros must be empty, got 1 entries",
     "zeros[0] must be i8 (8, 8) like the scales, got i8 (8, 7)",
-    "unknown mode 'sum' (n, gated or add)",
+    "unknown mode 'sum' (n, gated, add or bias)",
     "unknown activation 'relu' (silu, gelu or gelu_tanh)",
     "mode n needs 1 weight (one per output), got 2",
     "gate and up weights differ in size (8 vs 5 rows)",
@@ -728,6 +735,8 @@ static const char *const bad_want[BAD_KIND_COUNT] = {
     "the residual does not fit the product",
     "index 50 is out of bounds for size 8",
     "mode add has no RMSNorm prologue",
+    "the bias does not fit the product",
+    "mode bias has no RMSNorm prologue",
 };
 
 static void test_bad(void) {
@@ -747,6 +756,8 @@ static void test_bad(void) {
         if (b == BAD_SYM_ZEROS) other = tb_new(PETREL_DTYPE_I8, 2, (int64_t[]){8, 8});
         if (b == BAD_RESIDUAL) other = tb_new(PETREL_DTYPE_F32, 2, (int64_t[]){1, 7});
         if (b == BAD_ADD_NORM) other = tb_new(PETREL_DTYPE_F32, 2, (int64_t[]){1, 8});
+        if (b == BAD_BIAS) other = tb_new(PETREL_DTYPE_F32, 1, (int64_t[]){9});
+        if (b == BAD_BIAS_NORM) other = tb_new(PETREL_DTYPE_F32, 1, (int64_t[]){8});
         pt_graph g;
         tg_init(&g);
         int32_t xv = value(&g, "x", &x, 0, 0, NULL);
@@ -774,18 +785,18 @@ static void test_bad(void) {
         } else {
             int nw = b == BAD_COUNT_N || b == BAD_GATED_N ? 2 : 1, mode_gated = b == BAD_GATED_N || b == BAD_ACT;
             if (b == BAD_GATED_N) nz = 2;
-            bool add = b == BAD_RESIDUAL || b == BAD_ADD_NORM;
+            bool add = b == BAD_RESIDUAL || b == BAD_ADD_NORM, bias = b == BAD_BIAS || b == BAD_BIAS_NORM;
             n = add_node(&g, PETREL_OP_PETREL_QLINEAR, 14, &out, 1);
             arg_tensor(&n->args[0], xv);
             arg_tensors(&n->args[1], cv, b == BAD_ACT ? 2 : nw);
             arg_tensors(&n->args[2], sv, b == BAD_SCALES_COUNT || b == BAD_ACT ? 2 : nw);
             arg_tensors(&n->args[3], zv, b == BAD_ACT ? 2 : nz);
-            arg_tensor(&n->args[4], add ? value(&g, "residual", &other, 0, 0, NULL) : -1);
+            arg_tensor(&n->args[4], add || bias ? value(&g, "residual", &other, 0, 0, NULL) : -1);
             arg_str(&n->args[5], b == BAD_FORMAT ? "int3" : b == BAD_NVFP4_GROUP ? "nvfp4" : f->name);
             arg_int(&n->args[6], b == BAD_GROUP ? 48 : G);
-            arg_str(&n->args[7], b == BAD_MODE ? "sum" : mode_gated ? "gated" : add ? "add" : "n");
+            arg_str(&n->args[7], b == BAD_MODE ? "sum" : mode_gated ? "gated" : add ? "add" : bias ? "bias" : "n");
             arg_str(&n->args[8], b == BAD_ACT ? "relu" : "silu");
-            arg_norm(n, b == BAD_ADD_NORM, -1, 1e-6, false, -1);
+            arg_norm(n, b == BAD_ADD_NORM || b == BAD_BIAS_NORM, -1, 1e-6, false, -1);
         }
         double *got[1] = {NULL};
         pt_err err = {{0}};

@@ -160,9 +160,7 @@ static bool compile_read(const char *in, const petrel_compile_opts *opts, petrel
 static int node_weights(const pt_node *n, int32_t *vids) {
     int nw = 0;
     switch (n->op) {
-    case PETREL_OP_LINEAR:
-        if (n->args[2].kind != PT_ARG_NONE) return 0;
-        /* fall through */
+    case PETREL_OP_LINEAR: /* with a bias too (qlinear mode "bias" on the CPU) */
     case PETREL_OP_PETREL_LINEAR_ADD:
     case PETREL_OP_PETREL_EXPERT_LINEAR: vids[nw++] = n->args[1].items[0].vid; break;
     case PETREL_OP_PETREL_GATED_LINEAR:
@@ -321,6 +319,40 @@ static void test_schemes(const char *fixture) {
                   "%s %s: qexpert_linear '%s': format %s g%lld, %d zeros, codes rank %d", fixture, sn, n->name,
                   n->args[5].str, (long long)n->args[6].items[0].i, n->args[4].n, c->rank);
         }
+        tg_release(out_path, &map, &g);
+    }
+}
+
+/* Linears with a bias (Whisper's q, v, out_proj, fc1, fc2: 5 of its 7
+ * linears per layer, 4 layers and the head; 33 linear weights in all):
+ * qlinear mode "bias" for the CPU, kept float for a backend whose kernels
+ * take no bias (CUDA), which the compile report says. */
+static void test_bias_backend(void) {
+    const char *in = "tests/fixtures/whisper_export/model.pt2";
+    for (int cuda = 0; cuda < 2; cuda++) {
+        petrel_compile_opts o = {.quant = "int8", .backend = cuda ? "cuda" : NULL};
+        petrel_compile_report r;
+        pt_mapping map;
+        pt_graph g;
+        if (!compile_read(in, &o, &r, &map, &g)) continue;
+        int nbias = 0, nlinear_bias = 0;
+        for (int32_t i = 0; i < g.nnodes; i++) {
+            const pt_node *n = &g.nodes[i];
+            nbias += n->op == PETREL_OP_PETREL_QLINEAR && !strcmp(n->args[7].str, "bias") &&
+                     n->args[4].kind == PT_ARG_TENSOR && g.values[n->args[4].items[0].vid].rank == 1;
+            nlinear_bias += n->op == PETREL_OP_LINEAR && n->args[2].kind == PT_ARG_TENSOR;
+        }
+        if (!cuda)
+            CHECK(nbias == 26 && nlinear_bias == 0 && r.quantized == 33 && r.quant_kept == 0,
+                  "whisper int8 for the cpu: %d qlinear mode bias, %d float linears with a bias, %d quantized, %d kept "
+                  "(%s)",
+                  nbias, nlinear_bias, r.quantized, r.quant_kept, r.quant_kept_why);
+        else
+            CHECK(nbias == 0 && nlinear_bias == 26 && r.quantized == 7 && r.quant_kept == 26 &&
+                      strstr(r.quant_kept_why, "linear with a bias: the backend has no quantized kernel for it"),
+                  "whisper int8 for cuda: %d qlinear mode bias, %d float linears with a bias, %d quantized, %d kept "
+                  "(%s)",
+                  nbias, nlinear_bias, r.quantized, r.quant_kept, r.quant_kept_why);
         tg_release(out_path, &map, &g);
     }
 }
@@ -580,7 +612,7 @@ done:
  * codes wrongly gives int8 an int2-sized error. */
 static void test_end_to_end(void) {
     static const char *fixtures[] = {"llama_export", "llama_bf16_export", "qwen3_export", "gemma3_export",
-                                     "phi3_export", "qwen3_moe_export"};
+                                     "phi3_export", "qwen3_moe_export", "whisper_export"};
     static const struct {
         const char *scheme;
         double bound;
@@ -740,8 +772,9 @@ int main(void) {
     test_reference();
     test_moe_reference();
     static const char *fixtures[] = {"llama_export", "llama_bf16_export", "qwen3_export", "gemma3_export",
-                                     "phi3_export", "qwen3_moe_export"};
+                                     "phi3_export", "qwen3_moe_export", "whisper_export"};
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) test_schemes(fixtures[i]);
+    test_bias_backend();
     test_skip();
     test_tied("tests/fixtures/llm/llama.pt2", "model.model.embed_tokens.weight");
     test_tied("tests/fixtures/gemma3_export/model.pt2", "model.model.embed_tokens.weight");

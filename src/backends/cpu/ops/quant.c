@@ -11,8 +11,9 @@
 ** allow it, ../fast/qmm.c computes the same block with the same float
 ** weights and float accumulation.  Either way the block's sums then go
 ** through one epilogue holding the mode's rounding points (linear_n,
-** gated_linear, linear_add in matmul.c).  Modes n and gated first apply
-** the RMSNorm prologue when asked (fused.c's code, as matmul.c does).
+** gated_linear, linear_add in matmul.c; mode bias: linear's bias added
+** before its one rounding).  Modes n and gated first apply the RMSNorm
+** prologue when asked (fused.c's code, as matmul.c does).
 */
 #include <math.h>
 #include <stdio.h>
@@ -224,14 +225,15 @@ static petrel_status q_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *
     return PETREL_OK;
 }
 
-/* Modes "gated" (act >= 0: act(g) * u, weights gate and up) and "add"
- * (residual + p): gated_linear's and linear_add's rounding points; blocks
- * [b0, b1) per thread. */
+/* Modes "gated" (act >= 0: act(g) * u, weights gate and up), "add"
+ * (residual + p) and "bias" (p + b): gated_linear's, linear_add's and
+ * linear's rounding points; blocks [b0, b1) per thread. */
 typedef struct q_2_job {
     const q_mm *c;
     const cpu_qweight *ws;
     int nw, act;
-    const pt_tensor *res; /* "add": the residual broadcast to the output */
+    bool bias;            /* "bias": res is the bias, added before the one rounding */
+    const pt_tensor *res; /* "add" / "bias": the residual or bias broadcast to the output */
     pt_tensor *out;
 } q_2_job;
 
@@ -248,11 +250,12 @@ static void q_2_blocks(void *ctx, int part, int64_t b0, int64_t b1) {
         for (int64_t m = 0; m < c->M; m++) {
             const uint8_t *rrow = res ? res->data + q_row_offset(res, m) * res_es : NULL;
             for (int64_t j = 0; j < nb; j++) {
-                double p = q_round(t->acc[0][m * QB + j], dt), v;
+                double a = t->acc[0][m * QB + j], p = q_round(a, dt), v;
                 if (jb->act >= 0) /* act(g) rounded, as silu(g) is, times u rounded */
                     v = q_round(q_act(p, jb->act), dt) * q_round(t->acc[1][m * QB + j], dt);
-                else /* p rounded first, as linear's result is */
-                    v = pt_load_f64(rrow + (n0 + j) * res->stride[res->rank - 1] * res_es, res->dtype) + p;
+                else /* add: p rounded first, as linear's result is; bias: inside linear's one rounding */
+                    v = pt_load_f64(rrow + (n0 + j) * res->stride[res->rank - 1] * res_es, res->dtype) +
+                        (jb->bias ? a : p);
                 pt_store_f64(out->data + (m * N + n0 + j) * es, dt, v);
             }
         }
@@ -260,7 +263,7 @@ static void q_2_blocks(void *ctx, int part, int64_t b0, int64_t b1) {
 }
 
 static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *x, const cpu_qweight *ws, int nw,
-                                int act, const q_mm *c) {
+                                int act, bool bias, const q_mm *c) {
     int64_t N = ws[0].N, shape[PETREL_MAX_RANK];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->rank);
     shape[x->rank - 1] = N;
@@ -268,10 +271,11 @@ static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *
     if (act < 0) {
         const pt_tensor *r = pk_tensor(ex, n, 4);
         if (!r || !pt_broadcast_to(r, x->rank, shape, &res))
-            return pk_fail(ex, PETREL_ERR_SHAPE, "qlinear: the residual does not fit the product");
+            return pk_fail(ex, PETREL_ERR_SHAPE, "qlinear: the %s does not fit the product",
+                           bias ? "bias" : "residual");
     }
     PT_TRY(pk_out_alloc(ex, n, 0, x->rank, shape, &out));
-    q_2_job jb = {.c = c, .ws = ws, .nw = nw, .act = act, .res = act < 0 ? &res : NULL, .out = out};
+    q_2_job jb = {.c = c, .ws = ws, .nw = nw, .act = act, .bias = bias, .res = act < 0 ? &res : NULL, .out = out};
     pk_parallel(ex, (N + QB - 1) / QB, q_min_blocks(c), q_2_blocks, &jb);
     return PETREL_OK;
 }
@@ -295,7 +299,7 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
     q_mm c;
     PT_TRY(q_mm_init(ex, x, ws, nc, &c));
     if (mode == Q_MODE_N) return q_linear_n(ex, n, x, ws, nc, &c);
-    return q_linear_2(ex, n, x, ws, nc, act, &c);
+    return q_linear_2(ex, n, x, ws, nc, act, mode == Q_MODE_BIAS, &c);
 }
 
 /* ---- petrel.qexpert_linear ---------------------------------------------------- */

@@ -115,7 +115,7 @@ static inline petrel_status q_zeros_count(pt_exec *ex, const char *op, pt_qfmt f
 }
 
 /* petrel.qlinear's modes (ops.def). */
-enum { Q_MODE_N, Q_MODE_GATED, Q_MODE_ADD };
+enum { Q_MODE_N, Q_MODE_GATED, Q_MODE_ADD, Q_MODE_BIAS };
 
 /* petrel.qlinear's arguments, checked as far as both backends agree: x,
  * the format and group size against K, the mode and activation, and the
@@ -140,14 +140,14 @@ static inline petrel_status q_linear_args_of(pt_exec *ex, const pt_node *n, q_li
     PT_TRY(q_format(ex, op, pk_str(ex, n, 5), a->G, a->K, &a->fmt));
     const char *ms = pk_str(ex, n, 7);
     a->mode = !ms ? -1 : !strcmp(ms, "n") ? Q_MODE_N : !strcmp(ms, "gated") ? Q_MODE_GATED
-                                          : !strcmp(ms, "add") ? Q_MODE_ADD : -1;
+                       : !strcmp(ms, "add") ? Q_MODE_ADD : !strcmp(ms, "bias") ? Q_MODE_BIAS : -1;
     if (a->mode < 0)
-        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown mode '%s' (n, gated or add)", op, ms ? ms : "None");
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown mode '%s' (n, gated, add or bias)", op, ms ? ms : "None");
     if (a->mode == Q_MODE_GATED && (a->act = mm_act_id(pk_str(ex, n, 8))) < 0)
         return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: unknown activation '%s' (silu, gelu or gelu_tanh)", op,
                        pk_str(ex, n, 8) ? pk_str(ex, n, 8) : "None");
-    if (a->mode == Q_MODE_ADD && pk_bool(ex, n, 9))
-        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: mode add has no RMSNorm prologue (norm must be False)", op);
+    if ((a->mode == Q_MODE_ADD || a->mode == Q_MODE_BIAS) && pk_bool(ex, n, 9))
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "%s: mode %s has no RMSNorm prologue (norm must be False)", op, ms);
     int ns = 0, want = a->mode == Q_MODE_N ? n->nout : a->mode == Q_MODE_GATED ? 2 : 1;
     a->codes = pk_tensors(ex, n, 1, &a->nw);
     a->scales = pk_tensors(ex, n, 2, &ns);

@@ -1,6 +1,7 @@
 /*
 ** quant.c -- the CUDA "quant" family: petrel.qlinear (modes n, gated,
-** add) and petrel.qembedding over quantized weights (formats and meaning:
+** add; not yet bias, whose linears the compiler keeps float for this
+** backend) and petrel.qembedding over quantized weights (formats and meaning:
 ** ops.def; the byte layout: core/quant_fmt.h), for f32 / f16 / bf16
 ** activations.  The argument checks and their messages are the CPU
 ** kernel's (cpu/ops/quant.c, the oracle).  Part of the CUDA backend.
@@ -263,6 +264,8 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
     PT_TRY(pcu_linear_rows(ex, x, &L.x, &L.ldx, &L.M));
     L.xt = x;
     PT_TRY(pcu_prenorm_of(ex, n, 9, x, &L.pn));
+    if (mode == Q_MODE_BIAS) /* the compiler keeps such linears float for this backend (quant.c's opts.bias) */
+        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "qlinear: mode bias has no CUDA kernel yet");
     if (mode == Q_MODE_N) return q_linear_n(ex, n, x, &L, ws, nc);
     return q_linear_2(ex, n, x, &L, ws, mode == Q_MODE_GATED ? act : -1);
 }
