@@ -65,7 +65,7 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
          * unfused gather and bmm run on every device */
         if (dev == PT_DEV_CPU || pt_cuda_has_op(PETREL_OP_PETREL_EXPERT_LINEAR)) r.fused += pc_fuse_experts(&g);
         qo.experts = dev == PT_DEV_CPU || pt_cuda_has_op(PETREL_OP_PETREL_QEXPERT_LINEAR);
-        qo.bias = dev == PT_DEV_CPU; /* the CUDA kernels take no bias yet */
+        qo.bias = true; /* both backends' qlinear takes a bias (mode "bias") */
         /* after fusion, whose patterns count readers; merged twins are
          * nodes nobody reads any more, too */
         r.dead_removed = pc_forward_state(&g);

@@ -325,9 +325,21 @@ static void test_schemes(const char *fixture) {
 
 /* Linears with a bias (Whisper's q, v, out_proj, fc1, fc2: 5 of its 7
  * linears per layer, 4 layers and the head; 33 linear weights in all):
- * qlinear mode "bias" for the CPU, kept float for a backend whose kernels
- * take no bias (CUDA), which the compile report says. */
-static void test_bias_backend(void) {
+ * qlinear mode "bias" for either backend; kept float, and reported, for
+ * a backend whose kernels take no bias (the pass's opts.bias false). */
+static void count_bias(const pt_graph *g, int *nbias, int *nfloat) {
+    *nbias = *nfloat = 0;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        const pt_node *n = &g->nodes[i];
+        *nbias += n->op == PETREL_OP_PETREL_QLINEAR && !strcmp(n->args[7].str, "bias") &&
+                  n->args[4].kind == PT_ARG_TENSOR && g->values[n->args[4].items[0].vid].rank == 1;
+        *nfloat += n->op == PETREL_OP_LINEAR && n->args[2].kind == PT_ARG_TENSOR;
+    }
+}
+
+static bool import(const char *in, pt_mapping *map, pz_archive *z, pt_graph *g);
+
+static void test_bias(void) {
     const char *in = "tests/fixtures/whisper_export/model.pt2";
     for (int cuda = 0; cuda < 2; cuda++) {
         petrel_compile_opts o = {.quant = "int8", .backend = cuda ? "cuda" : NULL};
@@ -335,26 +347,32 @@ static void test_bias_backend(void) {
         pt_mapping map;
         pt_graph g;
         if (!compile_read(in, &o, &r, &map, &g)) continue;
-        int nbias = 0, nlinear_bias = 0;
-        for (int32_t i = 0; i < g.nnodes; i++) {
-            const pt_node *n = &g.nodes[i];
-            nbias += n->op == PETREL_OP_PETREL_QLINEAR && !strcmp(n->args[7].str, "bias") &&
-                     n->args[4].kind == PT_ARG_TENSOR && g.values[n->args[4].items[0].vid].rank == 1;
-            nlinear_bias += n->op == PETREL_OP_LINEAR && n->args[2].kind == PT_ARG_TENSOR;
-        }
-        if (!cuda)
-            CHECK(nbias == 26 && nlinear_bias == 0 && r.quantized == 33 && r.quant_kept == 0,
-                  "whisper int8 for the cpu: %d qlinear mode bias, %d float linears with a bias, %d quantized, %d kept "
-                  "(%s)",
-                  nbias, nlinear_bias, r.quantized, r.quant_kept, r.quant_kept_why);
-        else
-            CHECK(nbias == 0 && nlinear_bias == 26 && r.quantized == 7 && r.quant_kept == 26 &&
-                      strstr(r.quant_kept_why, "linear with a bias: the backend has no quantized kernel for it"),
-                  "whisper int8 for cuda: %d qlinear mode bias, %d float linears with a bias, %d quantized, %d kept "
-                  "(%s)",
-                  nbias, nlinear_bias, r.quantized, r.quant_kept, r.quant_kept_why);
+        int nbias, nfloat;
+        count_bias(&g, &nbias, &nfloat);
+        CHECK(nbias == 26 && nfloat == 0 && r.quantized == 33 && r.quant_kept == 0,
+              "whisper int8 for %s: %d qlinear mode bias, %d float linears with a bias, %d quantized, %d kept (%s)",
+              cuda ? "cuda" : "the cpu", nbias, nfloat, r.quantized, r.quant_kept, r.quant_kept_why);
         tg_release(out_path, &map, &g);
     }
+    pc_quant_opts o = {.bias = false};
+    pt_err err = {{0}};
+    pt_mapping map;
+    pz_archive z;
+    pt_graph g;
+    pc_quant_result r;
+    CHECK(pc_quant_parse("int8", &o, &err) == PETREL_OK, "parse: %s", err.msg);
+    if (!import(in, &map, &z, &g)) return;
+    CHECK(pc_quantize(&g, &o, &r, &err) == PETREL_OK, "quantize: %s", err.msg);
+    int nbias, nfloat;
+    count_bias(&g, &nbias, &nfloat);
+    CHECK(nbias == 0 && nfloat == 26 && r.quantized == 7 && r.kept == 26 &&
+              strstr(r.kept_why, "linear with a bias: the backend has no quantized kernel for it"),
+          "whisper int8, no bias kernel: %d qlinear mode bias, %d float linears with a bias, %d quantized, %d kept (%s)",
+          nbias, nfloat, r.quantized, r.kept, r.kept_why);
+    pt_graph_free(&g);
+    pc_quant_free(&r);
+    pz_close(&z);
+    pt_unmap_file(&map);
 }
 
 /* Name patterns: whole nodes and one weight of q/k/v kept float. */
@@ -774,7 +792,7 @@ int main(void) {
     static const char *fixtures[] = {"llama_export", "llama_bf16_export", "qwen3_export", "gemma3_export",
                                      "phi3_export", "qwen3_moe_export", "whisper_export"};
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) test_schemes(fixtures[i]);
-    test_bias_backend();
+    test_bias();
     test_skip();
     test_tied("tests/fixtures/llm/llama.pt2", "model.model.embed_tokens.weight");
     test_tied("tests/fixtures/gemma3_export/model.pt2", "model.model.embed_tokens.weight");

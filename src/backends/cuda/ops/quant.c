@@ -1,7 +1,6 @@
 /*
 ** quant.c -- the CUDA "quant" family: petrel.qlinear (modes n, gated,
-** add; not yet bias, whose linears the compiler keeps float for this
-** backend) and petrel.qembedding over quantized weights (formats and meaning:
+** add, bias) and petrel.qembedding over quantized weights (formats and meaning:
 ** ops.def; the byte layout: core/quant_fmt.h), for f32 / f16 / bf16
 ** activations.  The argument checks and their messages are the CPU
 ** kernel's (cpu/ops/quant.c, the oracle).  Part of the CUDA backend.
@@ -109,11 +108,11 @@ static cudaDataType q_blas_type(petrel_dtype dt) {
 }
 
 /* out (M, N) dense = x @ W^T through dequantized panels and cuBLAS. */
-static petrel_status q_gemm(pt_exec *ex, q_lin *L, const pcu_qweight *w, void *out) {
+static petrel_status q_gemm(pt_exec *ex, q_lin *L, const pcu_qweight *w, void *out, float beta) {
     int64_t N = w->N, K = L->K, M = L->M, es = (int64_t)petrel_dtype_size(L->dt);
     if (M == 0 || N == 0) return PETREL_OK;
-    if (K == 0) { /* empty sums */
-        PCU_TRY(ex, cudaMemsetAsync(out, 0, (size_t)(M * N * es), pcu_stream(ex)));
+    if (K == 0) { /* empty sums: out stays beta * out (0 or 1) */
+        if (beta == 0.0f) PCU_TRY(ex, cudaMemsetAsync(out, 0, (size_t)(M * N * es), pcu_stream(ex)));
         return PETREL_OK;
     }
     if (M > INT_MAX || N > INT_MAX || K > INT_MAX || L->ldx > INT_MAX)
@@ -126,7 +125,7 @@ static petrel_status q_gemm(pt_exec *ex, q_lin *L, const pcu_qweight *w, void *o
             return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for dequantized qlinear weights");
     }
     cudaDataType ty = q_blas_type(L->dt);
-    float one = 1.0f, zero = 0.0f;
+    float one = 1.0f;
     for (int64_t n0 = 0; n0 < N; n0 += L->prows) {
         int64_t nb = N - n0 < L->prows ? N - n0 : L->prows;
         PCU_LAUNCHED(ex,
@@ -134,7 +133,7 @@ static petrel_status q_gemm(pt_exec *ex, q_lin *L, const pcu_qweight *w, void *o
                                          pk_cuda(ex)->sm_count),
                      "qlinear dequantize");
         PCU_BLAS(ex, cublasGemmEx(pk_cuda(ex)->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nb, (int)M, (int)K, &one, L->panel,
-                                  ty, (int)K, L->x, ty, (int)L->ldx, &zero, (uint8_t *)out + n0 * es, ty, (int)N,
+                                  ty, (int)K, L->x, ty, (int)L->ldx, &beta, (uint8_t *)out + n0 * es, ty, (int)N,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     return PETREL_OK;
@@ -176,16 +175,18 @@ static petrel_status q_linear_n(pt_exec *ex, const pt_node *n, const pt_tensor *
             PCU_LAUNCHED(ex, pcu_qgemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "qlinear gemv");
             continue;
         }
-        for (int j = 0; j < cnt; j++) PT_TRY(q_gemm(ex, L, &used[b + j], outs[b + j]));
+        for (int j = 0; j < cnt; j++) PT_TRY(q_gemm(ex, L, &used[b + j], outs[b + j], 0.0f));
     }
     return PETREL_OK;
 }
 
-/* Modes "gated" (act >= 0: act(g) * u, weights gate and up) and "add"
- * (act < 0: residual + p), with gated_linear's and linear_add's rounding
- * points. */
+/* Modes "gated" (act >= 0: act(g) * u, weights gate and up), "add"
+ * (act < 0: residual + p) and "bias" (bias: p + b inside the one rounding),
+ * with gated_linear's, linear_add's and linear's rounding points.  The
+ * bias's prefill fills the output with b and has cuBLAS add the product
+ * (beta 1: one rounding of the float sum). */
 static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *x, q_lin *L, const pcu_qweight *ws,
-                                int act) {
+                                int act, bool bias) {
     int64_t N = ws[0].N;
     pt_tensor *out;
     PT_TRY(q_out(ex, n, 0, x, N, &out));
@@ -194,9 +195,10 @@ static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *
     if (act < 0) {
         const pt_tensor *r = pk_tensor(ex, n, 4);
         if (!r || !pt_broadcast_to(r, out->rank, out->shape, &res))
-            return pk_fail(ex, PETREL_ERR_SHAPE, "qlinear: the residual does not fit the product");
+            return pk_fail(ex, PETREL_ERR_SHAPE, "qlinear: the %s does not fit the product", bias ? "bias" : "residual");
         if (!q_float(r->dtype) || pcu_is_host_scalar(r))
-            return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear needs an f32/f16/bf16 device tensor as residual");
+            return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "CUDA qlinear needs an f32/f16/bf16 device tensor as %s",
+                           bias ? "bias" : "residual");
         if (!mm_row_stride(&res, &rs)) {
             pt_tensor d = *out;
             d.dtype = res.dtype;
@@ -214,17 +216,21 @@ static petrel_status q_linear_2(pt_exec *ex, const pt_node *n, const pt_tensor *
     g.nw = act >= 0 ? 2 : 1;
     g.w[0] = ws[0], g.out[0] = out->data;
     if (act >= 0) g.w[1] = ws[1];
-    else g.res = res.data, g.res_dtype = (int32_t)res.dtype, g.res_sm = rs, g.res_sn = rn;
+    else g.res = res.data, g.res_dtype = (int32_t)res.dtype, g.res_sm = rs, g.res_sn = rn, g.res_raw = bias;
     PT_TRY(q_norm(ex, L, &g));
     if (pcu_qgemv_fits(&g)) {
         PCU_LAUNCHED(ex, pcu_qgemv_launch(pcu_stream(ex), &g, pk_cuda(ex)->sm_count), "qlinear gemv");
         return PETREL_OK;
     }
+    if (bias) { /* out = b broadcast, then out += x @ W^T in float, rounded once */
+        PT_TRY(pcu_copy_into(ex, out, &res));
+        return q_gemm(ex, L, &ws[0], out->data, 1.0f);
+    }
     size_t bytes = (size_t)(L->M * N * (int64_t)pt_elsize(out));
     void *a = pk_dev_scratch(ex, bytes), *b = act >= 0 ? pk_dev_scratch(ex, bytes) : NULL;
     if (!a || (act >= 0 && !b)) return pk_fail(ex, PETREL_ERR_NOMEM, "out of device scratch for a qlinear's products");
-    PT_TRY(q_gemm(ex, L, &ws[0], a));
-    if (act >= 0) PT_TRY(q_gemm(ex, L, &ws[1], b));
+    PT_TRY(q_gemm(ex, L, &ws[0], a, 0.0f));
+    if (act >= 0) PT_TRY(q_gemm(ex, L, &ws[1], b, 0.0f));
     PCU_LAUNCHED(ex,
                  pcu_linear_epilogue_launch(pcu_stream(ex), out->dtype, mode, act >= 0 ? act : 0, a,
                                             act >= 0 ? b : res.data, act >= 0 ? out->dtype : res.dtype, rs, rn, N,
@@ -264,10 +270,8 @@ static petrel_status q_linear(pt_exec *ex, const pt_node *n) {
     PT_TRY(pcu_linear_rows(ex, x, &L.x, &L.ldx, &L.M));
     L.xt = x;
     PT_TRY(pcu_prenorm_of(ex, n, 9, x, &L.pn));
-    if (mode == Q_MODE_BIAS) /* the compiler keeps such linears float for this backend (quant.c's opts.bias) */
-        return pk_fail(ex, PETREL_ERR_UNSUPPORTED, "qlinear: mode bias has no CUDA kernel yet");
     if (mode == Q_MODE_N) return q_linear_n(ex, n, x, &L, ws, nc);
-    return q_linear_2(ex, n, x, &L, ws, mode == Q_MODE_GATED ? act : -1);
+    return q_linear_2(ex, n, x, &L, ws, mode == Q_MODE_GATED ? act : -1, mode == Q_MODE_BIAS);
 }
 
 /* ---- petrel.qembedding -------------------------------------------------------------- */

@@ -362,7 +362,7 @@ __global__ void __launch_bounds__(QK_MAX_THREADS, MR == 1 ? 2 : 1) qgemv_kernel(
             float v = dn_round<T>(pcu_act(dn_round<T>(s), g.act)) * dn_round<T>(s2);
             ((T *)g.out[0])[m * g.N + n] = dn_from<T>(v);
         } else if (g.mode == PCU_GEMV_RESID) {
-            float v = dn_round<T>(s) + dn_load(g.res, g.res_dtype, m * g.res_sm + n * g.res_sn);
+            float v = (g.res_raw ? s : dn_round<T>(s)) + dn_load(g.res, g.res_dtype, m * g.res_sm + n * g.res_sn);
             ((T *)g.out[0])[m * g.N + n] = dn_from<T>(v);
         } else {
             int sg = qk_seg(g, n);
@@ -948,7 +948,8 @@ __global__ void __launch_bounds__(Q4_THREADS) q4gemv_kernel(pcu_qgemv g, int slo
                         float v = dn_round<T>(pcu_act(dn_round<T>(acc[r]), g.act)) * dn_round<T>(acc[RW + r]);
                         ((T *)g.out[0])[n] = dn_from<T>(v);
                     } else if (g.mode == PCU_GEMV_RESID) {
-                        float v = dn_round<T>(acc[r]) + (n == rn0 ? res0 : dn_load(g.res, g.res_dtype, n * g.res_sn));
+                        float v = (g.res_raw ? acc[r] : dn_round<T>(acc[r])) +
+                                  (n == rn0 ? res0 : dn_load(g.res, g.res_dtype, n * g.res_sn));
                         ((T *)g.out[0])[n] = dn_from<T>(v);
                     } else {
                         int sg = SEG ? qk_seg(g, n) : 0;

@@ -40,7 +40,8 @@ typedef struct pcu_qweight {
  *   PLAIN  one output per weight w[i], dense (M, w[i].N), rounded once;
  *   GATED  w[0] gate, w[1] up: out[0] = act(g) * u, with g, u, act(g)
  *          and the result each rounded to dtype (petrel.gated_linear);
- *   RESID  out[0] = round(p) + residual, rounded again (petrel.linear_add).
+ *   RESID  out[0] = round(p) + residual, rounded again (petrel.linear_add);
+ *          with res_raw round(p + residual) (aten.linear's bias).
  * x, the outputs and (integer formats) the scales share one float dtype. */
 #define PCU_QGEMV_MAX_M 8
 #define PCU_QGEMV_MAX_W 8
@@ -56,6 +57,8 @@ typedef struct pcu_qgemv {
     const void *res;        /* RESID: element (m, n) at m * res_sm + n * res_sn, of res_dtype */
     int32_t res_dtype;
     int64_t res_sm, res_sn;
+    int32_t res_raw;        /* RESID: 1 adds res to the product before its one
+                               rounding, round(p + res) (a linear's bias) */
     int32_t w_const;        /* codes, scales and zeros are program constants:
                                streamed before the kernel before has finished */
     int32_t nw;             /* weights: PLAIN 1..PCU_QGEMV_MAX_W, GATED 2, RESID 1 */
