@@ -21,10 +21,10 @@
 #      Qwen3-1.7B's and Qwen3-0.6B's shapes against a host reference,
 #      their timings and share of the copy bandwidth;
 #   7. quantized weights: the LLM export fixtures (and Whisper's, whose
-#      encoder-length products take the prefill path) compiled with each
-#      scheme for CUDA and for the CPU, outputs compared (the CPU kernels
-#      are the oracle; relative L2 within the fixture's tolerance, at least
-#      1e-3),
+#      encoder-length products take the prefill path and whose linears
+#      have biases) compiled with each scheme for CUDA, run there and on
+#      the CPU, outputs compared (the CPU kernels are the oracle; relative
+#      L2 within the fixture's tolerance, at least 1e-3),
 #      the partition of the quantized LLM fixtures, greedy ids of the
 #      tiny LLMs quantized int4, int8 and int2 on CUDA vs the CPU (the
 #      first 8 equal), and the logits of a prefill and 8 decode steps of
