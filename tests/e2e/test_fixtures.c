@@ -99,22 +99,29 @@ static bool quant_embedding;
 void pt_device_use_loopback(void);
 
 /* Compile the fixture's model (path) into DIR/<name><suffix>.petrel for
- * backend `cbe` (with --quant's weights), then load it for `be`. */
+ * backend `be` (with --quant's weights), then load it for `be`; with ref
+ * (needs DIR) load the same file for the CPU too. */
 static bool load_program(const char *path, const char *compile_dir, const char *name, const char *suffix,
-                         const char *cbe, const char *be, petrel_program_t **prog, char *why, size_t cap) {
+                         const char *be, petrel_program_t **prog, petrel_program_t **ref, char *why, size_t cap) {
     char out[1024];
     if (compile_dir) {
         snprintf(out, sizeof out, "%s/%s%s.petrel", compile_dir, name, suffix);
-        petrel_compile_opts co = {.backend = cbe, .quant = quant, .quant_embedding = quant_embedding};
+        petrel_compile_opts co = {.backend = be, .quant = quant, .quant_embedding = quant_embedding};
         if (petrel_compile(NULL, path, out, &co) != PETREL_OK) {
             snprintf(why, cap, "compile%s: %s", suffix, petrel_last_error());
             return false;
         }
         path = out;
     }
-    petrel_load_opts lo = {.backend = be};
+    petrel_load_opts lo = {.backend = be}, lc = {.backend = "cpu"};
     if (petrel_program_load(prog, path, &lo) != PETREL_OK) {
         snprintf(why, cap, "load%s: %s", suffix, petrel_last_error());
+        return false;
+    }
+    if (ref && petrel_program_load(ref, path, &lc) != PETREL_OK) {
+        snprintf(why, cap, "load%s for the cpu: %s", suffix, petrel_last_error());
+        petrel_program_free(*prog);
+        *prog = NULL;
         return false;
     }
     return true;
@@ -130,19 +137,16 @@ static bool run_step(petrel_program_t *p, petrel_tensor_file_t *in, int s, char 
 }
 
 /* Runs the fixture's steps and compares every output with torch's, or
- * with --quant with the CPU run of the same quantized program (ref: compiled
- * for the backend too, so the same weights are quantized -- a backend
- * keeps float what its kernels cannot take -- then loaded for the CPU). */
+ * with --quant with the CPU run of the same quantized program file (ref:
+ * the same weights quantized -- a backend may keep float what its kernels
+ * cannot take -- loaded for the CPU). */
 static bool run_fixture(const char *dir, const char *name, int steps, double tol, const char *compile_dir,
                         char *why, size_t cap) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s/model.pt2", dir, name);
     petrel_program_t *prog = NULL, *ref = NULL;
-    if (!load_program(path, compile_dir, name, quant ? ".q" : "", backend, backend, &prog, why, cap)) return false;
-    if (quant && !load_program(path, compile_dir, name, ".qcpu", backend, "cpu", &ref, why, cap)) {
-        petrel_program_free(prog);
+    if (!load_program(path, compile_dir, name, quant ? ".q" : "", backend, &prog, quant ? &ref : NULL, why, cap))
         return false;
-    }
     if (quant && tol < 1e-3) tol = 1e-3;
     bool ok = true;
     for (int s = 0; ok && s < steps; s++) {
