@@ -78,6 +78,10 @@ petrel_status petrel_compile(petrel_compile_report *report, const char *in_path,
         r.quant_bytes_before = qr.bytes_before;
         r.quant_bytes_after = qr.bytes_after;
         memcpy(r.quant_kept_why, qr.kept_why, sizeof r.quant_kept_why);
+        /* a layer's quantized q/k/v and its attention as one node, for a
+         * backend with a kernel for it (the CPU composes the two) */
+        if (st == PETREL_OK && dev == PT_DEV_CUDA && pt_cuda_has_op(PETREL_OP_PETREL_QKV_ATTN))
+            r.fused += pc_fuse_qkv_attn(&g);
         r.nodes_out = g.nnodes;
         pt_partition_report pr;
         pt_partition(&g, dev, pt_cuda_supports, &pr);

@@ -74,6 +74,13 @@ PT_HIDDEN int pc_fuse(pt_graph *g);
  * the number made. */
 PT_HIDDEN int pc_fuse_experts(pt_graph *g);
 
+/* A layer's quantized q/k/v projections (petrel.qlinear, mode "n", three
+ * weights) whose results reach one petrel.sdpa_cache only through the
+ * heads' view and transpose => petrel.qkv_attn (fuse.c).  Run after
+ * pc_quantize, for a backend with that op's kernel.  Returns the number
+ * made. */
+PT_HIDDEN int pc_fuse_qkv_attn(pt_graph *g);
+
 /* Overwritten state (see state.c): reads of a tensor that was just
  * overwritten by copy_ / copy read the copy's source instead; in-place
  * writes whose memory nobody reads afterwards in the run, and that no

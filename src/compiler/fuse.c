@@ -33,6 +33,12 @@
 **
 **   squeeze(bmm(index(W, [ids]), unsqueeze(x, -1)), -1) => petrel.expert_linear
 **
+** and, after quantization (pc_fuse_qkv_attn: only for a backend with the
+** kernel), a layer's q/k/v projections with its attention:
+**
+**   sdpa_cache(transpose(view(p_i, (B, L, H_i, D_i)), 1, 2) for i = q, k, v),
+**   p_0, p_1, p_2 the results of one qlinear of mode "n" => petrel.qkv_attn
+**
 ** Last, two folds (not counted as fused ops).  petrel.sdpa_cache of
 ** petrel.rope(q, cos, sin) and petrel.rope(k, cos, sin) (rotate-half
 ** ones: its rope_cos/rope_sin mean that), the same cos and
@@ -1072,6 +1078,86 @@ static bool match_expert(const fz *f, int32_t si, fz_match *m) {
 }
 
 int pc_fuse_experts(pt_graph *g) { return pc_match_all(g, match_expert); }
+
+/* ---- quantized q/k/v projections into the attention --------------------------- */
+
+/* Slot (0 q, 1 k, 2 v) of attention s whose argument is transpose(view(p),
+ * 1, 2) with p read only by that view, the view only by the transpose and
+ * the transpose only by s; p (B, L, N) viewed as (B, L, N / D, D), D the
+ * head dim of the slot's cache.  *t, *v: the transpose and the view; -1
+ * when p reaches s otherwise. */
+static int qkv_slot(const fz *f, int32_t p, int32_t si, const pt_node **t, const pt_node **v) {
+    const pt_node *s = node(f, si), *vw = node(f, only_user(f, p));
+    if (!vw || !is_view_op(vw->op) || vw->nout != 1 || tin(vw, 0) != p) return -1;
+    const pt_node *tr = node(f, only_user(f, out0(vw)));
+    if (!tr || tr->op != PETREL_OP_TRANSPOSE || tr->nout != 1 || only_user(f, out0(tr)) != si) return -1;
+    int d0 = lit_dim_arg(tr, 1, 4), d1 = lit_dim_arg(tr, 2, 4);
+    if (!((d0 == 1 && d1 == 2) || (d0 == 2 && d1 == 1))) return -1;
+    int slot = -1;
+    for (int a = 0; a < 3; a++)
+        if (tin(s, a) == out0(tr)) slot = slot < 0 ? a : 3; /* read twice: no match */
+    if (slot < 0 || slot > 2) return -1;
+    const pt_value *pv = val(f, p), *vv = val(f, out0(vw)), *cache = val(f, tin(s, slot == 2 ? 4 : 3));
+    int64_t D = lit_size(cache, 3), N = lit_size(pv, 2), H = lit_size(vv, 2);
+    if (pv->rank != 3 || vv->rank != 4 || cache->rank != 4 || D <= 0 || N <= 0 || H <= 0 || H * D != N ||
+        lit_size(vv, 3) != D || !pt_dim_eq(&vv->shape[0], &pv->shape[0]) || !pt_dim_eq(&vv->shape[1], &pv->shape[1]))
+        return -1;
+    *t = tr, *v = vw;
+    return slot;
+}
+
+/* Anchor: petrel.sdpa_cache whose q, k and v are the three results of one
+ * petrel.qlinear of mode "n" (three weights, any order), each as
+ * transpose(view(p, (B, L, H, D)), 1, 2) read by nothing else =>
+ * petrel.qkv_attn (ops.def): the projections and the attention in one
+ * node, whose results are the attention's and the three transposes'
+ * (kept as values: the CPU composes the op from the two kernels into
+ * them). */
+static bool match_qkv_attn(const fz *f, int32_t si, fz_match *m) {
+    const pt_node *s = node(f, si);
+    if (s->op != PETREL_OP_PETREL_SDPA_CACHE || s->nargs != 17 || s->nout != 1) return false;
+    const pt_node *t0 = def_op(f, tin(s, 0), PETREL_OP_TRANSPOSE), *v0 = t0 ? defn(f, tin(t0, 0)) : NULL;
+    const pt_node *ql = v0 && is_view_op(v0->op) ? defn(f, tin(v0, 0)) : NULL; /* q's transpose(view(p)) */
+    if (!ql || ql->op != PETREL_OP_PETREL_QLINEAR || ql->nargs != 14 || ql->nout != 3 ||
+        ql->args[1].kind != PT_ARG_TENSORS || ql->args[1].n != 3 || ql->args[2].n != 3 ||
+        (ql->args[3].n != 0 && ql->args[3].n != 3) || !none_arg(ql, 4) || ql->args[7].kind != PT_ARG_STRING ||
+        strcmp(ql->args[7].str, "n") != 0)
+        return false;
+    const pt_node *tr[3], *vw[3];
+    int of[3] = {-1, -1, -1}; /* the qlinear's result of each slot */
+    for (int o = 0; o < 3; o++) {
+        const pt_node *t, *v;
+        int slot = ql->outs[o] >= 0 ? qkv_slot(f, ql->outs[o], si, &t, &v) : -1;
+        if (slot < 0 || of[slot] >= 0) return false;
+        of[slot] = o, tr[slot] = t, vw[slot] = v;
+    }
+    take(m, f, ql);
+    for (int k = 0; k < 3; k++) take(m, f, vw[k]), take(m, f, tr[k]);
+    take(m, f, s);
+    m->final = si;
+    m->op = PETREL_OP_PETREL_QKV_ATTN;
+    m->outs[0] = out0(s);
+    for (int k = 0; k < 3; k++) m->outs[1 + k] = out0(tr[k]);
+    m->nouts = 4;
+    put_tensor(m, tin(ql, 0));
+    for (int a = 1; a <= 3; a++) { /* codes, scales, zeros in slot order */
+        pt_arg *l = next_arg(m, PT_ARG_TENSORS, false);
+        if (!ql->args[a].n) continue;
+        if (!(l->items = pt_calloc(3, sizeof *l->items))) {
+            m->oom = true;
+            continue;
+        }
+        l->n = 3;
+        for (int k = 0; k < 3; k++) l->items[k] = ql->args[a].items[of[k]];
+    }
+    for (int a = 3; a < 17; a++) put_copy(m, &s->args[a]);
+    put_copy(m, &ql->args[5]); /* format, group_size */
+    put_copy(m, &ql->args[6]);
+    for (int a = 9; a < 14; a++) put_copy(m, &ql->args[a]); /* the RMSNorm prologue */
+    return true;
+}
+
+int pc_fuse_qkv_attn(pt_graph *g) { return pc_match_all(g, match_qkv_attn); }
 
 /* ---- driver ------------------------------------------------------------------ */
 

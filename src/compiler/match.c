@@ -86,7 +86,9 @@ bool pc_match_closed(const fz *f, const fz_match *m) {
             int32_t v = n->outs[o];
             if (v < 0) continue;
             if (match_out(m, v)) {
-                if (i < m->final) return false; /* a reader could precede the fused node */
+                if (i < m->final) /* made earlier: no reader may precede the fused node */
+                    for (int32_t u = f->ustart[v]; u < f->ustart[v + 1]; u++)
+                        if (!taken(m, f->users[u])) return false;
                 continue;
             }
             if (f->result[v]) return false;

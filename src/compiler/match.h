@@ -15,7 +15,7 @@
 #include "compiler.h"
 
 #define FZ_MAX_NODES 64
-#define FZ_MAX_ARGS 17 /* the most arguments of a fused op (sdpa_cache has 17) */
+#define FZ_MAX_ARGS 25 /* the most arguments of a fused op (qkv_attn has 25) */
 
 /* ---- def-use index -------------------------------------------------------- */
 
@@ -166,8 +166,9 @@ typedef struct fz_match {
     int ndrop;
     int32_t late[4];              /* a fold: all the values its moved nodes read */
     int nlate;
-    int32_t outs[2];              /* nouts > 0: the fused node's results, values of */
-    int nouts;                    /* matched nodes no earlier than the final one */
+    int32_t outs[4];              /* nouts > 0: the fused node's results, values of */
+    int nouts;                    /* matched nodes no earlier than the final one, or
+                                     read only by matched nodes */
 } fz_match;
 
 static inline void take(fz_match *m, const fz *f, const pt_node *n) {

@@ -274,7 +274,7 @@ typedef struct pt_schema_arg {
     char defval[40];       /* default as written in the schema */
 } pt_schema_arg;
 
-#define PT_MAX_SCHEMA_ARGS 24
+#define PT_MAX_SCHEMA_ARGS 32
 typedef struct pt_schema {
     int32_t nargs;
     pt_schema_arg args[PT_MAX_SCHEMA_ARGS];

@@ -82,7 +82,7 @@ static bool parse_item(char *item, pt_schema_arg *a) {
 
 bool pt_schema_parse(const char *s, pt_schema *out) {
     memset(out, 0, sizeof *out);
-    char buf[512];
+    char buf[1024];
     if (strlen(s) >= sizeof buf) return false;
     strcpy(buf, s);
     char *p = buf;

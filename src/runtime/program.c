@@ -482,6 +482,7 @@ static bool quant_layout(const pt_node *n, quant_args *q) {
     case PETREL_OP_PETREL_QLINEAR: *q = (quant_args){1, 2, 3, 5}; return true;
     case PETREL_OP_PETREL_QEMBEDDING: *q = (quant_args){0, 1, 2, 4}; return true;
     case PETREL_OP_PETREL_QEXPERT_LINEAR: *q = (quant_args){2, 3, 4, 5}; return true;
+    case PETREL_OP_PETREL_QKV_ATTN: *q = (quant_args){1, 2, 3, 18}; return true;
     default: return false;
     }
 }
@@ -509,9 +510,9 @@ petrel_status petrel_program_quant_weight(petrel_quant_info *out, const petrel_p
             for (int m = 0; m < k; m++) first &= codes->items[m].vid != c;
             if (!first || seen++ != i) continue;
             /* the i-th distinct codes tensor: describe it */
-            quant_args qa;
+            quant_args qa = {0};
             quant_layout(n, &qa);
-            bool list = n->op == PETREL_OP_PETREL_QLINEAR; /* one entry per weight */
+            bool list = n->op == PETREL_OP_PETREL_QLINEAR || n->op == PETREL_OP_PETREL_QKV_ATTN; /* per weight */
             const pt_value *cv = &g->values[c];
             const pt_value *sv = &g->values[n->args[qa.scales].items[list ? k : 0].vid];
             int fa = qa.fmt;
@@ -530,7 +531,8 @@ petrel_status petrel_program_quant_weight(petrel_quant_info *out, const petrel_p
             const pt_arg *zeros = &n->args[qa.zeros];
             int zi = list ? k : 0;
             if (zeros->n > zi) out->bytes += g->values[zeros->items[zi].vid].data_bytes;
-            int32_t y = n->outs[list && n->nout > k ? k : 0];
+            int ko = n->op == PETREL_OP_PETREL_QKV_ATTN ? k + 1 : k; /* qkv_attn: q, k, v after the attention's */
+            int32_t y = n->outs[list && n->nout > ko ? ko : 0];
             out->float_bytes = out->experts * out->rows * out->cols *
                                (int64_t)petrel_dtype_size(y >= 0 ? g->values[y].dtype : 0);
             for (int32_t nj = 0; nj < g->nnodes; nj++) {

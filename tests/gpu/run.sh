@@ -40,7 +40,11 @@
 #      embedding kernels against a host reference, and the GEMV's timings
 #      on Llama-3.2-1B decode shapes (int4, int8 and int2) and Qwen3-0.6B's
 #      (int4 and int8), and the prefill's panel dequantization of a
-#      Llama-3.2-1B weight.
+#      Llama-3.2-1B weight;
+#  10. tests/gpu/bench_qkv_attn.cu: petrel.qkv_attn's decode kernel (a
+#      layer's int4 q/k/v projections and attention in one launch) against
+#      the GEMV and attention launches it replaces (shapes, formats, dtypes,
+#      positions, masks), and its time in a Llama-3.2-1B layer.
 # usage: tests/gpu/run.sh [BUILD_DIR]   (default build-cuda, shared with
 # bench/gpu.sh); exit 1 on any failure.  LOG_DIR=dir keeps the full logs.
 set -u
@@ -123,4 +127,9 @@ echo "== quantized-weight kernels"
 nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_quant.cu $k/quant_k.cu -o "$tmp/bench_quant" &&
     "$tmp/bench_quant" >"$log/quant_kernels.txt" 2>&1 || fail=1
 grep -E "FAIL|time|CHECKS" "$log/quant_kernels.txt"
+
+echo "== q/k/v + attention in one launch (petrel.qkv_attn)"
+nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_qkv_attn.cu $k/qkv_attn_k.cu $k/quant_k.cu \
+    $k/sdpa_k.cu -o "$tmp/bench_qkv_attn" && "$tmp/bench_qkv_attn" >"$log/qkv_attn.txt" 2>&1 || fail=1
+grep -E "FAIL|layer|CHECKS" "$log/qkv_attn.txt"
 exit $fail

@@ -573,12 +573,14 @@ static double rel_l2(const petrel_tensor_desc *a, const petrel_tensor_desc *b) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-/* Each step of fixture's calls on the float and the quantized program:
- * the largest relative L2 distance of the logits, or -1 on failure. */
+/* Each step of fixture's calls on the float and the quantized program
+ * (both run on the CPU): the largest relative L2 distance of the logits,
+ * or -1 on failure. */
 static double logits_error(const char *fixture, const char *fpath, const char *qpath) {
     petrel_program_t *fp = NULL, *qp = NULL;
     double worst = -1;
-    if (petrel_program_load(&fp, fpath, NULL) != PETREL_OK || petrel_program_load(&qp, qpath, NULL) != PETREL_OK) {
+    const petrel_load_opts lo = {.backend = "cpu"};
+    if (petrel_program_load(&fp, fpath, &lo) != PETREL_OK || petrel_program_load(&qp, qpath, &lo) != PETREL_OK) {
         CHECK(0, "%s: load: %s", fixture, petrel_last_error());
         goto done;
     }
@@ -665,6 +667,47 @@ static void test_end_to_end(void) {
         CHECK(err[0][0] < err[2][0] && err[2][0] < err[4][0], "%s: int8 %.4f, int4 %.4f, int2 %.4f do not grow",
               fixtures[i], err[0][0], err[2][0], err[4][0]);
         remove(fpath);
+    }
+}
+
+/* petrel.qkv_attn: compiled for cuda, each layer's quantized q/k/v and
+ * its attention become one node (none for the CPU, none unquantized), and
+ * the CPU runs it as the two ops: every fixture step's logits equal the
+ * unfused program's bit for bit. */
+static void test_qkv_attn(void) {
+    static const char *fixtures[] = {"llama_export", "llama_bf16_export", "qwen3_export", "gemma3_export",
+                                     "qwen3_moe_export"};
+    static const char *qs[] = {"int4", "int8:sym", NULL};
+    const char *cpath = "build-test-quant-cpu.petrel";
+    for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
+        char in[256];
+        snprintf(in, sizeof in, "tests/fixtures/%s/model.pt2", fixtures[i]);
+        for (int s = 0; s < 3; s++) {
+            petrel_compile_opts oc = {.quant = qs[s]}, og = {.quant = qs[s], .backend = "cuda"};
+            petrel_compile_report r;
+            pt_mapping map;
+            pt_graph g;
+            if (!compile_read(in, &oc, &r, &map, &g)) continue;
+            CHECK(count_op(&g, PETREL_OP_PETREL_QKV_ATTN) == 0, "%s %s for the cpu: qkv_attn made", fixtures[i],
+                  qs[s] ? qs[s] : "float");
+            tg_release(out_path, &map, &g);
+            if (petrel_compile(&r, in, cpath, &oc) != PETREL_OK) {
+                CHECK(0, "%s: compile: %s", fixtures[i], petrel_last_error());
+                continue;
+            }
+            if (!compile_read(in, &og, &r, &map, &g)) continue;
+            int nf = count_op(&g, PETREL_OP_PETREL_QKV_ATTN), na = count_op(&g, PETREL_OP_PETREL_SDPA_CACHE);
+            pt_graph_free(&g); /* the program file stays: it is run below */
+            pt_unmap_file(&map);
+            int want = qs[s] ? 2 : 0;
+            CHECK(nf == want && na == 2 - want, "%s %s for cuda: %d qkv_attn, %d sdpa_cache (want %d, %d)",
+                  fixtures[i], qs[s] ? qs[s] : "float", nf, na, want, 2 - want);
+            double e = logits_error(fixtures[i], cpath, out_path);
+            CHECK(e == 0.0, "%s %s: the fused program's logits differ on the cpu (relative L2 %g)", fixtures[i],
+                  qs[s] ? qs[s] : "float", e);
+            remove(out_path);
+            remove(cpath);
+        }
     }
 }
 
@@ -801,6 +844,7 @@ int main(void) {
     test_out_of_memory("tests/fixtures/llm/llama.pt2");
     test_out_of_memory("tests/fixtures/qwen3_moe_export/model.pt2");
     test_end_to_end();
+    test_qkv_attn();
     printf("test_quant: %d failure%s\n", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }

@@ -400,8 +400,9 @@ static petrel_status q_embedding(pt_exec *ex, const pt_node *n) {
 }
 
 /*
-** Kernel family "quant": petrel.qlinear (modes n, gated, add) and
-** petrel.qembedding.  Every operand is checked before anything is
+** Kernel family "quant": petrel.qlinear (modes n, gated, add, bias),
+** petrel.qembedding, petrel.qexpert_linear and petrel.qkv_attn (the
+** qlinear and fused.c's sdpa_cache, composed).  Every operand is checked before anything is
 ** written; a bad one fails the node with a message naming it.
 */
 petrel_status cpu_k_quant(pt_exec *ex, const pt_node *n) {
@@ -409,6 +410,7 @@ petrel_status cpu_k_quant(pt_exec *ex, const pt_node *n) {
     case PETREL_OP_PETREL_QLINEAR: return q_linear(ex, n);
     case PETREL_OP_PETREL_QEMBEDDING: return q_embedding(ex, n);
     case PETREL_OP_PETREL_QEXPERT_LINEAR: return q_expert(ex, n);
+    case PETREL_OP_PETREL_QKV_ATTN: return q_qkv_attn_composed(ex, n, cpu_k_quant, cpu_k_fused);
     default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a quant op", (int)n->op);
     }
 }

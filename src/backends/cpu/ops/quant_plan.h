@@ -252,4 +252,56 @@ static inline petrel_status q_expert_operand(pt_exec *ex, const q_expert_args *a
     return q_operand(ex, "qexpert_linear", (int)e, a->fmt, a->G, a->K, &v[0], &v[1], a->zero ? &v[2] : NULL, w);
 }
 
+/* ---- petrel.qkv_attn as its two ops ------------------------------------------ */
+
+/* Result k (1..3) of qkv_attn node n, the projection p (B, L, N) the
+ * backend's qlinear wrote there, replaced by its heads' view
+ * p.view(B, L, N / D, D).transpose(1, 2) (ops.def). */
+static inline petrel_status q_qkv_heads(pt_exec *ex, const pt_node *n, int k, const pt_tensor *p, int64_t D) {
+    if (p->rank != 3 || D <= 0 || p->shape[2] % D)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "qkv_attn: projection %d of %lld columns does not split into heads of %lld",
+                       k - 1, (long long)(p->rank == 3 ? p->shape[2] : -1), (long long)D);
+    int64_t shape[4] = {p->shape[0], p->shape[2] / D, p->shape[1], D};
+    int64_t stride[4] = {p->stride[0], D * p->stride[2], p->stride[1], p->stride[2]};
+    return pk_out_view(ex, n, k, p, p->dtype, 4, shape, stride, p->data);
+}
+
+/* petrel.qkv_attn composed from the backend's kernels of its two ops
+ * (lin: petrel.qlinear's family, attn: petrel.sdpa_cache's): nodes of
+ * those ops over n's arguments and results, on the stack (ops.def's
+ * argument order: n's 4 .. 17 are sdpa_cache's 3 .. 16). */
+static inline petrel_status q_qkv_attn_composed(pt_exec *ex, const pt_node *n, pt_kernel_fn lin, pt_kernel_fn attn) {
+    if (n->nargs != 25 || n->nout != 4)
+        return pk_fail(ex, PETREL_ERR_RUNTIME, "qkv_attn: %d arguments and %d results (want 25 and 4)", n->nargs,
+                       n->nout);
+    pt_arg la[14], aa[17];
+    for (int a = 0; a < 4; a++) la[a] = n->args[a];
+    la[4] = (pt_arg){.kind = PT_ARG_NONE};
+    la[5] = n->args[18], la[6] = n->args[19];
+    la[7] = (pt_arg){.kind = PT_ARG_STRING, .str = (char *)"n"};
+    la[8] = (pt_arg){.kind = PT_ARG_STRING, .str = (char *)"silu"};
+    for (int a = 0; a < 5; a++) la[9 + a] = n->args[20 + a];
+    const pt_node ln = {.op = PETREL_OP_PETREL_QLINEAR, .nargs = 14, .args = la, .nout = 3, .outs = n->outs + 1,
+                        .name = n->name, .device = n->device};
+    PT_TRY(lin(ex, &ln));
+    pt_item it[3];
+    for (int k = 0; k < 3; k++) {
+        it[k] = (pt_item){.vid = n->outs[1 + k]};
+        aa[k] = (pt_arg){.kind = PT_ARG_TENSOR, .n = 1, .items = &it[k]};
+    }
+    for (int a = 3; a < 17; a++) aa[a] = n->args[a + 1];
+    const pt_node an = {.op = PETREL_OP_PETREL_SDPA_CACHE, .nargs = 17, .args = aa, .nout = 1, .outs = n->outs,
+                        .name = n->name, .device = n->device};
+    const pt_tensor *kc = pk_tensor(ex, n, 4), *vc = pk_tensor(ex, n, 5);
+    if (!kc || !vc || kc->rank != 4 || vc->rank != 4)
+        return pk_fail(ex, PETREL_ERR_SHAPE, "qkv_attn needs 4-D caches");
+    for (int k = 0; k < 3; k++) {
+        const pt_tensor *p = pk_tensor(ex, &an, k);
+        if (!p) return pk_fail(ex, PETREL_ERR_RUNTIME, "qkv_attn: projection %d missing", k);
+        pt_tensor pc = *p; /* the slot is rewritten below */
+        PT_TRY(q_qkv_heads(ex, n, 1 + k, &pc, k == 2 ? vc->shape[3] : kc->shape[3]));
+    }
+    return attn(ex, &an);
+}
+
 #endif /* PETREL_CPU_QUANT_PLAN_H */

@@ -1,6 +1,6 @@
 /* caps/quant.h -- PCU_CAP(OP_ID, dtype mask, kernel family) lines; see ../caps.h.
- * The quant family (ops/quant.c): petrel.qlinear, petrel.qembedding and
- * petrel.qexpert_linear
+ * The quant family (ops/quant.c): petrel.qlinear, petrel.qembedding,
+ * petrel.qexpert_linear and petrel.qkv_attn
  * over quantized weights -- u8 codes, i8 zero points, nvfp4's u8 scales
  * and f32 tensor scale -- with f32 / f16 / bf16 activations and outputs.
  *
@@ -13,3 +13,5 @@
 PCU_CAP(PETREL_QLINEAR, PCU_DT_QLINEAR, quant)
 PCU_CAP(PETREL_QEMBEDDING, PCU_DT_QEMBEDDING, quant)
 PCU_CAP(PETREL_QEXPERT_LINEAR, PCU_DT_QLINEAR | PCU_DT_INT, quant)   /* + integer ids */
+/* + bool masks, integer positions */
+PCU_CAP(PETREL_QKV_ATTN, PCU_DT_QLINEAR | PCU_DT(BOOL) | PCU_DT(I64) | PCU_DT(I32) | PCU_DT(I16), quant)

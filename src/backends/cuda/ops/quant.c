@@ -25,6 +25,7 @@
 ** range reads zeros (the values live on the device: quant_k.h).
 */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +35,7 @@
 #include "../cuda.h"
 #include "expert_k.h"
 #include "norm_k.h"
+#include "qkv_attn_k.h"
 #include "quant_k.h"
 
 /* A prefill panel: at most QP_ROWS dequantized weight rows and QP_BYTES
@@ -346,6 +348,114 @@ static petrel_status q_expert(pt_exec *ex, const pt_node *n) {
     return PETREL_OK;
 }
 
+/* ---- petrel.qkv_attn ---------------------------------------------------------------- */
+
+/* The decode kernel's arguments (qkv_attn_k.h) for node n when it takes
+ * it: one row of x, int4 codes in dense rows, program-constant weights,
+ * the norm weight (if any) of x's dtype, caches of x's dtype with
+ * contiguous rows, no q/k norm, a rope row shared by the heads; *fast
+ * false otherwise (n's operands are then checked by the two ops). */
+static petrel_status q_qkv_fast(pt_exec *ex, const pt_node *n, pcu_qkv_attn *a, bool *fast) {
+    *fast = false;
+    memset(a, 0, sizeof *a);
+    const pt_tensor *x = pk_tensor(ex, n, 0), *kc = pk_tensor(ex, n, 4), *vc = pk_tensor(ex, n, 5);
+    const pt_tensor *pos = pk_tensor(ex, n, 6), *mask = pk_tensor(ex, n, 7);
+    const pt_tensor *rc = pk_tensor(ex, n, 10), *rs = pk_tensor(ex, n, 11);
+    if (n->nargs != 25 || n->nout != 4 || !x || x->rank != 3 || x->shape[0] != 1 || x->shape[1] != 1 || !kc ||
+        !vc || !pos || kc->rank != 4 || vc->rank != 4 || pos->rank != 1 || pos->shape[0] != 1 || pk_bool(ex, n, 12) ||
+        !rc != !rs || n->args[1].n != 3 || n->args[2].n != 3 || n->args[18].kind != PT_ARG_STRING)
+        return PETREL_OK;
+    const petrel_dtype dt = x->dtype;
+    const int64_t K = x->shape[2], E = kc->shape[3], S = kc->shape[2], Hkv = kc->shape[1];
+    int fmt = pt_qfmt_parse(n->args[18].str);
+    if ((dt != PETREL_DTYPE_F16 && dt != PETREL_DTYPE_BF16) || x->stride[2] != 1 || pk_out_dtype(ex, n, 0) != dt ||
+        (fmt != PT_QFMT_INT4 && fmt != PT_QFMT_INT4S) || kc->dtype != dt || vc->dtype != dt || kc->shape[0] != 1 ||
+        vc->shape[0] != 1 || vc->shape[1] != Hkv || vc->shape[2] != S || vc->shape[3] != E || kc->stride[3] != 1 ||
+        vc->stride[3] != 1 || pcu_is_host_scalar(pos) || (mask && pcu_is_host_scalar(mask)))
+        return PETREL_OK;
+    const int64_t G = n->args[19].items[0].i;
+    int nz = n->args[3].n;
+    if (nz != (fmt == PT_QFMT_INT4 ? 3 : 0)) return PETREL_OK;
+    int ncs = 0, nss = 0, nzs = 0;
+    const pt_tensor **cs = pk_tensors(ex, n, 1, &ncs), **ss = pk_tensors(ex, n, 2, &nss),
+                    **zs = nz ? pk_tensors(ex, n, 3, &nzs) : NULL;
+    if (!cs || !ss || (nz && !zs) || ncs != 3 || nss != 3 || nzs != nz) return PETREL_OK;
+    pcu_qweight w[3];
+    for (int i = 0; i < 3; i++) {
+        const pt_tensor *c = cs[i], *sc = ss[i], *z = nz ? zs[i] : NULL;
+        if (!c || !sc || (nz && !z) || !pk_is_const(ex, n, 1, i) || !pk_is_const(ex, n, 2, i) ||
+            (nz && !pk_is_const(ex, n, 3, i)) || sc->dtype != dt || G <= 0 || K % G)
+            return PETREL_OK;
+        PT_TRY(q_weight(ex, "qkv_attn", i, (pt_qfmt)fmt, G, K, c, sc, z, &w[i]));
+        if (w[i].code_rs != K / 2 || w[i].s_rs != K / G || w[i].s_cs != 1 ||
+            (nz && (w[i].z_rs != K / G || w[i].z_cs != 1)))
+            return PETREL_OK;
+        a->codes[i] = w[i].codes, a->scales[i] = w[i].scales, a->zeros[i] = w[i].zeros;
+    }
+    if (E <= 0 || w[0].N % E || w[1].N != Hkv * E || w[2].N != Hkv * E) return PETREL_OK;
+    const int64_t Hq = w[0].N / E;
+    if (pk_bool(ex, n, 20)) {
+        const pt_tensor *nw = pk_tensor(ex, n, 21);
+        if (!nw || nw->dtype != dt || nw->rank != 1 || nw->shape[0] != K || nw->stride[0] != 1 ||
+            pcu_is_host_scalar(nw))
+            return PETREL_OK;
+        a->norm_w = nw->data, a->norm_eps = (float)pk_float(ex, n, 22), a->norm_add_one = pk_bool(ex, n, 23);
+    }
+    if (mask) {
+        int64_t ms[4] = {1, Hq, 1, S};
+        pt_tensor m;
+        if (!pt_broadcast_to(mask, 4, ms, &m)) return PETREL_OK;
+        a->mask = m.data, a->mask_dtype = (int32_t)m.dtype, a->m_hs = m.stride[1], a->m_ss = m.stride[3];
+    }
+    if (rc) {
+        int64_t R = rc->rank ? rc->shape[rc->rank - 1] : 0, rsh[4] = {1, Hq, 1, R};
+        pt_tensor cb, sb;
+        if (rc->rank < 1 || rs->rank < 1 || rc->rank > 4 || rs->rank > 4 || !pt_broadcast_to(rc, 4, rsh, &cb) ||
+            !pt_broadcast_to(rs, 4, rsh, &sb) || cb.dtype != dt || sb.dtype != dt || cb.stride[3] != 1 ||
+            sb.stride[3] != 1 || pcu_is_host_scalar(rc) || pcu_is_host_scalar(rs))
+            return PETREL_OK;
+        a->rcos = cb.data, a->rsin = sb.data, a->R = (int32_t)R;
+    }
+    a->dtype = (int32_t)dt, a->x = x->data, a->K = K, a->fmt = fmt, a->G = (int32_t)G;
+    a->Hq = (int32_t)Hq, a->Hkv = (int32_t)Hkv, a->E = (int32_t)E;
+    a->kc = kc->data, a->vc = vc->data, a->k_hs = kc->stride[1], a->k_ss = kc->stride[2];
+    a->v_hs = vc->stride[1], a->v_ss = vc->stride[2], a->S = S;
+    a->pos = pos->data, a->pos_dt = (int32_t)pos->dtype;
+    a->causal = pk_bool(ex, n, 9);
+    a->scale = (float)(pk_is_none(ex, n, 8) ? 1.0 / sqrt((double)E) : pk_float(ex, n, 8));
+    /* the executor's short range of positions only: its attention takes a
+     * warp per query row as the decode kernel's does there; from longer
+     * contexts the decode kernel's rows per warp read the cache once for
+     * the group (H100, Llama-3.2-1B int4e from a 1,536-token prompt: 1,484
+     * tok/s fused against 1,506 as two launches) */
+    a->keys_below = pk_pos_bound(ex);
+    *fast = a->keys_below > 0 && pcu_qkv_attn_fits(a);
+    return PETREL_OK;
+}
+
+/* One decode row on the fused kernel; anything else as the two ops'
+ * launches (quant_plan.h). */
+static petrel_status q_qkv_attn(pt_exec *ex, const pt_node *n) {
+    pcu_qkv_attn a;
+    bool fast;
+    PT_TRY(q_qkv_fast(ex, n, &a, &fast));
+    if (!fast) return q_qkv_attn_composed(ex, n, cuda_k_quant, cuda_k_fused);
+    int64_t oshape[4] = {1, a.Hq, 1, a.E}, N[3] = {(int64_t)a.Hq * a.E, (int64_t)a.Hkv * a.E, (int64_t)a.Hkv * a.E};
+    pt_tensor *out;
+    PT_TRY(pk_out_alloc(ex, n, 0, 4, oshape, &out));
+    a.out = out->data;
+    for (int k = 0; k < 3; k++) {
+        int64_t ps[3] = {1, 1, N[k]};
+        pt_tensor *p;
+        PT_TRY(pk_out_alloc(ex, n, 1 + k, 3, ps, &p));
+        a.p[k] = p->data;
+        pt_tensor pc = *p;
+        PT_TRY(q_qkv_heads(ex, n, 1 + k, &pc, a.E));
+    }
+    PCU_LAUNCHED(ex, pcu_qkv_attn_launch(pcu_stream(ex), &a), "qkv_attn");
+    return PETREL_OK;
+}
+
 /*
 ** Kernel family "quant" on CUDA: petrel.qlinear (modes n, gated, add),
 ** petrel.qembedding and petrel.qexpert_linear.  Every operand is checked before anything is
@@ -356,6 +466,7 @@ petrel_status cuda_k_quant(pt_exec *ex, const pt_node *n) {
     case PETREL_OP_PETREL_QLINEAR: return q_linear(ex, n);
     case PETREL_OP_PETREL_QEMBEDDING: return q_embedding(ex, n);
     case PETREL_OP_PETREL_QEXPERT_LINEAR: return q_expert(ex, n);
+    case PETREL_OP_PETREL_QKV_ATTN: return q_qkv_attn(ex, n);
     default: return pk_fail(ex, PETREL_ERR_UNSUPPORTED_OP, "op %d is not a CUDA quant op", (int)n->op);
     }
 }
