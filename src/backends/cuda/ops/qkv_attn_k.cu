@@ -24,13 +24,20 @@
 ** differently: not the two launches' values bit for bit.
 **
 ** Before the wait each block also asks L2 for the cache rows of its
-** warps' first chunks below the executor's position bound (keys_below).
+** warps' first chunks below the executor's position bound (keys_below);
+** after it, the rope's row is read beside x, and the projections are
+** stored as results only after the cluster barrier (a store before the
+** barrier's release holds it for a round trip).
 **
 ** Measured on an H100 (tests/gpu/bench_qkv_attn.cu: a Llama-3.2-1B
 ** layer's shapes, int4 groups of 32, bf16, 301 positions, 16 layers in one
 ** CUDA graph with o, gate/up and down): 31.8 us per layer against the two
-** launches' 32.6 (32.0 without the L2 requests); Llama-3.2-1B int4 with
-** the quantized embedding decodes 1,692 tok/s against 1,660.
+** launches' 32.7, q/k/v and attention alone 11.05 against 12.6;
+** Llama-3.2-1B int4 with the quantized embedding decodes 1,707 tok/s
+** against 1,662.  A prototype specialized to that one shape (constants
+** for every size, one weight tensor, the key loop left at the first chunk
+** without a visible key) took 30.2 us in the same harness: about 1.6 us a
+** layer are still to be found.
 */
 #include <cooperative_groups.h>
 
@@ -53,7 +60,7 @@ namespace cg = cooperative_groups;
  * sums, the copies' mbarrier. */
 struct qa_layout {
     int rpb, ng;
-    size_t codes, sc, z, xr, qkv, qs, kn, wp, inbox, red, mbar, total;
+    size_t codes, sc, z, xr, qkv, qs, kn, trig, wp, inbox, red, mbar, total;
 };
 
 __host__ __device__ inline qa_layout qa_layout_of(int64_t K, int G, int gq, int E, bool asym, int es) {
@@ -70,6 +77,7 @@ __host__ __device__ inline qa_layout qa_layout_of(int64_t K, int G, int gq, int 
     L.qs = o, o += (size_t)gq * (size_t)E * 4;
     L.kn = o, o += (size_t)2 * (size_t)E * (size_t)es;
     o = (o + 15) / 16 * 16;
+    L.trig = o, o += (size_t)2 * (size_t)E * 4;
     L.wp = o, o += (size_t)QA_WARPS * (size_t)(E + 2) * 4;
     L.inbox = o, o += (size_t)QA_CL * (size_t)gq * (size_t)(E + 2) * 4;
     L.red = o, o += QA_WARPS * 4;
@@ -186,7 +194,7 @@ __global__ void __launch_bounds__(QA_THREADS, 1) qkv_attn_kernel(pcu_qkv_attn a)
     const T *scs = (const T *)(sm + L.sc);
     const int8_t *zs = (const int8_t *)(sm + L.z);
     float *qkv = (float *)(sm + L.qkv), *qs = (float *)(sm + L.qs), *wp = (float *)(sm + L.wp);
-    float *inbox = (float *)(sm + L.inbox), *red = (float *)(sm + L.red);
+    float *inbox = (float *)(sm + L.inbox), *red = (float *)(sm + L.red), *trig = (float *)(sm + L.trig);
     T *knr = (T *)(sm + L.kn), *vnr = knr + E;
     uint64_t *mbar = (uint64_t *)(sm + L.mbar);
     cg::cluster_group cluster = cg::this_cluster();
@@ -242,6 +250,9 @@ __global__ void __launch_bounds__(QA_THREADS, 1) qkv_attn_kernel(pcu_qkv_attn a)
     };
     float mt = mask_of(ch);
     const int64_t p = qa_pos(a);
+    const int R = a.rcos ? a.R : 0, hr = R / 2;
+    if (t < R) /* the rope's row, for after the projections (the barrier below publishes it) */
+        trig[t] = dn_f32(((const T *)a.rcos)[t]), trig[E + t] = dn_f32(((const T *)a.rsin)[t]);
 
     /* x's prologue: its records (of x * w rounded, with the norm), its sum of squares */
     float ss = 0.0f;
@@ -302,27 +313,27 @@ __global__ void __launch_bounds__(QA_THREADS, 1) qkv_attn_kernel(pcu_qkv_attn a)
         }
         acc = dn_warp_sum(acc);
         const float v = dn_round<T>(acc * rstd);
-        const int lr = r0 + rr;
-        if (lane < QA_CL) qa_st_remote(qa_mapa(qkv_sa + (unsigned)lr * 4u, (unsigned)lane), v);
-        if (lane == 31) {
-            int w, end;
-            int64_t row;
-            qa_row(lr, gq, E, h, &w, &row, &end);
-            ((T *)a.p[w])[row] = dn_from<T>(v);
-        }
+        if (lane < QA_CL) qa_st_remote(qa_mapa(qkv_sa + (unsigned)(r0 + rr) * 4u, (unsigned)lane), v);
     }
     qa_cl_arrive();
     qa_cl_wait(); /* every block holds the head's projections */
     dn_pdl_release();
+    /* the block's rows stored as results only now: a store before the
+     * barrier's release would hold it until the store completes */
+    for (int i = t; i < rpb; i += QA_THREADS) {
+        int w, end;
+        int64_t row;
+        qa_row(r0 + i, gq, E, h, &w, &row, &end);
+        ((T *)a.p[w])[row] = dn_from<T>(qkv[r0 + i]);
+    }
 
     /* the rope on q and the new k (petrel.rope's rounding points); the new rows */
-    const int R = a.rcos ? a.R : 0, hr = R / 2;
     for (int i = t; i < (gq + 2) * E; i += QA_THREADS) {
         const int r = i / E, e = i - r * E;
         float v = qkv[i];
         if (r <= gq && e < R) {
             const float xp = qkv[r * E + (e < hr ? e + hr : e - hr)];
-            const float c = dn_f32(((const T *)a.rcos)[e]), s = dn_f32(((const T *)a.rsin)[e]);
+            const float c = trig[e], s = trig[E + e];
             v = dn_round<T>(dn_round<T>(v * c) + dn_round<T>((e < hr ? -xp : xp) * s));
         }
         if (r < gq) qs[i] = v;
