@@ -165,6 +165,16 @@ template <int N> __device__ __forceinline__ void dn_cp_wait(void) {
     asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
+/* Thread block clusters (sm_90): dn_saddr, a shared memory pointer's
+ * shared::cta address; dn_mapa, the same address in cluster block `rank`
+ * (shared::cluster). */
+__device__ __forceinline__ unsigned dn_saddr(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ unsigned dn_mapa(unsigned addr, unsigned rank) {
+    unsigned r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(addr), "r"(rank));
+    return r;
+}
+
 template <typename... P, typename... A>
 static cudaError_t dn_launch_pdl(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A... args) {
     cudaLaunchAttribute at;

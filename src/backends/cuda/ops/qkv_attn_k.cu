@@ -87,14 +87,8 @@ __host__ __device__ inline qa_layout qa_layout_of(int64_t K, int G, int gq, int 
     return L;
 }
 
-/* ---- cluster and copy plumbing (sm_90) ------------------------------------------ */
+/* ---- cluster and copy plumbing (sm_90; addresses: dense_k.cuh) ----------------------- */
 
-__device__ __forceinline__ unsigned qa_saddr(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ unsigned qa_mapa(unsigned addr, unsigned rank) {
-    unsigned r;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(addr), "r"(rank));
-    return r;
-}
 __device__ __forceinline__ void qa_st_remote(unsigned addr, float v) {
     asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory");
 }
@@ -104,21 +98,21 @@ __device__ __forceinline__ void qa_cl_arrive_relaxed() {
 __device__ __forceinline__ void qa_cl_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
 __device__ __forceinline__ void qa_cl_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
 __device__ __forceinline__ void qa_mb_init(uint64_t *b) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(qa_saddr(b)));
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(dn_saddr(b)));
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
 }
 __device__ __forceinline__ void qa_mb_expect(uint64_t *b, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(qa_saddr(b)), "r"(bytes) : "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(dn_saddr(b)), "r"(bytes) : "memory");
 }
 __device__ __forceinline__ void qa_mb_wait(uint64_t *b) {
     asm volatile("{\n .reg .pred p;\n W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], 0;\n @!p bra W;\n}" ::"r"(
-                     qa_saddr(b))
+                     dn_saddr(b))
                  : "memory");
 }
 __device__ __forceinline__ void qa_bulk(void *dst, const void *src, unsigned bytes, uint64_t *b) {
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                     qa_saddr(dst)),
-                 "l"(src), "r"(bytes), "r"(qa_saddr(b))
+                     dn_saddr(dst)),
+                 "l"(src), "r"(bytes), "r"(dn_saddr(b))
                  : "memory");
 }
 
@@ -289,7 +283,7 @@ __global__ void __launch_bounds__(QA_THREADS, 1) qkv_attn_kernel(pcu_qkv_attn a)
 
     /* the block's rows, a warp each, lanes over the chunks; each value to every block */
     qa_cl_wait(); /* every block of the cluster runs: remote stores are safe */
-    const unsigned qkv_sa = qa_saddr(qkv);
+    const unsigned qkv_sa = dn_saddr(qkv);
     const int nch = (int)(K / 32), lg = a.G == 32 ? 0 : a.G == 64 ? 1 : 2, qmin = ASYM ? 0 : -8;
     for (int rr = warp; rr < rpb; rr += QA_WARPS) {
         float acc = 0.0f;
@@ -313,7 +307,7 @@ __global__ void __launch_bounds__(QA_THREADS, 1) qkv_attn_kernel(pcu_qkv_attn a)
         }
         acc = dn_warp_sum(acc);
         const float v = dn_round<T>(acc * rstd);
-        if (lane < QA_CL) qa_st_remote(qa_mapa(qkv_sa + (unsigned)(r0 + rr) * 4u, (unsigned)lane), v);
+        if (lane < QA_CL) qa_st_remote(dn_mapa(qkv_sa + (unsigned)(r0 + rr) * 4u, (unsigned)lane), v);
     }
     qa_cl_arrive();
     qa_cl_wait(); /* every block holds the head's projections */
@@ -418,7 +412,7 @@ __global__ void __launch_bounds__(QA_THREADS, 1) qkv_attn_kernel(pcu_qkv_attn a)
         for (int e = 0; e < 8; e++) ww[2 + lane * 8 + e] = acc[e];
     if (lane == 0) ww[0] = active ? m : -INFINITY, ww[1] = l;
     __syncthreads();
-    const unsigned ib = qa_mapa(qa_saddr(inbox + (size_t)crank * gq * (E + 2)), 0);
+    const unsigned ib = dn_mapa(dn_saddr(inbox + (size_t)crank * gq * (E + 2)), 0);
     for (int i = t; i < gq * E; i += QA_THREADS) {
         const int r = i / E, e = i - r * E;
         float M = -INFINITY, num = 0.0f, den = 0.0f;

@@ -363,17 +363,17 @@ static petrel_status q_qkv_fast(pt_exec *ex, const pt_node *n, pcu_qkv_attn *a, 
     const pt_tensor *rc = pk_tensor(ex, n, 10), *rs = pk_tensor(ex, n, 11);
     if (n->nargs != 25 || n->nout != 4 || !x || x->rank != 3 || x->shape[0] != 1 || x->shape[1] != 1 || !kc ||
         !vc || !pos || kc->rank != 4 || vc->rank != 4 || pos->rank != 1 || pos->shape[0] != 1 || pk_bool(ex, n, 12) ||
-        !rc != !rs || n->args[1].n != 3 || n->args[2].n != 3 || n->args[18].kind != PT_ARG_STRING)
+        !rc != !rs || n->args[1].n != 3 || n->args[2].n != 3 || !pk_str(ex, n, 18))
         return PETREL_OK;
     const petrel_dtype dt = x->dtype;
     const int64_t K = x->shape[2], E = kc->shape[3], S = kc->shape[2], Hkv = kc->shape[1];
-    int fmt = pt_qfmt_parse(n->args[18].str);
+    int fmt = pt_qfmt_parse(pk_str(ex, n, 18));
     if ((dt != PETREL_DTYPE_F16 && dt != PETREL_DTYPE_BF16) || x->stride[2] != 1 || pk_out_dtype(ex, n, 0) != dt ||
         (fmt != PT_QFMT_INT4 && fmt != PT_QFMT_INT4S) || kc->dtype != dt || vc->dtype != dt || kc->shape[0] != 1 ||
         vc->shape[0] != 1 || vc->shape[1] != Hkv || vc->shape[2] != S || vc->shape[3] != E || kc->stride[3] != 1 ||
         vc->stride[3] != 1 || pcu_is_host_scalar(pos) || (mask && pcu_is_host_scalar(mask)))
         return PETREL_OK;
-    const int64_t G = n->args[19].items[0].i;
+    const int64_t G = pk_int(ex, n, 19);
     int nz = n->args[3].n;
     if (nz != (fmt == PT_QFMT_INT4 ? 3 : 0)) return PETREL_OK;
     int ncs = 0, nss = 0, nzs = 0;

@@ -667,18 +667,11 @@ __device__ __forceinline__ void dec_norm_rope(const pcu_attn &a, const T *q, con
     }
 }
 
-/* Cluster plumbing of the decode kernel (sm_90).  dec_saddr: a shared
- * memory pointer's shared::cta address; dec_mapa: the same address in
- * cluster block `rank` (shared::cluster).  The mbarrier counts one arrival
+/* Cluster plumbing of the decode kernel (sm_90; addresses: dn_saddr,
+ * dn_mapa in dense_k.cuh).  The mbarrier counts one arrival
  * and the bytes `tx` that the blocks' st.async sends (dec_send) bring; its
  * setup is published to the cluster by the fence and a relaxed cluster
  * arrive, waited for (dec_cluster_wait) before the first send. */
-__device__ __forceinline__ unsigned dec_saddr(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ unsigned dec_mapa(unsigned addr, unsigned rank) {
-    unsigned r;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(addr), "r"(rank));
-    return r;
-}
 __device__ __forceinline__ void dec_mbar_init(unsigned mb, unsigned tx) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(mb) : "memory");
     asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(mb), "r"(tx) : "memory");
@@ -731,7 +724,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int crank = (int)cluster.block_rank(), ncl = (int)cluster.num_blocks();
     const size_t mboff = (sizeof(float) * (size_t)(ATTN_ROWS * E + (nw + ncl) * qb * pitch) + 7) / 8 * 8;
-    const unsigned mb = dec_saddr((char *)sm + mboff); /* block 0's inbox mbarrier */
+    const unsigned mb = dn_saddr((char *)sm + mboff); /* block 0's inbox mbarrier */
     const int64_t kvb = blockIdx.x / (unsigned)g.nrowblk, rb = blockIdx.x % (unsigned)g.nrowblk, r0 = rb * qb;
     const int nr = (int)min((int64_t)qb, g.R - r0); /* rows of this block */
     /* Block 0's inbox: every block sends it its partials with st.async,
@@ -983,7 +976,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, 1) attn_decode_kernel(pcu_attn
     /* the block's partials: merge the warps' (relative to their max M) and
      * send them to block 0's inbox, slot crank */
     dec_cluster_wait(); /* block 0's mbarrier is set up */
-    const unsigned slot0 = dec_mapa(dec_saddr(cz + crank * qb * pitch), 0), mb0 = dec_mapa(mb, 0);
+    const unsigned slot0 = dn_mapa(dn_saddr(cz + crank * qb * pitch), 0), mb0 = dn_mapa(mb, 0);
     for (int x = threadIdx.x; x < nr * Ev; x += blockDim.x) {
         int r = x / Ev, e = x - r * Ev;
         float M = -INFINITY, num = 0.0f, den = 0.0f;
