@@ -13,8 +13,9 @@
 ** heads of 64) in int4 and int4 symmetric, groups of 32 and 128, bf16 and
 ** f16, positions 0, 300 and 2047 of a 2048 cache, a prefix mask, a
 ** sliding-window mask (keys before position - 16 hidden), a float mask and
-** the causal flag; a Qwen3-0.6B-like layer (K 1024, 16 / 8 heads of 128)
-** without the norm prologue and without the rope.
+** the causal flag; a layer of Qwen3-0.6B's shapes (K 1024, 16 / 8 heads
+** of 128) without the norm prologue and the rope, and with both and the
+** q/k norm (rounded to the dtype as Qwen3's; weights 1 + w, unrounded).
 **
 ** Timing (us per layer; 16 Llama-3.2-1B layers with their own weights and
 ** caches in one CUDA graph, each with its o + residual, gate/up and down +
@@ -82,6 +83,7 @@ struct shape {
     int64_t K;
     int Hq, Hkv, E;
     bool norm, rope;
+    int qk; /* q/k norm: 0 none, 1 rounded to the dtype (Qwen3), 2 weights 1 + w, not rounded */
 };
 
 struct qw {
@@ -97,7 +99,7 @@ struct layer {
     int fmt, G, dt;
     int64_t S;
     qw w[3];
-    void *x, *nw, *kc[2], *vc[2], *p[2][3], *out[2], *rc, *rs, *mask;
+    void *x, *nw, *kc[2], *vc[2], *p[2][3], *out[2], *rc, *rs, *mask, *qw, *kw;
     int64_t *pos;
 };
 
@@ -126,6 +128,8 @@ static layer make_layer(shape sh, int fmt, int G, int dt, int64_t S) {
         for (int i = 0; i < 3; i++) CK(cudaMalloc(&L.p[v][i], (size_t)N[i] * 2));
         CK(cudaMalloc(&L.out[v], (size_t)sh.Hq * sh.E * 2));
     }
+    L.qw = rnd16((size_t)sh.E, 0.5f, 1.5f, dt);
+    L.kw = rnd16((size_t)sh.E, 0.5f, 1.5f, dt);
     L.rc = rnd16((size_t)sh.E, -1.0f, 1.0f, dt);
     L.rs = rnd16((size_t)sh.E, -1.0f, 1.0f, dt);
     CK(cudaMalloc(&L.pos, 8));
@@ -184,6 +188,7 @@ static cudaError_t launches(cudaStream_t st, const layer &L, int mk, int mdt, in
     a.kn_dt = a.vn_dt = L.dt, a.kn_se = a.vn_se = 1;
     a.knb[0] = a.vnb[0] = sh.Hkv * E, a.knb[1] = a.vnb[1] = E;
     if (sh.rope) a.rcos = L.rc, a.rsin = L.rs, a.R = E;
+    if (sh.qk) a.qnw = L.qw, a.knw = L.kw, a.neps = 1e-6f, a.nadd_one = sh.qk == 2, a.nround = sh.qk == 1;
     a.keys_below = L.S > 512 ? 512 : 0; /* the executor's short range, where the library fuses */
     if (!pcu_attn_writes_cache(&a, sms)) {
         printf("  the attention launch does not write the cache itself: case not comparable\n");
@@ -206,6 +211,7 @@ static pcu_qkv_attn fused_args(const layer &L, int mk, int mdt) {
     a.causal = mk == M_CAUSAL;
     a.scale = (float)(1.0 / sqrt((double)sh.E));
     if (sh.rope) a.rcos = L.rc, a.rsin = L.rs, a.R = sh.E;
+    if (sh.qk) a.qnw = L.qw, a.knw = L.kw, a.neps = 1e-6f, a.nadd_one = sh.qk == 2, a.nround = sh.qk == 1;
     a.keys_below = L.S > 512 ? 512 : 0;
     a.out = L.out[1];
     return a;
@@ -267,6 +273,8 @@ static void check_case(cudaStream_t st, layer &L, int64_t p, int mk, int sms) {
            "attention rel L2 %.2e  %s\n",
            sh.name, L.fmt == PT_QFMT_INT4 ? "int4" : "int4s", L.dt == PETREL_DTYPE_BF16 ? "bf16" : "f16 ", L.G,
            sh.norm ? "norm" : "    ", (long long)p, mn[mk], dp, rp, dr, rr, rel, ok ? "ok" : "FAIL");
+    if (!ok && getenv("QA_DUMP"))
+        for (size_t i = 0; i < 8; i++) printf("    out[%zu] %g %g\n", i, h2f(a[i], L.dt), h2f(b[i], L.dt));
     if (!ok) g_fail = 1;
     /* the next case must write them again */
     for (int i = 0; i < 3; i++) CK(cudaMemset(L.p[1][i], 0xff, (size_t)N[i] * 2));
@@ -280,6 +288,7 @@ static void free_layer(layer &L) {
     }
     for (int v = 0; v < 2; v++) cudaFree(L.kc[v]), cudaFree(L.vc[v]), cudaFree(L.out[v]);
     cudaFree(L.x), cudaFree(L.nw), cudaFree(L.rc), cudaFree(L.rs), cudaFree(L.mask), cudaFree(L.pos);
+    cudaFree(L.qw), cudaFree(L.kw);
 }
 
 int main() {
@@ -288,8 +297,10 @@ int main() {
     CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    const shape llama = {"llama-1b", 2048, 32, 8, 64, true, true};
-    const shape qwen = {"qwen-like", 1024, 16, 8, 128, false, false};
+    const shape llama = {"llama-1b", 2048, 32, 8, 64, true, true, 0};
+    const shape qwen = {"qwen-like", 1024, 16, 8, 128, false, false, 0};
+    const shape qwen3 = {"qwen3-0.6b", 1024, 16, 8, 128, true, true, 1};
+    const shape qkone = {"qk 1 + w", 1024, 16, 8, 128, true, true, 2};
     const int64_t S = 2048;
 
     printf("== checks: fused against the launches\n");
@@ -322,6 +333,17 @@ int main() {
     {
         layer L = make_layer(qwen, PT_QFMT_INT4S, 32, PETREL_DTYPE_F16, S);
         check_case(st, L, 64, M_PREFIX, sms);
+        free_layer(L);
+    }
+    {
+        layer L = make_layer(qwen3, PT_QFMT_INT4, 32, PETREL_DTYPE_BF16, S);
+        check_case(st, L, 300, M_PREFIX, sms);
+        check_case(st, L, 2047, M_PREFIX, sms);
+        free_layer(L);
+    }
+    {
+        layer L = make_layer(qkone, PT_QFMT_INT4S, 32, PETREL_DTYPE_F16, S);
+        check_case(st, L, 200, M_WINDOW, sms);
         free_layer(L);
     }
 

@@ -61,6 +61,7 @@ namespace cg = cooperative_groups;
 struct qa_layout {
     int rpb, ng;
     size_t codes, sc, z, xr, qkv, qs, kn, trig, wp, inbox, red, mbar, total;
+    size_t qkw, rn; /* the q/k norm's weights (2 E floats), its rows' 1 / rms (16 floats) */
 };
 
 __host__ __device__ inline qa_layout qa_layout_of(int64_t K, int G, int gq, int E, bool asym, int es) {
@@ -78,6 +79,8 @@ __host__ __device__ inline qa_layout qa_layout_of(int64_t K, int G, int gq, int 
     L.kn = o, o += (size_t)2 * (size_t)E * (size_t)es;
     o = (o + 15) / 16 * 16;
     L.trig = o, o += (size_t)2 * (size_t)E * 4;
+    L.qkw = o, o += (size_t)2 * (size_t)E * 4;
+    L.rn = o, o += 16 * 4;
     L.wp = o, o += (size_t)QA_WARPS * (size_t)(E + 2) * 4;
     L.inbox = o, o += (size_t)QA_CL * (size_t)gq * (size_t)(E + 2) * 4;
     L.red = o, o += QA_WARPS * 4;
@@ -189,6 +192,7 @@ __global__ void __launch_bounds__(QA_THREADS, 1) qkv_attn_kernel(pcu_qkv_attn a)
     const int8_t *zs = (const int8_t *)(sm + L.z);
     float *qkv = (float *)(sm + L.qkv), *qs = (float *)(sm + L.qs), *wp = (float *)(sm + L.wp);
     float *inbox = (float *)(sm + L.inbox), *red = (float *)(sm + L.red), *trig = (float *)(sm + L.trig);
+    float *qkw = (float *)(sm + L.qkw), *rn = (float *)(sm + L.rn);
     T *knr = (T *)(sm + L.kn), *vnr = knr + E;
     uint64_t *mbar = (uint64_t *)(sm + L.mbar);
     cg::cluster_group cluster = cg::this_cluster();
@@ -247,6 +251,9 @@ __global__ void __launch_bounds__(QA_THREADS, 1) qkv_attn_kernel(pcu_qkv_attn a)
     const int R = a.rcos ? a.R : 0, hr = R / 2;
     if (t < R) /* the rope's row, for after the projections (the barrier below publishes it) */
         trig[t] = dn_f32(((const T *)a.rcos)[t]), trig[E + t] = dn_f32(((const T *)a.rsin)[t]);
+    if (a.qnw && t < E) /* likewise the q/k norm's weights (1 + w with add_one, in float) */
+        qkw[t] = dn_f32(((const T *)a.qnw)[t]) + (a.nadd_one ? 1.0f : 0.0f),
+        qkw[E + t] = dn_f32(((const T *)a.knw)[t]) + (a.nadd_one ? 1.0f : 0.0f);
 
     /* x's prologue: its records (of x * w rounded, with the norm), its sum of squares */
     float ss = 0.0f;
@@ -321,12 +328,30 @@ __global__ void __launch_bounds__(QA_THREADS, 1) qkv_attn_kernel(pcu_qkv_attn a)
         ((T *)a.p[w])[row] = dn_from<T>(qkv[r0 + i]);
     }
 
+    /* the q/k norm's 1 / rms of the query rows and the new k row (a warp a row) */
+    if (a.qnw) {
+        for (int r = warp; r <= gq; r += QA_WARPS) {
+            float s2 = 0.0f;
+            for (int e = lane; e < E; e += 32) s2 = fmaf(qkv[r * E + e], qkv[r * E + e], s2);
+            s2 = dn_warp_sum(s2);
+            if (lane == 0) rn[r] = 1.0f / sqrtf(s2 / (float)E + a.neps);
+        }
+        __syncthreads();
+    }
+    /* petrel.rms_norm's element e of row r (the query rows' weight, or the new k's) */
+    auto nrm = [&](int r, int e) {
+        float v = qkv[r * E + e] * rn[r];
+        if (a.nround) v = dn_round<T>(v);
+        return dn_round<T>(v * qkw[(r < gq ? 0 : E) + e]);
+    };
     /* the rope on q and the new k (petrel.rope's rounding points); the new rows */
     for (int i = t; i < (gq + 2) * E; i += QA_THREADS) {
         const int r = i / E, e = i - r * E;
-        float v = qkv[i];
+        const bool norm = a.qnw && r <= gq;
+        float v = norm ? nrm(r, e) : qkv[i];
         if (r <= gq && e < R) {
-            const float xp = qkv[r * E + (e < hr ? e + hr : e - hr)];
+            const int pe = e < hr ? e + hr : e - hr;
+            const float xp = norm ? nrm(r, pe) : qkv[r * E + pe];
             const float c = trig[e], s = trig[E + e];
             v = dn_round<T>(dn_round<T>(v * c) + dn_round<T>((e < hr ? -xp : xp) * s));
         }

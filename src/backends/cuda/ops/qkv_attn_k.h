@@ -7,8 +7,9 @@
 **
 ** For each k/v head h: p_i = x @ W_i^T (with the RMSNorm prologue when
 ** norm_w is set) rounded to the dtype, for the head's G = Hq / Hkv query
-** rows of W_0 and its rows of W_1 and W_2; q and the new k rotated with
-** the rope row (when rcos is set); the new k and v rows written into the
+** rows of W_0 and its rows of W_1 and W_2; q and the new k normalized per
+** head (when qnw is set), then rotated with the rope row (when rcos is
+** set); the new k and v rows written into the
 ** caches at position pos[0] (none outside [0, S)); then each query row's
 ** softmax(q . k_j * scale + mask_j) over keys j < S, the new row read at
 ** pos, times v into out.  The projections are also stored (p[0..2]).
@@ -50,6 +51,13 @@ typedef struct pcu_qkv_attn {
     float scale;
     const void *rcos, *rsin;      /* the rope's row (R elements of dtype); NULL: none */
     int32_t R;
+    /* q/k norm (sdpa_cache's qk_norm), before the rope: each query row and
+     * the new k row become petrel.rms_norm(x, w, neps, nadd_one,
+     * norm_dtype) over E, nround: norm_dtype is the dtype (else none);
+     * weights qnw, knw (E) of dtype; qnw NULL: none */
+    const void *qnw, *knw;
+    float neps;
+    bool nadd_one, nround;
     int64_t keys_below;           /* every position is below this (0: unknown): the rows
                                      below it are asked of L2 early; results do not depend on it */
     void *out;                    /* (Hq, E) */

@@ -350,11 +350,16 @@ static petrel_status q_expert(pt_exec *ex, const pt_node *n) {
 
 /* ---- petrel.qkv_attn ---------------------------------------------------------------- */
 
+#ifndef QKV_QK_NORM
+#define QKV_QK_NORM 0 /* see q_qkv_fast */
+#endif
+
 /* The decode kernel's arguments (qkv_attn_k.h) for node n when it takes
  * it: one row of x, int4 codes in dense rows, program-constant weights,
  * the norm weight (if any) of x's dtype, caches of x's dtype with
- * contiguous rows, no q/k norm, a rope row shared by the heads; *fast
- * false otherwise (n's operands are then checked by the two ops). */
+ * contiguous rows, no q/k norm (QKV_QK_NORM), a rope row
+ * shared by the heads; *fast false otherwise (n's operands are then
+ * checked by the two ops). */
 static petrel_status q_qkv_fast(pt_exec *ex, const pt_node *n, pcu_qkv_attn *a, bool *fast) {
     *fast = false;
     memset(a, 0, sizeof *a);
@@ -362,8 +367,7 @@ static petrel_status q_qkv_fast(pt_exec *ex, const pt_node *n, pcu_qkv_attn *a, 
     const pt_tensor *pos = pk_tensor(ex, n, 6), *mask = pk_tensor(ex, n, 7);
     const pt_tensor *rc = pk_tensor(ex, n, 10), *rs = pk_tensor(ex, n, 11);
     if (n->nargs != 25 || n->nout != 4 || !x || x->rank != 3 || x->shape[0] != 1 || x->shape[1] != 1 || !kc ||
-        !vc || !pos || kc->rank != 4 || vc->rank != 4 || pos->rank != 1 || pos->shape[0] != 1 || pk_bool(ex, n, 12) ||
-        !rc != !rs || n->args[1].n != 3 || n->args[2].n != 3 || !pk_str(ex, n, 18))
+        !vc || !pos || kc->rank != 4 || vc->rank != 4 || pos->rank != 1 || pos->shape[0] != 1 || !rc != !rs || n->args[1].n != 3 || n->args[2].n != 3 || !pk_str(ex, n, 18))
         return PETREL_OK;
     const petrel_dtype dt = x->dtype;
     const int64_t K = x->shape[2], E = kc->shape[3], S = kc->shape[2], Hkv = kc->shape[1];
@@ -400,6 +404,19 @@ static petrel_status q_qkv_fast(pt_exec *ex, const pt_node *n, pcu_qkv_attn *a, 
             pcu_is_host_scalar(nw))
             return PETREL_OK;
         a->norm_w = nw->data, a->norm_eps = (float)pk_float(ex, n, 22), a->norm_add_one = pk_bool(ex, n, 23);
+    }
+    if (pk_bool(ex, n, 12)) { /* the q/k norm: weights of x's dtype, its rounding to that dtype or none */
+        const pt_tensor *qw = pk_tensor(ex, n, 13), *kw = pk_tensor(ex, n, 14);
+        const int ndt = pk_dtype(ex, n, 17);
+        /* QKV_QK_NORM: the kernel's q/k norm matches the decode attention's
+         * in bench_qkv_attn; taken in programs once a model check (Qwen3,
+         * check_llm_wide) has run with it on a GPU */
+        if (!QKV_QK_NORM || !qw || !kw || qw->dtype != dt || kw->dtype != dt || qw->rank != 1 || kw->rank != 1 ||
+            qw->shape[0] != E || kw->shape[0] != E || qw->stride[0] != 1 || kw->stride[0] != 1 ||
+            pcu_is_host_scalar(qw) || pcu_is_host_scalar(kw) || (ndt >= 0 && ndt != (int)dt))
+            return PETREL_OK;
+        a->qnw = qw->data, a->knw = kw->data, a->neps = (float)pk_float(ex, n, 15);
+        a->nadd_one = pk_bool(ex, n, 16), a->nround = ndt >= 0;
     }
     if (mask) {
         int64_t ms[4] = {1, Hq, 1, S};
