@@ -711,6 +711,84 @@ static void test_qkv_attn(void) {
     }
 }
 
+/* The pass's limits on the quantized Llama fixture (two layers): as
+ * compiled both layers fuse; with layer 0's q projection or its v heads'
+ * view also a graph result only layer 1 does; with layer 0's k and v
+ * projections made in the other order (results and weights swapped
+ * together: the same program) both fuse, the fused node's weights in q,
+ * k, v order.  The graph stays valid each time. */
+static void qkv_add_result(pt_graph *g, int32_t vid) {
+    pt_user_output *o = pt_realloc(g->outputs, (size_t)(g->noutputs + 1) * sizeof *o);
+    if (!o) abort();
+    g->outputs = o;
+    g->outputs[g->noutputs++] = (pt_user_output){.item = {.vid = vid}, .kind = PT_V_TENSOR};
+}
+
+static void test_qkv_attn_limits(void) {
+    const char *in = "tests/fixtures/llama_export/model.pt2";
+    static const char *names[] = {"as compiled", "q also a result", "v's heads also a result", "k and v swapped"};
+    static const int want[] = {2, 1, 1, 2};
+    for (int v = 0; v < 4; v++) {
+        pc_quant_opts o = {0};
+        pt_err err = {{0}};
+        pt_mapping map;
+        pz_archive z;
+        pt_graph g;
+        pc_quant_result r;
+        CHECK(pc_quant_parse("int4", &o, &err) == PETREL_OK, "parse: %s", err.msg);
+        memset(&g, 0, sizeof g);
+        if (pt_map_file(&map, in, &err) != PETREL_OK || pz_open_memory(&z, map.data, map.size, &err) != PETREL_OK ||
+            pt2_import(&g, &z, &err) != PETREL_OK) {
+            CHECK(0, "%s: %s", in, err.msg);
+            return;
+        }
+        /* petrel_compile's passes before quantization (its constant folding aside) */
+        pc_remove_noops(&g);
+        pc_canonicalize(&g);
+        pc_fuse(&g);
+        pc_forward_state(&g);
+        pc_cse(&g);
+        pc_dce(&g);
+        CHECK(pc_quantize(&g, &o, &r, &err) == PETREL_OK, "quantize: %s", err.msg);
+        pt_node *ql = NULL; /* layer 0's q/k/v */
+        for (int32_t i = 0; i < g.nnodes && !ql; i++)
+            if (g.nodes[i].op == PETREL_OP_PETREL_QLINEAR && g.nodes[i].nout == 3) ql = &g.nodes[i];
+        CHECK(ql != NULL, "qkv_attn limits: no q/k/v qlinear");
+        if (!ql) goto next;
+        int32_t kcodes = ql->args[1].items[1].vid, vcodes = ql->args[1].items[2].vid;
+        if (v == 1) qkv_add_result(&g, ql->outs[0]);
+        if (v == 2) /* the transpose reading v's view */
+            for (int32_t i = 0; i < g.nnodes; i++)
+                for (int32_t j = 0; j < g.nnodes; j++)
+                    if (g.nodes[i].op == PETREL_OP_VIEW && g.nodes[i].args[0].items &&
+                        g.nodes[i].args[0].items[0].vid == ql->outs[2] && g.nodes[j].op == PETREL_OP_TRANSPOSE &&
+                        g.nodes[j].args[0].items[0].vid == g.nodes[i].outs[0])
+                        qkv_add_result(&g, g.nodes[j].outs[0]);
+        if (v == 3) {
+            int32_t t = ql->outs[1];
+            ql->outs[1] = ql->outs[2], ql->outs[2] = t;
+            for (int a = 1; a <= 3; a++) {
+                pt_item it = ql->args[a].items[1];
+                ql->args[a].items[1] = ql->args[a].items[2], ql->args[a].items[2] = it;
+            }
+        }
+        int made = pc_fuse_qkv_attn(&g);
+        CHECK(made == want[v], "qkv_attn limits, %s: %d fused (want %d)", names[v], made, want[v]);
+        CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "qkv_attn limits, %s: invalid after: %s", names[v], err.msg);
+        for (int32_t i = 0; i < g.nnodes && v == 3; i++)
+            if (g.nodes[i].op == PETREL_OP_PETREL_QKV_ATTN) {
+                CHECK(g.nodes[i].args[1].items[1].vid == kcodes && g.nodes[i].args[1].items[2].vid == vcodes,
+                      "qkv_attn limits, k and v swapped: the fused node's weights are not in q, k, v order");
+                break;
+            }
+    next:
+        pt_graph_free(&g);
+        pc_quant_free(&r);
+        pz_close(&z);
+        pt_unmap_file(&map);
+    }
+}
+
 /* The weight bytes a call reads whole (petrel_program_stats'
  * step_weight_bytes): all of the program's weights but the tables only
  * embedding lookups read.  The LLM fixtures' table is (256, 32) f32:
@@ -845,6 +923,7 @@ int main(void) {
     test_out_of_memory("tests/fixtures/qwen3_moe_export/model.pt2");
     test_end_to_end();
     test_qkv_attn();
+    test_qkv_attn_limits();
     printf("test_quant: %d failure%s\n", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }
