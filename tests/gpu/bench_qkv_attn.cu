@@ -297,53 +297,35 @@ int main() {
     CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    const shape llama = {"llama-1b", 2048, 32, 8, 64, true, true, 0};
-    const shape qwen = {"qwen-like", 1024, 16, 8, 128, false, false, 0};
-    const shape qwen3 = {"qwen3-0.6b", 1024, 16, 8, 128, true, true, 1};
-    const shape qkone = {"qk 1 + w", 1024, 16, 8, 128, true, true, 2};
+    static const shape llama = {"llama-1b", 2048, 32, 8, 64, true, true, 0};
+    static const shape qwen = {"qwen-like", 1024, 16, 8, 128, false, false, 0};
+    static const shape qwen3 = {"qwen3-0.6b", 1024, 16, 8, 128, true, true, 1};
+    static const shape qkone = {"qk 1 + w", 1024, 16, 8, 128, true, true, 2};
     const int64_t S = 2048;
 
     printf("== checks: fused against the launches\n");
-    {
-        layer L = make_layer(llama, PT_QFMT_INT4, 32, PETREL_DTYPE_BF16, S);
-        for (int64_t p : {0, 300, 2047}) check_case(st, L, p, M_PREFIX, sms);
-        check_case(st, L, 700, M_WINDOW, sms);
-        check_case(st, L, 301, M_FLOAT, sms);
-        check_case(st, L, 5, M_CAUSAL, sms);
-        check_case(st, L, 1500, M_NONE, sms);
-        free_layer(L);
-    }
-    {
-        layer L = make_layer(llama, PT_QFMT_INT4S, 128, PETREL_DTYPE_BF16, S);
-        check_case(st, L, 300, M_PREFIX, sms);
-        free_layer(L);
-    }
-    {
-        layer L = make_layer(llama, PT_QFMT_INT4, 32, PETREL_DTYPE_F16, S);
-        check_case(st, L, 300, M_PREFIX, sms);
-        check_case(st, L, 1000, M_WINDOW, sms);
-        free_layer(L);
-    }
-    {
-        layer L = make_layer(qwen, PT_QFMT_INT4, 64, PETREL_DTYPE_BF16, S);
-        check_case(st, L, 300, M_PREFIX, sms);
-        check_case(st, L, 2047, M_FLOAT, sms);
-        free_layer(L);
-    }
-    {
-        layer L = make_layer(qwen, PT_QFMT_INT4S, 32, PETREL_DTYPE_F16, S);
-        check_case(st, L, 64, M_PREFIX, sms);
-        free_layer(L);
-    }
-    {
-        layer L = make_layer(qwen3, PT_QFMT_INT4, 32, PETREL_DTYPE_BF16, S);
-        check_case(st, L, 300, M_PREFIX, sms);
-        check_case(st, L, 2047, M_PREFIX, sms);
-        free_layer(L);
-    }
-    {
-        layer L = make_layer(qkone, PT_QFMT_INT4S, 32, PETREL_DTYPE_F16, S);
-        check_case(st, L, 200, M_WINDOW, sms);
+    static const struct {
+        const shape *sh;
+        int fmt, G, dt;
+        int n;
+        struct {
+            int64_t p;
+            int mk;
+        } c[7];
+    } sets[] = {
+        {&llama, PT_QFMT_INT4, 32, PETREL_DTYPE_BF16, 7,
+         {{0, M_PREFIX}, {300, M_PREFIX}, {2047, M_PREFIX}, {700, M_WINDOW}, {301, M_FLOAT}, {5, M_CAUSAL},
+          {1500, M_NONE}}},
+        {&llama, PT_QFMT_INT4S, 128, PETREL_DTYPE_BF16, 1, {{300, M_PREFIX}}},
+        {&llama, PT_QFMT_INT4, 32, PETREL_DTYPE_F16, 2, {{300, M_PREFIX}, {1000, M_WINDOW}}},
+        {&qwen, PT_QFMT_INT4, 64, PETREL_DTYPE_BF16, 2, {{300, M_PREFIX}, {2047, M_FLOAT}}},
+        {&qwen, PT_QFMT_INT4S, 32, PETREL_DTYPE_F16, 1, {{64, M_PREFIX}}},
+        {&qwen3, PT_QFMT_INT4, 32, PETREL_DTYPE_BF16, 2, {{300, M_PREFIX}, {2047, M_PREFIX}}},
+        {&qkone, PT_QFMT_INT4S, 32, PETREL_DTYPE_F16, 1, {{200, M_WINDOW}}},
+    };
+    for (const auto &cs : sets) {
+        layer L = make_layer(*cs.sh, cs.fmt, cs.G, cs.dt, S);
+        for (int k = 0; k < cs.n; k++) check_case(st, L, cs.c[k].p, cs.c[k].mk, sms);
         free_layer(L);
     }
 

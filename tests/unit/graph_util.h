@@ -161,4 +161,17 @@ static inline void tg_release(const char *path, pt_mapping *map, pt_graph *g) {
 }
 #endif
 
+#ifdef PETREL_COMPILER_H
+/* petrel_compile's passes before constant folding and quantization, in
+ * its order.  For tests that include compiler.h. */
+static inline void tg_passes(pt_graph *g) {
+    pc_remove_noops(g);
+    pc_canonicalize(g);
+    pc_fuse(g);
+    pc_forward_state(g);
+    pc_cse(g);
+    pc_dce(g);
+}
+#endif
+
 #endif /* PETREL_TESTS_GRAPH_UTIL_H */

@@ -144,12 +144,7 @@ static int64_t test_fixture(const char *name, int64_t fail_at) {
         return 0;
     }
     if (pz_open_memory(&z, map.data, map.size, &err) == PETREL_OK && pt2_import(&g, &z, &err) == PETREL_OK) {
-        pc_remove_noops(&g);
-        pc_canonicalize(&g);
-        pc_fuse(&g);
-        pc_forward_state(&g);
-        pc_cse(&g);
-        pc_dce(&g);
+        tg_passes(&g);
         int before = g.nnodes;
         pc_dtype_result own = {0};
         if (fail_at) pt_alloc_fail_at(fail_at);

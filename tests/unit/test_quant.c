@@ -742,13 +742,7 @@ static void test_qkv_attn_limits(void) {
             CHECK(0, "%s: %s", in, err.msg);
             return;
         }
-        /* petrel_compile's passes before quantization (its constant folding aside) */
-        pc_remove_noops(&g);
-        pc_canonicalize(&g);
-        pc_fuse(&g);
-        pc_forward_state(&g);
-        pc_cse(&g);
-        pc_dce(&g);
+        tg_passes(&g); /* petrel_compile's before quantization (its constant folding aside) */
         CHECK(pc_quantize(&g, &o, &r, &err) == PETREL_OK, "quantize: %s", err.msg);
         pt_node *ql = NULL; /* layer 0's q/k/v */
         for (int32_t i = 0; i < g.nnodes && !ql; i++)
