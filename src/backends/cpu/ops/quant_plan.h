@@ -266,42 +266,55 @@ static inline petrel_status q_qkv_heads(pt_exec *ex, const pt_node *n, int k, co
     return pk_out_view(ex, n, k, p, p->dtype, 4, shape, stride, p->data);
 }
 
-/* petrel.qkv_attn composed from the backend's kernels of its two ops
- * (lin: petrel.qlinear's family, attn: petrel.sdpa_cache's): nodes of
- * those ops over n's arguments and results, on the stack (ops.def's
- * argument order: n's 4 .. 17 are sdpa_cache's 3 .. 16). */
-static inline petrel_status q_qkv_attn_composed(pt_exec *ex, const pt_node *n, pt_kernel_fn lin, pt_kernel_fn attn) {
+/* The nodes of qkv_attn node n's two ops, over n's arguments and results
+ * (ops.def's order: n's 4 .. 17 are sdpa_cache's 3 .. 16): ln, the
+ * petrel.qlinear writing results 1..3, and an, the petrel.sdpa_cache
+ * reading them and writing result 0.  Their arguments live in the struct
+ * (on the caller's stack: nothing allocated), which must stay in place. */
+typedef struct q_qkv_nodes {
+    pt_arg la[14], aa[17];
+    pt_item it[3];
+    pt_node ln, an;
+} q_qkv_nodes;
+
+static inline petrel_status q_qkv_nodes_of(pt_exec *ex, const pt_node *n, q_qkv_nodes *q) {
     if (n->nargs != 25 || n->nout != 4)
         return pk_fail(ex, PETREL_ERR_RUNTIME, "qkv_attn: %d arguments and %d results (want 25 and 4)", n->nargs,
                        n->nout);
-    pt_arg la[14], aa[17];
-    for (int a = 0; a < 4; a++) la[a] = n->args[a];
-    la[4] = (pt_arg){.kind = PT_ARG_NONE};
-    la[5] = n->args[18], la[6] = n->args[19];
-    la[7] = (pt_arg){.kind = PT_ARG_STRING, .str = (char *)"n"};
-    la[8] = (pt_arg){.kind = PT_ARG_STRING, .str = (char *)"silu"};
-    for (int a = 0; a < 5; a++) la[9 + a] = n->args[20 + a];
-    const pt_node ln = {.op = PETREL_OP_PETREL_QLINEAR, .nargs = 14, .args = la, .nout = 3, .outs = n->outs + 1,
-                        .name = n->name, .device = n->device};
-    PT_TRY(lin(ex, &ln));
-    pt_item it[3];
+    for (int a = 0; a < 4; a++) q->la[a] = n->args[a];
+    q->la[4] = (pt_arg){.kind = PT_ARG_NONE};
+    q->la[5] = n->args[18], q->la[6] = n->args[19];
+    q->la[7] = (pt_arg){.kind = PT_ARG_STRING, .str = (char *)"n"};
+    q->la[8] = (pt_arg){.kind = PT_ARG_STRING, .str = (char *)"silu"};
+    for (int a = 0; a < 5; a++) q->la[9 + a] = n->args[20 + a];
+    q->ln = (pt_node){.op = PETREL_OP_PETREL_QLINEAR, .nargs = 14, .args = q->la, .nout = 3, .outs = n->outs + 1,
+                      .name = n->name, .device = n->device};
     for (int k = 0; k < 3; k++) {
-        it[k] = (pt_item){.vid = n->outs[1 + k]};
-        aa[k] = (pt_arg){.kind = PT_ARG_TENSOR, .n = 1, .items = &it[k]};
+        q->it[k] = (pt_item){.vid = n->outs[1 + k]};
+        q->aa[k] = (pt_arg){.kind = PT_ARG_TENSOR, .n = 1, .items = &q->it[k]};
     }
-    for (int a = 3; a < 17; a++) aa[a] = n->args[a + 1];
-    const pt_node an = {.op = PETREL_OP_PETREL_SDPA_CACHE, .nargs = 17, .args = aa, .nout = 1, .outs = n->outs,
-                        .name = n->name, .device = n->device};
+    for (int a = 3; a < 17; a++) q->aa[a] = n->args[a + 1];
+    q->an = (pt_node){.op = PETREL_OP_PETREL_SDPA_CACHE, .nargs = 17, .args = q->aa, .nout = 1, .outs = n->outs,
+                      .name = n->name, .device = n->device};
+    return PETREL_OK;
+}
+
+/* petrel.qkv_attn composed from the backend's kernels of its two ops
+ * (lin: petrel.qlinear's family, attn: petrel.sdpa_cache's). */
+static inline petrel_status q_qkv_attn_composed(pt_exec *ex, const pt_node *n, pt_kernel_fn lin, pt_kernel_fn attn) {
+    q_qkv_nodes q;
+    PT_TRY(q_qkv_nodes_of(ex, n, &q));
     const pt_tensor *kc = pk_tensor(ex, n, 4), *vc = pk_tensor(ex, n, 5);
     if (!kc || !vc || kc->rank != 4 || vc->rank != 4)
         return pk_fail(ex, PETREL_ERR_SHAPE, "qkv_attn needs 4-D caches");
+    PT_TRY(lin(ex, &q.ln));
     for (int k = 0; k < 3; k++) {
-        const pt_tensor *p = pk_tensor(ex, &an, k);
+        const pt_tensor *p = pk_tensor(ex, &q.an, k);
         if (!p) return pk_fail(ex, PETREL_ERR_RUNTIME, "qkv_attn: projection %d missing", k);
         pt_tensor pc = *p; /* the slot is rewritten below */
         PT_TRY(q_qkv_heads(ex, n, 1 + k, &pc, k == 2 ? vc->shape[3] : kc->shape[3]));
     }
-    return attn(ex, &an);
+    return attn(ex, &q.an);
 }
 
 #endif /* PETREL_CPU_QUANT_PLAN_H */

@@ -357,42 +357,39 @@ static petrel_status q_expert(pt_exec *ex, const pt_node *n) {
 /* The decode kernel's arguments (qkv_attn_k.h) for node n when it takes
  * it: one row of x, int4 codes in dense rows, program-constant weights,
  * the norm weight (if any) of x's dtype, caches of x's dtype with
- * contiguous rows, no q/k norm (QKV_QK_NORM), a rope row
- * shared by the heads; *fast false otherwise (n's operands are then
- * checked by the two ops). */
+ * contiguous rows, no q/k norm (QKV_QK_NORM), a rope row shared by the
+ * heads; *fast false otherwise.  The projections' operands are checked
+ * as qlinear checks them (a bad one fails the node); the attention's
+ * are left to the two ops when the kernel does not take them. */
 static petrel_status q_qkv_fast(pt_exec *ex, const pt_node *n, pcu_qkv_attn *a, bool *fast) {
     *fast = false;
     memset(a, 0, sizeof *a);
-    const pt_tensor *x = pk_tensor(ex, n, 0), *kc = pk_tensor(ex, n, 4), *vc = pk_tensor(ex, n, 5);
+    q_qkv_nodes q;
+    q_linear_args qa; /* the projections' operands, checked as qlinear checks them */
+    PT_TRY(q_qkv_nodes_of(ex, n, &q));
+    PT_TRY(q_linear_args_of(ex, &q.ln, &qa));
+    const pt_tensor *x = qa.x, *kc = pk_tensor(ex, n, 4), *vc = pk_tensor(ex, n, 5);
     const pt_tensor *pos = pk_tensor(ex, n, 6), *mask = pk_tensor(ex, n, 7);
     const pt_tensor *rc = pk_tensor(ex, n, 10), *rs = pk_tensor(ex, n, 11);
-    if (n->nargs != 25 || n->nout != 4 || !x || x->rank != 3 || x->shape[0] != 1 || x->shape[1] != 1 || !kc ||
-        !vc || !pos || kc->rank != 4 || vc->rank != 4 || pos->rank != 1 || pos->shape[0] != 1 || !rc != !rs || n->args[1].n != 3 || n->args[2].n != 3 || !pk_str(ex, n, 18))
+    if (x->rank != 3 || x->shape[0] != 1 || x->shape[1] != 1 || !kc || !vc || !pos || kc->rank != 4 ||
+        vc->rank != 4 || pos->rank != 1 || pos->shape[0] != 1 || !rc != !rs)
         return PETREL_OK;
     const petrel_dtype dt = x->dtype;
-    const int64_t K = x->shape[2], E = kc->shape[3], S = kc->shape[2], Hkv = kc->shape[1];
-    int fmt = pt_qfmt_parse(pk_str(ex, n, 18));
+    const int64_t K = qa.K, G = qa.G, E = kc->shape[3], S = kc->shape[2], Hkv = kc->shape[1];
+    const bool asym = qa.nz > 0;
     if ((dt != PETREL_DTYPE_F16 && dt != PETREL_DTYPE_BF16) || x->stride[2] != 1 || pk_out_dtype(ex, n, 0) != dt ||
-        (fmt != PT_QFMT_INT4 && fmt != PT_QFMT_INT4S) || kc->dtype != dt || vc->dtype != dt || kc->shape[0] != 1 ||
-        vc->shape[0] != 1 || vc->shape[1] != Hkv || vc->shape[2] != S || vc->shape[3] != E || kc->stride[3] != 1 ||
-        vc->stride[3] != 1 || pcu_is_host_scalar(pos) || (mask && pcu_is_host_scalar(mask)))
+        (qa.fmt != PT_QFMT_INT4 && qa.fmt != PT_QFMT_INT4S) || kc->dtype != dt || vc->dtype != dt ||
+        kc->shape[0] != 1 || vc->shape[0] != 1 || vc->shape[1] != Hkv || vc->shape[2] != S || vc->shape[3] != E ||
+        kc->stride[3] != 1 || vc->stride[3] != 1 || pcu_is_host_scalar(pos) || (mask && pcu_is_host_scalar(mask)))
         return PETREL_OK;
-    const int64_t G = pk_int(ex, n, 19);
-    int nz = n->args[3].n;
-    if (nz != (fmt == PT_QFMT_INT4 ? 3 : 0)) return PETREL_OK;
-    int ncs = 0, nss = 0, nzs = 0;
-    const pt_tensor **cs = pk_tensors(ex, n, 1, &ncs), **ss = pk_tensors(ex, n, 2, &nss),
-                    **zs = nz ? pk_tensors(ex, n, 3, &nzs) : NULL;
-    if (!cs || !ss || (nz && !zs) || ncs != 3 || nss != 3 || nzs != nz) return PETREL_OK;
     pcu_qweight w[3];
     for (int i = 0; i < 3; i++) {
-        const pt_tensor *c = cs[i], *sc = ss[i], *z = nz ? zs[i] : NULL;
-        if (!c || !sc || (nz && !z) || !pk_is_const(ex, n, 1, i) || !pk_is_const(ex, n, 2, i) ||
-            (nz && !pk_is_const(ex, n, 3, i)) || sc->dtype != dt || G <= 0 || K % G)
+        if (!pk_is_const(ex, n, 1, i) || !pk_is_const(ex, n, 2, i) || (asym && !pk_is_const(ex, n, 3, i)) ||
+            !qa.scales[i] || qa.scales[i]->dtype != dt)
             return PETREL_OK;
-        PT_TRY(q_weight(ex, "qkv_attn", i, (pt_qfmt)fmt, G, K, c, sc, z, &w[i]));
+        PT_TRY(q_weight(ex, "qkv_attn", i, qa.fmt, G, K, qa.codes[i], qa.scales[i], asym ? qa.zeros[i] : NULL, &w[i]));
         if (w[i].code_rs != K / 2 || w[i].s_rs != K / G || w[i].s_cs != 1 ||
-            (nz && (w[i].z_rs != K / G || w[i].z_cs != 1)))
+            (asym && (w[i].z_rs != K / G || w[i].z_cs != 1)))
             return PETREL_OK;
         a->codes[i] = w[i].codes, a->scales[i] = w[i].scales, a->zeros[i] = w[i].zeros;
     }
@@ -433,7 +430,7 @@ static petrel_status q_qkv_fast(pt_exec *ex, const pt_node *n, pcu_qkv_attn *a, 
             return PETREL_OK;
         a->rcos = cb.data, a->rsin = sb.data, a->R = (int32_t)R;
     }
-    a->dtype = (int32_t)dt, a->x = x->data, a->K = K, a->fmt = fmt, a->G = (int32_t)G;
+    a->dtype = (int32_t)dt, a->x = x->data, a->K = K, a->fmt = (int32_t)qa.fmt, a->G = (int32_t)G;
     a->Hq = (int32_t)Hq, a->Hkv = (int32_t)Hkv, a->E = (int32_t)E;
     a->kc = kc->data, a->vc = vc->data, a->k_hs = kc->stride[1], a->k_ss = kc->stride[2];
     a->v_hs = vc->stride[1], a->v_ss = vc->stride[2], a->S = S;
