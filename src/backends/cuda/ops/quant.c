@@ -350,14 +350,10 @@ static petrel_status q_expert(pt_exec *ex, const pt_node *n) {
 
 /* ---- petrel.qkv_attn ---------------------------------------------------------------- */
 
-#ifndef QKV_QK_NORM
-#define QKV_QK_NORM 0 /* see q_qkv_fast */
-#endif
-
 /* The decode kernel's arguments (qkv_attn_k.h) for node n when it takes
  * it: one row of x, int4 codes in dense rows, program-constant weights,
  * the norm weight (if any) of x's dtype, caches of x's dtype with
- * contiguous rows, no q/k norm (QKV_QK_NORM), a rope row shared by the
+ * contiguous rows, q/k norm weights (if any) of x's dtype, a rope row shared by the
  * heads; *fast false otherwise.  The projections' operands are checked
  * as qlinear checks them (a bad one fails the node); the attention's
  * are left to the two ops when the kernel does not take them. */
@@ -405,10 +401,7 @@ static petrel_status q_qkv_fast(pt_exec *ex, const pt_node *n, pcu_qkv_attn *a, 
     if (pk_bool(ex, n, 12)) { /* the q/k norm: weights of x's dtype, its rounding to that dtype or none */
         const pt_tensor *qw = pk_tensor(ex, n, 13), *kw = pk_tensor(ex, n, 14);
         const int ndt = pk_dtype(ex, n, 17);
-        /* QKV_QK_NORM: the kernel's q/k norm matches the decode attention's
-         * in bench_qkv_attn; taken in programs once a model check (Qwen3,
-         * check_llm_wide) has run with it on a GPU */
-        if (!QKV_QK_NORM || !qw || !kw || qw->dtype != dt || kw->dtype != dt || qw->rank != 1 || kw->rank != 1 ||
+        if (!qw || !kw || qw->dtype != dt || kw->dtype != dt || qw->rank != 1 || kw->rank != 1 ||
             qw->shape[0] != E || kw->shape[0] != E || qw->stride[0] != 1 || kw->stride[0] != 1 ||
             pcu_is_host_scalar(qw) || pcu_is_host_scalar(kw) || (ndt >= 0 && ndt != (int)dt))
             return PETREL_OK;
