@@ -48,14 +48,15 @@
 ** petrel.linear_n or petrel.gated_linear, as its x, with its input's
 ** dtype becomes that linear's RMSNorm prologue (norm=True and the norm's
 ** arguments, the linear reading the norm's input): a layer's two norms
-** cost no kernel of their own.  Last, Qwen3's and Gemma 3's per-head q/k
+** cost no kernel of their own, nor does the final norm before the LM head
+** (a plain linear of a constant weight; a slice cutting the norm's rows to
+** the last one is moved before the norm first).  Last, Qwen3's and Gemma 3's per-head q/k
 ** norms: petrel.rms_norm results read only by a petrel.sdpa_cache as its q
 ** and k (Qwen3 normalizes before the heads' transpose, which is moved
 ** before the norm first: a norm over the last dim commutes with a
 ** transpose of the others) become its qk_norm arguments, two kernels fewer
-** per layer at decode.  The final norm before the LM head (a plain linear)
-** and norms read elsewhere (Gemma 3's post-norms, an MoE's router input)
-** stay.
+** per layer at decode.  Norms read elsewhere (Gemma 3's post-norms, an
+** MoE's router input) stay.
 **
 ** Matching walks def-use chains from an anchor node.  Conservative: every
 ** intermediate must be read only inside the match (never a graph result),
@@ -992,13 +993,18 @@ static bool fold_qk_norm(const fz *f, int32_t si, fz_match *m) {
     return true;
 }
 
-/* Qwen3 normalizes q and k before the heads' transpose: rms_norm(x) read
+/* A norm over the last dim commutes with a view that keeps that dim.
+ * Qwen3 normalizes q and k before the heads' transpose: rms_norm(x) read
  * only by transpose(., 1, 2) (or a permute keeping the last dim), read
  * only by a petrel.sdpa_cache, becomes rms_norm(transpose(x)) -- the same
- * values, the norm being over the last dim -- so that fold_qk_norm finds
- * the norm next to the attention.  The two nodes swap places: the view
- * takes the norm's slot and output value (now of the view's shape and x's
- * dtype), the norm the view's.  False when n is no such norm. */
+ * values -- so that fold_qk_norm finds the norm next to the attention.
+ * And a causal LM cuts its final norm's rows to the last one before the
+ * LM head (Hugging Face's logits_to_keep): rms_norm(x) read only by a
+ * slice of another dim becomes rms_norm(slice(x)), so that fold_norm
+ * finds the norm next to the LM head (and a prefill normalizes one row).
+ * The two nodes swap places: the view takes the norm's slot and output
+ * value (now of the view's shape and x's dtype), the norm the view's.
+ * False when n is no such norm. */
 static bool commute_norm_view(pt_graph *g, const fz *f, int32_t ni) {
     const pt_node *r = node(f, ni);
     double eps, add_one;
@@ -1015,11 +1021,15 @@ static bool commute_norm_view(pt_graph *g, const fz *f, int32_t ni) {
     } else if (t->op == PETREL_OP_PERMUTE) {
         int64_t p[PETREL_MAX_RANK];
         if (lit_ints(t, 1, p, PETREL_MAX_RANK) != rank || wrap_dim(p[rank - 1], rank) != rank - 1) return false;
+    } else if (t->op == PETREL_OP_SLICE) {
+        int d = lit_dim_arg(t, 1, rank);
+        if (d < 0 || d == rank - 1) return false;
     } else {
         return false;
     }
     int32_t b = out0(t), si = only_user(f, b);
-    if (si < 0 || node(f, si)->op != PETREL_OP_PETREL_SDPA_CACHE || (tin(node(f, si), 0) != b && tin(node(f, si), 1) != b))
+    if (t->op != PETREL_OP_SLICE && (si < 0 || node(f, si)->op != PETREL_OP_PETREL_SDPA_CACHE ||
+                                     (tin(node(f, si), 0) != b && tin(node(f, si), 1) != b)))
         return false;
     pt_node *nn = &g->nodes[ni], *tn = &g->nodes[ti];
     int32_t x = tin(nn, 0);
@@ -1178,7 +1188,6 @@ int pc_fuse(pt_graph *g) {
     pc_fz_free(&f);
     /* folds make no new op, so they are not counted */
     pc_match_all(g, fold_rope);
-    pc_match_all(g, fold_norm);
     if (!pc_fz_build(&f, g)) return fused;
     for (int32_t i = 0; i < g->nnodes; i++) {
         if (!commute_norm_view(g, &f, i)) continue;
@@ -1186,6 +1195,7 @@ int pc_fuse(pt_graph *g) {
         if (!pc_fz_build(&f, g)) return fused;
     }
     pc_fz_free(&f);
+    pc_match_all(g, fold_norm);
     pc_match_all(g, fold_qk_norm);
     return fused;
 }

@@ -725,7 +725,9 @@ static void test_qk_norm_fold(void) {
  * input is written in place between, when the linear normalizes
  * already, or when it is a plain aten.linear of a weight that is not a
  * constant (a plain linear of a constant weight, as an LM head, folds:
- * the LLM fixtures above). */
+ * the LLM fixtures above).  A slice of another dim between (an LM head
+ * reading the last row only) is moved before the norm and the norm folds;
+ * a slice of the last dim keeps it. */
 
 typedef enum norm_variant {
     NV_LINEAR_N,     /* Llama's norm into q/k/v: folds */
@@ -736,6 +738,8 @@ typedef enum norm_variant {
     NV_X_WRITTEN,    /* its input written in place between norm and linear */
     NV_NORM_ON,      /* the linear has its prologue on already */
     NV_PLAIN_INPUT,  /* a plain aten.linear whose weight is an input, not a constant */
+    NV_SLICED,       /* the norm's rows cut to the last one before the linear (an LM head): folds */
+    NV_SLICE_LAST,   /* a slice of the last dim, the norm's, between: no fold */
 } norm_variant;
 
 /* Inputs x (2, 3, 8) bf16, the norm's weight (8), the linear's weights
@@ -758,7 +762,20 @@ static void norm_graph(pt_graph *g, norm_variant nv) {
     ha_lit(r, 3, PT_ARG_BOOL, gated);
     if (!gated) ha_lit(r, 4, PT_ARG_DTYPE, bf);
     if (nv == NV_X_WRITTEN) HN(g, PETREL_OP_ADD__TENSOR, x, x, x, -3);
-    int32_t y[2] = {hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 5)), hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 3))};
+    const int64_t L = nv == NV_SLICED ? 1 : 3; /* the linear's rows */
+    if (nv == NV_SLICED || nv == NV_SLICE_LAST) { /* x[:, -1:] (dim 1), x[..., 0:8] (dim 2) */
+        const bool last = nv == NV_SLICE_LAST;
+        int32_t sv = hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, L, 8));
+        pt_node *sl = tg_node(g, PETREL_OP_SLICE, 5, 1, &sv);
+        ha_tensors(sl, 0, false, &xn, 1);
+        ha_lit(sl, 1, PT_ARG_INT, last ? 2 : 1);
+        ha_lit(sl, 2, PT_ARG_INT, last ? 0 : -1);
+        ha_lit(sl, 3, PT_ARG_INT, 0);
+        sl->args[3].items[0].i = last ? 8 : INT64_MAX;
+        ha_lit(sl, 4, PT_ARG_INT, 1);
+        xn = sv;
+    }
+    int32_t y[2] = {hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, L, 5)), hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, L, 3))};
     if (nv == NV_PLAIN_INPUT) {
         pt_node *pl = tg_node(g, PETREL_OP_LINEAR, 3, 1, y);
         ha_tensors(pl, 0, false, &xn, 1);
@@ -825,10 +842,17 @@ static void test_norm_fold(void) {
         norm_variant nv;
         const char *name;
         bool folds;
-    } vs[] = {{NV_LINEAR_N, "into linear_n", true},      {NV_GATED, "into gated_linear", true},
-              {NV_READ_TWICE, "read twice", false},      {NV_RESULT, "also a result", false},
-              {NV_OTHER_DTYPE, "changing dtype", false}, {NV_X_WRITTEN, "input written between", false},
-              {NV_NORM_ON, "linear normalizing already", false}, {NV_PLAIN_INPUT, "plain linear, input weight", false}};
+        int count; /* the outputs' elements */
+    } vs[] = {{NV_LINEAR_N, "into linear_n", true, 48},
+              {NV_GATED, "into gated_linear", true, 30},
+              {NV_READ_TWICE, "read twice", false, 0},
+              {NV_RESULT, "also a result", false, 0},
+              {NV_OTHER_DTYPE, "changing dtype", false, 0},
+              {NV_X_WRITTEN, "input written between", false, 0},
+              {NV_NORM_ON, "linear normalizing already", false, 0},
+              {NV_PLAIN_INPUT, "plain linear, input weight", false, 0},
+              {NV_SLICED, "rows cut to the last one between", true, 16},
+              {NV_SLICE_LAST, "last dim sliced between", false, 0}};
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
         pt_graph g;
         pt_err err = {{0}};
@@ -846,7 +870,7 @@ static void test_norm_fold(void) {
               count_op(&g, PETREL_OP_PETREL_RMS_NORM), norm_linears(&g), !vs[i].folds, vs[i].folds + on);
         if (vs[i].folds) { /* the same numbers, to the bit */
             int ng = run_norm_graph(&g, got, 160);
-            CHECK(nw == (vs[i].nv == NV_GATED ? 30 : 48) && ng == nw, "norm fold, %s: ran to %d and %d numbers (%s)", vs[i].name, nw, ng,
+            CHECK(nw == vs[i].count && ng == nw, "norm fold, %s: ran to %d and %d numbers (%s)", vs[i].name, nw, ng,
                   run_error);
             for (int e = 0; e < nw && e < ng; e++)
                 CHECK(want[e] == got[e], "norm fold, %s: number %d is %g, was %g unfolded", vs[i].name, e, got[e],
