@@ -740,6 +740,7 @@ typedef enum norm_variant {
     NV_PLAIN_INPUT,  /* a plain aten.linear whose weight is an input, not a constant */
     NV_SLICED,       /* the norm's rows cut to the last one before the linear (an LM head): folds */
     NV_SLICE_LAST,   /* a slice of the last dim, the norm's, between: no fold */
+    NV_SLICED_ON,    /* NV_SLICED into a linear normalizing already: the slice moves, the norm stays */
 } norm_variant;
 
 /* Inputs x (2, 3, 8) bf16, the norm's weight (8), the linear's weights
@@ -762,8 +763,9 @@ static void norm_graph(pt_graph *g, norm_variant nv) {
     ha_lit(r, 3, PT_ARG_BOOL, gated);
     if (!gated) ha_lit(r, 4, PT_ARG_DTYPE, bf);
     if (nv == NV_X_WRITTEN) HN(g, PETREL_OP_ADD__TENSOR, x, x, x, -3);
-    const int64_t L = nv == NV_SLICED ? 1 : 3; /* the linear's rows */
-    if (nv == NV_SLICED || nv == NV_SLICE_LAST) { /* x[:, -1:] (dim 1), x[..., 0:8] (dim 2) */
+    const bool cut = nv == NV_SLICED || nv == NV_SLICED_ON;
+    const int64_t L = cut ? 1 : 3; /* the linear's rows */
+    if (cut || nv == NV_SLICE_LAST) { /* x[:, -1:] (dim 1), x[..., 0:8] (dim 2) */
         const bool last = nv == NV_SLICE_LAST;
         int32_t sv = hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, L, 8));
         pt_node *sl = tg_node(g, PETREL_OP_SLICE, 5, 1, &sv);
@@ -795,7 +797,7 @@ static void norm_graph(pt_graph *g, norm_variant nv) {
     } else {
         ha_tensors(l, 1, true, w, 2);
     }
-    ha_lit(l, base, PT_ARG_BOOL, nv == NV_NORM_ON);
+    ha_lit(l, base, PT_ARG_BOOL, nv == NV_NORM_ON || nv == NV_SLICED_ON);
     ha_lit(l, base + 2, PT_ARG_FLOAT, 1e-6);
     ha_lit(l, base + 3, PT_ARG_BOOL, 0);
     int32_t outs[4] = {y[0], gated ? -1 : y[1], -1, -1};
@@ -852,7 +854,8 @@ static void test_norm_fold(void) {
               {NV_NORM_ON, "linear normalizing already", false, 0},
               {NV_PLAIN_INPUT, "plain linear, input weight", false, 0},
               {NV_SLICED, "rows cut to the last one between", true, 16},
-              {NV_SLICE_LAST, "last dim sliced between", false, 0}};
+              {NV_SLICE_LAST, "last dim sliced between", false, 0},
+              {NV_SLICED_ON, "rows cut, the linear normalizing already", false, 16}};
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
         pt_graph g;
         pt_err err = {{0}};
@@ -860,7 +863,8 @@ static void test_norm_fold(void) {
         CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "norm fold, %s: the test graph is invalid: %s", vs[i].name,
               err.msg);
         double want[160], got[160];
-        int nw = run_norm_graph(&g, want, 160), nodes = g.nnodes, on = vs[i].nv == NV_NORM_ON;
+        int nw = run_norm_graph(&g, want, 160), nodes = g.nnodes,
+            on = vs[i].nv == NV_NORM_ON || vs[i].nv == NV_SLICED_ON;
         CHECK(nw > 0, "norm fold, %s: the unfolded graph failed: %s", vs[i].name, run_error);
         CHECK(pc_fuse(&g) == 0, "norm fold, %s: a fold counted as a fused op", vs[i].name);
         CHECK(pt_graph_verify(&g, &err) == PETREL_OK, "norm fold, %s: invalid after: %s", vs[i].name, err.msg);
@@ -868,7 +872,16 @@ static void test_norm_fold(void) {
                   g.nnodes == nodes - vs[i].folds,
               "norm fold, %s: %d norms left, %d linears normalize, want %d and %d", vs[i].name,
               count_op(&g, PETREL_OP_PETREL_RMS_NORM), norm_linears(&g), !vs[i].folds, vs[i].folds + on);
-        if (vs[i].folds) { /* the same numbers, to the bit */
+        if (vs[i].nv == NV_SLICED_ON) { /* the slice moved before the norm, which reads it */
+            bool reads_slice = false;
+            for (int32_t a = 0; a < g.nnodes; a++)
+                if (g.nodes[a].op == PETREL_OP_PETREL_RMS_NORM)
+                    for (int32_t b = 0; b < a; b++)
+                        reads_slice |= g.nodes[b].op == PETREL_OP_SLICE &&
+                                       g.nodes[b].outs[0] == g.nodes[a].args[0].items[0].vid;
+            CHECK(reads_slice, "norm fold, %s: the norm does not read the slice", vs[i].name);
+        }
+        if (vs[i].count) { /* the same numbers, to the bit (NV_SLICED_ON: the norm reads the slice of x) */
             int ng = run_norm_graph(&g, got, 160);
             CHECK(nw == vs[i].count && ng == nw, "norm fold, %s: ran to %d and %d numbers (%s)", vs[i].name, nw, ng,
                   run_error);
