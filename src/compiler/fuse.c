@@ -1004,7 +1004,8 @@ static bool fold_qk_norm(const fz *f, int32_t si, fz_match *m) {
  * finds the norm next to the LM head (and a prefill normalizes one row).
  * The two nodes swap places: the view takes the norm's slot and output
  * value (now of the view's shape and x's dtype), the norm the view's.
- * False when n is no such norm. */
+ * False when n is no such norm, or when a node between them may write x
+ * or the norm's weight. */
 static bool commute_norm_view(pt_graph *g, const fz *f, int32_t ni) {
     const pt_node *r = node(f, ni);
     double eps, add_one;
@@ -1031,6 +1032,9 @@ static bool commute_norm_view(pt_graph *g, const fz *f, int32_t ni) {
     if (t->op != PETREL_OP_SLICE && (si < 0 || node(f, si)->op != PETREL_OP_PETREL_SDPA_CACHE ||
                                      (tin(node(f, si), 0) != b && tin(node(f, si), 1) != b)))
         return false;
+    /* the norm will read x and its weight where the view was: nothing between may write them */
+    for (int32_t k = ni + 1; k < ti; k++)
+        if (may_write(f, node(f, k), tin(r, 0)) || may_write(f, node(f, k), tin(r, 1))) return false;
     pt_node *nn = &g->nodes[ni], *tn = &g->nodes[ti];
     int32_t x = tin(nn, 0);
     pt_node tmp = *nn;

@@ -741,6 +741,7 @@ typedef enum norm_variant {
     NV_SLICED,       /* the norm's rows cut to the last one before the linear (an LM head): folds */
     NV_SLICE_LAST,   /* a slice of the last dim, the norm's, between: no fold */
     NV_SLICED_ON,    /* NV_SLICED into a linear normalizing already: the slice moves, the norm stays */
+    NV_SLICED_X_WRITTEN, /* NV_SLICED with the norm's input written in place before the slice: nothing moves */
 } norm_variant;
 
 /* Inputs x (2, 3, 8) bf16, the norm's weight (8), the linear's weights
@@ -754,7 +755,8 @@ static void norm_graph(pt_graph *g, norm_variant nv) {
     int32_t x = hv(g, PT_SRC_USER_INPUT, bf, 3, DIMS(2, 3, 8)), nw = hv(g, PT_SRC_USER_INPUT, bf, 1, DIMS(8));
     int32_t w[2] = {hv(g, PT_SRC_USER_INPUT, ndt, 2, DIMS(5, 8)),
                     hv(g, PT_SRC_USER_INPUT, ndt, 2, gated ? DIMS(5, 8) : DIMS(3, 8))};
-    if (nv == NV_X_WRITTEN) x = HN(g, PETREL_OP_CLONE, x, x, -1); /* a temporary, so that it may be written */
+    if (nv == NV_X_WRITTEN || nv == NV_SLICED_X_WRITTEN)
+        x = HN(g, PETREL_OP_CLONE, x, x, -1); /* a temporary, so that it may be written */
     int32_t xn = hv(g, PT_SRC_NODE, ndt, 3, DIMS(2, 3, 8));
     pt_node *r = tg_node(g, PETREL_OP_PETREL_RMS_NORM, 5, 1, &xn);
     ha_tensors(r, 0, false, &x, 1);
@@ -762,8 +764,8 @@ static void norm_graph(pt_graph *g, norm_variant nv) {
     ha_lit(r, 2, PT_ARG_FLOAT, gated ? 1e-6 : 1e-5);
     ha_lit(r, 3, PT_ARG_BOOL, gated);
     if (!gated) ha_lit(r, 4, PT_ARG_DTYPE, bf);
-    if (nv == NV_X_WRITTEN) HN(g, PETREL_OP_ADD__TENSOR, x, x, x, -3);
-    const bool cut = nv == NV_SLICED || nv == NV_SLICED_ON;
+    if (nv == NV_X_WRITTEN || nv == NV_SLICED_X_WRITTEN) HN(g, PETREL_OP_ADD__TENSOR, x, x, x, -3);
+    const bool cut = nv == NV_SLICED || nv == NV_SLICED_ON || nv == NV_SLICED_X_WRITTEN;
     const int64_t L = cut ? 1 : 3; /* the linear's rows */
     if (cut || nv == NV_SLICE_LAST) { /* x[:, -1:] (dim 1), x[..., 0:8] (dim 2) */
         const bool last = nv == NV_SLICE_LAST;
@@ -855,7 +857,8 @@ static void test_norm_fold(void) {
               {NV_PLAIN_INPUT, "plain linear, input weight", false, 0},
               {NV_SLICED, "rows cut to the last one between", true, 16},
               {NV_SLICE_LAST, "last dim sliced between", false, 0},
-              {NV_SLICED_ON, "rows cut, the linear normalizing already", false, 16}};
+              {NV_SLICED_ON, "rows cut, the linear normalizing already", false, 16},
+              {NV_SLICED_X_WRITTEN, "rows cut, the input written before the cut", false, 16}};
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
         pt_graph g;
         pt_err err = {{0}};
