@@ -337,6 +337,7 @@ static void count_bias(const pt_graph *g, int *nbias, int *nfloat) {
     }
 }
 
+static bool import_raw(const char *in, pt_mapping *map, pz_archive *z, pt_graph *g);
 static bool import(const char *in, pt_mapping *map, pz_archive *z, pt_graph *g);
 
 static void test_bias(void) {
@@ -736,12 +737,7 @@ static void test_qkv_attn_limits(void) {
         pt_graph g;
         pc_quant_result r;
         CHECK(pc_quant_parse("int4", &o, &err) == PETREL_OK, "parse: %s", err.msg);
-        memset(&g, 0, sizeof g);
-        if (pt_map_file(&map, in, &err) != PETREL_OK || pz_open_memory(&z, map.data, map.size, &err) != PETREL_OK ||
-            pt2_import(&g, &z, &err) != PETREL_OK) {
-            CHECK(0, "%s: %s", in, err.msg);
-            return;
-        }
+        if (!import_raw(in, &map, &z, &g)) return;
         tg_passes(&g); /* petrel_compile's before quantization (its constant folding aside) */
         CHECK(pc_quantize(&g, &o, &r, &err) == PETREL_OK, "quantize: %s", err.msg);
         pt_node *ql = NULL; /* layer 0's q/k/v */
@@ -853,15 +849,25 @@ static void test_step_bytes(void) {
 
 /* ---- 3. out of memory -------------------------------------------------------------- */
 
-static bool import(const char *in, pt_mapping *map, pz_archive *z, pt_graph *g) {
+/* The archive at in as a graph, no pass run yet. */
+static bool import_raw(const char *in, pt_mapping *map, pz_archive *z, pt_graph *g) {
     pt_err err = {{0}};
     memset(g, 0, sizeof *g);
-    if (pt_map_file(map, in, &err) != PETREL_OK) return false;
+    if (pt_map_file(map, in, &err) != PETREL_OK) {
+        CHECK(0, "%s: %s", in, err.msg);
+        return false;
+    }
     if (pz_open_memory(z, map->data, map->size, &err) != PETREL_OK || pt2_import(g, z, &err) != PETREL_OK) {
         CHECK(0, "%s: %s", in, err.msg);
         pt_unmap_file(map);
         return false;
     }
+    return true;
+}
+
+/* The archive at in, fused as the quantizer expects it. */
+static bool import(const char *in, pt_mapping *map, pz_archive *z, pt_graph *g) {
+    if (!import_raw(in, map, z, g)) return false;
     pc_fuse(g);
     pc_fuse_experts(g);
     return true;
