@@ -350,6 +350,11 @@ static petrel_status q_expert(pt_exec *ex, const pt_node *n) {
 
 /* ---- petrel.qkv_attn ---------------------------------------------------------------- */
 
+/* t is a dense device vector of n elements of dtype dt. */
+static bool q_dense_vec(const pt_tensor *t, petrel_dtype dt, int64_t n) {
+    return t && t->dtype == dt && t->rank == 1 && t->shape[0] == n && t->stride[0] == 1 && !pcu_is_host_scalar(t);
+}
+
 /* The decode kernel's arguments (qkv_attn_k.h) for node n when it takes
  * it: one row of x, int4 codes in dense rows, program-constant weights,
  * the norm weight (if any) of x's dtype, caches of x's dtype with
@@ -393,18 +398,13 @@ static petrel_status q_qkv_fast(pt_exec *ex, const pt_node *n, pcu_qkv_attn *a, 
     const int64_t Hq = w[0].N / E;
     if (pk_bool(ex, n, 20)) {
         const pt_tensor *nw = pk_tensor(ex, n, 21);
-        if (!nw || nw->dtype != dt || nw->rank != 1 || nw->shape[0] != K || nw->stride[0] != 1 ||
-            pcu_is_host_scalar(nw))
-            return PETREL_OK;
+        if (!q_dense_vec(nw, dt, K)) return PETREL_OK;
         a->norm_w = nw->data, a->norm_eps = (float)pk_float(ex, n, 22), a->norm_add_one = pk_bool(ex, n, 23);
     }
     if (pk_bool(ex, n, 12)) { /* the q/k norm: weights of x's dtype, its rounding to that dtype or none */
         const pt_tensor *qw = pk_tensor(ex, n, 13), *kw = pk_tensor(ex, n, 14);
         const int ndt = pk_dtype(ex, n, 17);
-        if (!qw || !kw || qw->dtype != dt || kw->dtype != dt || qw->rank != 1 || kw->rank != 1 ||
-            qw->shape[0] != E || kw->shape[0] != E || qw->stride[0] != 1 || kw->stride[0] != 1 ||
-            pcu_is_host_scalar(qw) || pcu_is_host_scalar(kw) || (ndt >= 0 && ndt != (int)dt))
-            return PETREL_OK;
+        if (!q_dense_vec(qw, dt, E) || !q_dense_vec(kw, dt, E) || (ndt >= 0 && ndt != (int)dt)) return PETREL_OK;
         a->qnw = qw->data, a->knw = kw->data, a->neps = (float)pk_float(ex, n, 15);
         a->nadd_one = pk_bool(ex, n, 16), a->nround = ndt >= 0;
     }
