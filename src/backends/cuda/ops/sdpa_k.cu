@@ -141,6 +141,7 @@ __device__ long long tr_buf[1024][TR_N];
 #define DEC_CLUSTER 8             /* decode: blocks per cluster, the portable maximum */
 #define DEC_MAXC 16               /* decode: 16-byte chunks per k or v row, at most */
 #define DEC_MAX_ROWS (2 * ATTN_ROWS) /* decode: query rows per k/v matrix, at most */
+static_assert(ATTN_ROWS <= DEC_WARPS, "a decode block holds a warp for each of its rows");
 #define DEC_MAX_KEYS (4 * DEC_CLUSTER * DEC_WARPS * 32) /* decode: 4 passes; longer k/v split wider */
 #define DEC_SMEM_MAX (160 * 1024) /* decode: shared memory, opted in to past 48 KB (head dim 256) */
 
@@ -242,7 +243,7 @@ static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
     if (g->drpw > 1 && a->keys_below > 0) {
         attn_grid t = *g;
         attn_dec_geom(&t, nch, 1);
-        if (t.dw >= t.qb && a->keys_below <= (int64_t)(t.dw / t.qb) * t.dcl * kpc) *g = t;
+        if (a->keys_below <= (int64_t)(t.dw / t.qb) * t.dcl * kpc) *g = t; /* qb <= ATTN_ROWS < dw */
     }
     g->dmc = mc <= 4 ? 4 : mc <= 8 ? 8 : 16;
     g->smem = sizeof(float) * (size_t)(ATTN_ROWS * a->E + (g->dw + g->dcl) * g->qb * (a->Ev + 2));
