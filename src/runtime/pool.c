@@ -17,7 +17,13 @@
 #include "pool.h"
 
 #define POOL_MAX 64
-#define POOL_MIN_WORK ((int64_t)1 << 18) /* about 50-100 us of one core's GEMV: wake-ups cost ~10 */
+/* The least work (multiply-adds) per thread: 16 K, 1-2 us of one core's
+ * quantized or bf16 GEMV.  A loop's round trip through a spinning worker
+ * costs 0.3-1.4 us (2 threads, a KVM guest), so a product of a few hundred
+ * thousand multiply-adds (a small model's q or o projection) gains from
+ * the split: 2^18 kept those on one thread (SmolLM2-135M decode, int4
+ * 108 -> 137 tok/s, fp32 40 -> 47; bench/RESULTS.md). */
+#define POOL_MIN_WORK ((int64_t)1 << 14)
 #define POOL_SPIN 2000 /* polls (sched_yield) of the generation before sleeping: about a millisecond */
 
 struct pt_pool {
