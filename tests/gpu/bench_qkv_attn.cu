@@ -21,6 +21,8 @@
 ** caches in one CUDA graph, each with its o + residual, gate/up and down +
 ** residual ring GEMVs): the launches against the fused kernel, 301 valid
 ** positions, both given the executor's short range (positions below 512).
+** Then each of the fused layer's four kernels repeated alone, and o and
+** down alternating: what the layer pays beyond its kernels' own times.
 **
 **   nvcc -std=c++17 -O3 -arch=sm_90 -Iinclude -Isrc tests/gpu/bench_qkv_attn.cu \
 **     src/backends/cuda/ops/qkv_attn_k.cu src/backends/cuda/ops/quant_k.cu \
@@ -351,23 +353,35 @@ int main() {
         r.s_rs = K / 32, r.s_cs = 1, r.zeros = w.z, r.z_rs = K / 32, r.z_cs = 1, r.N = w.N;
         return r;
     };
-    auto rest = [&](int l, const void *a_out) {
+    auto gv = [&]() {
         pcu_qgemv g = {};
         g.dtype = PETREL_DTYPE_BF16, g.fmt = PT_QFMT_INT4, g.G = 32, g.M = 1, g.w_const = 1;
+        g.res_dtype = PETREL_DTYPE_BF16, g.res_sm = HID, g.res_sn = 1;
+        return g;
+    };
+    auto launch_o = [&](int l, const void *a_out) { /* o + residual */
+        pcu_qgemv g = gv();
         g.x = a_out, g.ldx = HID, g.K = HID, g.mode = PCU_GEMV_RESID, g.nw = 1;
-        g.w[0] = pw(wo[l], HID), g.out[0] = o;
-        g.res = Ls[l].x, g.res_dtype = PETREL_DTYPE_BF16, g.res_sm = HID, g.res_sn = 1;
-        cudaError_t e = pcu_qgemv_launch(st, &g, sms);
-        if (e != cudaSuccess) return e;
-        g.x = o, g.mode = PCU_GEMV_GATED, g.act = PCU_ACT_SILU, g.nw = 2, g.res = nullptr;
+        g.w[0] = pw(wo[l], HID), g.out[0] = o, g.res = Ls[l].x;
+        return pcu_qgemv_launch(st, &g, sms);
+    };
+    auto launch_gu = [&](int l) { /* norm, gate/up, silu(gate) * up */
+        pcu_qgemv g = gv();
+        g.x = o, g.ldx = HID, g.K = HID, g.mode = PCU_GEMV_GATED, g.act = PCU_ACT_SILU, g.nw = 2;
         g.norm = 1, g.norm_w = Ls[l].nw, g.norm_eps = 1e-5f;
         g.w[0] = pw(wg[l], HID), g.w[1] = pw(wu[l], HID), g.out[0] = hb;
-        if ((e = pcu_qgemv_launch(st, &g, sms)) != cudaSuccess) return e;
-        g.norm = 0, g.norm_w = nullptr;
-        g.x = hb, g.ldx = INTER, g.K = INTER, g.mode = PCU_GEMV_RESID, g.nw = 1;
-        g.w[0] = pw(wd[l], INTER), g.out[0] = Ls[(l + 1) % NL].x;
-        g.res = o, g.res_dtype = PETREL_DTYPE_BF16, g.res_sm = HID, g.res_sn = 1;
         return pcu_qgemv_launch(st, &g, sms);
+    };
+    auto launch_d = [&](int l) { /* down + residual, into the next layer's x */
+        pcu_qgemv g = gv();
+        g.x = hb, g.ldx = INTER, g.K = INTER, g.mode = PCU_GEMV_RESID, g.nw = 1;
+        g.w[0] = pw(wd[l], INTER), g.out[0] = Ls[(l + 1) % NL].x, g.res = o;
+        return pcu_qgemv_launch(st, &g, sms);
+    };
+    auto rest = [&](int l, const void *a_out) {
+        cudaError_t e = launch_o(l, a_out);
+        if (e == cudaSuccess) e = launch_gu(l);
+        return e == cudaSuccess ? launch_d(l) : e;
     };
     const int reps = 10 * NL;
     for (int rep = 0; rep < 3; rep++) {
@@ -388,6 +402,35 @@ int main() {
             return pcu_qkv_attn_launch(st, &f);
         });
         printf("  layer: launches %.2f, fused %.2f;  q/k/v + attention alone: launches %.2f, fused %.2f\n", a, b, c, d);
+    }
+    /* Where the layer's time goes besides each kernel's own: each of the
+     * fused layer's kernels repeated alone (one kernel's code and shared
+     * memory layout throughout, each launch another layer's weights), and
+     * two of them alternating.  A layer slower than the sum of its kernels
+     * alone pays for switching between kernels (their code fetched anew,
+     * the shared-memory layout changed, less overlap of one launch's
+     * prologue with the last one's tail). */
+    printf("== the layer's kernels alone, us a launch (each repeated with the 16 layers' weights)\n");
+    for (int rep = 0; rep < 3; rep++) {
+        double b = graph_us(st, reps, [&](int i) {
+            pcu_qkv_attn f = fused_args(Ls[i % NL], M_PREFIX, PETREL_DTYPE_BOOL);
+            cudaError_t e = pcu_qkv_attn_launch(st, &f);
+            return e == cudaSuccess ? rest(i % NL, Ls[i % NL].out[1]) : e;
+        });
+        double d = graph_us(st, reps, [&](int i) {
+            pcu_qkv_attn f = fused_args(Ls[i % NL], M_PREFIX, PETREL_DTYPE_BOOL);
+            return pcu_qkv_attn_launch(st, &f);
+        });
+        double to = graph_us(st, reps, [&](int i) { return launch_o(i % NL, Ls[i % NL].out[1]); });
+        double tg = graph_us(st, reps, [&](int i) { return launch_gu(i % NL); });
+        double td = graph_us(st, reps, [&](int i) { return launch_d(i % NL); });
+        double tod = graph_us(st, reps, [&](int i) {
+            cudaError_t e = launch_o(i % NL, Ls[i % NL].out[1]);
+            return e == cudaSuccess ? launch_d(i % NL) : e;
+        });
+        printf("  qkv_attn %.2f, o %.2f, gate/up %.2f, down %.2f: sum %.2f against the layer's %.2f;  "
+               "o and down alternating %.2f a pair against %.2f\n",
+               d, to, tg, td, d + to + tg + td, b, tod, to + td);
     }
     printf("CHECKS %s\n", g_fail ? "FAILED" : "passed");
     return g_fail;

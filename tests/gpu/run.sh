@@ -44,7 +44,8 @@
 #  10. tests/gpu/bench_qkv_attn.cu: petrel.qkv_attn's decode kernel (a
 #      layer's int4 q/k/v projections and attention in one launch) against
 #      the GEMV and attention launches it replaces (shapes, formats, dtypes,
-#      positions, masks), and its time in a Llama-3.2-1B layer.
+#      positions, masks), its time in a Llama-3.2-1B layer, and the
+#      layer's four kernels each repeated alone (what switching costs).
 # usage: tests/gpu/run.sh [BUILD_DIR]   (default build-cuda, shared with
 # bench/gpu.sh); exit 1 on any failure.  LOG_DIR=dir keeps the full logs.
 set -u
