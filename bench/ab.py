@@ -127,11 +127,12 @@ def main():
             for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
                 say(f"{os.path.basename(m)}: round {r + 1}, {side}")
                 runs[side].append(bench(exe[side], m, args.bench))
-        dec = {s: [j["decode_tok_s"] for j in runs[s]] for s in runs}
-        ttft = {s: [j["ttft_ms"] for j in runs[s]] for s in runs}
-        pre = {s: [p["tok_s"] for j in runs[s] for p in j.get("prefill", [])] for s in runs}
-        ratio = statistics.median(dec["B"]) / statistics.median(dec["A"])
-        rows.append([os.path.basename(m), runs["A"][0]["backend"], fmt(dec["A"]), fmt(dec["B"]), f"{ratio:.3f}",
+        dec = {s: [j.get("decode_tok_s") or 0.0 for j in runs[s]] for s in runs}
+        ttft = {s: [j.get("ttft_ms") or 0.0 for j in runs[s]] for s in runs}
+        pre = {s: [p["tok_s"] for j in runs[s] for p in j.get("prefill") or [] if p.get("tok_s")] for s in runs}
+        med_a = statistics.median(dec["A"])
+        ratio = f"{statistics.median(dec['B']) / med_a:.3f}" if med_a > 0 else "-"
+        rows.append([os.path.basename(m), runs["A"][0].get("backend", "?"), fmt(dec["A"]), fmt(dec["B"]), ratio,
                      fmt(ttft["A"]) + " -> " + fmt(ttft["B"]),
                      (fmt(pre["A"], 1) + " -> " + fmt(pre["B"], 1)) if pre["A"] else "-",
                      ids_note(runs["A"][0], runs["B"][0])])
