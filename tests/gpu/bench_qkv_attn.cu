@@ -402,25 +402,13 @@ int main() {
             return pcu_qkv_attn_launch(st, &f);
         });
         printf("  layer: launches %.2f, fused %.2f;  q/k/v + attention alone: launches %.2f, fused %.2f\n", a, b, c, d);
-    }
-    /* Where the layer's time goes besides each kernel's own: each of the
-     * fused layer's kernels repeated alone (one kernel's code and shared
-     * memory layout throughout, each launch another layer's weights), and
-     * two of them alternating.  A layer slower than the sum of its kernels
-     * alone pays for switching between kernels (their code fetched anew,
-     * the shared-memory layout changed, less overlap of one launch's
-     * prologue with the last one's tail). */
-    printf("== the layer's kernels alone, us a launch (each repeated with the 16 layers' weights)\n");
-    for (int rep = 0; rep < 3; rep++) {
-        double b = graph_us(st, reps, [&](int i) {
-            pcu_qkv_attn f = fused_args(Ls[i % NL], M_PREFIX, PETREL_DTYPE_BOOL);
-            cudaError_t e = pcu_qkv_attn_launch(st, &f);
-            return e == cudaSuccess ? rest(i % NL, Ls[i % NL].out[1]) : e;
-        });
-        double d = graph_us(st, reps, [&](int i) {
-            pcu_qkv_attn f = fused_args(Ls[i % NL], M_PREFIX, PETREL_DTYPE_BOOL);
-            return pcu_qkv_attn_launch(st, &f);
-        });
+        /* Where the fused layer's time goes besides each kernel's own: the
+         * other three kernels repeated alone too (one kernel's code and
+         * shared-memory layout throughout, each launch another layer's
+         * weights), and two of them alternating.  A layer slower than the
+         * sum of its kernels alone pays for switching between kernels
+         * (their code fetched anew, the shared-memory layout changed, less
+         * overlap of one launch's prologue with the last one's tail). */
         double to = graph_us(st, reps, [&](int i) { return launch_o(i % NL, Ls[i % NL].out[1]); });
         double tg = graph_us(st, reps, [&](int i) { return launch_gu(i % NL); });
         double td = graph_us(st, reps, [&](int i) { return launch_d(i % NL); });
@@ -428,8 +416,8 @@ int main() {
             cudaError_t e = launch_o(i % NL, Ls[i % NL].out[1]);
             return e == cudaSuccess ? launch_d(i % NL) : e;
         });
-        printf("  qkv_attn %.2f, o %.2f, gate/up %.2f, down %.2f: sum %.2f against the layer's %.2f;  "
-               "o and down alternating %.2f a pair against %.2f\n",
+        printf("  the fused layer's kernels alone: qkv_attn %.2f, o %.2f, gate/up %.2f, down %.2f: sum %.2f against "
+               "the layer's %.2f;  o and down alternating %.2f a pair against %.2f\n",
                d, to, tg, td, d + to + tg + td, b, tod, to + td);
     }
     printf("CHECKS %s\n", g_fail ? "FAILED" : "passed");
