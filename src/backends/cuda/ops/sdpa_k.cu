@@ -243,7 +243,7 @@ static void attn_dec_plan(const pcu_attn *a, attn_grid *g) {
     if (g->drpw > 1 && a->keys_below > 0) {
         attn_grid t = *g;
         attn_dec_geom(&t, nch, 1);
-        if (a->keys_below <= (int64_t)(t.dw / t.qb) * t.dcl * kpc) *g = t; /* qb <= ATTN_ROWS < dw */
+        if (a->keys_below <= (int64_t)(t.dw / t.qb) * t.dcl * kpc) *g = t; /* qb <= ATTN_ROWS <= dw */
     }
     g->dmc = mc <= 4 ? 4 : mc <= 8 ? 8 : 16;
     g->smem = sizeof(float) * (size_t)(ATTN_ROWS * a->E + (g->dw + g->dcl) * g->qb * (a->Ev + 2));
